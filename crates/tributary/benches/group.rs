@@ -1,0 +1,3 @@
+//! Benchmark: group (work in progress).
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! Benchmark: pool (work in progress).
+
+fn main() {}

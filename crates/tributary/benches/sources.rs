@@ -1,0 +1,3 @@
+//! Benchmark: sources (work in progress).
+
+fn main() {}

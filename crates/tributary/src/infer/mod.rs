@@ -1,0 +1,1 @@
+//! Simulated LLM inference. (work in progress)

@@ -1,0 +1,1 @@
+//! The loop-lag monitor. (work in progress)

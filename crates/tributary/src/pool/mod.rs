@@ -1,0 +1,1 @@
+//! CPU executors. (work in progress)

@@ -1,0 +1,1 @@
+//! HTTP sources. (work in progress)

@@ -1,0 +1,1 @@
+//! Timeline recorder. (work in progress)
