@@ -1,12 +1,38 @@
-//! The `tributary` command-line tool.
+//! The `tributary` command-line tool: arguments → settings → one command per module.
+
+mod cli;
+mod commands;
+mod error;
+mod faults;
+mod logging;
 
 use clap::Parser;
 
-/// Ask many slow sources at once, run CPU-heavy inference on every core, answer within a deadline.
-#[derive(Debug, Parser)]
-#[command(name = "tributary", version, about)]
-struct Cli {}
+use crate::cli::{Cli, Command};
+use crate::error::{CliError, ExitCode};
 
-fn main() {
-    let _cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.verbose);
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("{error}");
+            error.exit_code
+        }
+    };
+    std::process::ExitCode::from(code as u8)
+}
+
+fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| CliError::internal(CliError::chain("failed to start the async runtime", &error)))?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Ask(_args) => Err(CliError::internal("ask is not wired yet")),
+            Command::Sources(args) => commands::sources::run(args).await.map(|()| ExitCode::Success),
+        }
+    })
 }

@@ -1,0 +1,98 @@
+//! What a run reports: the answer, per-source status and timings, and how close the run came to the ideal.
+//!
+//! These types are the `--json` schema of `tributary ask` (documented in the README). Fields are only ever added,
+//! never renamed or removed; durations are milliseconds as floating-point numbers.
+
+use serde::Serialize;
+
+/// How one source fared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceStatus {
+    /// It answered and its answer went through inference.
+    Ok,
+    /// Its own timeout or the overall deadline cut it short (the fetch or the inference).
+    TimedOut,
+    /// It answered with an error, an oversized or malformed body, or could not be reached.
+    Failed,
+    /// The plan did not ask it: the question gave it nothing to look up.
+    Skipped,
+}
+
+impl SourceStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SourceStatus::Ok => "ok",
+            SourceStatus::TimedOut => "timed_out",
+            SourceStatus::Failed => "failed",
+            SourceStatus::Skipped => "skipped",
+        }
+    }
+}
+
+/// One source's part in a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceReport {
+    pub name: String,
+    /// `weather`, `news` or `kb`.
+    pub kind: String,
+    pub status: SourceStatus,
+    /// Why it did not answer (or why it was skipped); `null` when `ok`.
+    pub error: Option<String>,
+    /// HTTP attempts made (0 when skipped or served from the cache without waiting).
+    pub attempts: u32,
+    /// Whether the response came from the cache instead of an upstream call.
+    pub cached: bool,
+    /// Time from the start of the fetch until the response (or the failure); `null` when skipped.
+    pub fetch_ms: Option<f64>,
+    /// CPU time of the inference on its worker; `null` when there was none.
+    pub infer_ms: Option<f64>,
+    /// When the response arrived, since the start of the run.
+    pub arrived_at_ms: Option<f64>,
+    /// Which pool worker ran the inference.
+    pub worker: Option<usize>,
+    /// Whether the configuration marks the source as required.
+    pub required: bool,
+    /// The extractive summary the inference produced from this source.
+    pub summary: Option<String>,
+}
+
+/// The whole run for one question.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentReport {
+    pub question: String,
+    /// The unified answer; `null` when no source answered (exit code 3).
+    pub answer: Option<String>,
+    /// True when a source that was asked did not answer.
+    pub degraded: bool,
+    /// `concurrent` or `sequential`.
+    pub mode: &'static str,
+    pub elapsed_ms: f64,
+    /// The best possible time for the measured fetch times and inference costs on `workers` cores.
+    pub ideal_ms: f64,
+    /// `ideal_ms / elapsed_ms` (1.0 = nothing lost to orchestration).
+    pub efficiency: f64,
+    pub workers: usize,
+    pub deadline_ms: f64,
+    pub per_source_timeout_ms: f64,
+    pub sources: Vec<SourceReport>,
+}
+
+impl AgentReport {
+    /// Whether the run produced an answer that can be used (exit code 0).
+    pub fn answered(&self) -> bool {
+        self.answer.is_some()
+    }
+}
+
+/// `ask --compare`: the sequential baseline and the concurrent agent, one after the other.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub question: String,
+    pub sequential: AgentReport,
+    pub concurrent: AgentReport,
+    /// `sequential.elapsed_ms / concurrent.elapsed_ms`.
+    pub speedup: f64,
+    /// The speed-up the ideal schedules allow for the measured fetch and inference times.
+    pub ideal_speedup: f64,
+}
