@@ -310,6 +310,12 @@ where
         self.start(name, permit, child)
     }
 
+    /// The group's deadline, for children to carry down: a child narrows it with its own timeout through
+    /// [`with_timeout`](super::deadline::with_timeout) so its effective bound is `min(own timeout, group deadline)`.
+    pub fn deadline(&self) -> Deadline {
+        self.shared.deadline
+    }
+
     /// Whether the group refuses new children (it is shutting down or has ended).
     pub fn is_shutting_down(&self) -> bool {
         self.shared.lock().refuses_spawn() || self.shared.token.is_cancelled()
@@ -462,6 +468,7 @@ struct Shared<E> {
     /// The concurrency limit's slots, if there is a limit.
     slots: Option<Arc<Semaphore>>,
     limit: usize,
+    deadline: Deadline,
     state: Mutex<State<E>>,
 }
 
@@ -517,6 +524,7 @@ impl<E> Shared<E> {
                 .max_concurrency
                 .map(|limit| Arc::new(Semaphore::new(limit.get()))),
             limit,
+            deadline: config.deadline,
             state: Mutex::new(State {
                 children: JoinSet::new(),
                 closed: false,
@@ -692,6 +700,7 @@ mod tests {
     use tokio::time::sleep;
 
     use super::*;
+    use crate::group::deadline::{Elapsed, ElapsedKind, with_timeout};
 
     #[derive(Debug)]
     enum TestError {
@@ -1387,6 +1396,40 @@ mod tests {
         assert_eq!(error.shut_down_at, start + Duration::from_secs(1));
         assert_eq!(error.cancelled_names().collect::<Vec<_>>(), ["slow"]);
         assert!(error.failed.is_empty());
+    }
+
+    /// A child narrows the group's deadline with its own timeout: the sooner of the two wins, and the child can
+    /// tell which one fired.
+    #[tokio::test(start_paused = true)]
+    async fn child_timeout_is_nested_in_the_group_deadline() {
+        let start = Instant::now();
+        let config = GroupConfig::new().deadline(Deadline::after(Duration::from_secs(10)));
+        let result = scope(config, |group| async move {
+            let deadline = group.deadline();
+            let own_timeout_wins = group
+                .spawn("short-timeout", async move {
+                    Ok(
+                        with_timeout(Some(Duration::from_secs(1)), deadline, sleep_then(5000, ()))
+                            .await,
+                    )
+                })
+                .await?;
+            let deadline_wins = group
+                .spawn("long-timeout", async move {
+                    Ok(deadline.narrow(Some(Duration::from_secs(60))))
+                })
+                .await?;
+            Ok::<_, TestError>((own_timeout_wins.await?, deadline_wins.await?))
+        })
+        .await;
+        let (own_timeout_wins, (effective, binding)) = result.unwrap();
+        assert!(matches!(
+            own_timeout_wins,
+            Err(Elapsed::PerCallTimeout(timeout)) if timeout == Duration::from_secs(1)
+        ));
+        // The child's 60 s timeout is cut to the group's 10 s deadline.
+        assert_eq!(effective, Deadline::at(start + Duration::from_secs(10)));
+        assert_eq!(binding, ElapsedKind::Deadline);
     }
 
     /// A token passed in with `cancelled_by` cancels the group from outside without dropping it.
