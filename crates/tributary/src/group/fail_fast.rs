@@ -321,6 +321,12 @@ where
         self.shared.lock().refuses_spawn() || self.shared.token.is_cancelled()
     }
 
+    /// Children spawned and not yet reaped: finished children are reaped on the next spawn.
+    #[cfg(test)]
+    fn tracked_children(&self) -> usize {
+        self.shared.lock().children.len()
+    }
+
     fn start<T, Child>(
         &self,
         name: Arc<str>,
@@ -691,6 +697,11 @@ async fn sleep_until(deadline: Deadline) {
 mod tests {
     //! Ports of CPython's `Lib/test/test_asyncio/test_taskgroups.py` (named after the case they port), plus the
     //! rules that have no asyncio counterpart (panics, concurrency limit, deadline).
+    //!
+    //! Not ported: `test_taskgroup_15` to `_21a`, where a task awaits or raises inside its cancellation handler.
+    //! Rust cancels by dropping a future, and a drop can neither await nor return an error. `_11`, `_17` and
+    //! `_22` are variants of outside cancellation covered by `cancellation_from_outside_cancels_every_child`,
+    //! `taskgroup_07_..` and `taskgroup_12_..`.
 
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
@@ -1191,6 +1202,26 @@ mod tests {
         assert!(heads.load(Ordering::SeqCst) >= 10);
     }
 
+    /// Ports `test_taskgroup_23`: finished children are released while the group runs, not kept to the end.
+    #[tokio::test(start_paused = true)]
+    async fn taskgroup_23_finished_children_are_released() {
+        let result = scope(GroupConfig::new(), |group| async move {
+            for count in 0..10 {
+                sleep(Duration::from_millis(100)).await;
+                group.spawn("do_job", sleep_then(300, ())).await?;
+                if count == 5 {
+                    assert!(
+                        group.tracked_children() < 5,
+                        "finished children were reaped"
+                    );
+                }
+            }
+            Ok::<_, TestError>(())
+        })
+        .await;
+        result.unwrap();
+    }
+
     /// Ports `test_taskgroup_task_name`: a child keeps the name it was given.
     #[tokio::test]
     async fn taskgroup_task_name_is_kept() {
@@ -1250,6 +1281,35 @@ mod tests {
         assert!(group.is_shutting_down());
         let after_end = group.spawn("after", async { Ok(()) }).await;
         assert!(matches!(after_end, Err(SpawnError::ShuttingDown { .. })));
+    }
+
+    /// A spawn waiting for a slot is refused, not left hanging, when the group shuts down meanwhile.
+    #[tokio::test(start_paused = true)]
+    async fn spawn_waiting_for_a_slot_is_refused_on_shutdown() {
+        let (leak, leaked) = oneshot::channel();
+        let limit = NonZeroUsize::new(1).unwrap();
+        let waiter = tokio::spawn(async move {
+            let group: Group<TestError> = leaked.await.unwrap();
+            group.spawn("waiting", async { Ok(()) }).await.map(drop)
+        });
+        let result: Result<(), _> = scope(
+            GroupConfig::new().max_concurrency(limit),
+            |group| async move {
+                group.spawn("failing", crash_after(100)).await?;
+                let _sent = leak.send(group.clone());
+                sleep(Duration::from_secs(10)).await;
+                Ok(())
+            },
+        )
+        .await;
+        assert_eq!(
+            result.unwrap_err().failed_names().collect::<Vec<_>>(),
+            ["failing"]
+        );
+        assert!(matches!(
+            waiter.await.unwrap(),
+            Err(SpawnError::ShuttingDown { .. })
+        ));
     }
 
     /// A body awaiting the handle of a child that fails is cancelled, not woken with `ChildLost`: the group
