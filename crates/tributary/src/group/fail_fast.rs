@@ -16,19 +16,23 @@
 //!   slot (a semaphore permit moved into the child) and [`Group::try_spawn`] refuses at once.
 //!
 //! ```
-//! use std::time::Duration;
 //! use tributary::group::{GroupConfig, scope};
+//!
+//! type BoxError = Box<dyn std::error::Error + Send + Sync>;
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let total = scope(GroupConfig::new(), |group| async move {
-//!     let weather = group.spawn("weather", async { Ok::<_, String>(21) }).await.map_err(|e| e.to_string())?;
-//!     let news = group.spawn("news", async { Ok::<_, String>(2) }).await.map_err(|e| e.to_string())?;
-//!     Ok(weather.await.map_err(|e| e.to_string())? + news.await.map_err(|e| e.to_string())?)
+//!     let weather = group.spawn("weather", async { Ok(21) }).await?;
+//!     let news = group.spawn("news", async { Ok(2) }).await?;
+//!     Ok::<_, BoxError>(weather.await? + news.await?)
 //! })
 //! .await;
 //! assert_eq!(total.unwrap(), 23);
 //! # }
 //! ```
+//!
+//! A child narrows the group's deadline ([`Group::deadline`]) with its own timeout through
+//! [`with_timeout`](super::deadline::with_timeout); the group itself shuts down when its deadline passes.
 //!
 //! Cancellation is cooperative at `.await` points: a child stuck in blocking code cannot be interrupted, which is
 //! one reason CPU work belongs in the pool, not in a child future.
@@ -44,7 +48,7 @@ use std::task::{Context, Poll};
 
 use futures::FutureExt as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, oneshot};
-use tokio::task::JoinSet;
+use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -355,7 +359,14 @@ where
         }
         state.children.spawn(task);
         // Reap children that already ended, so a long-lived group does not keep every finished task until the end.
-        while state.children.try_join_next().is_some() {}
+        let mut panicked = false;
+        while let Some(joined) = state.children.try_join_next() {
+            panicked |= state.absorb_join_error(joined);
+        }
+        drop(state);
+        if panicked {
+            self.shared.token.cancel();
+        }
         Ok(ChildHandle { name, value, token })
     }
 }
@@ -609,8 +620,11 @@ impl<E> Shared<E> {
                 }
                 std::mem::take(&mut state.children)
             };
-            // Children record their own outcome; a join error here can only be an abort from `AbortOnDrop`.
-            while children.join_next().await.is_some() {}
+            while let Some(joined) = children.join_next().await {
+                if self.lock().absorb_join_error(joined) {
+                    self.token.cancel();
+                }
+            }
         }
     }
 
@@ -644,6 +658,19 @@ impl<E> State<E> {
     fn begin_shutdown(&mut self, cause: ShutdownCause) {
         if self.shutdown.is_none() {
             self.shutdown = Some((cause, Instant::now()));
+        }
+    }
+
+    /// Children record their own outcome, so a joined task only matters if it panicked outside the child's
+    /// `catch_unwind`: in a destructor run while it was being cancelled. Returns whether it did.
+    fn absorb_join_error(&mut self, joined: Result<(), JoinError>) -> bool {
+        match joined {
+            Err(error) if error.is_panic() => {
+                self.panic.get_or_insert(error.into_panic());
+                true
+            }
+            // `Ok`, or an abort by `AbortOnDrop`, which only happens once nobody waits for the result.
+            _ => false,
         }
     }
 
@@ -1375,6 +1402,29 @@ mod tests {
             payload.downcast_ref::<String>().map(String::as_str),
             Some("inference crashed")
         );
+    }
+
+    /// A panic in a child's destructor, run while the group cancels it, still reaches the caller.
+    #[tokio::test(start_paused = true)]
+    async fn panic_while_a_child_is_cancelled_resumes_on_caller() {
+        struct PanicOnDrop;
+        impl Drop for PanicOnDrop {
+            fn drop(&mut self) {
+                panic!("cleanup crashed");
+            }
+        }
+        let caller = tokio::spawn(scope(GroupConfig::new(), |group| async move {
+            group
+                .spawn("messy", async {
+                    let _cleanup = PanicOnDrop;
+                    sleep_then(10_000, ()).await
+                })
+                .await?;
+            group.spawn("failing", crash_after(100)).await?;
+            Ok::<_, TestError>(())
+        }));
+        let payload = caller.await.unwrap_err().into_panic();
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"cleanup crashed"));
     }
 
     /// A body panic cancels and joins the children, then resumes on the caller.
