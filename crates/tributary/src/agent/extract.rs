@@ -1,0 +1,93 @@
+//! From a source's JSON response to the text the simulated LLM reads.
+//!
+//! Each kind has a known shape (see `crate::sim` for the schemas); anything else falls back to collecting the
+//! readable string fields of the response in document order, so a configured source with another schema still
+//! gives inference something to read.
+
+use serde_json::Value;
+
+use crate::infer::Document;
+use crate::source::{SourceKind, SourceSpec};
+
+/// Fields that hold prose, in the order they are worth reading.
+const PROSE_FIELDS: &[&str] = &["title", "summary", "text", "passage", "snippet", "body", "content", "description"];
+
+/// The document for one source's response.
+pub fn document_for(spec: &SourceSpec, body: &Value) -> Document {
+    let text = match spec.kind {
+        SourceKind::Weather => weather_text(body),
+        SourceKind::News | SourceKind::KnowledgeBase => None,
+    }
+    .unwrap_or_else(|| prose(body));
+    Document::new(spec.name.clone(), text)
+}
+
+fn weather_text(body: &Value) -> Option<String> {
+    let mut sentences = Vec::new();
+    if let Some(summary) = body.get("summary").and_then(Value::as_str) {
+        sentences.push(summary.to_owned());
+    }
+    if let Some(days) = body.get("forecast").and_then(Value::as_array) {
+        for day in days {
+            if let Some(summary) = day.get("summary").and_then(Value::as_str) {
+                sentences.push(summary.to_owned());
+            }
+        }
+    }
+    (!sentences.is_empty()).then(|| sentences.join(" "))
+}
+
+/// Every prose field anywhere in `value`, in document order, each ending with a full stop.
+pub fn prose(value: &Value) -> String {
+    let mut sentences = Vec::new();
+    collect_prose(value, &mut sentences);
+    sentences.join(" ")
+}
+
+fn collect_prose(value: &Value, sentences: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for field in PROSE_FIELDS {
+                if let Some(text) = map.get(*field).and_then(Value::as_str) {
+                    let text = text.trim();
+                    if !text.is_empty() {
+                        let ends_a_sentence = text.ends_with(['.', '!', '?']);
+                        sentences.push(if ends_a_sentence { text.to_owned() } else { format!("{text}.") });
+                    }
+                }
+            }
+            for (key, nested) in map {
+                if nested.is_object() || nested.is_array() {
+                    let _ = key;
+                    collect_prose(nested, sentences);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| collect_prose(item, sentences)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn prose_collects_readable_fields_in_order_and_ends_sentences() {
+        let body = json!({
+            "total": 2,
+            "articles": [
+                {"title": "Rust 2.0 ships", "summary": "It is fast.", "score": 3.2},
+                {"title": "Python 3.14", "body": "Free threading lands"}
+            ]
+        });
+        assert_eq!(prose(&body), "Rust 2.0 ships. It is fast. Python 3.14. Free threading lands.");
+    }
+
+    #[test]
+    fn a_body_without_prose_gives_empty_text() {
+        assert_eq!(prose(&json!({"n": 1, "list": [1, 2]})), "");
+    }
+}

@@ -1,0 +1,381 @@
+//! Running a plan: the concurrent agent and its sequential baseline, side by side.
+//!
+//! Both run the same [`run_step`] for every source (fetch, then inference on the pool, recording the timeline);
+//! they differ only in how steps are scheduled:
+//!
+//! - [`run_concurrent`]: every step at once under [`settle`], so one source failing or hanging never cancels the
+//!   others, and each response goes to the pool the moment it arrives;
+//! - [`run_sequential`]: one step after another (fetch, infer, fetch, infer, ...): the chapter's baseline.
+//!
+//! Every step bounds itself: its fetch by `min(per-source timeout, deadline)`, its inference by the deadline. The
+//! settle deadline (the overall deadline plus [`BACKSTOP_GRACE`]) is only a backstop, so an answer always comes
+//! back within the deadline plus a few milliseconds, whatever the sources do.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::agent::extract::document_for;
+use crate::agent::plan::{Action, Step};
+use crate::agent::question::Question;
+use crate::agent::report::{SourceReport, SourceStatus};
+use crate::group::{Deadline, Elapsed, ElapsedKind, Outcome, SettleConfig, settle, with_timeout};
+use crate::infer::{InferError, Inference, InferenceCost, infer};
+use crate::pool::{CpuPool, JobContext};
+use crate::source::{AttemptOutcome, FetchErrorKind, Fetched, RetryDecision, SourceClient, SourceRequest, SourceSpec};
+use crate::trace::{Activity, EventKind, InstantEvent, Outcome as SpanOutcome, Span, Timeline};
+
+/// How long after the deadline the settle backstop gives up on a step that failed to bound itself.
+pub const BACKSTOP_GRACE: Duration = Duration::from_millis(50);
+
+/// What one step produced: its report line, and its inference when it got that far.
+#[derive(Debug, Clone)]
+pub struct StepRecord {
+    pub report: SourceReport,
+    pub inference: Option<Inference>,
+}
+
+/// Everything a step needs, shared by all steps of a run.
+#[derive(Debug, Clone)]
+pub struct StepContext {
+    pub client: SourceClient,
+    pub pool: CpuPool,
+    pub question: Question,
+    pub per_source_timeout: Duration,
+    pub inference_cost: InferenceCost,
+    pub deadline: Deadline,
+    pub started: Instant,
+    pub timeline: Timeline,
+    /// Extra query parameters for a source by name (fault injection: `fault=hang`, `latency_ms=2000`).
+    pub extra_query: Arc<Vec<(String, Vec<(String, String)>)>>,
+}
+
+/// Runs every step at once; one report per step, in plan order.
+pub async fn run_concurrent(context: &StepContext, steps: Vec<Step>) -> Vec<StepRecord> {
+    let specs: Vec<SourceSpec> = steps.iter().map(|step| step.source.clone()).collect();
+    let tasks = steps.into_iter().map(|step| {
+        let context = context.clone();
+        async move { Ok::<_, Infallible>(run_step(&context, step).await) }
+    });
+    let backstop = match context.deadline.instant() {
+        Some(at) => Deadline::at(at + BACKSTOP_GRACE),
+        None => Deadline::none(),
+    };
+    let outcomes = settle(SettleConfig::new().deadline(backstop), tasks).await;
+    outcomes
+        .into_iter()
+        .zip(specs)
+        .map(|(outcome, spec)| match outcome {
+            Outcome::Ok(record) => record,
+            Outcome::Failed(never) => match never {},
+            Outcome::TimedOut(_) => unfinished(context, &spec, SourceStatus::TimedOut, "overall deadline exceeded"),
+            Outcome::Cancelled => unfinished(context, &spec, SourceStatus::Failed, "cancelled"),
+            Outcome::Panicked(message) => {
+                unfinished(context, &spec, SourceStatus::Failed, &format!("internal error: the step panicked: {message}"))
+            }
+        })
+        .collect()
+}
+
+/// Runs the steps one after another, each waiting for the previous one's inference: the sequential baseline.
+pub async fn run_sequential(context: &StepContext, steps: Vec<Step>) -> Vec<StepRecord> {
+    let mut records = Vec::with_capacity(steps.len());
+    for step in steps {
+        records.push(run_step(context, step).await);
+    }
+    records
+}
+
+/// One source: fetch within `min(per-source timeout, deadline)`, then infer on the pool within the deadline.
+pub async fn run_step(context: &StepContext, step: Step) -> StepRecord {
+    let spec = step.source;
+    let mut report = SourceReport::new_for(&spec);
+    let request = match step.action {
+        Action::Skip { reason } => {
+            report.status = SourceStatus::Skipped;
+            report.error = Some(reason);
+            return StepRecord {
+                report,
+                inference: None,
+            };
+        }
+        Action::Fetch(request) => with_extra_query(request, context.extra_query.as_slice(), &spec.name),
+    };
+    let lane = source_lane(&spec.name);
+
+    let fetch_started = Instant::now();
+    let (source_deadline, binding_bound) = context.deadline.narrow(Some(context.per_source_timeout));
+    let fetched = with_timeout(
+        Some(context.per_source_timeout),
+        context.deadline,
+        context.client.fetch(&spec, &request, source_deadline),
+    )
+    .await;
+    let fetch_ended = Instant::now();
+    report.fetch_ms = Some(millis(fetch_ended - fetch_started));
+    report.arrived_at_ms = Some(millis(fetch_ended - context.started));
+
+    let fetched: Fetched = match fetched {
+        Err(elapsed) => {
+            record_fetch_span(context, &lane, &request, fetch_started, fetch_ended, SpanOutcome::TimedOut, &[]);
+            let message = elapsed_message(elapsed);
+            context.timeline.record_event(
+                InstantEvent::new(&lane, message.clone(), EventKind::Timeout, context.timeline.offset(fetch_ended.into_std())),
+            );
+            report.status = SourceStatus::TimedOut;
+            report.error = Some(message);
+            return StepRecord {
+                report,
+                inference: None,
+            };
+        }
+        Ok(Err(error)) => {
+            report.attempts = error.attempts();
+            let (status, message) = match error.kind() {
+                FetchErrorKind::DeadlineExceeded => (SourceStatus::TimedOut, elapsed_message(Elapsed::from(binding_bound))),
+                FetchErrorKind::AttemptTimeout { .. } => (SourceStatus::TimedOut, error.to_string()),
+                _ => (SourceStatus::Failed, error.to_string()),
+            };
+            let outcome = if status == SourceStatus::TimedOut {
+                SpanOutcome::TimedOut
+            } else {
+                SpanOutcome::Failed
+            };
+            record_fetch_span(context, &lane, &request, fetch_started, fetch_ended, outcome, error.attempt_log());
+            report.status = status;
+            report.error = Some(message);
+            return StepRecord {
+                report,
+                inference: None,
+            };
+        }
+        Ok(Ok(fetched)) => fetched,
+    };
+    report.attempts = fetched.attempts;
+    report.cached = fetched.cached;
+    record_fetch_span(
+        context,
+        &lane,
+        &request,
+        fetch_started,
+        fetch_ended,
+        SpanOutcome::Ok,
+        &fetched.attempt_log,
+    );
+
+    let document = document_for(&spec, &fetched.body);
+    let question = context.question.as_str().to_owned();
+    let cost = context.inference_cost;
+    let job = context
+        .pool
+        .submit_timed(move |job: &JobContext| infer(&question, &document, cost, &|| job.is_cancelled()));
+    match with_timeout(None, context.deadline, job).await {
+        Err(elapsed) => {
+            let message = format!("inference cut short: {}", elapsed_message(elapsed));
+            context.timeline.record_event(InstantEvent::new(
+                &lane,
+                message.clone(),
+                EventKind::Timeout,
+                context.timeline.elapsed(),
+            ));
+            report.status = SourceStatus::TimedOut;
+            report.error = Some(message);
+            StepRecord {
+                report,
+                inference: None,
+            }
+        }
+        Ok(Err(pool_error)) => {
+            report.status = SourceStatus::Failed;
+            report.error = Some(format!("inference failed: {pool_error}"));
+            StepRecord {
+                report,
+                inference: None,
+            }
+        }
+        Ok(Ok((result, timing))) => {
+            let worker_lane = worker_lane(timing.worker_index);
+            let span_outcome = if result.is_ok() {
+                SpanOutcome::Ok
+            } else {
+                SpanOutcome::Cancelled
+            };
+            context.timeline.record(
+                Span::new(
+                    worker_lane,
+                    format!("infer {}", spec.name),
+                    Activity::Infer,
+                    context.timeline.offset(timing.started_at),
+                    context.timeline.offset(timing.finished_at),
+                )
+                .with_outcome(span_outcome)
+                .with_arg("source", spec.name.clone())
+                .with_arg("queue_wait_ms", millis(timing.queue_wait())),
+            );
+            report.worker = Some(timing.worker_index);
+            report.infer_ms = Some(millis(timing.run_time()));
+            match result {
+                Ok(inference) => {
+                    report.status = SourceStatus::Ok;
+                    report.summary = Some(inference.summary.join(" "));
+                    StepRecord {
+                        report,
+                        inference: Some(inference),
+                    }
+                }
+                Err(InferError::Cancelled) => {
+                    report.status = SourceStatus::TimedOut;
+                    report.error = Some("inference cancelled".to_owned());
+                    StepRecord {
+                        report,
+                        inference: None,
+                    }
+                }
+                Err(other) => {
+                    report.status = SourceStatus::Failed;
+                    report.error = Some(format!("inference failed: {other}"));
+                    StepRecord {
+                        report,
+                        inference: None,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The timeline lane of a source.
+pub fn source_lane(name: &str) -> String {
+    format!("source {name}")
+}
+
+/// The timeline lane of a pool worker (numbered from 1 for people).
+pub fn worker_lane(index: usize) -> String {
+    format!("worker {}", index + 1)
+}
+
+fn unfinished(context: &StepContext, spec: &SourceSpec, status: SourceStatus, message: &str) -> StepRecord {
+    let mut report = SourceReport::new_for(spec);
+    report.status = status;
+    report.error = Some(message.to_owned());
+    report.arrived_at_ms = Some(millis(Instant::now() - context.started));
+    StepRecord {
+        report,
+        inference: None,
+    }
+}
+
+fn with_extra_query(mut request: SourceRequest, extra: &[(String, Vec<(String, String)>)], source: &str) -> SourceRequest {
+    for (name, pairs) in extra {
+        if name == source {
+            request.query.extend(pairs.iter().cloned());
+        }
+    }
+    request
+}
+
+fn elapsed_message(elapsed: Elapsed) -> String {
+    match elapsed {
+        Elapsed::PerCallTimeout(timeout) => {
+            format!("per-source timeout of {} exceeded", humantime::format_duration(timeout))
+        }
+        Elapsed::DeadlineExceeded => "overall deadline exceeded".to_owned(),
+    }
+}
+
+/// Draws the fetch on the source's lane: one span per attempt (or one for the whole fetch when there is no
+/// attempt log: a cache hit, or a fetch cut short), with retry and timeout markers.
+fn record_fetch_span(
+    context: &StepContext,
+    lane: &str,
+    request: &SourceRequest,
+    started: Instant,
+    ended: Instant,
+    outcome: SpanOutcome,
+    attempts: &[crate::source::AttemptRecord],
+) {
+    let timeline = &context.timeline;
+    let name = format!("GET {}", request.path);
+    if attempts.is_empty() {
+        timeline.record(
+            Span::new(lane, name, Activity::Fetch, timeline.offset(started.into_std()), timeline.offset(ended.into_std()))
+                .with_outcome(outcome)
+                .with_arg("attempts", 0)
+                .with_arg("cached", outcome == SpanOutcome::Ok),
+        );
+        return;
+    }
+    for attempt in attempts {
+        let (attempt_outcome, status): (SpanOutcome, Value) = match &attempt.outcome {
+            AttemptOutcome::Succeeded => (SpanOutcome::Ok, "ok".into()),
+            AttemptOutcome::Failed { error, .. } => {
+                let kind = match error {
+                    FetchErrorKind::AttemptTimeout { .. } | FetchErrorKind::DeadlineExceeded => SpanOutcome::TimedOut,
+                    _ => SpanOutcome::Failed,
+                };
+                (kind, error.to_string().into())
+            }
+            _ => (SpanOutcome::Failed, "failed".into()),
+        };
+        let attempt_end = timeline.offset(attempt.ended.into_std());
+        timeline.record(
+            Span::new(lane, name.clone(), Activity::Fetch, timeline.offset(attempt.started.into_std()), attempt_end)
+                .with_outcome(attempt_outcome)
+                .with_arg("attempt", attempt.number)
+                .with_arg("status", status)
+                .with_arg("cached", false),
+        );
+        if let AttemptOutcome::Failed { next, .. } = &attempt.outcome {
+            if attempt_outcome == SpanOutcome::TimedOut {
+                timeline.record_event(
+                    InstantEvent::new(lane, format!("attempt {} timed out", attempt.number), EventKind::Timeout, attempt_end)
+                        .with_arg("attempt", attempt.number),
+                );
+            }
+            if let RetryDecision::Retried { delay } = next {
+                timeline.record_event(
+                    InstantEvent::new(lane, format!("retry after {}", humantime::format_duration(*delay)), EventKind::Retry, attempt_end)
+                        .with_arg("attempt", attempt.number)
+                        .with_arg("delay_ms", millis(*delay)),
+                );
+            }
+        }
+    }
+    let _ = (started, ended);
+}
+
+/// Milliseconds as a float, rounded to microseconds (the schema's unit).
+pub fn millis(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1_000_000.0).round() / 1_000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_query_applies_only_to_its_source() {
+        let request = SourceRequest::new("/news").with_query("q", "rust");
+        let extra = vec![
+            ("news".to_owned(), vec![("fault".to_owned(), "hang".to_owned())]),
+            ("weather".to_owned(), vec![("fault".to_owned(), "error".to_owned())]),
+        ];
+        let request = with_extra_query(request, &extra, "news");
+        assert_eq!(
+            request.query,
+            vec![("q".to_owned(), "rust".to_owned()), ("fault".to_owned(), "hang".to_owned())]
+        );
+    }
+
+    #[test]
+    fn elapsed_messages_tell_the_bounds_apart() {
+        assert_eq!(
+            elapsed_message(Elapsed::PerCallTimeout(Duration::from_secs(5))),
+            "per-source timeout of 5s exceeded"
+        );
+        assert_eq!(elapsed_message(Elapsed::from(ElapsedKind::Deadline)), "overall deadline exceeded");
+    }
+}
