@@ -288,7 +288,9 @@ impl Worker {
                 if Instant::now() >= spin_until {
                     break;
                 }
-                std::hint::spin_loop();
+                // Yield rather than busy-wait: on a machine with few cores the thread that will submit the next
+                // job, or that waits for this job's result, may need this core.
+                thread::yield_now();
             }
         }
         self.queue.recv().ok()
