@@ -178,6 +178,40 @@ async fn a_job_dropped_before_it_starts_never_runs() {
 }
 
 #[tokio::test]
+async fn a_submit_dropped_while_waiting_for_a_queue_slot_never_runs() {
+    let pool = pool(1, 1);
+    let (held, held_job) = HeldJob::new();
+    let running = pool.enqueue(held_job).await.expect("queue has room");
+    held.wait_started().await;
+    let queued = pool
+        .enqueue(|_: &JobContext| ())
+        .await
+        .expect("the one slot is free");
+
+    let ran = Arc::new(AtomicBool::new(false));
+    let ran_in_job = Arc::clone(&ran);
+    {
+        let mut waiting =
+            pin!(pool.submit(move |_: &JobContext| ran_in_job.store(true, Ordering::SeqCst)));
+        assert!(poll!(&mut waiting).is_pending(), "the queue is full");
+    } // the caller gives up while still waiting for a slot
+    assert_eq!(pool.stats().skipped, 1);
+
+    held.release();
+    running.await.expect("held job finishes");
+    queued.await.expect("queued job runs");
+    pool.submit(|_: &JobContext| ())
+        .await
+        .expect("later job runs");
+    assert!(
+        !ran.load(Ordering::SeqCst),
+        "a job given up before it was queued must not run"
+    );
+    let stats = pool.stats();
+    assert_eq!((stats.queued, stats.skipped, stats.completed), (0, 1, 3));
+}
+
+#[tokio::test]
 async fn dropping_the_caller_while_the_job_runs_fires_its_cancellation_token() {
     let pool = pool(1, 4);
     let (started_sender, started) = flume::bounded(1);

@@ -181,7 +181,8 @@ impl CpuPool {
 
     /// Stops accepting jobs, lets the workers finish every job already queued, and waits for them to exit.
     ///
-    /// Affects every clone of the pool. Waiting is async, so it is safe to call from the runtime.
+    /// Affects every clone of the pool. Waiting is async, so it is safe to call from the runtime; it must not be
+    /// awaited from inside a job, which would wait for its own worker to exit.
     pub async fn shutdown(&self) {
         self.inner.close();
         // Every worker holds a sender of this channel and drops it as it returns, so `recv_async` ends
