@@ -8,7 +8,8 @@
 //!   For comparison, Python 3.11's `run_in_executor` round trip on the reference machine: ThreadPoolExecutor
 //!   72 µs, ProcessPoolExecutor 310 µs.
 //! - **Parallel efficiency**: N equal CPU jobs of about 50 ms (N = cores, on N workers), run one after another
-//!   on the calling thread (the sequential baseline) and then all at once on the pool (the concurrent path).
+//!   on the calling thread (the sequential baseline), then all at once on the pool (the concurrent path), and
+//!   for reference on one plain thread each: the best the machine can do, whatever the pool.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::hint::black_box;
@@ -82,31 +83,31 @@ fn main() {
         settings.job_duration
     );
     let parallel = parallel_efficiency(&settings, cores, rounds);
+    let jobs = cores.get() as u32;
     println!(
-        "  sequential (one after another)  median {:>9.2?}  ({:.2?} per job)",
-        parallel.sequential,
-        parallel.sequential / cores.get() as u32
+        "  sequential (one after another)  median {:>9.2?}  best {:>9.2?}  ({:.2?} per job)",
+        parallel.sequential.median,
+        parallel.sequential.best,
+        parallel.sequential.median / jobs
     );
-    println!(
-        "  concurrent (all on the pool)    median {:>9.2?}",
-        parallel.concurrent
-    );
-    let speed_up = parallel.sequential.as_secs_f64() / parallel.concurrent.as_secs_f64();
-    println!("  speed-up                        {speed_up:.2}x");
-    println!(
-        "  efficiency (speed-up / cores)   {:.2}",
-        speed_up / cores.get() as f64
-    );
-    // The best run of each path is the one least disturbed by other processes: a useful second
-    // opinion on a shared machine, where the medians mostly measure the neighbours.
-    let best_speed_up =
-        parallel.best_sequential.as_secs_f64() / parallel.best_concurrent.as_secs_f64();
-    println!(
-        "  best runs: sequential {:.2?}, concurrent {:.2?}, speed-up {best_speed_up:.2}x, efficiency {:.2}",
-        parallel.best_sequential,
-        parallel.best_concurrent,
-        best_speed_up / cores.get() as f64
-    );
+    for (label, times) in [
+        ("concurrent (all on the pool)   ", &parallel.on_pool),
+        (
+            "reference (one std thread each)",
+            &parallel.on_scoped_threads,
+        ),
+    ] {
+        let speed_up = parallel.sequential.median.as_secs_f64() / times.median.as_secs_f64();
+        let best_speed_up = parallel.sequential.best.as_secs_f64() / times.best.as_secs_f64();
+        println!(
+            "  {label} median {:>9.2?}  best {:>9.2?}  speed-up {speed_up:.2}x  \
+             efficiency (speed-up / cores) {:.2}  (best runs: {:.2})",
+            times.median,
+            times.best,
+            speed_up / f64::from(jobs),
+            best_speed_up / f64::from(jobs),
+        );
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -210,51 +211,65 @@ fn calibrate_rounds(target: Duration) -> u64 {
     (target.as_secs_f64() / per_round).round() as u64
 }
 
+/// Wall time of each path over several repetitions.
 struct ParallelTimes {
-    sequential: Duration,
-    concurrent: Duration,
-    best_sequential: Duration,
-    best_concurrent: Duration,
+    sequential: Summary,
+    on_pool: Summary,
+    on_scoped_threads: Summary,
 }
 
-/// Median wall time of the sequential baseline and of the concurrent path over several repetitions.
+/// Times the sequential baseline, the pool and the plain-threads reference, interleaved so that a change in
+/// background load affects all three alike.
 fn parallel_efficiency(settings: &Settings, cores: NonZeroUsize, rounds: u64) -> ParallelTimes {
     let pool = CpuPool::new(PoolConfig::with_workers(cores)).expect("start pool");
     let runtime = RuntimeFlavor::MultiThread.build();
     let jobs = cores.get() as u64;
     // Warm-up: one pass of each, so thread start-up and page faults are not measured.
-    black_box(run_sequential(jobs, rounds));
-    black_box(runtime.block_on(run_on_pool(&pool, jobs, rounds)));
+    let expected = run_sequential(jobs, rounds);
+    assert_eq!(runtime.block_on(run_on_pool(&pool, jobs, rounds)), expected);
+    assert_eq!(run_on_scoped_threads(jobs, rounds), expected);
 
     let mut sequential = Vec::with_capacity(settings.parallel_repetitions);
-    let mut concurrent = Vec::with_capacity(settings.parallel_repetitions);
+    let mut on_pool = Vec::with_capacity(settings.parallel_repetitions);
+    let mut on_scoped_threads = Vec::with_capacity(settings.parallel_repetitions);
     for _ in 0..settings.parallel_repetitions {
         let started = Instant::now();
-        let sequential_results = run_sequential(jobs, rounds);
+        black_box(run_sequential(jobs, rounds));
         sequential.push(started.elapsed());
 
         let started = Instant::now();
-        let concurrent_results = runtime.block_on(run_on_pool(&pool, jobs, rounds));
-        concurrent.push(started.elapsed());
+        black_box(runtime.block_on(run_on_pool(&pool, jobs, rounds)));
+        on_pool.push(started.elapsed());
 
-        assert_eq!(
-            sequential_results, concurrent_results,
-            "both paths compute the same hashes"
-        );
+        let started = Instant::now();
+        black_box(run_on_scoped_threads(jobs, rounds));
+        on_scoped_threads.push(started.elapsed());
     }
     runtime.block_on(pool.shutdown());
-    let (sequential, concurrent) = (Summary::of(sequential), Summary::of(concurrent));
     ParallelTimes {
-        sequential: sequential.median,
-        concurrent: concurrent.median,
-        best_sequential: sequential.best,
-        best_concurrent: concurrent.best,
+        sequential: Summary::of(sequential),
+        on_pool: Summary::of(on_pool),
+        on_scoped_threads: Summary::of(on_scoped_threads),
     }
 }
 
 /// The sequential baseline: every job on the calling thread, one after another.
 fn run_sequential(jobs: u64, rounds: u64) -> Vec<u64> {
     (0..jobs).map(|seed| hash_chain(rounds, seed)).collect()
+}
+
+/// The ceiling: every job on its own freshly spawned thread, no pool. If this does not scale either, the
+/// machine (busy or with shared cores) is the limit, not the pool.
+fn run_on_scoped_threads(jobs: u64, rounds: u64) -> Vec<u64> {
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..jobs)
+            .map(|seed| scope.spawn(move || hash_chain(rounds, seed)))
+            .collect();
+        threads
+            .into_iter()
+            .map(|thread| thread.join().expect("hash job does not panic"))
+            .collect()
+    })
 }
 
 /// The concurrent path: every job submitted to the pool at once, results awaited together.
