@@ -38,6 +38,13 @@ pub struct CpuPool {
     inner: Arc<PoolInner>,
 }
 
+/// Default queue capacity per worker (see [`PoolConfig::queue_capacity`]).
+const QUEUE_SLOTS_PER_WORKER: NonZeroUsize = NonZeroUsize::new(4).expect("4 is not zero");
+
+/// Default [`PoolConfig::idle_spin`]: longer than the gap between back-to-back submissions from one task
+/// (a few microseconds), short enough that an idle pool goes quiet at once.
+const DEFAULT_IDLE_SPIN: Duration = Duration::from_micros(50);
+
 impl Default for PoolConfig {
     fn default() -> Self {
         let workers = thread::available_parallelism().unwrap_or(NonZeroUsize::MIN);
@@ -50,9 +57,8 @@ impl PoolConfig {
     pub fn with_workers(workers: NonZeroUsize) -> Self {
         Self {
             workers,
-            queue_capacity: workers
-                .saturating_mul(NonZeroUsize::new(4).unwrap_or(NonZeroUsize::MIN)),
-            idle_spin: Duration::from_micros(50),
+            queue_capacity: workers.saturating_mul(QUEUE_SLOTS_PER_WORKER),
+            idle_spin: DEFAULT_IDLE_SPIN,
         }
     }
 }
