@@ -1,0 +1,200 @@
+//! Composing one answer from the per-source inferences (cheap: safe to call on the async runtime).
+
+use serde::{Deserialize, Serialize};
+
+use super::model::{Inference, Sentiment, round3};
+
+/// The unified answer to a question.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    /// The question answered.
+    pub question: String,
+    /// A few lines: weather first, then news, then background knowledge, then any other source, and finally
+    /// the list of sources that contributed.
+    pub text: String,
+    /// The sources that contributed, in the order their lines appear.
+    pub sources: Vec<String>,
+    /// The mean sentiment of the contributing sources (neutral when there are none).
+    pub sentiment: Sentiment,
+}
+
+/// Compose one answer from per-source results, given as `(source name, inference)`.
+///
+/// The order of `parts` does not matter (sources finish in any order): lines are sorted by the kind of source
+/// (recognised from its name: `weather`, `news`, `knowledge`/`kb`/`wiki`) and then by name.
+pub fn aggregate(question: &str, parts: &[(&str, &Inference)]) -> Answer {
+    let mut ordered: Vec<(SourceKind, &str, &Inference)> = parts
+        .iter()
+        .map(|(name, inference)| (SourceKind::of(name), *name, *inference))
+        .collect();
+    ordered.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(b.1)));
+
+    let mut lines = Vec::new();
+    let mut sources = Vec::new();
+    for (kind, name, inference) in &ordered {
+        if let Some(line) = kind.line(name, inference) {
+            lines.push(line);
+            sources.push((*name).to_owned());
+        }
+    }
+    if sources.is_empty() {
+        lines.push(format!(
+            "No source had anything to say about \"{}\".",
+            question.trim()
+        ));
+    } else {
+        lines.push(format!("Sources: {}.", sources.join(", ")));
+    }
+
+    let contributing: Vec<f64> = ordered
+        .iter()
+        .filter(|(_, name, _)| sources.iter().any(|source| source == name))
+        .map(|(_, _, inference)| inference.sentiment.score)
+        .collect();
+    let mean = if contributing.is_empty() {
+        0.0
+    } else {
+        contributing.iter().sum::<f64>() / contributing.len() as f64
+    };
+    Answer {
+        question: question.to_owned(),
+        text: lines.join("\n"),
+        sources,
+        sentiment: Sentiment::from_score(round3(mean)),
+    }
+}
+
+/// What a source is about, which decides where and how its line appears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum SourceKind {
+    Weather,
+    News,
+    Knowledge,
+    Other,
+}
+
+impl SourceKind {
+    fn of(name: &str) -> Self {
+        let name = name.to_lowercase();
+        if name.contains("weather") {
+            Self::Weather
+        } else if name.contains("news") {
+            Self::News
+        } else if ["knowledge", "kb", "wiki"]
+            .iter()
+            .any(|hint| name.contains(hint))
+        {
+            Self::Knowledge
+        } else {
+            Self::Other
+        }
+    }
+
+    /// The line this source contributes, or `None` when its inference found nothing to say.
+    fn line(self, name: &str, inference: &Inference) -> Option<String> {
+        let sentences = |count: usize| {
+            let picked: Vec<&str> = inference
+                .summary
+                .iter()
+                .take(count)
+                .map(String::as_str)
+                .collect();
+            if picked.is_empty() {
+                // Fall back on the generated text when no sentence was found relevant.
+                (!inference.generated.is_empty()).then(|| inference.generated.clone())
+            } else {
+                Some(picked.join(" "))
+            }
+        };
+        match self {
+            Self::Weather => sentences(1).map(|text| format!("Weather: {text}")),
+            Self::News => {
+                let body = sentences(2);
+                match (&inference.title, body) {
+                    (Some(title), Some(body)) => Some(format!("In the news: {title}. {body}")),
+                    (Some(title), None) => Some(format!("In the news: {title}.")),
+                    (None, Some(body)) => Some(format!("In the news: {body}")),
+                    (None, None) => None,
+                }
+            }
+            Self::Knowledge => sentences(2).map(|text| format!("Background: {text}")),
+            Self::Other => sentences(1).map(|text| format!("From {name}: {text}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::infer::{Document, InferenceCost, infer};
+
+    fn inference(source: &str, title: Option<&str>, text: &str) -> Inference {
+        let mut document = Document::new(source, text);
+        document.title = title.map(str::to_owned);
+        infer(
+            "Should I cycle to work tomorrow?",
+            &document,
+            InferenceCost::free(),
+            &|| false,
+        )
+        .expect("never cancelled")
+    }
+
+    #[test]
+    fn answer_orders_sources_by_kind_and_names_them() {
+        let weather = inference(
+            "weather",
+            None,
+            "Tomorrow: rain in the morning, dry and mild after noon. Wind 20 km/h.",
+        );
+        let news = inference(
+            "news",
+            Some("City opens new cycle lanes"),
+            "Three new cycle lanes open tomorrow. Cycling to work is up twenty percent.",
+        );
+        let knowledge = inference(
+            "knowledge",
+            None,
+            "Cycling to work improves health. A bicycle is efficient.",
+        );
+        // Deliberately out of order: the answer must not depend on which source finished first.
+        let answer = aggregate(
+            "Should I cycle to work tomorrow?",
+            &[
+                ("knowledge", &knowledge),
+                ("news", &news),
+                ("weather", &weather),
+            ],
+        );
+        let lines: Vec<&str> = answer.text.lines().collect();
+        assert!(
+            lines[0].starts_with("Weather: Tomorrow: rain in the morning"),
+            "{}",
+            answer.text
+        );
+        assert!(
+            lines[1].starts_with("In the news: City opens new cycle lanes."),
+            "{}",
+            answer.text
+        );
+        assert!(
+            lines[2].starts_with("Background: Cycling to work improves health."),
+            "{}",
+            answer.text
+        );
+        assert_eq!(lines[3], "Sources: weather, news, knowledge.");
+        assert_eq!(answer.sources, ["weather", "news", "knowledge"]);
+    }
+
+    #[test]
+    fn answer_without_sources_says_so() {
+        let empty = inference("news", None, "");
+        let answer = aggregate("Is it raining?", &[("news", &empty)]);
+        assert_eq!(
+            answer.text,
+            "No source had anything to say about \"Is it raining?\"."
+        );
+        assert!(answer.sources.is_empty());
+        assert_eq!(answer.sentiment.score, 0.0);
+    }
+}

@@ -1,1 +1,0 @@
-//! Timeline recorder. (work in progress)

@@ -1,0 +1,35 @@
+//! Timeline recording and export: what ran where, when, and how it ended.
+//!
+//! A [`Timeline`] collects [`Span`]s (something that took time on a lane: a fetch, an inference) and
+//! [`InstantEvent`]s (something that happened at a point: a retry, a timeout). Lanes are rows such as
+//! `source weather` or `worker 1`; they belong to groups (`source`, `worker`) and appear grouped, in order of
+//! first appearance unless [`Timeline::set_lane_order`] says otherwise.
+//!
+//! The timeline is cheap to clone and safe to record into from any thread, including pool workers; the lock is
+//! only held to push a record, never across an `.await`.
+//!
+//! ```
+//! use tributary::trace::{Activity, GanttStyle, Outcome, Timeline};
+//!
+//! let timeline = Timeline::new();
+//! let mut fetch = timeline.start_span("source weather", "GET /weather", Activity::Fetch);
+//! fetch.set_arg("attempt", 1);
+//! fetch.finish(Outcome::Ok);
+//! let chart = timeline.render_gantt(80, GanttStyle::Plain);
+//! assert!(chart.contains("source weather"));
+//! let chrome_json = timeline.chrome_trace().to_string();
+//! assert!(chrome_json.contains("\"ph\":\"X\""));
+//! ```
+//!
+//! - [`record`]: the [`Timeline`] and the records it holds.
+//! - [`chrome`]: Chrome Trace Event JSON, for Perfetto and `chrome://tracing`.
+//! - [`gantt`]: a Gantt chart for the terminal.
+//! - [`svg`]: a self-contained SVG Gantt chart.
+
+pub mod chrome;
+pub mod gantt;
+pub mod record;
+pub mod svg;
+
+pub use gantt::GanttStyle;
+pub use record::{Activity, EventKind, InstantEvent, Lane, Outcome, Span, SpanGuard, Timeline};
