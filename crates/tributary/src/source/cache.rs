@@ -4,6 +4,7 @@
 //! callers wait for its result, failed initialisations are not stored, and entries expire. This module adds the
 //! key normalisation (so `?b=2&a=1` and `?a=1&b=2` share an entry) and the per-source time to live.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
@@ -58,9 +59,25 @@ impl Expiry<CacheKey, CachedAnswer> for PerSourceTimeToLive {
 }
 
 /// Shared by all clones of a [`SourceClient`](super::SourceClient).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct ResponseCache {
     entries: Cache<CacheKey, CachedAnswer>,
+}
+
+/// Not derived: moka's `Debug` lists every entry, bodies included.
+impl fmt::Debug for ResponseCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseCache")
+            .field("entries", &self.entries.entry_count())
+            .finish()
+    }
+}
+
+/// A failed lookup: the fetch's error, shared by every caller that waited on it.
+pub(crate) struct SharedFailure {
+    pub(crate) error: Arc<FetchError>,
+    /// `true` when this caller ran the failed fetch, `false` when it waited on another caller's.
+    pub(crate) ran_fetch: bool,
 }
 
 /// A cache lookup's answer, and whether this caller is the one that fetched it.
@@ -83,14 +100,12 @@ impl ResponseCache {
     /// The fresh cached answer for `key`, or the result of `fetch`, which runs at most once however many callers
     /// ask for the same key at the same time. A failure is handed to all the callers waiting on it, and is not
     /// stored: the next lookup fetches again.
-    ///
-    /// The error says whether this caller ran `fetch` (`true`) or waited on another caller's (`false`).
     pub(crate) async fn get_or_fetch(
         &self,
         key: CacheKey,
         time_to_live: Duration,
         fetch: impl Future<Output = Result<Fetched, FetchError>>,
-    ) -> Result<Lookup, (Arc<FetchError>, bool)> {
+    ) -> Result<Lookup, SharedFailure> {
         let mut ran_fetch = false;
         let lookup = self
             .entries
@@ -108,7 +123,7 @@ impl ResponseCache {
                 fetched_by_this_caller: entry.is_fresh(),
                 fetched: entry.into_value().fetched,
             }),
-            Err(error) => Err((error, ran_fetch)),
+            Err(error) => Err(SharedFailure { error, ran_fetch }),
         }
     }
 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use url::Url;
 
-use super::cache::{CacheKey, ResponseCache};
+use super::cache::{CacheKey, ResponseCache, SharedFailure};
 use super::config::SourceSpec;
 use super::error::{FetchError, FetchErrorKind};
 use super::retry::{self, AttemptOutcome, AttemptRecord, BackoffPolicy, RetryDecision};
@@ -127,43 +127,52 @@ impl SourceClient {
             return self.fetch_uncached(spec, request, deadline).await;
         };
         let started = Instant::now();
-        let lookup = self.cache.get_or_fetch(
-            CacheKey::new(&spec.name, request),
-            time_to_live,
-            self.fetch_uncached(spec, request, deadline),
-        );
-        // This caller may be waiting on another caller's fetch, which runs under *that* caller's deadline: bound
-        // the wait by our own. (When we run the fetch ourselves it already stops at our deadline, and it is
-        // polled first, so its error, with its attempt log, wins the tie.)
-        let lookup = match deadline.instant() {
-            None => lookup.await,
-            Some(at) => match tokio::time::timeout_at(at, lookup).await {
-                Ok(lookup) => lookup,
-                Err(_) => {
-                    return Err(FetchError::new(
-                        &spec.name,
-                        FetchErrorKind::DeadlineExceeded,
-                        Vec::new(),
-                    ));
+        loop {
+            let lookup = self.cache.get_or_fetch(
+                CacheKey::new(&spec.name, request),
+                time_to_live,
+                self.fetch_uncached(spec, request, deadline),
+            );
+            // This caller may be waiting on another caller's fetch, which runs under *that* caller's deadline:
+            // bound the wait by our own. (When we run the fetch ourselves it already stops at our deadline, and
+            // it is polled first, so its error, with its attempt log, wins the tie.)
+            let lookup = match deadline.instant() {
+                None => lookup.await,
+                Some(at) => tokio::time::timeout_at(at, lookup).await.map_err(|_| {
+                    FetchError::new(&spec.name, FetchErrorKind::DeadlineExceeded, Vec::new())
+                })?,
+            };
+            return match lookup {
+                Ok(lookup) if lookup.fetched_by_this_caller => Ok(Fetched::clone(&lookup.fetched)),
+                Ok(lookup) => Ok(Fetched {
+                    body: Arc::clone(&lookup.fetched.body),
+                    attempts: 0,
+                    cached: true,
+                    attempt_log: Vec::new(),
+                    elapsed: started.elapsed(),
+                }),
+                Err(SharedFailure {
+                    error,
+                    ran_fetch: true,
+                }) => Err(Arc::unwrap_or_clone(error)),
+                // The caller we waited on ran out of *its* time; we have some left, so ask again (joining another
+                // caller's fetch, or running our own).
+                Err(SharedFailure {
+                    error,
+                    ran_fetch: false,
+                }) if error.is_deadline() && !deadline.is_expired() => {
+                    continue;
                 }
-            },
-        };
-        match lookup {
-            Ok(lookup) if lookup.fetched_by_this_caller => Ok(Fetched::clone(&lookup.fetched)),
-            Ok(lookup) => Ok(Fetched {
-                body: Arc::clone(&lookup.fetched.body),
-                attempts: 0,
-                cached: true,
-                attempt_log: Vec::new(),
-                elapsed: started.elapsed(),
-            }),
-            Err((error, true)) => Err(Arc::unwrap_or_clone(error)),
-            // Another caller's failure: same kind, but this caller sent nothing itself.
-            Err((error, false)) => Err(FetchError::new(
-                &spec.name,
-                error.kind().clone(),
-                Vec::new(),
-            )),
+                // Another caller's failure: same kind, but this caller sent nothing itself.
+                Err(SharedFailure {
+                    error,
+                    ran_fetch: false,
+                }) => Err(FetchError::new(
+                    &spec.name,
+                    error.kind().clone(),
+                    Vec::new(),
+                )),
+            };
         }
     }
 
@@ -286,6 +295,38 @@ impl SourceClient {
         serde_json::from_slice(&body)
             .map(Arc::new)
             .map_err(|error| FetchErrorKind::malformed_json(error).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url_for(base_url: &str, request: &SourceRequest) -> String {
+        request_url(&Url::parse(base_url).unwrap(), request).to_string()
+    }
+
+    #[test]
+    fn request_urls_keep_the_base_path_prefix_and_add_the_query() {
+        let request = SourceRequest::new("/forecast").with_query("city", "São Paulo");
+        assert_eq!(
+            url_for("http://127.0.0.1:8080", &request),
+            "http://127.0.0.1:8080/forecast?city=S%C3%A3o+Paulo"
+        );
+        assert_eq!(
+            url_for(
+                "http://127.0.0.1:8080/api/",
+                &SourceRequest::new("forecast")
+            ),
+            "http://127.0.0.1:8080/api/forecast"
+        );
+        assert_eq!(
+            url_for(
+                "http://127.0.0.1:8080/api",
+                &SourceRequest::new("/forecast")
+            ),
+            "http://127.0.0.1:8080/api/forecast"
+        );
     }
 }
 

@@ -588,3 +588,92 @@ fn error_messages_read_after_failed_to() {
         "failed to fetch from source `weather` after 0 attempt(s): read a response body within the 1024-byte limit"
     );
 }
+
+#[tokio::test]
+async fn a_caller_waiting_on_another_callers_fetch_still_stops_at_its_own_deadline() {
+    let request_seen = Arc::new(Notify::new());
+    let gate = Arc::new(Semaphore::new(0));
+    let server = ScriptedServer::start(vec![Reply::Gated {
+        request_seen: Arc::clone(&request_seen),
+        gate: Arc::clone(&gate),
+        json: "{}",
+    }])
+    .await;
+    let mut spec = server.spec(0);
+    spec.cache_ttl = Some(Duration::from_secs(60));
+    let client = client();
+    let request = request();
+
+    let patient = client.fetch(&spec, &request, ten_seconds());
+    let hurried = async {
+        request_seen.notified().await;
+        let result = client
+            .fetch(&spec, &request, Deadline::after(Duration::from_millis(200)))
+            .await;
+        gate.add_permits(1);
+        result
+    };
+    let (patient, hurried) = tokio::join!(patient, hurried);
+
+    let hurried = hurried.unwrap_err();
+    assert!(hurried.is_deadline(), "{hurried:?}");
+    assert_eq!(hurried.attempts(), 0);
+    assert!(!patient.unwrap().cached);
+    assert_eq!(server.requests(), 1);
+}
+
+#[tokio::test]
+async fn another_callers_expired_deadline_does_not_fail_a_caller_with_time_left() {
+    let server =
+        ScriptedServer::start(vec![Reply::Hang, Reply::Json(r#"{"late": "but fine"}"#)]).await;
+    let mut spec = server.spec(0);
+    spec.cache_ttl = Some(Duration::from_secs(60));
+    let client = client();
+    let request = request();
+
+    // Polled first, so the hurried caller runs the fetch and the patient one waits on it.
+    let hurried = client.fetch(&spec, &request, Deadline::after(Duration::from_millis(200)));
+    let patient = client.fetch(&spec, &request, ten_seconds());
+    let (hurried, patient) = tokio::join!(hurried, patient);
+
+    let hurried = hurried.unwrap_err();
+    assert!(hurried.is_deadline(), "{hurried:?}");
+    assert_eq!(hurried.attempts(), 1);
+    let patient = patient.unwrap();
+    assert_eq!(*patient.body, json!({"late": "but fine"}));
+    assert_eq!(patient.attempts, 1, "the patient caller fetched for itself");
+    assert_eq!(server.requests(), 2);
+}
+
+#[tokio::test]
+async fn dropping_the_caller_that_runs_the_fetch_does_not_strand_the_callers_waiting_on_it() {
+    let request_seen = Arc::new(Notify::new());
+    let never_opened = Arc::new(Semaphore::new(0));
+    let server = ScriptedServer::start(vec![
+        Reply::Gated {
+            request_seen: Arc::clone(&request_seen),
+            gate: never_opened,
+            json: "{}",
+        },
+        Reply::Json(r#"{"second": true}"#),
+    ])
+    .await;
+    let mut spec = server.spec(2);
+    spec.cache_ttl = Some(Duration::from_secs(60));
+    let client = client();
+    let request = request();
+
+    let mut first = Box::pin(client.fetch(&spec, &request, ten_seconds()));
+    tokio::select! {
+        result = &mut first => panic!("the gated request cannot finish: {result:?}"),
+        () = request_seen.notified() => {}
+    }
+    let mut second = Box::pin(client.fetch(&spec, &request, ten_seconds()));
+    assert!(futures::poll!(&mut second).is_pending());
+    drop(first);
+    let second = second.await.unwrap();
+
+    assert_eq!(*second.body, json!({"second": true}));
+    assert!(!second.cached);
+    assert_eq!(server.requests(), 2);
+}
