@@ -9,6 +9,7 @@ use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use futures::StreamExt;
 use futures::future::join_all;
 use serde_json::json;
 use tokio::sync::{Notify, Semaphore};
@@ -30,6 +31,8 @@ enum Reply {
     Hang,
     /// 200 with `Content-Length: <bytes>`, then a body that never comes.
     DeclaredLength { bytes: u64 },
+    /// 200, the start of a body, then nothing more.
+    StallsMidBody,
     /// 200 with a chunked body that never ends (and so has no Content-Length).
     Endless,
     /// Signals `request_seen`, then waits for a permit from `gate` before answering with this JSON.
@@ -60,6 +63,12 @@ impl Reply {
                     .headers_mut()
                     .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes));
                 response
+            }
+            Reply::StallsMidBody => {
+                let start = futures::stream::once(async {
+                    Ok::<_, std::io::Error>(Bytes::from_static(b"{\"a\":"))
+                });
+                Response::new(Body::from_stream(start.chain(futures::stream::pending())))
             }
             Reply::Endless => {
                 let chunk = Bytes::from(vec![b' '; 64 * 1024]);
@@ -206,6 +215,24 @@ async fn a_hanging_source_is_cut_by_the_per_attempt_timeout_and_retried() {
         decisions(error.attempt_log())[1],
         Some(RetryDecision::RetriesExhausted)
     );
+}
+
+#[tokio::test]
+async fn the_per_attempt_timeout_covers_reading_the_body_not_just_the_headers() {
+    let server = ScriptedServer::start(vec![Reply::StallsMidBody]).await;
+    let mut spec = server.spec(0);
+    spec.timeout = Duration::from_millis(200);
+
+    let error = client()
+        .fetch(&spec, &request(), ten_seconds())
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(error.kind(), FetchErrorKind::AttemptTimeout { .. }),
+        "{error:?}"
+    );
+    assert_eq!(error.attempts(), 1);
 }
 
 #[tokio::test]
