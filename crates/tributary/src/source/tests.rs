@@ -659,7 +659,9 @@ async fn another_callers_expired_deadline_does_not_fail_a_caller_with_time_left(
     let request = request();
 
     // Polled first, so the hurried caller runs the fetch and the patient one waits on it.
-    let hurried = client.fetch(&spec, &request, Deadline::after(Duration::from_millis(200)));
+    let mut hurried =
+        Box::pin(client.fetch(&spec, &request, Deadline::after(Duration::from_millis(200))));
+    assert!(futures::poll!(&mut hurried).is_pending());
     let patient = client.fetch(&spec, &request, ten_seconds());
     let (hurried, patient) = tokio::join!(hurried, patient);
 
