@@ -8,6 +8,15 @@
 //!   their timelines.
 //! - `cache`: the TTL cache that also coalesces concurrent identical requests into one upstream call.
 //! - `error`: [`FetchError`] and its [`FetchErrorKind`]s, which the agent maps to statuses.
+//! - `tests`: the client and the cache against scripted servers on loopback.
+//!
+//! # Invariants
+//! - No fetch outlives its caller: this module spawns no task, so dropping a `fetch` future cancels the request,
+//!   its retries and its backoff sleeps.
+//! - No attempt, retry or backoff sleep runs past the caller's deadline: a delay that would end after it is not
+//!   slept, and the last failure is reported instead.
+//! - No body larger than the source's `max_body_bytes` is ever held in memory (plus at most one network chunk).
+//! - Only successes are cached; a failure is shared with the callers that waited on it, then forgotten.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
