@@ -1,0 +1,408 @@
+//! The resilient HTTP client: one shared connection pool, per-attempt timeouts inside the caller's deadline,
+//! a streaming size limit, retries with full-jitter backoff, and the single-flight cache in front.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use backon::Retryable;
+use futures::StreamExt;
+use reqwest::header::{ACCEPT, HeaderValue};
+use serde_json::Value;
+use tokio::time::Instant;
+use url::Url;
+
+use super::cache::{CacheKey, ResponseCache, SharedFailure};
+use super::config::SourceSpec;
+use super::error::{FetchError, FetchErrorKind};
+use super::retry::{self, AttemptOutcome, AttemptRecord, BackoffPolicy, RetryDecision};
+use crate::group::{Deadline, Elapsed, with_timeout};
+
+/// Settings shared by all sources of one client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientOptions {
+    /// Delays between attempts.
+    pub backoff: BackoffPolicy,
+    /// Idle keep-alive connections kept per host. Fan-out to one host opens as many connections as there are
+    /// requests in flight; keeping them lets the next burst skip the TCP handshake.
+    pub max_idle_connections_per_host: usize,
+    /// How many answers the cache holds at most, over all sources.
+    pub cache_capacity: u64,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            backoff: BackoffPolicy::default(),
+            max_idle_connections_per_host: 1024,
+            cache_capacity: 10_000,
+        }
+    }
+}
+
+/// Talks to HTTP sources. Cheap to clone: clones share the connection pool and the cache.
+#[derive(Debug, Clone)]
+pub struct SourceClient {
+    http: reqwest::Client,
+    backoff: BackoffPolicy,
+    cache: ResponseCache,
+}
+
+/// What to ask a source: a path below its base URL, and query parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct SourceRequest {
+    /// Appended to the source's base URL (`/forecast` below `http://host/api` is `http://host/api/forecast`).
+    pub path: String,
+    /// Query parameters, in any order (the cache sorts them).
+    pub query: Vec<(String, String)>,
+}
+
+impl SourceRequest {
+    /// A request for `path` without query parameters.
+    pub fn new(path: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            query: Vec::new(),
+        }
+    }
+
+    /// Adds one query parameter.
+    pub fn with_query(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.query.push((key.into(), value.into()));
+        self
+    }
+}
+
+/// A source's answer, and what it took to get it.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// The parsed JSON body; shared with the cache and with other callers of the same request.
+    pub body: Arc<Value>,
+    /// HTTP requests this caller sent: 1 + retries, or 0 when the answer came from the cache.
+    pub attempts: u32,
+    /// Whether the answer came from the cache (or from another caller's identical, concurrent request) rather
+    /// than from a request this caller sent.
+    pub cached: bool,
+    /// One record per attempt, in order; empty when `cached`.
+    pub attempt_log: Vec<AttemptRecord>,
+    /// Time from the call to the answer, for this caller.
+    pub elapsed: Duration,
+}
+
+/// The HTTP client could not be built (e.g. the TLS backend failed to initialise).
+#[derive(Debug, thiserror::Error)]
+#[error("build the http client")]
+pub struct ClientBuildError(#[source] reqwest::Error);
+
+impl SourceClient {
+    /// A client with one connection pool for all sources.
+    pub fn new(options: ClientOptions) -> Result<Self, ClientBuildError> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("tributary/", env!("CARGO_PKG_VERSION")))
+            .pool_max_idle_per_host(options.max_idle_connections_per_host)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(ClientBuildError)?;
+        Ok(Self {
+            http,
+            backoff: options.backoff,
+            cache: ResponseCache::new(options.cache_capacity),
+        })
+    }
+
+    /// Asks `spec`'s source for `request`, within `deadline`.
+    ///
+    /// When the source has a cache TTL, a fresh cached answer is returned at once, and concurrent identical
+    /// requests share one upstream fetch (single flight); failures are never cached. Otherwise, or on a miss, see
+    /// [`fetch_uncached`](Self::fetch_uncached).
+    ///
+    /// Cancellation: dropping the returned future stops everything, including retries; nothing is left running.
+    pub async fn fetch(
+        &self,
+        spec: &SourceSpec,
+        request: &SourceRequest,
+        deadline: Deadline,
+    ) -> Result<Fetched, FetchError> {
+        let Some(time_to_live) = spec.cache_ttl.filter(|ttl| !ttl.is_zero()) else {
+            return self.fetch_uncached(spec, request, deadline).await;
+        };
+        let started = Instant::now();
+        loop {
+            let lookup = self.cache.get_or_fetch(
+                CacheKey::new(&spec.name, request),
+                time_to_live,
+                self.fetch_uncached(spec, request, deadline),
+            );
+            // This caller may be waiting on another caller's fetch, which runs under *that* caller's deadline:
+            // bound the wait by our own. (When we run the fetch ourselves it already stops at our deadline, and
+            // it is polled first, so its error, with its attempt log, wins the tie.)
+            let lookup = match deadline.instant() {
+                None => lookup.await,
+                Some(at) => tokio::time::timeout_at(at, lookup).await.map_err(|_| {
+                    FetchError::new(&spec.name, FetchErrorKind::DeadlineExceeded, Vec::new())
+                })?,
+            };
+            return match lookup {
+                Ok(lookup) if lookup.fetched_by_this_caller => Ok(Fetched::clone(&lookup.fetched)),
+                Ok(lookup) => Ok(Fetched {
+                    body: Arc::clone(&lookup.fetched.body),
+                    attempts: 0,
+                    cached: true,
+                    attempt_log: Vec::new(),
+                    elapsed: started.elapsed(),
+                }),
+                Err(SharedFailure {
+                    error,
+                    ran_fetch: true,
+                }) => Err(Arc::unwrap_or_clone(error)),
+                // The caller we waited on ran out of *its* time; we have some left, so ask again (joining another
+                // caller's fetch, or running our own).
+                Err(SharedFailure {
+                    error,
+                    ran_fetch: false,
+                }) if error.is_deadline() && !deadline.is_expired() => {
+                    continue;
+                }
+                // Another caller's failure: same kind, but this caller sent nothing itself.
+                Err(SharedFailure {
+                    error,
+                    ran_fetch: false,
+                }) => Err(FetchError::new(
+                    &spec.name,
+                    error.kind().clone(),
+                    Vec::new(),
+                )),
+            };
+        }
+    }
+
+    /// Asks the source without looking at the cache: up to `1 + spec.retries` attempts, each bounded by
+    /// `spec.timeout` and all by `deadline`.
+    ///
+    /// Retries: transport errors, per-attempt timeouts, 5xx and 429, after a full-jitter backoff or the server's
+    /// `Retry-After` if that is longer. Never: other 4xx, oversized or malformed bodies, an expired deadline, or
+    /// when the delay would end past the deadline (the last failure is returned at once instead).
+    pub async fn fetch_uncached(
+        &self,
+        spec: &SourceSpec,
+        request: &SourceRequest,
+        deadline: Deadline,
+    ) -> Result<Fetched, FetchError> {
+        let started = Instant::now();
+        if deadline.is_expired() {
+            return Err(FetchError::new(
+                &spec.name,
+                FetchErrorKind::DeadlineExceeded,
+                Vec::new(),
+            ));
+        }
+        let url = request_url(&spec.base_url, request);
+        // Written by the attempt (its record) and by the retry hooks (the decision that followed it); locked
+        // only for a push or an update, never across an await.
+        let attempt_log = Mutex::new(Vec::<AttemptRecord>::new());
+
+        let result = (|| self.attempt(spec, &url, deadline, &attempt_log))
+            .retry(self.backoff.full_jitter(spec.retries))
+            .sleep(tokio::time::sleep)
+            .when(|error: &AttemptError| error.kind.is_retryable())
+            .adjust(|error: &AttemptError, backoff| {
+                let decision = retry::decide_retry(backoff, error.retry_after, deadline.remaining());
+                record_decision(&attempt_log, decision);
+                match decision {
+                    RetryDecision::Retried { delay } => Some(delay),
+                    _ => None,
+                }
+            })
+            .notify(|error: &AttemptError, delay| {
+                tracing::debug!(source = %spec.name, error = %error.kind, ?delay, "retrying source");
+            })
+            .await;
+
+        let attempt_log = attempt_log
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        match result {
+            Ok(body) => Ok(Fetched {
+                body,
+                attempts: u32::try_from(attempt_log.len()).unwrap_or(u32::MAX),
+                cached: false,
+                attempt_log,
+                elapsed: started.elapsed(),
+            }),
+            Err(error) => Err(FetchError::new(&spec.name, error.kind, attempt_log)),
+        }
+    }
+
+    /// One attempt: send, check the status, read the body within the limit, parse. Bounded by the per-attempt
+    /// timeout and the deadline; logged.
+    async fn attempt(
+        &self,
+        spec: &SourceSpec,
+        url: &Url,
+        deadline: Deadline,
+        attempt_log: &Mutex<Vec<AttemptRecord>>,
+    ) -> Result<Arc<Value>, AttemptError> {
+        let started = Instant::now();
+        let number = u32::try_from(lock(attempt_log).len() + 1).unwrap_or(u32::MAX);
+        let result =
+            match with_timeout(Some(spec.timeout), deadline, self.send_and_read(spec, url)).await {
+                Ok(result) => result,
+                Err(Elapsed::PerCallTimeout(timeout)) => {
+                    Err(FetchErrorKind::AttemptTimeout { timeout }.into())
+                }
+                Err(Elapsed::DeadlineExceeded) => Err(FetchErrorKind::DeadlineExceeded.into()),
+            };
+        let outcome = match &result {
+            Ok(_) => AttemptOutcome::Succeeded,
+            Err(error) => AttemptOutcome::Failed {
+                error: error.kind.clone(),
+                // Updated by the retry hooks if the failure is retryable.
+                next: RetryDecision::NotRetryable,
+            },
+        };
+        lock(attempt_log).push(AttemptRecord {
+            number,
+            started,
+            ended: Instant::now(),
+            outcome,
+        });
+        if let Err(error) = &result {
+            tracing::debug!(source = %spec.name, attempt = number, error = %error.kind, "source attempt failed");
+        }
+        result
+    }
+
+    async fn send_and_read(
+        &self,
+        spec: &SourceSpec,
+        url: &Url,
+    ) -> Result<Arc<Value>, AttemptError> {
+        let response = self
+            .http
+            .get(url.clone())
+            .header(ACCEPT, HeaderValue::from_static("application/json"))
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(AttemptError {
+                kind: FetchErrorKind::HttpStatus { status },
+                retry_after: retry::retry_after(response.headers()),
+            });
+        }
+        let body = read_body_within(response, spec.max_body_bytes).await?;
+        serde_json::from_slice(&body)
+            .map(Arc::new)
+            .map_err(|error| FetchErrorKind::malformed_json(error).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url_for(base_url: &str, request: &SourceRequest) -> String {
+        request_url(&Url::parse(base_url).unwrap(), request).to_string()
+    }
+
+    #[test]
+    fn request_urls_keep_the_base_path_prefix_and_add_the_query() {
+        let request = SourceRequest::new("/forecast").with_query("city", "São Paulo");
+        assert_eq!(
+            url_for("http://127.0.0.1:8080", &request),
+            "http://127.0.0.1:8080/forecast?city=S%C3%A3o+Paulo"
+        );
+        assert_eq!(
+            url_for(
+                "http://127.0.0.1:8080/api/",
+                &SourceRequest::new("forecast")
+            ),
+            "http://127.0.0.1:8080/api/forecast"
+        );
+        assert_eq!(
+            url_for(
+                "http://127.0.0.1:8080/api",
+                &SourceRequest::new("/forecast")
+            ),
+            "http://127.0.0.1:8080/api/forecast"
+        );
+    }
+}
+
+/// A failed attempt, with what the server said about retrying.
+#[derive(Debug)]
+struct AttemptError {
+    kind: FetchErrorKind,
+    retry_after: Option<Duration>,
+}
+
+impl From<FetchErrorKind> for AttemptError {
+    fn from(kind: FetchErrorKind) -> Self {
+        Self {
+            kind,
+            retry_after: None,
+        }
+    }
+}
+
+fn transport_error(error: reqwest::Error) -> AttemptError {
+    FetchErrorKind::Transport(Arc::new(error)).into()
+}
+
+/// Reads the whole body, refusing it as soon as it is known to exceed `limit_bytes`: up front from
+/// Content-Length when there is one, otherwise while counting the streamed chunks. At most `limit_bytes` (plus
+/// one chunk) is ever held in memory.
+async fn read_body_within(
+    response: reqwest::Response,
+    limit_bytes: u64,
+) -> Result<Vec<u8>, AttemptError> {
+    let too_large = || AttemptError::from(FetchErrorKind::BodyTooLarge { limit_bytes });
+    let declared_length = response.content_length();
+    if declared_length.is_some_and(|length| length > limit_bytes) {
+        return Err(too_large());
+    }
+    let capacity = declared_length.unwrap_or(0).min(limit_bytes);
+    let mut body = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
+    let mut chunks = response.bytes_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(transport_error)?;
+        let new_length = u64::try_from(body.len() + chunk.len()).unwrap_or(u64::MAX);
+        if new_length > limit_bytes {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// `base_url` + `request.path` (keeping any path prefix of the base) + the request's query.
+fn request_url(base_url: &Url, request: &SourceRequest) -> Url {
+    let mut url = base_url.clone();
+    let path = format!(
+        "{}/{}",
+        base_url.path().trim_end_matches('/'),
+        request.path.trim_start_matches('/')
+    );
+    url.set_path(&path);
+    if !request.query.is_empty() {
+        url.query_pairs_mut().extend_pairs(&request.query);
+    }
+    url
+}
+
+/// Sets the decision that followed the latest attempt.
+fn record_decision(attempt_log: &Mutex<Vec<AttemptRecord>>, decision: RetryDecision) {
+    if let Some(AttemptRecord {
+        outcome: AttemptOutcome::Failed { next, .. },
+        ..
+    }) = lock(attempt_log).last_mut()
+    {
+        *next = decision;
+    }
+}
+
+/// The log is only ever pushed to or updated in place, so a panic elsewhere cannot leave it inconsistent.
+fn lock(attempt_log: &Mutex<Vec<AttemptRecord>>) -> MutexGuard<'_, Vec<AttemptRecord>> {
+    attempt_log.lock().unwrap_or_else(PoisonError::into_inner)
+}

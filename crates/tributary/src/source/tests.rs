@@ -1,0 +1,708 @@
+//! The client and the cache against real HTTP servers on loopback, one small axum handler per behaviour.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::future::join_all;
+use serde_json::json;
+use tokio::sync::{Notify, Semaphore};
+use url::Url;
+
+use super::*;
+use crate::group::Deadline;
+
+/// What the test server answers to one request.
+#[derive(Clone)]
+enum Reply {
+    /// 200 with this JSON text.
+    Json(&'static str),
+    /// This status, with a small JSON body.
+    Status(StatusCode),
+    /// 503 with `Retry-After: <seconds>`.
+    Unavailable { retry_after_secs: u64 },
+    /// Never answers.
+    Hang,
+    /// 200 with `Content-Length: <bytes>`, then a body that never comes.
+    DeclaredLength { bytes: u64 },
+    /// 200, the start of a body, then nothing more.
+    StallsMidBody,
+    /// 200 with a chunked body that never ends (and so has no Content-Length).
+    Endless,
+    /// Signals `request_seen`, then waits for a permit from `gate` before answering with this JSON.
+    Gated {
+        request_seen: Arc<Notify>,
+        gate: Arc<Semaphore>,
+        json: &'static str,
+    },
+}
+
+impl Reply {
+    async fn into_response(self) -> Response {
+        match self {
+            Reply::Json(text) => json_response(StatusCode::OK, text),
+            Reply::Status(status) => json_response(status, r#"{"error":"scripted"}"#),
+            Reply::Unavailable { retry_after_secs } => {
+                let mut response = json_response(StatusCode::SERVICE_UNAVAILABLE, "{}");
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                response
+            }
+            Reply::Hang => std::future::pending().await,
+            Reply::DeclaredLength { bytes } => {
+                let never = futures::stream::pending::<Result<Bytes, std::io::Error>>();
+                let mut response = Response::new(Body::from_stream(never));
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes));
+                response
+            }
+            Reply::StallsMidBody => {
+                let start = futures::stream::once(async {
+                    Ok::<_, std::io::Error>(Bytes::from_static(b"{\"a\":"))
+                });
+                Response::new(Body::from_stream(start.chain(futures::stream::pending())))
+            }
+            Reply::Endless => {
+                let chunk = Bytes::from(vec![b' '; 64 * 1024]);
+                let chunks =
+                    futures::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
+                Response::new(Body::from_stream(chunks))
+            }
+            Reply::Gated {
+                request_seen,
+                gate,
+                json,
+            } => {
+                request_seen.notify_one();
+                let _permit = gate.acquire().await;
+                json_response(StatusCode::OK, json)
+            }
+        }
+    }
+}
+
+fn json_response(status: StatusCode, text: &'static str) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], text).into_response()
+}
+
+/// A server on `127.0.0.1:0` that answers the n-th request with `replies[n]`, repeating the last reply.
+struct ScriptedServer {
+    base_url: Url,
+    requests: Arc<AtomicUsize>,
+}
+
+impl ScriptedServer {
+    async fn start(replies: Vec<Reply>) -> Self {
+        assert!(!replies.is_empty());
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&requests);
+        let replies = Arc::new(replies);
+        let router = Router::new().fallback(move || {
+            let index = counter.fetch_add(1, Ordering::SeqCst);
+            let reply = replies[index.min(replies.len() - 1)].clone();
+            reply.into_response()
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Self {
+            base_url: Url::parse(&format!("http://{address}")).unwrap(),
+            requests,
+        }
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// A spec for this server: 5 s per attempt, the given retries, no cache.
+    fn spec(&self, retries: u32) -> SourceSpec {
+        let mut spec = SourceSpec::new("test", SourceKind::Weather, self.base_url.clone());
+        spec.timeout = Duration::from_secs(5);
+        spec.retries = retries;
+        spec
+    }
+}
+
+/// A client with short backoffs, so that retry tests are quick.
+fn client() -> SourceClient {
+    SourceClient::new(ClientOptions {
+        backoff: BackoffPolicy {
+            base: Duration::from_millis(10),
+            cap: Duration::from_millis(50),
+        },
+        ..ClientOptions::default()
+    })
+    .unwrap()
+}
+
+fn request() -> SourceRequest {
+    SourceRequest::new("/weather").with_query("city", "Lyon")
+}
+
+fn ten_seconds() -> Deadline {
+    Deadline::after(Duration::from_secs(10))
+}
+
+fn decisions(log: &[AttemptRecord]) -> Vec<Option<RetryDecision>> {
+    log.iter()
+        .map(|record| match record.outcome {
+            AttemptOutcome::Succeeded => None,
+            AttemptOutcome::Failed { next, .. } => Some(next),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_until_success_and_attempts_are_reported() {
+    let server = ScriptedServer::start(vec![
+        Reply::Status(StatusCode::INTERNAL_SERVER_ERROR),
+        Reply::Status(StatusCode::INTERNAL_SERVER_ERROR),
+        Reply::Json(r#"{"temperature": 21}"#),
+    ])
+    .await;
+
+    let fetched = client()
+        .fetch(&server.spec(2), &request(), ten_seconds())
+        .await
+        .unwrap();
+
+    assert_eq!(*fetched.body, json!({"temperature": 21}));
+    assert_eq!(fetched.attempts, 3);
+    assert!(!fetched.cached);
+    assert_eq!(server.requests(), 3);
+    let decisions = decisions(&fetched.attempt_log);
+    assert!(matches!(decisions[0], Some(RetryDecision::Retried { .. })));
+    assert!(matches!(decisions[1], Some(RetryDecision::Retried { .. })));
+    assert_eq!(decisions[2], None);
+    let numbers: Vec<u32> = fetched
+        .attempt_log
+        .iter()
+        .map(|record| record.number)
+        .collect();
+    assert_eq!(numbers, [1, 2, 3]);
+    for pair in fetched.attempt_log.windows(2) {
+        assert!(pair[0].ended <= pair[1].started);
+    }
+}
+
+#[tokio::test]
+async fn a_hanging_source_is_cut_by_the_per_attempt_timeout_and_retried() {
+    let server = ScriptedServer::start(vec![Reply::Hang]).await;
+    let mut spec = server.spec(1);
+    spec.timeout = Duration::from_millis(100);
+
+    let error = client()
+        .fetch(&spec, &request(), ten_seconds())
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(error.kind(), FetchErrorKind::AttemptTimeout { timeout } if *timeout == spec.timeout),
+        "{error:?}"
+    );
+    assert_eq!(error.attempts(), 2);
+    assert_eq!(server.requests(), 2);
+    assert_eq!(
+        decisions(error.attempt_log())[1],
+        Some(RetryDecision::RetriesExhausted)
+    );
+}
+
+#[tokio::test]
+async fn the_per_attempt_timeout_covers_reading_the_body_not_just_the_headers() {
+    let server = ScriptedServer::start(vec![Reply::StallsMidBody]).await;
+    let mut spec = server.spec(0);
+    spec.timeout = Duration::from_millis(200);
+
+    let error = client()
+        .fetch(&spec, &request(), ten_seconds())
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(error.kind(), FetchErrorKind::AttemptTimeout { .. }),
+        "{error:?}"
+    );
+    assert_eq!(error.attempts(), 1);
+}
+
+#[tokio::test]
+async fn a_hanging_source_is_cut_by_the_deadline_when_it_is_the_shorter_bound() {
+    let server = ScriptedServer::start(vec![Reply::Hang]).await;
+    let deadline = Deadline::after(Duration::from_millis(300));
+
+    let error = client()
+        .fetch(&server.spec(2), &request(), deadline)
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(error.kind(), FetchErrorKind::DeadlineExceeded),
+        "{error:?}"
+    );
+    assert!(error.is_deadline());
+    assert_eq!(error.attempts(), 1, "a deadline is never retried");
+    assert_eq!(
+        decisions(error.attempt_log()),
+        [Some(RetryDecision::NotRetryable)]
+    );
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_when_longer_than_the_backoff() {
+    let server = ScriptedServer::start(vec![
+        Reply::Unavailable {
+            retry_after_secs: 1,
+        },
+        Reply::Json("{}"),
+    ])
+    .await;
+
+    let fetched = client()
+        .fetch(&server.spec(2), &request(), ten_seconds())
+        .await
+        .unwrap();
+
+    assert_eq!(fetched.attempts, 2);
+    let log = &fetched.attempt_log;
+    assert_eq!(log[0].delay_before_next(), Some(Duration::from_secs(1)));
+    assert!(log[1].started.duration_since(log[0].ended) >= Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn client_errors_are_not_retried() {
+    let server = ScriptedServer::start(vec![Reply::Status(StatusCode::NOT_FOUND)]).await;
+
+    let error = client()
+        .fetch(&server.spec(2), &request(), ten_seconds())
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(error.kind(), FetchErrorKind::HttpStatus { status } if *status == StatusCode::NOT_FOUND),
+        "{error:?}"
+    );
+    assert_eq!(error.attempts(), 1);
+    assert_eq!(server.requests(), 1);
+    assert_eq!(
+        decisions(error.attempt_log()),
+        [Some(RetryDecision::NotRetryable)]
+    );
+}
+
+#[tokio::test]
+async fn too_many_requests_is_retried() {
+    let server = ScriptedServer::start(vec![
+        Reply::Status(StatusCode::TOO_MANY_REQUESTS),
+        Reply::Json("{}"),
+    ])
+    .await;
+
+    let fetched = client()
+        .fetch(&server.spec(2), &request(), ten_seconds())
+        .await
+        .unwrap();
+
+    assert_eq!(fetched.attempts, 2);
+    assert_eq!(server.requests(), 2);
+}
+
+#[tokio::test]
+async fn retries_stop_when_the_delay_would_end_past_the_deadline() {
+    let server = ScriptedServer::start(vec![Reply::Unavailable {
+        retry_after_secs: 30,
+    }])
+    .await;
+    let deadline = Deadline::after(Duration::from_secs(5));
+
+    let error = client()
+        .fetch(&server.spec(2), &request(), deadline)
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(error.kind(), FetchErrorKind::HttpStatus { status } if *status == StatusCode::SERVICE_UNAVAILABLE),
+        "{error:?}"
+    );
+    assert_eq!(error.attempts(), 1);
+    assert!(
+        matches!(
+            decisions(error.attempt_log())[0],
+            Some(RetryDecision::DeadlineTooClose { delay, .. }) if delay == Duration::from_secs(30)
+        ),
+        "{:?}",
+        error.attempt_log()
+    );
+    assert!(
+        !deadline.is_expired(),
+        "gave up at once rather than sleeping into the deadline"
+    );
+}
+
+#[tokio::test]
+async fn connection_refused_is_a_retryable_transport_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    drop(listener);
+    let base_url = Url::parse(&format!("http://{address}")).unwrap();
+    let mut spec = SourceSpec::new("closed", SourceKind::News, base_url);
+    spec.retries = 1;
+
+    let error = client()
+        .fetch(&spec, &request(), ten_seconds())
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(error.kind(), FetchErrorKind::Transport(_)),
+        "{error:?}"
+    );
+    assert_eq!(error.attempts(), 2);
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_refused_from_its_content_length() {
+    // The body never comes: a client that waited for it before checking would hit the timeout instead.
+    let server = ScriptedServer::start(vec![Reply::DeclaredLength {
+        bytes: 2 * 1024 * 1024,
+    }])
+    .await;
+
+    let error = client()
+        .fetch(&server.spec(2), &request(), ten_seconds())
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(error.kind(), FetchErrorKind::BodyTooLarge { limit_bytes } if *limit_bytes == DEFAULT_MAX_BODY_BYTES),
+        "{error:?}"
+    );
+    assert_eq!(error.attempts(), 1, "an oversized body is not retried");
+}
+
+#[tokio::test]
+async fn an_oversized_chunked_body_is_refused_while_streaming() {
+    // The body never ends: a client that buffered it before checking would hit the timeout instead.
+    let server = ScriptedServer::start(vec![Reply::Endless]).await;
+    let mut spec = server.spec(0);
+    spec.max_body_bytes = 256 * 1024;
+
+    let error = client()
+        .fetch(&spec, &request(), ten_seconds())
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(error.kind(), FetchErrorKind::BodyTooLarge { limit_bytes } if *limit_bytes == 256 * 1024),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_body_within_the_limit_is_accepted() {
+    let server = ScriptedServer::start(vec![Reply::Json(r#"{"ok": true}"#)]).await;
+    let mut spec = server.spec(0);
+    spec.max_body_bytes = 12;
+
+    let fetched = client()
+        .fetch(&spec, &request(), ten_seconds())
+        .await
+        .unwrap();
+
+    assert_eq!(*fetched.body, json!({"ok": true}));
+}
+
+#[tokio::test]
+async fn malformed_json_is_reported_with_its_position_and_not_retried() {
+    let server = ScriptedServer::start(vec![Reply::Json("{\"temperature\":\n  oops}")]).await;
+
+    let error = client()
+        .fetch(&server.spec(2), &request(), ten_seconds())
+        .await
+        .unwrap_err();
+
+    match error.kind() {
+        FetchErrorKind::MalformedJson {
+            line,
+            column,
+            detail,
+            ..
+        } => {
+            assert_eq!((*line, *column), (2, 3));
+            assert!(detail.contains("expected value"), "{detail}");
+        }
+        other => panic!("expected malformed json, got {other:?}"),
+    }
+    assert_eq!(error.attempts(), 1);
+    assert!(error.kind().to_string().contains("at line 2 column 3"));
+}
+
+#[tokio::test]
+async fn a_second_identical_request_is_a_cache_hit() {
+    let server = ScriptedServer::start(vec![Reply::Json(r#"{"headline": "rain"}"#)]).await;
+    let mut spec = server.spec(0);
+    spec.cache_ttl = Some(Duration::from_secs(60));
+    let client = client();
+    let first = SourceRequest::new("/news")
+        .with_query("a", "1")
+        .with_query("b", "2");
+    let same_in_another_order = SourceRequest::new("news")
+        .with_query("b", "2")
+        .with_query("a", "1");
+
+    let miss = client.fetch(&spec, &first, ten_seconds()).await.unwrap();
+    let hit = client
+        .fetch(&spec, &same_in_another_order, ten_seconds())
+        .await
+        .unwrap();
+
+    assert_eq!(server.requests(), 1);
+    assert!(!miss.cached);
+    assert_eq!(miss.attempts, 1);
+    assert!(hit.cached);
+    assert_eq!(hit.attempts, 0);
+    assert!(hit.attempt_log.is_empty());
+    assert_eq!(hit.body, miss.body);
+}
+
+#[tokio::test]
+async fn different_requests_and_sources_do_not_share_cache_entries() {
+    let server = ScriptedServer::start(vec![Reply::Json("{}")]).await;
+    let mut spec = server.spec(0);
+    spec.cache_ttl = Some(Duration::from_secs(60));
+    let mut other_source = spec.clone();
+    other_source.name = "other".to_owned();
+    let client = client();
+
+    client
+        .fetch(&spec, &request(), ten_seconds())
+        .await
+        .unwrap();
+    let other_query = SourceRequest::new("/weather").with_query("city", "Oslo");
+    assert!(
+        !client
+            .fetch(&spec, &other_query, ten_seconds())
+            .await
+            .unwrap()
+            .cached
+    );
+    assert!(
+        !client
+            .fetch(&other_source, &request(), ten_seconds())
+            .await
+            .unwrap()
+            .cached
+    );
+
+    assert_eq!(server.requests(), 3);
+}
+
+#[tokio::test]
+async fn a_source_without_a_cache_ttl_is_asked_every_time() {
+    let server = ScriptedServer::start(vec![Reply::Json("{}")]).await;
+    let spec = server.spec(0);
+    let client = client();
+
+    for _ in 0..2 {
+        let fetched = client
+            .fetch(&spec, &request(), ten_seconds())
+            .await
+            .unwrap();
+        assert!(!fetched.cached);
+    }
+
+    assert_eq!(server.requests(), 2);
+}
+
+#[tokio::test]
+async fn errors_are_not_cached() {
+    let server = ScriptedServer::start(vec![
+        Reply::Status(StatusCode::INTERNAL_SERVER_ERROR),
+        Reply::Json(r#"{"recovered": true}"#),
+    ])
+    .await;
+    let mut spec = server.spec(0);
+    spec.cache_ttl = Some(Duration::from_secs(60));
+    let client = client();
+
+    let error = client
+        .fetch(&spec, &request(), ten_seconds())
+        .await
+        .unwrap_err();
+    let fetched = client
+        .fetch(&spec, &request(), ten_seconds())
+        .await
+        .unwrap();
+
+    assert_eq!(error.attempts(), 1);
+    assert!(!fetched.cached, "the failure must not have been cached");
+    assert_eq!(*fetched.body, json!({"recovered": true}));
+    assert_eq!(server.requests(), 2);
+}
+
+#[tokio::test]
+async fn concurrent_identical_requests_make_one_upstream_call() {
+    const CALLERS: usize = 50;
+    let request_seen = Arc::new(Notify::new());
+    let gate = Arc::new(Semaphore::new(0));
+    let server = ScriptedServer::start(vec![Reply::Gated {
+        request_seen: Arc::clone(&request_seen),
+        gate: Arc::clone(&gate),
+        json: r#"{"article": "rivers"}"#,
+    }])
+    .await;
+    let mut spec = server.spec(0);
+    spec.cache_ttl = Some(Duration::from_secs(60));
+    let client = client();
+    let request = request();
+
+    // join_all polls every caller before the server can answer (it holds the answer until the gate opens, and
+    // the gate opens only once the first request has arrived), so all of them are in flight together.
+    let callers = join_all((0..CALLERS).map(|_| client.fetch(&spec, &request, ten_seconds())));
+    let open_gate = async {
+        request_seen.notified().await;
+        gate.add_permits(CALLERS);
+    };
+    let (results, ()) = tokio::join!(callers, open_gate);
+
+    assert_eq!(server.requests(), 1);
+    let fetched: Vec<Fetched> = results.into_iter().map(Result::unwrap).collect();
+    assert!(
+        fetched
+            .iter()
+            .all(|each| *each.body == json!({"article": "rivers"}))
+    );
+    assert_eq!(
+        fetched.iter().filter(|each| each.cached).count(),
+        CALLERS - 1
+    );
+    assert_eq!(fetched.iter().map(|each| each.attempts).sum::<u32>(), 1);
+}
+
+#[tokio::test]
+async fn an_expired_deadline_sends_nothing() {
+    let server = ScriptedServer::start(vec![Reply::Json("{}")]).await;
+    let expired = Deadline::at(tokio::time::Instant::now());
+
+    let error = client()
+        .fetch(&server.spec(2), &request(), expired)
+        .await
+        .unwrap_err();
+
+    assert!(error.is_deadline());
+    assert_eq!(error.attempts(), 0);
+    assert_eq!(server.requests(), 0);
+}
+
+#[test]
+fn error_messages_read_after_failed_to() {
+    let error = FetchError::new(
+        "weather",
+        FetchErrorKind::BodyTooLarge { limit_bytes: 1024 },
+        Vec::new(),
+    );
+    assert_eq!(
+        format!("failed to {error}: {}", error.kind()),
+        "failed to fetch from source `weather` after 0 attempt(s): read a response body within the 1024-byte limit"
+    );
+}
+
+#[tokio::test]
+async fn a_caller_waiting_on_another_callers_fetch_still_stops_at_its_own_deadline() {
+    let request_seen = Arc::new(Notify::new());
+    let gate = Arc::new(Semaphore::new(0));
+    let server = ScriptedServer::start(vec![Reply::Gated {
+        request_seen: Arc::clone(&request_seen),
+        gate: Arc::clone(&gate),
+        json: "{}",
+    }])
+    .await;
+    let mut spec = server.spec(0);
+    spec.cache_ttl = Some(Duration::from_secs(60));
+    let client = client();
+    let request = request();
+
+    let patient = client.fetch(&spec, &request, ten_seconds());
+    let hurried = async {
+        request_seen.notified().await;
+        let result = client
+            .fetch(&spec, &request, Deadline::after(Duration::from_millis(200)))
+            .await;
+        gate.add_permits(1);
+        result
+    };
+    let (patient, hurried) = tokio::join!(patient, hurried);
+
+    let hurried = hurried.unwrap_err();
+    assert!(hurried.is_deadline(), "{hurried:?}");
+    assert_eq!(hurried.attempts(), 0);
+    assert!(!patient.unwrap().cached);
+    assert_eq!(server.requests(), 1);
+}
+
+#[tokio::test]
+async fn another_callers_expired_deadline_does_not_fail_a_caller_with_time_left() {
+    let server =
+        ScriptedServer::start(vec![Reply::Hang, Reply::Json(r#"{"late": "but fine"}"#)]).await;
+    let mut spec = server.spec(0);
+    spec.cache_ttl = Some(Duration::from_secs(60));
+    let client = client();
+    let request = request();
+
+    // Polled first, so the hurried caller runs the fetch and the patient one waits on it.
+    let mut hurried =
+        Box::pin(client.fetch(&spec, &request, Deadline::after(Duration::from_millis(200))));
+    assert!(futures::poll!(&mut hurried).is_pending());
+    let patient = client.fetch(&spec, &request, ten_seconds());
+    let (hurried, patient) = tokio::join!(hurried, patient);
+
+    let hurried = hurried.unwrap_err();
+    assert!(hurried.is_deadline(), "{hurried:?}");
+    assert_eq!(hurried.attempts(), 1);
+    let patient = patient.unwrap();
+    assert_eq!(*patient.body, json!({"late": "but fine"}));
+    assert_eq!(patient.attempts, 1, "the patient caller fetched for itself");
+    assert_eq!(server.requests(), 2);
+}
+
+#[tokio::test]
+async fn dropping_the_caller_that_runs_the_fetch_does_not_strand_the_callers_waiting_on_it() {
+    let request_seen = Arc::new(Notify::new());
+    let never_opened = Arc::new(Semaphore::new(0));
+    let server = ScriptedServer::start(vec![
+        Reply::Gated {
+            request_seen: Arc::clone(&request_seen),
+            gate: never_opened,
+            json: "{}",
+        },
+        Reply::Json(r#"{"second": true}"#),
+    ])
+    .await;
+    let mut spec = server.spec(2);
+    spec.cache_ttl = Some(Duration::from_secs(60));
+    let client = client();
+    let request = request();
+
+    let mut first = Box::pin(client.fetch(&spec, &request, ten_seconds()));
+    tokio::select! {
+        result = &mut first => panic!("the gated request cannot finish: {result:?}"),
+        () = request_seen.notified() => {}
+    }
+    let mut second = Box::pin(client.fetch(&spec, &request, ten_seconds()));
+    assert!(futures::poll!(&mut second).is_pending());
+    drop(first);
+    let second = second.await.unwrap();
+
+    assert_eq!(*second.body, json!({"second": true}));
+    assert!(!second.cached);
+    assert_eq!(server.requests(), 2);
+}
