@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::{Fault, Latency, Service, SimConfig};
 use super::error::{ApiError, SimError};
 use super::fault::{self, Params, Plan};
+use super::news::{self, NewsIndex};
 use super::seed::rng_for;
 use super::weather;
 
@@ -47,11 +48,17 @@ struct AppState {
     /// A std mutex is right here: it is held for a few random draws and never across an `.await`.
     rngs: [Mutex<StdRng>; 3],
     shutdown: CancellationToken,
+    news: NewsIndex,
 }
 
 impl SimServer {
     /// Builds the data, binds `listen` (port 0 picks a free port) and starts serving in a background task.
     pub async fn start(listen: SocketAddr, config: SimConfig) -> Result<SimServer, SimError> {
+        let seed = config.seed;
+        // Generating and indexing the corpus is CPU work: keep it off the runtime threads.
+        let news = tokio::task::spawn_blocking(move || NewsIndex::build(seed))
+            .await
+            .map_err(SimError::StartUp)?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|source| SimError::Bind {
@@ -70,6 +77,7 @@ impl SimServer {
             requests: Default::default(),
             rngs,
             shutdown: shutdown.clone(),
+            news,
         });
         let app = router(Arc::clone(&state));
         let stop = shutdown.clone();
@@ -143,6 +151,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/", get(index))
         .route("/health", get(health))
         .route(Service::Weather.path(), get(weather_handler))
+        .route(Service::News.path(), get(news_handler))
         .fallback(not_found)
         .with_state(state)
 }
@@ -154,6 +163,17 @@ async fn weather_handler(
     let seed = state.config.seed;
     serve(&state, Service::Weather, &params, || async {
         weather::answer(seed, &params)
+    })
+    .await
+}
+
+async fn news_handler(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<Params>,
+) -> Response {
+    // A BM25 lookup over a few hundred articles takes microseconds: fine on a runtime thread.
+    serve(&state, Service::News, &params, || async {
+        news::answer(&state.news, &params)
     })
     .await
 }

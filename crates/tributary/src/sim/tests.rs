@@ -371,3 +371,47 @@ async fn binding_a_taken_port_names_the_address() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn news_ranks_pages_and_repeats_itself() {
+    let server = start(SimConfig::instant()).await;
+    let url = format!("{}?q=metro%20rail%20commuters", server.url(Service::News));
+    let (status, first) = get_json(&url).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (first["page"].as_u64(), first["per_page"].as_u64()),
+        (Some(1), Some(10))
+    );
+    let total = first["total"].as_u64().expect("a total");
+    assert!(total > 10, "{total}");
+    let articles = first["articles"].as_array().expect("articles");
+    assert_eq!(articles.len(), 10);
+    for article in articles {
+        for field in [
+            "id",
+            "title",
+            "summary",
+            "body",
+            "published_at",
+            "outlet",
+            "city",
+            "topic",
+        ] {
+            assert!(article[field].is_string(), "{field} in {article}");
+        }
+        assert!(
+            article["score"].as_f64().is_some_and(|score| score > 0.0),
+            "{article}"
+        );
+    }
+    assert_eq!(articles[0]["topic"], "transport", "{}", articles[0]);
+    let (_, again) = get_json(&url).await;
+    assert_eq!(first, again);
+    let (_, second_page) = get_json(&format!("{url}&page=2")).await;
+    assert_eq!(second_page["total"], total);
+    assert_ne!(second_page["articles"][0]["id"], articles[0]["id"]);
+    let (status, body) = get_json(&server.url(Service::News)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error_body(&body, 400);
+    assert_eq!(server.requests(Service::News), 4);
+}
