@@ -139,6 +139,8 @@ impl Calibration {
 ///
 /// The measurement runs several short rounds and keeps the fastest: on a busy machine a round can be slowed
 /// down by other threads but never sped up, so the fastest round is the best estimate of one free core.
+/// It is CPU work: call it once at startup from a blocking context (or let the first inference on a pool
+/// worker pay for it), never on an async runtime thread. Concurrent first callers wait for one measurement.
 pub fn calibration() -> Calibration {
     static CALIBRATION: OnceLock<Calibration> = OnceLock::new();
     *CALIBRATION.get_or_init(measure)
