@@ -21,7 +21,8 @@ pub struct Answer {
 /// Compose one answer from per-source results, given as `(source name, inference)`.
 ///
 /// The order of `parts` does not matter (sources finish in any order): lines are sorted by the kind of source
-/// (recognised from its name: `weather`, `news`, `knowledge`/`kb`/`wiki`) and then by name.
+/// (recognised from its name: `weather`, `news`, `knowledge`/`kb`/`wiki`) and then by name; several parts from
+/// one source (e.g. one per news article) keep their given order and the source is named once.
 pub fn aggregate(question: &str, parts: &[(&str, &Inference)]) -> Answer {
     let mut ordered: Vec<(SourceKind, &str, &Inference)> = parts
         .iter()
@@ -30,11 +31,16 @@ pub fn aggregate(question: &str, parts: &[(&str, &Inference)]) -> Answer {
     ordered.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(b.1)));
 
     let mut lines = Vec::new();
-    let mut sources = Vec::new();
+    let mut sources: Vec<String> = Vec::new();
+    let mut contributing_scores = Vec::new();
     for (kind, name, inference) in &ordered {
         if let Some(line) = kind.line(name, inference) {
             lines.push(line);
-            sources.push((*name).to_owned());
+            contributing_scores.push(inference.sentiment.score);
+            // A source may contribute several documents (news articles); name it once.
+            if !sources.iter().any(|source| source == name) {
+                sources.push((*name).to_owned());
+            }
         }
     }
     if sources.is_empty() {
@@ -46,15 +52,10 @@ pub fn aggregate(question: &str, parts: &[(&str, &Inference)]) -> Answer {
         lines.push(format!("Sources: {}.", sources.join(", ")));
     }
 
-    let contributing: Vec<f64> = ordered
-        .iter()
-        .filter(|(_, name, _)| sources.iter().any(|source| source == name))
-        .map(|(_, _, inference)| inference.sentiment.score)
-        .collect();
-    let mean = if contributing.is_empty() {
+    let mean = if contributing_scores.is_empty() {
         0.0
     } else {
-        contributing.iter().sum::<f64>() / contributing.len() as f64
+        contributing_scores.iter().sum::<f64>() / contributing_scores.len() as f64
     };
     Answer {
         question: question.to_owned(),
@@ -184,6 +185,36 @@ mod tests {
         );
         assert_eq!(lines[3], "Sources: weather, news, knowledge.");
         assert_eq!(answer.sources, ["weather", "news", "knowledge"]);
+    }
+
+    #[test]
+    fn several_documents_from_one_source_name_it_once() {
+        let first = inference(
+            "news",
+            Some("Storm hits coast"),
+            "A severe storm caused flooding.",
+        );
+        let second = inference(
+            "news",
+            Some("Festival a success"),
+            "The festival was a great success.",
+        );
+        let empty = inference("weather", None, "");
+        let answer = aggregate(
+            "news?",
+            &[("news", &first), ("weather", &empty), ("news", &second)],
+        );
+        assert_eq!(answer.sources, ["news"]);
+        assert_eq!(
+            answer
+                .text
+                .lines()
+                .filter(|line| line.starts_with("In the news"))
+                .count(),
+            2
+        );
+        let expected_mean = (first.sentiment.score + second.sentiment.score) / 2.0;
+        assert!((answer.sentiment.score - expected_mean).abs() < 0.001);
     }
 
     #[test]

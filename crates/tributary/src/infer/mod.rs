@@ -32,4 +32,4 @@ pub use model::{
     Document, InferError, Inference, KeyTerm, Sentiment, SentimentLabel, TokenCounts, WorkReport,
     infer,
 };
-pub use work::{Calibration, InferenceCost, calibration};
+pub use work::{Calibration, InferenceCost, ParseCostError, calibration};

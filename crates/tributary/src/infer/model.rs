@@ -172,7 +172,7 @@ pub fn infer(
         title: document.title.clone(),
         summary: reading.summary(&key_terms),
         sentiment: reading.sentiment(),
-        generated: render_generated(&generated_words),
+        generated: render_generated(&reading, &generated_words),
         tokens: TokenCounts {
             question: reading.question_word_count,
             document: reading.document_word_count,
@@ -213,6 +213,8 @@ struct Reading {
     document_word_count: usize,
     /// Distinct document words in order of first appearance.
     vocabulary: Vec<String>,
+    /// How a word is written inside sentences (`Berlin`), for words not always written in lowercase.
+    written_forms: HashMap<String, String>,
 }
 
 impl Reading {
@@ -251,6 +253,7 @@ impl Reading {
                 .iter()
                 .map(|(_, words)| words.len())
                 .sum::<usize>();
+        let written_forms = written_forms(&sentences);
         Self {
             question_terms,
             question_word_count: question_words.len(),
@@ -258,7 +261,13 @@ impl Reading {
             title_words,
             document_word_count,
             vocabulary,
+            written_forms,
         }
+    }
+
+    /// `word` as the document writes it: `berlin` → `Berlin`, `the` → `the`.
+    fn as_written<'a>(&'a self, word: &'a str) -> &'a str {
+        self.written_forms.get(word).map_or(word, String::as_str)
     }
 
     /// Term frequency of content words, discounted for words common in any text, relative to the heaviest.
@@ -499,13 +508,32 @@ fn decode(
     })
 }
 
-/// Join generated words into sentences: capitalised, ending with a full stop.
-fn render_generated(words: &[String]) -> String {
+/// How each word is written where it is not the first of a sentence (a capital there is only grammar), when
+/// that differs from lowercase. The first spelling seen wins.
+fn written_forms(sentences: &[(String, Vec<String>)]) -> HashMap<String, String> {
+    let mut forms = HashMap::new();
+    for (sentence, words) in sentences {
+        let as_written = text::words_as_written(sentence);
+        for (word, written) in words.iter().zip(&as_written).skip(1) {
+            forms.entry(word.clone()).or_insert_with(|| written.clone());
+        }
+    }
+    forms.retain(|word, written| word != written);
+    forms
+}
+
+/// Join generated words into sentences, words as the document writes them, each sentence capitalised and
+/// ending with a full stop.
+fn render_generated(reading: &Reading, words: &[String]) -> String {
     words
         .split(|word| word == SENTENCE_END)
         .filter(|sentence| !sentence.is_empty())
         .map(|sentence| {
-            let joined = sentence.join(" ");
+            let joined = sentence
+                .iter()
+                .map(|word| reading.as_written(word))
+                .collect::<Vec<_>>()
+                .join(" ");
             let mut characters = joined.chars();
             let capitalised: String = characters
                 .next()
@@ -649,6 +677,23 @@ mod tests {
             );
         }
         assert!(result.tokens.generated > 1 && result.tokens.generated <= MAX_GENERATED_WORDS);
+    }
+
+    #[test]
+    fn generated_text_keeps_the_documents_capitals() {
+        let document = Document::new(
+            "weather",
+            "Rain over Berlin tonight. Tomorrow Berlin stays dry.",
+        );
+        let result = run("Is Berlin dry tomorrow?", &document, 0);
+        assert!(
+            result.generated.starts_with("Berlin "),
+            "{}",
+            result.generated
+        );
+        assert!(!result.generated.contains("berlin"), "{}", result.generated);
+        // Capitals that only mark a sentence start are not kept mid-sentence.
+        assert!(!result.generated.contains(" Stays") && !result.generated.contains(" Rain"));
     }
 
     #[test]

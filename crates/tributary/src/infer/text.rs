@@ -5,11 +5,29 @@
 /// Lowercase words of `text`: runs of alphanumeric characters. An apostrophe inside a word is dropped
 /// (`don't` → `dont`) so that negations such as `isn't` stay one token.
 pub(crate) fn words(text: &str) -> Vec<String> {
+    split_words(text, Case::Lower)
+}
+
+/// The same words as [`words`], in the same order, but as written (`Berlin`, `NASA`), for display.
+pub(crate) fn words_as_written(text: &str) -> Vec<String> {
+    split_words(text, Case::AsWritten)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Case {
+    Lower,
+    AsWritten,
+}
+
+fn split_words(text: &str, case: Case) -> Vec<String> {
     let mut words = Vec::new();
     let mut current = String::new();
     for character in text.chars() {
         if character.is_alphanumeric() {
-            current.extend(character.to_lowercase());
+            match case {
+                Case::Lower => current.extend(character.to_lowercase()),
+                Case::AsWritten => current.push(character),
+            }
         } else if matches!(character, '\'' | '’') && !current.is_empty() {
             // Keep the word going: "don't" becomes "dont".
         } else if !current.is_empty() {
@@ -156,6 +174,10 @@ mod tests {
             ["dont", "panic", "42", "towels"]
         );
         assert!(words("  ...  ").is_empty());
+        assert_eq!(
+            words_as_written("Don't PANIC: 42 towels!"),
+            ["Dont", "PANIC", "42", "towels"]
+        );
     }
 
     #[test]

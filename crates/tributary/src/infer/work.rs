@@ -8,11 +8,19 @@
 //! A budget is given either as CPU time ([`InferenceCost::cpu`]), converted to units with a one-time
 //! [`calibration`] of this machine, or as units directly ([`InferenceCost::units`]) for reproducible benchmarks.
 
+use std::fmt;
+use std::str::FromStr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 /// How much CPU work one inference may spend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Written as text (flags, config files) either as a duration of CPU time, `300ms` or `1.5s`, or as an exact
+/// number of units, `250000 units`; see [`FromStr`](std::str::FromStr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum InferenceCost {
     /// About this much CPU time on one core of this machine, converted with [`calibration`].
     Cpu(Duration),
@@ -54,6 +62,62 @@ impl Default for InferenceCost {
     }
 }
 
+/// A cost that is neither a duration (`300ms`) nor a number of units (`250000 units`).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "parse inference cost {text:?}: expected a CPU time such as `300ms` or a unit count such as `250000 units`"
+)]
+pub struct ParseCostError {
+    text: String,
+    #[source]
+    duration_error: humantime::DurationError,
+}
+
+impl FromStr for InferenceCost {
+    type Err = ParseCostError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let trimmed = text.trim();
+        if let Some(units) = trimmed
+            .strip_suffix("units")
+            .or_else(|| trimmed.strip_suffix("unit"))
+        {
+            if let Ok(units) = units.trim().parse() {
+                return Ok(Self::Units(units));
+            }
+        }
+        humantime::parse_duration(trimmed)
+            .map(Self::Cpu)
+            .map_err(|duration_error| ParseCostError {
+                text: text.to_owned(),
+                duration_error,
+            })
+    }
+}
+
+impl fmt::Display for InferenceCost {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Cpu(duration) => write!(formatter, "{}", humantime::format_duration(*duration)),
+            Self::Units(units) => write!(formatter, "{units} units"),
+        }
+    }
+}
+
+impl TryFrom<String> for InferenceCost {
+    type Error = ParseCostError;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
+impl From<InferenceCost> for String {
+    fn from(cost: InferenceCost) -> Self {
+        cost.to_string()
+    }
+}
+
 /// How fast this machine runs the inference kernel on one core, measured once per process.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Calibration {
@@ -75,6 +139,8 @@ impl Calibration {
 ///
 /// The measurement runs several short rounds and keeps the fastest: on a busy machine a round can be slowed
 /// down by other threads but never sped up, so the fastest round is the best estimate of one free core.
+/// It is CPU work: call it once at startup from a blocking context (or let the first inference on a pool
+/// worker pay for it), never on an async runtime thread. Concurrent first callers wait for one measurement.
 pub fn calibration() -> Calibration {
     static CALIBRATION: OnceLock<Calibration> = OnceLock::new();
     *CALIBRATION.get_or_init(measure)
@@ -266,6 +332,38 @@ mod tests {
         assert_eq!(run(3000), run(3000));
         assert_ne!(run(3000).0, run(6000).0);
         assert_eq!(run(3000).1, 1000);
+    }
+
+    #[test]
+    fn cost_reads_and_writes_as_text() {
+        let parse = |text: &str| text.parse::<InferenceCost>();
+        assert_eq!(
+            parse("300ms"),
+            Ok(InferenceCost::cpu(Duration::from_millis(300)))
+        );
+        assert_eq!(
+            parse(" 1.5s "),
+            Ok(InferenceCost::cpu(Duration::from_millis(1500)))
+        );
+        assert_eq!(parse("250000 units"), Ok(InferenceCost::units(250_000)));
+        assert_eq!(parse("1unit"), Ok(InferenceCost::units(1)));
+        let error = parse("fast").expect_err("not a cost");
+        assert!(
+            error
+                .to_string()
+                .starts_with("parse inference cost \"fast\"")
+        );
+        assert_eq!(
+            InferenceCost::cpu(Duration::from_millis(300)).to_string(),
+            "300ms"
+        );
+        assert_eq!(InferenceCost::units(7).to_string(), "7 units");
+        let json = serde_json::to_string(&InferenceCost::default()).expect("serialise");
+        assert_eq!(json, "\"300ms\"");
+        assert_eq!(
+            serde_json::from_str::<InferenceCost>(&json).ok(),
+            Some(InferenceCost::default())
+        );
     }
 
     #[test]

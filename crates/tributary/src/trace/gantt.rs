@@ -3,7 +3,8 @@
 //! It reads without colour: bars are drawn with different glyphs per activity (`█` fetch, `▒` inference,
 //! `░` other), a failed or timed-out span ends in `×`, a cancelled one in `-`, and instant events are marked
 //! on top (`·` retry, `×` timeout or failure, `!` other). Colour is opt-in with [`GanttStyle::Colour`]; the
-//! caller decides (TTY, `NO_COLOR`).
+//! caller decides (TTY, `NO_COLOR`). The figure after each row is the lane's busy time: the union of its spans,
+//! so overlapping spans count once.
 //!
 //! ```text
 //! source weather │████·█████                               │   130 ms
