@@ -2,9 +2,11 @@
 
 mod cli;
 mod commands;
+mod engine;
 mod error;
 mod faults;
 mod logging;
+mod render;
 
 use clap::Parser;
 
@@ -31,7 +33,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         .map_err(|error| CliError::internal(CliError::chain("failed to start the async runtime", &error)))?;
     runtime.block_on(async {
         match cli.command {
-            Command::Ask(_args) => Err(CliError::internal("ask is not wired yet")),
+            Command::Ask(args) => commands::ask::run(args).await,
             Command::Sources(args) => commands::sources::run(args).await.map(|()| ExitCode::Success),
         }
     })

@@ -14,8 +14,10 @@
 //! - [`source`]: async I/O to information sources: HTTP client, retries, single-flight cache, configuration.
 //! - [`sim`]: the embedded simulated services (weather, news, knowledge base) with fault injection.
 //! - [`infer`]: the deterministic, CPU-bound simulated LLM.
+//! - [`agent`]: plan → fetch → infer → aggregate for one question: the capstone.
 //! - [`trace`]: the timeline recorder and its exports (terminal Gantt chart, Chrome Trace Event JSON).
 
+pub mod agent;
 pub mod group;
 pub mod infer;
 pub mod lag;

@@ -63,6 +63,8 @@ pub struct AgentReport {
     pub question: String,
     /// The unified answer; `null` when no source answered (exit code 3).
     pub answer: Option<String>,
+    /// Why there is no answer; `null` when there is one.
+    pub error: Option<String>,
     /// True when a source that was asked did not answer.
     pub degraded: bool,
     /// `concurrent` or `sequential`.
@@ -76,6 +78,26 @@ pub struct AgentReport {
     pub deadline_ms: f64,
     pub per_source_timeout_ms: f64,
     pub sources: Vec<SourceReport>,
+}
+
+impl SourceReport {
+    /// A report for `spec` before anything happened to it.
+    pub fn new_for(spec: &crate::source::SourceSpec) -> Self {
+        Self {
+            name: spec.name.clone(),
+            kind: spec.kind.as_str().to_owned(),
+            status: SourceStatus::Skipped,
+            error: None,
+            attempts: 0,
+            cached: false,
+            fetch_ms: None,
+            infer_ms: None,
+            arrived_at_ms: None,
+            worker: None,
+            required: spec.required,
+            summary: None,
+        }
+    }
 }
 
 impl AgentReport {

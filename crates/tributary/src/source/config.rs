@@ -128,8 +128,8 @@ pub struct SourcesConfig {
 impl SourcesConfig {
     /// The default set: `weather`, `news` and `kb` at the given base URLs, with default timeouts and retries.
     ///
-    /// Caching: weather 60 s, news 30 s, knowledge base 300 s (articles change least). Only the knowledge base is
-    /// required: an answer without background knowledge is no answer, one without the weather is degraded.
+    /// Caching: weather 60 s, news 30 s, knowledge base 300 s (articles change least). None is required: the
+    /// agent's promise is a degraded answer from whatever answered; `required = true` is opt-in through a file.
     pub fn embedded(urls: EmbeddedSourceUrls) -> Self {
         let mut weather = SourceSpec::new("weather", SourceKind::Weather, urls.weather);
         weather.cache_ttl = Some(Duration::from_secs(60));
@@ -138,7 +138,6 @@ impl SourcesConfig {
         let mut knowledge_base =
             SourceSpec::new("kb", SourceKind::KnowledgeBase, urls.knowledge_base);
         knowledge_base.cache_ttl = Some(Duration::from_secs(300));
-        knowledge_base.required = true;
         Self {
             sources: vec![weather, news, knowledge_base],
         }
@@ -579,7 +578,7 @@ base_url = "http://127.0.0.1:8082/api/"
     }
 
     #[test]
-    fn the_embedded_set_has_three_sources_with_the_knowledge_base_required() {
+    fn the_embedded_set_has_three_optional_sources() {
         let url = |port: u16| Url::parse(&format!("http://127.0.0.1:{port}")).unwrap();
         let config = SourcesConfig::embedded(EmbeddedSourceUrls {
             weather: url(1),
@@ -596,7 +595,7 @@ base_url = "http://127.0.0.1:8082/api/"
             [
                 ("weather", SourceKind::Weather, false),
                 ("news", SourceKind::News, false),
-                ("kb", SourceKind::KnowledgeBase, true),
+                ("kb", SourceKind::KnowledgeBase, false),
             ]
         );
         assert_eq!(config.get("news").unwrap().base_url, url(2));

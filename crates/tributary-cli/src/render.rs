@@ -1,0 +1,124 @@
+//! Human-readable output: the answer, the per-source table, the totals. Plain text, readable without colour.
+
+use std::fmt::Write as _;
+
+use tributary::agent::{AgentReport, Comparison, SourceReport};
+
+/// Width for charts: `COLUMNS` when set, else 100.
+pub fn terminal_width() -> usize {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|columns| columns.parse::<usize>().ok())
+        .filter(|&columns| columns >= 40)
+        .unwrap_or(100)
+}
+
+/// The answer, the source table and the totals line.
+pub fn report(report: &AgentReport) -> String {
+    let mut out = String::new();
+    match &report.answer {
+        Some(answer) => {
+            let _ = writeln!(out, "{answer}");
+        }
+        None => {
+            let _ = writeln!(out, "No answer: {}", report.error.as_deref().unwrap_or("no source answered"));
+        }
+    }
+    out.push('\n');
+    out.push_str(&source_table(&report.sources));
+    out.push('\n');
+    let _ = writeln!(out, "{}", totals(report));
+    out
+}
+
+/// Both runs of `--compare`, and the speed-up.
+pub fn comparison(comparison: &Comparison) -> String {
+    let mut out = report(&comparison.concurrent);
+    let _ = writeln!(
+        out,
+        "sequential baseline: {} (ideal {})",
+        seconds(comparison.sequential.elapsed_ms),
+        seconds(comparison.sequential.ideal_ms)
+    );
+    let _ = writeln!(
+        out,
+        "concurrent agent:    {} (ideal {}, efficiency {:.2})",
+        seconds(comparison.concurrent.elapsed_ms),
+        seconds(comparison.concurrent.ideal_ms),
+        comparison.concurrent.efficiency
+    );
+    let _ = writeln!(
+        out,
+        "speed-up:            {:.2}x (ideal {:.2}x)",
+        comparison.speedup, comparison.ideal_speedup
+    );
+    out
+}
+
+fn totals(report: &AgentReport) -> String {
+    let state = match (&report.answer, report.degraded) {
+        (None, _) => "no answer",
+        (Some(_), true) => "degraded",
+        (Some(_), false) => "complete",
+    };
+    format!(
+        "{state} · {} {} in {} (deadline {}) · {} workers · efficiency {:.2} (ideal {})",
+        report.mode,
+        "run",
+        seconds(report.elapsed_ms),
+        seconds(report.deadline_ms),
+        report.workers,
+        report.efficiency,
+        seconds(report.ideal_ms)
+    )
+}
+
+fn source_table(sources: &[SourceReport]) -> String {
+    let header = ["source", "status", "attempts", "cached", "fetch", "infer", "worker", "note"];
+    let rows: Vec<[String; 8]> = sources
+        .iter()
+        .map(|source| {
+            [
+                source.name.clone(),
+                source.status.as_str().to_owned(),
+                source.attempts.to_string(),
+                if source.cached { "yes" } else { "no" }.to_owned(),
+                source.fetch_ms.map(millis).unwrap_or_else(|| "-".to_owned()),
+                source.infer_ms.map(millis).unwrap_or_else(|| "-".to_owned()),
+                source.worker.map(|worker| (worker + 1).to_string()).unwrap_or_else(|| "-".to_owned()),
+                source.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[String]| {
+        let mut text = String::new();
+        for (index, cell) in cells.iter().enumerate() {
+            if index + 1 == cells.len() {
+                text.push_str(cell);
+            } else {
+                let _ = write!(text, "{cell:<width$}  ", width = widths[index]);
+            }
+        }
+        let _ = writeln!(out, "{}", text.trim_end());
+    };
+    line(&header.map(str::to_owned));
+    for row in &rows {
+        line(row);
+    }
+    out
+}
+
+fn millis(value: f64) -> String {
+    format!("{value:.0} ms")
+}
+
+fn seconds(value_ms: f64) -> String {
+    format!("{:.2} s", value_ms / 1000.0)
+}
