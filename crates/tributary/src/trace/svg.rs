@@ -48,6 +48,7 @@ fn render(snapshot: &Snapshot, title: &str) -> String {
         svg,
         "<style>.fetch{{fill:#4caf50}}.infer{{fill:#2196f3}}.other{{fill:#9e9e9e}}\
          .failed,.timed_out{{fill:#e53935}}.cancelled{{fill:#ffb300}}.grid{{stroke:#e0e0e0}}\
+         .group{{stroke:#757575;stroke-dasharray:4 3}}\
          .event{{stroke:#212121;stroke-width:1}}</style>"
     );
     let _ = writeln!(
@@ -81,9 +82,16 @@ fn render(snapshot: &Snapshot, title: &str) -> String {
         );
     }
 
-    // Lane labels.
+    // Lane labels, with a divider where one group of lanes (sources) gives way to the next (workers).
     for (index, lane) in snapshot.lanes.iter().enumerate() {
-        let y = TITLE_HEIGHT + ROW_HEIGHT * index as f64 + ROW_HEIGHT / 2.0 + 4.0;
+        let top = TITLE_HEIGHT + ROW_HEIGHT * index as f64;
+        if index > 0 && snapshot.lanes[index - 1].group != lane.group {
+            let _ = writeln!(
+                svg,
+                r#"<line class="group" x1="0" y1="{top:.1}" x2="{WIDTH}" y2="{top:.1}"/>"#
+            );
+        }
+        let y = top + ROW_HEIGHT / 2.0 + 4.0;
         let _ = writeln!(
             svg,
             r#"<text x="8" y="{y:.1}">{}</text>"#,
@@ -220,6 +228,11 @@ mod tests {
         assert!(svg.contains(">source weather</text>") && svg.contains(">worker 1</text>"));
         assert!(svg.contains(">400 ms</text>"));
         assert_eq!(svg.matches("class=\"event retry\"").count(), 1);
+        assert_eq!(
+            svg.matches("<line class=\"group\"").count(),
+            1,
+            "one divider between sources and workers"
+        );
         // Bars are placed proportionally: the worker's span starts a quarter of the way along the plot.
         let plot_width = WIDTH - LABEL_WIDTH - RIGHT_MARGIN;
         assert!(svg.contains(&format!("x=\"{:.1}\"", LABEL_WIDTH + plot_width / 4.0)));
