@@ -87,6 +87,7 @@ mod cities;
 mod config;
 mod error;
 mod fault;
+mod kb;
 mod news;
 mod seed;
 mod server;

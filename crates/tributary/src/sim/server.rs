@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::{Fault, Latency, Service, SimConfig};
 use super::error::{ApiError, SimError};
 use super::fault::{self, Params, Plan};
+use super::kb::KnowledgeBase;
 use super::news::{self, NewsIndex};
 use super::seed::rng_for;
 use super::weather;
@@ -49,6 +50,7 @@ struct AppState {
     rngs: [Mutex<StdRng>; 3],
     shutdown: CancellationToken,
     news: NewsIndex,
+    kb: KnowledgeBase,
 }
 
 impl SimServer {
@@ -59,6 +61,10 @@ impl SimServer {
         let news = tokio::task::spawn_blocking(move || NewsIndex::build(seed))
             .await
             .map_err(SimError::StartUp)?;
+        let kb = tokio::task::spawn_blocking(KnowledgeBase::build)
+            .await
+            .map_err(SimError::StartUp)?
+            .map_err(SimError::KnowledgeBase)?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|source| SimError::Bind {
@@ -78,6 +84,7 @@ impl SimServer {
             rngs,
             shutdown: shutdown.clone(),
             news,
+            kb,
         });
         let app = router(Arc::clone(&state));
         let stop = shutdown.clone();
@@ -152,6 +159,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(health))
         .route(Service::Weather.path(), get(weather_handler))
         .route(Service::News.path(), get(news_handler))
+        .route(Service::KnowledgeBase.path(), get(kb_handler))
         .fallback(not_found)
         .with_state(state)
 }
@@ -174,6 +182,13 @@ async fn news_handler(
     // A BM25 lookup over a few hundred articles takes microseconds: fine on a runtime thread.
     serve(&state, Service::News, &params, || async {
         news::answer(&state.news, &params)
+    })
+    .await
+}
+
+async fn kb_handler(State(state): State<Arc<AppState>>, Query(params): Query<Params>) -> Response {
+    serve(&state, Service::KnowledgeBase, &params, || {
+        state.kb.answer(&params)
     })
     .await
 }

@@ -415,3 +415,45 @@ async fn news_ranks_pages_and_repeats_itself() {
     assert_error_body(&body, 400);
     assert_eq!(server.requests(Service::News), 4);
 }
+
+#[tokio::test]
+async fn kb_finds_the_gil_article_first_with_a_bm25_score() {
+    let server = start(SimConfig::instant()).await;
+    let url = format!(
+        "{}?q=Why%20does%20the%20GIL%20matter%3F",
+        server.url(Service::KnowledgeBase)
+    );
+    let (status, body) = get_json(&url).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["query"], "Why does the GIL matter?");
+    let results = body["results"].as_array().expect("results");
+    assert!(!results.is_empty() && results.len() <= 5, "{body}");
+    assert!(body["total"].as_u64() >= Some(results.len() as u64));
+    assert_eq!(results[0]["id"], "gil", "{body}");
+    assert!(
+        results[0]["title"]
+            .as_str()
+            .is_some_and(|title| title.contains("GIL"))
+    );
+    assert!(
+        results[0]["text"]
+            .as_str()
+            .is_some_and(|text| text.split_whitespace().count() > 100)
+    );
+    assert!(
+        results[0]["snippet"]
+            .as_str()
+            .is_some_and(|snippet| snippet.contains("[GIL]")),
+        "{body}"
+    );
+    assert!(
+        results[0]["score"]
+            .as_f64()
+            .is_some_and(|score| score > 0.0)
+    );
+    let (_, limited) = get_json(&format!("{url}&limit=2")).await;
+    assert_eq!(limited["results"].as_array().map(Vec::len), Some(2));
+    let (status, body) = get_json(&format!("{}?q=", server.url(Service::KnowledgeBase))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error_body(&body, 400);
+}
