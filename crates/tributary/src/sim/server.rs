@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -166,8 +166,9 @@ fn router(state: Arc<AppState>) -> Router {
 
 async fn weather_handler(
     State(state): State<Arc<AppState>>,
-    Query(params): Query<Params>,
+    RawQuery(query): RawQuery,
 ) -> Response {
+    let params = parse_query(query.as_deref());
     let seed = state.config.seed;
     serve(&state, Service::Weather, &params, || async {
         weather::answer(seed, &params)
@@ -175,10 +176,8 @@ async fn weather_handler(
     .await
 }
 
-async fn news_handler(
-    State(state): State<Arc<AppState>>,
-    Query(params): Query<Params>,
-) -> Response {
+async fn news_handler(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> Response {
+    let params = parse_query(query.as_deref());
     // A BM25 lookup over a few hundred articles takes microseconds: fine on a runtime thread.
     serve(&state, Service::News, &params, || async {
         news::answer(&state.news, &params)
@@ -186,11 +185,20 @@ async fn news_handler(
     .await
 }
 
-async fn kb_handler(State(state): State<Arc<AppState>>, Query(params): Query<Params>) -> Response {
+async fn kb_handler(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> Response {
+    let params = parse_query(query.as_deref());
     serve(&state, Service::KnowledgeBase, &params, || {
         state.kb.answer(&params)
     })
     .await
+}
+
+/// Query parameters by name (the last one wins when repeated). Parsed by hand rather than with axum's `Query`
+/// so that no request is rejected before it is counted, and every error body is JSON.
+fn parse_query(query: Option<&str>) -> Params {
+    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
 }
 
 /// The part every service shares: count, plan faults, wait, answer, then misbehave as planned.

@@ -108,14 +108,24 @@ async fn same_seed_same_answers_across_requests_and_servers() {
         ..SimConfig::instant()
     })
     .await;
-    let body = |server: &SimServer| {
-        let url = format!("{}?city=Oslo", server.url(Service::Weather));
-        async move { get(&url).await.bytes().await.expect("a body") }
-    };
-    let reference = body(&first).await;
-    assert_eq!(reference, body(&first).await);
-    assert_eq!(reference, body(&second).await);
-    assert_ne!(reference, body(&other_seed).await);
+    let requests = [
+        (Service::Weather, "?city=Oslo"),
+        (Service::News, "?q=heatwave+records"),
+        (Service::KnowledgeBase, "?q=semaphore+permits"),
+    ];
+    for (service, query) in requests {
+        let body = |server: &SimServer| {
+            let url = format!("{}{query}", server.url(service));
+            async move { get(&url).await.bytes().await.expect("a body") }
+        };
+        let reference = body(&first).await;
+        assert_eq!(reference, body(&first).await, "{service}");
+        assert_eq!(reference, body(&second).await, "{service}");
+        if service != Service::KnowledgeBase {
+            // The knowledge base is written by hand, not generated: it does not depend on the seed.
+            assert_ne!(reference, body(&other_seed).await, "{service}");
+        }
+    }
 }
 
 #[tokio::test]
