@@ -467,3 +467,22 @@ async fn kb_finds_the_gil_article_first_with_a_bm25_score() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_error_body(&body, 400);
 }
+
+#[tokio::test]
+async fn shutdown_cuts_a_dripping_body_instead_of_ending_it_cleanly() {
+    let server = start(SimConfig::instant()).await;
+    let response = get(&weather_url(&server, "fault=slow-body")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let reading = tokio::spawn(response.bytes());
+    tokio::time::timeout(Duration::from_secs(30), server.shutdown())
+        .await
+        .expect("shutdown ends dripping responses");
+    let outcome = tokio::time::timeout(Duration::from_secs(30), reading)
+        .await
+        .expect("the body ended")
+        .expect("the reading task did not panic");
+    assert!(
+        outcome.is_err(),
+        "a cut body must not look complete: {outcome:?}"
+    );
+}
