@@ -78,7 +78,7 @@
 //! | `error`       | 500    | JSON error body                                                              |
 //! | `unavailable` | 503    | JSON error body, `Retry-After: SECONDS` (default 2)                          |
 //! | `hang`        | none   | never answers; at shutdown the request ends with a 503 or a closed connection |
-//! | `slow-body`   | real   | the real body, 8 bytes every 100 ms (about 10 s per KiB)                     |
+//! | `slow-body`   | real   | the real body, 8 bytes every 100 ms (about 13 s per KiB)                     |
 //! | `malformed`   | real   | the real body cut in half: `application/json` that does not parse           |
 //! | `huge`        | 200    | [`HUGE_BODY_BYTES`] of valid JSON with a `Content-Length`, streamed in chunks  |
 //!
