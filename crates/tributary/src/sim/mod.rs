@@ -31,11 +31,11 @@
 //! ```json
 //! {
 //!   "city": {"name": "São Paulo", "country": "Brazil", "latitude": -23.55, "longitude": -46.63},
-//!   "current": {"condition": "scattered showers", "temperature_c": 24.3, "feels_like_c": 24.3,
+//!   "current": {"condition": "light rain", "temperature_c": 24.3, "feels_like_c": 24.3,
 //!               "humidity_pct": 78, "wind_kph": 12.4, "wind_direction": "SE", "precipitation_mm": 1.9},
 //!   "forecast": [{"days_ahead": 1, "condition": "sunny", "high_c": 28.1, "low_c": 19.0,
 //!                 "precipitation_chance_pct": 7}, "... 3 days in all"],
-//!   "summary": "Scattered showers in São Paulo, Brazil, at 24.3°C (feels like 24.3°C) with 12 km/h winds from the SE; tomorrow sunny, 19.0 to 28.1°C."
+//!   "summary": "Light rain in São Paulo, Brazil, at 24.3°C (feels like 24.3°C) with 12 km/h winds from the SE; tomorrow sunny, 19.0 to 28.1°C."
 //! }
 //! ```
 //!
@@ -70,8 +70,21 @@
 //! Each service has a start-up [`ServiceBehavior`]: a [`Latency`] (none, fixed, or log-normal with a tail), an
 //! optional [`Fault`], and the probability that a request gets it. Any request may override them:
 //! `latency_ms=N` (fixed latency), `fault=KIND` (always injected; `fault=none` disables a configured fault),
-//! `retry_after=SECONDS` (for `unavailable`). Latency comes first, then the fault, so a slow error is possible.
-//! Hanging and dripping responses end when the server shuts down.
+//! `retry_after=SECONDS` (for `unavailable`). A bad override value is a 400. Latency comes first, then the
+//! fault, so a slow error is possible. What each fault does to the response:
+//!
+//! | fault         | status | body                                                                         |
+//! |---------------|--------|------------------------------------------------------------------------------|
+//! | `error`       | 500    | JSON error body                                                              |
+//! | `unavailable` | 503    | JSON error body, `Retry-After: SECONDS` (default 2)                          |
+//! | `hang`        | none   | never answers; at shutdown the request ends with a 503 or a closed connection |
+//! | `slow-body`   | real   | the real body, 8 bytes every 100 ms (about 13 s per KiB)                     |
+//! | `malformed`   | real   | the real body cut in half: `application/json` that does not parse           |
+//! | `huge`        | 200    | [`HUGE_BODY_BYTES`] of valid JSON with a `Content-Length`, streamed in chunks  |
+//!
+//! Hanging and dripping responses end when the server shuts down. The latency and fault draws come from a
+//! per-service random generator seeded from [`SimConfig::seed`], so a run with one sequential client is
+//! reproducible; concurrent clients interleave the draws.
 //!
 //! # Layout
 //! - `config.rs`: [`Service`], [`Fault`], [`Latency`], [`ServiceBehavior`], [`SimConfig`].
@@ -87,6 +100,7 @@ mod cities;
 mod config;
 mod error;
 mod fault;
+mod kb;
 mod news;
 mod seed;
 mod server;

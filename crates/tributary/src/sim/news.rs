@@ -184,7 +184,7 @@ pub(crate) fn answer(index: &NewsIndex, params: &Params) -> Result<NewsPage, Api
 pub(crate) fn terms(text: &str) -> Vec<String> {
     fold(text)
         .split(' ')
-        .filter(|word| !word.is_empty() && !STOP_WORDS.contains(word))
+        .filter(|word| !word.is_empty() && !is_stop_word(word))
         .map(stem)
         .collect()
 }
@@ -211,6 +211,11 @@ const STOP_WORDS: &[&str] = &[
     "their", "them", "then", "there", "these", "they", "this", "to", "up", "was", "we", "were",
     "what", "when", "where", "which", "while", "who", "why", "will", "with", "would", "you",
 ];
+
+/// Words too common to say anything about a document (shared with the knowledge base's query builder).
+pub(crate) fn is_stop_word(word: &str) -> bool {
+    STOP_WORDS.contains(&word)
+}
 
 /// A subject of the news, with templates full of its content words.
 struct Topic {

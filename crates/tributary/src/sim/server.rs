@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::{Fault, Latency, Service, SimConfig};
 use super::error::{ApiError, SimError};
 use super::fault::{self, Params, Plan};
+use super::kb::KnowledgeBase;
 use super::news::{self, NewsIndex};
 use super::seed::rng_for;
 use super::weather;
@@ -49,6 +50,7 @@ struct AppState {
     rngs: [Mutex<StdRng>; 3],
     shutdown: CancellationToken,
     news: NewsIndex,
+    kb: KnowledgeBase,
 }
 
 impl SimServer {
@@ -59,6 +61,10 @@ impl SimServer {
         let news = tokio::task::spawn_blocking(move || NewsIndex::build(seed))
             .await
             .map_err(SimError::StartUp)?;
+        let kb = tokio::task::spawn_blocking(KnowledgeBase::build)
+            .await
+            .map_err(SimError::StartUp)?
+            .map_err(SimError::KnowledgeBase)?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|source| SimError::Bind {
@@ -78,6 +84,7 @@ impl SimServer {
             rngs,
             shutdown: shutdown.clone(),
             news,
+            kb,
         });
         let app = router(Arc::clone(&state));
         let stop = shutdown.clone();
@@ -152,14 +159,16 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(health))
         .route(Service::Weather.path(), get(weather_handler))
         .route(Service::News.path(), get(news_handler))
+        .route(Service::KnowledgeBase.path(), get(kb_handler))
         .fallback(not_found)
         .with_state(state)
 }
 
 async fn weather_handler(
     State(state): State<Arc<AppState>>,
-    Query(params): Query<Params>,
+    RawQuery(query): RawQuery,
 ) -> Response {
+    let params = parse_query(query.as_deref());
     let seed = state.config.seed;
     serve(&state, Service::Weather, &params, || async {
         weather::answer(seed, &params)
@@ -167,15 +176,29 @@ async fn weather_handler(
     .await
 }
 
-async fn news_handler(
-    State(state): State<Arc<AppState>>,
-    Query(params): Query<Params>,
-) -> Response {
+async fn news_handler(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> Response {
+    let params = parse_query(query.as_deref());
     // A BM25 lookup over a few hundred articles takes microseconds: fine on a runtime thread.
     serve(&state, Service::News, &params, || async {
         news::answer(&state.news, &params)
     })
     .await
+}
+
+async fn kb_handler(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> Response {
+    let params = parse_query(query.as_deref());
+    serve(&state, Service::KnowledgeBase, &params, || {
+        state.kb.answer(&params)
+    })
+    .await
+}
+
+/// Query parameters by name (the last one wins when repeated). Parsed by hand rather than with axum's `Query`
+/// so that no request is rejected before it is counted, and every error body is JSON.
+fn parse_query(query: Option<&str>) -> Params {
+    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
 }
 
 /// The part every service shares: count, plan faults, wait, answer, then misbehave as planned.

@@ -108,14 +108,24 @@ async fn same_seed_same_answers_across_requests_and_servers() {
         ..SimConfig::instant()
     })
     .await;
-    let body = |server: &SimServer| {
-        let url = format!("{}?city=Oslo", server.url(Service::Weather));
-        async move { get(&url).await.bytes().await.expect("a body") }
-    };
-    let reference = body(&first).await;
-    assert_eq!(reference, body(&first).await);
-    assert_eq!(reference, body(&second).await);
-    assert_ne!(reference, body(&other_seed).await);
+    let requests = [
+        (Service::Weather, "?city=Oslo"),
+        (Service::News, "?q=heatwave+records"),
+        (Service::KnowledgeBase, "?q=semaphore+permits"),
+    ];
+    for (service, query) in requests {
+        let body = |server: &SimServer| {
+            let url = format!("{}{query}", server.url(service));
+            async move { get(&url).await.bytes().await.expect("a body") }
+        };
+        let reference = body(&first).await;
+        assert_eq!(reference, body(&first).await, "{service}");
+        assert_eq!(reference, body(&second).await, "{service}");
+        if service != Service::KnowledgeBase {
+            // The knowledge base is written by hand, not generated: it does not depend on the seed.
+            assert_ne!(reference, body(&other_seed).await, "{service}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -414,4 +424,65 @@ async fn news_ranks_pages_and_repeats_itself() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_error_body(&body, 400);
     assert_eq!(server.requests(Service::News), 4);
+}
+
+#[tokio::test]
+async fn kb_finds_the_gil_article_first_with_a_bm25_score() {
+    let server = start(SimConfig::instant()).await;
+    let url = format!(
+        "{}?q=Why%20does%20the%20GIL%20matter%3F",
+        server.url(Service::KnowledgeBase)
+    );
+    let (status, body) = get_json(&url).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["query"], "Why does the GIL matter?");
+    let results = body["results"].as_array().expect("results");
+    assert!(!results.is_empty() && results.len() <= 5, "{body}");
+    assert!(body["total"].as_u64() >= Some(results.len() as u64));
+    assert_eq!(results[0]["id"], "gil", "{body}");
+    assert!(
+        results[0]["title"]
+            .as_str()
+            .is_some_and(|title| title.contains("GIL"))
+    );
+    assert!(
+        results[0]["text"]
+            .as_str()
+            .is_some_and(|text| text.split_whitespace().count() > 100)
+    );
+    assert!(
+        results[0]["snippet"]
+            .as_str()
+            .is_some_and(|snippet| snippet.contains("[GIL]")),
+        "{body}"
+    );
+    assert!(
+        results[0]["score"]
+            .as_f64()
+            .is_some_and(|score| score > 0.0)
+    );
+    let (_, limited) = get_json(&format!("{url}&limit=2")).await;
+    assert_eq!(limited["results"].as_array().map(Vec::len), Some(2));
+    let (status, body) = get_json(&format!("{}?q=", server.url(Service::KnowledgeBase))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error_body(&body, 400);
+}
+
+#[tokio::test]
+async fn shutdown_cuts_a_dripping_body_instead_of_ending_it_cleanly() {
+    let server = start(SimConfig::instant()).await;
+    let response = get(&weather_url(&server, "fault=slow-body")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let reading = tokio::spawn(response.bytes());
+    tokio::time::timeout(Duration::from_secs(30), server.shutdown())
+        .await
+        .expect("shutdown ends dripping responses");
+    let outcome = tokio::time::timeout(Duration::from_secs(30), reading)
+        .await
+        .expect("the body ended")
+        .expect("the reading task did not panic");
+    assert!(
+        outcome.is_err(),
+        "a cut body must not look complete: {outcome:?}"
+    );
 }

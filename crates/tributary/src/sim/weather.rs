@@ -2,7 +2,8 @@
 //!
 //! The "climate" is a simple model: a mean temperature falling with distance from the equator, a seasonal swing
 //! that is small in the tropics and large near the poles, and day-to-day noise. Snow needs freezing temperatures,
-//! so Singapore never gets any; thunderstorms are a tropical speciality.
+//! so Singapore never gets any; thunderstorms are a tropical speciality. Two local quirks matter enough to model:
+//! altitude (Quito and La Paz are cool despite the equator) and deserts (rain in Riyadh is rare).
 
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -135,6 +136,8 @@ struct Climate {
     /// Mean temperature for this (simulated) time of year, °C.
     mean: f64,
     tropical: bool,
+    /// Deserts: low humidity, no rain.
+    arid: bool,
 }
 
 struct Condition {
@@ -163,8 +166,55 @@ const TEMPERATE: &[Condition] = &[
     condition("fog", 0.15),
     condition("light rain", 0.6),
     condition("rain", 0.85),
-    condition("windy", 0.1),
+    condition("mist", 0.1),
 ];
+const ARID: &[Condition] = &[
+    condition("sunny", 0.0),
+    condition("clear", 0.0),
+    condition("hazy", 0.0),
+    condition("dusty", 0.0),
+    condition("partly cloudy", 0.0),
+];
+
+/// Cities whose weather the latitude alone gets wrong: (name, elevation in metres, arid).
+const LOCAL_QUIRKS: &[(&str, f64, bool)] = &[
+    ("La Paz", 3640.0, false),
+    ("Quito", 2850.0, false),
+    ("Bogotá", 2640.0, false),
+    ("Addis Ababa", 2355.0, false),
+    ("Mexico City", 2240.0, false),
+    ("Nairobi", 1795.0, false),
+    ("Johannesburg", 1753.0, false),
+    ("Denver", 1609.0, false),
+    ("Kigali", 1567.0, false),
+    ("Guadalajara", 1566.0, false),
+    ("Medellín", 1495.0, false),
+    ("Harare", 1490.0, false),
+    ("Kathmandu", 1400.0, false),
+    ("Ulaanbaatar", 1350.0, false),
+    ("Antananarivo", 1280.0, false),
+    ("Tehran", 1190.0, true),
+    ("Kampala", 1190.0, false),
+    ("Brasília", 1172.0, false),
+    ("Calgary", 1045.0, false),
+    ("Yerevan", 990.0, false),
+    ("Amman", 780.0, true),
+    ("Riyadh", 610.0, true),
+    ("Las Vegas", 610.0, true),
+    ("Khartoum", 380.0, true),
+    ("Cairo", 23.0, true),
+    ("Dubai", 5.0, true),
+    ("Abu Dhabi", 5.0, true),
+    ("Doha", 10.0, true),
+    ("Muscat", 15.0, true),
+    ("Jeddah", 12.0, true),
+    ("Baghdad", 34.0, true),
+    ("Karachi", 10.0, true),
+    ("Lima", 150.0, true),
+];
+
+/// Mean temperature falls by about 5 °C per kilometre of altitude (what tropical highland cities show).
+const LAPSE_RATE_PER_METRE: f64 = 0.005;
 const FREEZING: &[Condition] = &[
     condition("clear and cold", 0.0),
     condition("overcast", 0.2),
@@ -182,14 +232,21 @@ impl Climate {
         // The seasonal swing grows with latitude: ±1 °C at the equator, ±12 °C near the Arctic circle.
         let swing = 1.0 + 11.0 * (distance_from_equator / 66.0).min(1.0);
         let season: f64 = rng.random_range(-1.0..1.0);
+        let (elevation, arid) = LOCAL_QUIRKS
+            .iter()
+            .find(|(name, _, _)| *name == city.name)
+            .map_or((0.0, false), |&(_, elevation, arid)| (elevation, arid));
         Climate {
-            mean: annual_mean + swing * season,
+            mean: annual_mean + swing * season - LAPSE_RATE_PER_METRE * elevation,
             tropical: distance_from_equator < 23.5,
+            arid,
         }
     }
 
     fn humidity(&self, rng: &mut StdRng) -> u32 {
-        if self.tropical {
+        if self.arid {
+            rng.random_range(10..=40)
+        } else if self.tropical {
             rng.random_range(65..=95)
         } else {
             rng.random_range(35..=90)
@@ -199,6 +256,8 @@ impl Climate {
     fn condition(&self, temperature: f64, rng: &mut StdRng) -> &'static Condition {
         let choices = if temperature <= 0.5 {
             FREEZING
+        } else if self.arid {
+            ARID
         } else if self.tropical && temperature >= 20.0 {
             TROPICAL
         } else {
@@ -275,13 +334,36 @@ mod tests {
                         city.name
                     );
                 }
-                assert!(
-                    report.current.temperature_c > 15.0,
-                    "{}: {:?}",
-                    city.name,
-                    report.current
-                );
+                let highland = LOCAL_QUIRKS
+                    .iter()
+                    .any(|(name, elevation, _)| *name == city.name && *elevation > 500.0);
+                let warm = report.current.temperature_c > 15.0;
+                assert!(highland || warm, "{}: {:?}", city.name, report.current);
             }
+        }
+    }
+
+    #[test]
+    fn deserts_stay_dry_and_mountains_stay_cool() {
+        for seed in 0..50 {
+            let riyadh = report(seed, find_city("Riyadh").expect("known city"));
+            assert_eq!(
+                riyadh.current.precipitation_mm, 0.0,
+                "seed {seed}: {:?}",
+                riyadh.current
+            );
+            let quito = report(seed, find_city("Quito").expect("known city"));
+            let singapore = report(seed, find_city("Singapore").expect("known city"));
+            assert!(
+                quito.current.temperature_c < singapore.current.temperature_c,
+                "seed {seed}"
+            );
+        }
+        for (name, _, _) in LOCAL_QUIRKS {
+            assert!(
+                find_city(name).is_some_and(|city| city.name == *name),
+                "{name} is not in the table"
+            );
         }
     }
 
