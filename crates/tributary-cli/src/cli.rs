@@ -112,5 +112,6 @@ pub struct SourcesArgs {
 
 /// Parses "300ms", "5s", "1m 30s".
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|error| format!("`{text}` is not a duration ({error}); try 500ms, 5s or 1m"))
+    humantime::parse_duration(text.trim())
+        .map_err(|error| format!("`{text}` is not a duration ({error}); try 500ms, 5s or 1m"))
 }

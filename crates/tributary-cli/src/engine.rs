@@ -24,14 +24,23 @@ pub struct Engine {
 
 impl Engine {
     /// Builds the engine on `embedded` sources, or on the `--config` file when one is given.
-    pub async fn build(args: &EngineArgs, embedded: Option<&[SourceSpec]>) -> Result<Self, CliError> {
+    pub async fn build(
+        args: &EngineArgs,
+        embedded: Option<&[SourceSpec]>,
+    ) -> Result<Self, CliError> {
         if args.per_source_timeout.is_zero() || args.deadline.is_zero() {
-            return Err(CliError::usage("--per-source-timeout and --deadline must be longer than zero"));
+            return Err(CliError::usage(
+                "--per-source-timeout and --deadline must be longer than zero",
+            ));
         }
         let sources = match (&args.config, embedded) {
             (Some(path), _) => load_config(path).await?.sources,
             (None, Some(embedded)) => embedded.to_vec(),
-            (None, None) => return Err(CliError::internal("no sources: neither --config nor the embedded services")),
+            (None, None) => {
+                return Err(CliError::internal(
+                    "no sources: neither --config nor the embedded services",
+                ));
+            }
         };
         let extra_query = fault_queries(&args.faults, &sources)?;
         let workers = match args.workers {
@@ -40,22 +49,31 @@ impl Engine {
             None => None,
         };
         let pool_config = workers.map(PoolConfig::with_workers).unwrap_or_default();
-        let pool = CpuPool::new(pool_config)
-            .map_err(|error| CliError::internal(CliError::chain("failed to start the CPU pool", &error)))?;
+        let pool = CpuPool::new(pool_config).map_err(|error| {
+            CliError::internal(CliError::chain("failed to start the CPU pool", &error))
+        })?;
         let inference_cost = InferenceCost::cpu(args.inference_cost);
         // Calibrating burns ~40 ms of CPU: do it on the pool, before any run is timed.
         pool.submit(move |_| inference_cost.work_units())
             .await
-            .map_err(|error| CliError::internal(CliError::chain("failed to calibrate inference", &error)))?;
-        let client = SourceClient::new(ClientOptions::default())
-            .map_err(|error| CliError::internal(CliError::chain("failed to build the HTTP client", &error)))?;
+            .map_err(|error| {
+                CliError::internal(CliError::chain("failed to calibrate inference", &error))
+            })?;
+        let client = SourceClient::new(ClientOptions::default()).map_err(|error| {
+            CliError::internal(CliError::chain("failed to build the HTTP client", &error))
+        })?;
         let settings = AgentSettings {
             per_source_timeout: args.per_source_timeout,
             deadline: args.deadline,
             inference_cost,
             extra_query,
         };
-        let agent = Agent::new(client.clone(), pool.clone(), sources.clone(), settings.clone());
+        let agent = Agent::new(
+            client.clone(),
+            pool.clone(),
+            sources.clone(),
+            settings.clone(),
+        );
         Ok(Self {
             agent,
             pool,
@@ -68,11 +86,15 @@ impl Engine {
 
 async fn load_config(path: &std::path::Path) -> Result<SourcesConfig, CliError> {
     let text = tokio::fs::read_to_string(path).await.map_err(|error| {
-        CliError::usage(CliError::chain(&format!("failed to read the sources config {}", path.display()), &error))
-            .with_hint("--config takes a TOML file of [[source]] tables; see the README")
+        CliError::usage(CliError::chain(
+            &format!("failed to read the sources config {}", path.display()),
+            &error,
+        ))
+        .with_hint("--config takes a TOML file of [[source]] tables; see the README")
     })?;
-    SourcesConfig::from_str_named(&text, &path.display().to_string())
-        .map_err(|error| CliError::usage(CliError::chain("failed to load the sources config", &error)))
+    SourcesConfig::from_str_named(&text, &path.display().to_string()).map_err(|error| {
+        CliError::usage(CliError::chain("failed to load the sources config", &error))
+    })
 }
 
 /// `--fault SOURCE=KIND` as query parameters the simulated services understand (`fault=`, `latency_ms=`).
@@ -84,12 +106,17 @@ fn fault_queries(
     for flag in parse_faults(flags)? {
         if !sources.iter().any(|source| source.name == flag.target) {
             let names: Vec<&str> = sources.iter().map(|source| source.name.as_str()).collect();
-            return Err(CliError::usage(format!("--fault names an unknown source `{}`", flag.target))
-                .with_hint(format!("the sources are: {}", names.join(", "))));
+            return Err(CliError::usage(format!(
+                "--fault names an unknown source `{}`",
+                flag.target
+            ))
+            .with_hint(format!("the sources are: {}", names.join(", "))));
         }
         let pair = match flag.fault {
             FaultKind::Named(name) => ("fault".to_owned(), name),
-            FaultKind::Latency(latency) => ("latency_ms".to_owned(), latency.as_millis().to_string()),
+            FaultKind::Latency(latency) => {
+                ("latency_ms".to_owned(), latency.as_millis().to_string())
+            }
         };
         match queries.iter_mut().find(|(name, _)| *name == flag.target) {
             Some((_, pairs)) => pairs.push(pair),

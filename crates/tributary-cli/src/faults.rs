@@ -20,28 +20,44 @@ pub enum FaultKind {
     Latency(Duration),
 }
 
-const FAULT_NAMES: &[&str] = &["error", "unavailable", "hang", "slow-body", "malformed", "huge"];
+const FAULT_NAMES: &[&str] = &[
+    "error",
+    "unavailable",
+    "hang",
+    "slow-body",
+    "malformed",
+    "huge",
+];
 
 /// Parses `SOURCE=KIND`.
 pub fn parse_fault(text: &str) -> Result<FaultFlag, CliError> {
     let usage_hint = "write SOURCE=KIND, e.g. --fault news=hang or --fault weather=latency:2s; KIND is one of \
                       error, unavailable, hang, slow-body, malformed, huge, latency:DURATION";
     let Some((target, kind)) = text.split_once('=') else {
-        return Err(CliError::usage(format!("invalid --fault `{text}`: missing `=`")).with_hint(usage_hint));
+        return Err(
+            CliError::usage(format!("invalid --fault `{text}`: missing `=`")).with_hint(usage_hint),
+        );
     };
     let target = target.trim();
     let kind = kind.trim();
     if target.is_empty() {
-        return Err(CliError::usage(format!("invalid --fault `{text}`: no source named")).with_hint(usage_hint));
+        return Err(
+            CliError::usage(format!("invalid --fault `{text}`: no source named"))
+                .with_hint(usage_hint),
+        );
     }
     let fault = if let Some(duration) = kind.strip_prefix("latency:") {
-        let latency = crate::cli::parse_duration(duration)
-            .map_err(|error| CliError::usage(format!("invalid --fault `{text}`: {error}")).with_hint(usage_hint))?;
+        let latency = crate::cli::parse_duration(duration).map_err(|error| {
+            CliError::usage(format!("invalid --fault `{text}`: {error}")).with_hint(usage_hint)
+        })?;
         FaultKind::Latency(latency)
     } else if FAULT_NAMES.contains(&kind) {
         FaultKind::Named(kind.to_owned())
     } else {
-        return Err(CliError::usage(format!("invalid --fault `{text}`: unknown fault kind `{kind}`")).with_hint(usage_hint));
+        return Err(CliError::usage(format!(
+            "invalid --fault `{text}`: unknown fault kind `{kind}`"
+        ))
+        .with_hint(usage_hint));
     };
     Ok(FaultFlag {
         target: target.to_owned(),
@@ -78,9 +94,29 @@ mod tests {
 
     #[test]
     fn bad_flags_say_what_is_wrong() {
-        assert!(parse_fault("news").unwrap_err().message.contains("missing `=`"));
-        assert!(parse_fault("news=explode").unwrap_err().message.contains("unknown fault kind `explode`"));
-        assert!(parse_fault("=hang").unwrap_err().message.contains("no source named"));
-        assert!(parse_fault("kb=latency:soon").unwrap_err().message.contains("not a duration"));
+        assert!(
+            parse_fault("news")
+                .unwrap_err()
+                .message
+                .contains("missing `=`")
+        );
+        assert!(
+            parse_fault("news=explode")
+                .unwrap_err()
+                .message
+                .contains("unknown fault kind `explode`")
+        );
+        assert!(
+            parse_fault("=hang")
+                .unwrap_err()
+                .message
+                .contains("no source named")
+        );
+        assert!(
+            parse_fault("kb=latency:soon")
+                .unwrap_err()
+                .message
+                .contains("not a duration")
+        );
     }
 }

@@ -30,11 +30,15 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|error| CliError::internal(CliError::chain("failed to start the async runtime", &error)))?;
+        .map_err(|error| {
+            CliError::internal(CliError::chain("failed to start the async runtime", &error))
+        })?;
     runtime.block_on(async {
         match cli.command {
             Command::Ask(args) => commands::ask::run(args).await,
-            Command::Sources(args) => commands::sources::run(args).await.map(|()| ExitCode::Success),
+            Command::Sources(args) => commands::sources::run(args)
+                .await
+                .map(|()| ExitCode::Success),
         }
     })
 }

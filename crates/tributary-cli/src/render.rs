@@ -21,7 +21,11 @@ pub fn report(report: &AgentReport) -> String {
             let _ = writeln!(out, "{answer}");
         }
         None => {
-            let _ = writeln!(out, "No answer: {}", report.error.as_deref().unwrap_or("no source answered"));
+            let _ = writeln!(
+                out,
+                "No answer: {}",
+                report.error.as_deref().unwrap_or("no source answered")
+            );
         }
     }
     out.push('\n');
@@ -74,7 +78,9 @@ fn totals(report: &AgentReport) -> String {
 }
 
 fn source_table(sources: &[SourceReport]) -> String {
-    let header = ["source", "status", "attempts", "cached", "fetch", "infer", "worker", "note"];
+    let header = [
+        "source", "status", "attempts", "cached", "fetch", "infer", "worker", "note",
+    ];
     let rows: Vec<[String; 8]> = sources
         .iter()
         .map(|source| {
@@ -83,9 +89,18 @@ fn source_table(sources: &[SourceReport]) -> String {
                 source.status.as_str().to_owned(),
                 source.attempts.to_string(),
                 if source.cached { "yes" } else { "no" }.to_owned(),
-                source.fetch_ms.map(millis).unwrap_or_else(|| "-".to_owned()),
-                source.infer_ms.map(millis).unwrap_or_else(|| "-".to_owned()),
-                source.worker.map(|worker| (worker + 1).to_string()).unwrap_or_else(|| "-".to_owned()),
+                source
+                    .fetch_ms
+                    .map(millis)
+                    .unwrap_or_else(|| "-".to_owned()),
+                source
+                    .infer_ms
+                    .map(millis)
+                    .unwrap_or_else(|| "-".to_owned()),
+                source
+                    .worker
+                    .map(|worker| (worker + 1).to_string())
+                    .unwrap_or_else(|| "-".to_owned()),
                 source.error.clone().unwrap_or_default(),
             ]
         })

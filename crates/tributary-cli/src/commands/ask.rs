@@ -16,16 +16,30 @@ pub async fn run(args: AskArgs) -> Result<ExitCode, CliError> {
     let questions = validate_questions(&args.questions)?;
     let embedded = match &args.engine.config {
         Some(_) => None,
-        None => Some(EmbeddedSources::start(default_scenario()).await.map_err(|error| {
-            CliError::internal(CliError::chain("failed to start the simulated services", &error))
-        })?),
+        None => Some(
+            EmbeddedSources::start(default_scenario())
+                .await
+                .map_err(|error| {
+                    CliError::internal(CliError::chain(
+                        "failed to start the simulated services",
+                        &error,
+                    ))
+                })?,
+        ),
     };
-    let engine = Engine::build(&args.engine, embedded.as_ref().map(|sources| sources.sources())).await?;
+    let engine = Engine::build(
+        &args.engine,
+        embedded.as_ref().map(|sources| sources.sources()),
+    )
+    .await?;
     let agent = engine.agent;
 
     let mut exit_code = ExitCode::Success;
     for (index, question) in questions.iter().enumerate() {
-        let trace_path = args.trace.as_deref().map(|path| numbered_path(path, index, questions.len()));
+        let trace_path = args
+            .trace
+            .as_deref()
+            .map(|path| numbered_path(path, index, questions.len()));
         let answered = if args.compare {
             let (comparison, timeline) = agent.compare(question).await.map_err(|error| {
                 CliError::internal(CliError::chain("failed to build the HTTP client", &error))
@@ -86,7 +100,12 @@ fn print_run(args: &AskArgs, run: &Run, index: usize) -> Result<(), CliError> {
     Ok(())
 }
 
-fn print_comparison(args: &AskArgs, comparison: &Comparison, timeline: &Timeline, index: usize) -> Result<(), CliError> {
+fn print_comparison(
+    args: &AskArgs,
+    comparison: &Comparison,
+    timeline: &Timeline,
+    index: usize,
+) -> Result<(), CliError> {
     if args.json {
         print_json(comparison)?;
         if args.timeline {
@@ -109,13 +128,19 @@ fn print_comparison(args: &AskArgs, comparison: &Comparison, timeline: &Timeline
 fn print_no_answer(report: &AgentReport) {
     if let Some(error) = &report.error {
         eprintln!("error: no answer: {error}");
-        eprintln!("hint: see the per-source errors above; --per-source-timeout and --deadline give sources more time");
+        eprintln!(
+            "hint: see the per-source errors above; --per-source-timeout and --deadline give sources more time"
+        );
     }
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
-    let line = serde_json::to_string(value)
-        .map_err(|error| CliError::internal(CliError::chain("failed to encode the report as JSON", &error)))?;
+    let line = serde_json::to_string(value).map_err(|error| {
+        CliError::internal(CliError::chain(
+            "failed to encode the report as JSON",
+            &error,
+        ))
+    })?;
     println!("{line}");
     Ok(())
 }
@@ -140,7 +165,10 @@ fn numbered_path(path: &Path, index: usize, count: usize) -> PathBuf {
     if count <= 1 {
         return path.to_path_buf();
     }
-    let stem = path.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = path
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let name = match path.extension() {
         Some(extension) => format!("{stem}-{}.{}", index + 1, extension.to_string_lossy()),
         None => format!("{stem}-{}", index + 1),
@@ -153,16 +181,23 @@ async fn write_trace(path: Option<&Path>, timeline: &Timeline) -> Result<(), Cli
     let Some(path) = path else {
         return Ok(());
     };
-    let json = serde_json::to_vec_pretty(&timeline.chrome_trace())
-        .map_err(|error| CliError::internal(CliError::chain("failed to encode the trace", &error)))?;
+    let json = serde_json::to_vec_pretty(&timeline.chrome_trace()).map_err(|error| {
+        CliError::internal(CliError::chain("failed to encode the trace", &error))
+    })?;
     let partial = path.with_extension("partial");
     let fail = |error: std::io::Error| {
-        CliError::usage(CliError::chain(&format!("failed to write the trace to {}", path.display()), &error))
-            .with_hint("check that the directory exists and is writable")
+        CliError::usage(CliError::chain(
+            &format!("failed to write the trace to {}", path.display()),
+            &error,
+        ))
+        .with_hint("check that the directory exists and is writable")
     };
     tokio::fs::write(&partial, json).await.map_err(fail)?;
     tokio::fs::rename(&partial, path).await.map_err(fail)?;
-    eprintln!("trace written to {} (open it in https://ui.perfetto.dev)", path.display());
+    eprintln!(
+        "trace written to {} (open it in https://ui.perfetto.dev)",
+        path.display()
+    );
     Ok(())
 }
 
@@ -172,8 +207,17 @@ mod tests {
 
     #[test]
     fn trace_paths_are_numbered_only_for_several_questions() {
-        assert_eq!(numbered_path(Path::new("out/t.json"), 0, 1), PathBuf::from("out/t.json"));
-        assert_eq!(numbered_path(Path::new("out/t.json"), 1, 3), PathBuf::from("out/t-2.json"));
-        assert_eq!(numbered_path(Path::new("trace"), 0, 2), PathBuf::from("trace-1"));
+        assert_eq!(
+            numbered_path(Path::new("out/t.json"), 0, 1),
+            PathBuf::from("out/t.json")
+        );
+        assert_eq!(
+            numbered_path(Path::new("out/t.json"), 1, 3),
+            PathBuf::from("out/t-2.json")
+        );
+        assert_eq!(
+            numbered_path(Path::new("trace"), 0, 2),
+            PathBuf::from("trace-1")
+        );
     }
 }

@@ -30,21 +30,29 @@ pub async fn run(args: SourcesArgs) -> Result<(), CliError> {
             }
         }
     }
-    let server = SimServer::start(args.listen, config).await.map_err(|error| {
-        CliError::internal(CliError::chain("failed to start the simulated services", &error))
+    let server = SimServer::start(args.listen, config)
+        .await
+        .map_err(|error| {
+            CliError::internal(CliError::chain(
+                "failed to start the simulated services",
+                &error,
+            ))
             .with_hint("pick another address with --listen, e.g. --listen 127.0.0.1:0")
-    })?;
+        })?;
     // The URLs are the command's data: stdout. Everything else goes to stderr.
     println!("weather  {}?city=Paris", server.url(Service::Weather));
     println!("news     {}?q=climate", server.url(Service::News));
-    println!("kb       {}?q=what+is+the+GIL", server.url(Service::KnowledgeBase));
+    println!(
+        "kb       {}?q=what+is+the+GIL",
+        server.url(Service::KnowledgeBase)
+    );
     eprintln!(
         "serving on {}; per-request faults: add &fault=KIND or &latency_ms=N; Ctrl-C stops",
         server.base_url()
     );
-    tokio::signal::ctrl_c()
-        .await
-        .map_err(|error| CliError::internal(CliError::chain("failed to wait for Ctrl-C", &error)))?;
+    tokio::signal::ctrl_c().await.map_err(|error| {
+        CliError::internal(CliError::chain("failed to wait for Ctrl-C", &error))
+    })?;
     eprintln!("stopping");
     tokio::time::timeout(Duration::from_secs(5), server.shutdown())
         .await

@@ -8,7 +8,9 @@ use tokio::time::Instant;
 use crate::agent::plan::plan;
 use crate::agent::question::Question;
 use crate::agent::report::{AgentReport, Comparison, SourceStatus};
-use crate::agent::run::{StepContext, StepRecord, millis, run_concurrent, run_sequential, source_lane, worker_lane};
+use crate::agent::run::{
+    StepContext, StepRecord, millis, run_concurrent, run_sequential, source_lane, worker_lane,
+};
 use crate::agent::schedule::{MeasuredJob, efficiency, ideal_makespan};
 use crate::group::Deadline;
 use crate::infer::{InferenceCost, aggregate};
@@ -63,7 +65,12 @@ enum Mode {
 }
 
 impl Agent {
-    pub fn new(client: SourceClient, pool: CpuPool, sources: Vec<SourceSpec>, settings: AgentSettings) -> Self {
+    pub fn new(
+        client: SourceClient,
+        pool: CpuPool,
+        sources: Vec<SourceSpec>,
+        settings: AgentSettings,
+    ) -> Self {
         Self {
             client,
             pool,
@@ -101,7 +108,10 @@ impl Agent {
 
     /// The sequential baseline, then the concurrent agent, each with a fresh cache; returns both and the
     /// speed-up, with the concurrent run's timeline.
-    pub async fn compare(&self, question: &Question) -> Result<(Comparison, Timeline), ClientBuildError> {
+    pub async fn compare(
+        &self,
+        question: &Question,
+    ) -> Result<(Comparison, Timeline), ClientBuildError> {
         let sequential = self.with_fresh_cache()?.ask_sequential(question).await;
         let concurrent = self.with_fresh_cache()?.ask(question).await;
         let speedup = ratio(sequential.report.elapsed_ms, concurrent.report.elapsed_ms);
@@ -120,7 +130,11 @@ impl Agent {
         let started = Instant::now();
         let timeline = Timeline::starting_at(started.into_std());
         let workers = self.pool.config().workers.get();
-        let mut lanes: Vec<String> = self.sources.iter().map(|spec| source_lane(&spec.name)).collect();
+        let mut lanes: Vec<String> = self
+            .sources
+            .iter()
+            .map(|spec| source_lane(&spec.name))
+            .collect();
         lanes.extend((0..workers).map(worker_lane));
         timeline.set_lane_order(&lanes);
 
@@ -148,7 +162,10 @@ impl Agent {
             Mode::Sequential => ideal_sequential(&records),
         };
         let degraded = records.iter().any(|record| {
-            !matches!(record.report.status, SourceStatus::Ok | SourceStatus::Skipped)
+            !matches!(
+                record.report.status,
+                SourceStatus::Ok | SourceStatus::Skipped
+            )
         });
         let report = AgentReport {
             question: question.to_string(),
@@ -171,7 +188,11 @@ impl Agent {
     }
 
     /// The unified answer, or why there is none: no source answered, or a required one did not.
-    fn answer(&self, question: &Question, records: &[StepRecord]) -> (Option<String>, Option<String>) {
+    fn answer(
+        &self,
+        question: &Question,
+        records: &[StepRecord],
+    ) -> (Option<String>, Option<String>) {
         if let Some(missing) = records
             .iter()
             .find(|record| record.report.required && record.report.status != SourceStatus::Ok)
@@ -179,12 +200,20 @@ impl Agent {
             let why = missing.report.error.as_deref().unwrap_or("no answer");
             return (
                 None,
-                Some(format!("required source `{}` did not answer: {why}", missing.report.name)),
+                Some(format!(
+                    "required source `{}` did not answer: {why}",
+                    missing.report.name
+                )),
             );
         }
         let parts: Vec<(&str, &crate::infer::Inference)> = records
             .iter()
-            .filter_map(|record| record.inference.as_ref().map(|inference| (record.report.name.as_str(), inference)))
+            .filter_map(|record| {
+                record
+                    .inference
+                    .as_ref()
+                    .map(|inference| (record.report.name.as_str(), inference))
+            })
             .collect();
         if parts.is_empty() {
             return (None, Some("no source answered".to_owned()));
@@ -218,5 +247,9 @@ fn ideal_sequential(records: &[StepRecord]) -> Duration {
 }
 
 fn ratio(numerator: f64, denominator: f64) -> f64 {
-    if denominator > 0.0 { numerator / denominator } else { 0.0 }
+    if denominator > 0.0 {
+        numerator / denominator
+    } else {
+        0.0
+    }
 }

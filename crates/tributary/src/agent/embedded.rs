@@ -44,7 +44,8 @@ impl EmbeddedSources {
     /// Starts the services on `127.0.0.1:0` with `scenario`.
     pub async fn start(scenario: SimConfig) -> Result<Self, SimError> {
         let server = SimServer::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), scenario).await?;
-        let base = Url::parse(&server.base_url()).expect("the simulator's base URL is a valid http URL");
+        let base =
+            Url::parse(&server.base_url()).expect("the simulator's base URL is a valid http URL");
         let config = SourcesConfig::embedded(EmbeddedSourceUrls {
             weather: base.clone(),
             news: base.clone(),

@@ -10,7 +10,16 @@ use crate::infer::Document;
 use crate::source::{SourceKind, SourceSpec};
 
 /// Fields that hold prose, in the order they are worth reading.
-const PROSE_FIELDS: &[&str] = &["title", "summary", "text", "passage", "snippet", "body", "content", "description"];
+const PROSE_FIELDS: &[&str] = &[
+    "title",
+    "summary",
+    "text",
+    "passage",
+    "snippet",
+    "body",
+    "content",
+    "description",
+];
 
 /// The document for one source's response.
 pub fn document_for(spec: &SourceSpec, body: &Value) -> Document {
@@ -52,7 +61,15 @@ fn collect_prose(value: &Value, sentences: &mut Vec<String>) {
                     let text = text.trim();
                     if !text.is_empty() {
                         let ends_a_sentence = text.ends_with(['.', '!', '?']);
-                        sentences.push(if ends_a_sentence { text.to_owned() } else { format!("{text}.") });
+                        let sentence = if ends_a_sentence {
+                            text.to_owned()
+                        } else {
+                            format!("{text}.")
+                        };
+                        // A headline often repeats as the summary's first sentence: read it once.
+                        if !sentences.contains(&sentence) {
+                            sentences.push(sentence);
+                        }
                     }
                 }
             }
@@ -83,7 +100,16 @@ mod tests {
                 {"title": "Python 3.14", "body": "Free threading lands"}
             ]
         });
-        assert_eq!(prose(&body), "Rust 2.0 ships. It is fast. Python 3.14. Free threading lands.");
+        assert_eq!(
+            prose(&body),
+            "Rust 2.0 ships. It is fast. Python 3.14. Free threading lands."
+        );
+    }
+
+    #[test]
+    fn a_field_repeating_an_earlier_one_is_read_once() {
+        let body = json!({"title": "Rain in Lima", "summary": "Rain in Lima."});
+        assert_eq!(prose(&body), "Rain in Lima.");
     }
 
     #[test]

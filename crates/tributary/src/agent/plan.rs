@@ -73,7 +73,8 @@ pub fn keywords(text: &str) -> Vec<String> {
     let mut found: Vec<String> = Vec::new();
     for word in text.split(|c: char| !c.is_alphanumeric() && c != '-' && c != '\'') {
         let word = word.trim_matches(|c| c == '-' || c == '\'').to_lowercase();
-        if word.chars().count() < 2 || STOP_WORDS.contains(&word.as_str()) || found.contains(&word) {
+        if word.chars().count() < 2 || STOP_WORDS.contains(&word.as_str()) || found.contains(&word)
+        {
             continue;
         }
         found.push(word);
@@ -85,13 +86,15 @@ pub fn keywords(text: &str) -> Vec<String> {
 }
 
 const STOP_WORDS: &[&str] = &[
-    "a", "about", "after", "all", "also", "am", "an", "and", "any", "are", "as", "at", "be", "been", "before",
-    "being", "between", "both", "but", "by", "can", "could", "did", "do", "does", "doing", "during", "each", "for",
-    "from", "get", "give", "had", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "it's", "just",
-    "latest", "like", "me", "more", "most", "my", "new", "news", "no", "not", "now", "of", "on", "or", "our", "out",
-    "over", "please", "should", "so", "some", "tell", "than", "that", "the", "their", "them", "then", "there",
-    "these", "they", "this", "to", "today", "tomorrow", "under", "up", "us", "was", "we", "weather", "were", "what",
-    "what's", "when", "where", "which", "while", "who", "why", "will", "with", "would", "you", "your",
+    "a", "about", "after", "all", "also", "am", "an", "and", "any", "are", "as", "at", "be",
+    "been", "before", "being", "between", "both", "but", "by", "can", "could", "did", "do", "does",
+    "doing", "during", "each", "for", "from", "get", "give", "had", "has", "have", "how", "i",
+    "if", "in", "into", "is", "it", "its", "it's", "just", "latest", "like", "me", "more", "most",
+    "my", "new", "news", "no", "not", "now", "of", "on", "or", "our", "out", "over", "please",
+    "should", "so", "some", "tell", "than", "that", "the", "their", "them", "then", "there",
+    "these", "they", "this", "to", "today", "tomorrow", "under", "up", "us", "was", "we",
+    "weather", "were", "what", "what's", "when", "where", "which", "while", "who", "why", "will",
+    "with", "would", "you", "your",
 ];
 
 #[cfg(test)]
@@ -108,7 +111,10 @@ mod tests {
 
     #[test]
     fn keywords_are_capped() {
-        assert_eq!(keywords("alpha beta gamma delta epsilon zeta eta theta").len(), MAX_NEWS_KEYWORDS);
+        assert_eq!(
+            keywords("alpha beta gamma delta epsilon zeta eta theta").len(),
+            MAX_NEWS_KEYWORDS
+        );
     }
 
     #[test]

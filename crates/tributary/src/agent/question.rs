@@ -69,6 +69,9 @@ mod tests {
 
     #[test]
     fn surrounding_white_space_is_trimmed() {
-        assert_eq!(Question::new("  why?  ").map(|q| q.to_string()), Ok("why?".to_owned()));
+        assert_eq!(
+            Question::new("  why?  ").map(|q| q.to_string()),
+            Ok("why?".to_owned())
+        );
     }
 }

@@ -25,7 +25,9 @@ use crate::agent::report::{SourceReport, SourceStatus};
 use crate::group::{Deadline, Elapsed, Outcome, SettleConfig, settle, with_timeout};
 use crate::infer::{InferError, Inference, InferenceCost, infer};
 use crate::pool::{CpuPool, JobContext};
-use crate::source::{AttemptOutcome, FetchErrorKind, Fetched, RetryDecision, SourceClient, SourceRequest, SourceSpec};
+use crate::source::{
+    AttemptOutcome, FetchErrorKind, Fetched, RetryDecision, SourceClient, SourceRequest, SourceSpec,
+};
 use crate::trace::{Activity, EventKind, InstantEvent, Outcome as SpanOutcome, Span, Timeline};
 
 /// How long after the deadline the settle backstop gives up on a step that failed to bound itself.
@@ -71,11 +73,19 @@ pub async fn run_concurrent(context: &StepContext, steps: Vec<Step>) -> Vec<Step
         .map(|(outcome, spec)| match outcome {
             Outcome::Ok(record) => record,
             Outcome::Failed(never) => match never {},
-            Outcome::TimedOut(_) => unfinished(context, &spec, SourceStatus::TimedOut, "overall deadline exceeded"),
+            Outcome::TimedOut(_) => unfinished(
+                context,
+                &spec,
+                SourceStatus::TimedOut,
+                "overall deadline exceeded",
+            ),
             Outcome::Cancelled => unfinished(context, &spec, SourceStatus::Failed, "cancelled"),
-            Outcome::Panicked(message) => {
-                unfinished(context, &spec, SourceStatus::Failed, &format!("internal error: the step panicked: {message}"))
-            }
+            Outcome::Panicked(message) => unfinished(
+                context,
+                &spec,
+                SourceStatus::Failed,
+                &format!("internal error: the step panicked: {message}"),
+            ),
         })
         .collect()
 }
@@ -102,12 +112,15 @@ pub async fn run_step(context: &StepContext, step: Step) -> StepRecord {
                 inference: None,
             };
         }
-        Action::Fetch(request) => with_extra_query(request, context.extra_query.as_slice(), &spec.name),
+        Action::Fetch(request) => {
+            with_extra_query(request, context.extra_query.as_slice(), &spec.name)
+        }
     };
     let lane = source_lane(&spec.name);
 
     let fetch_started = Instant::now();
-    let (source_deadline, binding_bound) = context.deadline.narrow(Some(context.per_source_timeout));
+    let (source_deadline, binding_bound) =
+        context.deadline.narrow(Some(context.per_source_timeout));
     let fetched = with_timeout(
         Some(context.per_source_timeout),
         context.deadline,
@@ -120,11 +133,22 @@ pub async fn run_step(context: &StepContext, step: Step) -> StepRecord {
 
     let fetched: Fetched = match fetched {
         Err(elapsed) => {
-            record_fetch_span(context, &lane, &request, fetch_started, fetch_ended, SpanOutcome::TimedOut, &[]);
-            let message = elapsed_message(elapsed);
-            context.timeline.record_event(
-                InstantEvent::new(&lane, message.clone(), EventKind::Timeout, context.timeline.offset(fetch_ended.into_std())),
+            record_fetch_span(
+                context,
+                &lane,
+                &request,
+                fetch_started,
+                fetch_ended,
+                SpanOutcome::TimedOut,
+                &[],
             );
+            let message = elapsed_message(elapsed);
+            context.timeline.record_event(InstantEvent::new(
+                &lane,
+                message.clone(),
+                EventKind::Timeout,
+                context.timeline.offset(fetch_ended.into_std()),
+            ));
             report.status = SourceStatus::TimedOut;
             report.error = Some(message);
             return StepRecord {
@@ -135,16 +159,32 @@ pub async fn run_step(context: &StepContext, step: Step) -> StepRecord {
         Ok(Err(error)) => {
             report.attempts = error.attempts();
             let (status, message) = match error.kind() {
-                FetchErrorKind::DeadlineExceeded => (SourceStatus::TimedOut, elapsed_message(Elapsed::from(binding_bound))),
-                FetchErrorKind::AttemptTimeout { .. } => (SourceStatus::TimedOut, error.to_string()),
-                _ => (SourceStatus::Failed, error.to_string()),
+                FetchErrorKind::DeadlineExceeded => (
+                    SourceStatus::TimedOut,
+                    with_last_attempt(
+                        elapsed_message(Elapsed::from(binding_bound)),
+                        error.attempt_log(),
+                    ),
+                ),
+                FetchErrorKind::AttemptTimeout { .. } => {
+                    (SourceStatus::TimedOut, error_chain(&error))
+                }
+                _ => (SourceStatus::Failed, error_chain(&error)),
             };
             let outcome = if status == SourceStatus::TimedOut {
                 SpanOutcome::TimedOut
             } else {
                 SpanOutcome::Failed
             };
-            record_fetch_span(context, &lane, &request, fetch_started, fetch_ended, outcome, error.attempt_log());
+            record_fetch_span(
+                context,
+                &lane,
+                &request,
+                fetch_started,
+                fetch_ended,
+                outcome,
+                error.attempt_log(),
+            );
             report.status = status;
             report.error = Some(message);
             return StepRecord {
@@ -169,9 +209,9 @@ pub async fn run_step(context: &StepContext, step: Step) -> StepRecord {
     let document = document_for(&spec, &fetched.body);
     let question = context.question.as_str().to_owned();
     let cost = context.inference_cost;
-    let job = context
-        .pool
-        .submit_timed(move |job: &JobContext| infer(&question, &document, cost, &|| job.is_cancelled()));
+    let job = context.pool.submit_timed(move |job: &JobContext| {
+        infer(&question, &document, cost, &|| job.is_cancelled())
+    });
     match with_timeout(None, context.deadline, job).await {
         Err(elapsed) => {
             let message = format!("inference cut short: {}", elapsed_message(elapsed));
@@ -190,7 +230,7 @@ pub async fn run_step(context: &StepContext, step: Step) -> StepRecord {
         }
         Ok(Err(pool_error)) => {
             report.status = SourceStatus::Failed;
-            report.error = Some(format!("inference failed: {pool_error}"));
+            report.error = Some(format!("inference failed: {}", error_chain(&pool_error)));
             StepRecord {
                 report,
                 inference: None,
@@ -239,6 +279,18 @@ pub async fn run_step(context: &StepContext, step: Step) -> StepRecord {
     }
 }
 
+/// An error and its causes, `: `-separated, as one line.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        message.push_str(": ");
+        message.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    message
+}
+
 /// The timeline lane of a source.
 pub fn source_lane(name: &str) -> String {
     format!("source {name}")
@@ -249,7 +301,12 @@ pub fn worker_lane(index: usize) -> String {
     format!("worker {}", index + 1)
 }
 
-fn unfinished(context: &StepContext, spec: &SourceSpec, status: SourceStatus, message: &str) -> StepRecord {
+fn unfinished(
+    context: &StepContext,
+    spec: &SourceSpec,
+    status: SourceStatus,
+    message: &str,
+) -> StepRecord {
     let mut report = SourceReport::new_for(spec);
     report.status = status;
     report.error = Some(message.to_owned());
@@ -260,7 +317,11 @@ fn unfinished(context: &StepContext, spec: &SourceSpec, status: SourceStatus, me
     }
 }
 
-fn with_extra_query(mut request: SourceRequest, extra: &[(String, Vec<(String, String)>)], source: &str) -> SourceRequest {
+fn with_extra_query(
+    mut request: SourceRequest,
+    extra: &[(String, Vec<(String, String)>)],
+    source: &str,
+) -> SourceRequest {
     for (name, pairs) in extra {
         if name == source {
             request.query.extend(pairs.iter().cloned());
@@ -269,10 +330,34 @@ fn with_extra_query(mut request: SourceRequest, extra: &[(String, Vec<(String, S
     request
 }
 
+/// `message`, plus what the last failed attempt saw when there was one: "timed out" alone hides a 500.
+fn with_last_attempt(message: String, attempts: &[crate::source::AttemptRecord]) -> String {
+    match attempts
+        .iter()
+        .rev()
+        .find_map(|attempt| match &attempt.outcome {
+            AttemptOutcome::Failed { error, .. }
+                if !matches!(error, FetchErrorKind::DeadlineExceeded) =>
+            {
+                Some(error)
+            }
+            _ => None,
+        }) {
+        Some(last) => format!(
+            "{message} after {} attempt(s); last attempt failed to {last}",
+            attempts.len()
+        ),
+        None => message,
+    }
+}
+
 fn elapsed_message(elapsed: Elapsed) -> String {
     match elapsed {
         Elapsed::PerCallTimeout(timeout) => {
-            format!("per-source timeout of {} exceeded", humantime::format_duration(timeout))
+            format!(
+                "per-source timeout of {} exceeded",
+                humantime::format_duration(timeout)
+            )
         }
         Elapsed::DeadlineExceeded => "overall deadline exceeded".to_owned(),
     }
@@ -293,10 +378,16 @@ fn record_fetch_span(
     let name = format!("GET {}", request.path);
     if attempts.is_empty() {
         timeline.record(
-            Span::new(lane, name, Activity::Fetch, timeline.offset(started.into_std()), timeline.offset(ended.into_std()))
-                .with_outcome(outcome)
-                .with_arg("attempts", 0)
-                .with_arg("cached", outcome == SpanOutcome::Ok),
+            Span::new(
+                lane,
+                name,
+                Activity::Fetch,
+                timeline.offset(started.into_std()),
+                timeline.offset(ended.into_std()),
+            )
+            .with_outcome(outcome)
+            .with_arg("attempts", 0)
+            .with_arg("cached", outcome == SpanOutcome::Ok),
         );
         return;
     }
@@ -305,7 +396,9 @@ fn record_fetch_span(
             AttemptOutcome::Succeeded => (SpanOutcome::Ok, "ok".into()),
             AttemptOutcome::Failed { error, .. } => {
                 let kind = match error {
-                    FetchErrorKind::AttemptTimeout { .. } | FetchErrorKind::DeadlineExceeded => SpanOutcome::TimedOut,
+                    FetchErrorKind::AttemptTimeout { .. } | FetchErrorKind::DeadlineExceeded => {
+                        SpanOutcome::TimedOut
+                    }
                     _ => SpanOutcome::Failed,
                 };
                 (kind, error.to_string().into())
@@ -313,24 +406,40 @@ fn record_fetch_span(
         };
         let attempt_end = timeline.offset(attempt.ended.into_std());
         timeline.record(
-            Span::new(lane, name.clone(), Activity::Fetch, timeline.offset(attempt.started.into_std()), attempt_end)
-                .with_outcome(attempt_outcome)
-                .with_arg("attempt", attempt.number)
-                .with_arg("status", status)
-                .with_arg("cached", false),
+            Span::new(
+                lane,
+                name.clone(),
+                Activity::Fetch,
+                timeline.offset(attempt.started.into_std()),
+                attempt_end,
+            )
+            .with_outcome(attempt_outcome)
+            .with_arg("attempt", attempt.number)
+            .with_arg("status", status)
+            .with_arg("cached", false),
         );
         if let AttemptOutcome::Failed { next, .. } = &attempt.outcome {
             if attempt_outcome == SpanOutcome::TimedOut {
                 timeline.record_event(
-                    InstantEvent::new(lane, format!("attempt {} timed out", attempt.number), EventKind::Timeout, attempt_end)
-                        .with_arg("attempt", attempt.number),
+                    InstantEvent::new(
+                        lane,
+                        format!("attempt {} timed out", attempt.number),
+                        EventKind::Timeout,
+                        attempt_end,
+                    )
+                    .with_arg("attempt", attempt.number),
                 );
             }
             if let RetryDecision::Retried { delay } = next {
                 timeline.record_event(
-                    InstantEvent::new(lane, format!("retry after {}", humantime::format_duration(*delay)), EventKind::Retry, attempt_end)
-                        .with_arg("attempt", attempt.number)
-                        .with_arg("delay_ms", millis(*delay)),
+                    InstantEvent::new(
+                        lane,
+                        format!("retry after {}", humantime::format_duration(*delay)),
+                        EventKind::Retry,
+                        attempt_end,
+                    )
+                    .with_arg("attempt", attempt.number)
+                    .with_arg("delay_ms", millis(*delay)),
                 );
             }
         }
@@ -351,13 +460,22 @@ mod tests {
     fn extra_query_applies_only_to_its_source() {
         let request = SourceRequest::new("/news").with_query("q", "rust");
         let extra = vec![
-            ("news".to_owned(), vec![("fault".to_owned(), "hang".to_owned())]),
-            ("weather".to_owned(), vec![("fault".to_owned(), "error".to_owned())]),
+            (
+                "news".to_owned(),
+                vec![("fault".to_owned(), "hang".to_owned())],
+            ),
+            (
+                "weather".to_owned(),
+                vec![("fault".to_owned(), "error".to_owned())],
+            ),
         ];
         let request = with_extra_query(request, &extra, "news");
         assert_eq!(
             request.query,
-            vec![("q".to_owned(), "rust".to_owned()), ("fault".to_owned(), "hang".to_owned())]
+            vec![
+                ("q".to_owned(), "rust".to_owned()),
+                ("fault".to_owned(), "hang".to_owned())
+            ]
         );
     }
 
@@ -367,6 +485,9 @@ mod tests {
             elapsed_message(Elapsed::PerCallTimeout(Duration::from_secs(5))),
             "per-source timeout of 5s exceeded"
         );
-        assert_eq!(elapsed_message(Elapsed::from(ElapsedKind::Deadline)), "overall deadline exceeded");
+        assert_eq!(
+            elapsed_message(Elapsed::from(ElapsedKind::Deadline)),
+            "overall deadline exceeded"
+        );
     }
 }
