@@ -1,0 +1,52 @@
+//! The batch pipeline: millions of questions, read → fetch → infer → store, with every stage bounded.
+//!
+//! - [`input`]: the streaming reader of text or JSON Lines input, one line in memory at a time.
+//! - [`steps`]: what the fetch and infer stages do to one question (the agent's pieces, split at the I/O / CPU
+//!   boundary).
+//! - [`stages`]: the pipeline itself: bounded channels, permits, the reader and store threads, [`run_batch`].
+//! - [`store`]: the SQLite answers database (WAL, batched transactions, resumable) and its JSONL export.
+//! - [`stats`]: live counters for progress displays.
+//!
+//! # Invariants
+//! - Memory is bounded by [`BatchSettings::max_in_flight`] questions, never by the input's length: every channel
+//!   is bounded, every permit is held until the next stage takes the question, and resuming looks ids up in the
+//!   database one at a time instead of loading them.
+//! - One row per id: the id is the primary key and rows are inserted with `ON CONFLICT DO NOTHING`, so neither a
+//!   rerun nor a duplicated id can store an answer twice; the first one stored wins.
+//! - A row is committed or absent: killing the process at any moment loses at most the uncommitted rows, which a
+//!   rerun with the same input redoes.
+//! - Only the reader and store threads block; the async stages never touch a file or the database.
+//!
+//! ```no_run
+//! # async fn example(engine: tributary::pipeline::BatchEngine) -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use tributary::pipeline::{BatchInput, BatchSettings, BatchStats, InputFormat, Store, run_batch};
+//!
+//! let store = Store::open("answers.db".as_ref())?;
+//! let input = BatchInput::open("questions.txt".as_ref(), InputFormat::Text)?;
+//! let settings = BatchSettings::for_workers(engine.pool().config().workers);
+//! let stats = Arc::new(BatchStats::new());
+//! let summary = run_batch(&engine, &settings, input, store, stats, Default::default()).await?;
+//! println!("{} stored, {:.0}/s", summary.stats.stored(), summary.throughput());
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod input;
+pub mod stages;
+pub mod stats;
+pub mod steps;
+pub mod store;
+
+pub use input::{InputFormat, InputReader, InputRecord, MAX_LINE_BYTES, RecordId};
+pub use stages::{
+    AnswerSink, BatchEngine, BatchError, BatchInput, BatchSettings, BatchSummary,
+    DEFAULT_IO_CONCURRENCY, DEFAULT_STORE_BATCH_INTERVAL, DEFAULT_STORE_BATCH_ROWS, run_batch,
+};
+pub use stats::{BatchStats, StatsSnapshot};
+pub use store::{
+    AnswerRow, AnswerStatus, DoneIndex, SCHEMA_VERSION, Store, StoreError, StoredCounts, Written,
+};
+
+#[cfg(test)]
+mod tests;
