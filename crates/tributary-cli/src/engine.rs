@@ -79,7 +79,10 @@ async fn load_config(path: &std::path::Path) -> Result<SourcesConfig, CliError> 
         .with_hint("--config takes a TOML file of [[source]] tables; see the README")
     })?;
     SourcesConfig::from_str_named(&text, &path.display().to_string()).map_err(|error| {
-        CliError::usage(CliError::chain("failed to load the sources config", &error))
+        // The error reads after "failed to" and already names the file, line, column and field.
+        CliError::usage(format!("failed to {error}")).with_hint(
+            "the README's \"Sources file\" section lists the fields of a [[source]] table",
+        )
     })
 }
 
