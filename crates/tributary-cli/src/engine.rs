@@ -3,7 +3,7 @@
 
 use std::num::NonZeroUsize;
 
-use tributary::agent::{Agent, AgentSettings};
+use tributary::agent::{Agent, AgentSettings, ExtraQuery};
 use tributary::infer::InferenceCost;
 use tributary::pool::{CpuPool, PoolConfig};
 use tributary::source::{ClientOptions, SourceClient, SourceSpec, SourcesConfig};
@@ -16,10 +16,6 @@ use crate::faults::{FaultKind, parse_faults};
 #[derive(Debug)]
 pub struct Engine {
     pub agent: Agent,
-    pub pool: CpuPool,
-    pub client: SourceClient,
-    pub sources: Vec<SourceSpec>,
-    pub settings: AgentSettings,
 }
 
 impl Engine {
@@ -68,18 +64,8 @@ impl Engine {
             inference_cost,
             extra_query,
         };
-        let agent = Agent::new(
-            client.clone(),
-            pool.clone(),
-            sources.clone(),
-            settings.clone(),
-        );
         Ok(Self {
-            agent,
-            pool,
-            client,
-            sources,
-            settings,
+            agent: Agent::new(client, pool, sources, settings),
         })
     }
 }
@@ -93,16 +79,16 @@ async fn load_config(path: &std::path::Path) -> Result<SourcesConfig, CliError> 
         .with_hint("--config takes a TOML file of [[source]] tables; see the README")
     })?;
     SourcesConfig::from_str_named(&text, &path.display().to_string()).map_err(|error| {
-        CliError::usage(CliError::chain("failed to load the sources config", &error))
+        // The error reads after "failed to" and already names the file, line, column and field.
+        CliError::usage(format!("failed to {error}")).with_hint(
+            "the README's \"Sources file\" section lists the fields of a [[source]] table",
+        )
     })
 }
 
 /// `--fault SOURCE=KIND` as query parameters the simulated services understand (`fault=`, `latency_ms=`).
-fn fault_queries(
-    flags: &[String],
-    sources: &[SourceSpec],
-) -> Result<Vec<(String, Vec<(String, String)>)>, CliError> {
-    let mut queries: Vec<(String, Vec<(String, String)>)> = Vec::new();
+fn fault_queries(flags: &[String], sources: &[SourceSpec]) -> Result<ExtraQuery, CliError> {
+    let mut queries: ExtraQuery = Vec::new();
     for flag in parse_faults(flags)? {
         if !sources.iter().any(|source| source.name == flag.target) {
             let names: Vec<&str> = sources.iter().map(|source| source.name.as_str()).collect();

@@ -40,14 +40,6 @@ impl CliError {
         }
     }
 
-    pub fn no_answer(message: impl Into<String>) -> Self {
-        Self {
-            exit_code: ExitCode::NoAnswer,
-            message: message.into(),
-            hint: None,
-        }
-    }
-
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self

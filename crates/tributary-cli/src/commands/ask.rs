@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use tributary::agent::embedded::{EmbeddedSources, default_scenario};
-use tributary::agent::{Agent, AgentReport, Comparison, Question, Run};
+use tributary::agent::{AgentReport, Comparison, Question, Run};
 use tributary::trace::{GanttStyle, Timeline};
 
 use crate::cli::AskArgs;

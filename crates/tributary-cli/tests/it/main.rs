@@ -1,10 +1,11 @@
-//! Integration tests of the `tributary` binary.
+//! Integration tests of the `tributary` binary: one test binary, driven through a small harness that runs the
+//! real executable.
 
-use std::process::Command;
+mod ask;
+mod harness;
+mod sources;
 
-fn tributary() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tributary"))
-}
+use harness::tributary;
 
 #[test]
 fn version_prints_the_crate_version() {
@@ -18,4 +19,17 @@ fn version_prints_the_crate_version() {
         stdout.trim(),
         format!("tributary {}", env!("CARGO_PKG_VERSION"))
     );
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    let output = tributary()
+        .args(["ask", "--help"])
+        .output()
+        .expect("run tributary");
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    for line in ["Exit codes:", "0  an answer", "2  usage", "3  no answer"] {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
 }

@@ -7,10 +7,10 @@
 //! - [`schedule`]: the ideal schedule, the yardstick for efficiency.
 //! - [`report`]: the report of a run (the `--json` schema).
 //! - [`embedded`]: the default scenario: the simulated services in-process, and their source specs.
-//! - `agent` (re-exported here): [`Agent`], which ties them together.
+//! - `engine` (re-exported here): [`Agent`], which ties them together.
 
-mod agent;
 pub mod embedded;
+mod engine;
 pub mod extract;
 pub mod plan;
 pub mod question;
@@ -18,6 +18,7 @@ pub mod report;
 pub mod run;
 pub mod schedule;
 
-pub use agent::{Agent, AgentSettings, Run};
+pub use engine::{Agent, AgentSettings, Run};
 pub use question::{MAX_QUESTION_BYTES, Question, QuestionError};
 pub use report::{AgentReport, Comparison, SourceReport, SourceStatus};
+pub use run::{ExtraQuery, QueryPairs};

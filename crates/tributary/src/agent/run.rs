@@ -33,6 +33,12 @@ use crate::trace::{Activity, EventKind, InstantEvent, Outcome as SpanOutcome, Sp
 /// How long after the deadline the settle backstop gives up on a step that failed to bound itself.
 pub const BACKSTOP_GRACE: Duration = Duration::from_millis(50);
 
+/// Query parameters added to a request, as `(key, value)` pairs.
+pub type QueryPairs = Vec<(String, String)>;
+
+/// Extra query parameters per source name, e.g. `("news", [("fault", "hang")])` for fault injection.
+pub type ExtraQuery = Vec<(String, QueryPairs)>;
+
 /// What one step produced: its report line, and its inference when it got that far.
 #[derive(Debug, Clone)]
 pub struct StepRecord {
@@ -52,7 +58,7 @@ pub struct StepContext {
     pub started: Instant,
     pub timeline: Timeline,
     /// Extra query parameters for a source by name (fault injection: `fault=hang`, `latency_ms=2000`).
-    pub extra_query: Arc<Vec<(String, Vec<(String, String)>)>>,
+    pub extra_query: Arc<ExtraQuery>,
 }
 
 /// Runs every step at once; one report per step, in plan order.

@@ -9,7 +9,8 @@ use crate::agent::plan::plan;
 use crate::agent::question::Question;
 use crate::agent::report::{AgentReport, Comparison, SourceStatus};
 use crate::agent::run::{
-    StepContext, StepRecord, millis, run_concurrent, run_sequential, source_lane, worker_lane,
+    ExtraQuery, StepContext, StepRecord, millis, run_concurrent, run_sequential, source_lane,
+    worker_lane,
 };
 use crate::agent::schedule::{MeasuredJob, efficiency, ideal_makespan};
 use crate::group::Deadline;
@@ -28,7 +29,7 @@ pub struct AgentSettings {
     /// CPU each inference spends.
     pub inference_cost: InferenceCost,
     /// Extra query parameters per source name, e.g. `("news", [("fault", "hang")])` for fault injection.
-    pub extra_query: Vec<(String, Vec<(String, String)>)>,
+    pub extra_query: ExtraQuery,
 }
 
 impl Default for AgentSettings {

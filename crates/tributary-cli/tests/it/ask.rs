@@ -1,0 +1,321 @@
+//! `tributary ask`: the agent, end to end, on the embedded simulated services.
+
+use serde_json::Value;
+
+use crate::harness::{ask, code, json_lines, source, stderr, stdout, tributary};
+
+const QUESTION: &str = "What's the weather in Paris, and why does the GIL matter?";
+
+#[test]
+fn a_healthy_run_answers_from_every_source() {
+    let output = ask(&[QUESTION, "--json"]);
+    assert_eq!(code(&output), 0, "stderr: {}", stderr(&output));
+    let reports = json_lines(&output);
+    assert_eq!(reports.len(), 1);
+    let report = &reports[0];
+    assert_eq!(report["degraded"], false);
+    for name in ["weather", "news", "kb"] {
+        assert_eq!(source(report, name)["status"], "ok", "{name}: {report}");
+    }
+    let answer = report["answer"].as_str().expect("an answer");
+    assert!(answer.contains("Paris"), "{answer}");
+    assert!(answer.contains("GIL"), "{answer}");
+}
+
+#[test]
+fn the_human_output_has_the_answer_the_table_and_the_totals() {
+    let output = ask(&[QUESTION]);
+    assert_eq!(code(&output), 0, "stderr: {}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("Weather: "), "{text}");
+    assert!(text.contains("source   status"), "{text}");
+    assert!(text.contains("complete · concurrent run in"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "no colour codes with NO_COLOR: {text}"
+    );
+}
+
+#[test]
+fn a_hanging_source_times_out_and_the_answer_still_comes_within_the_deadline() {
+    let output = ask(&[
+        QUESTION,
+        "--json",
+        "--fault",
+        "news=hang",
+        "--per-source-timeout",
+        "1s",
+        "--deadline",
+        "2s",
+    ]);
+    assert_eq!(code(&output), 0, "stderr: {}", stderr(&output));
+    let report = &json_lines(&output)[0];
+    assert_eq!(source(report, "news")["status"], "timed_out");
+    assert_eq!(source(report, "weather")["status"], "ok");
+    assert_eq!(report["degraded"], true);
+    assert!(report["answer"].is_string());
+    // The deadline is a timer, not a hope: the answer comes back after the per-source timeout and well before
+    // a second deadline would pass (generous, for a busy machine).
+    let elapsed = report["elapsed_ms"].as_f64().expect("elapsed_ms");
+    assert!((1000.0..4000.0).contains(&elapsed), "elapsed {elapsed}");
+}
+
+#[test]
+fn the_overall_deadline_cuts_a_hang_before_the_per_source_timeout() {
+    let output = ask(&[
+        QUESTION,
+        "--json",
+        "--fault",
+        "kb=hang",
+        "--per-source-timeout",
+        "10s",
+        "--deadline",
+        "1s",
+    ]);
+    assert_eq!(code(&output), 0, "stderr: {}", stderr(&output));
+    let report = &json_lines(&output)[0];
+    let kb = source(report, "kb");
+    assert_eq!(kb["status"], "timed_out");
+    assert_eq!(kb["error"], "overall deadline exceeded");
+}
+
+#[test]
+fn two_failing_sources_give_a_degraded_answer_from_the_third() {
+    let output = ask(&[
+        QUESTION,
+        "--json",
+        "--fault",
+        "weather=error",
+        "--fault",
+        "news=malformed",
+    ]);
+    assert_eq!(code(&output), 0, "stderr: {}", stderr(&output));
+    let report = &json_lines(&output)[0];
+    assert_eq!(report["degraded"], true);
+    let weather = source(report, "weather");
+    assert_eq!(weather["status"], "failed");
+    assert_eq!(weather["attempts"], 3, "a 500 is retried: {weather}");
+    let news = source(report, "news");
+    assert_eq!(news["status"], "failed");
+    assert_eq!(news["attempts"], 1, "malformed JSON is not retried: {news}");
+    assert!(
+        news["error"].as_str().unwrap_or_default().contains("json"),
+        "{news}"
+    );
+    assert_eq!(source(report, "kb")["status"], "ok");
+    let answer = report["answer"].as_str().expect("an answer");
+    assert!(answer.contains("GIL"), "{answer}");
+}
+
+#[test]
+fn all_sources_failing_exits_3_with_the_reason() {
+    let output = ask(&[
+        QUESTION,
+        "--fault",
+        "weather=error",
+        "--fault",
+        "news=huge",
+        "--fault",
+        "kb=unavailable",
+    ]);
+    assert_eq!(code(&output), 3, "stdout: {}", stdout(&output));
+    assert!(
+        stderr(&output).contains("error: no answer: no source answered"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        stdout(&output).contains("read a response body within the 1048576-byte limit"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[test]
+fn a_repeated_question_is_served_from_the_cache() {
+    let output = ask(&[QUESTION, QUESTION, "--json"]);
+    assert_eq!(code(&output), 0, "stderr: {}", stderr(&output));
+    let reports = json_lines(&output);
+    assert_eq!(reports.len(), 2);
+    for name in ["weather", "news", "kb"] {
+        assert_eq!(source(&reports[0], name)["cached"], false);
+        assert_eq!(
+            source(&reports[1], name)["cached"],
+            true,
+            "{name} second time: {}",
+            reports[1]
+        );
+        assert_eq!(source(&reports[1], name)["attempts"], 0);
+    }
+}
+
+#[test]
+fn the_json_report_follows_the_documented_schema() {
+    let output = ask(&["Why does the GIL matter?", "--json"]);
+    assert_eq!(code(&output), 0, "stderr: {}", stderr(&output));
+    let report = &json_lines(&output)[0];
+    for (field, check) in [
+        ("question", Value::is_string as fn(&Value) -> bool),
+        ("answer", Value::is_string),
+        ("error", Value::is_null),
+        ("degraded", Value::is_boolean),
+        ("mode", Value::is_string),
+        ("elapsed_ms", Value::is_number),
+        ("ideal_ms", Value::is_number),
+        ("efficiency", Value::is_number),
+        ("workers", Value::is_u64),
+        ("deadline_ms", Value::is_number),
+        ("per_source_timeout_ms", Value::is_number),
+        ("sources", Value::is_array),
+    ] {
+        assert!(check(&report[field]), "field {field} in {report}");
+    }
+    let weather = source(report, "weather");
+    assert_eq!(weather["status"], "skipped", "no city in the question");
+    assert!(
+        weather["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("city")
+    );
+    for source in report["sources"].as_array().expect("array") {
+        for field in [
+            "name", "status", "error", "attempts", "cached", "fetch_ms", "infer_ms",
+        ] {
+            assert!(
+                source.get(field).is_some(),
+                "source field {field} in {source}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_trace_file_is_chrome_json_with_events_for_every_source() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let path = directory.path().join("run.json");
+    let output = ask(&[QUESTION, "--trace", path.to_str().expect("utf-8 path")]);
+    assert_eq!(code(&output), 0, "stderr: {}", stderr(&output));
+    let trace: Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("trace written")).expect("valid JSON");
+    let events = trace["traceEvents"].as_array().expect("traceEvents");
+    let lane_tid = |lane: &str| {
+        events
+            .iter()
+            .find(|event| {
+                event["ph"] == "M"
+                    && event["name"] == "thread_name"
+                    && event["args"]["name"] == lane
+            })
+            .map(|event| (event["pid"].clone(), event["tid"].clone()))
+            .unwrap_or_else(|| panic!("no lane {lane}"))
+    };
+    for name in ["weather", "news", "kb"] {
+        let (pid, tid) = lane_tid(&format!("source {name}"));
+        let spans: Vec<&Value> = events
+            .iter()
+            .filter(|event| event["ph"] == "X" && event["pid"] == pid && event["tid"] == tid)
+            .collect();
+        assert!(!spans.is_empty(), "no span for {name}");
+        assert!(
+            spans
+                .iter()
+                .all(|span| span["args"].get("cached").is_some())
+        );
+    }
+    assert!(
+        events
+            .iter()
+            .any(|event| event["ph"] == "X" && event["name"] == "infer news")
+    );
+    assert!(
+        !directory.path().join("run.partial").exists(),
+        "no leftover partial file"
+    );
+}
+
+#[test]
+fn sequential_and_compare_run_the_baseline() {
+    let output = ask(&[QUESTION, "--json", "--sequential"]);
+    assert_eq!(code(&output), 0, "stderr: {}", stderr(&output));
+    assert_eq!(json_lines(&output)[0]["mode"], "sequential");
+
+    let output = ask(&[QUESTION, "--json", "--compare"]);
+    assert_eq!(code(&output), 0, "stderr: {}", stderr(&output));
+    let comparison = &json_lines(&output)[0];
+    assert_eq!(comparison["sequential"]["mode"], "sequential");
+    assert_eq!(comparison["concurrent"]["mode"], "concurrent");
+    // Fresh caches for both runs: the second run must not be served by the first.
+    assert_eq!(source(&comparison["concurrent"], "kb")["cached"], false);
+    // Three overlapping fetches beat three sequential ones; a generous ratio, not a timing.
+    assert!(
+        comparison["speedup"].as_f64().expect("speedup") > 1.2,
+        "{comparison}"
+    );
+}
+
+#[test]
+fn the_timeline_draws_a_lane_per_source_and_worker() {
+    let output = ask(&[QUESTION, "--timeline", "--workers", "2"]);
+    assert_eq!(code(&output), 0, "stderr: {}", stderr(&output));
+    let text = stdout(&output);
+    for lane in [
+        "source weather",
+        "source news",
+        "source kb",
+        "worker 1",
+        "worker 2",
+    ] {
+        assert!(text.contains(lane), "missing lane {lane}:\n{text}");
+    }
+}
+
+#[test]
+fn bad_input_is_a_usage_error_with_a_clear_message() {
+    let cases: [(&[&str], &str); 5] = [
+        (&["   "], "question 1: the question is empty"),
+        (
+            &["x", "--fault", "news=explode"],
+            "unknown fault kind `explode`",
+        ),
+        (&["x", "--fault", "moon=hang"], "unknown source `moon`"),
+        (&["x", "--workers", "0"], "--workers must be at least 1"),
+        (&["x", "--deadline", "soon"], "not a duration"),
+    ];
+    for (args, message) in cases {
+        let output = tributary().arg("ask").args(args).output().expect("run");
+        assert_eq!(code(&output), 2, "{args:?}");
+        assert!(
+            stderr(&output).contains(message),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    let long = "why ".repeat(1100);
+    let output = tributary().args(["ask", &long]).output().expect("run");
+    assert_eq!(code(&output), 2);
+    assert!(
+        stderr(&output).contains("over the limit of 4096 bytes"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_bad_config_file_is_reported_with_its_line() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let path = directory.path().join("sources.toml");
+    std::fs::write(
+        &path,
+        "[[source]]\nname = \"kb\"\nkind = \"kb\"\nbase_url = \"http://127.0.0.1:9\"\ncolour = \"blue\"\n",
+    )
+    .expect("write config");
+    let output = tributary()
+        .args(["ask", "x", "--config", path.to_str().expect("utf-8")])
+        .output()
+        .expect("run");
+    assert_eq!(code(&output), 2);
+    let message = stderr(&output);
+    assert!(message.contains("sources.toml:5"), "{message}");
+    assert!(message.contains("colour"), "{message}");
+}
