@@ -97,6 +97,16 @@ impl Agent {
         &self.settings
     }
 
+    /// The HTTP client and its cache, for callers that drive fetches themselves (the batch pipeline).
+    pub fn client(&self) -> &SourceClient {
+        &self.client
+    }
+
+    /// The CPU pool inference runs on, for callers that drive inference themselves (the batch pipeline).
+    pub fn pool(&self) -> &CpuPool {
+        &self.pool
+    }
+
     /// Asks every applicable source at once and infers on each response as it arrives.
     pub async fn ask(&self, question: &Question) -> Run {
         self.run(question, Mode::Concurrent).await
