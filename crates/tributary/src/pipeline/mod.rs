@@ -18,15 +18,15 @@
 //! - Only the reader and store threads block; the async stages never touch a file or the database.
 //!
 //! ```no_run
-//! # async fn example(engine: tributary::pipeline::BatchEngine) -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn example(agent: tributary::agent::Agent) -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use tributary::pipeline::{BatchInput, BatchSettings, BatchStats, InputFormat, Store, run_batch};
 //!
 //! let store = Store::open("answers.db".as_ref())?;
 //! let input = BatchInput::open("questions.txt".as_ref(), InputFormat::Text)?;
-//! let settings = BatchSettings::for_workers(engine.pool().config().workers);
+//! let settings = BatchSettings::for_workers(agent.pool().config().workers);
 //! let stats = Arc::new(BatchStats::new());
-//! let summary = run_batch(&engine, &settings, input, store, stats, Default::default()).await?;
+//! let summary = run_batch(&agent, &settings, input, store, stats, Default::default()).await?;
 //! println!("{} stored, {:.0}/s", summary.stats.stored(), summary.throughput());
 //! # Ok(())
 //! # }
@@ -40,8 +40,8 @@ pub mod store;
 
 pub use input::{InputFormat, InputReader, InputRecord, MAX_LINE_BYTES, RecordId};
 pub use stages::{
-    AnswerSink, BatchEngine, BatchError, BatchInput, BatchSettings, BatchSummary,
-    DEFAULT_IO_CONCURRENCY, DEFAULT_STORE_BATCH_INTERVAL, DEFAULT_STORE_BATCH_ROWS, run_batch,
+    AnswerSink, BatchError, BatchInput, BatchSettings, BatchSummary, DEFAULT_IO_CONCURRENCY,
+    DEFAULT_STORE_BATCH_INTERVAL, DEFAULT_STORE_BATCH_ROWS, run_batch,
 };
 pub use stats::{BatchStats, StatsSnapshot};
 pub use store::{

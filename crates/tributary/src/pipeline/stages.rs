@@ -29,15 +29,13 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::AgentSettings;
+use crate::agent::Agent;
 use crate::pipeline::input::{InputFormat, InputReader, RecordId, count_records};
 use crate::pipeline::stats::{BatchStats, StatsSnapshot};
 use crate::pipeline::steps::{
     FetchedQuestion, PendingQuestion, failed_row, fetch_question, infer_question,
 };
 use crate::pipeline::store::{AnswerRow, Store, StoreError, StoredCounts, Written};
-use crate::pool::CpuPool;
-use crate::source::{SourceClient, SourceSpec};
 
 /// Default [`BatchSettings::io_concurrency`].
 pub const DEFAULT_IO_CONCURRENCY: NonZeroUsize = NonZeroUsize::new(64).expect("64 is not zero");
@@ -47,16 +45,6 @@ pub const DEFAULT_STORE_BATCH_ROWS: NonZeroUsize = NonZeroUsize::new(256).expect
 
 /// Default [`BatchSettings::store_batch_interval`].
 pub const DEFAULT_STORE_BATCH_INTERVAL: Duration = Duration::from_millis(100);
-
-/// What the pipeline asks and with what: the agent's client, pool, sources and engine settings.
-/// Cheap to clone: clones share everything.
-#[derive(Debug, Clone)]
-pub struct BatchEngine {
-    client: SourceClient,
-    pool: CpuPool,
-    sources: Arc<[SourceSpec]>,
-    settings: Arc<AgentSettings>,
-}
 
 /// The pipeline's own limits (the engine's are in [`AgentSettings`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,30 +103,6 @@ pub trait AnswerSink: Send + 'static {
 impl AnswerSink for Store {
     fn write_batch(&mut self, rows: &[AnswerRow]) -> Result<Written, StoreError> {
         Store::write_batch(self, rows)
-    }
-}
-
-impl BatchEngine {
-    pub fn new(
-        client: SourceClient,
-        pool: CpuPool,
-        sources: Vec<SourceSpec>,
-        settings: AgentSettings,
-    ) -> Self {
-        Self {
-            client,
-            pool,
-            sources: sources.into(),
-            settings: Arc::new(settings),
-        }
-    }
-
-    pub fn pool(&self) -> &CpuPool {
-        &self.pool
-    }
-
-    pub fn settings(&self) -> &AgentSettings {
-        &self.settings
     }
 }
 
@@ -222,12 +186,12 @@ impl BatchSummary {
     }
 }
 
-/// Runs the batch: every record of `input` not already in `store` is fetched, inferred and stored.
+/// Runs the batch on `agent` (its client, pool, sources and settings): every record of `input` not already in `store` is fetched, inferred and stored.
 ///
 /// `stats` is updated as the run goes (for progress). Cancelling `shutdown` stops reading; what was read is
 /// finished and stored, and the summary is returned as usual.
 pub async fn run_batch(
-    engine: &BatchEngine,
+    agent: &Agent,
     settings: &BatchSettings,
     input: BatchInput,
     store: Store,
@@ -237,7 +201,7 @@ pub async fn run_batch(
     let started = Instant::now();
     let done = store.done_index()?;
     let store = run_stages(
-        engine,
+        agent,
         settings,
         input,
         store,
@@ -258,7 +222,7 @@ pub async fn run_batch(
 
 /// The four stages, with any sink and any "already stored?" check (tests slow the sink down). Returns the sink.
 pub(crate) async fn run_stages<Sink: AnswerSink>(
-    engine: &BatchEngine,
+    agent: &Agent,
     settings: &BatchSettings,
     input: BatchInput,
     sink: Sink,
@@ -291,7 +255,7 @@ pub(crate) async fn run_stages<Sink: AnswerSink>(
     // One permit per question fetching: at most `io_concurrency` questions' requests are in flight.
     let io_permits = Arc::new(Semaphore::new(settings.io_concurrency.get()));
     let fetch = {
-        let (engine, stats) = (engine.clone(), stats.clone());
+        let (agent, stats) = (agent.clone(), stats.clone());
         concurrent_stage(
             "fetch",
             io_permits,
@@ -299,11 +263,11 @@ pub(crate) async fn run_stages<Sink: AnswerSink>(
             fetched_tx,
             abort.clone(),
             move |pending| {
-                let (engine, stats) = (engine.clone(), stats.clone());
+                let (agent, stats) = (agent.clone(), stats.clone());
                 stats.fetch_started();
                 async move {
                     let fetched =
-                        fetch_question(&engine.client, &engine.sources, &engine.settings, pending)
+                        fetch_question(agent.client(), agent.sources(), agent.settings(), pending)
                             .await;
                     stats.fetch_finished();
                     fetched
@@ -315,7 +279,7 @@ pub(crate) async fn run_stages<Sink: AnswerSink>(
     // One permit per question on the CPU stage; the pool's workers and queue bound the jobs themselves.
     let infer_permits = Arc::new(Semaphore::new(settings.infer_concurrency.get()));
     let infer = {
-        let (engine, stats) = (engine.clone(), stats.clone());
+        let (agent, stats) = (agent.clone(), stats.clone());
         concurrent_stage(
             "infer",
             infer_permits,
@@ -323,10 +287,10 @@ pub(crate) async fn run_stages<Sink: AnswerSink>(
             row_tx,
             abort.clone(),
             move |fetched| {
-                let (engine, stats) = (engine.clone(), stats.clone());
+                let (agent, stats) = (agent.clone(), stats.clone());
                 stats.infer_started();
                 async move {
-                    let row = infer_question(&engine.pool, &engine.settings, fetched).await;
+                    let row = infer_question(agent.pool(), agent.settings(), fetched).await;
                     stats.infer_finished();
                     row
                 }

@@ -16,12 +16,12 @@ use futures::future::join_all;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::agent::AgentSettings;
 use crate::agent::extract::document_for;
 use crate::agent::plan::{Action, Step, plan};
 use crate::agent::question::Question;
 use crate::agent::report::{SourceReport, SourceStatus};
 use crate::agent::run::{error_chain, millis};
+use crate::agent::{AgentSettings, ExtraQuery};
 use crate::group::{Deadline, with_timeout};
 use crate::infer::{Inference, aggregate, infer};
 use crate::pipeline::input::RecordId;
@@ -318,13 +318,8 @@ fn answer_row(
 // Mirrors the private `agent::run::with_extra_query` (fault injection per source name); it belongs in one public
 // place, see the batch hand-over notes.
 
-fn with_extra_query(
-    mut request: SourceRequest,
-    extra: &[(String, Vec<(String, String)>)],
-    source: &str,
-) -> SourceRequest {
-    for (name, pairs) in extra.iter().filter(|(name, _)| name == source) {
-        let _ = name;
+fn with_extra_query(mut request: SourceRequest, extra: &ExtraQuery, source: &str) -> SourceRequest {
+    for (_, pairs) in extra.iter().filter(|(name, _)| name == source) {
         request.query.extend(pairs.iter().cloned());
     }
     request

@@ -9,15 +9,15 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::agent::AgentSettings;
 use crate::agent::embedded::EmbeddedSources;
+use crate::agent::{Agent, AgentSettings};
 use crate::infer::InferenceCost;
 use crate::pool::{CpuPool, PoolConfig};
 use crate::sim::{SimConfig, cities};
 use crate::source::{ClientOptions, SourceClient};
 
 struct Fixture {
-    engine: BatchEngine,
+    agent: Agent,
     _services: EmbeddedSources,
     directory: tempfile::TempDir,
 }
@@ -34,7 +34,7 @@ async fn fixture() -> Fixture {
         CpuPool::new(PoolConfig::with_workers(NonZeroUsize::new(2).expect("2"))).expect("pool");
     let client = SourceClient::new(ClientOptions::default()).expect("client");
     Fixture {
-        engine: BatchEngine::new(client, pool, services.sources().to_vec(), settings),
+        agent: Agent::new(client, pool, services.sources().to_vec(), settings),
         _services: services,
         directory: tempfile::tempdir().expect("temp dir"),
     }
@@ -72,7 +72,7 @@ impl Fixture {
         let input =
             BatchInput::from_reader(std::io::Cursor::new(input.to_owned().into_bytes()), format);
         run_batch(
-            &self.engine,
+            &self.agent,
             &small_settings(),
             input,
             store,
@@ -244,7 +244,7 @@ async fn run_with_slow_sink(
         InputFormat::Text,
     );
     let result = stages::run_stages(
-        &fixture.engine,
+        &fixture.agent,
         &small_settings(),
         input,
         sink,
@@ -297,7 +297,7 @@ async fn a_shutdown_requested_before_the_start_reads_nothing() {
     );
     let stats = Arc::new(BatchStats::new());
     let summary = run_batch(
-        &fixture.engine,
+        &fixture.agent,
         &small_settings(),
         input,
         store,
