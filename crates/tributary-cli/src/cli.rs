@@ -31,6 +31,8 @@ pub enum Command {
     /// Ask a question: fetch every source at once, infer on each answer as it arrives, print one answer.
     #[command(after_help = EXIT_CODES)]
     Ask(AskArgs),
+    /// Answer every question of a file into a SQLite database: fetch and infer in overlapping stages, resumably.
+    Batch(crate::commands::batch::BatchArgs),
     /// Run the simulated weather, news and knowledge-base services standalone on loopback.
     #[command(after_help = EXIT_CODES)]
     Sources(SourcesArgs),

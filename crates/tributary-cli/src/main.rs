@@ -36,6 +36,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
     runtime.block_on(async {
         match cli.command {
             Command::Ask(args) => commands::ask::run(args).await,
+            Command::Batch(args) => commands::batch::run(args).await,
             Command::Sources(args) => commands::sources::run(args)
                 .await
                 .map(|()| ExitCode::Success),

@@ -47,6 +47,8 @@ pub use stats::{BatchStats, StatsSnapshot};
 pub use store::{
     AnswerRow, AnswerStatus, DoneIndex, SCHEMA_VERSION, Store, StoreError, StoredCounts, Written,
 };
+/// The type of [`run_batch`]'s `shutdown` token, re-exported so callers need not depend on `tokio-util`.
+pub use tokio_util::sync::CancellationToken;
 
 #[cfg(test)]
 mod tests;
