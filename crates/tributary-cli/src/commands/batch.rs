@@ -16,7 +16,8 @@ use serde::Serialize;
 use tributary::agent::embedded::{EmbeddedSources, default_scenario};
 use tributary::pipeline::{
     BatchError, BatchInput, BatchSettings, BatchStats, BatchSummary, CancellationToken,
-    DEFAULT_IO_CONCURRENCY, InputFormat, StatsSnapshot, Store, StoreError, StoredCounts, run_batch,
+    DEFAULT_IO_CONCURRENCY, InputFormat, StatsSnapshot, Store, StoreError, StoreReader,
+    StoredCounts, run_batch,
 };
 
 use crate::cli::EngineArgs;
@@ -204,7 +205,7 @@ async fn export(db: PathBuf, path: PathBuf) -> Result<u64, CliError> {
     let exported = tokio::task::spawn_blocking({
         let path = path.clone();
         move || -> Result<u64, StoreError> {
-            let store = Store::open(&db)?;
+            let store = StoreReader::open(&db)?;
             let file = std::fs::File::create(&path).map_err(StoreError::Export)?;
             store.export_jsonl(std::io::BufWriter::new(file))
         }

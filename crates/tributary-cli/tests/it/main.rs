@@ -2,6 +2,7 @@
 //! real executable.
 
 mod ask;
+mod batch;
 mod harness;
 mod sources;
 

@@ -45,7 +45,7 @@ pub use stages::{
 };
 pub use stats::{BatchStats, StatsSnapshot};
 pub use store::{
-    AnswerRow, AnswerStatus, DoneIndex, SCHEMA_VERSION, Store, StoreError, StoredCounts, Written,
+    AnswerRow, AnswerStatus, SCHEMA_VERSION, Store, StoreError, StoreReader, StoredCounts, Written,
 };
 /// The type of [`run_batch`]'s `shutdown` token, re-exported so callers need not depend on `tokio-util`.
 pub use tokio_util::sync::CancellationToken;

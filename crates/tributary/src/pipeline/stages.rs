@@ -199,7 +199,7 @@ pub async fn run_batch(
     shutdown: CancellationToken,
 ) -> Result<BatchSummary, BatchError> {
     let started = Instant::now();
-    let done = store.done_index()?;
+    let done = store.reader()?;
     let store = run_stages(
         agent,
         settings,

@@ -109,10 +109,10 @@ pub struct Store {
     path: PathBuf,
 }
 
-/// A read-only connection that answers "is this id stored?", one index lookup per id, so that resuming a run
-/// of millions of lines never holds their ids in memory.
+/// A read-only connection: "is this id stored?" (one index lookup per id, so that resuming a run of millions of
+/// lines never holds their ids in memory), counts and the export. Safe to use while a batch writes.
 #[derive(Debug)]
-pub struct DoneIndex {
+pub struct StoreReader {
     connection: Connection,
 }
 
@@ -225,19 +225,9 @@ impl Store {
         &self.path
     }
 
-    /// A second, read-only connection for resume checks.
-    pub fn done_index(&self) -> Result<DoneIndex, StoreError> {
-        let open_error = |source| StoreError::Open {
-            path: self.path.clone(),
-            source,
-        };
-        let connection = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(open_error)?;
-        connection.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
-        Ok(DoneIndex { connection })
+    /// A second, read-only connection, for resume checks while this one writes.
+    pub fn reader(&self) -> Result<StoreReader, StoreError> {
+        StoreReader::open(&self.path)
     }
 
     /// Inserts `rows` in one transaction. A row whose id is already stored is left as it is (first one wins).
@@ -281,23 +271,38 @@ impl Store {
 
     /// Rows by status, over the whole database (this run and earlier ones).
     pub fn counts(&self) -> Result<StoredCounts, StoreError> {
-        let mut statement = self
-            .connection
-            .prepare("SELECT status, COUNT(*) FROM answers GROUP BY status")
-            .map_err(StoreError::Read)?;
-        let mut rows = statement.query([]).map_err(StoreError::Read)?;
-        let mut counts = StoredCounts::default();
-        while let Some(row) = rows.next().map_err(StoreError::Read)? {
-            let status: String = row.get(0).map_err(StoreError::Read)?;
-            let count: i64 = row.get(1).map_err(StoreError::Read)?;
-            let count = u64::try_from(count).unwrap_or(0);
-            match status.as_str() {
-                "ok" => counts.ok = count,
-                "degraded" => counts.degraded = count,
-                _ => counts.failed += count,
-            }
+        count_by_status(&self.connection)
+    }
+}
+
+impl StoreReader {
+    /// Opens an existing answers database read-only.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let open_error = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let connection = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_error)?;
+        connection.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+        let version: i64 = connection
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(open_error)?;
+        if version != SCHEMA_VERSION {
+            return Err(StoreError::ForeignSchema {
+                path: path.to_owned(),
+                found: version,
+            });
         }
-        Ok(counts)
+        Ok(Self { connection })
+    }
+
+    /// Rows by status, over the whole database.
+    pub fn counts(&self) -> Result<StoredCounts, StoreError> {
+        count_by_status(&self.connection)
     }
 
     /// Writes every row as one JSON object per line, in input-line order; returns the number of rows.
@@ -334,9 +339,7 @@ impl Store {
         out.flush().map_err(StoreError::Export)?;
         Ok(exported)
     }
-}
 
-impl DoneIndex {
     /// Whether an answer for `id` is stored (committed by this run or an earlier one).
     pub fn contains(&self, id: &RecordId) -> Result<bool, StoreError> {
         let mut lookup = self
@@ -349,6 +352,25 @@ impl DoneIndex {
             .map_err(StoreError::Read)?;
         Ok(found.is_some())
     }
+}
+
+fn count_by_status(connection: &Connection) -> Result<StoredCounts, StoreError> {
+    let mut statement = connection
+        .prepare("SELECT status, COUNT(*) FROM answers GROUP BY status")
+        .map_err(StoreError::Read)?;
+    let mut rows = statement.query([]).map_err(StoreError::Read)?;
+    let mut counts = StoredCounts::default();
+    while let Some(row) = rows.next().map_err(StoreError::Read)? {
+        let status: String = row.get(0).map_err(StoreError::Read)?;
+        let count: i64 = row.get(1).map_err(StoreError::Read)?;
+        let count = u64::try_from(count).unwrap_or(0);
+        match status.as_str() {
+            "ok" => counts.ok = count,
+            "degraded" => counts.degraded = count,
+            _ => counts.failed += count,
+        }
+    }
+    Ok(counts)
 }
 
 /// One line of `--export`.
@@ -429,7 +451,7 @@ mod tests {
             }
         );
 
-        let index = store.done_index().expect("index");
+        let index = store.reader().expect("reader");
         assert!(index.contains(&RecordId::new("a")).expect("lookup"));
         assert!(!index.contains(&RecordId::new("z")).expect("lookup"));
     }
@@ -462,7 +484,14 @@ mod tests {
             ])
             .expect("write");
         let mut out = Vec::new();
-        assert_eq!(store.export_jsonl(&mut out).expect("export"), 2);
+        assert_eq!(
+            store
+                .reader()
+                .expect("reader")
+                .export_jsonl(&mut out)
+                .expect("export"),
+            2
+        );
         let lines: Vec<Value> = String::from_utf8(out)
             .expect("utf-8")
             .lines()
@@ -492,6 +521,49 @@ mod tests {
             Store::open(&foreign),
             Err(StoreError::ForeignSchema { found: 0, .. })
         ));
+    }
+
+    #[test]
+    fn a_full_database_fails_the_write_cleanly_and_keeps_what_was_committed() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let mut store = Store::open(&directory.path().join("answers.db")).expect("open");
+        store
+            .write_batch(&[row("kept", 1, AnswerStatus::Ok)])
+            .expect("write");
+        // A size limit stands in for a full disk: SQLite reports both as SQLITE_FULL.
+        let pages: i64 = store
+            .connection
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .expect("pages");
+        store
+            .connection
+            .pragma_update(None, "max_page_count", pages + 2)
+            .expect("limit");
+        let mut big = row("big", 2, AnswerStatus::Ok);
+        big.answer = json!({"answer": "x".repeat(64 * 1024)});
+        let batch: Vec<AnswerRow> = (0..8)
+            .map(|index| AnswerRow {
+                id: RecordId::new(format!("big-{index}")),
+                ..big.clone()
+            })
+            .collect();
+        let error = store.write_batch(&batch).expect_err("the database is full");
+        assert!(error.is_disk_full(), "{error:?}");
+
+        let integrity: String = store
+            .connection
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .expect("check");
+        assert_eq!(integrity, "ok");
+        // The failed transaction left nothing behind: only the committed row is there.
+        assert_eq!(
+            store.counts().expect("counts"),
+            StoredCounts {
+                ok: 1,
+                degraded: 0,
+                failed: 0
+            }
+        );
     }
 
     #[test]

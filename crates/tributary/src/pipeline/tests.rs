@@ -144,9 +144,9 @@ async fn malformed_lines_are_failed_rows_and_the_batch_goes_on() {
         (2, 2)
     );
 
-    let store = Store::open(&fixture.db()).expect("open");
     let mut export = Vec::new();
-    store.export_jsonl(&mut export).expect("export");
+    let reader = StoreReader::open(&fixture.db()).expect("open");
+    reader.export_jsonl(&mut export).expect("export");
     let rows: Vec<serde_json::Value> = String::from_utf8(export)
         .expect("utf-8")
         .lines()

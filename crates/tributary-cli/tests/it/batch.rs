@@ -1,0 +1,308 @@
+//! `tributary batch`: resuming after kill -9, malformed input, database errors, stdin, export.
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tributary::pipeline::StoreReader;
+
+use crate::harness::{code, stderr, stdout, tributary};
+
+/// Fast engine flags: short fixed latencies and cheap inference.
+const FAST: &[&str] = &[
+    "--inference-cost",
+    "1ms",
+    "--fault",
+    "weather=latency:20ms",
+    "--fault",
+    "news=latency:20ms",
+    "--fault",
+    "kb=latency:20ms",
+];
+
+struct Workspace {
+    directory: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn new() -> Self {
+        Self {
+            directory: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.directory.path().join(name)
+    }
+
+    fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, contents).expect("write input");
+        path
+    }
+
+    fn batch(&self, input: &Path, extra: &[&str]) -> Output {
+        tributary()
+            .arg("batch")
+            .arg(input)
+            .arg("--db")
+            .arg(self.path("answers.db"))
+            .args(FAST)
+            .args(extra)
+            .output()
+            .expect("run tributary batch")
+    }
+
+    fn stored(&self) -> u64 {
+        StoreReader::open(&self.path("answers.db"))
+            .and_then(|reader| reader.counts())
+            .map(|counts| counts.total())
+            .unwrap_or(0)
+    }
+
+    fn exported(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        StoreReader::open(&self.path("answers.db"))
+            .expect("open the database")
+            .export_jsonl(&mut out)
+            .expect("export");
+        String::from_utf8(out)
+            .expect("utf-8")
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("json"))
+            .collect()
+    }
+}
+
+fn summary(output: &Output) -> Value {
+    serde_json::from_str(stdout(output).trim()).unwrap_or_else(|error| {
+        panic!(
+            "no JSON summary ({error}): {}\n{}",
+            stdout(output),
+            stderr(output)
+        )
+    })
+}
+
+/// Questions that only the knowledge base applies to (no city, no keywords): one cheap inference each.
+fn kb_questions(count: usize) -> String {
+    (0..count).map(|_| "what is it?\n").collect()
+}
+
+#[test]
+fn a_batch_killed_mid_run_is_finished_by_a_rerun_with_nothing_lost_or_duplicated() {
+    let workspace = Workspace::new();
+    let lines = 300;
+    let input = workspace.write("questions.txt", &kb_questions(lines));
+    let slow = ["--io-concurrency", "2", "--workers", "1", "--quiet"];
+
+    let mut child = tributary()
+        .arg("batch")
+        .arg(&input)
+        .arg("--db")
+        .arg(workspace.path("answers.db"))
+        .args(FAST)
+        .args(slow)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tributary batch");
+    // Wait until some answers are committed, then kill -9 in the middle of the run.
+    let give_up = Instant::now() + Duration::from_secs(60);
+    while workspace.stored() < 10 {
+        assert!(Instant::now() < give_up, "no answers committed within 60 s");
+        assert!(
+            child.try_wait().expect("poll the child").is_none(),
+            "the batch ended before it was killed"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    let before = workspace.stored();
+    assert!(
+        before < lines as u64,
+        "the batch finished before the kill; make it slower"
+    );
+
+    let rerun = workspace.batch(&input, &[&slow[..], &["--json"]].concat());
+    assert_eq!(code(&rerun), 0, "{}", stderr(&rerun));
+    let summary = summary(&rerun);
+    assert_eq!(summary["already_stored"], before);
+    assert_eq!(summary["in_db"]["ok"], lines);
+
+    let rows = workspace.exported();
+    let mut ids: Vec<u64> = rows
+        .iter()
+        .map(|row| {
+            row["id"]
+                .as_str()
+                .expect("id")
+                .parse()
+                .expect("a line number")
+        })
+        .collect();
+    ids.dedup();
+    assert_eq!(
+        ids,
+        (1..=lines as u64).collect::<Vec<_>>(),
+        "every line once, in order"
+    );
+}
+
+#[test]
+fn malformed_json_lines_are_reported_by_line_and_stored_as_failed() {
+    let workspace = Workspace::new();
+    let input = workspace.write(
+        "questions.jsonl",
+        "{\"id\": \"a\", \"question\": \"what is it?\"}\n\
+         {\"id\": \"b\", \"question\": \n\
+         {\"id\": \"c\", \"question\": \"what is that?\"}\n",
+    );
+    let output = workspace.batch(&input, &["--json", "--quiet"]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("line 2: malformed JSON"),
+        "{}",
+        stderr(&output)
+    );
+    let summary = summary(&output);
+    assert_eq!(
+        (summary["ok"].as_u64(), summary["failed"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(summary["invalid"], 1);
+    let failed: Vec<Value> = workspace
+        .exported()
+        .into_iter()
+        .filter(|row| row["status"] == "failed")
+        .collect();
+    assert_eq!(
+        (failed[0]["id"].as_str(), failed[0]["line"].as_u64()),
+        (Some("line:2"), Some(2))
+    );
+}
+
+#[test]
+fn a_database_that_cannot_be_opened_is_a_clear_error_with_exit_code_2() {
+    let workspace = Workspace::new();
+    let input = workspace.write("questions.txt", &kb_questions(2));
+    let output = tributary()
+        .arg("batch")
+        .arg(&input)
+        .arg("--db")
+        .arg(workspace.path("missing-directory/answers.db"))
+        .output()
+        .expect("run");
+    assert_eq!(code(&output), 2);
+    let message = stderr(&output);
+    assert!(
+        message.contains("error: failed to open the answers database"),
+        "{message}"
+    );
+    assert!(
+        message.contains("hint: --db needs a writable file"),
+        "{message}"
+    );
+
+    let not_a_database = workspace.write("notes.db", &"not sqlite\n".repeat(1000));
+    let output = tributary()
+        .arg("batch")
+        .arg(&input)
+        .arg("--db")
+        .arg(&not_a_database)
+        .output()
+        .expect("run");
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert_eq!(
+        std::fs::read_to_string(&not_a_database).expect("read"),
+        "not sqlite\n".repeat(1000),
+        "the file is left as it was"
+    );
+}
+
+#[test]
+fn a_missing_input_file_is_a_usage_error() {
+    let workspace = Workspace::new();
+    let output = workspace.batch(&workspace.path("nowhere.txt"), &[]);
+    assert_eq!(code(&output), 2);
+    assert!(
+        stderr(&output).contains("failed to open the input"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        !workspace.path("answers.db").exists(),
+        "no database is created for a run that cannot start"
+    );
+}
+
+#[test]
+fn stdin_is_read_with_a_dash_and_export_writes_every_answer() {
+    let workspace = Workspace::new();
+    let export = workspace.path("answers.jsonl");
+    let mut child = tributary()
+        .arg("batch")
+        .arg("-")
+        .arg("--db")
+        .arg(workspace.path("answers.db"))
+        .args(FAST)
+        .args(["--json", "--export"])
+        .arg(&export)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start");
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(b"What is the weather in Paris?\n\nwhat is it?\n")
+            .expect("write stdin");
+    }
+    let output = child.wait_with_output().expect("wait");
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let summary = summary(&output);
+    assert_eq!(
+        (summary["read"].as_u64(), summary["exported"].as_u64()),
+        (Some(2), Some(2))
+    );
+    let rows: Vec<Value> = std::fs::read_to_string(&export)
+        .expect("export file")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("json"))
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (rows[0]["id"].as_str(), rows[1]["id"].as_str()),
+        (Some("1"), Some("3"))
+    );
+    assert!(rows[0]["answer"]["answer"].is_string(), "{}", rows[0]);
+    assert!(
+        rows[0]["answer"]["sources"]
+            .as_array()
+            .is_some_and(|sources| sources.len() == 3),
+        "{}",
+        rows[0]
+    );
+}
+
+#[test]
+fn progress_is_not_drawn_into_a_pipe() {
+    let workspace = Workspace::new();
+    let input = workspace.write("questions.txt", &kb_questions(3));
+    let output = workspace.batch(&input, &[]);
+    assert_eq!(code(&output), 0);
+    let message = stderr(&output);
+    assert!(
+        !message.contains('\r') && !message.contains('\u{1b}'),
+        "{message:?}"
+    );
+    assert!(
+        message.contains("3 answered (ok 3, degraded 0, failed 0)"),
+        "{message}"
+    );
+    assert!(stdout(&output).is_empty(), "stdout is for --json only");
+}
