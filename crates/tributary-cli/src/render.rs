@@ -144,13 +144,22 @@ mod tests {
 
     use super::*;
 
-    fn source(name: &str, status: SourceStatus, error: Option<&str>, times: Option<(f64, f64, usize)>) -> SourceReport {
+    fn source(
+        name: &str,
+        status: SourceStatus,
+        error: Option<&str>,
+        times: Option<(f64, f64, usize)>,
+    ) -> SourceReport {
         SourceReport {
             name: name.to_owned(),
             kind: name.to_owned(),
             status,
             error: error.map(str::to_owned),
-            attempts: if status == SourceStatus::Skipped { 0 } else { 1 },
+            attempts: if status == SourceStatus::Skipped {
+                0
+            } else {
+                1
+            },
             cached: false,
             fetch_ms: times.map(|(fetch, _, _)| fetch),
             infer_ms: times.map(|(_, infer, _)| infer),
@@ -165,7 +174,9 @@ mod tests {
     fn a_degraded_report_reads_well_without_colour() {
         let report = AgentReport {
             question: "Is it raining in Lima?".to_owned(),
-            answer: Some("Weather: Light rain in Lima, Peru, at 18.0°C.\nSources: weather.".to_owned()),
+            answer: Some(
+                "Weather: Light rain in Lima, Peru, at 18.0°C.\nSources: weather.".to_owned(),
+            ),
             error: None,
             degraded: true,
             mode: "concurrent",
@@ -177,8 +188,18 @@ mod tests {
             per_source_timeout_ms: 2000.0,
             sources: vec![
                 source("weather", SourceStatus::Ok, None, Some((1201.2, 298.7, 0))),
-                source("news", SourceStatus::TimedOut, Some("per-source timeout of 2s exceeded"), None),
-                source("kb", SourceStatus::Skipped, Some("nothing to look up"), None),
+                source(
+                    "news",
+                    SourceStatus::TimedOut,
+                    Some("per-source timeout of 2s exceeded"),
+                    None,
+                ),
+                source(
+                    "kb",
+                    SourceStatus::Skipped,
+                    Some("nothing to look up"),
+                    None,
+                ),
             ],
         };
         insta::assert_snapshot!(self::report(&report));
