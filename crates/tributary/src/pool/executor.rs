@@ -19,7 +19,7 @@ use std::fmt;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -420,10 +420,7 @@ impl Executor {
 /// Synchronous and CPU-bound, like [`infer`]: run it through an executor. Deterministic: the same units give
 /// the same checksum everywhere.
 pub fn burn(job: BurnJob, should_stop: &dyn Fn() -> bool) -> Result<BurnReport, InferError> {
-    let vocabulary: Vec<String> = (0..BURN_VOCABULARY)
-        .map(|index| format!("burn-{index}"))
-        .collect();
-    let embeddings = Embeddings::new(vocabulary.iter().map(String::as_str));
+    let embeddings = burn_embeddings();
     let mut decoder = Decoder::new(BURN_SEED);
     let mut units_done = 0;
     while units_done < job.units {
@@ -434,7 +431,7 @@ pub fn burn(job: BurnJob, should_stop: &dyn Fn() -> bool) -> Result<BurnReport, 
             });
         }
         let slice = (job.units - units_done).min(UNITS_BETWEEN_STOP_CHECKS);
-        decoder.run(&embeddings, slice);
+        decoder.run(embeddings, slice);
         units_done += slice;
     }
     Ok(BurnReport {
@@ -446,6 +443,18 @@ pub fn burn(job: BurnJob, should_stop: &dyn Fn() -> bool) -> Result<BurnReport, 
 /// Vocabulary size of the burn kernel: the size the calibration uses, so a burn unit costs what it measured.
 const BURN_VOCABULARY: usize = 256;
 const BURN_SEED: u64 = 0xb0_0057;
+
+/// The burn kernel's vocabulary, built once per process so that a tiny burn job measures executor overhead and
+/// not the set-up.
+fn burn_embeddings() -> &'static Embeddings {
+    static EMBEDDINGS: OnceLock<Embeddings> = OnceLock::new();
+    EMBEDDINGS.get_or_init(|| {
+        let vocabulary: Vec<String> = (0..BURN_VOCABULARY)
+            .map(|index| format!("burn-{index}"))
+            .collect();
+        Embeddings::new(vocabulary.iter().map(String::as_str))
+    })
+}
 
 /// The executor behind an [`Executor`].
 #[derive(Debug)]
@@ -578,7 +587,7 @@ mod tests {
         let executor = executor(ExecutorKind::Threads);
         // Long enough that both jobs are surely running before either finishes, on any machine.
         let job = BurnJob {
-            units: crate::infer::calibration().units_for(Duration::from_millis(100)),
+            units: crate::infer::calibration().units_for(Duration::from_millis(50)),
         };
         let (first, second) = tokio::join!(executor.run_burn(job), executor.run_burn(job));
         let (_, first) = first.expect("first job");

@@ -254,8 +254,8 @@ mod tests {
         let pool = pool();
         let holders = Arc::new(AtomicUsize::new(0));
         let observed = Arc::new(Observed::default());
-        // About 150 ms of work each: many switch intervals, so a fair lock must hand over many times.
-        let units = calibration().units_for(Duration::from_millis(150));
+        // About 60 ms of work each: many switch intervals, so a fair lock must hand over many times.
+        let units = calibration().units_for(Duration::from_millis(60));
         let started = Instant::now();
         let jobs = (0..JOBS).map(|job_index| {
             pool.submit_timed(instrumented_job(

@@ -27,6 +27,13 @@
 //! # }
 //! ```
 //!
+//! # Other executors, for comparison and for isolation
+//!
+//! [`Executor`] runs the same inference or benchmark job on one of four [`ExecutorKind`]s: `inline` (on the
+//! async thread: the negative example), `global-lock` (threads sharing one lock: a model of CPython's GIL),
+//! `threads` (this pool) and `processes` (worker processes of the same binary, which isolate a job that
+//! crashes). The lab compares them; `ask` and `batch` pick one with `--executor`.
+//!
 //! # Why dedicated threads and not rayon
 //!
 //! The pool is a fixed set of `std::thread`s pulling from one bounded `flume` channel, each job answering through
