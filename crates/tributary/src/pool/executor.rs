@@ -158,7 +158,7 @@ pub struct ExecutorStats {
     pub kind: ExecutorKind,
     /// The job counters, with the same meaning as for the thread pool.
     pub jobs: PoolStats,
-    /// Jobs whose worker process crashed or answered nonsense (total; `processes` only).
+    /// Jobs whose worker process crashed, answered nonsense or could not be started (total; `processes` only).
     pub crashed: u64,
     /// Worker processes started to replace one that crashed or was killed (total; `processes` only).
     pub workers_replaced: u64,

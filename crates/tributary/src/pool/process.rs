@@ -119,7 +119,7 @@ pub struct ProcessPool {
 pub struct ProcessPoolStats {
     /// Job counters with the thread pool's meaning; a crashed job counts in `crashed`, not in `completed`.
     pub jobs: PoolStats,
-    /// Jobs whose worker crashed or answered nonsense (total).
+    /// Jobs whose worker crashed, answered nonsense, or could not be started (total).
     pub crashed: u64,
     /// Worker processes started to replace one that crashed, was killed, or was found dead (total).
     pub workers_replaced: u64,
@@ -136,6 +136,12 @@ impl WorkerCommand {
             args: args.into_iter().map(Into::into).collect(),
             env: Vec::new(),
         }
+    }
+
+    /// This very executable with `args`: how a binary makes itself its own worker, e.g. with a hidden
+    /// `__worker` argument whose handler calls [`serve_worker`].
+    pub fn current_exe(args: impl IntoIterator<Item = impl Into<String>>) -> io::Result<Self> {
+        Ok(Self::new(std::env::current_exe()?, args))
     }
 
     /// The same command with one more environment variable.

@@ -202,6 +202,16 @@ async fn a_worker_that_cannot_start_is_reported() {
 }
 
 #[test]
+fn the_current_executable_can_be_its_own_worker() {
+    let command = WorkerCommand::current_exe(["__worker"]).expect("the test binary knows its path");
+    assert_eq!(
+        command.program,
+        std::env::current_exe().expect("current exe")
+    );
+    assert_eq!(command.args, ["__worker"]);
+}
+
+#[test]
 fn a_pool_needs_a_runtime() {
     let started = ProcessPool::new(ProcessPoolConfig {
         workers: NonZeroUsize::MIN,
@@ -286,4 +296,26 @@ fn frames_are_found_after_stray_text_on_the_same_line() {
         Some("{}")
     );
     assert_eq!(frame_payload("running 1 test"), None);
+}
+
+#[tokio::test]
+async fn a_job_dropped_while_waiting_for_a_worker_never_runs() {
+    let pool = pool_of(1, test_worker_command());
+    let mut busy = std::pin::pin!(pool.run(WorkerRequest::Burn(BurnJob { units: 200_000 })));
+    assert!(futures::poll!(busy.as_mut()).is_pending());
+    let mut waiting = Box::pin(pool.run(WorkerRequest::Burn(BurnJob { units: 1 })));
+    assert!(futures::poll!(waiting.as_mut()).is_pending());
+    assert_eq!(pool.stats().jobs.queued, 1);
+    drop(waiting);
+    tokio::time::timeout(PATIENCE, busy)
+        .await
+        .expect("answered in time")
+        .expect("the running job is unaffected");
+    let stats = pool.stats();
+    assert_eq!(
+        (stats.jobs.skipped, stats.jobs.completed, stats.jobs.queued),
+        (1, 1, 0)
+    );
+    assert_eq!(stats.workers_replaced, 0);
+    pool.shutdown().await;
 }
