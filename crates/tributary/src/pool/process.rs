@@ -30,7 +30,8 @@
 //!   worker cannot be told to stop mid-job without a second channel, and the job must not keep burning a core
 //!   for a caller that left. Dropping it while it waits for a worker just leaves the queue.
 //! - Replacements start lazily, when the slot's next job takes it, so a crash costs no work until the slot is
-//!   needed; a worker found dead while idle is replaced the same way, and its next job does not fail.
+//!   needed; a worker found dead while idle is replaced the same way, and its next job does not fail. Starting
+//!   one is a fork and exec on the runtime thread that runs the job's future: short, but not free.
 //!
 //! # The worker side
 //!
