@@ -40,6 +40,20 @@ impl CliError {
         }
     }
 
+    /// The reader of stdout went away: stop quietly, successfully.
+    pub fn stdout_closed() -> Self {
+        Self {
+            exit_code: ExitCode::Success,
+            message: String::new(),
+            hint: None,
+        }
+    }
+
+    /// Whether there is anything to tell the user.
+    pub fn is_quiet(&self) -> bool {
+        self.message.is_empty()
+    }
+
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self

@@ -7,6 +7,7 @@ mod error;
 mod faults;
 mod logging;
 mod render;
+mod stdout;
 
 use clap::Parser;
 
@@ -19,7 +20,9 @@ fn main() -> std::process::ExitCode {
     let code = match run(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("{error}");
+            if !error.is_quiet() {
+                eprintln!("{error}");
+            }
             error.exit_code
         }
     };

@@ -137,3 +137,71 @@ fn millis(value: f64) -> String {
 fn seconds(value_ms: f64) -> String {
     format!("{:.2} s", value_ms / 1000.0)
 }
+
+#[cfg(test)]
+mod tests {
+    use tributary::agent::SourceStatus;
+
+    use super::*;
+
+    fn source(
+        name: &str,
+        status: SourceStatus,
+        error: Option<&str>,
+        times: Option<(f64, f64, usize)>,
+    ) -> SourceReport {
+        SourceReport {
+            name: name.to_owned(),
+            kind: name.to_owned(),
+            status,
+            error: error.map(str::to_owned),
+            attempts: if status == SourceStatus::Skipped {
+                0
+            } else {
+                1
+            },
+            cached: false,
+            fetch_ms: times.map(|(fetch, _, _)| fetch),
+            infer_ms: times.map(|(_, infer, _)| infer),
+            arrived_at_ms: times.map(|(fetch, _, _)| fetch),
+            worker: times.map(|(_, _, worker)| worker),
+            required: false,
+            summary: None,
+        }
+    }
+
+    #[test]
+    fn a_degraded_report_reads_well_without_colour() {
+        let report = AgentReport {
+            question: "Is it raining in Lima?".to_owned(),
+            answer: Some(
+                "Weather: Light rain in Lima, Peru, at 18.0°C.\nSources: weather.".to_owned(),
+            ),
+            error: None,
+            degraded: true,
+            mode: "concurrent",
+            elapsed_ms: 2003.4,
+            ideal_ms: 2001.9,
+            efficiency: 0.999,
+            workers: 2,
+            deadline_ms: 15000.0,
+            per_source_timeout_ms: 2000.0,
+            sources: vec![
+                source("weather", SourceStatus::Ok, None, Some((1201.2, 298.7, 0))),
+                source(
+                    "news",
+                    SourceStatus::TimedOut,
+                    Some("per-source timeout of 2s exceeded"),
+                    None,
+                ),
+                source(
+                    "kb",
+                    SourceStatus::Skipped,
+                    Some("nothing to look up"),
+                    None,
+                ),
+            ],
+        };
+        insta::assert_snapshot!(self::report(&report));
+    }
+}

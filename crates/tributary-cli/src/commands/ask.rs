@@ -11,6 +11,7 @@ use crate::cli::AskArgs;
 use crate::engine::Engine;
 use crate::error::{CliError, ExitCode};
 use crate::render;
+use crate::stdout;
 
 pub async fn run(args: AskArgs) -> Result<ExitCode, CliError> {
     let questions = validate_questions(&args.questions)?;
@@ -89,12 +90,12 @@ fn print_run(args: &AskArgs, run: &Run, index: usize) -> Result<(), CliError> {
         return Ok(());
     }
     if index > 0 {
-        println!();
+        stdout::println("")?;
     }
-    print!("{}", render::report(&run.report));
+    stdout::print(&render::report(&run.report))?;
     if args.timeline {
-        println!();
-        print!("{}", gantt(&run.timeline, true));
+        stdout::println("")?;
+        stdout::print(&gantt(&run.timeline, true))?;
     }
     print_no_answer(&run.report);
     Ok(())
@@ -114,12 +115,12 @@ fn print_comparison(
         return Ok(());
     }
     if index > 0 {
-        println!();
+        stdout::println("")?;
     }
-    print!("{}", render::comparison(comparison));
+    stdout::print(&render::comparison(comparison))?;
     if args.timeline {
-        println!();
-        print!("{}", gantt(timeline, true));
+        stdout::println("")?;
+        stdout::print(&gantt(timeline, true))?;
     }
     print_no_answer(&comparison.concurrent);
     Ok(())
@@ -141,8 +142,7 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
             &error,
         ))
     })?;
-    println!("{line}");
-    Ok(())
+    stdout::println(&line)
 }
 
 /// The chart for stdout (or stderr with `--json`), coloured only on a terminal and without `NO_COLOR`.

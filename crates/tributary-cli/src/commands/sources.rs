@@ -7,6 +7,7 @@ use tributary::sim::{Fault, Latency, Service, SimConfig, SimServer};
 use crate::cli::SourcesArgs;
 use crate::error::CliError;
 use crate::faults::{FaultKind, parse_faults};
+use crate::stdout;
 
 pub async fn run(args: SourcesArgs) -> Result<(), CliError> {
     let mut config = SimConfig {
@@ -40,12 +41,12 @@ pub async fn run(args: SourcesArgs) -> Result<(), CliError> {
             .with_hint("pick another address with --listen, e.g. --listen 127.0.0.1:0")
         })?;
     // The URLs are the command's data: stdout. Everything else goes to stderr.
-    println!("weather  {}?city=Paris", server.url(Service::Weather));
-    println!("news     {}?q=climate", server.url(Service::News));
-    println!(
-        "kb       {}?q=what+is+the+GIL",
+    stdout::print(&format!(
+        "weather  {}?city=Paris\nnews     {}?q=climate\nkb       {}?q=what+is+the+GIL\n",
+        server.url(Service::Weather),
+        server.url(Service::News),
         server.url(Service::KnowledgeBase)
-    );
+    ))?;
     eprintln!(
         "serving on {}; per-request faults: add &fault=KIND or &latency_ms=N; Ctrl-C stops",
         server.base_url()

@@ -319,3 +319,20 @@ fn a_bad_config_file_is_reported_with_its_line() {
     assert!(message.contains("sources.toml:5"), "{message}");
     assert!(message.contains("colour"), "{message}");
 }
+
+#[test]
+fn a_reader_that_goes_away_is_not_a_panic() {
+    let mut child = crate::harness::tributary()
+        .arg("ask")
+        .args(crate::harness::FAST)
+        .args([QUESTION, QUESTION, "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start tributary ask");
+    drop(child.stdout.take()); // close the read end before the first answer is printed
+    let output = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+}

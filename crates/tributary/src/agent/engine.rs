@@ -195,6 +195,14 @@ impl Agent {
             per_source_timeout_ms: millis(self.settings.per_source_timeout),
             sources: records.into_iter().map(|record| record.report).collect(),
         };
+        tracing::info!(
+            mode = report.mode,
+            elapsed_ms = report.elapsed_ms,
+            ideal_ms = report.ideal_ms,
+            degraded = report.degraded,
+            answered = report.answer.is_some(),
+            "question answered"
+        );
         Run { report, timeline }
     }
 

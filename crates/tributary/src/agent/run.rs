@@ -134,6 +134,15 @@ pub async fn run_step(context: &StepContext, step: Step) -> StepRecord {
     )
     .await;
     let fetch_ended = Instant::now();
+    match &fetched {
+        Ok(Ok(fetched)) => {
+            tracing::debug!(source = %spec.name, attempts = fetched.attempts, cached = fetched.cached, elapsed = ?(fetch_ended - fetch_started), "fetched")
+        }
+        Ok(Err(error)) => {
+            tracing::info!(source = %spec.name, attempts = error.attempts(), error = %error_chain(error), "fetch failed")
+        }
+        Err(elapsed) => tracing::info!(source = %spec.name, %elapsed, "fetch cut short"),
+    }
     report.fetch_ms = Some(millis(fetch_ended - fetch_started));
     report.arrived_at_ms = Some(millis(fetch_ended - context.started));
 

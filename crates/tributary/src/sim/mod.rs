@@ -70,7 +70,8 @@
 //! Each service has a start-up [`ServiceBehavior`]: a [`Latency`] (none, fixed, or log-normal with a tail), an
 //! optional [`Fault`], and the probability that a request gets it. Any request may override them:
 //! `latency_ms=N` (fixed latency), `fault=KIND` (always injected; `fault=none` disables a configured fault),
-//! `retry_after=SECONDS` (for `unavailable`). A bad override value is a 400. Latency comes first, then the
+//! `retry_after=SECONDS` (the Retry-After of a `fault=unavailable` given in the same request; a start-up
+//! `unavailable` fault keeps its configured value). A bad override value is a 400. Latency comes first, then the
 //! fault, so a slow error is possible. What each fault does to the response:
 //!
 //! | fault         | status | body                                                                         |
