@@ -13,12 +13,14 @@ use std::time::Duration;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
+use tributary::agent::Agent;
 use tributary::agent::embedded::{EmbeddedSources, default_scenario};
 use tributary::pipeline::{
     BatchError, BatchInput, BatchSettings, BatchStats, BatchSummary, CancellationToken,
     DEFAULT_IO_CONCURRENCY, InputFormat, StatsSnapshot, Store, StoreError, StoreReader,
-    StoredCounts, run_batch,
+    StoredCounts, batch_client_options, run_batch,
 };
+use tributary::source::SourceClient;
 
 use crate::cli::EngineArgs;
 use crate::engine::Engine;
@@ -131,7 +133,16 @@ pub async fn run(args: BatchArgs) -> Result<ExitCode, CliError> {
         embedded.as_ref().map(|sources| sources.sources()),
     )
     .await?;
-    let agent = engine.agent;
+    // The same sources, pool and settings as `ask`, with a client whose cache is sized for a batch.
+    let client = SourceClient::new(batch_client_options()).map_err(|error| {
+        CliError::internal(CliError::chain("failed to build the HTTP client", &error))
+    })?;
+    let agent = Agent::new(
+        client,
+        engine.agent.pool().clone(),
+        engine.agent.sources().to_vec(),
+        engine.agent.settings().clone(),
+    );
     let settings = BatchSettings {
         io_concurrency: args.io_concurrency,
         ..BatchSettings::for_workers(agent.pool().config().workers)

@@ -40,8 +40,9 @@ pub mod store;
 
 pub use input::{InputFormat, InputReader, InputRecord, MAX_LINE_BYTES, RecordId};
 pub use stages::{
-    AnswerSink, BatchError, BatchInput, BatchSettings, BatchSummary, DEFAULT_IO_CONCURRENCY,
-    DEFAULT_STORE_BATCH_INTERVAL, DEFAULT_STORE_BATCH_ROWS, run_batch,
+    AnswerSink, BATCH_CACHE_ENTRIES, BatchError, BatchInput, BatchSettings, BatchSummary,
+    DEFAULT_IO_CONCURRENCY, DEFAULT_STORE_BATCH_INTERVAL, DEFAULT_STORE_BATCH_ROWS,
+    batch_client_options, run_batch,
 };
 pub use stats::{BatchStats, StatsSnapshot};
 pub use store::{
