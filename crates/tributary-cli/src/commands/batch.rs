@@ -352,7 +352,7 @@ impl Progress {
             "{bar:30}"
         };
         let template =
-            format!("{{elapsed_precise}} {bar} {{pos}}/{{len}} ({{percent}}%) ETA {{eta}} {{msg}}");
+            format!("{{elapsed_precise}} {bar} {{pos}}/{{len}} ({{percent}}%) ETA {{eta}} {{wide_msg}}");
         let style = ProgressStyle::with_template(&template)
             .expect("the progress template is valid")
             .progress_chars("=> ");
