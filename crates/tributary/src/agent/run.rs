@@ -1,10 +1,11 @@
 //! Running a plan: the concurrent agent and its sequential baseline, side by side.
 //!
-//! Both run the same [`run_step`] for every source (fetch, then inference on the pool, recording the timeline);
+//! Both run the same [`run_step`] for every source (fetch, then inference on the executor, recording the
+//! timeline);
 //! they differ only in how steps are scheduled:
 //!
 //! - [`run_concurrent`]: every step at once under [`settle`], so one source failing or hanging never cancels the
-//!   others, and each response goes to the pool the moment it arrives;
+//!   others, and each response goes to the executor the moment it arrives;
 //! - [`run_sequential`]: one step after another (fetch, infer, fetch, infer, ...): the chapter's baseline.
 //!
 //! Every step bounds itself: its fetch by `min(per-source timeout, deadline)`, its inference by the deadline. The
@@ -23,8 +24,8 @@ use crate::agent::plan::{Action, Step};
 use crate::agent::question::Question;
 use crate::agent::report::{SourceReport, SourceStatus};
 use crate::group::{Deadline, Elapsed, Outcome, SettleConfig, settle, with_timeout};
-use crate::infer::{InferError, Inference, InferenceCost, infer};
-use crate::pool::{CpuPool, JobContext};
+use crate::infer::{InferError, Inference, InferenceCost};
+use crate::pool::{Executor, InferenceJob};
 use crate::source::{
     AttemptOutcome, FetchErrorKind, Fetched, RetryDecision, SourceClient, SourceRequest, SourceSpec,
 };
@@ -50,7 +51,7 @@ pub struct StepRecord {
 #[derive(Debug, Clone)]
 pub struct StepContext {
     pub client: SourceClient,
-    pub pool: CpuPool,
+    pub executor: Executor,
     pub question: Question,
     pub per_source_timeout: Duration,
     pub inference_cost: InferenceCost,
@@ -105,7 +106,7 @@ pub async fn run_sequential(context: &StepContext, steps: Vec<Step>) -> Vec<Step
     records
 }
 
-/// One source: fetch within `min(per-source timeout, deadline)`, then infer on the pool within the deadline.
+/// One source: fetch within `min(per-source timeout, deadline)`, then infer on the executor within the deadline.
 pub async fn run_step(context: &StepContext, step: Step) -> StepRecord {
     let spec = step.source;
     let mut report = SourceReport::new_for(&spec);
@@ -224,8 +225,10 @@ pub async fn run_step(context: &StepContext, step: Step) -> StepRecord {
     let document = document_for(&spec, &fetched.body);
     let question = context.question.as_str().to_owned();
     let cost = context.inference_cost;
-    let job = context.pool.submit_timed(move |job: &JobContext| {
-        infer(&question, &document, cost, &|| job.is_cancelled())
+    let job = context.executor.run_inference(InferenceJob {
+        question,
+        document,
+        cost,
     });
     match with_timeout(None, context.deadline, job).await {
         Err(elapsed) => {
@@ -243,9 +246,12 @@ pub async fn run_step(context: &StepContext, step: Step) -> StepRecord {
                 inference: None,
             }
         }
-        Ok(Err(pool_error)) => {
+        Ok(Err(executor_error)) => {
             report.status = SourceStatus::Failed;
-            report.error = Some(format!("inference failed: {}", error_chain(&pool_error)));
+            report.error = Some(format!(
+                "inference failed: {}",
+                error_chain(&executor_error)
+            ));
             StepRecord {
                 report,
                 inference: None,
@@ -311,7 +317,7 @@ pub fn source_lane(name: &str) -> String {
     format!("source {name}")
 }
 
-/// The timeline lane of a pool worker (numbered from 1 for people).
+/// The timeline lane of an executor worker (numbered from 1 for people).
 pub fn worker_lane(index: usize) -> String {
     format!("worker {}", index + 1)
 }
