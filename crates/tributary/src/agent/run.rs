@@ -47,6 +47,22 @@ pub struct StepRecord {
     pub inference: Option<Inference>,
 }
 
+impl StepRecord {
+    /// The record of a source that gave no inference, with its status and why.
+    fn unanswered(
+        mut report: SourceReport,
+        status: SourceStatus,
+        error: impl Into<String>,
+    ) -> Self {
+        report.status = status;
+        report.error = Some(error.into());
+        Self {
+            report,
+            inference: None,
+        }
+    }
+}
+
 /// Everything a step needs, shared by all steps of a run.
 #[derive(Debug, Clone)]
 pub struct StepContext {
@@ -112,12 +128,7 @@ pub async fn run_step(context: &StepContext, step: Step) -> StepRecord {
     let mut report = SourceReport::new_for(&spec);
     let request = match step.action {
         Action::Skip { reason } => {
-            report.status = SourceStatus::Skipped;
-            report.error = Some(reason);
-            return StepRecord {
-                report,
-                inference: None,
-            };
+            return StepRecord::unanswered(report, SourceStatus::Skipped, reason);
         }
         Action::Fetch(request) => {
             with_extra_query(request, context.extra_query.as_slice(), &spec.name)
@@ -165,12 +176,7 @@ pub async fn run_step(context: &StepContext, step: Step) -> StepRecord {
                 EventKind::Timeout,
                 context.timeline.offset(fetch_ended.into_std()),
             ));
-            report.status = SourceStatus::TimedOut;
-            report.error = Some(message);
-            return StepRecord {
-                report,
-                inference: None,
-            };
+            return StepRecord::unanswered(report, SourceStatus::TimedOut, message);
         }
         Ok(Err(error)) => {
             report.attempts = error.attempts();
@@ -201,12 +207,7 @@ pub async fn run_step(context: &StepContext, step: Step) -> StepRecord {
                 outcome,
                 error.attempt_log(),
             );
-            report.status = status;
-            report.error = Some(message);
-            return StepRecord {
-                report,
-                inference: None,
-            };
+            return StepRecord::unanswered(report, status, message);
         }
         Ok(Ok(fetched)) => fetched,
     };
@@ -239,24 +240,13 @@ pub async fn run_step(context: &StepContext, step: Step) -> StepRecord {
                 EventKind::Timeout,
                 context.timeline.elapsed(),
             ));
-            report.status = SourceStatus::TimedOut;
-            report.error = Some(message);
-            StepRecord {
-                report,
-                inference: None,
-            }
+            StepRecord::unanswered(report, SourceStatus::TimedOut, message)
         }
-        Ok(Err(executor_error)) => {
-            report.status = SourceStatus::Failed;
-            report.error = Some(format!(
-                "inference failed: {}",
-                error_chain(&executor_error)
-            ));
-            StepRecord {
-                report,
-                inference: None,
-            }
-        }
+        Ok(Err(executor_error)) => StepRecord::unanswered(
+            report,
+            SourceStatus::Failed,
+            format!("inference failed: {}", error_chain(&executor_error)),
+        ),
         Ok(Ok((result, timing))) => {
             let worker_lane = worker_lane(timing.worker_index);
             let span_outcome = if result.is_ok() {
@@ -287,14 +277,11 @@ pub async fn run_step(context: &StepContext, step: Step) -> StepRecord {
                         inference: Some(inference),
                     }
                 }
-                Err(InferError::Cancelled { .. }) => {
-                    report.status = SourceStatus::TimedOut;
-                    report.error = Some("inference cancelled".to_owned());
-                    StepRecord {
-                        report,
-                        inference: None,
-                    }
-                }
+                Err(InferError::Cancelled { .. }) => StepRecord::unanswered(
+                    report,
+                    SourceStatus::TimedOut,
+                    "inference cancelled".to_owned(),
+                ),
             }
         }
     }
@@ -329,18 +316,13 @@ fn unfinished(
     message: &str,
 ) -> StepRecord {
     let mut report = SourceReport::new_for(spec);
-    report.status = status;
-    report.error = Some(message.to_owned());
     report.arrived_at_ms = Some(millis(Instant::now() - context.started));
-    StepRecord {
-        report,
-        inference: None,
-    }
+    StepRecord::unanswered(report, status, message)
 }
 
 fn with_extra_query(
     mut request: SourceRequest,
-    extra: &[(String, Vec<(String, String)>)],
+    extra: &[(String, QueryPairs)],
     source: &str,
 ) -> SourceRequest {
     for (name, pairs) in extra {
