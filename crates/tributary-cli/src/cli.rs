@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use tributary::pool::ExecutorKind;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -36,6 +37,9 @@ pub enum Command {
     /// Run the simulated weather, news and knowledge-base services standalone on loopback.
     #[command(after_help = EXIT_CODES)]
     Sources(SourcesArgs),
+    /// Internal: serve inference jobs on stdin/stdout for `--executor processes`.
+    #[command(name = "__worker", hide = true)]
+    Worker,
 }
 
 /// Flags shared by every command that runs the engine (`ask`, `batch`).
@@ -65,6 +69,11 @@ pub struct EngineArgs {
     /// CPU workers for inference (default: the number of cores).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
+
+    /// Where inference runs: threads (the real pool), processes (worker processes of this binary: a crash is
+    /// isolated and reported), global-lock (a model of CPython's GIL), inline (on the async thread: blocks it).
+    #[arg(long, value_name = "KIND", default_value = "threads", value_parser = parse_executor)]
+    pub executor: ExecutorKind,
 }
 
 #[derive(Debug, Args)]
@@ -110,6 +119,11 @@ pub struct SourcesArgs {
     /// Seed of the generated news corpus and weather.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+}
+
+fn parse_executor(text: &str) -> Result<ExecutorKind, String> {
+    text.parse::<ExecutorKind>()
+        .map_err(|error| format!("{error}; one of: threads, processes, global-lock, inline"))
 }
 
 /// Parses "300ms", "5s", "1m 30s".

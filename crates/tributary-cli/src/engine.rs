@@ -5,7 +5,7 @@ use std::num::NonZeroUsize;
 
 use tributary::agent::{Agent, AgentSettings, ExtraQuery};
 use tributary::infer::InferenceCost;
-use tributary::pool::{CpuPool, PoolConfig};
+use tributary::pool::{Executor, ExecutorConfig, ExecutorKind, PoolConfig, WorkerCommand};
 use tributary::source::{ClientOptions, SourceClient, SourceSpec, SourcesConfig};
 
 use crate::cli::EngineArgs;
@@ -44,13 +44,12 @@ impl Engine {
             Some(workers) => NonZeroUsize::new(workers),
             None => None,
         };
-        let pool_config = workers.map(PoolConfig::with_workers).unwrap_or_default();
-        let pool = CpuPool::new(pool_config).map_err(|error| {
-            CliError::internal(CliError::chain("failed to start the CPU pool", &error))
-        })?;
+        let workers = workers.unwrap_or_else(|| PoolConfig::default().workers);
+        let executor = start_executor(args.executor, workers)?;
         let inference_cost = InferenceCost::cpu(args.inference_cost);
-        // Calibrating burns ~40 ms of CPU: do it on the pool, before any run is timed.
-        pool.submit(move |_| inference_cost.work_units())
+        // Calibrating burns ~40 ms of CPU once per process: do it off the runtime threads (tokio's blocking
+        // pool: the processes executor has no in-process workers), before any run is timed.
+        tokio::task::spawn_blocking(move || inference_cost.work_units())
             .await
             .map_err(|error| {
                 CliError::internal(CliError::chain("failed to calibrate inference", &error))
@@ -65,9 +64,29 @@ impl Engine {
             extra_query,
         };
         Ok(Self {
-            agent: Agent::new(client, pool, sources, settings),
+            agent: Agent::new(client, executor, sources, settings),
         })
     }
+}
+
+/// Starts the executor; `processes` runs this very binary's hidden `__worker` command as its workers.
+fn start_executor(kind: ExecutorKind, workers: NonZeroUsize) -> Result<Executor, CliError> {
+    let mut config = ExecutorConfig::new(kind, workers);
+    if kind == ExecutorKind::Processes {
+        let command = WorkerCommand::current_exe(["__worker"]).map_err(|error| {
+            CliError::internal(CliError::chain(
+                "failed to find this executable for the worker processes",
+                &error,
+            ))
+        })?;
+        config = config.with_worker_command(command);
+    }
+    Executor::new(config).map_err(|error| {
+        CliError::internal(CliError::chain(
+            &format!("failed to start the {kind} executor"),
+            &error,
+        ))
+    })
 }
 
 async fn load_config(path: &std::path::Path) -> Result<SourcesConfig, CliError> {

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use tributary::sim::Fault;
+
 use crate::error::CliError;
 
 /// One parsed `--fault` flag.
@@ -19,15 +21,6 @@ pub enum FaultKind {
     /// Extra latency before the answer.
     Latency(Duration),
 }
-
-const FAULT_NAMES: &[&str] = &[
-    "error",
-    "unavailable",
-    "hang",
-    "slow-body",
-    "malformed",
-    "huge",
-];
 
 /// Parses `SOURCE=KIND`.
 pub fn parse_fault(text: &str) -> Result<FaultFlag, CliError> {
@@ -51,7 +44,7 @@ pub fn parse_fault(text: &str) -> Result<FaultFlag, CliError> {
             CliError::usage(format!("invalid --fault `{text}`: {error}")).with_hint(usage_hint)
         })?;
         FaultKind::Latency(latency)
-    } else if FAULT_NAMES.contains(&kind) {
+    } else if Fault::NAMES.contains(&kind) {
         FaultKind::Named(kind.to_owned())
     } else {
         return Err(CliError::usage(format!(

@@ -30,7 +30,7 @@ use tributary::pipeline::{
     BatchInput, BatchSettings, BatchStats, BatchSummary, CancellationToken, InputFormat, Store,
     run_batch,
 };
-use tributary::pool::{CpuPool, PoolConfig};
+use tributary::pool::{CpuPool, Executor, PoolConfig};
 use tributary::sim::{Fault, Latency, ServiceBehavior, SimConfig, cities};
 use tributary::source::{ClientOptions, SourceClient};
 
@@ -139,7 +139,12 @@ async fn run(scenario: &Scenario) -> Measured {
         inference_cost: cost,
         ..AgentSettings::default()
     };
-    let agent = Agent::new(client, pool, services.sources().to_vec(), settings);
+    let agent = Agent::new(
+        client,
+        Executor::from_pool(pool),
+        services.sources().to_vec(),
+        settings,
+    );
     let batch = BatchSettings {
         io_concurrency: scenario.io_concurrency,
         ..BatchSettings::for_workers(scenario.workers)

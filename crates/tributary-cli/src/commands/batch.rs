@@ -139,13 +139,13 @@ pub async fn run(args: BatchArgs) -> Result<ExitCode, CliError> {
     })?;
     let agent = Agent::new(
         client,
-        engine.agent.pool().clone(),
+        engine.agent.executor().clone(),
         engine.agent.sources().to_vec(),
         engine.agent.settings().clone(),
     );
     let settings = BatchSettings {
         io_concurrency: args.io_concurrency,
-        ..BatchSettings::for_workers(agent.pool().config().workers)
+        ..BatchSettings::for_workers(workers(&agent))
     };
 
     let stats = Arc::new(BatchStats::new());
@@ -178,6 +178,11 @@ pub async fn run(args: BatchArgs) -> Result<ExitCode, CliError> {
     };
     report(&args, &summary, exported)?;
     Ok(ExitCode::Success)
+}
+
+/// The executor's workers: what the CPU stage's concurrency is sized on.
+fn workers(agent: &Agent) -> NonZeroUsize {
+    NonZeroUsize::new(agent.executor().stats().jobs.workers).unwrap_or(NonZeroUsize::MIN)
 }
 
 fn parse_format(text: &str) -> Result<InputFormat, String> {
@@ -351,8 +356,9 @@ impl Progress {
         } else {
             "{bar:30}"
         };
-        let template =
-            format!("{{elapsed_precise}} {bar} {{pos}}/{{len}} ({{percent}}%) ETA {{eta}} {{wide_msg}}");
+        let template = format!(
+            "{{elapsed_precise}} {bar} {{pos}}/{{len}} ({{percent}}%) ETA {{eta}} {{wide_msg}}"
+        );
         let style = ProgressStyle::with_template(&template)
             .expect("the progress template is valid")
             .progress_chars("=> ");

@@ -336,3 +336,29 @@ fn a_reader_that_goes_away_is_not_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(output.status.code(), Some(0), "{stderr}");
 }
+
+#[test]
+fn every_executor_answers_and_processes_run_in_worker_processes() {
+    for executor in ["processes", "global-lock", "inline"] {
+        let output = ask(&[QUESTION, "--json", "--executor", executor]);
+        assert_eq!(code(&output), 0, "{executor}: {}", stderr(&output));
+        let report = &json_lines(&output)[0];
+        for name in ["weather", "news", "kb"] {
+            assert_eq!(
+                source(report, name)["status"],
+                "ok",
+                "{executor} {name}: {report}"
+            );
+        }
+    }
+    let output = tributary()
+        .args(["ask", "x", "--executor", "fibers"])
+        .output()
+        .expect("run");
+    assert_eq!(code(&output), 2);
+    assert!(
+        stderr(&output).contains("threads, processes, global-lock, inline"),
+        "{}",
+        stderr(&output)
+    );
+}

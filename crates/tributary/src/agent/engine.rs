@@ -15,7 +15,7 @@ use crate::agent::run::{
 use crate::agent::schedule::{MeasuredJob, efficiency, ideal_makespan};
 use crate::group::Deadline;
 use crate::infer::{InferenceCost, aggregate};
-use crate::pool::CpuPool;
+use crate::pool::Executor;
 use crate::source::{ClientBuildError, ClientOptions, SourceClient, SourceSpec};
 use crate::trace::Timeline;
 
@@ -50,11 +50,11 @@ pub struct Run {
     pub timeline: Timeline,
 }
 
-/// The agent. Cheap to clone; clones share the HTTP client (and its cache) and the pool.
+/// The agent. Cheap to clone; clones share the HTTP client (and its cache) and the executor.
 #[derive(Debug, Clone)]
 pub struct Agent {
     client: SourceClient,
-    pool: CpuPool,
+    executor: Executor,
     sources: Arc<Vec<SourceSpec>>,
     settings: Arc<AgentSettings>,
 }
@@ -66,15 +66,17 @@ enum Mode {
 }
 
 impl Agent {
+    /// An agent asking `sources` through `client` and running inference on `executor` (usually the thread
+    /// pool, `Executor::from_pool`).
     pub fn new(
         client: SourceClient,
-        pool: CpuPool,
+        executor: Executor,
         sources: Vec<SourceSpec>,
         settings: AgentSettings,
     ) -> Self {
         Self {
             client,
-            pool,
+            executor,
             sources: Arc::new(sources),
             settings: Arc::new(settings),
         }
@@ -102,9 +104,9 @@ impl Agent {
         &self.client
     }
 
-    /// The CPU pool inference runs on, for callers that drive inference themselves (the batch pipeline).
-    pub fn pool(&self) -> &CpuPool {
-        &self.pool
+    /// Where inference runs, for callers that drive inference themselves (the batch pipeline).
+    pub fn executor(&self) -> &Executor {
+        &self.executor
     }
 
     /// Asks every applicable source at once and infers on each response as it arrives.
@@ -140,7 +142,7 @@ impl Agent {
     async fn run(&self, question: &Question, mode: Mode) -> Run {
         let started = Instant::now();
         let timeline = Timeline::starting_at(started.into_std());
-        let workers = self.pool.config().workers.get();
+        let workers = self.executor.stats().jobs.workers;
         let mut lanes: Vec<String> = self
             .sources
             .iter()
@@ -151,7 +153,7 @@ impl Agent {
 
         let context = StepContext {
             client: self.client.clone(),
-            pool: self.pool.clone(),
+            executor: self.executor.clone(),
             question: question.clone(),
             per_source_timeout: self.settings.per_source_timeout,
             inference_cost: self.settings.inference_cost,

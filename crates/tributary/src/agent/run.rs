@@ -1,10 +1,11 @@
 //! Running a plan: the concurrent agent and its sequential baseline, side by side.
 //!
-//! Both run the same [`run_step`] for every source (fetch, then inference on the pool, recording the timeline);
+//! Both run the same [`run_step`] for every source (fetch, then inference on the executor, recording the
+//! timeline);
 //! they differ only in how steps are scheduled:
 //!
 //! - [`run_concurrent`]: every step at once under [`settle`], so one source failing or hanging never cancels the
-//!   others, and each response goes to the pool the moment it arrives;
+//!   others, and each response goes to the executor the moment it arrives;
 //! - [`run_sequential`]: one step after another (fetch, infer, fetch, infer, ...): the chapter's baseline.
 //!
 //! Every step bounds itself: its fetch by `min(per-source timeout, deadline)`, its inference by the deadline. The
@@ -23,8 +24,8 @@ use crate::agent::plan::{Action, Step};
 use crate::agent::question::Question;
 use crate::agent::report::{SourceReport, SourceStatus};
 use crate::group::{Deadline, Elapsed, Outcome, SettleConfig, settle, with_timeout};
-use crate::infer::{InferError, Inference, InferenceCost, infer};
-use crate::pool::{CpuPool, JobContext};
+use crate::infer::{InferError, Inference, InferenceCost};
+use crate::pool::{Executor, InferenceJob};
 use crate::source::{
     AttemptOutcome, FetchErrorKind, Fetched, RetryDecision, SourceClient, SourceRequest, SourceSpec,
 };
@@ -46,11 +47,27 @@ pub struct StepRecord {
     pub inference: Option<Inference>,
 }
 
+impl StepRecord {
+    /// The record of a source that gave no inference, with its status and why.
+    fn unanswered(
+        mut report: SourceReport,
+        status: SourceStatus,
+        error: impl Into<String>,
+    ) -> Self {
+        report.status = status;
+        report.error = Some(error.into());
+        Self {
+            report,
+            inference: None,
+        }
+    }
+}
+
 /// Everything a step needs, shared by all steps of a run.
 #[derive(Debug, Clone)]
 pub struct StepContext {
     pub client: SourceClient,
-    pub pool: CpuPool,
+    pub executor: Executor,
     pub question: Question,
     pub per_source_timeout: Duration,
     pub inference_cost: InferenceCost,
@@ -105,18 +122,13 @@ pub async fn run_sequential(context: &StepContext, steps: Vec<Step>) -> Vec<Step
     records
 }
 
-/// One source: fetch within `min(per-source timeout, deadline)`, then infer on the pool within the deadline.
+/// One source: fetch within `min(per-source timeout, deadline)`, then infer on the executor within the deadline.
 pub async fn run_step(context: &StepContext, step: Step) -> StepRecord {
     let spec = step.source;
     let mut report = SourceReport::new_for(&spec);
     let request = match step.action {
         Action::Skip { reason } => {
-            report.status = SourceStatus::Skipped;
-            report.error = Some(reason);
-            return StepRecord {
-                report,
-                inference: None,
-            };
+            return StepRecord::unanswered(report, SourceStatus::Skipped, reason);
         }
         Action::Fetch(request) => {
             with_extra_query(request, context.extra_query.as_slice(), &spec.name)
@@ -164,12 +176,7 @@ pub async fn run_step(context: &StepContext, step: Step) -> StepRecord {
                 EventKind::Timeout,
                 context.timeline.offset(fetch_ended.into_std()),
             ));
-            report.status = SourceStatus::TimedOut;
-            report.error = Some(message);
-            return StepRecord {
-                report,
-                inference: None,
-            };
+            return StepRecord::unanswered(report, SourceStatus::TimedOut, message);
         }
         Ok(Err(error)) => {
             report.attempts = error.attempts();
@@ -200,12 +207,7 @@ pub async fn run_step(context: &StepContext, step: Step) -> StepRecord {
                 outcome,
                 error.attempt_log(),
             );
-            report.status = status;
-            report.error = Some(message);
-            return StepRecord {
-                report,
-                inference: None,
-            };
+            return StepRecord::unanswered(report, status, message);
         }
         Ok(Ok(fetched)) => fetched,
     };
@@ -224,8 +226,10 @@ pub async fn run_step(context: &StepContext, step: Step) -> StepRecord {
     let document = document_for(&spec, &fetched.body);
     let question = context.question.as_str().to_owned();
     let cost = context.inference_cost;
-    let job = context.pool.submit_timed(move |job: &JobContext| {
-        infer(&question, &document, cost, &|| job.is_cancelled())
+    let job = context.executor.run_inference(InferenceJob {
+        question,
+        document,
+        cost,
     });
     match with_timeout(None, context.deadline, job).await {
         Err(elapsed) => {
@@ -236,21 +240,13 @@ pub async fn run_step(context: &StepContext, step: Step) -> StepRecord {
                 EventKind::Timeout,
                 context.timeline.elapsed(),
             ));
-            report.status = SourceStatus::TimedOut;
-            report.error = Some(message);
-            StepRecord {
-                report,
-                inference: None,
-            }
+            StepRecord::unanswered(report, SourceStatus::TimedOut, message)
         }
-        Ok(Err(pool_error)) => {
-            report.status = SourceStatus::Failed;
-            report.error = Some(format!("inference failed: {}", error_chain(&pool_error)));
-            StepRecord {
-                report,
-                inference: None,
-            }
-        }
+        Ok(Err(executor_error)) => StepRecord::unanswered(
+            report,
+            SourceStatus::Failed,
+            format!("inference failed: {}", error_chain(&executor_error)),
+        ),
         Ok(Ok((result, timing))) => {
             let worker_lane = worker_lane(timing.worker_index);
             let span_outcome = if result.is_ok() {
@@ -281,14 +277,11 @@ pub async fn run_step(context: &StepContext, step: Step) -> StepRecord {
                         inference: Some(inference),
                     }
                 }
-                Err(InferError::Cancelled { .. }) => {
-                    report.status = SourceStatus::TimedOut;
-                    report.error = Some("inference cancelled".to_owned());
-                    StepRecord {
-                        report,
-                        inference: None,
-                    }
-                }
+                Err(InferError::Cancelled { .. }) => StepRecord::unanswered(
+                    report,
+                    SourceStatus::TimedOut,
+                    "inference cancelled".to_owned(),
+                ),
             }
         }
     }
@@ -311,7 +304,7 @@ pub fn source_lane(name: &str) -> String {
     format!("source {name}")
 }
 
-/// The timeline lane of a pool worker (numbered from 1 for people).
+/// The timeline lane of an executor worker (numbered from 1 for people).
 pub fn worker_lane(index: usize) -> String {
     format!("worker {}", index + 1)
 }
@@ -323,18 +316,13 @@ fn unfinished(
     message: &str,
 ) -> StepRecord {
     let mut report = SourceReport::new_for(spec);
-    report.status = status;
-    report.error = Some(message.to_owned());
     report.arrived_at_ms = Some(millis(Instant::now() - context.started));
-    StepRecord {
-        report,
-        inference: None,
-    }
+    StepRecord::unanswered(report, status, message)
 }
 
 fn with_extra_query(
     mut request: SourceRequest,
-    extra: &[(String, Vec<(String, String)>)],
+    extra: &[(String, QueryPairs)],
     source: &str,
 ) -> SourceRequest {
     for (name, pairs) in extra {

@@ -19,12 +19,13 @@
 //!
 //! ```no_run
 //! # async fn example(agent: tributary::agent::Agent) -> Result<(), Box<dyn std::error::Error>> {
+//! use std::num::NonZeroUsize;
 //! use std::sync::Arc;
 //! use tributary::pipeline::{BatchInput, BatchSettings, BatchStats, InputFormat, Store, run_batch};
 //!
 //! let store = Store::open("answers.db".as_ref())?;
 //! let input = BatchInput::open("questions.txt".as_ref(), InputFormat::Text)?;
-//! let settings = BatchSettings::for_workers(agent.pool().config().workers);
+//! let settings = BatchSettings::for_workers(NonZeroUsize::new(4).expect("4"));
 //! let stats = Arc::new(BatchStats::new());
 //! let summary = run_batch(&agent, &settings, input, store, stats, Default::default()).await?;
 //! println!("{} stored, {:.0}/s", summary.stats.stored(), summary.throughput());

@@ -305,7 +305,7 @@ pub(crate) async fn run_stages<Sink: AnswerSink>(
                 let (agent, stats) = (agent.clone(), stats.clone());
                 stats.infer_started();
                 async move {
-                    let row = infer_question(agent.pool(), agent.settings(), fetched).await;
+                    let row = infer_question(agent.executor(), agent.settings(), fetched).await;
                     stats.infer_finished();
                     row
                 }

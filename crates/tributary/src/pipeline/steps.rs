@@ -23,10 +23,10 @@ use crate::agent::report::{SourceReport, SourceStatus};
 use crate::agent::run::{error_chain, millis};
 use crate::agent::{AgentSettings, ExtraQuery};
 use crate::group::{Deadline, with_timeout};
-use crate::infer::{Inference, aggregate, infer};
+use crate::infer::{Inference, aggregate};
 use crate::pipeline::input::RecordId;
 use crate::pipeline::store::{AnswerRow, AnswerStatus};
-use crate::pool::{CpuPool, JobContext};
+use crate::pool::{Executor, InferenceJob};
 use crate::source::{FetchErrorKind, SourceClient, SourceRequest, SourceSpec};
 
 /// A question waiting to be fetched.
@@ -85,10 +85,10 @@ pub async fn fetch_question(
     }
 }
 
-/// Runs inference on every response on the pool, all at once, within what the deadline has left; then
+/// Runs inference on every response on the executor, all at once, within what the deadline has left; then
 /// aggregates the answer and builds the row to store.
 pub async fn infer_question(
-    pool: &CpuPool,
+    executor: &Executor,
     settings: &AgentSettings,
     fetched: FetchedQuestion,
 ) -> AnswerRow {
@@ -99,7 +99,7 @@ pub async fn infer_question(
         fetched
             .parts
             .into_iter()
-            .map(|part| infer_source(pool, settings, deadline, &question, part)),
+            .map(|part| infer_source(executor, settings, deadline, &question, part)),
     )
     .await;
     let elapsed = fetched.fetch_elapsed + started.elapsed();
@@ -186,7 +186,7 @@ async fn fetch_source(
 
 /// One source's inference, or its report unchanged when it has no response.
 async fn infer_source(
-    pool: &CpuPool,
+    executor: &Executor,
     settings: &AgentSettings,
     deadline: Deadline,
     question: &Question,
@@ -200,22 +200,24 @@ async fn infer_source(
     let Some(body) = body else {
         return (report, None);
     };
-    let question_text = question.as_str().to_owned();
-    let cost = settings.inference_cost;
-    // Extraction walks the JSON: CPU work, so it runs on the pool with the inference.
-    let job = pool.submit_timed(move |job: &JobContext| {
-        let document = document_for(&spec, &body);
-        infer(&question_text, &document, cost, &|| job.is_cancelled())
+    // Extraction happens here, as in the agent's step: the job must be plain data for a `processes` executor.
+    let job = executor.run_inference(InferenceJob {
+        question: question.as_str().to_owned(),
+        document: document_for(&spec, &body),
+        cost: settings.inference_cost,
     });
     match with_timeout(None, deadline, job).await {
         Err(elapsed) => {
             report.status = SourceStatus::TimedOut;
-            report.error = Some(format!("inference cut short: {}", elapsed));
+            report.error = Some(format!("inference cut short: {elapsed}"));
             (report, None)
         }
-        Ok(Err(pool_error)) => {
+        Ok(Err(executor_error)) => {
             report.status = SourceStatus::Failed;
-            report.error = Some(format!("inference failed: {}", error_chain(&pool_error)));
+            report.error = Some(format!(
+                "inference failed: {}",
+                error_chain(&executor_error)
+            ));
             (report, None)
         }
         Ok(Ok((result, timing))) => {

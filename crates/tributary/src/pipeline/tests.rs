@@ -12,7 +12,7 @@ use super::*;
 use crate::agent::embedded::EmbeddedSources;
 use crate::agent::{Agent, AgentSettings};
 use crate::infer::InferenceCost;
-use crate::pool::{CpuPool, PoolConfig};
+use crate::pool::{CpuPool, Executor, PoolConfig};
 use crate::sim::{SimConfig, cities};
 use crate::source::{ClientOptions, SourceClient};
 
@@ -34,7 +34,12 @@ async fn fixture() -> Fixture {
         CpuPool::new(PoolConfig::with_workers(NonZeroUsize::new(2).expect("2"))).expect("pool");
     let client = SourceClient::new(ClientOptions::default()).expect("client");
     Fixture {
-        agent: Agent::new(client, pool, services.sources().to_vec(), settings),
+        agent: Agent::new(
+            client,
+            Executor::from_pool(pool),
+            services.sources().to_vec(),
+            settings,
+        ),
         _services: services,
         directory: tempfile::tempdir().expect("temp dir"),
     }
