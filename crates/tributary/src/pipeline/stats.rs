@@ -3,7 +3,7 @@
 //! The stages bump relaxed atomics; a reader takes a [`StatsSnapshot`] whenever it likes. Counters only grow,
 //! so the gauges derived from them (in flight, queued) are approximate while the run moves, exact at the end.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::Serialize;
 
@@ -12,9 +12,9 @@ use crate::pipeline::store::Written;
 /// Counters shared by the stages of one run. Cheap to read at any time from any thread.
 #[derive(Debug, Default)]
 pub struct BatchStats {
-    /// Lines in the input, once the counting pass has finished (stdin: never). `u64::MAX` = unknown.
+    /// Non-blank lines in the input, valid once `total_known` is set by the counting pass (never for stdin).
     total_lines: AtomicU64,
-    total_known: AtomicU64,
+    total_known: AtomicBool,
     /// Records read (each non-blank line).
     read: AtomicU64,
     /// Records skipped because their id was already stored.
@@ -82,7 +82,10 @@ impl BatchStats {
         let duplicates = get(&self.duplicates);
         let stored = ok + degraded + failed + duplicates;
         StatsSnapshot {
-            total: (get(&self.total_known) == 1).then(|| get(&self.total_lines)),
+            total: self
+                .total_known
+                .load(Ordering::Acquire)
+                .then(|| get(&self.total_lines)),
             read,
             skipped,
             invalid,
@@ -101,7 +104,8 @@ impl BatchStats {
 
     pub(crate) fn set_total(&self, lines: u64) {
         self.total_lines.store(lines, Ordering::Relaxed);
-        self.total_known.store(1, Ordering::Relaxed);
+        // Release: whoever sees the flag sees the total stored before it.
+        self.total_known.store(true, Ordering::Release);
     }
 
     pub(crate) fn add_read(&self) {
