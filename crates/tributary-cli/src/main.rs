@@ -39,6 +39,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Command::Sources(args) => commands::sources::run(args)
                 .await
                 .map(|()| ExitCode::Success),
+            Command::Lab(args) => commands::lab::run(args).await,
         }
     })
 }

@@ -1,4 +1,5 @@
 //! One module per command.
 
 pub mod ask;
+pub mod lab;
 pub mod sources;

@@ -1,0 +1,320 @@
+//! The claims as pure functions of the measurements: each takes an experiment's `Measured` figures (and the
+//! cores, where the threshold scales with the machine) and says PASS or FAIL, and why.
+//!
+//! Keeping them pure lets the tests inject measurements, including failing ones, without timing anything.
+
+use serde::Serialize;
+
+use super::fail_fast::{self, CHILDREN, Case, INNER_CHILDREN};
+use super::sync_vs_async;
+
+/// Whether a claim held, and why (the figures it was judged on and the threshold).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    /// True when the claim held.
+    pub pass: bool,
+    /// The figures and thresholds behind the verdict, in a sentence.
+    pub reason: String,
+}
+
+/// `sync-vs-async`: the concurrent total may exceed the longest call by at most this fraction.
+pub const CONCURRENT_TOLERANCE: f64 = 0.10;
+
+impl Verdict {
+    /// The claim held.
+    pub fn pass(reason: impl Into<String>) -> Self {
+        Self {
+            pass: true,
+            reason: reason.into(),
+        }
+    }
+
+    /// The claim did not hold.
+    pub fn fail(reason: impl Into<String>) -> Self {
+        Self {
+            pass: false,
+            reason: reason.into(),
+        }
+    }
+
+    /// PASS or FAIL, as printed.
+    pub fn label(&self) -> &'static str {
+        if self.pass { "PASS" } else { "FAIL" }
+    }
+
+    /// `pass` when `holds`, else `fail`, with the same reason.
+    fn check(holds: bool, reason: String) -> Self {
+        Self {
+            pass: holds,
+            reason,
+        }
+    }
+
+    /// Several sub-claims: passes when all pass; the reason lists every failure, or every check when all pass.
+    fn all(checks: impl IntoIterator<Item = Verdict>) -> Self {
+        let checks: Vec<Verdict> = checks.into_iter().collect();
+        let failures: Vec<&str> = checks
+            .iter()
+            .filter(|check| !check.pass)
+            .map(|check| check.reason.as_str())
+            .collect();
+        if failures.is_empty() {
+            Self::pass(
+                checks
+                    .iter()
+                    .map(|check| check.reason.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        } else {
+            Self::fail(failures.join("; "))
+        }
+    }
+}
+
+/// `sync-vs-async`: the concurrent total is within [`CONCURRENT_TOLERANCE`] of the longest call, and every call
+/// succeeded (a failed call would make the run trivially short).
+pub fn sync_vs_async(measured: &sync_vs_async::Measured) -> Verdict {
+    let failed = measured
+        .sequential_calls
+        .iter()
+        .chain(&measured.concurrent_calls)
+        .filter(|call| !call.ok)
+        .count();
+    if failed > 0 {
+        return Verdict::fail(format!(
+            "{failed} call(s) failed, so the timings mean nothing"
+        ));
+    }
+    let limit = measured.longest_call_ms * (1.0 + CONCURRENT_TOLERANCE);
+    let over = measured.concurrent_total_ms / measured.longest_call_ms.max(f64::MIN_POSITIVE) - 1.0;
+    Verdict::check(
+        measured.concurrent_total_ms <= limit,
+        format!(
+            "concurrent total {:.0} ms is {:+.1}% of the longest call ({:.0} ms; limit +{:.0}%), against {:.0} ms \
+             sequentially ({:.2}x)",
+            measured.concurrent_total_ms,
+            over * 100.0,
+            measured.longest_call_ms,
+            CONCURRENT_TOLERANCE * 100.0,
+            measured.sequential_total_ms,
+            measured.speedup,
+        ),
+    )
+}
+
+/// `fail-fast-vs-settle`: in every case the group fails once and cancels every sibling (and, nested, the inner
+/// group cancels its own), before settle, which returns all but one result and exactly one error.
+pub fn fail_fast_vs_settle(measured: &fail_fast::Measured) -> Verdict {
+    Verdict::all(measured.cases.iter().map(|case| {
+        let group = &case.fail_fast;
+        let settle = &case.settle;
+        let siblings = CHILDREN - 1;
+        let mut problems = Vec::new();
+        if group.failed.len() != 1 {
+            problems.push(format!("the group reported {} failures, not 1", group.failed.len()));
+        }
+        if group.cancelled.len() != siblings || group.succeeded != 0 {
+            problems.push(format!(
+                "the group cancelled {} of the {siblings} siblings ({} had already finished)",
+                group.cancelled.len(),
+                group.succeeded
+            ));
+        }
+        if settle.ok != siblings || settle.errors.len() != 1 || settle.other != 0 {
+            problems.push(format!(
+                "settle returned {} results, {} errors and {} other outcomes, not {siblings}, 1 and 0",
+                settle.ok,
+                settle.errors.len(),
+                settle.other
+            ));
+        }
+        if group.total_ms >= settle.total_ms {
+            problems.push(format!(
+                "the group took {:.0} ms, not less than settle's {:.0} ms",
+                group.total_ms, settle.total_ms
+            ));
+        }
+        match case.case {
+            Case::OneFailingFetch => {}
+            Case::TimeoutInside => {
+                if !group.failed_by_timeout || !settle.error_is_timeout {
+                    problems.push("the one error was not the child's timeout".to_owned());
+                }
+            }
+            Case::NestedGroup => {
+                let inner_siblings = INNER_CHILDREN - 1;
+                if group.inner_cancelled.len() != inner_siblings
+                    || settle.inner_cancelled.len() != inner_siblings
+                {
+                    problems.push(format!(
+                        "the nested group cancelled {} (fail-fast outside) and {} (settle outside) of its \
+                         {inner_siblings} siblings",
+                        group.inner_cancelled.len(),
+                        settle.inner_cancelled.len()
+                    ));
+                }
+            }
+        }
+        let label = serde_json::to_value(case.case)
+            .ok()
+            .and_then(|value| value.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        if problems.is_empty() {
+            Verdict::pass(format!(
+                "{label}: group failed at {:.0} ms and cancelled {}{}, settle {} results + 1 error at {:.0} ms",
+                group.shut_down_at_ms,
+                group.cancelled.len(),
+                if group.inner_cancelled.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (+{} inner)", group.inner_cancelled.len())
+                },
+                settle.ok,
+                settle.total_ms
+            ))
+        } else {
+            Verdict::fail(format!("{label}: {}", problems.join(", ")))
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn calls(ms: &[f64]) -> Vec<sync_vs_async::CallFigure> {
+        ms.iter()
+            .map(|&ms| sync_vs_async::CallFigure {
+                service: "weather".to_owned(),
+                ms,
+                ok: true,
+            })
+            .collect()
+    }
+
+    fn sync_vs_async_measured(concurrent_total_ms: f64) -> sync_vs_async::Measured {
+        sync_vs_async::Measured {
+            call_latency_ms: 1000.0,
+            sequential_calls: calls(&[1002.0, 1003.0, 1004.0]),
+            sequential_total_ms: 3010.0,
+            sum_of_calls_ms: 3009.0,
+            longest_call_ms: 1004.0,
+            concurrent_calls: calls(&[1005.0, 1006.0, 1007.0]),
+            concurrent_total_ms,
+            speedup: 3010.0 / concurrent_total_ms,
+        }
+    }
+
+    #[test]
+    fn sync_vs_async_passes_near_the_longest_call_and_fails_past_ten_percent() {
+        assert!(sync_vs_async(&sync_vs_async_measured(1008.0)).pass);
+        let slow = sync_vs_async(&sync_vs_async_measured(1200.0));
+        assert!(!slow.pass);
+        assert!(slow.reason.contains("+19.5%"), "{}", slow.reason);
+    }
+
+    #[test]
+    fn sync_vs_async_fails_when_a_call_failed() {
+        let mut measured = sync_vs_async_measured(1008.0);
+        measured.concurrent_calls[1].ok = false;
+        assert!(!sync_vs_async(&measured).pass);
+    }
+
+    fn child(name: &str, at_ms: f64) -> fail_fast::ChildFigure {
+        fail_fast::ChildFigure {
+            name: name.to_owned(),
+            at_ms,
+            error: None,
+        }
+    }
+
+    /// A textbook run of `case`: one failure at 40 ms, nine cancelled, settle 9 + 1 at 420 ms.
+    fn textbook_case(case: Case) -> fail_fast::CaseFigures {
+        let inner_cancelled = if case == Case::NestedGroup {
+            vec![child("inner 0", 40.0), child("inner 1", 40.0)]
+        } else {
+            Vec::new()
+        };
+        fail_fast::CaseFigures {
+            case,
+            fail_fast: fail_fast::FailFastFigures {
+                total_ms: 41.0,
+                cause: "child `fetch 3` failed".to_owned(),
+                shut_down_at_ms: 40.0,
+                failed: vec![child("fetch 3", 40.0)],
+                cancelled: (0..9)
+                    .map(|index| child(&format!("fetch {index}"), 40.5))
+                    .collect(),
+                succeeded: 0,
+                failed_by_timeout: case == Case::TimeoutInside,
+                inner_cancelled: inner_cancelled.clone(),
+            },
+            settle: fail_fast::SettleFigures {
+                total_ms: 420.0,
+                ok: 9,
+                errors: vec!["fetch 3: boom".to_owned()],
+                other: 0,
+                error_is_timeout: case == Case::TimeoutInside,
+                inner_cancelled,
+            },
+        }
+    }
+
+    fn textbook_fail_fast() -> fail_fast::Measured {
+        fail_fast::Measured {
+            cases: vec![
+                textbook_case(Case::OneFailingFetch),
+                textbook_case(Case::TimeoutInside),
+                textbook_case(Case::NestedGroup),
+            ],
+        }
+    }
+
+    #[test]
+    fn fail_fast_vs_settle_passes_a_textbook_run() {
+        let verdict = fail_fast_vs_settle(&textbook_fail_fast());
+        assert!(verdict.pass, "{}", verdict.reason);
+    }
+
+    #[test]
+    fn fail_fast_vs_settle_fails_when_a_sibling_finished_or_settle_lost_a_result() {
+        let mut measured = textbook_fail_fast();
+        measured.cases[0].fail_fast.cancelled.pop();
+        measured.cases[0].fail_fast.succeeded = 1;
+        let verdict = fail_fast_vs_settle(&measured);
+        assert!(!verdict.pass);
+        assert!(
+            verdict.reason.contains("cancelled 8 of the 9"),
+            "{}",
+            verdict.reason
+        );
+
+        let mut measured = textbook_fail_fast();
+        measured.cases[2].settle.ok = 8;
+        measured.cases[2].settle.other = 1;
+        assert!(!fail_fast_vs_settle(&measured).pass);
+    }
+
+    #[test]
+    fn fail_fast_vs_settle_fails_when_the_error_was_not_the_timeout_or_the_inner_group_kept_running()
+     {
+        let mut measured = textbook_fail_fast();
+        measured.cases[1].fail_fast.failed_by_timeout = false;
+        assert!(!fail_fast_vs_settle(&measured).pass);
+
+        let mut measured = textbook_fail_fast();
+        measured.cases[2].fail_fast.inner_cancelled.clear();
+        assert!(!fail_fast_vs_settle(&measured).pass);
+    }
+
+    #[test]
+    fn all_lists_only_the_failures() {
+        let verdict = Verdict::all([Verdict::pass("a held"), Verdict::fail("b broke")]);
+        assert_eq!(verdict, Verdict::fail("b broke"));
+        assert_eq!(
+            Verdict::all([Verdict::pass("a"), Verdict::pass("b")]),
+            Verdict::pass("a; b")
+        );
+    }
+}
