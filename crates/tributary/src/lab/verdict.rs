@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::fail_fast::{self, CHILDREN, Case, INNER_CHILDREN};
 use super::sync_vs_async;
+use super::timeouts::{self, Winner};
 
 /// Whether a claim held, and why (the figures it was judged on and the threshold).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -19,6 +20,12 @@ pub struct Verdict {
 
 /// `sync-vs-async`: the concurrent total may exceed the longest call by at most this fraction.
 pub const CONCURRENT_TOLERANCE: f64 = 0.10;
+
+/// How late a timer may fire and still count as on time: 10 % of the bound plus 25 ms of scheduling on a busy
+/// machine (a timer never fires early).
+pub fn timer_tolerance(bound_ms: f64) -> f64 {
+    bound_ms * 0.10 + 25.0
+}
 
 impl Verdict {
     /// The claim held.
@@ -179,6 +186,78 @@ pub fn fail_fast_vs_settle(measured: &fail_fast::Measured) -> Verdict {
     }))
 }
 
+/// `timeouts`: each cut call ended at the bound that should win, on time; the flaky fetch succeeded after at
+/// least one retry, every delay within its doubling bound.
+pub fn timeouts(measured: &timeouts::Measured) -> Verdict {
+    let cut = |label: &str, figure: &timeouts::TimeoutFigure, expected: Winner| {
+        let bound = match expected {
+            Winner::Outer => figure.outer_ms.unwrap_or(figure.inner_ms),
+            Winner::Inner | Winner::None => figure.inner_ms,
+        };
+        let on_time = figure.ended_at_ms >= bound - 1.0
+            && figure.ended_at_ms <= bound + timer_tolerance(bound);
+        Verdict::check(
+            figure.winner == expected && on_time,
+            format!(
+                "{label}: cut by the {:?} bound at {:.0} ms (expected the {expected:?} bound at {bound:.0} ms, \
+                 +{:.0} ms at most)",
+                figure.winner,
+                figure.ended_at_ms,
+                timer_tolerance(bound)
+            )
+            .to_lowercase(),
+        )
+    };
+    let retry = &measured.retry;
+    let delays_within_bounds = retry.attempts.iter().all(|attempt| {
+        match (attempt.delay_after_ms, attempt.delay_bound_ms) {
+            (Some(delay), Some(bound)) => delay <= bound + 0.001,
+            _ => true,
+        }
+    });
+    let delays: Vec<String> = retry
+        .attempts
+        .iter()
+        .filter_map(|attempt| {
+            Some(format!(
+                "{:.0}/{:.0}",
+                attempt.delay_after_ms?, attempt.delay_bound_ms?
+            ))
+        })
+        .collect();
+    let retried = Verdict::check(
+        retry.succeeded && retry.attempts.len() >= 2 && delays_within_bounds,
+        format!(
+            "flaky fetch {} after {} attempt(s), delays/bounds {} ms",
+            if retry.succeeded {
+                "succeeded"
+            } else {
+                "failed"
+            },
+            retry.attempts.len(),
+            if delays.is_empty() {
+                "none".to_owned()
+            } else {
+                delays.join(", ")
+            },
+        ),
+    );
+    Verdict::all([
+        cut("hanging call", &measured.hanging, Winner::Inner),
+        cut(
+            "inner 2x inside outer 1x",
+            &measured.outer_sooner,
+            Winner::Outer,
+        ),
+        cut(
+            "inner 1x inside outer 2x",
+            &measured.inner_sooner,
+            Winner::Inner,
+        ),
+        retried,
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,6 +385,86 @@ mod tests {
         let mut measured = textbook_fail_fast();
         measured.cases[2].fail_fast.inner_cancelled.clear();
         assert!(!fail_fast_vs_settle(&measured).pass);
+    }
+
+    fn cut(
+        outer_ms: Option<f64>,
+        inner_ms: f64,
+        ended_at_ms: f64,
+        winner: Winner,
+    ) -> timeouts::TimeoutFigure {
+        timeouts::TimeoutFigure {
+            outer_ms,
+            inner_ms,
+            ended_at_ms,
+            winner,
+            error: String::new(),
+        }
+    }
+
+    fn attempt(number: u32, delay: Option<(f64, f64)>) -> timeouts::AttemptFigure {
+        timeouts::AttemptFigure {
+            number,
+            started_ms: 0.0,
+            ms: 20.0,
+            outcome: "ok".to_owned(),
+            delay_after_ms: delay.map(|(delay, _)| delay),
+            delay_bound_ms: delay.map(|(_, bound)| bound),
+        }
+    }
+
+    fn textbook_timeouts() -> timeouts::Measured {
+        timeouts::Measured {
+            hanging: cut(None, 1000.0, 1002.0, Winner::Inner),
+            outer_sooner: cut(Some(1000.0), 2000.0, 1001.0, Winner::Outer),
+            inner_sooner: cut(Some(2000.0), 1000.0, 1003.0, Winner::Inner),
+            retry: timeouts::RetryFigures {
+                failure_probability: 0.6,
+                base_ms: 100.0,
+                cap_ms: 2000.0,
+                succeeded: true,
+                attempts: vec![
+                    attempt(1, Some((80.0, 100.0))),
+                    attempt(2, Some((150.0, 200.0))),
+                    attempt(3, None),
+                ],
+                total_ms: 300.0,
+            },
+        }
+    }
+
+    #[test]
+    fn timeouts_pass_a_textbook_run() {
+        let verdict = timeouts(&textbook_timeouts());
+        assert!(verdict.pass, "{}", verdict.reason);
+    }
+
+    #[test]
+    fn timeouts_fail_when_the_wrong_bound_wins_or_fires_late() {
+        let mut measured = textbook_timeouts();
+        measured.outer_sooner.winner = Winner::Inner;
+        assert!(!timeouts(&measured).pass);
+
+        let mut measured = textbook_timeouts();
+        measured.hanging.ended_at_ms = 1300.0;
+        let verdict = timeouts(&measured);
+        assert!(!verdict.pass);
+        assert!(
+            verdict.reason.starts_with("hanging call"),
+            "{}",
+            verdict.reason
+        );
+    }
+
+    #[test]
+    fn timeouts_fail_without_a_retry_or_with_a_delay_past_its_bound() {
+        let mut measured = textbook_timeouts();
+        measured.retry.attempts = vec![attempt(1, None)];
+        assert!(!timeouts(&measured).pass);
+
+        let mut measured = textbook_timeouts();
+        measured.retry.attempts[1] = attempt(2, Some((250.0, 200.0)));
+        assert!(!timeouts(&measured).pass);
     }
 
     #[test]
