@@ -5,6 +5,7 @@
 
 use serde::Serialize;
 
+use super::blocking;
 use super::fail_fast::{self, CHILDREN, Case, INNER_CHILDREN};
 use super::sync_vs_async;
 use super::timeouts::{self, Winner};
@@ -20,6 +21,9 @@ pub struct Verdict {
 
 /// `sync-vs-async`: the concurrent total may exceed the longest call by at most this fraction.
 pub const CONCURRENT_TOLERANCE: f64 = 0.10;
+
+/// `blocking`: run directly, the job must hold the loop for at least this fraction of its duration.
+pub const BLOCKED_FRACTION: f64 = 0.8;
 
 /// How late a timer may fire and still count as on time: 10 % of the bound plus 25 ms of scheduling on a busy
 /// machine (a timer never fires early).
@@ -258,6 +262,37 @@ pub fn timeouts(measured: &timeouts::Measured) -> Verdict {
     ])
 }
 
+/// `blocking`: inline, the loop's lag and the tickers' worst delay are at least [`BLOCKED_FRACTION`] of the job;
+/// through the pool, no stall and no tick as late as the stall threshold.
+pub fn blocking(measured: &blocking::Measured) -> Verdict {
+    let inline = &measured.inline;
+    let pool = &measured.pool;
+    let frozen = inline.job_ms * BLOCKED_FRACTION;
+    let threshold = measured.stall_threshold_ms;
+    Verdict::all([
+        Verdict::check(
+            inline.max_lag_ms >= frozen && inline.worst_tick_delay_ms >= frozen,
+            format!(
+                "directly: the {:.0} ms job froze the loop for {:.0} ms and delayed a tick by {:.0} ms \
+                 (at least {frozen:.0} ms expected; {} of {} ticks late)",
+                inline.job_ms,
+                inline.max_lag_ms,
+                inline.worst_tick_delay_ms,
+                inline.delayed_ticks,
+                inline.ticks
+            ),
+        ),
+        Verdict::check(
+            pool.stalls == 0 && pool.worst_tick_delay_ms < threshold && pool.max_lag_ms < threshold,
+            format!(
+                "through the pool: worst lag {:.1} ms, worst tick delay {:.1} ms, {} stall(s) (under \
+                 {threshold:.0} ms and none expected)",
+                pool.max_lag_ms, pool.worst_tick_delay_ms, pool.stalls
+            ),
+        ),
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -465,6 +500,54 @@ mod tests {
         let mut measured = textbook_timeouts();
         measured.retry.attempts[1] = attempt(2, Some((250.0, 200.0)));
         assert!(!timeouts(&measured).pass);
+    }
+
+    fn phase(
+        job_ms: f64,
+        max_lag_ms: f64,
+        worst_tick_delay_ms: f64,
+        stalls: usize,
+    ) -> blocking::PhaseFigures {
+        blocking::PhaseFigures {
+            job_ms,
+            max_lag_ms,
+            stalls,
+            ticks: 30,
+            delayed_ticks: stalls * 3,
+            worst_tick_delay_ms,
+        }
+    }
+
+    fn textbook_blocking() -> blocking::Measured {
+        blocking::Measured {
+            job_cpu_ms: 1000.0,
+            stall_threshold_ms: 100.0,
+            inline: phase(1010.0, 1005.0, 1003.0, 1),
+            pool: phase(1008.0, 1.2, 1.5, 0),
+        }
+    }
+
+    #[test]
+    fn blocking_passes_a_textbook_run() {
+        let verdict = blocking(&textbook_blocking());
+        assert!(verdict.pass, "{}", verdict.reason);
+    }
+
+    #[test]
+    fn blocking_fails_when_the_pool_lags_or_the_inline_job_did_not_freeze_the_loop() {
+        let mut measured = textbook_blocking();
+        measured.pool = phase(1008.0, 150.0, 140.0, 1);
+        let verdict = blocking(&measured);
+        assert!(!verdict.pass);
+        assert!(
+            verdict.reason.starts_with("through the pool"),
+            "{}",
+            verdict.reason
+        );
+
+        let mut measured = textbook_blocking();
+        measured.inline = phase(1010.0, 12.0, 10.0, 0);
+        assert!(!blocking(&measured).pass);
     }
 
     #[test]
