@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::blocking;
 use super::fail_fast::{self, CHILDREN, Case, INNER_CHILDREN};
+use super::hybrid;
 use super::sync_vs_async;
 use super::timeouts::{self, Winner};
 
@@ -24,6 +25,9 @@ pub const CONCURRENT_TOLERANCE: f64 = 0.10;
 
 /// `blocking`: run directly, the job must hold the loop for at least this fraction of its duration.
 pub const BLOCKED_FRACTION: f64 = 0.8;
+
+/// `hybrid`: the overlapped pipeline must save at least this share of the sequential time (SC-008).
+pub const HYBRID_MIN_REDUCTION: f64 = 0.40;
 
 /// How late a timer may fire and still count as on time: 10 % of the bound plus 25 ms of scheduling on a busy
 /// machine (a timer never fires early).
@@ -293,6 +297,29 @@ pub fn blocking(measured: &blocking::Measured) -> Verdict {
     ])
 }
 
+/// `hybrid`: every item processed, and the overlapped run at least [`HYBRID_MIN_REDUCTION`] shorter.
+pub fn hybrid(measured: &hybrid::Measured) -> Verdict {
+    if measured.failed_items > 0 {
+        return Verdict::fail(format!(
+            "{} item(s) failed, so the timings mean nothing",
+            measured.failed_items
+        ));
+    }
+    Verdict::check(
+        measured.reduction >= HYBRID_MIN_REDUCTION,
+        format!(
+            "overlapped {:.0} ms against sequential {:.0} ms: {:.0}% less time (at least {:.0}% claimed); \
+             efficiency {:.2} against the ideal {:.0} ms",
+            measured.overlapped_ms,
+            measured.sequential_ms,
+            measured.reduction * 100.0,
+            HYBRID_MIN_REDUCTION * 100.0,
+            measured.efficiency,
+            measured.ideal_ms
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -548,6 +575,37 @@ mod tests {
         let mut measured = textbook_blocking();
         measured.inline = phase(1010.0, 12.0, 10.0, 0);
         assert!(!blocking(&measured).pass);
+    }
+
+    fn hybrid_measured(sequential_ms: f64, overlapped_ms: f64) -> hybrid::Measured {
+        hybrid::Measured {
+            items: 8,
+            workers: 2,
+            latencies_ms: vec![600.0, 1400.0],
+            infer_cpu_ms: 250.0,
+            sequential_ms,
+            overlapped_ms,
+            reduction: 1.0 - overlapped_ms / sequential_ms,
+            ideal_ms: 1650.0,
+            efficiency: 1650.0 / overlapped_ms,
+            failed_items: 0,
+        }
+    }
+
+    #[test]
+    fn hybrid_passes_at_forty_percent_less_and_fails_below() {
+        assert!(hybrid(&hybrid_measured(10_000.0, 1700.0)).pass);
+        assert!(hybrid(&hybrid_measured(10_000.0, 6000.0)).pass);
+        let verdict = hybrid(&hybrid_measured(10_000.0, 6100.0));
+        assert!(!verdict.pass);
+        assert!(verdict.reason.contains("39% less"), "{}", verdict.reason);
+    }
+
+    #[test]
+    fn hybrid_fails_when_an_item_failed() {
+        let mut measured = hybrid_measured(10_000.0, 1700.0);
+        measured.failed_items = 1;
+        assert!(!hybrid(&measured).pass);
     }
 
     #[test]
