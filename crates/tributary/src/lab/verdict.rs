@@ -6,6 +6,7 @@
 use serde::Serialize;
 
 use super::blocking;
+use super::capstone;
 use super::fail_fast::{self, CHILDREN, Case, INNER_CHILDREN};
 use super::hybrid;
 use super::sync_vs_async;
@@ -28,6 +29,11 @@ pub const BLOCKED_FRACTION: f64 = 0.8;
 
 /// `hybrid`: the overlapped pipeline must save at least this share of the sequential time (SC-008).
 pub const HYBRID_MIN_REDUCTION: f64 = 0.40;
+
+/// `capstone`: the agent must be at least this many times faster than its sequential baseline.
+pub const CAPSTONE_MIN_SPEEDUP: f64 = 2.0;
+/// `capstone`: and within 10 % of the ideal schedule.
+pub const CAPSTONE_MIN_EFFICIENCY: f64 = 0.90;
 
 /// How late a timer may fire and still count as on time: 10 % of the bound plus 25 ms of scheduling on a busy
 /// machine (a timer never fires early).
@@ -320,6 +326,36 @@ pub fn hybrid(measured: &hybrid::Measured) -> Verdict {
     )
 }
 
+/// `capstone`: both runs answered from every source; speed-up at least [`CAPSTONE_MIN_SPEEDUP`] and efficiency
+/// at least [`CAPSTONE_MIN_EFFICIENCY`].
+pub fn capstone(measured: &capstone::Measured) -> Verdict {
+    if !measured.answered || measured.sources_ok < measured.sources {
+        return Verdict::fail(format!(
+            "only {} of {} sources answered (answer produced: {}), so the timings mean nothing",
+            measured.sources_ok, measured.sources, measured.answered
+        ));
+    }
+    Verdict::all([
+        Verdict::check(
+            measured.speedup >= CAPSTONE_MIN_SPEEDUP,
+            format!(
+                "{:.2}x faster ({:.0} ms against {:.0} ms; at least {CAPSTONE_MIN_SPEEDUP:.1}x claimed, {:.2}x ideal)",
+                measured.speedup,
+                measured.concurrent_ms,
+                measured.sequential_ms,
+                measured.ideal_speedup
+            ),
+        ),
+        Verdict::check(
+            measured.efficiency >= CAPSTONE_MIN_EFFICIENCY,
+            format!(
+                "efficiency {:.2} against the ideal {:.0} ms (at least {CAPSTONE_MIN_EFFICIENCY:.2})",
+                measured.efficiency, measured.ideal_ms
+            ),
+        ),
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -606,6 +642,44 @@ mod tests {
         let mut measured = hybrid_measured(10_000.0, 1700.0);
         measured.failed_items = 1;
         assert!(!hybrid(&measured).pass);
+    }
+
+    fn capstone_measured(concurrent_ms: f64, ideal_ms: f64) -> capstone::Measured {
+        capstone::Measured {
+            workers: 2,
+            infer_cpu_ms: 300.0,
+            sequential_ms: 4800.0,
+            concurrent_ms,
+            speedup: 4800.0 / concurrent_ms,
+            ideal_ms,
+            efficiency: (ideal_ms / concurrent_ms).min(1.0),
+            ideal_speedup: 4800.0 / ideal_ms,
+            sources_ok: 3,
+            sources: 3,
+            answered: true,
+        }
+    }
+
+    #[test]
+    fn capstone_passes_near_the_ideal_and_fails_when_slow_or_wasteful() {
+        assert!(capstone(&capstone_measured(1850.0, 1800.0)).pass);
+        let slow = capstone(&capstone_measured(2500.0, 2400.0));
+        assert!(!slow.pass);
+        assert!(slow.reason.contains("1.92x faster"), "{}", slow.reason);
+        let wasteful = capstone(&capstone_measured(2300.0, 1800.0));
+        assert!(!wasteful.pass);
+        assert!(
+            wasteful.reason.starts_with("efficiency 0.78"),
+            "{}",
+            wasteful.reason
+        );
+    }
+
+    #[test]
+    fn capstone_fails_when_a_source_did_not_answer() {
+        let mut measured = capstone_measured(1850.0, 1800.0);
+        measured.sources_ok = 2;
+        assert!(!capstone(&measured).pass);
     }
 
     #[test]
