@@ -27,6 +27,13 @@
 //! # }
 //! ```
 //!
+//! # Other executors, for comparison and for isolation
+//!
+//! [`Executor`] runs the same inference or benchmark job on one of four [`ExecutorKind`]s: `inline` (on the
+//! async thread: the negative example), `global-lock` (threads sharing one lock: a model of CPython's GIL),
+//! `threads` (this pool) and `processes` (worker processes of the same binary, which isolate a job that
+//! crashes). The lab compares them; `ask` and `batch` pick one with `--executor`.
+//!
 //! # Why dedicated threads and not rayon
 //!
 //! The pool is a fixed set of `std::thread`s pulling from one bounded `flume` channel, each job answering through
@@ -67,9 +74,19 @@
 //! - `job`: what travels through the queue: [`JobContext`], [`JobHandle`], [`JobTiming`] and the job state machine.
 //! - `stats`: the live counters and their [`PoolStats`] snapshot.
 //! - `error`: [`PoolError`].
+//! - `executor`: [`Executor`], one handle over the four [`ExecutorKind`]s the lab compares, its jobs
+//!   ([`InferenceJob`], [`BurnJob`]) and [`ExecutorError`].
+//! - `inline`: [`InlineExecutor`], which runs a job on the calling async thread (the negative example).
+//! - `global_lock`: [`GlobalLockPool`], threads that take turns on one lock: a model of CPython's GIL.
+//! - `process`: [`ProcessPool`], worker processes of the same binary fed JSON lines over pipes, and
+//!   [`serve_worker`], the worker side.
 
 mod error;
+mod executor;
+mod global_lock;
+mod inline;
 mod job;
+mod process;
 mod stats;
 mod threads;
 
@@ -77,6 +94,16 @@ mod threads;
 mod tests;
 
 pub use error::PoolError;
+pub use executor::{
+    BurnJob, BurnReport, Executor, ExecutorConfig, ExecutorError, ExecutorKind, ExecutorStats,
+    InferenceJob, ParseExecutorKindError, burn,
+};
+pub use global_lock::{GlobalLockPool, SWITCH_INTERVAL};
+pub use inline::InlineExecutor;
 pub use job::{JobContext, JobHandle, JobTiming};
+pub use process::{
+    FRAME_TAG, ProcessPool, ProcessPoolConfig, ProcessPoolStats, WorkerCommand, WorkerRequest,
+    WorkerResponse, serve_worker,
+};
 pub use stats::PoolStats;
 pub use threads::{CpuPool, PoolConfig};

@@ -1,0 +1,600 @@
+//! [`Executor`]: one handle over the four ways the lab runs CPU jobs, so the agent and the batch pipeline do not
+//! care which one they were given.
+//!
+//! | kind            | where a job runs                                   | what it demonstrates                          |
+//! |-----------------|----------------------------------------------------|-----------------------------------------------|
+//! | `inline`        | on the calling async thread                        | blocking the event loop                       |
+//! | `global-lock`   | N threads taking turns on one process-wide lock    | CPython's GIL (a model, not CPython)          |
+//! | `threads`       | the real [`CpuPool`]                               | true parallelism in one process               |
+//! | `processes`     | a pool of worker processes of the same binary      | parallelism with crash isolation              |
+//!
+//! Every kind runs an [`InferenceJob`] ([`Executor::run_inference`]) and a [`BurnJob`] ([`Executor::run_burn`]),
+//! and gives the same deterministic output for the same job. Arbitrary closures ([`Executor::run_cpu`]) run on
+//! every kind except `processes`: a closure cannot cross a process boundary, only a serialisable job can.
+//!
+//! Cancellation is the same everywhere: drop the future. What that does depends on the kind (see
+//! [`Executor::run_cpu`] and [`ProcessPool`]).
+
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
+
+use serde::{Deserialize, Serialize};
+
+use crate::infer::work::{Decoder, Embeddings, UNITS_BETWEEN_STOP_CHECKS};
+use crate::infer::{Document, InferError, Inference, InferenceCost, infer};
+
+use super::error::PoolError;
+use super::global_lock::{GlobalLockPool, SWITCH_INTERVAL};
+use super::inline::InlineExecutor;
+use super::job::JobTiming;
+use super::process::{
+    ProcessPool, ProcessPoolConfig, WorkerCommand, WorkerRequest, WorkerResponse,
+};
+use super::stats::PoolStats;
+use super::threads::{CpuPool, PoolConfig};
+
+/// Which executor runs the CPU jobs. Parsed from and displayed as kebab-case (`global-lock`), as on the CLI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExecutorKind {
+    /// On the calling async thread: blocks the runtime while the job runs.
+    Inline,
+    /// N threads that must hold one process-wide lock while computing: a model of CPython's GIL.
+    GlobalLock,
+    /// The real thread pool, [`CpuPool`].
+    Threads,
+    /// A pool of worker processes of the same binary, jobs and results serialised over pipes.
+    Processes,
+}
+
+/// How to build an [`Executor`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutorConfig {
+    /// Which executor.
+    pub kind: ExecutorKind,
+    /// Worker threads or processes. Ignored by `inline`, which has exactly one "worker": the caller.
+    pub workers: NonZeroUsize,
+    /// How many jobs may wait for a worker before submitting waits. Ignored by `inline`.
+    pub queue_capacity: NonZeroUsize,
+    /// The program a `processes` executor starts as its workers. Required for `processes`, ignored otherwise.
+    pub worker_command: Option<WorkerCommand>,
+}
+
+/// Runs CPU jobs on one of the four [`ExecutorKind`]s.
+///
+/// Cheap to clone; all clones share the same workers, which stop when the last clone is dropped or when
+/// [`Executor::shutdown`] is called.
+#[derive(Debug, Clone)]
+pub struct Executor {
+    backend: Arc<Backend>,
+}
+
+/// Why an executor could not run a job.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExecutorError {
+    /// The thread pool (or the global-lock pool built on it, or the inline executor) refused or lost the job.
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    /// The worker process running the job exited before answering. It has been replaced.
+    #[error("run job in worker process {worker}: it crashed ({detail})")]
+    WorkerCrashed {
+        /// Index of the worker slot, in `0..workers` (the same index as [`JobTiming::worker_index`]).
+        worker: usize,
+        /// How it ended, e.g. its exit status.
+        detail: String,
+    },
+    /// The worker process answered something that is not a valid reply to the job. It has been replaced.
+    #[error("run job in worker process {worker}: malformed reply: {detail}")]
+    Protocol {
+        /// Index of the worker slot.
+        worker: usize,
+        /// What was wrong.
+        detail: String,
+    },
+    /// A worker process could not be started.
+    #[error("start worker process `{}`", program.display())]
+    SpawnWorker {
+        /// The program that failed to start.
+        program: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The `processes` executor needs a [`WorkerCommand`] and none was given.
+    #[error("build the processes executor: no worker command was given")]
+    MissingWorkerCommand,
+    /// Worker processes are driven by tokio's async pipes, which need a runtime.
+    #[error("start worker processes: not inside a tokio runtime")]
+    NoRuntime,
+    /// The job is a closure and the executor runs jobs in other processes; send a serialisable job instead.
+    #[error("run a closure on the {kind} executor: closures cannot cross a process boundary")]
+    Unsupported {
+        /// The executor that cannot run it.
+        kind: ExecutorKind,
+    },
+    /// The executor was shut down before the job could run.
+    #[error("use executor: it is shut down")]
+    ShutDown,
+}
+
+/// One inference to run: the same inputs as [`infer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InferenceJob {
+    /// The question the inference is asked to answer.
+    pub question: String,
+    /// The source's answer, as text.
+    pub document: Document,
+    /// How much CPU work it may spend.
+    pub cost: InferenceCost,
+}
+
+/// A pure CPU benchmark job: `units` work units of the inference kernel, nothing else.
+///
+/// One unit costs the same as one unit of inference, so [`calibration`](crate::infer::calibration) converts
+/// between units and CPU time for both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BurnJob {
+    /// Work units to spend.
+    pub units: u64,
+}
+
+/// What a [`BurnJob`] computed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BurnReport {
+    /// Work units spent.
+    pub units: u64,
+    /// Checksum of every score computed, in hex: identical for the same units on every machine and executor.
+    pub checksum: String,
+}
+
+/// A snapshot of an executor's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ExecutorStats {
+    /// Which executor.
+    pub kind: ExecutorKind,
+    /// The job counters, with the same meaning as for the thread pool.
+    pub jobs: PoolStats,
+    /// Jobs whose worker process crashed, answered nonsense or could not be started (total; `processes` only).
+    pub crashed: u64,
+    /// Worker processes started to replace one that crashed or was killed (total; `processes` only).
+    pub workers_replaced: u64,
+    /// Times the global lock changed hands at a checkpoint (total; `global-lock` only).
+    pub lock_handoffs: u64,
+}
+
+impl ExecutorKind {
+    /// Every kind, in the order the lab compares them.
+    pub const ALL: [ExecutorKind; 4] = [
+        Self::Inline,
+        Self::GlobalLock,
+        Self::Threads,
+        Self::Processes,
+    ];
+
+    /// The kebab-case name, as on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Inline => "inline",
+            Self::GlobalLock => "global-lock",
+            Self::Threads => "threads",
+            Self::Processes => "processes",
+        }
+    }
+
+    /// A one-line description for `--help` and the lab's report.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Inline => "on the async thread itself: blocks the event loop while a job runs",
+            Self::GlobalLock => {
+                "N threads that must hold one process-wide lock to compute, handed over every 5 ms \
+                 (a model of CPython's GIL, not CPython)"
+            }
+            Self::Threads => "a pool of OS threads computing in parallel",
+            Self::Processes => {
+                "a pool of worker processes, jobs sent over pipes; a crashing worker is replaced"
+            }
+        }
+    }
+}
+
+impl fmt::Display for ExecutorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The text given to [`ExecutorKind::from_str`] names no executor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("parse executor kind: `{given}` is not one of inline, global-lock, threads, processes")]
+pub struct ParseExecutorKindError {
+    given: String,
+}
+
+impl FromStr for ExecutorKind {
+    type Err = ParseExecutorKindError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.name() == text)
+            .ok_or_else(|| ParseExecutorKindError {
+                given: text.to_owned(),
+            })
+    }
+}
+
+/// Default queue slots per worker, as for the thread pool.
+const QUEUE_SLOTS_PER_WORKER: NonZeroUsize = NonZeroUsize::new(4).expect("4 is not zero");
+
+impl ExecutorConfig {
+    /// `workers` workers of `kind`, four queue slots per worker, no worker command.
+    pub fn new(kind: ExecutorKind, workers: NonZeroUsize) -> Self {
+        Self {
+            kind,
+            workers,
+            queue_capacity: workers.saturating_mul(QUEUE_SLOTS_PER_WORKER),
+            worker_command: None,
+        }
+    }
+
+    /// The same configuration with the program `processes` starts as its workers.
+    pub fn with_worker_command(mut self, command: WorkerCommand) -> Self {
+        self.worker_command = Some(command);
+        self
+    }
+}
+
+impl Executor {
+    /// Starts the workers of `config.kind`.
+    ///
+    /// For `processes` this spawns the worker processes, so it must be called inside a tokio runtime and needs
+    /// [`ExecutorConfig::worker_command`].
+    pub fn new(config: ExecutorConfig) -> Result<Self, ExecutorError> {
+        let pool_config = PoolConfig {
+            queue_capacity: config.queue_capacity,
+            ..PoolConfig::with_workers(config.workers)
+        };
+        let backend = match config.kind {
+            ExecutorKind::Inline => Backend::Inline(InlineExecutor::new()),
+            ExecutorKind::GlobalLock => {
+                Backend::GlobalLock(GlobalLockPool::new(pool_config, SWITCH_INTERVAL)?)
+            }
+            ExecutorKind::Threads => Backend::Threads(CpuPool::new(pool_config)?),
+            ExecutorKind::Processes => {
+                let command = config
+                    .worker_command
+                    .ok_or(ExecutorError::MissingWorkerCommand)?;
+                Backend::Processes(ProcessPool::new(ProcessPoolConfig {
+                    workers: config.workers,
+                    queue_capacity: config.queue_capacity,
+                    command,
+                })?)
+            }
+        };
+        Ok(Self {
+            backend: Arc::new(backend),
+        })
+    }
+
+    /// A `threads` executor over an existing pool, sharing its workers.
+    pub fn from_pool(pool: CpuPool) -> Self {
+        Self {
+            backend: Arc::new(Backend::Threads(pool)),
+        }
+    }
+
+    /// Which executor this is.
+    pub fn kind(&self) -> ExecutorKind {
+        match &*self.backend {
+            Backend::Inline(_) => ExecutorKind::Inline,
+            Backend::GlobalLock(_) => ExecutorKind::GlobalLock,
+            Backend::Threads(_) => ExecutorKind::Threads,
+            Backend::Processes(_) => ExecutorKind::Processes,
+        }
+    }
+
+    /// Runs one inference and returns its outcome with when and where it ran.
+    ///
+    /// The outer error says the executor failed (overloaded, shut down, worker crashed); the inner one is the
+    /// inference's own outcome ([`InferError::Cancelled`] when a thread-based job saw its caller give up).
+    pub async fn run_inference(
+        &self,
+        job: InferenceJob,
+    ) -> Result<(Result<Inference, InferError>, JobTiming), ExecutorError> {
+        if let Backend::Processes(pool) = &*self.backend {
+            let (response, timing) = pool.run(WorkerRequest::Infer(job)).await?;
+            return match response {
+                WorkerResponse::Inferred(outcome) => Ok((outcome, timing)),
+                other => Err(pool.unexpected_response(timing.worker_index, &other)),
+            };
+        }
+        self.run_cpu(move |should_stop| infer(&job.question, &job.document, job.cost, should_stop))
+            .await
+    }
+
+    /// Runs one [`BurnJob`] and returns its outcome with when and where it ran. Works on every kind.
+    pub async fn run_burn(
+        &self,
+        job: BurnJob,
+    ) -> Result<(Result<BurnReport, InferError>, JobTiming), ExecutorError> {
+        if let Backend::Processes(pool) = &*self.backend {
+            let (response, timing) = pool.run(WorkerRequest::Burn(job)).await?;
+            return match response {
+                WorkerResponse::Burned(outcome) => Ok((outcome, timing)),
+                other => Err(pool.unexpected_response(timing.worker_index, &other)),
+            };
+        }
+        self.run_cpu(move |should_stop| burn(job, should_stop))
+            .await
+    }
+
+    /// Runs a CPU closure and returns its value with when and where it ran.
+    ///
+    /// The closure gets `should_stop`, the same checkpoint [`infer`] takes: call it every millisecond or so of
+    /// work. It returns true once the caller stopped waiting, and on `global-lock` it is also where the lock
+    /// changes hands, so a closure that never calls it keeps the lock (and every other job waits) until it
+    /// returns, exactly like a C extension that never releases the GIL.
+    ///
+    /// Dropping the future cancels: a job that has not started never runs; a running job sees `should_stop`
+    /// turn true (`threads`, `global-lock`). On `inline` the job runs to completion inside the first poll, so
+    /// there is nothing to cancel. On `processes` this returns [`ExecutorError::Unsupported`]: use
+    /// [`Executor::run_inference`] or [`Executor::run_burn`], whose jobs can be serialised.
+    pub async fn run_cpu<F, R>(&self, job: F) -> Result<(R, JobTiming), ExecutorError>
+    where
+        F: FnOnce(&dyn Fn() -> bool) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        match &*self.backend {
+            Backend::Inline(inline) => Ok(inline.run(job)?),
+            Backend::GlobalLock(pool) => Ok(pool.submit_timed(job).await?),
+            Backend::Threads(pool) => Ok(pool
+                .submit_timed(move |context| job(&|| context.is_cancelled()))
+                .await?),
+            Backend::Processes(_) => Err(ExecutorError::Unsupported {
+                kind: ExecutorKind::Processes,
+            }),
+        }
+    }
+
+    /// A snapshot of the executor's counters.
+    pub fn stats(&self) -> ExecutorStats {
+        let kind = self.kind();
+        let empty = ExecutorStats {
+            kind,
+            jobs: PoolStats::default(),
+            crashed: 0,
+            workers_replaced: 0,
+            lock_handoffs: 0,
+        };
+        match &*self.backend {
+            Backend::Inline(inline) => ExecutorStats {
+                jobs: inline.stats(),
+                ..empty
+            },
+            Backend::GlobalLock(pool) => ExecutorStats {
+                jobs: pool.stats(),
+                lock_handoffs: pool.lock_handoffs(),
+                ..empty
+            },
+            Backend::Threads(pool) => ExecutorStats {
+                jobs: pool.stats(),
+                ..empty
+            },
+            Backend::Processes(pool) => {
+                let stats = pool.stats();
+                ExecutorStats {
+                    jobs: stats.jobs,
+                    crashed: stats.crashed,
+                    workers_replaced: stats.workers_replaced,
+                    ..empty
+                }
+            }
+        }
+    }
+
+    /// The worker processes, for the lab's crash demo ([`WorkerRequest::Crash`]) and their pids.
+    pub fn process_pool(&self) -> Option<&ProcessPool> {
+        match &*self.backend {
+            Backend::Processes(pool) => Some(pool),
+            _ => None,
+        }
+    }
+
+    /// Stops accepting jobs and waits for the workers to finish the queued ones and exit.
+    pub async fn shutdown(&self) {
+        match &*self.backend {
+            Backend::Inline(_) => {}
+            Backend::GlobalLock(pool) => pool.shutdown().await,
+            Backend::Threads(pool) => pool.shutdown().await,
+            Backend::Processes(pool) => pool.shutdown().await,
+        }
+    }
+}
+
+/// Spends `job.units` work units of the inference kernel, checking `should_stop` between slices.
+///
+/// Synchronous and CPU-bound, like [`infer`]: run it through an executor. Deterministic: the same units give
+/// the same checksum everywhere.
+pub fn burn(job: BurnJob, should_stop: &dyn Fn() -> bool) -> Result<BurnReport, InferError> {
+    let embeddings = burn_embeddings();
+    let mut decoder = Decoder::new(BURN_SEED);
+    let mut units_done = 0;
+    while units_done < job.units {
+        if should_stop() {
+            return Err(InferError::Cancelled {
+                units_done,
+                units_budget: job.units,
+            });
+        }
+        let slice = (job.units - units_done).min(UNITS_BETWEEN_STOP_CHECKS);
+        decoder.run(embeddings, slice);
+        units_done += slice;
+    }
+    Ok(BurnReport {
+        units: units_done,
+        checksum: format!("{:016x}", decoder.checksum()),
+    })
+}
+
+/// Vocabulary size of the burn kernel: the size the calibration uses, so a burn unit costs what it measured.
+const BURN_VOCABULARY: usize = 256;
+const BURN_SEED: u64 = 0xb0_0057;
+
+/// The burn kernel's vocabulary, built once per process so that a tiny burn job measures executor overhead and
+/// not the set-up.
+fn burn_embeddings() -> &'static Embeddings {
+    static EMBEDDINGS: OnceLock<Embeddings> = OnceLock::new();
+    EMBEDDINGS.get_or_init(|| {
+        let vocabulary: Vec<String> = (0..BURN_VOCABULARY)
+            .map(|index| format!("burn-{index}"))
+            .collect();
+        Embeddings::new(vocabulary.iter().map(String::as_str))
+    })
+}
+
+/// The executor behind an [`Executor`].
+#[derive(Debug)]
+enum Backend {
+    Inline(InlineExecutor),
+    GlobalLock(GlobalLockPool),
+    Threads(CpuPool),
+    Processes(ProcessPool),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::pool::process::test_worker_command;
+
+    const PATIENCE: Duration = Duration::from_secs(30);
+
+    fn two() -> NonZeroUsize {
+        NonZeroUsize::new(2).expect("2 is not zero")
+    }
+
+    fn executor(kind: ExecutorKind) -> Executor {
+        let config = ExecutorConfig::new(kind, two()).with_worker_command(test_worker_command());
+        Executor::new(config).expect("start test executor")
+    }
+
+    fn sample_job() -> InferenceJob {
+        InferenceJob {
+            question: "Will it rain in Lisbon tomorrow?".to_owned(),
+            document: Document::new(
+                "weather",
+                "Heavy rain is expected in Lisbon tomorrow. Winds will be strong near the coast. \
+                 The weekend looks dry and sunny.",
+            )
+            .with_title("Lisbon forecast"),
+            cost: InferenceCost::units(50_000),
+        }
+    }
+
+    #[test]
+    fn kinds_round_trip_through_their_names() {
+        for kind in ExecutorKind::ALL {
+            assert_eq!(kind.to_string().parse::<ExecutorKind>(), Ok(kind));
+            assert!(!kind.describe().is_empty());
+        }
+        assert_eq!("global-lock".parse(), Ok(ExecutorKind::GlobalLock));
+        assert!("gil".parse::<ExecutorKind>().is_err());
+        assert!(ExecutorKind::GlobalLock.describe().contains("model"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_kind_gives_the_same_inference_as_calling_infer_directly() {
+        let job = sample_job();
+        let expected =
+            infer(&job.question, &job.document, job.cost, &|| false).expect("direct inference");
+        for kind in ExecutorKind::ALL {
+            let executor = executor(kind);
+            let (outcome, timing) =
+                tokio::time::timeout(PATIENCE, executor.run_inference(job.clone()))
+                    .await
+                    .expect("inference finished in time")
+                    .unwrap_or_else(|error| panic!("{kind}: {error}"));
+            assert_eq!(outcome.as_ref(), Ok(&expected), "{kind}");
+            assert!(
+                timing.queued_at <= timing.started_at && timing.started_at <= timing.finished_at
+            );
+            assert_eq!(executor.stats().jobs.completed, 1, "{kind}");
+            executor.shutdown().await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_kind_burns_the_same_checksum() {
+        let job = BurnJob { units: 20_000 };
+        let expected = burn(job, &|| false).expect("direct burn");
+        assert_ne!(
+            expected,
+            burn(BurnJob { units: 20_001 }, &|| false).expect("direct burn")
+        );
+        for kind in ExecutorKind::ALL {
+            let executor = executor(kind);
+            let (outcome, _timing) = tokio::time::timeout(PATIENCE, executor.run_burn(job))
+                .await
+                .expect("burn finished in time")
+                .unwrap_or_else(|error| panic!("{kind}: {error}"));
+            assert_eq!(outcome.as_ref(), Ok(&expected), "{kind}");
+            executor.shutdown().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn closures_are_refused_by_processes_and_run_elsewhere() {
+        let processes = executor(ExecutorKind::Processes);
+        let refused = processes.run_cpu(|_| 1).await;
+        assert!(
+            matches!(
+                refused,
+                Err(ExecutorError::Unsupported {
+                    kind: ExecutorKind::Processes
+                })
+            ),
+            "{refused:?}"
+        );
+        processes.shutdown().await;
+        for kind in [
+            ExecutorKind::Inline,
+            ExecutorKind::GlobalLock,
+            ExecutorKind::Threads,
+        ] {
+            let executor = executor(kind);
+            let (value, _timing) = executor.run_cpu(|_| 6 * 7).await.expect("closure runs");
+            assert_eq!(value, 42, "{kind}");
+            executor.shutdown().await;
+        }
+    }
+
+    #[test]
+    fn processes_need_a_worker_command() {
+        let config = ExecutorConfig::new(ExecutorKind::Processes, two());
+        assert!(matches!(
+            Executor::new(config),
+            Err(ExecutorError::MissingWorkerCommand)
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn threads_run_jobs_at_the_same_time() {
+        let executor = executor(ExecutorKind::Threads);
+        // Long enough that both jobs are surely running before either finishes, on any machine.
+        let job = BurnJob {
+            units: crate::infer::calibration().units_for(Duration::from_millis(50)),
+        };
+        let (first, second) = tokio::join!(executor.run_burn(job), executor.run_burn(job));
+        let (_, first) = first.expect("first job");
+        let (_, second) = second.expect("second job");
+        assert_ne!(first.worker_index, second.worker_index);
+        // Overlap: each started before the other finished.
+        assert!(first.started_at < second.finished_at && second.started_at < first.finished_at);
+        executor.shutdown().await;
+    }
+}
