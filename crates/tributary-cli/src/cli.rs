@@ -38,6 +38,9 @@ pub enum Command {
     /// Run the chapter's claims as experiments on this machine: figures, the claim, PASS or FAIL.
     #[command(after_help = EXIT_CODES)]
     Lab(crate::commands::lab::LabArgs),
+    /// Internal: serve CPU jobs to a `processes` executor over stdin and stdout (started by tributary itself).
+    #[command(name = "__worker", hide = true)]
+    Worker,
 }
 
 /// Flags shared by every command that runs the engine (`ask`, `batch`).

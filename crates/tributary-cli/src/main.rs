@@ -27,6 +27,17 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    if let Command::Worker = cli.command {
+        // A worker process of a `processes` executor: no runtime, just jobs in and results out until stdin ends.
+        return tributary::pool::serve_worker(std::io::stdin().lock(), std::io::stdout().lock())
+            .map(|()| ExitCode::Success)
+            .map_err(|error| {
+                CliError::internal(CliError::chain(
+                    "failed to serve as a worker process",
+                    &error,
+                ))
+            });
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -40,6 +51,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 .await
                 .map(|()| ExitCode::Success),
             Command::Lab(args) => commands::lab::run(args).await,
+            Command::Worker => unreachable!("handled before the runtime starts"),
         }
     })
 }

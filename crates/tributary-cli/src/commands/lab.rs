@@ -8,10 +8,14 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use tributary::lab::{Experiment, ExperimentReport, LabConfig};
+use tributary::pool::WorkerCommand;
 use tributary::trace::GanttStyle;
 
 use crate::error::{CliError, ExitCode};
 use crate::render;
+
+/// The hidden command a worker process of the `processes` executor runs (see `main.rs`).
+const WORKER_COMMAND: &str = "__worker";
 
 /// Arguments of `tributary lab`.
 #[derive(Debug, Args)]
@@ -46,7 +50,13 @@ pub async fn run(args: LabArgs) -> Result<ExitCode, CliError> {
             .with_hint("--out takes a directory that tributary can create or write to")
         })?;
     }
-    let config = LabConfig::new().with_quick(args.quick);
+    let mut config = LabConfig::new().with_quick(args.quick);
+    match WorkerCommand::current_exe([WORKER_COMMAND]) {
+        Ok(command) => config = config.with_worker_command(command),
+        Err(error) => eprintln!(
+            "warning: the processes executor is unavailable, the path of this executable is unknown: {error}"
+        ),
+    }
     let mut all_passed = true;
     for (index, experiment) in experiments.iter().enumerate() {
         eprintln!(

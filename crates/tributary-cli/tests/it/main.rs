@@ -3,6 +3,7 @@
 
 mod ask;
 mod harness;
+mod lab;
 mod sources;
 
 use harness::tributary;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::pool::WorkerCommand;
 use crate::trace::Timeline;
 
 use super::verdict::Verdict;
@@ -39,6 +40,9 @@ pub struct LabConfig {
     pub quick: bool,
     /// Cores the claims that scale with the machine are judged against, and the pool's worker count.
     pub cores: NonZeroUsize,
+    /// How to start a worker process for the `processes` executor (the CLI: itself with its hidden `__worker`
+    /// command). Without it, `parallelism` runs without processes and its claim about them fails as unmeasured.
+    pub worker_command: Option<WorkerCommand>,
 }
 
 /// What an experiment did, what it measured, and whether the claim held.
@@ -181,7 +185,14 @@ impl LabConfig {
         Self {
             quick: false,
             cores: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
+            worker_command: None,
         }
+    }
+
+    /// The same with worker processes started by `command`.
+    pub fn with_worker_command(mut self, command: WorkerCommand) -> Self {
+        self.worker_command = Some(command);
+        self
     }
 
     /// The same with quick mode on or off.

@@ -9,8 +9,10 @@ use super::blocking;
 use super::capstone;
 use super::fail_fast::{self, CHILDREN, Case, INNER_CHILDREN};
 use super::hybrid;
+use super::parallelism;
 use super::sync_vs_async;
 use super::timeouts::{self, Winner};
+use crate::pool::ExecutorKind;
 
 /// Whether a claim held, and why (the figures it was judged on and the threshold).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -34,6 +36,11 @@ pub const HYBRID_MIN_REDUCTION: f64 = 0.40;
 pub const CAPSTONE_MIN_SPEEDUP: f64 = 2.0;
 /// `capstone`: and within 10 % of the ideal schedule.
 pub const CAPSTONE_MIN_EFFICIENCY: f64 = 0.90;
+
+/// `parallelism`: the global-lock model may be at most this much faster than inline.
+pub const GLOBAL_LOCK_MAX_SPEEDUP: f64 = 1.2;
+/// `parallelism`: the thread pool must be at least this many times faster than inline, per core.
+pub const POOL_MIN_SPEEDUP_PER_CORE: f64 = 0.9;
 
 /// How late a timer may fire and still count as on time: 10 % of the bound plus 25 ms of scheduling on a busy
 /// machine (a timer never fires early).
@@ -354,6 +361,108 @@ pub fn capstone(measured: &capstone::Measured) -> Verdict {
             ),
         ),
     ])
+}
+
+/// `parallelism`: global-lock speed-up at most [`GLOBAL_LOCK_MAX_SPEEDUP`]; threads at least
+/// [`POOL_MIN_SPEEDUP_PER_CORE`] × cores; a process hop measured and dearer than a thread hop; a crashed worker
+/// fails only its job and is replaced; a saturated pool never runs more jobs than workers, queues the rest, makes
+/// submitters wait and refuses `try_submit`.
+pub fn parallelism(measured: &parallelism::Measured) -> Verdict {
+    let speedup = |kind: ExecutorKind| {
+        measured
+            .executors
+            .iter()
+            .find(|figures| figures.executor == kind)
+            .map(|figures| (figures.speedup, figures.failed))
+    };
+    let failed: usize = measured
+        .executors
+        .iter()
+        .map(|figures| figures.failed)
+        .sum();
+    let jobs_ran = Verdict::check(
+        failed == 0,
+        format!("{failed} job(s) failed across the executors"),
+    );
+    let global_lock = match speedup(ExecutorKind::GlobalLock) {
+        Some((speedup, _)) => Verdict::check(
+            speedup <= GLOBAL_LOCK_MAX_SPEEDUP,
+            format!(
+                "global-lock (GIL model) {speedup:.2}x (at most {GLOBAL_LOCK_MAX_SPEEDUP:.1}x)"
+            ),
+        ),
+        None => Verdict::fail("global-lock was not measured"),
+    };
+    let wanted = POOL_MIN_SPEEDUP_PER_CORE * measured.cores as f64;
+    let threads = match speedup(ExecutorKind::Threads) {
+        Some((speedup, _)) => Verdict::check(
+            speedup >= wanted,
+            format!(
+                "threads {speedup:.2}x (at least {wanted:.2}x on {} cores)",
+                measured.cores
+            ),
+        ),
+        None => Verdict::fail("threads were not measured"),
+    };
+    let overhead = &measured.overhead;
+    let hop = match overhead.processes_us {
+        Some(processes_us) => Verdict::check(
+            processes_us > overhead.threads_us,
+            format!(
+                "per-job overhead: processes {processes_us:.0} µs against threads {:.0} µs ({:.0}x)",
+                overhead.threads_us,
+                processes_us / overhead.threads_us.max(f64::MIN_POSITIVE)
+            ),
+        ),
+        None => {
+            Verdict::fail("the process hop was not measured: no worker processes in this build")
+        }
+    };
+    let crash = match &measured.crash {
+        Some(crash) => Verdict::check(
+            crash.job_failed && crash.next_job_ok && crash.workers_replaced >= 1,
+            format!(
+                "crashed worker: its job {}, the next job {}, {} worker(s) replaced",
+                if crash.job_failed {
+                    "failed"
+                } else {
+                    "did not fail"
+                },
+                if crash.next_job_ok { "ran" } else { "failed" },
+                crash.workers_replaced
+            ),
+        ),
+        None => {
+            Verdict::fail("the worker crash was not measured: no worker processes in this build")
+        }
+    };
+    let saturation = &measured.saturation;
+    let saturated = Verdict::check(
+        saturation.max_running <= saturation.workers as u64
+            && saturation.max_queued >= 1
+            && saturation.submitters_blocked >= 1
+            && saturation.try_submit_refused,
+        format!(
+            "saturated pool: at most {} running on {} workers, up to {} queued, {} of {} submitters waited \
+             (up to {:.0} ms), try_submit {}",
+            saturation.max_running,
+            saturation.workers,
+            saturation.max_queued,
+            saturation.submitters_blocked,
+            saturation.submitters,
+            saturation.max_submit_wait_ms,
+            if saturation.try_submit_refused {
+                "refused"
+            } else {
+                "accepted"
+            }
+        ),
+    );
+    if failed == 0 {
+        Verdict::all([global_lock, threads, hop, crash, saturated])
+    } else {
+        Verdict::all([jobs_ran, global_lock, threads, hop, crash, saturated])
+    }
 }
 
 #[cfg(test)]
@@ -680,6 +789,102 @@ mod tests {
         let mut measured = capstone_measured(1850.0, 1800.0);
         measured.sources_ok = 2;
         assert!(!capstone(&measured).pass);
+    }
+
+    fn executor(executor: ExecutorKind, speedup: f64) -> parallelism::ExecutorFigures {
+        parallelism::ExecutorFigures {
+            executor,
+            description: String::new(),
+            total_ms: 2000.0 / speedup,
+            speedup,
+            mean_job_ms: 250.0,
+            failed: 0,
+        }
+    }
+
+    fn textbook_parallelism(cores: usize, threads_speedup: f64) -> parallelism::Measured {
+        parallelism::Measured {
+            cores,
+            jobs: 4 * cores,
+            job_cpu_ms: 250.0,
+            executors: vec![
+                executor(ExecutorKind::Inline, 1.0),
+                executor(ExecutorKind::GlobalLock, 1.01),
+                executor(ExecutorKind::Threads, threads_speedup),
+                executor(ExecutorKind::Processes, threads_speedup * 0.97),
+            ],
+            global_lock_handoffs: 400,
+            overhead: parallelism::OverheadFigures {
+                round_trips: 200,
+                threads_us: 12.0,
+                processes_us: Some(85.0),
+                explanation: String::new(),
+            },
+            crash: Some(parallelism::CrashFigures {
+                job_failed: true,
+                error: "crashed".to_owned(),
+                next_job_ok: true,
+                workers_replaced: 1,
+            }),
+            saturation: parallelism::SaturationFigures {
+                workers: cores,
+                queue_capacity: cores,
+                submitters: 12,
+                max_queued: 10,
+                max_running: cores as u64,
+                submitters_blocked: 8,
+                max_submit_wait_ms: 300.0,
+                max_queue_wait_ms: 500.0,
+                try_submit_refused: true,
+                samples: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn parallelism_passes_a_textbook_run_and_the_threshold_scales_with_cores() {
+        let verdict = parallelism(&textbook_parallelism(2, 1.9));
+        assert!(verdict.pass, "{}", verdict.reason);
+        // 1.9x is a pass on 2 cores (at least 1.8x) and a fail on 4 (at least 3.6x).
+        let verdict = parallelism(&textbook_parallelism(4, 1.9));
+        assert!(!verdict.pass);
+        assert!(
+            verdict.reason.contains("at least 3.60x on 4 cores"),
+            "{}",
+            verdict.reason
+        );
+    }
+
+    #[test]
+    fn parallelism_fails_when_the_gil_model_speeds_up_or_a_crash_is_not_contained() {
+        let mut measured = textbook_parallelism(2, 1.9);
+        measured.executors[1] = executor(ExecutorKind::GlobalLock, 1.5);
+        assert!(!parallelism(&measured).pass);
+
+        let mut measured = textbook_parallelism(2, 1.9);
+        if let Some(crash) = &mut measured.crash {
+            crash.next_job_ok = false;
+        }
+        assert!(!parallelism(&measured).pass);
+
+        let mut measured = textbook_parallelism(2, 1.9);
+        measured.crash = None;
+        measured.overhead.processes_us = None;
+        let verdict = parallelism(&measured);
+        assert!(!verdict.pass);
+        assert!(
+            verdict.reason.contains("not measured"),
+            "{}",
+            verdict.reason
+        );
+    }
+
+    #[test]
+    fn parallelism_fails_when_the_pool_never_pushed_back() {
+        let mut measured = textbook_parallelism(2, 1.9);
+        measured.saturation.submitters_blocked = 0;
+        measured.saturation.try_submit_refused = false;
+        assert!(!parallelism(&measured).pass);
     }
 
     #[test]
