@@ -1,5 +1,5 @@
-//! `fail-fast-vs-settle`: ten fetches, one failing, run by a fail-fast group ([`scope`], asyncio's `TaskGroup`)
-//! and by [`settle`] (`gather(return_exceptions=True)`), in three cases:
+//! `fail-fast-vs-settle`: ten fetches, one failing, run by a fail-fast group ([`scope()`], asyncio's `TaskGroup`)
+//! and by [`settle()`] (`gather(return_exceptions=True)`), in three cases:
 //!
 //! - **one failing fetch**: one fetch answers early with an HTTP 500, the other nine take several times longer. The group cancels the nine and reports the error; settle returns nine results
 //!   and one error, and takes as long as the slowest fetch.

@@ -132,19 +132,23 @@ pub struct SaturationFigures {
     pub max_queue_wait_ms: f64,
     /// Whether `try_submit` was refused while the queue was full.
     pub try_submit_refused: bool,
-    /// Queue depth over time.
-    pub samples: Vec<QueueSample>,
+    /// When each sample was taken, in ms since the submitters started (about every 5 ms, thinned to 40).
+    pub sampled_at_ms: Vec<u64>,
+    /// Queue depth at each sample: jobs waiting, including submitters waiting for a slot.
+    pub queued_over_time: Vec<u64>,
+    /// Jobs running at each sample.
+    pub running_over_time: Vec<u64>,
 }
 
 /// The pool's gauges at one instant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct QueueSample {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct QueueSample {
     /// Since the submitters started.
-    pub at_ms: u64,
+    at_ms: u64,
     /// Jobs waiting.
-    pub queued: u64,
+    queued: u64,
     /// Jobs running.
-    pub running: u64,
+    running: u64,
 }
 
 /// Runs the experiment.
@@ -437,6 +441,10 @@ async fn saturate(
     })
     .map_err(LabError::Pool)?;
     let submitters = 3 * (workers.get() + queue_capacity.get());
+    let lanes: Vec<String> = (0..submitters)
+        .map(|index| format!("submitter {index}"))
+        .collect();
+    timeline.set_lane_order(&lanes);
     let units = InferenceCost::cpu(job_cpu / 2).work_units();
     let samples: Arc<Mutex<Vec<QueueSample>>> = Arc::default();
     let stop = CancellationToken::new();
@@ -530,7 +538,9 @@ async fn saturate(
                 .unwrap_or_default(),
         ),
         try_submit_refused,
-        samples: thin(&samples),
+        sampled_at_ms: thin(&samples).iter().map(|sample| sample.at_ms).collect(),
+        queued_over_time: thin(&samples).iter().map(|sample| sample.queued).collect(),
+        running_over_time: thin(&samples).iter().map(|sample| sample.running).collect(),
     })
 }
 

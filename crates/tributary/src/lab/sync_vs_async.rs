@@ -1,7 +1,7 @@
 //! `sync-vs-async`: three calls to the simulated services, one after another, then all at once.
 //!
 //! Each call asks its service for the same latency (1 s, 200 ms in quick mode) through `latency_ms=`, so the
-//! sequential run costs about the sum and the concurrent run ([`settle`], the counterpart of `asyncio.gather`)
+//! sequential run costs about the sum and the concurrent run ([`settle()`], the counterpart of `asyncio.gather`)
 //! about the longest call. The longest call is measured in the sequential run, where each call ran alone.
 
 use std::time::Duration;

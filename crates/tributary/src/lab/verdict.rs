@@ -836,7 +836,9 @@ mod tests {
                 max_submit_wait_ms: 300.0,
                 max_queue_wait_ms: 500.0,
                 try_submit_refused: true,
-                samples: Vec::new(),
+                sampled_at_ms: vec![0, 5],
+                queued_over_time: vec![10, 9],
+                running_over_time: vec![2, 2],
             },
         }
     }
