@@ -40,8 +40,6 @@ pub const OVERHEAD_EXPLANATION: &str = "a thread hop is a channel send, a worker
     that reads and decodes it, and sends the result back the same way: two system calls, two copies and two \
     JSON round trips per job, which is why processes pay off only for jobs much longer than the hop";
 
-/// Runs of the jobs per executor; the fastest counts.
-const RUNS_PER_EXECUTOR: usize = 2;
 /// How often the saturation demo samples the pool's queue.
 const SAMPLE_EVERY: Duration = Duration::from_millis(5);
 /// At most this many queue samples are kept in the figures (evenly spaced).
@@ -58,7 +56,7 @@ pub struct Measured {
     pub job_cpu_ms: f64,
     /// One entry per executor, `inline` first.
     pub executors: Vec<ExecutorFigures>,
-    /// Times the global lock changed hands during its run.
+    /// Times the global lock changed hands, over all its runs.
     pub global_lock_handoffs: u64,
     /// A thread hop against a process hop.
     pub overhead: OverheadFigures,
@@ -75,7 +73,7 @@ pub struct ExecutorFigures {
     pub executor: ExecutorKind,
     /// What it is.
     pub description: String,
-    /// All jobs, from submitting the first to the last result (the fastest of two runs).
+    /// All jobs, from submitting the first to the last result: the fastest of two runs (three in quick mode).
     pub total_ms: f64,
     /// `inline total / this total`.
     pub speedup: f64,
@@ -161,23 +159,28 @@ pub async fn run(config: &LabConfig) -> Result<ExperimentReport, LabError> {
         .map_err(|error| LabError::EventLoop(std::io::Error::other(error.to_string())))?;
     let timeline = Timeline::new();
 
-    let mut executors = Vec::new();
-    let mut global_lock_handoffs = 0;
-    let mut inline_total = Duration::ZERO;
-    let mut process_executor = None;
+    let mut built = Vec::new();
     for kind in ExecutorKind::ALL {
-        let Some(executor) = build(kind, workers, config)? else {
-            continue;
-        };
-        // The fastest of a few runs: on a busy machine a run can be slowed down by other programs but never sped
-        // up, so the fastest is the best estimate of what the executor itself does (as the calibration does).
-        let mut best: Option<JobRun> = None;
-        for _ in 0..RUNS_PER_EXECUTOR {
-            let run = run_jobs(&executor, jobs, units).await;
+        if let Some(executor) = build(kind, workers, config)? {
+            built.push(executor);
+        }
+    }
+    // Each executor keeps its fastest run: on a busy machine a run can be slowed down by other programs but never
+    // sped up, so the fastest is the best estimate of what the executor itself does (as the calibration does).
+    // The runs go round the executors, so a busy spell of the machine hits them all alike.
+    let mut best: Vec<Option<JobRun>> = built.iter().map(|_| None).collect();
+    for _ in 0..config.pick(2, 3) {
+        for (executor, best) in built.iter().zip(&mut best) {
+            let run = run_jobs(executor, jobs, units).await;
             if best.as_ref().is_none_or(|best| run.total < best.total) {
-                best = Some(run);
+                *best = Some(run);
             }
         }
+    }
+    let mut executors = Vec::new();
+    let mut inline_total = Duration::ZERO;
+    for (executor, best) in built.iter().zip(best) {
+        let kind = executor.kind();
         let JobRun {
             total,
             timings,
@@ -186,18 +189,15 @@ pub async fn run(config: &LabConfig) -> Result<ExperimentReport, LabError> {
         for (index, timing, outcome) in &timings {
             draw_job(&timeline, kind, timing, format!("job {index}"), *outcome);
         }
-        let timings: Vec<JobTiming> = timings
-            .into_iter()
-            .filter(|(_, _, outcome)| *outcome == SpanOutcome::Ok)
-            .map(|(_, timing, _)| timing)
-            .collect();
         if kind == ExecutorKind::Inline {
             inline_total = total;
         }
-        if kind == ExecutorKind::GlobalLock {
-            global_lock_handoffs = executor.stats().lock_handoffs;
-        }
-        let mean_job = timings
+        let ran: Vec<&JobTiming> = timings
+            .iter()
+            .filter(|(_, _, outcome)| *outcome == SpanOutcome::Ok)
+            .map(|(_, timing, _)| timing)
+            .collect();
+        let mean_job = ran
             .iter()
             .map(|timing| {
                 timing
@@ -205,7 +205,7 @@ pub async fn run(config: &LabConfig) -> Result<ExperimentReport, LabError> {
                     .saturating_duration_since(timing.started_at)
             })
             .sum::<Duration>()
-            .checked_div(u32::try_from(timings.len()).unwrap_or(u32::MAX))
+            .checked_div(u32::try_from(ran.len()).unwrap_or(u32::MAX))
             .unwrap_or_default();
         executors.push(ExecutorFigures {
             executor: kind,
@@ -215,27 +215,25 @@ pub async fn run(config: &LabConfig) -> Result<ExperimentReport, LabError> {
             mean_job_ms: millis(mean_job),
             failed,
         });
-        if kind == ExecutorKind::Processes {
-            process_executor = Some(executor);
-        } else {
-            executor.shutdown().await;
-        }
     }
+    let of_kind = |kind: ExecutorKind| built.iter().find(|executor| executor.kind() == kind);
+    let global_lock_handoffs =
+        of_kind(ExecutorKind::GlobalLock).map_or(0, |executor| executor.stats().lock_handoffs);
 
     let round_trips = config.pick(200, 50);
-    let threads = build(ExecutorKind::Threads, workers, config)?
-        .ok_or_else(|| LabError::Setup("the thread pool is always available".to_owned()))?;
-    let threads_us = round_trip(&threads, round_trips).await;
-    threads.shutdown().await;
-    let (processes_us, crash) = match &process_executor {
+    let threads_us = match of_kind(ExecutorKind::Threads) {
+        Some(threads) => round_trip(threads, round_trips).await,
+        None => None,
+    };
+    let (processes_us, crash) = match of_kind(ExecutorKind::Processes) {
         Some(processes) => (
             round_trip(processes, round_trips).await,
             Some(crash_a_worker(processes, workers.get(), units / 8, &timeline).await),
         ),
         None => (None, None),
     };
-    if let Some(processes) = process_executor {
-        processes.shutdown().await;
+    for executor in &built {
+        executor.shutdown().await;
     }
     let saturation = saturate(workers, job_cpu, &timeline).await?;
 
