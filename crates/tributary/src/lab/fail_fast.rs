@@ -258,45 +258,42 @@ fn failing_child(
             );
             with_timeout(Some(timing.failure), Deadline::none(), hanging).await?
         }),
-        Case::NestedGroup => {
-            let services_client = client;
-            Box::pin(async move {
-                let started = Instant::now();
-                let inner = scope(GroupConfig::new(), |group| async move {
-                    for index in 0..INNER_CHILDREN {
-                        let failing = index == INNER_CHILDREN - 1;
-                        let latency = if failing {
-                            timing.failure
-                        } else {
-                            timing.healthy
-                        };
-                        group
-                            .spawn(
-                                format!("inner {index}"),
-                                fetch(
-                                    services_client.clone(),
-                                    spec.clone(),
-                                    request(
-                                        Service::News,
-                                        index,
-                                        Some(latency),
-                                        failing.then_some("error"),
-                                    ),
-                                    timeline.clone(),
-                                    format!("inner {index}"),
+        Case::NestedGroup => Box::pin(async move {
+            let started = Instant::now();
+            let inner = scope(GroupConfig::new(), |group| async move {
+                for index in 0..INNER_CHILDREN {
+                    let failing = index == INNER_CHILDREN - 1;
+                    let latency = if failing {
+                        timing.failure
+                    } else {
+                        timing.healthy
+                    };
+                    group
+                        .spawn(
+                            format!("inner {index}"),
+                            fetch(
+                                client.clone(),
+                                spec.clone(),
+                                request(
+                                    Service::News,
+                                    index,
+                                    Some(latency),
+                                    failing.then_some("error"),
                                 ),
-                            )
-                            .await?;
-                    }
-                    Ok::<_, ChildError>(())
-                })
-                .await;
-                inner.map_err(|error| ChildError::NestedGroup {
-                    summary: error.to_string(),
-                    cancelled: cancelled_figures(&error.cancelled, started),
-                })
+                                timeline.clone(),
+                                format!("inner {index}"),
+                            ),
+                        )
+                        .await?;
+                }
+                Ok::<_, ChildError>(())
             })
-        }
+            .await;
+            inner.map_err(|error| ChildError::NestedGroup {
+                summary: error.to_string(),
+                cancelled: cancelled_figures(&error.cancelled, started),
+            })
+        }),
     }
 }
 

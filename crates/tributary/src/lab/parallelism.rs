@@ -575,3 +575,27 @@ fn thin(samples: &[QueueSample]) -> Vec<QueueSample> {
         .map(|index| samples[index * (samples.len() - 1) / (MAX_SAMPLES - 1)])
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(at_ms: u64) -> QueueSample {
+        QueueSample {
+            at_ms,
+            queued: at_ms,
+            running: 1,
+        }
+    }
+
+    #[test]
+    fn thinning_keeps_the_first_and_last_samples_and_at_most_the_maximum() {
+        let samples: Vec<QueueSample> = (0..1000).map(sample).collect();
+        let thinned = thin(&samples);
+        assert_eq!(thinned.len(), MAX_SAMPLES);
+        assert_eq!(thinned.first().map(|sample| sample.at_ms), Some(0));
+        assert_eq!(thinned.last().map(|sample| sample.at_ms), Some(999));
+        let few: Vec<QueueSample> = (0..3).map(sample).collect();
+        assert_eq!(thin(&few), few);
+    }
+}

@@ -310,3 +310,21 @@ fn draw_attempt(timeline: &Timeline, record: &AttemptRecord) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delay_bounds_double_from_the_base_up_to_the_cap() {
+        let backoff = BackoffPolicy {
+            base: Duration::from_millis(100),
+            cap: Duration::from_millis(500),
+        };
+        let bounds: Vec<u128> = (0..5)
+            .map(|retry| delay_bound(backoff, retry).as_millis())
+            .collect();
+        assert_eq!(bounds, [100, 200, 400, 500, 500]);
+        assert_eq!(delay_bound(backoff, 200), backoff.cap);
+    }
+}
