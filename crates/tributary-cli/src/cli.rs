@@ -13,7 +13,8 @@ Exit codes:
   0  an answer was produced (possibly degraded), or the command did its job
   1  internal error (a bug, or the environment failed, e.g. a port in use)
   2  usage, configuration or input error
-  3  no answer: no source answered, or a required source failed";
+  3  no answer: no source answered, or a required source failed
+  4  lab: an experiment ran and its claim did not hold (FAIL)";
 
 /// Ask many slow sources at once, run CPU-heavy inference on every core, answer within a deadline.
 #[derive(Debug, Parser)]
@@ -37,6 +38,9 @@ pub enum Command {
     /// Run the simulated weather, news and knowledge-base services standalone on loopback.
     #[command(after_help = EXIT_CODES)]
     Sources(SourcesArgs),
+    /// Run the chapter's claims as experiments on this machine: figures, the claim, PASS or FAIL.
+    #[command(after_help = EXIT_CODES)]
+    Lab(crate::commands::lab::LabArgs),
     /// Internal: serve inference jobs on stdin/stdout for `--executor processes`.
     #[command(name = "__worker", hide = true)]
     Worker,

@@ -13,6 +13,8 @@ pub enum ExitCode {
     Usage = 2,
     /// No answer: no source answered, or a required source failed.
     NoAnswer = 3,
+    /// `lab`: an experiment ran and its claim did not hold.
+    ClaimFailed = 4,
 }
 
 /// A failure that ends the command, with what the user can do about it.

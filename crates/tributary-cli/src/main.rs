@@ -33,6 +33,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Ask(args) => block_on(commands::ask::run(args)),
         Command::Batch(args) => block_on(commands::batch::run(args)),
+        Command::Lab(args) => block_on(commands::lab::run(args)),
         Command::Sources(args) => block_on(async {
             commands::sources::run(args)
                 .await

@@ -15,12 +15,14 @@
 //! - [`sim`]: the embedded simulated services (weather, news, knowledge base) with fault injection.
 //! - [`infer`]: the deterministic, CPU-bound simulated LLM.
 //! - [`agent`]: plan → fetch → infer → aggregate for one question: the capstone.
+//! - [`lab`]: the chapter's claims as experiments on this machine, each with figures, a verdict and a timeline.
 //! - [`pipeline`]: batch: read → fetch → infer → store for millions of questions, resumable, memory bounded.
 //! - [`trace`]: the timeline recorder and its exports (terminal Gantt chart, Chrome Trace Event JSON).
 
 pub mod agent;
 pub mod group;
 pub mod infer;
+pub mod lab;
 pub mod lag;
 pub mod pipeline;
 pub mod pool;

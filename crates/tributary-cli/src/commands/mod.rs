@@ -2,4 +2,5 @@
 
 pub mod ask;
 pub mod batch;
+pub mod lab;
 pub mod sources;

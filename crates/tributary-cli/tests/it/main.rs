@@ -4,6 +4,7 @@
 mod ask;
 mod batch;
 mod harness;
+mod lab;
 mod sources;
 
 use harness::tributary;
