@@ -34,22 +34,24 @@ const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 const BATCH_HELP: &str = "\
 Input:
-  A text file has one question per line; its id is the line number. A .jsonl (.ndjson, .json) file has one
-  object per line, {\"id\": \"q1\" or 17, \"question\": \"...\"}. Blank lines are skipped; a line that cannot be
-  used (malformed JSON, no question, too long) is reported with its line number and stored as failed.
+  A text file has one question per line; its id is the line number. A .jsonl (.ndjson,
+  .json) file has one object per line, {\"id\": \"q1\" or 17, \"question\": \"...\"}.
+  Blank lines are skipped; a line that cannot be used (malformed JSON, no question, too
+  long) is reported with its line number and stored as failed.
 
 Resuming:
-  Every answer is stored under its id, once. Run the same command again after an interruption (Ctrl-C,
-  kill -9, a full disk) and it skips the ids already stored and answers the rest. Failed rows count as
-  stored; delete them (DELETE FROM answers WHERE status = 'failed') to retry them. A duplicated id is
-  answered once: the first line stored wins; a later line is skipped as already stored, or, when both
-  were in flight together, counted as a duplicate.
+  Every answer is stored under its id, once. Run the same command again after an
+  interruption (Ctrl-C, kill -9, a full disk) and it skips the ids already stored and
+  answers the rest. Failed rows count as stored; delete them (DELETE FROM answers WHERE
+  status = 'failed') to retry them. A duplicated id is answered once: the first line
+  stored wins; a later line is skipped as already stored, or, when both were in flight
+  together, counted as a duplicate.
 
 Exit codes:
   0  every line of the input is accounted for (answered, failed, or already stored)
   1  internal error (a bug, or the environment failed, e.g. a port in use)
-  2  usage, input or database error (bad flag, unreadable input, database that cannot be opened or
-     written, full disk); what was committed stays in the database";
+  2  usage, input or database error (bad flag, unreadable input, a database that cannot
+     be opened or written, full disk); what was committed stays in the database";
 
 /// Answer every question of a file into a SQLite database: fetch and infer in overlapping stages, resumably.
 #[derive(Debug, Args)]

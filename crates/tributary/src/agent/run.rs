@@ -320,7 +320,8 @@ fn unfinished(
     StepRecord::unanswered(report, status, message)
 }
 
-fn with_extra_query(
+/// `request` plus the extra query parameters configured for `source` (fault injection: `fault=hang`).
+pub fn with_extra_query(
     mut request: SourceRequest,
     extra: &[(String, QueryPairs)],
     source: &str,

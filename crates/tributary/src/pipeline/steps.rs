@@ -16,18 +16,18 @@ use futures::future::join_all;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use crate::agent::AgentSettings;
 use crate::agent::extract::document_for;
 use crate::agent::plan::{Action, Step, plan};
 use crate::agent::question::Question;
 use crate::agent::report::{SourceReport, SourceStatus};
-use crate::agent::run::{error_chain, millis};
-use crate::agent::{AgentSettings, ExtraQuery};
+use crate::agent::run::{error_chain, millis, with_extra_query};
 use crate::group::{Deadline, with_timeout};
 use crate::infer::{Inference, aggregate};
 use crate::pipeline::input::RecordId;
 use crate::pipeline::store::{AnswerRow, AnswerStatus};
 use crate::pool::{Executor, InferenceJob};
-use crate::source::{FetchErrorKind, SourceClient, SourceRequest, SourceSpec};
+use crate::source::{FetchErrorKind, SourceClient, SourceSpec};
 
 /// A question waiting to be fetched.
 #[derive(Debug, Clone)]
@@ -315,14 +315,4 @@ fn answer_row(
         infer_ms: (!infer_ms.is_empty()).then(|| infer_ms.iter().sum()),
         elapsed_ms: millis(elapsed),
     }
-}
-
-// Mirrors the private `agent::run::with_extra_query` (fault injection per source name); it belongs in one public
-// place, see the batch hand-over notes.
-
-fn with_extra_query(mut request: SourceRequest, extra: &ExtraQuery, source: &str) -> SourceRequest {
-    for (_, pairs) in extra.iter().filter(|(name, _)| name == source) {
-        request.query.extend(pairs.iter().cloned());
-    }
-    request
 }
