@@ -3,6 +3,7 @@
 
 use std::num::NonZeroUsize;
 
+use tributary::agent::embedded::{EmbeddedSources, default_scenario};
 use tributary::agent::{Agent, AgentSettings, ExtraQuery};
 use tributary::infer::InferenceCost;
 use tributary::pool::{Executor, ExecutorConfig, ExecutorKind, PoolConfig, WorkerCommand};
@@ -16,9 +17,37 @@ use crate::faults::{FaultKind, parse_faults};
 #[derive(Debug)]
 pub struct Engine {
     pub agent: Agent,
+    /// The simulated services, when the engine runs on the embedded default (no `--config`).
+    embedded: Option<EmbeddedSources>,
 }
 
 impl Engine {
+    /// Starts the embedded simulated services unless `--config` names other sources, then builds the engine.
+    pub async fn start(args: &EngineArgs) -> Result<Self, CliError> {
+        let embedded =
+            match &args.config {
+                Some(_) => None,
+                None => Some(EmbeddedSources::start(default_scenario()).await.map_err(
+                    |error| {
+                        CliError::internal(CliError::chain(
+                            "failed to start the simulated services",
+                            &error,
+                        ))
+                    },
+                )?),
+            };
+        let mut engine = Self::build(args, embedded.as_ref().map(EmbeddedSources::sources)).await?;
+        engine.embedded = embedded;
+        Ok(engine)
+    }
+
+    /// Stops the embedded services, if any.
+    pub async fn shutdown(self) {
+        if let Some(embedded) = self.embedded {
+            embedded.shutdown().await;
+        }
+    }
+
     /// Builds the engine on `embedded` sources, or on the `--config` file when one is given.
     pub async fn build(
         args: &EngineArgs,
@@ -65,6 +94,7 @@ impl Engine {
         };
         Ok(Self {
             agent: Agent::new(client, executor, sources, settings),
+            embedded: None,
         })
     }
 }

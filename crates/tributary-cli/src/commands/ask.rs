@@ -3,7 +3,6 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use tributary::agent::embedded::{EmbeddedSources, default_scenario};
 use tributary::agent::{AgentReport, Comparison, Question, Run};
 use tributary::trace::{GanttStyle, Timeline};
 
@@ -15,25 +14,8 @@ use crate::stdout;
 
 pub async fn run(args: AskArgs) -> Result<ExitCode, CliError> {
     let questions = validate_questions(&args.questions)?;
-    let embedded = match &args.engine.config {
-        Some(_) => None,
-        None => Some(
-            EmbeddedSources::start(default_scenario())
-                .await
-                .map_err(|error| {
-                    CliError::internal(CliError::chain(
-                        "failed to start the simulated services",
-                        &error,
-                    ))
-                })?,
-        ),
-    };
-    let engine = Engine::build(
-        &args.engine,
-        embedded.as_ref().map(|sources| sources.sources()),
-    )
-    .await?;
-    let agent = engine.agent;
+    let engine = Engine::start(&args.engine).await?;
+    let agent = engine.agent.clone();
 
     let mut exit_code = ExitCode::Success;
     for (index, question) in questions.iter().enumerate() {
@@ -62,9 +44,7 @@ pub async fn run(args: AskArgs) -> Result<ExitCode, CliError> {
             exit_code = ExitCode::NoAnswer;
         }
     }
-    if let Some(embedded) = embedded {
-        embedded.shutdown().await;
-    }
+    engine.shutdown().await;
     Ok(exit_code)
 }
 

@@ -14,7 +14,6 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use tributary::agent::Agent;
-use tributary::agent::embedded::{EmbeddedSources, default_scenario};
 use tributary::pipeline::{
     BatchError, BatchInput, BatchSettings, BatchStats, BatchSummary, CancellationToken,
     DEFAULT_IO_CONCURRENCY, InputFormat, StatsSnapshot, Store, StoreError, StoreReader,
@@ -118,24 +117,7 @@ pub async fn run(args: BatchArgs) -> Result<ExitCode, CliError> {
     let input = open_input(&args)?;
     let store = open_store(args.db.clone()).await?;
 
-    let embedded = match &args.engine.config {
-        Some(_) => None,
-        None => Some(
-            EmbeddedSources::start(default_scenario())
-                .await
-                .map_err(|error| {
-                    CliError::internal(CliError::chain(
-                        "failed to start the simulated services",
-                        &error,
-                    ))
-                })?,
-        ),
-    };
-    let engine = Engine::build(
-        &args.engine,
-        embedded.as_ref().map(|sources| sources.sources()),
-    )
-    .await?;
+    let engine = Engine::start(&args.engine).await?;
     // The same sources, pool and settings as `ask`, with a client whose cache is sized for a batch.
     let client = SourceClient::new(batch_client_options()).map_err(|error| {
         CliError::internal(CliError::chain("failed to build the HTTP client", &error))
@@ -170,9 +152,7 @@ pub async fn run(args: BatchArgs) -> Result<ExitCode, CliError> {
         }
     };
     progress.finish();
-    if let Some(embedded) = embedded {
-        embedded.shutdown().await;
-    }
+    engine.shutdown().await;
     let summary = result.map_err(|error| batch_error(error, &args.db))?;
 
     let exported = match &args.export {
