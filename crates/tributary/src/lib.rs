@@ -24,6 +24,7 @@ pub mod group;
 pub mod infer;
 pub mod lab;
 pub mod lag;
+mod panics;
 pub mod pipeline;
 pub mod pool;
 pub mod sim;

@@ -24,7 +24,6 @@
 //! # }
 //! ```
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
@@ -221,18 +220,8 @@ impl<T, E> Settling<T, E> {
 
 fn outcome_of_join_error<T, E>(error: JoinError) -> Outcome<T, E> {
     match error.try_into_panic() {
-        Ok(payload) => Outcome::Panicked(panic_message(payload.as_ref())),
+        Ok(payload) => Outcome::Panicked(crate::panics::message(payload.as_ref())),
         Err(_cancelled) => Outcome::Cancelled,
-    }
-}
-
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(message) = payload.downcast_ref::<&str>() {
-        (*message).to_owned()
-    } else if let Some(message) = payload.downcast_ref::<String>() {
-        message.clone()
-    } else {
-        "panic with a non-string payload".to_owned()
     }
 }
 

@@ -52,7 +52,9 @@ impl InlineExecutor {
             }
             Err(payload) => {
                 PoolCounters::increment(&self.counters.panicked);
-                Err(PoolError::Panicked(panic_message(payload.as_ref())))
+                Err(PoolError::Panicked(crate::panics::message(
+                    payload.as_ref(),
+                )))
             }
         }
     }
@@ -60,18 +62,6 @@ impl InlineExecutor {
     /// A snapshot of the counters; one "worker", no queue.
     pub fn stats(&self) -> PoolStats {
         self.counters.snapshot(1, 0)
-    }
-}
-
-/// The text of a panic, when it was raised with a string (as `panic!` and `assert!` do). The same wording as the
-/// thread pool's, whose helper is private to its job module.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(message) = payload.downcast_ref::<&str>() {
-        (*message).to_owned()
-    } else if let Some(message) = payload.downcast_ref::<String>() {
-        message.clone()
-    } else {
-        "non-string panic payload".to_owned()
     }
 }
 

@@ -181,7 +181,9 @@ impl Job {
                 }
                 Err(payload) => {
                     PoolCounters::increment(&counters.panicked);
-                    Err(PoolError::Panicked(panic_message(payload.as_ref())))
+                    Err(PoolError::Panicked(crate::panics::message(
+                        payload.as_ref(),
+                    )))
                 }
             };
             job_state.finish();
@@ -290,16 +292,5 @@ impl JobState {
             }
             Err(_) => Abandoned::AfterFinish,
         }
-    }
-}
-
-/// The text of a panic, when it was raised with a string (as `panic!` and `assert!` do).
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(message) = payload.downcast_ref::<&str>() {
-        (*message).to_owned()
-    } else if let Some(message) = payload.downcast_ref::<String>() {
-        message.clone()
-    } else {
-        "non-string panic payload".to_owned()
     }
 }
