@@ -23,11 +23,12 @@ use crate::agent::extract::document_for;
 use crate::agent::plan::{Action, Step};
 use crate::agent::question::Question;
 use crate::agent::report::{SourceReport, SourceStatus};
-use crate::group::{Deadline, Elapsed, Outcome, SettleConfig, settle, with_timeout};
+use crate::group::{Deadline, Elapsed, ElapsedKind, Outcome, SettleConfig, settle, with_timeout};
 use crate::infer::{InferError, Inference, InferenceCost};
-use crate::pool::{Executor, InferenceJob};
+use crate::pool::{Executor, ExecutorError, InferenceJob, JobTiming};
 use crate::source::{
-    AttemptOutcome, FetchErrorKind, Fetched, RetryDecision, SourceClient, SourceRequest, SourceSpec,
+    AttemptOutcome, FetchError, FetchErrorKind, Fetched, RetryDecision, SourceClient,
+    SourceRequest, SourceSpec,
 };
 use crate::trace::{Activity, EventKind, InstantEvent, Outcome as SpanOutcome, Span, Timeline};
 
@@ -180,19 +181,7 @@ pub async fn run_step(context: &StepContext, step: Step) -> StepRecord {
         }
         Ok(Err(error)) => {
             report.attempts = error.attempts();
-            let (status, message) = match error.kind() {
-                FetchErrorKind::DeadlineExceeded => (
-                    SourceStatus::TimedOut,
-                    with_last_attempt(
-                        elapsed_message(Elapsed::from(binding_bound)),
-                        error.attempt_log(),
-                    ),
-                ),
-                FetchErrorKind::AttemptTimeout { .. } => {
-                    (SourceStatus::TimedOut, error_chain(&error))
-                }
-                _ => (SourceStatus::Failed, error_chain(&error)),
-            };
+            let (status, message) = fetch_failure(&error, binding_bound);
             let outcome = if status == SourceStatus::TimedOut {
                 SpanOutcome::TimedOut
             } else {
@@ -231,59 +220,93 @@ pub async fn run_step(context: &StepContext, step: Step) -> StepRecord {
         document,
         cost,
     });
-    match with_timeout(None, context.deadline, job).await {
-        Err(elapsed) => {
-            let message = format!("inference cut short: {}", elapsed_message(elapsed));
-            context.timeline.record_event(InstantEvent::new(
-                &lane,
-                message.clone(),
-                EventKind::Timeout,
-                context.timeline.elapsed(),
-            ));
-            StepRecord::unanswered(report, SourceStatus::TimedOut, message)
-        }
-        Ok(Err(executor_error)) => StepRecord::unanswered(
-            report,
-            SourceStatus::Failed,
-            format!("inference failed: {}", error_chain(&executor_error)),
-        ),
-        Ok(Ok((result, timing))) => {
-            let worker_lane = worker_lane(timing.worker_index);
-            let span_outcome = if result.is_ok() {
+    let outcome = with_timeout(None, context.deadline, job).await;
+    match &outcome {
+        Err(elapsed) => context.timeline.record_event(InstantEvent::new(
+            &lane,
+            inference_cut_short(*elapsed),
+            EventKind::Timeout,
+            context.timeline.elapsed(),
+        )),
+        Ok(Err(_)) => {}
+        Ok(Ok((result, timing))) => context.timeline.record(
+            Span::new(
+                worker_lane(timing.worker_index),
+                format!("infer {}", spec.name),
+                Activity::Infer,
+                context.timeline.offset(timing.started_at),
+                context.timeline.offset(timing.finished_at),
+            )
+            .with_outcome(if result.is_ok() {
                 SpanOutcome::Ok
             } else {
                 SpanOutcome::Cancelled
-            };
-            context.timeline.record(
-                Span::new(
-                    worker_lane,
-                    format!("infer {}", spec.name),
-                    Activity::Infer,
-                    context.timeline.offset(timing.started_at),
-                    context.timeline.offset(timing.finished_at),
-                )
-                .with_outcome(span_outcome)
-                .with_arg("source", spec.name.clone())
-                .with_arg("queue_wait_ms", millis(timing.queue_wait())),
-            );
+            })
+            .with_arg("source", spec.name.clone())
+            .with_arg("queue_wait_ms", millis(timing.queue_wait())),
+        ),
+    }
+    let inference = apply_inference(&mut report, outcome);
+    StepRecord { report, inference }
+}
+
+/// A source's inference as the executor and the deadline left it: cut short by the deadline, failed in the
+/// executor (a crashed worker, a shut-down pool), or run (to the end, or cancelled) on a worker.
+pub type InferenceOutcome =
+    Result<Result<(Result<Inference, InferError>, JobTiming), ExecutorError>, Elapsed>;
+
+/// Records an inference's outcome in `report` (status, error, worker, CPU time, summary) and returns the
+/// inference when there is one. Shared by the agent's step and the batch pipeline's infer stage.
+pub fn apply_inference(report: &mut SourceReport, outcome: InferenceOutcome) -> Option<Inference> {
+    let (status, error, inference) = match outcome {
+        Err(elapsed) => (
+            SourceStatus::TimedOut,
+            Some(inference_cut_short(elapsed)),
+            None,
+        ),
+        Ok(Err(executor_error)) => (
+            SourceStatus::Failed,
+            Some(format!(
+                "inference failed: {}",
+                error_chain(&executor_error)
+            )),
+            None,
+        ),
+        Ok(Ok((result, timing))) => {
             report.worker = Some(timing.worker_index);
             report.infer_ms = Some(millis(timing.run_time()));
             match result {
                 Ok(inference) => {
-                    report.status = SourceStatus::Ok;
                     report.summary = Some(inference.summary.join(" "));
-                    StepRecord {
-                        report,
-                        inference: Some(inference),
-                    }
+                    (SourceStatus::Ok, None, Some(inference))
                 }
-                Err(InferError::Cancelled { .. }) => StepRecord::unanswered(
-                    report,
+                Err(InferError::Cancelled { .. }) => (
                     SourceStatus::TimedOut,
-                    "inference cancelled".to_owned(),
+                    Some("inference cancelled".to_owned()),
+                    None,
                 ),
             }
         }
+    };
+    report.status = status;
+    report.error = error;
+    inference
+}
+
+/// How a fetch that gave no response is reported: its status and why. `binding_bound` is the bound the source's
+/// deadline came from, so an expired deadline reads as the per-source timeout or as the overall deadline, with
+/// what the last failed attempt saw.
+pub fn fetch_failure(error: &FetchError, binding_bound: ElapsedKind) -> (SourceStatus, String) {
+    match error.kind() {
+        FetchErrorKind::DeadlineExceeded => (
+            SourceStatus::TimedOut,
+            with_last_attempt(
+                elapsed_message(Elapsed::from(binding_bound)),
+                error.attempt_log(),
+            ),
+        ),
+        FetchErrorKind::AttemptTimeout { .. } => (SourceStatus::TimedOut, error_chain(error)),
+        _ => (SourceStatus::Failed, error_chain(error)),
     }
 }
 
@@ -297,6 +320,10 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         cause = inner.source();
     }
     message
+}
+
+fn inference_cut_short(elapsed: Elapsed) -> String {
+    format!("inference cut short: {}", elapsed_message(elapsed))
 }
 
 /// The timeline lane of a source.
@@ -355,7 +382,8 @@ fn with_last_attempt(message: String, attempts: &[crate::source::AttemptRecord])
     }
 }
 
-fn elapsed_message(elapsed: Elapsed) -> String {
+/// Which bound cut a call short, in words: "per-source timeout of 5s exceeded" or "overall deadline exceeded".
+pub fn elapsed_message(elapsed: Elapsed) -> String {
     match elapsed {
         Elapsed::PerCallTimeout(timeout) => {
             format!(

@@ -21,13 +21,15 @@ use crate::agent::extract::document_for;
 use crate::agent::plan::{Action, Step, plan};
 use crate::agent::question::Question;
 use crate::agent::report::{SourceReport, SourceStatus};
-use crate::agent::run::{error_chain, millis, with_extra_query};
+use crate::agent::run::{
+    apply_inference, elapsed_message, fetch_failure, millis, with_extra_query,
+};
 use crate::group::{Deadline, with_timeout};
 use crate::infer::{Inference, aggregate};
 use crate::pipeline::input::RecordId;
 use crate::pipeline::store::{AnswerRow, AnswerStatus};
 use crate::pool::{Executor, InferenceJob};
-use crate::source::{FetchErrorKind, SourceClient, SourceSpec};
+use crate::source::{SourceClient, SourceSpec};
 
 /// A question waiting to be fetched.
 #[derive(Debug, Clone)]
@@ -147,7 +149,7 @@ async fn fetch_source(
         Action::Fetch(request) => with_extra_query(request, &settings.extra_query, &spec.name),
     };
     let fetch_started = Instant::now();
-    let (source_deadline, _) = deadline.narrow(Some(settings.per_source_timeout));
+    let (source_deadline, binding_bound) = deadline.narrow(Some(settings.per_source_timeout));
     let fetched = with_timeout(
         Some(settings.per_source_timeout),
         deadline,
@@ -160,18 +162,14 @@ async fn fetch_source(
     let body = match fetched {
         Err(elapsed) => {
             report.status = SourceStatus::TimedOut;
-            report.error = Some(format!("fetch cut short: {elapsed}"));
+            report.error = Some(elapsed_message(elapsed));
             None
         }
         Ok(Err(error)) => {
             report.attempts = error.attempts();
-            report.status = match error.kind() {
-                FetchErrorKind::DeadlineExceeded | FetchErrorKind::AttemptTimeout { .. } => {
-                    SourceStatus::TimedOut
-                }
-                _ => SourceStatus::Failed,
-            };
-            report.error = Some(error_chain(&error));
+            let (status, message) = fetch_failure(&error, binding_bound);
+            report.status = status;
+            report.error = Some(message);
             None
         }
         Ok(Ok(fetched)) => {
@@ -206,37 +204,8 @@ async fn infer_source(
         document: document_for(&spec, &body),
         cost: settings.inference_cost,
     });
-    match with_timeout(None, deadline, job).await {
-        Err(elapsed) => {
-            report.status = SourceStatus::TimedOut;
-            report.error = Some(format!("inference cut short: {elapsed}"));
-            (report, None)
-        }
-        Ok(Err(executor_error)) => {
-            report.status = SourceStatus::Failed;
-            report.error = Some(format!(
-                "inference failed: {}",
-                error_chain(&executor_error)
-            ));
-            (report, None)
-        }
-        Ok(Ok((result, timing))) => {
-            report.worker = Some(timing.worker_index);
-            report.infer_ms = Some(millis(timing.run_time()));
-            match result {
-                Ok(inference) => {
-                    report.status = SourceStatus::Ok;
-                    report.summary = Some(inference.summary.join(" "));
-                    (report, Some(inference))
-                }
-                Err(error) => {
-                    report.status = SourceStatus::TimedOut;
-                    report.error = Some(format!("inference stopped: {error}"));
-                    (report, None)
-                }
-            }
-        }
-    }
+    let inference = apply_inference(&mut report, with_timeout(None, deadline, job).await);
+    (report, inference)
 }
 
 /// The row for a question that went through both stages: `ok` when every asked source answered, `degraded`
