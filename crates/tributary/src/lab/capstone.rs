@@ -10,11 +10,12 @@ use serde::Serialize;
 use crate::agent::embedded::{EmbeddedSources, default_scenario};
 use crate::agent::{Agent, AgentSettings, Question, SourceStatus};
 use crate::infer::InferenceCost;
-use crate::pool::{CpuPool, Executor, PoolConfig};
+use crate::pool::Executor;
 use crate::sim::{Latency, Service, SimConfig};
 use crate::source::{ClientOptions, SourceClient};
 
 use super::experiment::{Experiment, ExperimentReport, LabConfig, LabError};
+use super::services::calibrated_pool;
 use super::verdict::{self, CAPSTONE_MIN_EFFICIENCY, CAPSTONE_MIN_SPEEDUP};
 
 /// The question: it names a city (weather), has keywords (news) and asks about concurrency (knowledge base).
@@ -55,12 +56,8 @@ pub async fn run(config: &LabConfig) -> Result<ExperimentReport, LabError> {
     let infer_cpu = InferenceCost::DEFAULT_CPU / scale;
     let scenario = scaled(default_scenario(), scale);
     let workers = config.cores;
-    let pool = CpuPool::new(PoolConfig::with_workers(workers)).map_err(LabError::Pool)?;
     let cost = InferenceCost::cpu(infer_cpu);
-    // Calibrate on the pool before anything is timed.
-    pool.submit(move |_| cost.work_units())
-        .await
-        .map_err(LabError::Pool)?;
+    let pool = calibrated_pool(workers, cost).await?;
     let embedded = EmbeddedSources::start(scenario)
         .await
         .map_err(LabError::Services)?;

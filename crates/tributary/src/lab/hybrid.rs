@@ -16,13 +16,13 @@ use crate::agent::extract::document_for;
 use crate::agent::schedule::{MeasuredJob, efficiency, ideal_makespan};
 use crate::group::{Deadline, Outcome, SettleConfig, settle};
 use crate::infer::{InferenceCost, infer};
-use crate::pool::{CpuPool, JobContext, JobTiming, PoolConfig};
+use crate::pool::{CpuPool, JobContext, JobTiming};
 use crate::sim::Service;
 use crate::source::{SourceClient, SourceSpec};
 use crate::trace::{Activity, Span, Timeline};
 
 use super::experiment::{Experiment, ExperimentReport, LabConfig, LabError, millis};
-use super::services::{LabServices, request};
+use super::services::{LabServices, calibrated_pool, request};
 use super::verdict::{self, HYBRID_MIN_REDUCTION};
 
 /// The figures of the experiment.
@@ -66,12 +66,8 @@ pub async fn run(config: &LabConfig) -> Result<ExperimentReport, LabError> {
         .map(|index| base_latency.mul_f64(0.6 + 0.8 * index as f64 / (items - 1) as f64))
         .collect();
     let workers = config.cores;
-    let pool = CpuPool::new(PoolConfig::with_workers(workers)).map_err(LabError::Pool)?;
     let cost = InferenceCost::cpu(infer_cpu);
-    // Calibrate on the pool before anything is timed.
-    pool.submit(move |_| cost.work_units())
-        .await
-        .map_err(LabError::Pool)?;
+    let pool = calibrated_pool(workers, cost).await?;
     let services = LabServices::start().await?;
     services.warm_up().await;
     let item = Item {

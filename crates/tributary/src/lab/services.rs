@@ -5,11 +5,14 @@
 //! scenario and a call's duration is exactly what the experiment asked for, plus loopback overhead.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use url::Url;
 
 use crate::group::Deadline;
+use crate::infer::InferenceCost;
+use crate::pool::{CpuPool, PoolConfig};
 use crate::sim::{Service, SimConfig, SimServer};
 use crate::source::{
     ClientOptions, FetchError, Fetched, SourceClient, SourceKind, SourceRequest, SourceSpec,
@@ -145,4 +148,17 @@ pub(crate) fn request(
         request = request.with_query("fault", fault);
     }
     request
+}
+
+/// A pool of `workers` threads on which `cost` is already calibrated, so that nothing timed afterwards pays for
+/// the calibration (about 40 ms of CPU, once per process).
+pub(crate) async fn calibrated_pool(
+    workers: NonZeroUsize,
+    cost: InferenceCost,
+) -> Result<CpuPool, LabError> {
+    let pool = CpuPool::new(PoolConfig::with_workers(workers)).map_err(LabError::Pool)?;
+    pool.submit(move |_| cost.work_units())
+        .await
+        .map_err(LabError::Pool)?;
+    Ok(pool)
 }
