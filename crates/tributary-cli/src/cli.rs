@@ -1,14 +1,18 @@
-//! Command-line arguments: one struct per command, shared engine flags flattened into the commands that run the
-//! engine.
+//! Command-line arguments: one struct per command, the engine flags flattened into the commands that run the
+//! engine. Parsing only: no I/O, no validation beyond what a value's type says; [`crate::settings`] does the rest.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::builder::{PossibleValue, PossibleValuesParser};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use tributary::pool::ExecutorKind;
+use tributary_agent::pipeline::{DEFAULT_IO_CONCURRENCY, InputFormat};
 
-const EXIT_CODES: &str = "\
+/// The exit codes, for `--help` (and the README).
+pub const EXIT_CODES: &str = "\
 Exit codes:
   0  an answer was produced (possibly degraded), or the command did its job
   1  internal error (a bug, or the environment failed, e.g. a port in use)
@@ -17,15 +21,35 @@ Exit codes:
   4  lab: an experiment ran and its claim did not hold (FAIL)";
 
 /// Ask many slow sources at once, run CPU-heavy inference on every core, answer within a deadline.
+///
+/// tributary asks a weather service, a news service and a knowledge base at the same time, runs (simulated)
+/// LLM inference on each answer in parallel the moment it arrives, and returns one answer within a deadline,
+/// even when sources are slow, failing or down. The services are simulated in-process by default, so it runs
+/// anywhere, without a network.
 #[derive(Debug, Parser)]
-#[command(name = "tributary", version, about, after_help = EXIT_CODES)]
+#[command(name = "tributary", version, about, long_about, after_help = EXIT_CODES)]
 pub struct Cli {
     /// More logs on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// When to use colour: auto (a terminal, and NO_COLOR unset or empty), always, never.
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    pub color: ColorChoice,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// When to colour the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal, unless NO_COLOR is set to a non-empty value.
+    Auto,
+    /// Always, even into a pipe or with NO_COLOR.
+    Always,
+    /// Never.
+    Never,
 }
 
 #[derive(Debug, Subcommand)]
@@ -34,14 +58,15 @@ pub enum Command {
     #[command(after_help = EXIT_CODES)]
     Ask(AskArgs),
     /// Answer every question of a file into a SQLite database: fetch and infer in overlapping stages, resumably.
-    Batch(crate::commands::batch::BatchArgs),
+    #[command(after_help = BATCH_HELP)]
+    Batch(BatchArgs),
     /// Run the simulated weather, news and knowledge-base services standalone on loopback.
     #[command(after_help = EXIT_CODES)]
     Sources(SourcesArgs),
     /// Run the chapter's claims as experiments on this machine: figures, the claim, PASS or FAIL.
-    #[command(after_help = EXIT_CODES)]
-    Lab(crate::commands::lab::LabArgs),
-    /// Internal: serve inference jobs on stdin/stdout for `--executor processes`.
+    #[command(after_help = LAB_HELP)]
+    Lab(LabArgs),
+    /// Internal: serve CPU jobs on stdin/stdout for `--executor processes`.
     #[command(name = "__worker", hide = true)]
     Worker,
 }
@@ -74,10 +99,22 @@ pub struct EngineArgs {
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
 
-    /// Where inference runs: threads (the real pool), processes (worker processes of this binary: a crash is
-    /// isolated and reported), global-lock (a model of CPython's GIL), inline (on the async thread: blocks it).
-    #[arg(long, value_name = "KIND", default_value = "threads", value_parser = parse_executor)]
-    pub executor: ExecutorKind,
+    /// Where inference runs.
+    #[arg(long, value_name = "KIND", default_value = "threads")]
+    pub executor: ExecutorArg,
+}
+
+/// `--executor`: where inference runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExecutorArg {
+    /// A pool of OS threads computing in parallel (the default).
+    Threads,
+    /// Worker processes of this binary: a crashing inference is isolated and reported.
+    Processes,
+    /// Threads that must hold one lock to compute: a model of CPython's GIL.
+    GlobalLock,
+    /// On the async thread itself: blocks the event loop while a job runs.
+    Inline,
 }
 
 #[derive(Debug, Args)]
@@ -110,6 +147,76 @@ pub struct AskArgs {
     pub compare: bool,
 }
 
+const BATCH_HELP: &str = "\
+Input:
+  A text file has one question per line; its id is the line number. A .jsonl (.ndjson,
+  .json) file has one object per line, {\"id\": \"q1\" or 17, \"question\": \"...\"}.
+  Blank lines are skipped; a line that cannot be used (malformed JSON, no question, too
+  long) is reported with its line number and stored as failed.
+
+Output:
+  Each answer is stored as the same JSON object `tributary ask --json` prints. --export
+  writes one per line, in input order, with the row's id, line, fetch_ms, infer_ms and
+  stored_at added.
+
+Resuming:
+  Every answer is stored under its id, once. Run the same command again after an
+  interruption (Ctrl-C, kill -9, a full disk) and it skips the ids already stored and
+  answers the rest. Failed rows count as stored; delete them (DELETE FROM answers WHERE
+  status = 'failed') to retry them. A duplicated id is answered once: the first line
+  stored wins; a later line is skipped as already stored, or, when both were in flight
+  together, counted as a duplicate.
+
+Exit codes:
+  0  every line of the input is accounted for (answered, failed, or already stored)
+  1  internal error (a bug, or the environment failed, e.g. a port in use)
+  2  usage, input or database error (bad flag, unreadable input, a database that cannot
+     be opened or written, full disk); what was committed stays in the database";
+
+/// Answer every question of a file into a SQLite database: fetch and infer in overlapping stages, resumably.
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    /// Questions, one per line, or JSON Lines with `id` and `question`; `-` reads stdin.
+    #[arg(value_name = "INPUT")]
+    pub input: PathBuf,
+
+    /// The SQLite database of answers: created if missing, resumed if it exists.
+    #[arg(long, value_name = "FILE")]
+    pub db: PathBuf,
+
+    /// Input format (default: jsonl for .jsonl/.ndjson/.json files, text otherwise).
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<FormatArg>,
+
+    /// Questions fetching at once (each asks all its sources in parallel).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_IO_CONCURRENCY)]
+    pub io_concurrency: NonZeroUsize,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
+
+    /// After the run, write every stored answer to FILE as JSON Lines, in input order.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub export: Option<PathBuf>,
+
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+
+    /// No progress on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `--format` of `batch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// One question per line.
+    Text,
+    /// One JSON object per line: {"id": ..., "question": ...}.
+    Jsonl,
+}
+
 #[derive(Debug, Args)]
 pub struct SourcesArgs {
     /// Address to listen on (port 0 picks a free port).
@@ -125,13 +232,86 @@ pub struct SourcesArgs {
     pub seed: u64,
 }
 
-fn parse_executor(text: &str) -> Result<ExecutorKind, String> {
-    text.parse::<ExecutorKind>()
-        .map_err(|error| format!("{error}; one of: threads, processes, global-lock, inline"))
+const LAB_HELP: &str = "\
+Exit codes:
+  0  every experiment ran and its claim held (PASS)
+  1  internal error (a bug, or the environment failed)
+  2  usage error (an unknown experiment, an --out directory that cannot be written)
+  4  an experiment ran and its claim did not hold (FAIL)";
+
+/// Arguments of `tributary lab`.
+#[derive(Debug, Args)]
+pub struct LabArgs {
+    /// Experiments to run, in the order given (default: all of them, in the chapter's order).
+    #[arg(value_name = "EXPERIMENT", value_parser = experiment_names())]
+    pub experiments: Vec<String>,
+
+    /// Shorter durations and smaller jobs, the same claims: the whole lab in seconds.
+    #[arg(long)]
+    pub quick: bool,
+
+    /// Print one JSON object per experiment on stdout, one per line: experiment, title, description, claim,
+    /// measured, verdict {pass, reason}.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Write EXPERIMENT.svg (a chart of the run) and EXPERIMENT.trace.json (a Chrome trace) into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+impl From<ExecutorArg> for ExecutorKind {
+    fn from(executor: ExecutorArg) -> Self {
+        match executor {
+            ExecutorArg::Threads => ExecutorKind::Threads,
+            ExecutorArg::Processes => ExecutorKind::Processes,
+            ExecutorArg::GlobalLock => ExecutorKind::GlobalLock,
+            ExecutorArg::Inline => ExecutorKind::Inline,
+        }
+    }
+}
+
+impl From<FormatArg> for InputFormat {
+    fn from(format: FormatArg) -> Self {
+        match format {
+            FormatArg::Text => InputFormat::Text,
+            FormatArg::Jsonl => InputFormat::JsonLines,
+        }
+    }
+}
+
+/// The experiments of the lab's registry, with their titles as help: `--help` lists them and a typo gets a
+/// suggestion.
+fn experiment_names() -> PossibleValuesParser {
+    PossibleValuesParser::new(
+        tributary_lab::EXPERIMENTS
+            .iter()
+            .map(|experiment| PossibleValue::new(experiment.name).help(experiment.title)),
+    )
 }
 
 /// Parses "300ms", "5s", "1m 30s".
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim())
         .map_err(|error| format!("`{text}` is not a duration ({error}); try 500ms, 5s or 1m"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_arguments_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_executor_kind_has_a_flag_value() {
+        for kind in ExecutorKind::ALL {
+            let value = ExecutorArg::from_str(kind.name(), false).expect("a flag value per kind");
+            assert_eq!(ExecutorKind::from(value), kind);
+        }
+    }
 }

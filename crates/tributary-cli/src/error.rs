@@ -1,75 +1,134 @@
-//! The binary's one error type: it knows its exit code and prints a message (and a hint) to stderr.
+//! The binary's one error type, and how every way a command ends maps to an exit code.
+//!
+//! A command returns `Result<Outcome, CliError>`. [`exit_code`] is the only place that turns either into a
+//! number: a [`CliError`] by its [`ErrorKind`], an [`Outcome`] by what the command found. The codes are
+//! documented in `--help` ([`crate::cli::EXIT_CODES`]) and the README.
 
 use std::fmt;
+use std::path::Path;
 
-/// Exit codes, documented in `--help` and the README.
+use tributary::pool::ExecutorError;
+use tributary::source::ClientBuildError;
+use tributary_agent::pipeline::{BatchError, StoreError};
+use tributary_agent::sources::ConfigError;
+use tributary_agent::{QuestionError, error_chain};
+use tributary_lab::LabError;
+use tributary_sim::SimError;
+
+/// How a command that did its job ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitCode {
+pub enum Outcome {
     /// An answer was produced (possibly degraded), or the command did its job.
-    Success = 0,
-    /// Something went wrong inside tributary (a bug or an environment failure such as a port in use).
-    Internal = 1,
-    /// The command line, a config file or an input was invalid.
-    Usage = 2,
-    /// No answer: no source answered, or a required source failed.
-    NoAnswer = 3,
+    Done,
+    /// `ask`: no answer, because no source answered or a required one did not.
+    NoAnswer,
     /// `lab`: an experiment ran and its claim did not hold.
-    ClaimFailed = 4,
+    ClaimFailed,
 }
 
-/// A failure that ends the command, with what the user can do about it.
+/// What kind of failure ended a command: decides the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A flag's value is invalid (exit 2).
+    InvalidArgument,
+    /// The sources file cannot be read or is invalid (exit 2).
+    InvalidConfig,
+    /// A question or an input file is unusable (exit 2).
+    InvalidInput,
+    /// The batch database cannot be opened, read or written (exit 2; what was committed stays).
+    Database,
+    /// A file we were asked to write (a trace, an export, `--out`) cannot be written (exit 2).
+    Output,
+    /// The environment failed us: a port in use, no runtime, a worker process that cannot start (exit 1).
+    Environment,
+    /// A bug in tributary (exit 1).
+    Internal,
+    /// The reader of stdout went away: stop quietly (exit 0, nothing printed).
+    StdoutClosed,
+}
+
+/// A failure that ends the command: what happened, in words, and what the user can do about it.
 #[derive(Debug)]
 pub struct CliError {
-    pub exit_code: ExitCode,
+    /// What kind of failure: decides the exit code.
+    pub kind: ErrorKind,
+    /// What went wrong; a sentence that starts with what failed ("failed to ...", "question 2: ...").
     pub message: String,
+    /// What the user can do about it.
     pub hint: Option<String>,
 }
 
+/// The process exit code of a finished command: the only place that picks one.
+pub fn exit_code(result: &Result<Outcome, CliError>) -> u8 {
+    match result {
+        Ok(Outcome::Done) => 0,
+        Ok(Outcome::NoAnswer) => 3,
+        Ok(Outcome::ClaimFailed) => 4,
+        Err(error) => match error.kind {
+            ErrorKind::StdoutClosed => 0,
+            ErrorKind::Environment | ErrorKind::Internal => 1,
+            ErrorKind::InvalidArgument
+            | ErrorKind::InvalidConfig
+            | ErrorKind::InvalidInput
+            | ErrorKind::Database
+            | ErrorKind::Output => 2,
+        },
+    }
+}
+
 impl CliError {
-    pub fn usage(message: impl Into<String>) -> Self {
+    /// A failure of `kind` with `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {
-            exit_code: ExitCode::Usage,
+            kind,
             message: message.into(),
             hint: None,
         }
     }
 
-    pub fn internal(message: impl Into<String>) -> Self {
-        Self {
-            exit_code: ExitCode::Internal,
-            message: message.into(),
-            hint: None,
-        }
+    /// `context: error: its cause: ...`, of `kind`.
+    pub fn caused(
+        kind: ErrorKind,
+        context: impl fmt::Display,
+        error: &(dyn std::error::Error + 'static),
+    ) -> Self {
+        Self::new(kind, format!("{context}: {}", error_chain(error)))
     }
 
-    /// The reader of stdout went away: stop quietly, successfully.
+    /// An invalid flag value.
+    pub fn argument(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidArgument, message)
+    }
+
+    /// A bug.
+    pub fn internal(context: impl fmt::Display, error: &(dyn std::error::Error + 'static)) -> Self {
+        Self::caused(ErrorKind::Internal, context, error)
+    }
+
+    /// The reader of stdout went away.
     pub fn stdout_closed() -> Self {
-        Self {
-            exit_code: ExitCode::Success,
-            message: String::new(),
-            hint: None,
-        }
+        Self::new(ErrorKind::StdoutClosed, "")
     }
 
-    /// Whether there is anything to tell the user.
-    pub fn is_quiet(&self) -> bool {
-        self.message.is_empty()
+    /// A file we were asked to write could not be written.
+    pub fn output(path: &Path, error: &std::io::Error, hint: &str) -> Self {
+        Self::caused(
+            ErrorKind::Output,
+            format_args!("failed to write {}", path.display()),
+            error,
+        )
+        .with_hint(hint)
     }
 
+    /// The same error with a hint.
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
     }
 
-    /// Builds the message from an error and its whole `source()` chain.
-    pub fn chain(context: &str, error: &(dyn std::error::Error + 'static)) -> String {
-        let mut message = format!("{context}: {error}");
-        let mut cause = error.source();
-        while let Some(inner) = cause {
-            message.push_str(&format!(": {inner}"));
-            cause = inner.source();
-        }
-        message
+    /// Whether there is anything to tell the user.
+    pub fn is_quiet(&self) -> bool {
+        self.kind == ErrorKind::StdoutClosed
     }
 }
 
@@ -84,3 +143,133 @@ impl fmt::Display for CliError {
 }
 
 impl std::error::Error for CliError {}
+
+impl From<ConfigError> for CliError {
+    fn from(error: ConfigError) -> Self {
+        // The error reads after "failed to" and already names the file (and the line, column and field).
+        Self::new(ErrorKind::InvalidConfig, format!("failed to {}", error_chain(&error))).with_hint(
+            "--config takes a TOML file of [[source]] tables; the README's \"Sources file\" section lists \
+             their fields",
+        )
+    }
+}
+
+impl From<SimError> for CliError {
+    fn from(error: SimError) -> Self {
+        let hint = matches!(error, SimError::Bind { .. })
+            .then_some("pick another address with --listen, e.g. --listen 127.0.0.1:0");
+        let error = Self::caused(
+            ErrorKind::Environment,
+            "failed to start the simulated services",
+            &error,
+        );
+        match hint {
+            Some(hint) => error.with_hint(hint),
+            None => error,
+        }
+    }
+}
+
+impl From<ExecutorError> for CliError {
+    fn from(error: ExecutorError) -> Self {
+        Self::caused(
+            ErrorKind::Environment,
+            "failed to start the executor",
+            &error,
+        )
+    }
+}
+
+impl From<ClientBuildError> for CliError {
+    fn from(error: ClientBuildError) -> Self {
+        Self::caused(
+            ErrorKind::Environment,
+            "failed to build the HTTP client",
+            &error,
+        )
+    }
+}
+
+impl From<LabError> for CliError {
+    fn from(error: LabError) -> Self {
+        Self::caused(
+            ErrorKind::Environment,
+            "failed to run the experiment",
+            &error,
+        )
+    }
+}
+
+/// A question refused by validation, numbered as given on the command line (from 1).
+pub fn question_error(number: usize, error: &QuestionError) -> CliError {
+    CliError::new(
+        ErrorKind::InvalidInput,
+        format!("question {number}: {error}"),
+    )
+    .with_hint("ask a question in words, e.g. tributary ask \"What is the GIL?\"")
+}
+
+/// The answers database at `db` failed.
+pub fn store_error(error: &StoreError, db: &Path) -> CliError {
+    let message = format!("failed to {}", error_chain(error));
+    let hint = if error.is_disk_full() {
+        "free some disk space and rerun the same command: the committed answers are kept and the rest is resumed"
+            .to_owned()
+    } else {
+        match error {
+            StoreError::Open { .. } => format!(
+                "--db needs a writable file in an existing directory; {} must be a tributary database or missing",
+                db.display()
+            ),
+            StoreError::ForeignSchema { .. } => "give --db a new file name".to_owned(),
+            _ => "the committed answers are kept; rerun the same command to resume".to_owned(),
+        }
+    };
+    CliError::new(ErrorKind::Database, message).with_hint(hint)
+}
+
+/// The batch stopped before the end of its input.
+pub fn batch_error(error: BatchError, db: &Path) -> CliError {
+    match error {
+        BatchError::Store(error) => store_error(&error, db),
+        BatchError::Input(error) => {
+            CliError::caused(ErrorKind::InvalidInput, "failed to read the input", &error)
+                .with_hint("the answers so far are stored; rerun the same command to go on")
+        }
+        other => CliError::internal("failed to run the batch", &other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_its_documented_code() {
+        let code = |kind| exit_code(&Err(CliError::new(kind, "x")));
+        assert_eq!(code(ErrorKind::StdoutClosed), 0);
+        assert_eq!(code(ErrorKind::Internal), 1);
+        assert_eq!(code(ErrorKind::Environment), 1);
+        for kind in [
+            ErrorKind::InvalidArgument,
+            ErrorKind::InvalidConfig,
+            ErrorKind::InvalidInput,
+            ErrorKind::Database,
+            ErrorKind::Output,
+        ] {
+            assert_eq!(code(kind), 2, "{kind:?}");
+        }
+        assert_eq!(exit_code(&Ok(Outcome::Done)), 0);
+        assert_eq!(exit_code(&Ok(Outcome::NoAnswer)), 3);
+        assert_eq!(exit_code(&Ok(Outcome::ClaimFailed)), 4);
+    }
+
+    #[test]
+    fn a_message_is_followed_by_its_hint() {
+        let error = CliError::argument("--workers must be at least 1").with_hint("try --workers 2");
+        assert_eq!(
+            error.to_string(),
+            "error: --workers must be at least 1\nhint: try --workers 2"
+        );
+    }
+}

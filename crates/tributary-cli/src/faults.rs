@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tributary::sim::Fault;
+use tributary_sim::Fault;
 
 use crate::error::CliError;
 
@@ -28,26 +28,27 @@ pub fn parse_fault(text: &str) -> Result<FaultFlag, CliError> {
                       error, unavailable, hang, slow-body, malformed, huge, latency:DURATION";
     let Some((target, kind)) = text.split_once('=') else {
         return Err(
-            CliError::usage(format!("invalid --fault `{text}`: missing `=`")).with_hint(usage_hint),
+            CliError::argument(format!("invalid --fault `{text}`: missing `=`"))
+                .with_hint(usage_hint),
         );
     };
     let target = target.trim();
     let kind = kind.trim();
     if target.is_empty() {
         return Err(
-            CliError::usage(format!("invalid --fault `{text}`: no source named"))
+            CliError::argument(format!("invalid --fault `{text}`: no source named"))
                 .with_hint(usage_hint),
         );
     }
     let fault = if let Some(duration) = kind.strip_prefix("latency:") {
         let latency = crate::cli::parse_duration(duration).map_err(|error| {
-            CliError::usage(format!("invalid --fault `{text}`: {error}")).with_hint(usage_hint)
+            CliError::argument(format!("invalid --fault `{text}`: {error}")).with_hint(usage_hint)
         })?;
         FaultKind::Latency(latency)
     } else if Fault::NAMES.contains(&kind) {
         FaultKind::Named(kind.to_owned())
     } else {
-        return Err(CliError::usage(format!(
+        return Err(CliError::argument(format!(
             "invalid --fault `{text}`: unknown fault kind `{kind}`"
         ))
         .with_hint(usage_hint));

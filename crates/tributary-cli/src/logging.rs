@@ -2,8 +2,8 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the stderr subscriber. `verbosity` counts `-v` flags.
-pub fn init(verbosity: u8) {
+/// Installs the stderr subscriber. `verbosity` counts `-v` flags; `colour` is the printer's decision for stderr.
+pub fn init(verbosity: u8, colour: bool) {
     let default_level = match verbosity {
         0 => "warn",
         1 => "info",
@@ -12,13 +12,11 @@ pub fn init(verbosity: u8) {
     };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    let ansi = std::env::var_os("NO_COLOR").is_none()
-        && std::io::IsTerminal::is_terminal(&std::io::stderr());
     // A second init (tests calling twice) is harmless: keep the first subscriber.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(ansi)
+        .with_ansi(colour)
         .with_target(false)
         .try_init();
 }

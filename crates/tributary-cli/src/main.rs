@@ -1,4 +1,12 @@
-//! The `tributary` command-line tool: arguments → settings → one command per module.
+//! The `tributary` command-line tool: arguments → settings → one command per module → the printer.
+//!
+//! - `cli`: the arguments (clap), parsed and nothing else.
+//! - `settings`: every argument validated and resolved before anything starts.
+//! - `commands`: one module per command, each a function of its settings and the printer.
+//! - `printer`: stdout for data, stderr for notes, the colour decision.
+//! - `error`: the one error type and the one mapping to exit codes.
+//! - `engine`: the engine settings turned into a running agent; `faults`: `SOURCE=KIND` flags;
+//!   `render`: the human-readable report; `logging`: tracing to stderr.
 
 mod cli;
 mod commands;
@@ -6,57 +14,56 @@ mod engine;
 mod error;
 mod faults;
 mod logging;
+mod printer;
 mod render;
-mod stdout;
+mod settings;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
-use crate::error::{CliError, ExitCode};
+use crate::cli::Cli;
+use crate::error::{CliError, Outcome, exit_code};
+use crate::printer::Printer;
+use crate::settings::CommandSettings;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.verbose);
-    let code = match run(cli) {
-        Ok(code) => code,
-        Err(error) => {
-            if !error.is_quiet() {
-                eprintln!("{error}");
-            }
-            error.exit_code
-        }
-    };
-    std::process::ExitCode::from(code as u8)
+    let printer = Printer::new(cli.color);
+    logging::init(cli.verbose, printer.stderr_colour());
+    let result = CommandSettings::resolve(cli.command).and_then(|settings| run(settings, printer));
+    if let Err(error) = &result {
+        printer.error(error);
+    }
+    std::process::ExitCode::from(exit_code(&result))
 }
 
-fn run(cli: Cli) -> Result<ExitCode, CliError> {
-    match cli.command {
-        Command::Ask(args) => block_on(commands::ask::run(args)),
-        Command::Batch(args) => block_on(commands::batch::run(args)),
-        Command::Lab(args) => block_on(commands::lab::run(args)),
-        Command::Sources(args) => block_on(async {
-            commands::sources::run(args)
-                .await
-                .map(|()| ExitCode::Success)
-        }),
+fn run(command: CommandSettings, printer: Printer) -> Result<Outcome, CliError> {
+    match command {
+        CommandSettings::Ask(settings) => block_on(commands::ask::run(settings, printer)),
+        CommandSettings::Batch(settings) => block_on(commands::batch::run(settings, printer)),
+        CommandSettings::Lab(settings) => block_on(commands::lab::run(settings, printer)),
+        CommandSettings::Sources(settings) => block_on(commands::sources::run(settings, printer)),
         // A worker of `--executor processes`: synchronous, no runtime, jobs on stdin, results on stdout.
-        Command::Worker => {
-            tributary::pool::serve_worker(std::io::stdin().lock(), std::io::stdout().lock())
-                .map(|()| ExitCode::Success)
-                .map_err(|error| CliError::internal(CliError::chain("worker failed", &error)))
-        }
+        CommandSettings::Worker => tributary::pool::serve_worker(
+            &tributary_lab::worker_jobs(),
+            std::io::stdin().lock(),
+            std::io::stdout().lock(),
+        )
+        .map(|()| Outcome::Done)
+        .map_err(|error| CliError::internal("the worker failed", &error)),
     }
 }
 
 /// Runs an async command on a multi-threaded tokio runtime (asyncio.run's counterpart).
-fn block_on(
-    command: impl Future<Output = Result<ExitCode, CliError>>,
-) -> Result<ExitCode, CliError> {
+fn block_on(command: impl Future<Output = Result<Outcome, CliError>>) -> Result<Outcome, CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|error| {
-            CliError::internal(CliError::chain("failed to start the async runtime", &error))
+            CliError::caused(
+                error::ErrorKind::Environment,
+                "failed to start the async runtime",
+                &error,
+            )
         })?;
     runtime.block_on(command)
 }

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use tributary::agent::{AgentReport, Comparison, SourceReport};
+use tributary_agent::{AgentReport, Comparison, SourceReport};
 
 /// Width for charts: `COLUMNS` when set, else 100.
 pub fn terminal_width() -> usize {
@@ -67,7 +67,7 @@ fn totals(report: &AgentReport) -> String {
     };
     format!(
         "{state} · {} {} in {} (deadline {}) · {} workers · efficiency {:.2} (ideal {})",
-        report.mode,
+        report.mode.as_str(),
         "run",
         seconds(report.elapsed_ms),
         seconds(report.deadline_ms),
@@ -140,7 +140,7 @@ fn seconds(value_ms: f64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use tributary::agent::SourceStatus;
+    use tributary_agent::{AnswerStatus, RunMode, SourceStatus};
 
     use super::*;
 
@@ -173,13 +173,14 @@ mod tests {
     #[test]
     fn a_degraded_report_reads_well_without_colour() {
         let report = AgentReport {
-            question: "Is it raining in Lima?".to_owned(),
+            question: Some("Is it raining in Lima?".to_owned()),
+            status: AnswerStatus::Degraded,
             answer: Some(
                 "Weather: Light rain in Lima, Peru, at 18.0°C.\nSources: weather.".to_owned(),
             ),
             error: None,
             degraded: true,
-            mode: "concurrent",
+            mode: RunMode::Concurrent,
             elapsed_ms: 2003.4,
             ideal_ms: 2001.9,
             efficiency: 0.999,

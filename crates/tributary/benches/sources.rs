@@ -15,7 +15,7 @@ use axum::routing::get;
 use tokio::net::TcpSocket;
 use tokio::task::JoinSet;
 use tributary::group::Deadline;
-use tributary::source::{ClientOptions, SourceClient, SourceKind, SourceRequest, SourceSpec};
+use tributary::source::{ClientOptions, SourceClient, SourceRequest, SourceSpec};
 use url::Url;
 
 /// Requests in flight together.
@@ -72,7 +72,7 @@ fn start_service() -> SocketAddr {
 async fn run_rounds(address: SocketAddr) {
     let client = SourceClient::new(ClientOptions::default()).expect("client");
     let base_url = Url::parse(&format!("http://{address}")).expect("url");
-    let mut spec = SourceSpec::new("weather", SourceKind::Weather, base_url);
+    let mut spec = SourceSpec::new("weather", base_url);
     // No cache: identical requests would be coalesced into one, which is not what this measures.
     spec.cache_ttl = None;
     spec.timeout = Duration::from_secs(10);

@@ -1,7 +1,8 @@
 //! # tributary
 //!
 //! The engine behind hybrid AI workloads: wait on many slow services at once (I/O), then burn CPU on what comes
-//! back (inference), and return one answer within a deadline even when some services are slow, failing or down.
+//! back (inference, parsing, ranking), and return one answer within a deadline even when some services are slow,
+//! failing or down.
 //!
 //! It is the Rust counterpart of Python asyncio's toolbox: fail-fast task groups (`TaskGroup`), collect-all
 //! settling (`gather(return_exceptions=True)`), timeouts nested inside an overall deadline (`asyncio.timeout`),
@@ -11,22 +12,45 @@
 //! - [`group`]: structured concurrency: fail-fast groups, settle (collect-all), deadlines.
 //! - [`pool`]: CPU executors, the only place that runs blocking or CPU-heavy work.
 //! - [`lag`]: the loop-lag monitor, which notices when something blocks the async runtime.
-//! - [`source`]: async I/O to information sources: HTTP client, retries, single-flight cache, configuration.
-//! - [`sim`]: the embedded simulated services (weather, news, knowledge base) with fault injection.
-//! - [`infer`]: the deterministic, CPU-bound simulated LLM.
-//! - [`agent`]: plan → fetch → infer → aggregate for one question: the capstone.
-//! - [`lab`]: the chapter's claims as experiments on this machine, each with figures, a verdict and a timeline.
-//! - [`pipeline`]: batch: read → fetch → infer → store for millions of questions, resumable, memory bounded.
-//! - [`trace`]: the timeline recorder and its exports (terminal Gantt chart, Chrome Trace Event JSON).
+//! - [`trace`]: the timeline recorder and its exports (terminal Gantt chart, SVG, Chrome Trace Event JSON).
+//! - `source` (feature `http`, on by default): the resilient HTTP source client: per-attempt timeouts inside a
+//!   deadline, retries with full-jitter backoff, a single-flight cache, a streaming size limit.
+//!
+//! With `default-features = false` the crate is groups, deadlines, the executors, the lag monitor and the
+//! timeline on tokio alone: no HTTP stack.
+//!
+//! # Examples
+//!
+//! Each is a program in `examples/` (`cargo run -p tributary --example NAME`), tested as written.
+//!
+//! ## Fan out with a deadline, keep the partial results (`fan_out`)
+//!
+#![doc = "```rust"]
+#![doc = include_str!("../examples/fan_out.rs")]
+#![doc = "```"]
+//!
+//! ## Await CPU work from async code (`cpu_from_async`)
+//!
+#![doc = "```rust"]
+#![doc = include_str!("../examples/cpu_from_async.rs")]
+#![doc = "```"]
+//!
+//! ## A fail-fast group (`fail_fast`)
+//!
+#![doc = "```rust"]
+#![doc = include_str!("../examples/fail_fast.rs")]
+#![doc = "```"]
+//!
+//! ## A custom source with retries and a cache (`custom_source`, feature `http`)
+//!
+#![cfg_attr(feature = "http", doc = "```rust")]
+#![cfg_attr(feature = "http", doc = include_str!("../examples/custom_source.rs"))]
+#![cfg_attr(feature = "http", doc = "```")]
 
-pub mod agent;
 pub mod group;
-pub mod infer;
-pub mod lab;
 pub mod lag;
 mod panics;
-pub mod pipeline;
 pub mod pool;
-pub mod sim;
+#[cfg(feature = "http")]
 pub mod source;
 pub mod trace;

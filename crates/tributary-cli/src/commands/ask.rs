@@ -1,143 +1,121 @@
 //! `tributary ask`: the agent, on the embedded simulated services unless `--config` names other sources.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use tributary::agent::{AgentReport, Comparison, Question, Run};
-use tributary::trace::{GanttStyle, Timeline};
+use tributary::source::ClientOptions;
+use tributary::trace::Timeline;
+use tributary_agent::{AgentReport, Comparison};
 
-use crate::cli::AskArgs;
 use crate::engine::Engine;
-use crate::error::{CliError, ExitCode};
+use crate::error::{CliError, Outcome};
+use crate::printer::Printer;
 use crate::render;
-use crate::stdout;
+use crate::settings::{AskMode, AskSettings};
 
-pub async fn run(args: AskArgs) -> Result<ExitCode, CliError> {
-    let questions = validate_questions(&args.questions)?;
-    let engine = Engine::start(&args.engine).await?;
-    let agent = engine.agent.clone();
+pub async fn run(settings: AskSettings, printer: Printer) -> Result<Outcome, CliError> {
+    let engine = Engine::start(&settings.engine, ClientOptions::default()).await?;
+    let result = ask_all(&settings, &engine, printer).await;
+    engine.shutdown().await;
+    result
+}
 
-    let mut exit_code = ExitCode::Success;
-    for (index, question) in questions.iter().enumerate() {
-        let trace_path = args
+async fn ask_all(
+    settings: &AskSettings,
+    engine: &Engine,
+    printer: Printer,
+) -> Result<Outcome, CliError> {
+    let agent = &engine.agent;
+    let count = settings.questions.len();
+    let mut outcome = Outcome::Done;
+    for (index, question) in settings.questions.iter().enumerate() {
+        let trace_path = settings
             .trace
             .as_deref()
-            .map(|path| numbered_path(path, index, questions.len()));
-        let answered = if args.compare {
-            let (comparison, timeline) = agent.compare(question).await.map_err(|error| {
-                CliError::internal(CliError::chain("failed to build the HTTP client", &error))
-            })?;
-            print_comparison(&args, &comparison, &timeline, index)?;
-            write_trace(trace_path.as_deref(), &timeline).await?;
-            comparison.concurrent.answered()
-        } else {
-            let run = if args.sequential {
-                agent.ask_sequential(question).await
-            } else {
-                agent.ask(question).await
-            };
-            print_run(&args, &run, index)?;
-            write_trace(trace_path.as_deref(), &run.timeline).await?;
-            run.report.answered()
+            .map(|path| numbered_path(path, index, count));
+        let answered = match settings.mode {
+            AskMode::Compare => {
+                let (comparison, timeline) = agent.compare(question).await?;
+                let report = &comparison.concurrent;
+                print_report(settings, printer, &comparison, report, &timeline, index)?;
+                write_trace(printer, trace_path.as_deref(), &timeline).await?;
+                comparison.concurrent.answered()
+            }
+            AskMode::Sequential | AskMode::Concurrent => {
+                let run = if settings.mode == AskMode::Sequential {
+                    agent.ask_sequential(question).await
+                } else {
+                    agent.ask(question).await
+                };
+                print_report(
+                    settings,
+                    printer,
+                    &run.report,
+                    &run.report,
+                    &run.timeline,
+                    index,
+                )?;
+                write_trace(printer, trace_path.as_deref(), &run.timeline).await?;
+                run.report.answered()
+            }
         };
         if !answered {
-            exit_code = ExitCode::NoAnswer;
+            outcome = Outcome::NoAnswer;
         }
     }
-    engine.shutdown().await;
-    Ok(exit_code)
+    Ok(outcome)
 }
 
-fn validate_questions(texts: &[String]) -> Result<Vec<Question>, CliError> {
-    texts
-        .iter()
-        .enumerate()
-        .map(|(index, text)| {
-            Question::new(text).map_err(|error| {
-                CliError::usage(format!("question {}: {error}", index + 1))
-                    .with_hint("ask a question in words, e.g. tributary ask \"What is the GIL?\"")
-            })
-        })
-        .collect()
-}
-
-fn print_run(args: &AskArgs, run: &Run, index: usize) -> Result<(), CliError> {
-    if args.json {
-        print_json(&run.report)?;
-        if args.timeline {
-            eprint!("{}", gantt(&run.timeline, false));
-        }
-        return Ok(());
-    }
-    if index > 0 {
-        stdout::println("")?;
-    }
-    stdout::print(&render::report(&run.report))?;
-    if args.timeline {
-        stdout::println("")?;
-        stdout::print(&gantt(&run.timeline, true))?;
-    }
-    print_no_answer(&run.report);
-    Ok(())
-}
-
-fn print_comparison(
-    args: &AskArgs,
-    comparison: &Comparison,
+/// `value` as JSON (with the chart on stderr), or the human report of `report` (and the chart) on stdout.
+fn print_report<T: serde::Serialize + HumanReport>(
+    settings: &AskSettings,
+    printer: Printer,
+    value: &T,
+    report: &AgentReport,
     timeline: &Timeline,
     index: usize,
 ) -> Result<(), CliError> {
-    if args.json {
-        print_json(comparison)?;
-        if args.timeline {
-            eprint!("{}", gantt(timeline, false));
+    if settings.json {
+        printer.json_line(value)?;
+        if settings.timeline {
+            printer.note_raw(
+                &timeline.render_gantt(render::terminal_width(), printer.gantt_style(false)),
+            );
         }
         return Ok(());
     }
     if index > 0 {
-        stdout::println("")?;
+        printer.data_line("")?;
     }
-    stdout::print(&render::comparison(comparison))?;
-    if args.timeline {
-        stdout::println("")?;
-        stdout::print(&gantt(timeline, true))?;
+    printer.data(&value.human())?;
+    if settings.timeline {
+        printer.data_line("")?;
+        printer
+            .data(&timeline.render_gantt(render::terminal_width(), printer.gantt_style(true)))?;
     }
-    print_no_answer(&comparison.concurrent);
+    if let Some(error) = &report.error {
+        printer.note(&format!("error: no answer: {error}"));
+        printer.note(
+            "hint: see the per-source errors above; --per-source-timeout and --deadline give sources more time",
+        );
+    }
     Ok(())
 }
 
-fn print_no_answer(report: &AgentReport) {
-    if let Some(error) = &report.error {
-        eprintln!("error: no answer: {error}");
-        eprintln!(
-            "hint: see the per-source errors above; --per-source-timeout and --deadline give sources more time"
-        );
+/// What the human-readable output of a run or a comparison is.
+trait HumanReport {
+    fn human(&self) -> String;
+}
+
+impl HumanReport for AgentReport {
+    fn human(&self) -> String {
+        render::report(self)
     }
 }
 
-fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
-    let line = serde_json::to_string(value).map_err(|error| {
-        CliError::internal(CliError::chain(
-            "failed to encode the report as JSON",
-            &error,
-        ))
-    })?;
-    stdout::println(&line)
-}
-
-/// The chart for stdout (or stderr with `--json`), coloured only on a terminal and without `NO_COLOR`.
-fn gantt(timeline: &Timeline, to_stdout: bool) -> String {
-    let is_terminal = if to_stdout {
-        std::io::stdout().is_terminal()
-    } else {
-        std::io::stderr().is_terminal()
-    };
-    let style = if is_terminal && std::env::var_os("NO_COLOR").is_none() {
-        GanttStyle::Colour
-    } else {
-        GanttStyle::Plain
-    };
-    timeline.render_gantt(render::terminal_width(), style)
+impl HumanReport for Comparison {
+    fn human(&self) -> String {
+        render::comparison(self)
+    }
 }
 
 /// `trace.json` for a single question; `trace-1.json`, `trace-2.json`, ... for several.
@@ -157,27 +135,30 @@ fn numbered_path(path: &Path, index: usize, count: usize) -> PathBuf {
 }
 
 /// Writes the Chrome trace next to its destination, then renames it into place: never a half-written file.
-async fn write_trace(path: Option<&Path>, timeline: &Timeline) -> Result<(), CliError> {
+async fn write_trace(
+    printer: Printer,
+    path: Option<&Path>,
+    timeline: &Timeline,
+) -> Result<(), CliError> {
     let Some(path) = path else {
         return Ok(());
     };
-    let json = serde_json::to_vec_pretty(&timeline.chrome_trace()).map_err(|error| {
-        CliError::internal(CliError::chain("failed to encode the trace", &error))
-    })?;
+    let json = serde_json::to_vec_pretty(&timeline.chrome_trace())
+        .map_err(|error| CliError::internal("failed to encode the trace", &error))?;
     let partial = path.with_extension("partial");
     let fail = |error: std::io::Error| {
-        CliError::usage(CliError::chain(
-            &format!("failed to write the trace to {}", path.display()),
+        CliError::output(
+            path,
             &error,
-        ))
-        .with_hint("check that the directory exists and is writable")
+            "check that the directory exists and is writable",
+        )
     };
     tokio::fs::write(&partial, json).await.map_err(fail)?;
     tokio::fs::rename(&partial, path).await.map_err(fail)?;
-    eprintln!(
+    printer.note(&format!(
         "trace written to {} (open it in https://ui.perfetto.dev)",
         path.display()
-    );
+    ));
     Ok(())
 }
 

@@ -1,119 +1,78 @@
 //! `tributary lab`: the chapter's claims as experiments on this machine, each with its figures, the claim, a
 //! verdict, and (with `--out`) an SVG chart and a Chrome trace.
 //!
-//! Exit code 0 when every experiment passed, 4 when one ran and failed its claim, 2 for an unknown experiment.
+//! Exit code 0 when every experiment passed, 4 when one ran and failed its claim; an unknown experiment is
+//! refused by the arguments (exit 2).
 
-use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use clap::Args;
-use tributary::lab::{Experiment, ExperimentReport, LabConfig};
-use tributary::pool::WorkerCommand;
-use tributary::trace::GanttStyle;
+use tributary_lab::{ExperimentReport, LabConfig};
 
-use crate::error::{CliError, ExitCode};
+use crate::engine::worker_command;
+use crate::error::{CliError, ErrorKind, Outcome};
+use crate::printer::Printer;
 use crate::render;
+use crate::settings::LabSettings;
 
-/// The hidden command a worker process of the `processes` executor runs (see `main.rs`).
-const WORKER_COMMAND: &str = "__worker";
-
-/// Arguments of `tributary lab`.
-#[derive(Debug, Args)]
-pub struct LabArgs {
-    /// Experiments to run, in the order given (default: all): sync-vs-async, blocking, fail-fast-vs-settle,
-    /// timeouts, parallelism, hybrid, capstone.
-    #[arg(value_name = "EXPERIMENT")]
-    pub experiments: Vec<String>,
-
-    /// Shorter durations and smaller jobs, the same claims: the whole lab in seconds.
-    #[arg(long)]
-    pub quick: bool,
-
-    /// Print one JSON object per experiment on stdout, one per line: experiment, title, description, claim,
-    /// measured, verdict {pass, reason}.
-    #[arg(long)]
-    pub json: bool,
-
-    /// Write EXPERIMENT.svg (a chart of the run) and EXPERIMENT.trace.json (a Chrome trace) into DIR.
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
-}
-
-pub async fn run(args: LabArgs) -> Result<ExitCode, CliError> {
-    let experiments = select(&args.experiments)?;
-    if let Some(out) = &args.out {
+pub async fn run(settings: LabSettings, printer: Printer) -> Result<Outcome, CliError> {
+    if let Some(out) = &settings.out {
         tokio::fs::create_dir_all(out).await.map_err(|error| {
-            CliError::usage(CliError::chain(
-                &format!("failed to create the output directory {}", out.display()),
+            CliError::caused(
+                ErrorKind::Output,
+                format_args!("failed to create the output directory {}", out.display()),
                 &error,
-            ))
+            )
             .with_hint("--out takes a directory that tributary can create or write to")
         })?;
     }
-    let mut config = LabConfig::new().with_quick(args.quick);
-    match WorkerCommand::current_exe([WORKER_COMMAND]) {
+    let mut config = LabConfig::new().with_quick(settings.quick);
+    match worker_command() {
         Ok(command) => config = config.with_worker_command(command),
-        Err(error) => eprintln!(
-            "warning: the processes executor is unavailable, the path of this executable is unknown: {error}"
-        ),
+        Err(error) => printer.note(&format!(
+            "warning: the processes executor is unavailable: {}",
+            error.message
+        )),
     }
+    let count = settings.experiments.len();
     let mut all_passed = true;
-    for (index, experiment) in experiments.iter().enumerate() {
-        eprintln!(
-            "running {} ({}/{}){}...",
-            experiment,
+    for (index, experiment) in settings.experiments.iter().enumerate() {
+        printer.note(&format!(
+            "running {} ({}/{count}){}...",
+            experiment.name,
             index + 1,
-            experiments.len(),
-            if args.quick { ", quick" } else { "" }
-        );
+            if settings.quick { ", quick" } else { "" }
+        ));
         let report = experiment.run(&config).await.map_err(|error| {
-            CliError::internal(CliError::chain(
-                &format!("failed to run experiment {experiment}"),
+            CliError::caused(
+                ErrorKind::Environment,
+                format_args!("failed to run experiment {}", experiment.name),
                 &error,
-            ))
+            )
         })?;
         all_passed &= report.verdict.pass;
-        if args.json {
-            println!("{}", report.to_json());
+        if settings.json {
+            printer.data_line(&report.to_json().to_string())?;
         } else {
             if index > 0 {
-                println!();
+                printer.data_line("")?;
             }
-            print!("{}", human(&report));
+            printer.data(&human(&report, printer))?;
         }
-        if let Some(out) = &args.out {
-            write_outputs(out, &report).await?;
+        if let Some(out) = &settings.out {
+            write_outputs(printer, out, &report).await?;
         }
     }
     Ok(if all_passed {
-        ExitCode::Success
+        Outcome::Done
     } else {
-        ExitCode::ClaimFailed
+        Outcome::ClaimFailed
     })
 }
 
-/// The experiments named, or all of them; an unknown name is a usage error listing the valid ones.
-fn select(names: &[String]) -> Result<Vec<Experiment>, CliError> {
-    if names.is_empty() {
-        return Ok(Experiment::ALL.to_vec());
-    }
-    names
-        .iter()
-        .map(|name| {
-            name.parse::<Experiment>().map_err(|error| {
-                CliError::usage(format!("unknown experiment `{}`", error.given)).with_hint(format!(
-                    "the experiments are {} (none runs them all)",
-                    Experiment::names().join(", ")
-                ))
-            })
-        })
-        .collect()
-}
-
 /// Title, what it does, the figures, the claim, the verdict, and the Gantt chart.
-fn human(report: &ExperimentReport) -> String {
+fn human(report: &ExperimentReport, printer: Printer) -> String {
     let mut out = String::new();
-    let heading = format!("{} — {}", report.experiment, report.experiment.title());
+    let heading = format!("{} — {}", report.experiment.name, report.experiment.title);
     out.push_str(&heading);
     out.push('\n');
     out.push_str(&"=".repeat(heading.chars().count()));
@@ -134,7 +93,7 @@ fn human(report: &ExperimentReport) -> String {
         out.push_str(
             &report
                 .timeline
-                .render_gantt(render::terminal_width(), gantt_style()),
+                .render_gantt(render::terminal_width(), printer.gantt_style(true)),
         );
     }
     out
@@ -222,64 +181,37 @@ fn wrap(text: &str, width: usize) -> String {
     out
 }
 
-fn gantt_style() -> GanttStyle {
-    if std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() {
-        GanttStyle::Colour
-    } else {
-        GanttStyle::Plain
-    }
-}
-
 /// `DIR/EXPERIMENT.svg` and `DIR/EXPERIMENT.trace.json`, each written to a temporary name, then renamed.
-async fn write_outputs(out: &Path, report: &ExperimentReport) -> Result<(), CliError> {
-    let name = report.experiment.name();
+async fn write_outputs(
+    printer: Printer,
+    out: &Path,
+    report: &ExperimentReport,
+) -> Result<(), CliError> {
+    let name = report.experiment.name;
     let svg = report
         .timeline
-        .render_svg(&format!("{name}: {}", report.experiment.title()));
-    let trace = serde_json::to_vec_pretty(&report.timeline.chrome_trace()).map_err(|error| {
-        CliError::internal(CliError::chain("failed to encode the trace", &error))
-    })?;
-    write_atomically(&out.join(format!("{name}.svg")), svg.as_bytes()).await?;
-    write_atomically(&out.join(format!("{name}.trace.json")), &trace).await?;
+        .render_svg(&format!("{name}: {}", report.experiment.title));
+    let trace = serde_json::to_vec_pretty(&report.timeline.chrome_trace())
+        .map_err(|error| CliError::internal("failed to encode the trace", &error))?;
+    write_atomically(printer, &out.join(format!("{name}.svg")), svg.as_bytes()).await?;
+    write_atomically(printer, &out.join(format!("{name}.trace.json")), &trace).await?;
     Ok(())
 }
 
-async fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+async fn write_atomically(printer: Printer, path: &Path, bytes: &[u8]) -> Result<(), CliError> {
     let partial = path.with_extension("partial");
     let fail = |error: std::io::Error| {
-        CliError::usage(CliError::chain(
-            &format!("failed to write {}", path.display()),
-            &error,
-        ))
-        .with_hint("check that the --out directory is writable")
+        CliError::output(path, &error, "check that the --out directory is writable")
     };
     tokio::fs::write(&partial, bytes).await.map_err(fail)?;
     tokio::fs::rename(&partial, path).await.map_err(fail)?;
-    eprintln!("wrote {}", path.display());
+    printer.note(&format!("wrote {}", path.display()));
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn no_names_selects_every_experiment_in_order() {
-        assert_eq!(select(&[]).unwrap(), Experiment::ALL.to_vec());
-        assert_eq!(
-            select(&["timeouts".to_owned(), "blocking".to_owned()]).unwrap(),
-            [Experiment::Timeouts, Experiment::Blocking]
-        );
-    }
-
-    #[test]
-    fn an_unknown_name_is_a_usage_error_that_lists_the_valid_ones() {
-        let error = select(&["gil".to_owned()]).unwrap_err();
-        assert_eq!(error.exit_code, ExitCode::Usage);
-        assert_eq!(error.message, "unknown experiment `gil`");
-        let hint = error.hint.expect("a hint");
-        assert!(hint.contains("sync-vs-async, blocking"), "{hint}");
-    }
 
     #[test]
     fn figures_print_nested_objects_and_rows() {

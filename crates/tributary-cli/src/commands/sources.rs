@@ -2,61 +2,36 @@
 
 use std::time::Duration;
 
-use tributary::sim::{Fault, Latency, Service, SimConfig, SimServer};
+use tributary_sim::{Service, SimServer};
 
-use crate::cli::SourcesArgs;
-use crate::error::CliError;
-use crate::faults::{FaultKind, parse_faults};
-use crate::stdout;
+use crate::error::{CliError, ErrorKind, Outcome};
+use crate::printer::Printer;
+use crate::settings::SourcesSettings;
 
-pub async fn run(args: SourcesArgs) -> Result<(), CliError> {
-    let mut config = SimConfig {
-        seed: args.seed,
-        ..SimConfig::default()
-    };
-    for flag in parse_faults(&args.faults)? {
-        let service: Service = flag.target.parse().map_err(|_| {
-            CliError::usage(format!("unknown service `{}` in --fault", flag.target))
-                .with_hint("the services are weather, news and kb")
-        })?;
-        let behavior = config.behavior_mut(service);
-        match flag.fault {
-            FaultKind::Latency(latency) => behavior.latency = Latency::Fixed(latency),
-            FaultKind::Named(name) => {
-                let fault: Fault = name
-                    .parse()
-                    .map_err(|_| CliError::usage(format!("unknown fault kind `{name}`")))?;
-                behavior.fault = Some(fault);
-                behavior.fault_probability = 1.0;
-            }
-        }
-    }
-    let server = SimServer::start(args.listen, config)
-        .await
-        .map_err(|error| {
-            CliError::internal(CliError::chain(
-                "failed to start the simulated services",
-                &error,
-            ))
-            .with_hint("pick another address with --listen, e.g. --listen 127.0.0.1:0")
-        })?;
+pub async fn run(settings: SourcesSettings, printer: Printer) -> Result<Outcome, CliError> {
+    let server = SimServer::start(settings.listen, settings.config).await?;
     // The URLs are the command's data: stdout. Everything else goes to stderr.
-    stdout::print(&format!(
+    printer.data(&format!(
         "weather  {}?city=Paris\nnews     {}?q=climate\nkb       {}?q=what+is+the+GIL\n",
         server.url(Service::Weather),
         server.url(Service::News),
         server.url(Service::KnowledgeBase)
     ))?;
-    eprintln!(
+    printer.note(&format!(
         "serving on {}; per-request faults: add &fault=KIND or &latency_ms=N; Ctrl-C stops",
         server.base_url()
-    );
+    ));
     tokio::signal::ctrl_c().await.map_err(|error| {
-        CliError::internal(CliError::chain("failed to wait for Ctrl-C", &error))
+        CliError::caused(ErrorKind::Environment, "failed to wait for Ctrl-C", &error)
     })?;
-    eprintln!("stopping");
+    printer.note("stopping");
     tokio::time::timeout(Duration::from_secs(5), server.shutdown())
         .await
-        .map_err(|_| CliError::internal("the simulated services did not stop within 5s"))?;
-    Ok(())
+        .map_err(|_| {
+            CliError::new(
+                ErrorKind::Environment,
+                "the simulated services did not stop within 5s",
+            )
+        })?;
+    Ok(Outcome::Done)
 }

@@ -271,6 +271,50 @@ fn the_timeline_draws_a_lane_per_source_and_worker() {
 }
 
 #[test]
+fn colour_is_one_decision_that_the_flag_overrides() {
+    const ESCAPE: char = '\u{1b}';
+    // The harness sets NO_COLOR=1 and stdout is a pipe: plain by default...
+    let plain = ask(&[QUESTION, "--timeline"]);
+    assert!(!stdout(&plain).contains(ESCAPE), "{}", stdout(&plain));
+    // ...and `--color always` wins over both, as no-color.org asks of a flag.
+    let coloured = ask(&[QUESTION, "--timeline", "--color", "always"]);
+    assert_eq!(code(&coloured), 0, "{}", stderr(&coloured));
+    assert!(stdout(&coloured).contains(ESCAPE), "{}", stdout(&coloured));
+    // An empty NO_COLOR does not count as set.
+    let empty = tributary()
+        .arg("ask")
+        .args(crate::harness::FAST)
+        .args([QUESTION, "--timeline", "--color", "never"])
+        .env("NO_COLOR", "")
+        .output()
+        .expect("run");
+    assert!(!stdout(&empty).contains(ESCAPE));
+}
+
+#[test]
+fn bad_flags_are_refused_before_the_services_start() {
+    // Flags are validated before the services or any worker process start: the error comes first and alone.
+    let output = tributary()
+        .args(["ask", "x", "--executor", "processes", "--workers", "0"])
+        .output()
+        .expect("run");
+    assert_eq!(code(&output), 2);
+    assert!(
+        stderr(&output).contains("--workers must be at least 1"),
+        "{}",
+        stderr(&output)
+    );
+    let output = tributary()
+        .args(["ask", "x", "--config", "/nonexistent/sources.toml"])
+        .output()
+        .expect("run");
+    assert_eq!(code(&output), 2);
+    let message = stderr(&output);
+    assert!(message.contains("/nonexistent/sources.toml"), "{message}");
+    assert!(message.contains("hint:"), "{message}");
+}
+
+#[test]
 fn bad_input_is_a_usage_error_with_a_clear_message() {
     let cases: [(&[&str], &str); 5] = [
         (&["   "], "question 1: the question is empty"),

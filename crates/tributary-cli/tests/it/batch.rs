@@ -5,7 +5,7 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tributary::pipeline::StoreReader;
+use tributary_agent::pipeline::StoreReader;
 
 use crate::harness::{code, stderr, stdout, tributary};
 
@@ -279,14 +279,31 @@ fn stdin_is_read_with_a_dash_and_export_writes_every_answer() {
         (rows[0]["id"].as_str(), rows[1]["id"].as_str()),
         (Some("1"), Some("3"))
     );
-    assert!(rows[0]["answer"]["answer"].is_string(), "{}", rows[0]);
+    // Each line is the answer object `ask --json` prints, with the row's own fields added.
+    assert!(rows[0]["answer"].is_string(), "{}", rows[0]);
     assert!(
-        rows[0]["answer"]["sources"]
+        rows[0]["sources"]
             .as_array()
             .is_some_and(|sources| sources.len() == 3),
         "{}",
         rows[0]
     );
+    let asked = crate::harness::ask(&["What is the weather in Paris?", "--json"]);
+    let asked = &crate::harness::json_lines(&asked)[0];
+    for (key, _) in asked.as_object().expect("an object") {
+        assert!(
+            rows[0].get(key).is_some(),
+            "the export lacks `{key}`: {}",
+            rows[0]
+        );
+    }
+    for key in ["id", "line", "stored_at", "fetch_ms", "infer_ms"] {
+        assert!(
+            rows[0].get(key).is_some(),
+            "the export lacks `{key}`: {}",
+            rows[0]
+        );
+    }
 }
 
 #[test]

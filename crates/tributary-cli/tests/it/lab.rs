@@ -171,9 +171,56 @@ fn an_unknown_experiment_is_a_usage_error_listing_the_valid_ones() {
         .expect("run tributary lab");
     assert_eq!(code(&output), 2);
     let stderr = stderr(&output);
-    assert!(stderr.contains("unknown experiment `gil`"), "{stderr}");
+    assert!(stderr.contains("invalid value 'gil'"), "{stderr}");
     assert!(
         stderr.contains("sync-vs-async, blocking, fail-fast-vs-settle"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_misspelt_experiment_gets_a_suggestion_and_help_lists_them_all() {
+    let output = tributary()
+        .args(["lab", "blockng"])
+        .output()
+        .expect("run tributary lab");
+    assert_eq!(code(&output), 2);
+    assert!(
+        stderr(&output).contains("'blocking'"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = tributary()
+        .args(["lab", "--help"])
+        .output()
+        .expect("run tributary lab --help");
+    let help = String::from_utf8_lossy(&output.stdout);
+    for name in [
+        "sync-vs-async",
+        "blocking",
+        "fail-fast-vs-settle",
+        "timeouts",
+        "parallelism",
+        "hybrid",
+        "capstone",
+    ] {
+        assert!(help.contains(name), "{name} missing from:\n{help}");
+    }
+}
+
+#[test]
+fn a_reader_that_goes_away_is_not_a_panic() {
+    // `tributary lab --quick sync-vs-async --json | true` once panicked on the closed pipe.
+    let mut child = tributary()
+        .args(["lab", "--quick", "sync-vs-async", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start tributary lab");
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
 }

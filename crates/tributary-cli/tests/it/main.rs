@@ -1,6 +1,7 @@
 //! Integration tests of the `tributary` binary: one test binary, driven through a small harness that runs the
 //! real executable.
 
+mod architecture;
 mod ask;
 mod batch;
 mod harness;

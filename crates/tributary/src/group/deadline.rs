@@ -1,9 +1,4 @@
-//! Deadlines and per-call timeouts.
-//!
-//! An overall deadline is an absolute instant ([`Deadline`]), created once at the top of a request and passed
-//! down unchanged. A child call narrows it with its own timeout: its effective deadline is
-//! `min(now + per_call_timeout, parent_deadline)`. When the effective deadline fires, the error says which of the
-//! two bounds won ([`ElapsedKind`]), so a caller can tell "this one call was slow" from "we are out of time".
+//! Deadlines and per-call timeouts: [`Deadline`], [`with_timeout`] (documented in `group`).
 
 use std::future::Future;
 use std::time::Duration;

@@ -1,41 +1,4 @@
-//! Fail-fast task groups: the Rust counterpart of asyncio's `TaskGroup`.
-//!
-//! [`scope`] runs a body that spawns named children through a [`Group`] handle. The rules:
-//!
-//! - **No child outlives the scope.** When `scope(..).await` returns, every child has finished, failed, or been
-//!   cancelled and joined. If the scope future itself is dropped (an outer timeout, a cancelled caller), every
-//!   child is aborted: it never runs again and the runtime drops it.
-//! - **The first failure cancels everything.** The first child error or panic (or a body error, or the group's
-//!   deadline) cancels all siblings and the body, and from then on [`Group::spawn`] is refused.
-//! - **Every error is kept.** Children that fail at the same time are all reported in [`GroupError::failed`];
-//!   children the group cancelled are listed apart in [`GroupError::cancelled`], with the instant, and are not
-//!   errors.
-//! - **Panics are not swallowed.** A child (or body) panic is caught, the siblings are cancelled and joined, then
-//!   the panic resumes on the caller with [`std::panic::resume_unwind`].
-//! - **Concurrency can be bounded.** With [`GroupConfig::max_concurrency`], [`Group::spawn`] waits for a free
-//!   slot (a semaphore permit moved into the child) and [`Group::try_spawn`] refuses at once.
-//!
-//! ```
-//! use tributary::group::{GroupConfig, scope};
-//!
-//! type BoxError = Box<dyn std::error::Error + Send + Sync>;
-//!
-//! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! let total = scope(GroupConfig::new(), |group| async move {
-//!     let weather = group.spawn("weather", async { Ok(21) }).await?;
-//!     let news = group.spawn("news", async { Ok(2) }).await?;
-//!     Ok::<_, BoxError>(weather.await? + news.await?)
-//! })
-//! .await;
-//! assert_eq!(total.unwrap(), 23);
-//! # }
-//! ```
-//!
-//! A child narrows the group's deadline ([`Group::deadline`]) with its own timeout through
-//! [`with_timeout`](super::deadline::with_timeout); the group itself shuts down when its deadline passes.
-//!
-//! Cancellation is cooperative at `.await` points: a child stuck in blocking code cannot be interrupted, which is
-//! one reason CPU work belongs in the pool, not in a child future.
+//! Fail-fast task groups: [`scope`], [`OwnedGroup`] and their shared state (documented in `group`).
 
 use std::any::Any;
 use std::fmt;
@@ -111,6 +74,33 @@ where
     }
 
     shared.finish(value)
+}
+
+/// A fail-fast group owned by a value instead of by a [`scope`] call: for a service that keeps tasks running
+/// in the background for as long as it lives (a server and its connections, say).
+///
+/// The rules are a scope's, with [`OwnedGroup::shutdown`] as the end of the scope: it cancels every child,
+/// waits for all of them, and reports what failed (a panic resumes there). Until then, the first child error
+/// or panic cancels the others, as in a scope. Dropping the group without shutting it down aborts every child,
+/// as a dropped scope future does.
+///
+/// ```
+/// use tributary::group::OwnedGroup;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let background = OwnedGroup::<std::io::Error>::new();
+/// let group = background.group();
+/// let ticks = group.spawn("ticker", async {
+///     std::future::pending::<()>().await; // runs until cancelled
+///     Ok::<(), std::io::Error>(())
+/// }).await.expect("the group is open");
+/// drop(ticks); // the child still belongs to the group
+/// background.shutdown().await.expect("nothing failed"); // cancels the ticker and waits for it
+/// # }
+/// ```
+pub struct OwnedGroup<E> {
+    shared: Arc<Shared<E>>,
+    _abort_on_drop: AbortOnDrop<E>,
 }
 
 /// How a group is bounded. Built with [`GroupConfig::new`] and the builder methods.
@@ -270,21 +260,10 @@ where
         T: Send + 'static,
     {
         let name = name.into();
-        let permit = match &self.shared.slots {
-            None => None,
-            Some(slots) => {
-                let acquired = tokio::select! {
-                    biased;
-                    () = self.shared.token.cancelled() => None,
-                    permit = Arc::clone(slots).acquire_owned() => permit.ok(),
-                };
-                match acquired {
-                    Some(permit) => Some(permit),
-                    None => return Err(SpawnError::ShuttingDown { name }),
-                }
-            }
-        };
-        self.start(name, permit, child)
+        let permit = self.wait_for_slot(&name).await?;
+        self.start(name, |shared, name, token, sender| {
+            run_child(shared, name, permit, token, sender, child)
+        })
     }
 
     /// Spawns a named child now, or refuses with [`SpawnError::AtCapacity`] if every slot is taken.
@@ -311,7 +290,9 @@ where
                 Err(TryAcquireError::Closed) => return Err(SpawnError::ShuttingDown { name }),
             },
         };
-        self.start(name, permit, child)
+        self.start(name, |shared, name, token, sender| {
+            run_child(shared, name, permit, token, sender, child)
+        })
     }
 
     /// The group's deadline, for children to carry down: a child narrows it with its own timeout through
@@ -331,25 +312,67 @@ where
         self.shared.lock().children.len()
     }
 
-    fn start<T, Child>(
+    /// Spawns a named child that runs `work` on tokio's blocking threads (file I/O, a database, anything that
+    /// blocks a thread), first waiting for a free slot if the group has a concurrency limit.
+    ///
+    /// A thread cannot be interrupted, so `work` gets the child's cancellation token: it must check it between
+    /// units of work and return soon once it is cancelled (the value or error it then returns is reported as
+    /// usual). The group waits for the thread however the group ends, so a blocking child never outlives its
+    /// scope either; only a *dropped* scope future cannot wait, and then the token is all that stops the thread.
+    pub async fn spawn_blocking<T, Work>(
         &self,
-        name: Arc<str>,
-        slot: Option<OwnedSemaphorePermit>,
-        child: Child,
+        name: impl Into<Arc<str>>,
+        work: Work,
     ) -> Result<ChildHandle<T>, SpawnError>
     where
-        Child: Future<Output = Result<T, E>> + Send + 'static,
+        Work: FnOnce(CancellationToken) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+    {
+        let name = name.into();
+        let permit = self.wait_for_slot(&name).await?;
+        self.start(name, |shared, name, token, sender| {
+            run_blocking_child(shared, name, permit, token, sender, work)
+        })
+    }
+
+    /// A slot of the concurrency limit (`None` when there is no limit), waiting for one; refused once the
+    /// group shuts down.
+    async fn wait_for_slot(
+        &self,
+        name: &Arc<str>,
+    ) -> Result<Option<OwnedSemaphorePermit>, SpawnError> {
+        let Some(slots) = &self.shared.slots else {
+            return Ok(None);
+        };
+        let acquired = tokio::select! {
+            biased;
+            () = self.shared.token.cancelled() => None,
+            permit = Arc::clone(slots).acquire_owned() => permit.ok(),
+        };
+        acquired.map(Some).ok_or_else(|| SpawnError::ShuttingDown {
+            name: Arc::clone(name),
+        })
+    }
+
+    /// Registers a child task built by `task` from the group, the child's name, its token and its value's
+    /// sender; refused if the group is shutting down.
+    fn start<T, Task, Running>(
+        &self,
+        name: Arc<str>,
+        task: Task,
+    ) -> Result<ChildHandle<T>, SpawnError>
+    where
+        Task: FnOnce(Arc<Shared<E>>, Arc<str>, CancellationToken, oneshot::Sender<T>) -> Running,
+        Running: Future<Output = ()> + Send + 'static,
         T: Send + 'static,
     {
         let (sender, value) = oneshot::channel();
         let token = self.shared.token.child_token();
-        let task = run_child(
+        let task = task(
             Arc::clone(&self.shared),
             Arc::clone(&name),
-            slot,
             token.clone(),
             sender,
-            child,
         );
         let mut state = self.shared.lock();
         // Checked under the lock that failures are recorded under, so a child spawned concurrently with the first
@@ -368,6 +391,54 @@ where
             self.shared.token.cancel();
         }
         Ok(ChildHandle { name, value, token })
+    }
+}
+
+impl<E> OwnedGroup<E>
+where
+    E: Send + 'static,
+{
+    /// An empty group with no concurrency limit and no deadline.
+    pub fn new() -> Self {
+        let shared = Arc::new(Shared::new(&GroupConfig::new()));
+        Self {
+            _abort_on_drop: AbortOnDrop(Arc::clone(&shared)),
+            shared,
+        }
+    }
+
+    /// A handle to spawn children into the group.
+    pub fn group(&self) -> Group<E> {
+        Group {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Cancels every child, waits until all of them (and the children they spawned) have ended, and reports
+    /// what failed before. A shutdown asked for is not itself an error: `Ok` when nothing failed.
+    pub async fn shutdown(self) -> Result<(), GroupError<E>> {
+        self.shared.lock().stop_requested = true;
+        self.shared.token.cancel();
+        self.shared.join_all().await;
+        self.shared.finish(Some(()))
+    }
+}
+
+impl<E> Default for OwnedGroup<E>
+where
+    E: Send + 'static,
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<E> fmt::Debug for OwnedGroup<E> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("OwnedGroup")
+            .field("children", &self.shared.lock().children.len())
+            .finish()
     }
 }
 
@@ -399,6 +470,17 @@ impl<E> GroupError<E> {
     /// Whether the group's own deadline shut it down.
     pub fn is_deadline_exceeded(&self) -> bool {
         self.cause == ShutdownCause::DeadlineExceeded
+    }
+
+    /// The error that shut the group down: the first child's to fail, else the body's; `None` when the group
+    /// was shut down by its deadline or a cancellation alone. For callers that report one error and treat the
+    /// rest as consequences.
+    pub fn into_first_error(self) -> Option<E> {
+        self.failed
+            .into_iter()
+            .next()
+            .map(|failure| failure.error)
+            .or(self.body_error)
     }
 
     /// The names of the children that failed, in the order they failed.
@@ -500,6 +582,8 @@ struct State<E> {
     cancelled: Vec<CancelledChild>,
     /// The first panic of a child or the body, resumed by the scope once every child is joined.
     panic: Option<Box<dyn Any + Send>>,
+    /// An [`OwnedGroup`] was shut down on purpose: its cancellation is not an error.
+    stop_requested: bool,
 }
 
 /// How a child ended, when it did not produce a value.
@@ -550,6 +634,7 @@ impl<E> Shared<E> {
                 failed: Vec::new(),
                 cancelled: Vec::new(),
                 panic: None,
+                stop_requested: false,
             }),
         }
     }
@@ -638,7 +723,9 @@ impl<E> Shared<E> {
         let shutdown = match state.shutdown.take() {
             Some(shutdown) => shutdown,
             None => match value {
-                Some(value) if !self.token.is_cancelled() => return Ok(value),
+                Some(value) if !self.token.is_cancelled() || state.stop_requested => {
+                    return Ok(value);
+                }
                 // Nothing inside the group failed, yet it was cancelled: the outside token fired.
                 _ => (ShutdownCause::Cancelled, Instant::now()),
             },
@@ -709,6 +796,35 @@ async fn run_child<T, E, Child>(
     };
     // Recorded (and the group cancelled) before `sender` drops, so a body awaiting this child's handle is
     // cancelled rather than woken with `ChildLost`.
+    shared.record_child_exit(name, exit);
+}
+
+/// One blocking child: runs `work` on tokio's blocking threads and waits for it, cancelled or not (a thread
+/// cannot be interrupted; `work` watches its token), then reports how it ended.
+async fn run_blocking_child<T, E, Work>(
+    shared: Arc<Shared<E>>,
+    name: Arc<str>,
+    slot: Option<OwnedSemaphorePermit>,
+    token: CancellationToken,
+    sender: oneshot::Sender<T>,
+    work: Work,
+) where
+    Work: FnOnce(CancellationToken) -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    let _slot = slot;
+    let joined = tokio::task::spawn_blocking(move || work(token)).await;
+    let exit = match joined {
+        Ok(Ok(value)) => {
+            let _unwanted = sender.send(value);
+            return;
+        }
+        Ok(Err(error)) => ChildExit::Failed(error),
+        Err(join_error) if join_error.is_panic() => ChildExit::Panicked(join_error.into_panic()),
+        // The runtime is shutting down and dropped the work before it started.
+        Err(_cancelled) => ChildExit::Cancelled,
+    };
     shared.record_child_exit(name, exit);
 }
 
@@ -1558,5 +1674,132 @@ mod tests {
         let error = result.unwrap_err();
         assert_eq!(error.cause, ShutdownCause::Cancelled);
         assert_eq!(error.cancelled_names().collect::<Vec<_>>(), ["slow"]);
+    }
+
+    /// A blocking child is waited for even when the group shuts down: it sees its token and stops, and the
+    /// scope returns only after the thread has.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_blocking_child_is_joined_when_a_sibling_fails() {
+        let finished = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&finished);
+        let result: Result<(), _> = scope(GroupConfig::new(), |group| async move {
+            group
+                .spawn_blocking("reader", move |token| {
+                    while !token.is_cancelled() {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                })
+                .await?;
+            group
+                .spawn("failing", async { Err::<(), _>(TestError::Value(7)) })
+                .await?;
+            Ok(())
+        })
+        .await;
+        assert_eq!(
+            finished.load(Ordering::SeqCst),
+            1,
+            "joined before the scope returned"
+        );
+        let error = result.unwrap_err();
+        assert_eq!(error.failed_names().collect::<Vec<_>>(), ["failing"]);
+    }
+
+    /// A blocking child's error fails the group, and its value reaches the body.
+    #[tokio::test]
+    async fn a_blocking_child_reports_its_value_or_its_error() {
+        let value = scope(GroupConfig::new(), |group| async move {
+            let handle = group
+                .spawn_blocking("sum", |_| Ok((1..=4).sum::<u32>()))
+                .await?;
+            Ok::<_, TestError>(handle.await?)
+        })
+        .await;
+        assert_eq!(value.unwrap(), 10);
+        let failed: Result<(), _> = scope(GroupConfig::new(), |group| async move {
+            group
+                .spawn_blocking("store", |_| Err::<(), _>(TestError::Value(3)))
+                .await?;
+            Ok(())
+        })
+        .await;
+        assert!(matches!(
+            failed.unwrap_err().failed[0].error,
+            TestError::Value(3)
+        ));
+    }
+
+    /// An owned group runs its children until shut down, then cancels and joins them; that is not an error.
+    #[tokio::test(start_paused = true)]
+    async fn an_owned_group_cancels_and_joins_on_shutdown() {
+        let (dropped, mut dropped_names) = mpsc::unbounded_channel();
+        let background = OwnedGroup::<TestError>::new();
+        let guard = probe("server", &dropped);
+        drop(dropped);
+        background
+            .group()
+            .spawn("server", async move {
+                let _guard = guard;
+                sleep_then(60_000, ()).await
+            })
+            .await
+            .expect("open");
+        sleep(Duration::from_millis(10)).await;
+        background
+            .shutdown()
+            .await
+            .expect("a requested shutdown is not an error");
+        assert_eq!(dropped_names.recv().await, Some("server"));
+    }
+
+    /// An owned group whose child failed reports the failure at shutdown.
+    #[tokio::test(start_paused = true)]
+    async fn an_owned_group_reports_a_failed_child_at_shutdown() {
+        let background = OwnedGroup::<TestError>::new();
+        let group = background.group();
+        group.spawn("crash", crash_after(5)).await.expect("open");
+        group
+            .spawn("other", sleep_then(60_000, ()))
+            .await
+            .expect("open");
+        sleep(Duration::from_millis(10)).await;
+        assert!(group.is_shutting_down());
+        let error = background.shutdown().await.unwrap_err();
+        assert_eq!(error.failed_names().collect::<Vec<_>>(), ["crash"]);
+        assert_eq!(error.cancelled_names().collect::<Vec<_>>(), ["other"]);
+    }
+
+    /// The first error is the first child's to fail, else the body's, else none (a deadline alone).
+    #[tokio::test(start_paused = true)]
+    async fn the_first_error_is_the_first_failure() {
+        let child_first: Result<(), _> = scope(GroupConfig::new(), |group| async move {
+            group.spawn("crash", crash_after(5)).await?;
+            sleep(Duration::from_millis(10)).await;
+            Err(TestError::Value(99))
+        })
+        .await;
+        assert!(matches!(
+            child_first.unwrap_err().into_first_error(),
+            Some(TestError::Value(5))
+        ));
+        let body_only: Result<(), _> = scope(GroupConfig::new(), |_group| async {
+            Err(TestError::Value(1))
+        })
+        .await;
+        assert!(matches!(
+            body_only.unwrap_err().into_first_error(),
+            Some(TestError::Value(1))
+        ));
+        let deadline: Result<(), GroupError<TestError>> = scope(
+            GroupConfig::new().deadline(Deadline::after(Duration::from_millis(5))),
+            |_group| async {
+                sleep(Duration::from_secs(1)).await;
+                Ok(())
+            },
+        )
+        .await;
+        assert!(deadline.unwrap_err().into_first_error().is_none());
     }
 }

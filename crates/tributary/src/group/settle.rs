@@ -1,28 +1,4 @@
-//! Settle: run every task to an outcome and never fail as a whole, like `gather(return_exceptions=True)`.
-//!
-//! Each task runs as its own tokio task (so a panic is caught and reported, and tasks interleave), bounded by
-//! `min(per_task_timeout, overall deadline)` through [`with_timeout`]. A task that the bound cuts short is
-//! reported as [`Outcome::TimedOut`], whose [`Elapsed`] says which bound fired, so with an overall deadline the
-//! caller gets the results that made it in time and a "deadline exceeded" for the rest.
-//!
-//! [`settle`] returns one outcome per task in spawn order. [`Settling`] gives the same outcomes one by one as the
-//! tasks finish, for a caller that acts on results as they arrive.
-//!
-//! ```
-//! use std::time::Duration;
-//! use tributary::group::{Deadline, Outcome, SettleConfig, settle};
-//!
-//! async fn ask(source: &'static str) -> Result<u32, String> {
-//!     if source == "news" { Err(format!("{source} is down")) } else { Ok(21) }
-//! }
-//!
-//! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! let config = SettleConfig::new().deadline(Deadline::after(Duration::from_secs(2)));
-//! let outcomes = settle(config, ["weather", "news"].map(ask)).await;
-//! assert!(matches!(outcomes[0], Outcome::Ok(21)));
-//! assert!(matches!(outcomes[1], Outcome::Failed(_)));
-//! # }
-//! ```
+//! Settle: [`settle`] and [`Settling`] (documented in `group`).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -220,7 +196,7 @@ impl<T, E> Settling<T, E> {
 
 fn outcome_of_join_error<T, E>(error: JoinError) -> Outcome<T, E> {
     match error.try_into_panic() {
-        Ok(payload) => Outcome::Panicked(crate::panics::message(payload.as_ref())),
+        Ok(payload) => Outcome::Panicked(crate::panics::panic_message(payload.as_ref())),
         Err(_cancelled) => Outcome::Cancelled,
     }
 }

@@ -8,9 +8,10 @@
 //! | `threads`       | the real [`CpuPool`]                               | true parallelism in one process               |
 //! | `processes`     | a pool of worker processes of the same binary      | parallelism with crash isolation              |
 //!
-//! Every kind runs an [`InferenceJob`] ([`Executor::run_inference`]) and a [`BurnJob`] ([`Executor::run_burn`]),
-//! and gives the same deterministic output for the same job. Arbitrary closures ([`Executor::run_cpu`]) run on
-//! every kind except `processes`: a closure cannot cross a process boundary, only a serialisable job can.
+//! Every kind runs a [`CpuJob`] ([`Executor::run_job`]): plain, serialisable data with a `run` method that the
+//! embedding program defines (the agent's inference, a benchmark kernel, ...). A job gives the same output on
+//! every kind. Arbitrary closures ([`Executor::run_cpu`]) run on every kind except `processes`: a closure
+//! cannot cross a process boundary, only a serialisable job can.
 //!
 //! Cancellation is the same everywhere: drop the future. What that does depends on the kind (see
 //! [`Executor::run_cpu`] and [`ProcessPool`]).
@@ -19,20 +20,16 @@ use std::fmt;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-
-use crate::infer::work::{Decoder, Embeddings, UNITS_BETWEEN_STOP_CHECKS};
-use crate::infer::{Document, InferError, Inference, InferenceCost, infer};
 
 use super::error::PoolError;
 use super::global_lock::{GlobalLockPool, SWITCH_INTERVAL};
 use super::inline::InlineExecutor;
 use super::job::JobTiming;
-use super::process::{
-    ProcessPool, ProcessPoolConfig, WorkerCommand, WorkerRequest, WorkerResponse,
-};
+use super::process::{ProcessPool, ProcessPoolConfig, WorkerCommand};
 use super::stats::PoolStats;
 use super::threads::{CpuPool, PoolConfig};
 
@@ -95,6 +92,14 @@ pub enum ExecutorError {
         /// What was wrong.
         detail: String,
     },
+    /// The job could not be encoded as JSON to be sent to a worker process.
+    #[error("send job `{job}` to a worker process: it does not encode as json: {detail}")]
+    Encode {
+        /// The job's name.
+        job: &'static str,
+        /// What went wrong.
+        detail: String,
+    },
     /// A worker process could not be started.
     #[error("start worker process `{}`", program.display())]
     SpawnWorker {
@@ -121,34 +126,55 @@ pub enum ExecutorError {
     ShutDown,
 }
 
-/// One inference to run: the same inputs as [`infer`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InferenceJob {
-    /// The question the inference is asked to answer.
-    pub question: String,
-    /// The source's answer, as text.
-    pub document: Document,
-    /// How much CPU work it may spend.
-    pub cost: InferenceCost,
-}
-
-/// A pure CPU benchmark job: `units` work units of the inference kernel, nothing else.
+/// A unit of CPU work that every [`ExecutorKind`] can run, worker processes included.
 ///
-/// One unit costs the same as one unit of inference, so [`calibration`](crate::infer::calibration) converts
-/// between units and CPU time for both.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BurnJob {
-    /// Work units to spend.
-    pub units: u64,
-}
+/// A job is plain data (it is sent to a worker process as JSON) plus the synchronous function that computes its
+/// [`Output`](CpuJob::Output). The program that embeds tributary defines its jobs; a worker process knows them
+/// through the [`WorkerJobs`](super::WorkerJobs) it serves.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use tributary::pool::CpuJob;
+///
+/// /// Counts the primes below `limit`.
+/// #[derive(Serialize, Deserialize)]
+/// struct CountPrimes {
+///     limit: u64,
+/// }
+///
+/// impl CpuJob for CountPrimes {
+///     const NAME: &'static str = "count-primes";
+///     type Output = Option<u64>;
+///
+///     fn run(self, should_stop: &dyn Fn() -> bool) -> Option<u64> {
+///         let mut count = 0;
+///         for candidate in 2..self.limit {
+///             if candidate % 10_000 == 0 && should_stop() {
+///                 return None; // the caller gave up: stop early
+///             }
+///             if (2..candidate).take_while(|d| d * d <= candidate).all(|d| candidate % d != 0) {
+///                 count += 1;
+///             }
+///         }
+///         Some(count)
+///     }
+/// }
+///
+/// assert_eq!(CountPrimes { limit: 20 }.run(&|| false), Some(8));
+/// ```
+pub trait CpuJob: Serialize + DeserializeOwned + Send + 'static {
+    /// The job's name on the wire: unique among the jobs one worker serves, stable across versions.
+    const NAME: &'static str;
 
-/// What a [`BurnJob`] computed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BurnReport {
-    /// Work units spent.
-    pub units: u64,
-    /// Checksum of every score computed, in hex: identical for the same units on every machine and executor.
-    pub checksum: String,
+    /// What the job computes. Errors the job can report belong in here (e.g. a `Result`).
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+
+    /// Computes the output. Synchronous CPU work: no sleeping, no I/O.
+    ///
+    /// Call `should_stop` every millisecond or so of work: it turns true once the caller stopped waiting (return
+    /// early with whatever says so), and on `global-lock` it is where the lock changes hands. In a worker
+    /// process it is always false: the parent kills the process instead.
+    fn run(self, should_stop: &dyn Fn() -> bool) -> Self::Output;
 }
 
 /// A snapshot of an executor's counters.
@@ -297,44 +323,23 @@ impl Executor {
         }
     }
 
-    /// Runs one inference and returns its outcome with when and where it ran.
+    /// Runs `job` and returns its output with when and where it ran. Works on every kind.
     ///
-    /// The outer error says the executor failed (overloaded, shut down, worker crashed); the inner one is the
-    /// inference's own outcome ([`InferError::Cancelled`] when a thread-based job saw its caller give up).
-    pub async fn run_inference(
+    /// Cancellation is as for [`run_cpu`](Self::run_cpu), except on `processes`, where dropping the future while
+    /// a worker runs the job kills that worker (see [`ProcessPool`]).
+    pub async fn run_job<J: CpuJob>(
         &self,
-        job: InferenceJob,
-    ) -> Result<(Result<Inference, InferError>, JobTiming), ExecutorError> {
+        job: J,
+    ) -> Result<(J::Output, JobTiming), ExecutorError> {
         if let Backend::Processes(pool) = &*self.backend {
-            let (response, timing) = pool.run(WorkerRequest::Infer(job)).await?;
-            return match response {
-                WorkerResponse::Inferred(outcome) => Ok((outcome, timing)),
-                other => Err(pool.unexpected_response(timing.worker_index, &other)),
-            };
+            return pool.run(job).await;
         }
-        self.run_cpu(move |should_stop| infer(&job.question, &job.document, job.cost, should_stop))
-            .await
-    }
-
-    /// Runs one [`BurnJob`] and returns its outcome with when and where it ran. Works on every kind.
-    pub async fn run_burn(
-        &self,
-        job: BurnJob,
-    ) -> Result<(Result<BurnReport, InferError>, JobTiming), ExecutorError> {
-        if let Backend::Processes(pool) = &*self.backend {
-            let (response, timing) = pool.run(WorkerRequest::Burn(job)).await?;
-            return match response {
-                WorkerResponse::Burned(outcome) => Ok((outcome, timing)),
-                other => Err(pool.unexpected_response(timing.worker_index, &other)),
-            };
-        }
-        self.run_cpu(move |should_stop| burn(job, should_stop))
-            .await
+        self.run_cpu(move |should_stop| job.run(should_stop)).await
     }
 
     /// Runs a CPU closure and returns its value with when and where it ran.
     ///
-    /// The closure gets `should_stop`, the same checkpoint [`infer`] takes: call it every millisecond or so of
+    /// The closure gets `should_stop`, the same checkpoint as [`CpuJob::run`]: call it every millisecond or so of
     /// work. It returns true once the caller stopped waiting, and on `global-lock` it is also where the lock
     /// changes hands, so a closure that never calls it keeps the lock (and every other job waits) until it
     /// returns, exactly like a C extension that never releases the GIL.
@@ -342,7 +347,7 @@ impl Executor {
     /// Dropping the future cancels: a job that has not started never runs; a running job sees `should_stop`
     /// turn true (`threads`, `global-lock`). On `inline` the job runs to completion inside the first poll, so
     /// there is nothing to cancel. On `processes` this returns [`ExecutorError::Unsupported`]: use
-    /// [`Executor::run_inference`] or [`Executor::run_burn`], whose jobs can be serialised.
+    /// [`Executor::run_job`], whose jobs can be serialised.
     pub async fn run_cpu<F, R>(&self, job: F) -> Result<(R, JobTiming), ExecutorError>
     where
         F: FnOnce(&dyn Fn() -> bool) -> R + Send + 'static,
@@ -396,7 +401,8 @@ impl Executor {
         }
     }
 
-    /// The worker processes, for the lab's crash demo ([`WorkerRequest::Crash`]) and their pids.
+    /// The worker processes, when this is a `processes` executor: their pids, and jobs meant for a worker
+    /// process only (a job that crashes its process on purpose, say).
     pub fn process_pool(&self) -> Option<&ProcessPool> {
         match &*self.backend {
             Backend::Processes(pool) => Some(pool),
@@ -415,47 +421,6 @@ impl Executor {
     }
 }
 
-/// Spends `job.units` work units of the inference kernel, checking `should_stop` between slices.
-///
-/// Synchronous and CPU-bound, like [`infer`]: run it through an executor. Deterministic: the same units give
-/// the same checksum everywhere.
-pub fn burn(job: BurnJob, should_stop: &dyn Fn() -> bool) -> Result<BurnReport, InferError> {
-    let embeddings = burn_embeddings();
-    let mut decoder = Decoder::new(BURN_SEED);
-    let mut units_done = 0;
-    while units_done < job.units {
-        if should_stop() {
-            return Err(InferError::Cancelled {
-                units_done,
-                units_budget: job.units,
-            });
-        }
-        let slice = (job.units - units_done).min(UNITS_BETWEEN_STOP_CHECKS);
-        decoder.run(embeddings, slice);
-        units_done += slice;
-    }
-    Ok(BurnReport {
-        units: units_done,
-        checksum: format!("{:016x}", decoder.checksum()),
-    })
-}
-
-/// Vocabulary size of the burn kernel: the size the calibration uses, so a burn unit costs what it measured.
-const BURN_VOCABULARY: usize = 256;
-const BURN_SEED: u64 = 0xb0_0057;
-
-/// The burn kernel's vocabulary, built once per process so that a tiny burn job measures executor overhead and
-/// not the set-up.
-fn burn_embeddings() -> &'static Embeddings {
-    static EMBEDDINGS: OnceLock<Embeddings> = OnceLock::new();
-    EMBEDDINGS.get_or_init(|| {
-        let vocabulary: Vec<String> = (0..BURN_VOCABULARY)
-            .map(|index| format!("burn-{index}"))
-            .collect();
-        Embeddings::new(vocabulary.iter().map(String::as_str))
-    })
-}
-
 /// The executor behind an [`Executor`].
 #[derive(Debug)]
 enum Backend {
@@ -471,6 +436,7 @@ mod tests {
 
     use super::*;
     use crate::pool::process::test_worker_command;
+    use crate::pool::test_jobs::{SpinFor, SpinJob};
 
     const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -481,19 +447,6 @@ mod tests {
     fn executor(kind: ExecutorKind) -> Executor {
         let config = ExecutorConfig::new(kind, two()).with_worker_command(test_worker_command());
         Executor::new(config).expect("start test executor")
-    }
-
-    fn sample_job() -> InferenceJob {
-        InferenceJob {
-            question: "Will it rain in Lisbon tomorrow?".to_owned(),
-            document: Document::new(
-                "weather",
-                "Heavy rain is expected in Lisbon tomorrow. Winds will be strong near the coast. \
-                 The weekend looks dry and sunny.",
-            )
-            .with_title("Lisbon forecast"),
-            cost: InferenceCost::units(50_000),
-        }
     }
 
     #[test]
@@ -508,41 +461,21 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn every_kind_gives_the_same_inference_as_calling_infer_directly() {
-        let job = sample_job();
-        let expected =
-            infer(&job.question, &job.document, job.cost, &|| false).expect("direct inference");
+    async fn every_kind_gives_the_same_output_as_running_the_job_directly() {
+        let job = SpinJob { rounds: 20_000 };
+        let expected = job.run(&|| false);
+        assert_ne!(expected, SpinJob { rounds: 20_001 }.run(&|| false));
         for kind in ExecutorKind::ALL {
             let executor = executor(kind);
-            let (outcome, timing) =
-                tokio::time::timeout(PATIENCE, executor.run_inference(job.clone()))
-                    .await
-                    .expect("inference finished in time")
-                    .unwrap_or_else(|error| panic!("{kind}: {error}"));
-            assert_eq!(outcome.as_ref(), Ok(&expected), "{kind}");
+            let (output, timing) = tokio::time::timeout(PATIENCE, executor.run_job(job))
+                .await
+                .expect("job finished in time")
+                .unwrap_or_else(|error| panic!("{kind}: {error}"));
+            assert_eq!(output, expected, "{kind}");
             assert!(
                 timing.queued_at <= timing.started_at && timing.started_at <= timing.finished_at
             );
             assert_eq!(executor.stats().jobs.completed, 1, "{kind}");
-            executor.shutdown().await;
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn every_kind_burns_the_same_checksum() {
-        let job = BurnJob { units: 20_000 };
-        let expected = burn(job, &|| false).expect("direct burn");
-        assert_ne!(
-            expected,
-            burn(BurnJob { units: 20_001 }, &|| false).expect("direct burn")
-        );
-        for kind in ExecutorKind::ALL {
-            let executor = executor(kind);
-            let (outcome, _timing) = tokio::time::timeout(PATIENCE, executor.run_burn(job))
-                .await
-                .expect("burn finished in time")
-                .unwrap_or_else(|error| panic!("{kind}: {error}"));
-            assert_eq!(outcome.as_ref(), Ok(&expected), "{kind}");
             executor.shutdown().await;
         }
     }
@@ -586,10 +519,8 @@ mod tests {
     async fn threads_run_jobs_at_the_same_time() {
         let executor = executor(ExecutorKind::Threads);
         // Long enough that both jobs are surely running before either finishes, on any machine.
-        let job = BurnJob {
-            units: crate::infer::calibration().units_for(Duration::from_millis(50)),
-        };
-        let (first, second) = tokio::join!(executor.run_burn(job), executor.run_burn(job));
+        let job = SpinFor { millis: 50 };
+        let (first, second) = tokio::join!(executor.run_job(job), executor.run_job(job));
         let (_, first) = first.expect("first job");
         let (_, second) = second.expect("second job");
         assert_ne!(first.worker_index, second.worker_index);

@@ -3,8 +3,8 @@
 //!
 //! The threads and the queue are a [`CpuPool`]'s, so submitting, backpressure, skip-if-dropped and timings
 //! behave exactly as on the real pool. The only difference is inside each job: it first takes the global lock,
-//! and gives it up only at a checkpoint (the `should_stop` callback it is handed, which [`infer`] and
-//! [`burn`] call every few tens of microseconds of work) once it has held the lock for a whole switch
+//! and gives it up only at a checkpoint (the `should_stop` callback it is handed, which a well-behaved
+//! [`CpuJob`](super::CpuJob) calls every millisecond or less of work) once it has held the lock for a whole switch
 //! interval and another thread is waiting. That mirrors CPython 3's "new GIL": a waiting thread asks for the
 //! lock after `sys.getswitchinterval()` (5 ms), and the holder drops it at its next eval-loop check.
 //!
@@ -15,9 +15,6 @@
 //!
 //! The result, as on CPython: N jobs on N threads take about N times as long as one, because only one of them
 //! ever computes at a time, and each job's wall time stretches to cover the others' turns.
-//!
-//! [`infer`]: crate::infer::infer
-//! [`burn`]: super::burn
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -199,8 +196,7 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     use super::*;
-    use crate::infer::calibration;
-    use crate::pool::executor::{BurnJob, burn};
+    use crate::pool::test_jobs::hash_chain;
 
     const JOBS: usize = 3;
 
@@ -220,28 +216,28 @@ mod tests {
         computing_nanos: AtomicU64,
     }
 
-    /// A job of `units` work units that records each section between two checkpoints.
+    /// A job of about `work` of computing, in sections between two checkpoints, recording each section.
     fn instrumented_job(
         job_index: usize,
-        units: u64,
+        work: Duration,
         holders: Arc<AtomicUsize>,
         observed: Arc<Observed>,
     ) -> impl FnOnce(&dyn Fn() -> bool) + Send + 'static {
         move |should_stop| {
-            let slice = BurnJob { units: 20_000 };
-            let mut done = 0;
-            while done < units {
+            let mut done = Duration::ZERO;
+            while done < work {
                 let now_holding = holders.fetch_add(1, Ordering::SeqCst) + 1;
                 observed
                     .most_holders
                     .fetch_max(now_holding, Ordering::SeqCst);
                 let started = Instant::now();
-                burn(slice, &|| false).expect("burn never stops by itself");
-                let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                std::hint::black_box(hash_chain(1, 5_000));
+                let section = started.elapsed();
+                let nanos = u64::try_from(section.as_nanos()).unwrap_or(u64::MAX);
                 observed.computing_nanos.fetch_add(nanos, Ordering::SeqCst);
                 observed.turns.lock().expect("turns lock").push(job_index);
                 holders.fetch_sub(1, Ordering::SeqCst);
-                done += slice.units;
+                done += section;
                 if should_stop() {
                     return;
                 }
@@ -255,12 +251,12 @@ mod tests {
         let holders = Arc::new(AtomicUsize::new(0));
         let observed = Arc::new(Observed::default());
         // About 60 ms of work each: many switch intervals, so a fair lock must hand over many times.
-        let units = calibration().units_for(Duration::from_millis(60));
+        let work = Duration::from_millis(60);
         let started = Instant::now();
         let jobs = (0..JOBS).map(|job_index| {
             pool.submit_timed(instrumented_job(
                 job_index,
-                units,
+                work,
                 Arc::clone(&holders),
                 Arc::clone(&observed),
             ))

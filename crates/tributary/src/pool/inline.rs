@@ -52,7 +52,7 @@ impl InlineExecutor {
             }
             Err(payload) => {
                 PoolCounters::increment(&self.counters.panicked);
-                Err(PoolError::Panicked(crate::panics::message(
+                Err(PoolError::Panicked(crate::panics::panic_message(
                     payload.as_ref(),
                 )))
             }

@@ -181,7 +181,7 @@ impl Job {
                 }
                 Err(payload) => {
                     PoolCounters::increment(&counters.panicked);
-                    Err(PoolError::Panicked(crate::panics::message(
+                    Err(PoolError::Panicked(crate::panics::panic_message(
                         payload.as_ref(),
                     )))
                 }

@@ -29,10 +29,11 @@
 //!
 //! # Other executors, for comparison and for isolation
 //!
-//! [`Executor`] runs the same inference or benchmark job on one of four [`ExecutorKind`]s: `inline` (on the
-//! async thread: the negative example), `global-lock` (threads sharing one lock: a model of CPython's GIL),
-//! `threads` (this pool) and `processes` (worker processes of the same binary, which isolate a job that
-//! crashes). The lab compares them; `ask` and `batch` pick one with `--executor`.
+//! [`Executor`] runs the same [`CpuJob`] on one of four [`ExecutorKind`]s: `inline` (on the async thread: the
+//! negative example), `global-lock` (threads sharing one lock: a model of CPython's GIL), `threads` (this pool)
+//! and `processes` (worker processes of the same binary, which isolate a job that crashes). A job is plain
+//! serialisable data with a `run` method; the program defines its own jobs and registers them for its worker
+//! processes in [`WorkerJobs`].
 //!
 //! # Why dedicated threads and not rayon
 //!
@@ -74,12 +75,12 @@
 //! - `job`: what travels through the queue: [`JobContext`], [`JobHandle`], [`JobTiming`] and the job state machine.
 //! - `stats`: the live counters and their [`PoolStats`] snapshot.
 //! - `error`: [`PoolError`].
-//! - `executor`: [`Executor`], one handle over the four [`ExecutorKind`]s the lab compares, its jobs
-//!   ([`InferenceJob`], [`BurnJob`]) and [`ExecutorError`].
+//! - `executor`: [`Executor`], one handle over the four [`ExecutorKind`]s, the [`CpuJob`] trait they all run,
+//!   and [`ExecutorError`].
 //! - `inline`: [`InlineExecutor`], which runs a job on the calling async thread (the negative example).
 //! - `global_lock`: [`GlobalLockPool`], threads that take turns on one lock: a model of CPython's GIL.
 //! - `process`: [`ProcessPool`], worker processes of the same binary fed JSON lines over pipes, and
-//!   [`serve_worker`], the worker side.
+//!   [`serve_worker`] with its [`WorkerJobs`], the worker side.
 
 mod error;
 mod executor;
@@ -91,19 +92,20 @@ mod stats;
 mod threads;
 
 #[cfg(test)]
+mod test_jobs;
+#[cfg(test)]
 mod tests;
 
 pub use error::PoolError;
 pub use executor::{
-    BurnJob, BurnReport, Executor, ExecutorConfig, ExecutorError, ExecutorKind, ExecutorStats,
-    InferenceJob, ParseExecutorKindError, burn,
+    CpuJob, Executor, ExecutorConfig, ExecutorError, ExecutorKind, ExecutorStats,
+    ParseExecutorKindError,
 };
 pub use global_lock::{GlobalLockPool, SWITCH_INTERVAL};
 pub use inline::InlineExecutor;
 pub use job::{JobContext, JobHandle, JobTiming};
 pub use process::{
-    FRAME_TAG, ProcessPool, ProcessPoolConfig, ProcessPoolStats, WorkerCommand, WorkerRequest,
-    WorkerResponse, serve_worker,
+    ProcessPool, ProcessPoolConfig, ProcessPoolStats, WorkerCommand, WorkerJobs, serve_worker,
 };
 pub use stats::PoolStats;
 pub use threads::{CpuPool, PoolConfig};

@@ -10,14 +10,15 @@
 //! the worker binary (a library that prints, the test harness's own lines when a test binary is the worker).
 //!
 //! ```text
-//! parent -> worker   tributary-frame/1 {"id":7,"request":{"kind":"burn","units":100000}}
-//! worker -> parent   tributary-frame/1 {"id":7,"response":{"kind":"burned","outcome":{"status":"done","value":{..}}}}
+//! parent -> worker   tributary-frame/2 {"id":7,"job":"burn","input":{"units":100000}}
+//! worker -> parent   tributary-frame/2 {"id":7,"output":{"units":100000,"checksum":"9f.."}}
+//! worker -> parent   tributary-frame/2 {"id":8,"rejected":"unknown job `teleport`; this worker runs: burn, infer"}
 //! ```
 //!
-//! Requests are `infer` (question, document, work units), `burn` (work units) and `crash` (the worker aborts:
-//! the lab's demo and the tests use it). Responses are `inferred`, `burned` and `rejected` (the worker could
-//! not parse the request). The parent turns an inference budget given as CPU time into work units with its own
-//! calibration, so every worker spends exactly the work a thread would, and workers never calibrate.
+//! A request names a [`CpuJob`] by its [`NAME`](CpuJob::NAME) and carries the job as JSON; the worker looks the
+//! name up in the [`WorkerJobs`] it serves, runs the job and answers with its output as JSON, or with
+//! `rejected` when it does not know the job or cannot parse it. The protocol knows nothing of what the jobs do:
+//! the program that embeds tributary registers them, on both sides.
 //!
 //! # Failures and cancellation
 //!
@@ -35,9 +36,10 @@
 //!
 //! # The worker side
 //!
-//! The binary's hidden worker command calls [`serve_worker`] with its locked stdin and stdout and exits when it
-//! returns. Tests use the test binary itself as the worker (see the `tests` module).
+//! The binary's hidden worker command calls [`serve_worker`] with the jobs it knows and its locked stdin and
+//! stdout, and exits when it returns. Tests use the test binary itself as the worker (see the `tests` module).
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::{self, BufRead, Write};
 use std::num::NonZeroUsize;
@@ -48,21 +50,21 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::infer::{Document, InferError, Inference, InferenceCost, infer};
-
-use super::executor::{BurnJob, BurnReport, ExecutorError, InferenceJob, burn};
+use super::executor::{CpuJob, ExecutorError};
 use super::job::JobTiming;
 use super::stats::{PoolCounters, PoolStats};
 
 /// Marks a protocol frame; everything before it on a line, and every line without it, is ignored.
-pub const FRAME_TAG: &str = "tributary-frame/1 ";
+pub(crate) const FRAME_TAG: &str = "tributary-frame/2 ";
 
-/// The program to start as a worker, and its arguments. It must end up calling [`serve_worker`].
+/// The program to start as a worker, and its arguments. It must end up calling [`serve_worker`] with the jobs
+/// the parent will send.
 ///
 /// The CLI passes [`std::env::current_exe`] with its hidden `__worker` argument.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,25 +88,27 @@ pub struct ProcessPoolConfig {
     pub command: WorkerCommand,
 }
 
-/// A job for a worker process.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WorkerRequest {
-    /// Run [`infer`].
-    Infer(InferenceJob),
-    /// Run [`burn`].
-    Burn(BurnJob),
-    /// Abort the worker process on purpose, as a native crash would. For the lab's demo and the tests.
-    Crash,
+/// The jobs a worker process runs, by name: what [`serve_worker`] looks a request up in.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use tributary::pool::{CpuJob, WorkerJobs};
+/// # #[derive(Serialize, Deserialize)] struct Square(u64);
+/// # impl CpuJob for Square {
+/// #     const NAME: &'static str = "square";
+/// #     type Output = u64;
+/// #     fn run(self, _: &dyn Fn() -> bool) -> u64 { self.0 * self.0 }
+/// # }
+/// let jobs = WorkerJobs::new().with::<Square>();
+/// assert_eq!(jobs.names().collect::<Vec<_>>(), ["square"]);
+/// ```
+#[derive(Clone, Default)]
+pub struct WorkerJobs {
+    runners: BTreeMap<&'static str, JobRunner>,
 }
 
-/// A worker's answer to a [`WorkerRequest`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum WorkerResponse {
-    /// The outcome of [`WorkerRequest::Infer`].
-    Inferred(Result<Inference, InferError>),
-    /// The outcome of [`WorkerRequest::Burn`].
-    Burned(Result<BurnReport, InferError>),
-}
+/// Parses a job's JSON, runs it, and encodes its output; `Err` says why the job could not run.
+type JobRunner = fn(Value) -> Result<Value, String>;
 
 /// A pool of worker processes (see the module docs).
 ///
@@ -152,6 +156,51 @@ impl WorkerCommand {
     }
 }
 
+impl WorkerJobs {
+    /// No jobs yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The same set with the job `J`, under [`J::NAME`](CpuJob::NAME).
+    ///
+    /// # Panics
+    ///
+    /// If another job has the same name: two jobs on one wire name is a programming error, caught when the
+    /// worker is set up rather than as wrong answers later.
+    pub fn with<J: CpuJob>(mut self) -> Self {
+        let previous = self.runners.insert(J::NAME, run_encoded::<J>);
+        assert!(
+            previous.is_none(),
+            "two worker jobs are named `{}`",
+            J::NAME
+        );
+        self
+    }
+
+    /// The names of the jobs, in alphabetical order.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.runners.keys().copied()
+    }
+
+    /// Runs the job `name` on its JSON `input`.
+    fn run(&self, name: &str, input: Value) -> Result<Value, String> {
+        match self.runners.get(name) {
+            Some(run) => run(input),
+            None => Err(format!(
+                "unknown job `{name}`; this worker runs: {}",
+                self.names().collect::<Vec<_>>().join(", ")
+            )),
+        }
+    }
+}
+
+impl std::fmt::Debug for WorkerJobs {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_set().entries(self.names()).finish()
+    }
+}
+
 impl ProcessPool {
     /// Starts `config.workers` worker processes. Must be called inside a tokio runtime.
     pub fn new(config: ProcessPoolConfig) -> Result<Self, ExecutorError> {
@@ -187,14 +236,11 @@ impl ProcessPool {
         })
     }
 
-    /// Sends `request` to a free worker, waiting for one (and first for a queue slot) if all are busy, and
-    /// returns its response with which worker slot ran it and when.
+    /// Sends `job` to a free worker, waiting for one (and first for a queue slot) if all are busy, and returns
+    /// its output with which worker slot ran it and when. The worker must serve `J` (see [`WorkerJobs`]).
     ///
     /// Dropping the future while a worker runs the job kills and replaces that worker (see the module docs).
-    pub async fn run(
-        &self,
-        request: WorkerRequest,
-    ) -> Result<(WorkerResponse, JobTiming), ExecutorError> {
+    pub async fn run<J: CpuJob>(&self, job: J) -> Result<(J::Output, JobTiming), ExecutorError> {
         let queued_at = Instant::now();
         let inner = &*self.inner;
         if inner.closed.is_cancelled() {
@@ -202,9 +248,14 @@ impl ProcessPool {
             return Err(ExecutorError::ShutDown);
         }
         let id = inner.next_request_id.fetch_add(1, Ordering::Relaxed);
+        let input = serde_json::to_value(&job).map_err(|error| ExecutorError::Encode {
+            job: J::NAME,
+            detail: error.to_string(),
+        })?;
         let frame = encode_frame(&RequestFrame {
             id,
-            request: WireRequest::from_request(request).await,
+            job: J::NAME.into(),
+            input,
         });
 
         let mut accounting = Accounting::queued(&inner.counters);
@@ -230,12 +281,17 @@ impl ProcessPool {
             started_at,
             finished_at,
         };
+        let exchanged = exchanged.and_then(|output| {
+            serde_json::from_value::<J::Output>(output).map_err(|error| {
+                Exchange::Malformed(format!("decode the output of `{}`: {error}", J::NAME))
+            })
+        });
         match exchanged {
-            Ok(response) => {
+            Ok(output) => {
                 let finished_at = Instant::now();
                 busy.keep();
                 accounting.settle(&inner.counters.completed);
-                Ok((response, timing(finished_at)))
+                Ok((output, timing(finished_at)))
             }
             Err(Exchange::Closed(how)) => {
                 let detail = format!("{how}; {}", process.exit_status().await);
@@ -289,49 +345,35 @@ impl ProcessPool {
             inner.pids()[slot.index] = None;
         }
     }
-
-    /// The error for a response of the wrong kind (a worker answering `burned` to an inference).
-    pub(crate) fn unexpected_response(
-        &self,
-        worker: usize,
-        response: &WorkerResponse,
-    ) -> ExecutorError {
-        let kind = match response {
-            WorkerResponse::Inferred(_) => "inferred",
-            WorkerResponse::Burned(_) => "burned",
-        };
-        ExecutorError::Protocol {
-            worker,
-            detail: format!("unexpected `{kind}` reply"),
-        }
-    }
 }
 
-/// Serves a parent [`ProcessPool`]: reads request frames from `input`, runs each job, writes one response frame
-/// per request to `output`, and returns at end of input.
+/// Serves a parent [`ProcessPool`]: reads request frames from `input`, runs each job `jobs` knows, writes one
+/// response frame per request to `output`, and returns at end of input.
 ///
 /// This is what the binary's hidden worker command runs, with its locked stdin and stdout:
-/// `serve_worker(io::stdin().lock(), io::stdout().lock())`. Lines without [`FRAME_TAG`] are ignored; a frame that
-/// does not parse is answered with a `rejected` frame. Returns an error only when reading or writing fails.
-///
-/// A [`WorkerRequest::Crash`] aborts the process, on purpose.
-pub fn serve_worker(input: impl BufRead, mut output: impl Write) -> io::Result<()> {
+/// `serve_worker(&jobs, io::stdin().lock(), io::stdout().lock())`. Lines without the frame tag are ignored; a
+/// frame that does not parse, or names a job `jobs` does not know, is answered with a `rejected` frame. Returns
+/// an error only when reading or writing fails. Output is flushed before each job runs, so a job that ends the
+/// process (a crash, on purpose or not) loses no earlier answer.
+pub fn serve_worker(
+    jobs: &WorkerJobs,
+    input: impl BufRead,
+    mut output: impl Write,
+) -> io::Result<()> {
     for line in input.lines() {
         let line = line?;
         let Some(payload) = frame_payload(&line) else {
             continue;
         };
         let response = match serde_json::from_str::<RequestFrame>(payload) {
-            Ok(frame) => ResponseFrame {
-                id: frame.id,
-                response: run_request(frame.request, &mut output)?,
-            },
-            Err(error) => ResponseFrame {
-                id: serde_json::from_str::<FrameId>(payload).map_or(0, |frame| frame.id),
-                response: WireResponse::Rejected {
-                    message: format!("parse request: {error}"),
-                },
-            },
+            Ok(frame) => {
+                output.flush()?;
+                ResponseFrame::answer(frame.id, jobs.run(&frame.job, frame.input))
+            }
+            Err(error) => ResponseFrame::answer(
+                serde_json::from_str::<FrameId>(payload).map_or(0, |frame| frame.id),
+                Err(format!("parse request: {error}")),
+            ),
         };
         output.write_all(encode_frame(&response).as_bytes())?;
         output.flush()?;
@@ -408,49 +450,26 @@ enum Phase {
 #[derive(Debug, Serialize, Deserialize)]
 struct RequestFrame {
     id: u64,
-    request: WireRequest,
+    /// The job's [`CpuJob::NAME`].
+    job: String,
+    /// The job itself.
+    input: Value,
 }
 
+/// Exactly one of `output` and `rejected`.
 #[derive(Debug, Serialize, Deserialize)]
 struct ResponseFrame {
     id: u64,
-    response: WireResponse,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    output: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rejected: Option<String>,
 }
 
 /// Just the id of a frame whose body did not parse, to address the rejection.
 #[derive(Debug, Deserialize)]
 struct FrameId {
     id: u64,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-enum WireRequest {
-    Infer {
-        question: String,
-        document: Document,
-        units: u64,
-    },
-    Burn {
-        units: u64,
-    },
-    Crash,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-enum WireResponse {
-    Inferred { outcome: WireOutcome<Inference> },
-    Burned { outcome: WireOutcome<BurnReport> },
-    Rejected { message: String },
-}
-
-/// `Result<T, InferError>` on the wire (`InferError` itself is not serialisable).
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "kebab-case")]
-enum WireOutcome<T> {
-    Done { value: T },
-    Cancelled { units_done: u64, units_budget: u64 },
 }
 
 impl PoolInner {
@@ -560,7 +579,7 @@ impl WorkerProcess {
     }
 
     /// Sends one request frame and reads lines until the matching response frame.
-    async fn exchange(&mut self, frame: &str, id: u64) -> Result<WorkerResponse, Exchange> {
+    async fn exchange(&mut self, frame: &str, id: u64) -> Result<Value, Exchange> {
         let sent = async {
             self.stdin.write_all(frame.as_bytes()).await?;
             self.stdin.flush().await
@@ -595,7 +614,7 @@ impl WorkerProcess {
                     frame.id
                 )));
             }
-            return frame.response.into_response().map_err(Exchange::Malformed);
+            return frame.into_output().map_err(Exchange::Malformed);
         }
     }
 
@@ -661,98 +680,38 @@ impl Drop for Accounting<'_> {
     }
 }
 
-impl WireRequest {
-    async fn from_request(request: WorkerRequest) -> Self {
-        match request {
-            WorkerRequest::Infer(job) => Self::Infer {
-                units: work_units(job.cost).await,
-                question: job.question,
-                document: job.document,
+impl ResponseFrame {
+    fn answer(id: u64, outcome: Result<Value, String>) -> Self {
+        match outcome {
+            Ok(output) => Self {
+                id,
+                output: Some(output),
+                rejected: None,
             },
-            WorkerRequest::Burn(job) => Self::Burn { units: job.units },
-            WorkerRequest::Crash => Self::Crash,
-        }
-    }
-}
-
-/// The work units a budget buys. A CPU-time budget needs this machine's calibration, which takes about 40 ms of
-/// CPU the first time: off the runtime thread.
-async fn work_units(cost: InferenceCost) -> u64 {
-    match cost {
-        InferenceCost::Units(units) => units,
-        InferenceCost::Cpu(_) => match tokio::task::spawn_blocking(move || cost.work_units()).await
-        {
-            Ok(units) => units,
-            Err(join_error) => std::panic::resume_unwind(join_error.into_panic()),
-        },
-    }
-}
-
-impl WireResponse {
-    fn into_response(self) -> Result<WorkerResponse, String> {
-        match self {
-            Self::Inferred { outcome } => Ok(WorkerResponse::Inferred(outcome.into_result())),
-            Self::Burned { outcome } => Ok(WorkerResponse::Burned(outcome.into_result())),
-            Self::Rejected { message } => {
-                Err(format!("the worker rejected the request: {message}"))
-            }
-        }
-    }
-}
-
-impl<T> WireOutcome<T> {
-    fn from_result(result: Result<T, InferError>) -> Self {
-        match result {
-            Ok(value) => Self::Done { value },
-            Err(InferError::Cancelled {
-                units_done,
-                units_budget,
-            }) => Self::Cancelled {
-                units_done,
-                units_budget,
+            Err(why) => Self {
+                id,
+                output: None,
+                rejected: Some(why),
             },
         }
     }
 
-    fn into_result(self) -> Result<T, InferError> {
-        match self {
-            Self::Done { value } => Ok(value),
-            Self::Cancelled {
-                units_done,
-                units_budget,
-            } => Err(InferError::Cancelled {
-                units_done,
-                units_budget,
-            }),
+    fn into_output(self) -> Result<Value, String> {
+        match (self.output, self.rejected) {
+            (_, Some(why)) => Err(format!("the worker rejected the request: {why}")),
+            (Some(output), None) => Ok(output),
+            (None, None) => Err("the reply has neither an output nor a rejection".to_owned()),
         }
     }
 }
 
-/// Runs one request in the worker. Nothing can stop a job from inside: the parent kills the process instead.
-fn run_request(request: WireRequest, output: &mut impl Write) -> io::Result<WireResponse> {
-    let never = || false;
-    Ok(match request {
-        WireRequest::Infer {
-            question,
-            document,
-            units,
-        } => WireResponse::Inferred {
-            outcome: WireOutcome::from_result(infer(
-                &question,
-                &document,
-                InferenceCost::units(units),
-                &never,
-            )),
-        },
-        WireRequest::Burn { units } => WireResponse::Burned {
-            outcome: WireOutcome::from_result(burn(BurnJob { units }, &never)),
-        },
-        WireRequest::Crash => {
-            output.flush()?;
-            // Deliberately the hardest exit there is: no unwinding, no destructors, as a native crash would.
-            std::process::abort()
-        }
-    })
+/// Decodes a `J` from JSON, runs it to the end (nothing in a worker can stop it but a kill), encodes the output.
+fn run_encoded<J: CpuJob>(input: Value) -> Result<Value, String> {
+    let job: J = serde_json::from_value(input)
+        .map_err(|error| format!("parse job `{}`: {error}", J::NAME))?;
+    let output = job.run(&|| false);
+    serde_json::to_value(output)
+        .map_err(|error| format!("encode the output of `{}`: {error}", J::NAME))
 }
 
 /// One frame: the tag, the JSON, a newline.
@@ -771,7 +730,7 @@ fn frame_payload(line: &str) -> Option<&str> {
 #[cfg(test)]
 const TEST_WORKER_ENV: &str = "TRIBUTARY_TEST_WORKER";
 
-/// The test binary itself as a well-behaved worker.
+/// The test binary itself as a well-behaved worker serving [`test_jobs`](super::test_jobs).
 #[cfg(test)]
 pub(crate) fn test_worker_command() -> WorkerCommand {
     test_worker_command_in_mode("serve")

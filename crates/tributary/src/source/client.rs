@@ -12,9 +12,9 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::cache::{CacheKey, ResponseCache, SharedFailure};
-use super::config::SourceSpec;
 use super::error::{FetchError, FetchErrorKind};
 use super::retry::{self, AttemptOutcome, AttemptRecord, BackoffPolicy, RetryDecision};
+use super::spec::SourceSpec;
 use crate::group::{Deadline, Elapsed, with_timeout};
 
 /// Settings shared by all sources of one client.
@@ -28,6 +28,20 @@ pub struct ClientOptions {
     pub max_idle_connections_per_host: usize,
     /// How many answers the cache holds at most, over all sources.
     pub cache_capacity: u64,
+}
+
+impl ClientOptions {
+    /// The same options with `backoff` between attempts.
+    pub fn with_backoff(mut self, backoff: BackoffPolicy) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The same options with a cache of at most `entries` answers.
+    pub fn with_cache_capacity(mut self, entries: u64) -> Self {
+        self.cache_capacity = entries;
+        self
+    }
 }
 
 impl Default for ClientOptions {

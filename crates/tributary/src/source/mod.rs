@@ -1,7 +1,6 @@
-//! Async I/O to information sources: the resilient HTTP client, retries, the single-flight cache and the
-//! sources configuration.
+//! Async I/O to information sources: the resilient HTTP client, retries and the single-flight cache.
 //!
-//! - `config`: [`SourcesConfig`] and [`SourceSpec`], loaded from a TOML file with errors that point at the line.
+//! - `spec`: [`SourceSpec`], one source and how patiently to ask it.
 //! - `client`: [`SourceClient::fetch`], one shared connection pool; per-attempt timeouts inside the caller's
 //!   [`Deadline`](crate::group::Deadline); a response-size limit enforced while streaming.
 //! - `retry`: full-jitter backoff, `Retry-After`, and the per-attempt log ([`AttemptRecord`]) that callers draw on
@@ -22,13 +21,13 @@
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
 //! use tributary::group::Deadline;
-//! use tributary::source::{ClientOptions, SourceClient, SourceRequest, SourcesConfig};
+//! use tributary::source::{ClientOptions, SourceClient, SourceRequest, SourceSpec};
 //!
-//! let config = SourcesConfig::from_path("sources.toml".as_ref())?;
+//! let mut weather = SourceSpec::new("weather", "http://127.0.0.1:8080".parse()?);
+//! weather.cache_ttl = Some(Duration::from_secs(60));
 //! let client = SourceClient::new(ClientOptions::default())?;
-//! let weather = config.get("weather").expect("configured");
 //! let request = SourceRequest::new("/weather").with_query("city", "Lyon");
-//! let fetched = client.fetch(weather, &request, Deadline::after(Duration::from_secs(3))).await?;
+//! let fetched = client.fetch(&weather, &request, Deadline::after(Duration::from_secs(3))).await?;
 //! println!("{} after {} attempt(s), cached: {}", fetched.body, fetched.attempts, fetched.cached);
 //! # Ok(())
 //! # }
@@ -36,17 +35,14 @@
 
 mod cache;
 mod client;
-mod config;
 mod error;
 mod retry;
+mod spec;
 
 pub use client::{ClientBuildError, ClientOptions, Fetched, SourceClient, SourceRequest};
-pub use config::{
-    ConfigError, DEFAULT_MAX_BODY_BYTES, DEFAULT_RETRIES, DEFAULT_TIMEOUT, EmbeddedSourceUrls,
-    MAX_RETRIES, SourceKind, SourceSpec, SourcesConfig,
-};
 pub use error::{FetchError, FetchErrorKind};
 pub use retry::{AttemptOutcome, AttemptRecord, BackoffPolicy, FullJitter, RetryDecision};
+pub use spec::{DEFAULT_MAX_BODY_BYTES, DEFAULT_RETRIES, DEFAULT_TIMEOUT, SourceSpec};
 
 #[cfg(test)]
 mod tests;

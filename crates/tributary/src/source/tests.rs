@@ -125,7 +125,7 @@ impl ScriptedServer {
 
     /// A spec for this server: 5 s per attempt, the given retries, no cache.
     fn spec(&self, retries: u32) -> SourceSpec {
-        let mut spec = SourceSpec::new("test", SourceKind::Weather, self.base_url.clone());
+        let mut spec = SourceSpec::new("test", self.base_url.clone());
         spec.timeout = Duration::from_secs(5);
         spec.retries = retries;
         spec
@@ -354,7 +354,7 @@ async fn connection_refused_is_a_retryable_transport_error() {
     let address = listener.local_addr().unwrap();
     drop(listener);
     let base_url = Url::parse(&format!("http://{address}")).unwrap();
-    let mut spec = SourceSpec::new("closed", SourceKind::News, base_url);
+    let mut spec = SourceSpec::new("closed", base_url);
     spec.retries = 1;
 
     let error = client()

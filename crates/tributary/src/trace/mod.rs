@@ -21,15 +21,16 @@
 //! assert!(chrome_json.contains("\"ph\":\"X\""));
 //! ```
 //!
-//! - [`record`]: the [`Timeline`] and the records it holds.
-//! - [`chrome`]: Chrome Trace Event JSON, for Perfetto and `chrome://tracing`.
-//! - [`gantt`]: a Gantt chart for the terminal.
-//! - [`svg`]: a self-contained SVG Gantt chart.
+//! Exports, all methods of [`Timeline`]: [`chrome_trace`](Timeline::chrome_trace) (Chrome Trace Event JSON, for
+//! Perfetto and `chrome://tracing`), [`render_gantt`](Timeline::render_gantt) (a Gantt chart for the terminal)
+//! and [`render_svg`](Timeline::render_svg) (a self-contained SVG Gantt chart).
+//!
+//! Layout: `record` (the timeline and its records), `chrome`, `gantt`, `svg` (the exports).
 
-pub mod chrome;
-pub mod gantt;
-pub mod record;
-pub mod svg;
+mod chrome;
+mod gantt;
+mod record;
+mod svg;
 
 pub use gantt::GanttStyle;
 pub use record::{Activity, EventKind, InstantEvent, Lane, Outcome, Span, SpanGuard, Timeline};

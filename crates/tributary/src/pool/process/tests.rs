@@ -16,6 +16,7 @@ use std::io::Cursor;
 use std::time::Duration;
 
 use super::*;
+use crate::pool::test_jobs::{CrashJob, SpinJob, jobs};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -28,7 +29,7 @@ fn process_worker_entry() {
     let stdin = io::stdin().lock();
     let mut stdout = io::stdout().lock();
     let served = match mode.as_str() {
-        "serve" => serve_worker(stdin, &mut stdout),
+        "serve" => serve_worker(&jobs(), stdin, &mut stdout),
         // A broken worker: answers every line with a frame that is not JSON.
         "malformed" => stdin.lines().try_for_each(|line| {
             line?;
@@ -51,39 +52,27 @@ fn pool_of(workers: usize, command: WorkerCommand) -> ProcessPool {
     .expect("start worker processes")
 }
 
-async fn burn_on(
+async fn spin_on(
     pool: &ProcessPool,
-    units: u64,
-) -> Result<(WorkerResponse, JobTiming), ExecutorError> {
-    tokio::time::timeout(PATIENCE, pool.run(WorkerRequest::Burn(BurnJob { units })))
+    rounds: u64,
+) -> Result<(Option<u64>, JobTiming), ExecutorError> {
+    tokio::time::timeout(PATIENCE, pool.run(SpinJob { rounds }))
         .await
         .expect("the worker answered in time")
 }
 
-fn expected_burn(units: u64) -> WorkerResponse {
-    WorkerResponse::Burned(burn(BurnJob { units }, &|| false))
+fn expected_spin(rounds: u64) -> Option<u64> {
+    SpinJob { rounds }.run(&|| false)
 }
 
 #[tokio::test]
 async fn a_job_round_trips_through_a_worker_process() {
     let pool = pool_of(2, test_worker_command());
-    let job = InferenceJob {
-        question: "What is the news about trains?".to_owned(),
-        document: Document::new(
-            "news",
-            "Trains run late today. The new line opens next week.",
-        ),
-        cost: InferenceCost::units(30_000),
-    };
-    let expected = infer(&job.question, &job.document, job.cost, &|| false);
-    let (response, timing) = tokio::time::timeout(PATIENCE, pool.run(WorkerRequest::Infer(job)))
-        .await
-        .expect("answered in time")
-        .expect("inference ran");
-    assert_eq!(response, WorkerResponse::Inferred(expected));
+    let (output, timing) = spin_on(&pool, 30_000).await.expect("job ran");
+    assert_eq!(output, expected_spin(30_000));
     assert!(timing.worker_index < 2);
-    let (response, _) = burn_on(&pool, 5_000).await.expect("burn ran");
-    assert_eq!(response, expected_burn(5_000));
+    let (output, _) = spin_on(&pool, 5_000).await.expect("second job ran");
+    assert_eq!(output, expected_spin(5_000));
     let stats = pool.stats();
     assert_eq!(
         (stats.jobs.completed, stats.crashed, stats.workers_replaced),
@@ -97,7 +86,7 @@ async fn a_job_round_trips_through_a_worker_process() {
 async fn a_crash_is_reported_and_the_next_job_runs_on_a_replacement() {
     let pool = pool_of(1, test_worker_command());
     let first_pid = pool.worker_pids()[0].expect("worker started");
-    let crashed = tokio::time::timeout(PATIENCE, pool.run(WorkerRequest::Crash))
+    let crashed = tokio::time::timeout(PATIENCE, pool.run(CrashJob))
         .await
         .expect("crash noticed in time");
     match crashed {
@@ -109,10 +98,10 @@ async fn a_crash_is_reported_and_the_next_job_runs_on_a_replacement() {
     }
     assert_eq!(pool.worker_pids(), vec![None]);
 
-    let (response, _) = burn_on(&pool, 1_000)
+    let (output, _) = spin_on(&pool, 1_000)
         .await
         .expect("a replacement ran the next job");
-    assert_eq!(response, expected_burn(1_000));
+    assert_eq!(output, expected_spin(1_000));
     assert_ne!(pool.worker_pids()[0], Some(first_pid));
     let stats = pool.stats();
     assert_eq!(
@@ -128,7 +117,7 @@ async fn dropping_a_running_job_kills_its_worker() {
     let first_pid = pool.worker_pids()[0].expect("worker started");
     // Hours of work: it can only end by being killed. The first poll takes the idle worker and sends the job
     // before waiting for the reply, so by the time the timeout fires the job is running.
-    let endless = pool.run(WorkerRequest::Burn(BurnJob { units: u64::MAX }));
+    let endless = pool.run(SpinJob { rounds: u64::MAX });
     let gave_up = tokio::time::timeout(Duration::from_millis(50), endless).await;
     assert!(gave_up.is_err(), "an endless job cannot finish");
     let stats = pool.stats();
@@ -137,10 +126,10 @@ async fn dropping_a_running_job_kills_its_worker() {
     #[cfg(target_os = "linux")]
     wait_until_dead(first_pid).await;
 
-    let (response, _) = burn_on(&pool, 1_000)
+    let (output, _) = spin_on(&pool, 1_000)
         .await
         .expect("a replacement ran the next job");
-    assert_eq!(response, expected_burn(1_000));
+    assert_eq!(output, expected_spin(1_000));
     assert_ne!(pool.worker_pids()[0], Some(first_pid));
     assert_eq!(pool.stats().workers_replaced, 1);
     pool.shutdown().await;
@@ -175,7 +164,7 @@ async fn wait_until_dead(pid: u32) {
 async fn a_malformed_reply_is_reported_and_its_worker_replaced() {
     let pool = pool_of(1, test_worker_command_in_mode("malformed"));
     for _ in 0..2 {
-        match burn_on(&pool, 10).await {
+        match spin_on(&pool, 10).await {
             Err(ExecutorError::Protocol { worker: 0, detail }) => {
                 assert!(detail.contains("parse reply"), "{detail}");
             }
@@ -230,7 +219,7 @@ async fn jobs_after_shutdown_are_refused() {
     pool.shutdown().await;
     assert_eq!(pool.worker_pids(), vec![None]);
     assert!(matches!(
-        burn_on(&pool, 1).await,
+        spin_on(&pool, 1).await,
         Err(ExecutorError::ShutDown)
     ));
     assert_eq!(pool.stats().jobs.rejected, 1);
@@ -240,7 +229,7 @@ async fn jobs_after_shutdown_are_refused() {
 #[tokio::test]
 async fn a_job_waits_for_a_busy_worker() {
     let pool = pool_of(1, test_worker_command());
-    let (first, second) = tokio::join!(burn_on(&pool, 200_000), burn_on(&pool, 1_000));
+    let (first, second) = tokio::join!(spin_on(&pool, 200_000), spin_on(&pool, 1_000));
     let (_, first) = first.expect("first job");
     let (_, second) = second.expect("second job");
     // One worker: the second job starts only after the first one finished.
@@ -253,14 +242,17 @@ async fn a_job_waits_for_a_busy_worker() {
 fn the_worker_skips_stray_lines_and_rejects_malformed_frames() {
     let request = encode_frame(&RequestFrame {
         id: 9,
-        request: WireRequest::Burn { units: 100 },
+        job: SpinJob::NAME.to_owned(),
+        input: serde_json::json!({"rounds": 100}),
     });
     let input = format!(
-        "running 1 test\n{FRAME_TAG}{{\"id\":4,\"request\":{{\"kind\":\"teleport\"}}}}\n\
-         {FRAME_TAG}not json at all\nsome log line\ntest worker ... {request}"
+        "running 1 test\n{FRAME_TAG}{{\"id\":4,\"job\":\"teleport\",\"input\":{{}}}}\n\
+         {FRAME_TAG}not json at all\n\
+         {FRAME_TAG}{{\"id\":5,\"job\":\"spin\",\"input\":{{\"turns\":1}}}}\n\
+         some log line\ntest worker ... {request}"
     );
     let mut output = Vec::new();
-    serve_worker(Cursor::new(input), &mut output).expect("serve until end of input");
+    serve_worker(&jobs(), Cursor::new(input), &mut output).expect("serve until end of input");
     let output = String::from_utf8(output).expect("frames are UTF-8");
     let frames: Vec<ResponseFrame> = output
         .lines()
@@ -269,24 +261,67 @@ fn the_worker_skips_stray_lines_and_rejects_malformed_frames() {
             serde_json::from_str(payload).expect("the worker writes valid frames")
         })
         .collect();
-    assert_eq!(frames.len(), 3, "{output}");
-    assert!(matches!(
-        &frames[0],
-        ResponseFrame {
-            id: 4,
-            response: WireResponse::Rejected { .. }
+    assert_eq!(frames.len(), 4, "{output}");
+    let rejection = |frame: &ResponseFrame| frame.rejected.clone().unwrap_or_default();
+    assert_eq!(frames[0].id, 4);
+    assert!(
+        rejection(&frames[0])
+            .contains("unknown job `teleport`; this worker runs: crash, spin, spin-for"),
+        "{output}"
+    );
+    assert_eq!(frames[1].id, 0);
+    assert!(rejection(&frames[1]).contains("parse request"), "{output}");
+    assert_eq!(frames[2].id, 5);
+    assert!(
+        rejection(&frames[2]).contains("parse job `spin`"),
+        "{output}"
+    );
+    assert_eq!(frames[3].id, 9);
+    let output = frames
+        .into_iter()
+        .nth(3)
+        .expect("four frames")
+        .into_output();
+    assert_eq!(
+        output.map(|value| serde_json::from_value::<Option<u64>>(value).ok()),
+        Ok(Some(expected_spin(100)))
+    );
+}
+
+#[test]
+#[should_panic(expected = "two worker jobs are named `spin`")]
+fn two_jobs_with_one_name_are_refused() {
+    let _ = jobs().with::<SpinJob>();
+}
+
+#[tokio::test]
+async fn a_reply_that_does_not_decode_as_the_output_is_a_protocol_error() {
+    /// Claims the name of `spin-for` (whose output is a bool) but expects a number back.
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Impostor {
+        millis: u64,
+    }
+    impl CpuJob for Impostor {
+        const NAME: &'static str = "spin-for";
+        type Output = u64;
+        fn run(self, _should_stop: &dyn Fn() -> bool) -> u64 {
+            0
         }
-    ));
-    assert!(matches!(
-        &frames[1],
-        ResponseFrame {
-            id: 0,
-            response: WireResponse::Rejected { .. }
+    }
+    let pool = pool_of(1, test_worker_command());
+    let replied = tokio::time::timeout(PATIENCE, pool.run(Impostor { millis: 0 }))
+        .await
+        .expect("answered in time");
+    match replied {
+        Err(ExecutorError::Protocol { detail, .. }) => {
+            assert!(
+                detail.contains("decode the output of `spin-for`"),
+                "{detail}"
+            );
         }
-    ));
-    assert_eq!(frames[2].id, 9);
-    let ResponseFrame { response, .. } = frames.into_iter().nth(2).expect("three frames");
-    assert_eq!(response.into_response(), Ok(expected_burn(100)));
+        other => panic!("expected a protocol error, got {other:?}"),
+    }
+    pool.shutdown().await;
 }
 
 #[test]
@@ -301,9 +336,9 @@ fn frames_are_found_after_stray_text_on_the_same_line() {
 #[tokio::test]
 async fn a_job_dropped_while_waiting_for_a_worker_never_runs() {
     let pool = pool_of(1, test_worker_command());
-    let mut busy = std::pin::pin!(pool.run(WorkerRequest::Burn(BurnJob { units: 200_000 })));
+    let mut busy = std::pin::pin!(pool.run(SpinJob { rounds: 200_000 }));
     assert!(futures::poll!(busy.as_mut()).is_pending());
-    let mut waiting = Box::pin(pool.run(WorkerRequest::Burn(BurnJob { units: 1 })));
+    let mut waiting = Box::pin(pool.run(SpinJob { rounds: 1 }));
     assert!(futures::poll!(waiting.as_mut()).is_pending());
     assert_eq!(pool.stats().jobs.queued, 1);
     drop(waiting);

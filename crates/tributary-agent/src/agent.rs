@@ -1,0 +1,235 @@
+//! [`Agent`]: one question in, every source asked at once, one answer out within the deadline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tributary::group::Deadline;
+use tributary::pool::Executor;
+use tributary::source::{ClientBuildError, ClientOptions, SourceClient};
+use tributary::trace::Timeline;
+
+use crate::infer::{InferenceCost, work_units_off_runtime};
+use crate::places::{NoPlaces, PlaceFinder};
+use crate::plan::plan;
+use crate::question::Question;
+use crate::report::{AgentReport, Comparison, RunMode};
+use crate::run::{run_concurrent, run_sequential};
+use crate::sources::Source;
+use crate::step::{ExtraQuery, RunFacts, StepContext, report, source_lane, worker_lane};
+
+/// How the agent runs a question.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    /// Time allowed to each source, all its attempts included, inside the overall deadline.
+    pub per_source_timeout: Duration,
+    /// Time allowed to the whole question.
+    pub deadline: Duration,
+    /// CPU each inference spends.
+    pub inference_cost: InferenceCost,
+    /// Extra query parameters per source name, e.g. `("news", [("fault", "hang")])` for fault injection.
+    pub extra_query: ExtraQuery,
+    /// Finds the place a question names, for weather sources ([`NoPlaces`] by default: they are skipped).
+    pub places: Arc<dyn PlaceFinder>,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        Self {
+            per_source_timeout: Duration::from_secs(5),
+            deadline: Duration::from_secs(15),
+            inference_cost: InferenceCost::default(),
+            extra_query: Vec::new(),
+            places: Arc::new(NoPlaces),
+        }
+    }
+}
+
+/// A finished run: the report and its timeline.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// What the run answered and measured.
+    pub report: AgentReport,
+    /// What ran where and when.
+    pub timeline: Timeline,
+}
+
+/// The agent. Cheap to clone; clones share the HTTP client (and its cache) and the executor.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    client: SourceClient,
+    executor: Executor,
+    sources: Arc<Vec<Source>>,
+    settings: Arc<AgentSettings>,
+    /// `settings.extra_query`, shared by every question's steps.
+    extra_query: Arc<ExtraQuery>,
+}
+
+/// Whether a question's steps record a timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Recording {
+    /// Record spans and events for a chart.
+    Timeline,
+    /// Record nothing (a batch: thousands of questions, no chart).
+    Nothing,
+}
+
+impl Agent {
+    /// An agent asking `sources` through `client` and running inference on `executor` (usually the thread
+    /// pool, `Executor::from_pool`).
+    pub fn new(
+        client: SourceClient,
+        executor: Executor,
+        sources: Vec<Source>,
+        settings: AgentSettings,
+    ) -> Self {
+        Self {
+            client,
+            executor,
+            sources: Arc::new(sources),
+            extra_query: Arc::new(settings.extra_query.clone()),
+            settings: Arc::new(settings),
+        }
+    }
+
+    /// The same agent asking through `client` (e.g. one whose cache is sized for a batch).
+    pub fn with_client(&self, client: SourceClient) -> Self {
+        Self {
+            client,
+            ..self.clone()
+        }
+    }
+
+    /// The same agent with a new, empty cache, so that one run cannot serve another from its cache (used by
+    /// [`compare`](Self::compare)).
+    pub fn with_fresh_cache(&self) -> Result<Self, ClientBuildError> {
+        Ok(self.with_client(SourceClient::new(ClientOptions::default())?))
+    }
+
+    /// The sources, in the order they are asked and reported.
+    pub fn sources(&self) -> &[Source] {
+        &self.sources
+    }
+
+    /// How questions are run.
+    pub fn settings(&self) -> &AgentSettings {
+        &self.settings
+    }
+
+    /// The HTTP client and its cache.
+    pub fn client(&self) -> &SourceClient {
+        &self.client
+    }
+
+    /// Where inference runs.
+    pub fn executor(&self) -> &Executor {
+        &self.executor
+    }
+
+    /// Asks every applicable source at once and infers on each response as it arrives.
+    pub async fn ask(&self, question: &Question) -> Run {
+        self.run(question, RunMode::Concurrent).await
+    }
+
+    /// The chapter's baseline: fetch, infer, fetch, infer, ... one step at a time.
+    pub async fn ask_sequential(&self, question: &Question) -> Run {
+        self.run(question, RunMode::Sequential).await
+    }
+
+    /// The sequential baseline, then the concurrent agent, each with a fresh cache; returns both and the
+    /// speed-up, with the concurrent run's timeline.
+    pub async fn compare(
+        &self,
+        question: &Question,
+    ) -> Result<(Comparison, Timeline), ClientBuildError> {
+        let sequential = self.with_fresh_cache()?.ask_sequential(question).await;
+        let concurrent = self.with_fresh_cache()?.ask(question).await;
+        let speedup = ratio(sequential.report.elapsed_ms, concurrent.report.elapsed_ms);
+        let ideal_speedup = ratio(sequential.report.ideal_ms, concurrent.report.ideal_ms);
+        let comparison = Comparison {
+            question: question.to_string(),
+            sequential: sequential.report,
+            concurrent: concurrent.report,
+            speedup,
+            ideal_speedup,
+        };
+        Ok((comparison, concurrent.timeline))
+    }
+
+    /// A context for the steps of one question started at `started`, recording on a fresh timeline or not.
+    pub(crate) async fn step_context(
+        &self,
+        question: &Question,
+        started: Instant,
+        recording: Recording,
+    ) -> StepContext {
+        StepContext {
+            client: self.client.clone(),
+            executor: self.executor.clone(),
+            question: question.clone(),
+            per_source_timeout: self.settings.per_source_timeout,
+            inference_units: work_units_off_runtime(self.settings.inference_cost).await,
+            started,
+            timeline: match recording {
+                Recording::Timeline => Some(Timeline::starting_at(started.into_std())),
+                Recording::Nothing => None,
+            },
+            extra_query: Arc::clone(&self.extra_query),
+        }
+    }
+
+    /// CPU workers of the executor.
+    pub(crate) fn workers(&self) -> usize {
+        self.executor.stats().jobs.workers
+    }
+
+    async fn run(&self, question: &Question, mode: RunMode) -> Run {
+        let started = Instant::now();
+        let deadline = Deadline::at(started + self.settings.deadline);
+        let context = self
+            .step_context(question, started, Recording::Timeline)
+            .await;
+        let timeline = context.timeline.clone().expect("a run records a timeline");
+        let workers = self.workers();
+        let mut lanes: Vec<String> = self
+            .sources
+            .iter()
+            .map(|source| source_lane(source.name()))
+            .collect();
+        lanes.extend((0..workers).map(worker_lane));
+        timeline.set_lane_order(&lanes);
+
+        let steps = plan(question, &self.sources, self.settings.places.as_ref());
+        let records = match mode {
+            RunMode::Concurrent => run_concurrent(&context, steps, deadline).await,
+            RunMode::Sequential => run_sequential(&context, steps, deadline).await,
+        };
+        let report = report(
+            question,
+            records,
+            RunFacts {
+                mode,
+                elapsed: started.elapsed(),
+                workers,
+                deadline: self.settings.deadline,
+                per_source_timeout: self.settings.per_source_timeout,
+            },
+        );
+        tracing::info!(
+            mode = report.mode.as_str(),
+            elapsed_ms = report.elapsed_ms,
+            ideal_ms = report.ideal_ms,
+            status = report.status.as_str(),
+            "question answered"
+        );
+        Run { report, timeline }
+    }
+}
+
+fn ratio(numerator: f64, denominator: f64) -> f64 {
+    if denominator > 0.0 {
+        numerator / denominator
+    } else {
+        0.0
+    }
+}

@@ -1,0 +1,210 @@
+//! The CPU jobs of the simulated LLM, as [`CpuJob`]s any of the engine's executors runs (worker processes
+//! included): [`InferenceJob`] and the pure kernel [`BurnJob`]. [`worker_jobs`] is what a worker process of a
+//! program that runs them must serve.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tributary::pool::{CpuJob, WorkerJobs};
+
+use super::model::{Document, InferError, Inference, infer};
+use super::work::{Decoder, Embeddings, InferenceCost, UNITS_BETWEEN_STOP_CHECKS, calibration};
+
+/// One inference: the inputs of [`infer`], with the budget already in work units, so that a worker process
+/// spends exactly the work a thread would and never calibrates. Build it with [`InferenceJob::new`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InferenceJob {
+    /// The question the inference is asked to answer.
+    pub question: String,
+    /// The source's answer, as text.
+    pub document: Document,
+    /// Work units to spend.
+    pub units: u64,
+}
+
+/// A pure CPU benchmark job: `units` work units of the inference kernel, nothing else.
+///
+/// One unit costs the same as one unit of inference, so [`calibration`] converts between units and CPU time for
+/// both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BurnJob {
+    /// Work units to spend.
+    pub units: u64,
+}
+
+/// What a [`BurnJob`] computed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BurnReport {
+    /// Work units spent.
+    pub units: u64,
+    /// Checksum of every score computed, in hex: identical for the same units on every machine and executor.
+    pub checksum: String,
+}
+
+impl InferenceJob {
+    /// A job for `question` and `document` with `units` work units (see [`work_units_off_runtime`]).
+    pub fn new(question: impl Into<String>, document: Document, units: u64) -> Self {
+        Self {
+            question: question.into(),
+            document,
+            units,
+        }
+    }
+}
+
+impl CpuJob for InferenceJob {
+    const NAME: &'static str = "infer";
+    type Output = Result<Inference, InferError>;
+
+    fn run(self, should_stop: &dyn Fn() -> bool) -> Self::Output {
+        infer(
+            &self.question,
+            &self.document,
+            InferenceCost::units(self.units),
+            should_stop,
+        )
+    }
+}
+
+impl CpuJob for BurnJob {
+    const NAME: &'static str = "burn";
+    type Output = Result<BurnReport, InferError>;
+
+    fn run(self, should_stop: &dyn Fn() -> bool) -> Self::Output {
+        burn(self, should_stop)
+    }
+}
+
+/// The jobs of this crate, for a worker process to serve: `infer` and `burn`.
+pub fn worker_jobs() -> WorkerJobs {
+    WorkerJobs::new().with::<InferenceJob>().with::<BurnJob>()
+}
+
+/// The work units `cost` buys, from async code: a CPU-time budget needs this machine's calibration, which
+/// takes about 40 ms of CPU the first time, so the first call computes it on tokio's blocking threads instead
+/// of the caller's runtime thread. Later calls, and unit budgets, return at once.
+pub async fn work_units_off_runtime(cost: InferenceCost) -> u64 {
+    match cost {
+        InferenceCost::Units(units) => units,
+        InferenceCost::Cpu(duration) if is_calibrated() => calibration().units_for(duration),
+        InferenceCost::Cpu(_) => {
+            match tokio::task::spawn_blocking(move || cost.work_units()).await {
+                Ok(units) => units,
+                Err(join_error) => std::panic::resume_unwind(join_error.into_panic()),
+            }
+        }
+    }
+}
+
+/// Whether [`calibration`] has run in this process.
+fn is_calibrated() -> bool {
+    super::work::calibration_if_done().is_some()
+}
+
+/// Spends `job.units` work units of the inference kernel, checking `should_stop` between slices.
+///
+/// Synchronous and CPU-bound, like [`infer`]: run it through an executor. Deterministic: the same units give
+/// the same checksum everywhere.
+pub fn burn(job: BurnJob, should_stop: &dyn Fn() -> bool) -> Result<BurnReport, InferError> {
+    let embeddings = burn_embeddings();
+    let mut decoder = Decoder::new(BURN_SEED);
+    let mut units_done = 0;
+    while units_done < job.units {
+        if should_stop() {
+            return Err(InferError::Cancelled {
+                units_done,
+                units_budget: job.units,
+            });
+        }
+        let slice = (job.units - units_done).min(UNITS_BETWEEN_STOP_CHECKS);
+        decoder.run(embeddings, slice);
+        units_done += slice;
+    }
+    Ok(BurnReport {
+        units: units_done,
+        checksum: format!("{:016x}", decoder.checksum()),
+    })
+}
+
+/// A burn job of about `duration` of CPU on this machine (runs the calibration the first time).
+pub fn burn_for(duration: Duration) -> BurnJob {
+    BurnJob {
+        units: calibration().units_for(duration),
+    }
+}
+
+/// Vocabulary size of the burn kernel: the size the calibration uses, so a burn unit costs what it measured.
+const BURN_VOCABULARY: usize = 256;
+const BURN_SEED: u64 = 0xb0_0057;
+
+/// The burn kernel's vocabulary, built once per process so that a tiny burn job measures executor overhead and
+/// not the set-up.
+fn burn_embeddings() -> &'static Embeddings {
+    static EMBEDDINGS: OnceLock<Embeddings> = OnceLock::new();
+    EMBEDDINGS.get_or_init(|| {
+        let vocabulary: Vec<String> = (0..BURN_VOCABULARY)
+            .map(|index| format!("burn-{index}"))
+            .collect();
+        Embeddings::new(vocabulary.iter().map(String::as_str))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_inference_job_runs_infer_with_its_units() {
+        let document = Document::new(
+            "news",
+            "Trains run late today. The new line opens next week.",
+        );
+        let job = InferenceJob::new("What about trains?", document.clone(), 30_000);
+        let expected = infer(
+            "What about trains?",
+            &document,
+            InferenceCost::units(30_000),
+            &|| false,
+        );
+        assert_eq!(job.run(&|| false), expected);
+    }
+
+    #[test]
+    fn burn_is_deterministic_and_stoppable() {
+        let job = BurnJob { units: 20_000 };
+        let first = burn(job, &|| false).expect("burns");
+        assert_eq!(burn(job, &|| false).expect("burns"), first);
+        assert_ne!(
+            burn(BurnJob { units: 20_001 }, &|| false).expect("burns"),
+            first
+        );
+        assert!(matches!(
+            burn(job, &|| true),
+            Err(InferError::Cancelled { units_done: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn outputs_survive_the_wire() {
+        let cancelled: Result<BurnReport, InferError> = Err(InferError::Cancelled {
+            units_done: 3,
+            units_budget: 9,
+        });
+        let json = serde_json::to_value(&cancelled).expect("encodes");
+        assert_eq!(
+            serde_json::from_value::<Result<BurnReport, InferError>>(json).expect("decodes"),
+            cancelled
+        );
+    }
+
+    #[test]
+    fn the_worker_serves_both_jobs() {
+        assert_eq!(worker_jobs().names().collect::<Vec<_>>(), ["burn", "infer"]);
+    }
+
+    #[tokio::test]
+    async fn unit_budgets_need_no_calibration() {
+        assert_eq!(work_units_off_runtime(InferenceCost::units(7)).await, 7);
+    }
+}

@@ -1,0 +1,40 @@
+//! The deterministic, CPU-bound simulated LLM.
+//!
+//! [`infer`] reads one document (the text of one source's answer) with a question in mind and returns an
+//! [`Inference`]: an extractive summary, key terms, sentiment, and a short text generated token by token from a
+//! bigram model of the document. Its CPU cost is real work (an attention-like kernel scoring the vocabulary for
+//! each generated token) sized by an [`InferenceCost`], so running several inferences on a pool is genuinely
+//! faster than running them one after another. [`aggregate()`] then composes one [`Answer`] from all sources.
+//!
+//! ```
+//! use tributary_agent::infer::{Document, InferenceCost, aggregate, infer};
+//!
+//! let weather = Document::new("weather", "Sunny and warm today. Light wind from the west.");
+//! let result = infer("Will it be sunny?", &weather, InferenceCost::units(10_000), &|| false)?;
+//! assert_eq!(result.summary[0], "Sunny and warm today.");
+//! let answer = aggregate("Will it be sunny?", &[("weather", &result)]);
+//! assert!(answer.text.starts_with("Weather: Sunny and warm today."));
+//! # Ok::<(), tributary_agent::infer::InferError>(())
+//! ```
+//!
+//! - [`model`]: the inference itself and its output types.
+//! - [`jobs`]: inference and the bare kernel as jobs for the engine's executors ([`InferenceJob`], [`BurnJob`]).
+//! - [`work`]: the CPU kernel, the machine calibration and the cost budget.
+//! - [`aggregate`](mod@aggregate): one answer from many inferences.
+//! - `text`: words, sentences and lexicons (internal).
+
+pub mod aggregate;
+pub mod jobs;
+pub mod model;
+mod text;
+pub mod work;
+
+pub use aggregate::{Answer, aggregate};
+pub use jobs::{
+    BurnJob, BurnReport, InferenceJob, burn, burn_for, work_units_off_runtime, worker_jobs,
+};
+pub use model::{
+    Document, InferError, Inference, KeyTerm, Sentiment, SentimentLabel, TokenCounts, WorkReport,
+    infer,
+};
+pub use work::{Calibration, InferenceCost, ParseCostError, calibration};

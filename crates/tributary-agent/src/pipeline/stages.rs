@@ -1,0 +1,499 @@
+//! The batch pipeline: read → fetch → infer → store, four stages joined by bounded channels.
+//!
+//! ```text
+//!  reader thread ──questions──▶ fetch stage ──fetched──▶ infer stage ──rows──▶ store thread
+//!  (blocking I/O)   (bounded)   io permits    (bounded)  infer permits (bounded) (SQLite, batched
+//!       │                       (async I/O)              (CPU pool)             transactions)
+//!       └─────────────── unusable lines, as failed rows ──────────────────────▶
+//! ```
+//!
+//! - Every stage, and every question's task within a stage, is a child of one fail-fast group
+//!   ([`tributary::group::scope`]): the first stage that fails (the store cannot write, the input cannot be
+//!   read) shuts the group down, the other stages stop, everything is joined, and the run returns that first
+//!   error. Rows already committed stay committed.
+//! - The reader and the store block (files, SQLite), so each runs on a thread of its own
+//!   ([`Group::spawn_blocking`]) and watches the group's token; the fetch and infer stages are async and spawn
+//!   one child per question, each holding a semaphore permit (`io_concurrency`, `infer_concurrency`) until the
+//!   next stage has taken its result.
+//! - Every channel is bounded and every permit is held until the hand-over, so a slow stage stops the stages
+//!   before it: at most [`BatchSettings::max_in_flight`] questions are between reader and store, whatever the
+//!   input's length. That is what keeps memory flat.
+//! - `shutdown` (Ctrl-C) only stops the reader: what was read is finished and stored, so a rerun has less to do.
+
+use std::future::Future;
+use std::io::{self, BufRead, BufReader};
+use std::num::NonZeroUsize;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt as _;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tributary::group::{Group, GroupConfig, GroupError, SpawnError, panic_message, scope};
+use tributary::source::ClientOptions;
+
+use crate::agent::Agent;
+use crate::pipeline::input::{InputFormat, InputReader, RecordId, count_records};
+use crate::pipeline::stats::{BatchStats, StatsSnapshot};
+use crate::pipeline::steps::{FetchedQuestion, PendingQuestion, fetch_question, infer_question};
+use crate::pipeline::store::{AnswerRow, Store, StoreError, StoredCounts, Written};
+
+/// The response cache of a batch's HTTP client, in entries. The client's default (10,000) suits `ask`, whose
+/// questions repeat; a batch of distinct questions would fill it with parsed JSON bodies (over 100 MB at 10,000
+/// entries, measured) and gain nothing. A thousand still serves what repeats across nearby questions: the
+/// weather of a city, a popular news query.
+pub const BATCH_CACHE_ENTRIES: u64 = 1_000;
+
+/// Default [`BatchSettings::io_concurrency`].
+pub const DEFAULT_IO_CONCURRENCY: NonZeroUsize = NonZeroUsize::new(64).expect("64 is not zero");
+
+/// Default [`BatchSettings::store_batch_rows`].
+pub const DEFAULT_STORE_BATCH_ROWS: NonZeroUsize = NonZeroUsize::new(256).expect("256 is not zero");
+
+/// Default [`BatchSettings::store_batch_interval`].
+pub const DEFAULT_STORE_BATCH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The pipeline's own limits (the agent's are in [`AgentSettings`](crate::AgentSettings)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchSettings {
+    /// Questions fetching at once (each asks all its sources in parallel).
+    pub io_concurrency: NonZeroUsize,
+    /// Questions on the CPU stage at once. Twice the pool's workers keeps every worker busy while the next
+    /// question's jobs wait in the pool's queue.
+    pub infer_concurrency: NonZeroUsize,
+    /// Rows per transaction, at most.
+    pub store_batch_rows: NonZeroUsize,
+    /// How long the first row of a transaction waits for others before it is committed anyway.
+    pub store_batch_interval: Duration,
+}
+
+/// Where the questions come from.
+pub struct BatchInput {
+    reader: Box<dyn BufRead + Send>,
+    format: InputFormat,
+    /// A file to count the records of first, for a progress total (not stdin, which can be read only once).
+    counted_file: Option<PathBuf>,
+}
+
+/// The outcome of a finished run.
+#[derive(Debug, Clone)]
+pub struct BatchSummary {
+    /// This run's counters.
+    pub stats: StatsSnapshot,
+    pub elapsed: Duration,
+    /// Rows in the database after the run, this run's and earlier ones'.
+    pub in_store: StoredCounts,
+}
+
+/// Why a run stopped before the end of its input.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BatchError {
+    #[error("read the input")]
+    Input(#[source] io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A bug: a stage panicked, or could not be started.
+    #[error("run the {stage} stage: {message}")]
+    Internal {
+        /// The stage: `read`, `fetch`, `infer`, `store`, or `batch` for the pipeline as a whole.
+        stage: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// The store stage's end of the pipeline: the database, or a stand-in in tests.
+pub trait AnswerSink: Send + 'static {
+    /// Writes `rows` in one transaction.
+    fn write_batch(&mut self, rows: &[AnswerRow]) -> Result<Written, StoreError>;
+}
+
+impl AnswerSink for Store {
+    fn write_batch(&mut self, rows: &[AnswerRow]) -> Result<Written, StoreError> {
+        Store::write_batch(self, rows)
+    }
+}
+
+/// The HTTP client options for a batch: the defaults with a [`BATCH_CACHE_ENTRIES`] cache.
+pub fn batch_client_options() -> ClientOptions {
+    ClientOptions::default().with_cache_capacity(BATCH_CACHE_ENTRIES)
+}
+
+impl BatchSettings {
+    /// The defaults for a pool of `workers` threads.
+    pub fn for_workers(workers: NonZeroUsize) -> Self {
+        Self {
+            io_concurrency: DEFAULT_IO_CONCURRENCY,
+            infer_concurrency: workers.saturating_mul(NonZeroUsize::new(2).expect("2 is not zero")),
+            store_batch_rows: DEFAULT_STORE_BATCH_ROWS,
+            store_batch_interval: DEFAULT_STORE_BATCH_INTERVAL,
+        }
+    }
+
+    /// The most questions ever between the reader and the database: every channel full, every permit taken,
+    /// one transaction being written, and the one each thread holds while it waits to send.
+    pub fn max_in_flight(&self) -> usize {
+        let (questions, fetched, rows) = self.channel_capacities();
+        questions
+            + self.io_concurrency.get()
+            + fetched
+            + self.infer_concurrency.get()
+            + rows
+            + self.store_batch_rows.get()
+            + 2
+    }
+
+    /// read → fetch, fetch → infer, infer → store.
+    fn channel_capacities(&self) -> (usize, usize, usize) {
+        (
+            self.io_concurrency.get(),
+            self.infer_concurrency.get(),
+            self.store_batch_rows.get(),
+        )
+    }
+}
+
+impl BatchInput {
+    /// Opens `path`; its records are counted first (a fast streaming pass) so that progress has a total.
+    pub fn open(path: &Path, format: InputFormat) -> io::Result<Self> {
+        let file = std::fs::File::open(path)?;
+        Ok(Self {
+            reader: Box::new(BufReader::new(file)),
+            format,
+            counted_file: Some(path.to_owned()),
+        })
+    }
+
+    /// Standard input, read once, so the total stays unknown.
+    pub fn stdin(format: InputFormat) -> Self {
+        Self::from_reader(BufReader::new(io::stdin()), format)
+    }
+
+    pub fn from_reader(reader: impl BufRead + Send + 'static, format: InputFormat) -> Self {
+        Self {
+            reader: Box::new(reader),
+            format,
+            counted_file: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for BatchInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchInput")
+            .field("format", &self.format)
+            .field("counted_file", &self.counted_file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BatchSummary {
+    /// Rows this run stored per second.
+    pub fn throughput(&self) -> f64 {
+        let seconds = self.elapsed.as_secs_f64();
+        if seconds > 0.0 {
+            self.stats.stored() as f64 / seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Runs the batch on `agent` (its client, pool, sources and settings): every record of `input` not already in `store` is fetched, inferred and stored.
+///
+/// `stats` is updated as the run goes (for progress). Cancelling `shutdown` stops reading; what was read is
+/// finished and stored, and the summary is returned as usual.
+pub async fn run_batch(
+    agent: &Agent,
+    settings: &BatchSettings,
+    input: BatchInput,
+    store: Store,
+    stats: Arc<BatchStats>,
+    shutdown: CancellationToken,
+) -> Result<BatchSummary, BatchError> {
+    let started = Instant::now();
+    let done = store.reader()?;
+    let store = run_stages(
+        agent,
+        settings,
+        input,
+        store,
+        move |id| done.contains(id),
+        stats.clone(),
+        shutdown,
+    )
+    .await?;
+    let in_store = tokio::task::spawn_blocking(move || store.counts())
+        .await
+        .map_err(|error| BatchError::Internal {
+            stage: "store",
+            message: error.to_string(),
+        })??;
+    Ok(BatchSummary {
+        stats: stats.snapshot(),
+        elapsed: started.elapsed(),
+        in_store,
+    })
+}
+
+/// The four stages, with any sink and any "already stored?" check (tests slow the sink down). Returns the sink.
+pub(crate) async fn run_stages<Sink: AnswerSink>(
+    agent: &Agent,
+    settings: &BatchSettings,
+    input: BatchInput,
+    sink: Sink,
+    is_stored: impl FnMut(&RecordId) -> Result<bool, StoreError> + Send + 'static,
+    stats: Arc<BatchStats>,
+    shutdown: CancellationToken,
+) -> Result<Sink, BatchError> {
+    let (question_capacity, fetched_capacity, row_capacity) = settings.channel_capacities();
+    let (question_tx, question_rx) = flume::bounded::<PendingQuestion>(question_capacity);
+    let (fetched_tx, fetched_rx) = flume::bounded::<FetchedQuestion>(fetched_capacity);
+    let (row_tx, row_rx) = flume::bounded::<AnswerRow>(row_capacity);
+    let (rows_per_batch, interval) = (
+        settings.store_batch_rows.get(),
+        settings.store_batch_interval,
+    );
+    let io_concurrency = settings.io_concurrency.get();
+    let infer_concurrency = settings.infer_concurrency.get();
+
+    let stages = scope(GroupConfig::new(), |group: Group<BatchError>| async move {
+        let reader = {
+            let (stats, agent, row_tx) = (stats.clone(), agent.clone(), row_tx.clone());
+            move |stop: CancellationToken| {
+                let lines = ReadStage {
+                    stats: &stats,
+                    agent: &agent,
+                    questions: &question_tx,
+                    rows: &row_tx,
+                    shutdown: &shutdown,
+                    stop: &stop,
+                };
+                lines.run(input, is_stored)
+            }
+        };
+        group
+            .spawn_blocking("read", reader)
+            .await
+            .map_err(not_started)?;
+
+        // One permit per question fetching: at most `io_concurrency` questions' requests are in flight.
+        let fetch = {
+            let (agent, stats) = (agent.clone(), stats.clone());
+            concurrent_stage(
+                group.clone(),
+                "fetch",
+                Arc::new(Semaphore::new(io_concurrency)),
+                question_rx,
+                fetched_tx,
+                move |pending| {
+                    let (agent, stats) = (agent.clone(), stats.clone());
+                    stats.fetch_started();
+                    async move {
+                        let fetched = fetch_question(&agent, pending).await;
+                        stats.fetch_finished();
+                        fetched
+                    }
+                },
+            )
+        };
+        group.spawn("fetch", fetch).await.map_err(not_started)?;
+
+        // One permit per question on the CPU stage; the executor's workers and queue bound the jobs themselves.
+        let infer = {
+            let (agent, stats) = (agent.clone(), stats.clone());
+            concurrent_stage(
+                group.clone(),
+                "infer",
+                Arc::new(Semaphore::new(infer_concurrency)),
+                fetched_rx,
+                row_tx,
+                move |fetched| {
+                    let (agent, stats) = (agent.clone(), stats.clone());
+                    stats.infer_started();
+                    async move {
+                        let row = infer_question(&agent, fetched).await;
+                        stats.infer_finished();
+                        row
+                    }
+                },
+            )
+        };
+        group.spawn("infer", infer).await.map_err(not_started)?;
+
+        let stats = stats.clone();
+        group
+            .spawn_blocking("store", move |_stop| {
+                // The store stops when every row sender is gone, which is also what a shutdown brings about:
+                // it commits what it has and returns, rather than dropping rows it was handed.
+                store_stage(sink, &row_rx, rows_per_batch, interval, &stats)
+            })
+            .await
+            .map_err(not_started)
+    });
+    // A panic is a bug; it resumes here only after every stage and task is joined. Report it as an error.
+    let joined = AssertUnwindSafe(stages).catch_unwind().await;
+    let store = match joined {
+        Ok(Ok(store)) => store,
+        Ok(Err(error)) => return Err(first_error(error)),
+        Err(payload) => {
+            return Err(BatchError::Internal {
+                stage: "batch",
+                message: format!("it panicked: {}", panic_message(payload.as_ref())),
+            });
+        }
+    };
+    // The group has ended, so the store's value is there.
+    store.await.map_err(|lost| BatchError::Internal {
+        stage: "store",
+        message: lost.to_string(),
+    })
+}
+
+/// The reader's end of the pipeline: what it reads into and what tells it to stop.
+struct ReadStage<'a> {
+    stats: &'a BatchStats,
+    agent: &'a Agent,
+    questions: &'a flume::Sender<PendingQuestion>,
+    rows: &'a flume::Sender<AnswerRow>,
+    /// Ctrl-C: stop reading, let what was read finish.
+    shutdown: &'a CancellationToken,
+    /// The group is shutting down: a stage failed.
+    stop: &'a CancellationToken,
+}
+
+impl ReadStage<'_> {
+    /// Reads records, skips the stored ones, sends the unusable ones straight to the store as failed rows.
+    fn run(
+        self,
+        input: BatchInput,
+        mut is_stored: impl FnMut(&RecordId) -> Result<bool, StoreError>,
+    ) -> Result<(), BatchError> {
+        if let Some(path) = &input.counted_file {
+            // The total is only for progress: an input that cannot be counted is still read.
+            match std::fs::File::open(path).and_then(|file| count_records(BufReader::new(file))) {
+                Ok(total) => self.stats.set_total(total),
+                Err(error) => tracing::debug!("could not count the input records: {error}"),
+            }
+        }
+        let mut reader = InputReader::new(input.reader, input.format);
+        while !self.shutdown.is_cancelled() && !self.stop.is_cancelled() {
+            let Some(record) = reader.next_record().map_err(BatchError::Input)? else {
+                break;
+            };
+            self.stats.add_read();
+            if is_stored(&record.id)? {
+                self.stats.add_skipped();
+                continue;
+            }
+            let sent = match record.question {
+                Ok(question) => self
+                    .questions
+                    .send(PendingQuestion {
+                        id: record.id,
+                        line: record.line,
+                        question,
+                    })
+                    .is_ok(),
+                Err(why) => {
+                    tracing::warn!("input {why}; recorded as failed");
+                    self.stats.add_invalid();
+                    let row = AnswerRow::unusable(record.id, record.line, why, self.agent);
+                    self.rows.send(row).is_ok()
+                }
+            };
+            if !sent {
+                break; // a later stage stopped; its error is the one reported
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Takes items from `input` one permit at a time, runs `work` on each in a child of `group`, and sends the
+/// results on. The permit is held until the result is sent: when the next stage is slow, this one stops taking
+/// work. Returns when `input` is exhausted; the children finish their hand-overs in the group.
+async fn concurrent_stage<In, Out, Work, Running>(
+    group: Group<BatchError>,
+    stage: &'static str,
+    permits: Arc<Semaphore>,
+    input: flume::Receiver<In>,
+    output: flume::Sender<Out>,
+    work: Work,
+) -> Result<(), BatchError>
+where
+    In: Send + 'static,
+    Out: Send + 'static,
+    Work: Fn(In) -> Running,
+    Running: Future<Output = Out> + Send + 'static,
+{
+    loop {
+        let permit = Arc::clone(&permits)
+            .acquire_owned()
+            .await
+            .expect("the stage never closes its semaphore");
+        let Ok(item) = input.recv_async().await else {
+            return Ok(()); // the previous stage is done
+        };
+        let running = work(item);
+        let output = output.clone();
+        let child = async move {
+            let result = running.await;
+            // A closed channel means a later stage stopped; it reports why.
+            let _ = output.send_async(result).await;
+            drop(permit);
+            Ok(())
+        };
+        if group.spawn(stage, child).await.is_err() {
+            return Ok(()); // the group is shutting down; whatever shut it down is the error reported
+        }
+    }
+}
+
+/// Commits rows in transactions of up to `rows_per_batch` rows, or whatever arrived within `interval` of a
+/// transaction's first row. Returns the sink when every sender is gone.
+fn store_stage<Sink: AnswerSink>(
+    mut sink: Sink,
+    rows: &flume::Receiver<AnswerRow>,
+    rows_per_batch: usize,
+    interval: Duration,
+    stats: &BatchStats,
+) -> Result<Sink, BatchError> {
+    let mut batch = Vec::with_capacity(rows_per_batch);
+    while let Ok(first) = rows.recv() {
+        batch.push(first);
+        let commit_by = std::time::Instant::now() + interval;
+        while batch.len() < rows_per_batch {
+            match rows.recv_deadline(commit_by) {
+                Ok(row) => batch.push(row),
+                Err(_timed_out_or_done) => break,
+            }
+        }
+        let written = sink.write_batch(&batch)?;
+        stats.add_written(&written);
+        batch.clear();
+    }
+    Ok(sink)
+}
+
+/// The error that shut the group down: the first stage's failure, or (a bug) why a stage could not start.
+fn first_error(error: GroupError<BatchError>) -> BatchError {
+    let cause = error.cause.to_string();
+    error
+        .into_first_error()
+        .unwrap_or_else(|| BatchError::Internal {
+            stage: "batch",
+            message: format!("the pipeline stopped: {cause}"),
+        })
+}
+
+fn not_started(error: SpawnError) -> BatchError {
+    BatchError::Internal {
+        stage: "batch",
+        message: error.to_string(),
+    }
+}

@@ -1,0 +1,170 @@
+//! What each stage does to one question: the agent's own steps ([`fetch_source`], [`infer_source`]) split at
+//! the I/O / CPU boundary, so the pipeline can put a bounded channel between the two halves and limit each on its
+//! own. The answer rule and the report are the agent's too ([`report`]): a stored answer is exactly what
+//! `ask --json` prints for the same run.
+//!
+//! Time: `--deadline` bounds the question's own work. Its clock starts when the question's first fetch starts;
+//! the inference gets what the fetch left of it. Time spent waiting in a queue between stages is backpressure
+//! doing its job, not the question being slow, so it is not counted: a long batch on a saturated CPU does not
+//! time every question out.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use tokio::time::Instant;
+use tributary::group::Deadline;
+
+use crate::agent::{Agent, Recording};
+use crate::pipeline::input::RecordId;
+use crate::pipeline::store::AnswerRow;
+use crate::plan::{Action, plan};
+use crate::question::Question;
+use crate::report::{AgentReport, AnswerStatus, RunMode};
+use crate::step::{
+    Fetch, RunFacts, StepContext, fetch_source, infer_source, millis, missing_sources, report,
+};
+
+/// A question waiting to be fetched.
+#[derive(Debug, Clone)]
+pub struct PendingQuestion {
+    /// Its id in the input.
+    pub id: RecordId,
+    /// Its line in the input.
+    pub line: u64,
+    /// The question.
+    pub question: Question,
+}
+
+/// A question whose sources have all answered, failed or been skipped: the fetch → infer hand-over.
+#[derive(Debug)]
+pub struct FetchedQuestion {
+    pending: PendingQuestion,
+    context: StepContext,
+    fetches: Vec<Fetch>,
+    /// Wall time of the fetch stage for this question (its sources in parallel).
+    fetch_elapsed: Duration,
+    /// Whether any source was actually asked.
+    fetched_any: bool,
+}
+
+/// Fetches every source the plan asks for `pending`, all at once, each within `min(per-source timeout,
+/// deadline)`.
+pub async fn fetch_question(agent: &Agent, pending: PendingQuestion) -> FetchedQuestion {
+    let started = Instant::now();
+    let deadline = Deadline::at(started + agent.settings().deadline);
+    let context = agent
+        .step_context(&pending.question, started, Recording::Nothing)
+        .await;
+    let steps = plan(
+        &pending.question,
+        agent.sources(),
+        agent.settings().places.as_ref(),
+    );
+    let fetched_any = steps
+        .iter()
+        .any(|step| matches!(step.action, Action::Fetch(_)));
+    let fetches = join_all(
+        steps
+            .into_iter()
+            .map(|step| fetch_source(&context, step, deadline)),
+    )
+    .await;
+    FetchedQuestion {
+        pending,
+        context,
+        fetches,
+        fetch_elapsed: started.elapsed(),
+        fetched_any,
+    }
+}
+
+/// Runs inference on every response on the executor, all at once, within what the deadline has left; then
+/// applies the answer rule and builds the row to store.
+pub async fn infer_question(agent: &Agent, fetched: FetchedQuestion) -> AnswerRow {
+    let FetchedQuestion {
+        pending,
+        context,
+        fetches,
+        fetch_elapsed,
+        fetched_any,
+    } = fetched;
+    let started = Instant::now();
+    let deadline = Deadline::at(started + agent.settings().deadline.saturating_sub(fetch_elapsed));
+    let records = join_all(
+        fetches
+            .into_iter()
+            .map(|fetch| infer_source(&context, fetch, deadline)),
+    )
+    .await;
+    let elapsed = fetch_elapsed + started.elapsed();
+    let infer_ms: Vec<f64> = records
+        .iter()
+        .filter_map(|record| record.report.infer_ms)
+        .collect();
+    let report = report(
+        &pending.question,
+        records,
+        RunFacts {
+            mode: RunMode::Concurrent,
+            elapsed,
+            workers: agent.workers(),
+            deadline: agent.settings().deadline,
+            per_source_timeout: agent.settings().per_source_timeout,
+        },
+    );
+    AnswerRow::new(
+        pending.id,
+        pending.line,
+        report,
+        fetched_any.then(|| millis(fetch_elapsed)),
+        (!infer_ms.is_empty()).then(|| infer_ms.iter().sum()),
+    )
+}
+
+impl AnswerRow {
+    /// The row for `report`. Its `error` column is why the question failed, or for a degraded answer which
+    /// sources did not answer and why.
+    pub fn new(
+        id: RecordId,
+        line: u64,
+        report: AgentReport,
+        fetch_ms: Option<f64>,
+        infer_ms: Option<f64>,
+    ) -> Self {
+        let error = match report.status {
+            AnswerStatus::Degraded => Some(missing_sources(&report)),
+            AnswerStatus::Ok | AnswerStatus::Failed => report.error.clone(),
+        };
+        Self {
+            id,
+            line,
+            question: report.question.clone(),
+            status: report.status,
+            elapsed_ms: report.elapsed_ms,
+            answer: report,
+            error,
+            fetch_ms,
+            infer_ms,
+        }
+    }
+
+    /// The row of a line that could not be asked: `failed`, with why.
+    pub fn unusable(id: RecordId, line: u64, why: String, agent: &Agent) -> Self {
+        let report = AgentReport {
+            question: None,
+            status: AnswerStatus::Failed,
+            answer: None,
+            error: Some(why),
+            degraded: false,
+            mode: RunMode::Concurrent,
+            elapsed_ms: 0.0,
+            ideal_ms: 0.0,
+            efficiency: 0.0,
+            workers: agent.workers(),
+            deadline_ms: millis(agent.settings().deadline),
+            per_source_timeout_ms: millis(agent.settings().per_source_timeout),
+            sources: Vec::new(),
+        };
+        Self::new(id, line, report, None, None)
+    }
+}

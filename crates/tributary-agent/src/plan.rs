@@ -1,0 +1,157 @@
+//! Plan: which sources apply to a question, and with what parameters.
+//!
+//! - weather: applies when the agent's [`PlaceFinder`] finds a place in the question;
+//! - news: applies when the question has content words, which become the search keywords;
+//! - knowledge base: always applies, with the whole question.
+//!
+//! A source that does not apply is planned as [`Action::Skip`] with the reason, and reported `skipped`.
+
+use tributary::source::SourceRequest;
+
+use crate::places::PlaceFinder;
+use crate::question::Question;
+use crate::sources::{Source, SourceKind};
+
+/// The most keywords sent to the news search.
+const MAX_NEWS_KEYWORDS: usize = 6;
+
+/// What to do with one source for one question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Ask the source this.
+    Fetch(SourceRequest),
+    /// Do not ask it, for this reason (reported with status `skipped`).
+    Skip {
+        /// Why the source does not apply, e.g. "the question names no place".
+        reason: String,
+    },
+}
+
+/// One source and what to do with it.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// The source.
+    pub source: Source,
+    /// What to ask it, or why not.
+    pub action: Action,
+}
+
+/// Plans every configured source for `question`, in configuration order.
+pub fn plan(question: &Question, sources: &[Source], places: &dyn PlaceFinder) -> Vec<Step> {
+    sources
+        .iter()
+        .map(|source| Step {
+            source: source.clone(),
+            action: plan_source(question, source.kind, places),
+        })
+        .collect()
+}
+
+fn plan_source(question: &Question, kind: SourceKind, places: &dyn PlaceFinder) -> Action {
+    match kind {
+        SourceKind::Weather => match places.find_place(question.as_str()) {
+            Some(place) => Action::Fetch(request("/weather", "city", &place)),
+            None => Action::Skip {
+                reason: "the question names no city the gazetteer knows".to_owned(),
+            },
+        },
+        SourceKind::News => {
+            let keywords = keywords(question.as_str());
+            if keywords.is_empty() {
+                Action::Skip {
+                    reason: "the question has no keywords to search the news for".to_owned(),
+                }
+            } else {
+                Action::Fetch(request("/news", "q", &keywords.join(" ")))
+            }
+        }
+        SourceKind::KnowledgeBase => Action::Fetch(request("/kb/search", "q", question.as_str())),
+    }
+}
+
+fn request(path: &str, key: &str, value: &str) -> SourceRequest {
+    SourceRequest {
+        path: path.to_owned(),
+        query: vec![(key.to_owned(), value.to_owned())],
+    }
+}
+
+/// The content words of `text`: lower-cased, stop words and one-letter words removed, first occurrence order,
+/// no repeats, at most six.
+pub fn keywords(text: &str) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    for word in text.split(|c: char| !c.is_alphanumeric() && c != '-' && c != '\'') {
+        let word = word.trim_matches(|c| c == '-' || c == '\'').to_lowercase();
+        if word.chars().count() < 2 || STOP_WORDS.contains(&word.as_str()) || found.contains(&word)
+        {
+            continue;
+        }
+        found.push(word);
+        if found.len() == MAX_NEWS_KEYWORDS {
+            break;
+        }
+    }
+    found
+}
+
+const STOP_WORDS: &[&str] = &[
+    "a", "about", "after", "all", "also", "am", "an", "and", "any", "are", "as", "at", "be",
+    "been", "before", "being", "between", "both", "but", "by", "can", "could", "did", "do", "does",
+    "doing", "during", "each", "for", "from", "get", "give", "had", "has", "have", "how", "i",
+    "if", "in", "into", "is", "it", "its", "it's", "just", "latest", "like", "me", "more", "most",
+    "my", "new", "news", "no", "not", "now", "of", "on", "or", "our", "out", "over", "please",
+    "should", "so", "some", "tell", "than", "that", "the", "their", "them", "then", "there",
+    "these", "they", "this", "to", "today", "tomorrow", "under", "up", "us", "was", "we",
+    "weather", "were", "what", "what's", "when", "where", "which", "while", "who", "why", "will",
+    "with", "would", "you", "your",
+];
+
+#[cfg(test)]
+mod tests {
+    use url::Url;
+
+    use super::*;
+    use crate::places::NoPlaces;
+    use crate::sources::SourcesConfig;
+
+    #[test]
+    fn the_weather_source_asks_for_the_place_found_and_is_skipped_without_one() {
+        let sources =
+            SourcesConfig::all_kinds_at(&Url::parse("http://127.0.0.1:1").expect("url")).sources;
+        let question = Question::new("Will it rain in Lima tomorrow?").expect("valid");
+        let lima = |text: &str| text.contains("Lima").then(|| "Lima".to_owned());
+        let steps = plan(&question, &sources, &lima);
+        assert_eq!(
+            steps[0].action,
+            Action::Fetch(SourceRequest::new("/weather").with_query("city", "Lima"))
+        );
+        assert_eq!(
+            steps[1].action,
+            Action::Fetch(SourceRequest::new("/news").with_query("q", "rain lima"))
+        );
+        let steps = plan(&question, &sources, &NoPlaces);
+        assert!(matches!(steps[0].action, Action::Skip { .. }));
+        assert!(matches!(steps[2].action, Action::Fetch(_)));
+    }
+
+    #[test]
+    fn keywords_drop_stop_words_and_repeats_and_keep_order() {
+        assert_eq!(
+            keywords("What is the latest news about the GIL and the gil in Python?"),
+            vec!["gil", "python"]
+        );
+    }
+
+    #[test]
+    fn keywords_are_capped() {
+        assert_eq!(
+            keywords("alpha beta gamma delta epsilon zeta eta theta").len(),
+            MAX_NEWS_KEYWORDS
+        );
+    }
+
+    #[test]
+    fn a_question_of_only_stop_words_has_no_keywords() {
+        assert!(keywords("what is it?").is_empty());
+    }
+}

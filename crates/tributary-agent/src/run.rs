@@ -1,0 +1,101 @@
+//! Running a plan: the concurrent agent and its sequential baseline, side by side.
+//!
+//! Both run the same step for every source ([`fetch_source`] then [`infer_source`]); they differ only in how
+//! steps are scheduled:
+//!
+//! - [`run_concurrent`]: every step at once under [`settle`], so one source failing or hanging never cancels the
+//!   others, and each response goes to the executor the moment it arrives;
+//! - [`run_sequential`]: one step after another (fetch, infer, fetch, infer, ...): the chapter's baseline.
+//!
+//! Every step bounds itself (see [`crate::step`]). The settle deadline (the overall deadline plus
+//! [`BACKSTOP_GRACE`]) is only a backstop, so an answer always comes back within the deadline plus a few
+//! milliseconds, whatever the sources do.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tributary::group::{Deadline, Outcome, SettleConfig, settle};
+
+use crate::plan::Step;
+use crate::report::{SourceReport, SourceStatus};
+use crate::sources::Source;
+use crate::step::{StepContext, StepRecord, fetch_source, infer_source, millis};
+
+/// How long after the deadline the settle backstop gives up on a step that failed to bound itself.
+pub const BACKSTOP_GRACE: Duration = Duration::from_millis(50);
+
+/// Runs every step at once, each within `deadline`; one record per step, in plan order.
+pub async fn run_concurrent(
+    context: &StepContext,
+    steps: Vec<Step>,
+    deadline: Deadline,
+) -> Vec<StepRecord> {
+    let sources: Vec<Source> = steps.iter().map(|step| step.source.clone()).collect();
+    let tasks = steps.into_iter().map(|step| {
+        let context = context.clone();
+        async move { Ok::<_, Infallible>(run_step(&context, step, deadline).await) }
+    });
+    let backstop = match deadline.instant() {
+        Some(at) => Deadline::at(at + BACKSTOP_GRACE),
+        None => Deadline::none(),
+    };
+    let outcomes = settle(SettleConfig::new().deadline(backstop), tasks).await;
+    outcomes
+        .into_iter()
+        .zip(sources)
+        .map(|(outcome, source)| match outcome {
+            Outcome::Ok(record) => record,
+            Outcome::Failed(never) => match never {},
+            Outcome::TimedOut(_) => unfinished(
+                context,
+                &source,
+                SourceStatus::TimedOut,
+                "overall deadline exceeded",
+            ),
+            Outcome::Cancelled => unfinished(context, &source, SourceStatus::Failed, "cancelled"),
+            Outcome::Panicked(message) => unfinished(
+                context,
+                &source,
+                SourceStatus::Failed,
+                &format!("internal error: the step panicked: {message}"),
+            ),
+        })
+        .collect()
+}
+
+/// Runs the steps one after another, each waiting for the previous one's inference: the sequential baseline.
+pub async fn run_sequential(
+    context: &StepContext,
+    steps: Vec<Step>,
+    deadline: Deadline,
+) -> Vec<StepRecord> {
+    let mut records = Vec::with_capacity(steps.len());
+    for step in steps {
+        records.push(run_step(context, step, deadline).await);
+    }
+    records
+}
+
+/// One source: fetch within `min(per-source timeout, deadline)`, then infer on the executor within the deadline.
+async fn run_step(context: &StepContext, step: Step, deadline: Deadline) -> StepRecord {
+    let fetch = fetch_source(context, step, deadline).await;
+    infer_source(context, fetch, deadline).await
+}
+
+/// The record of a step the backstop had to give up on.
+fn unfinished(
+    context: &StepContext,
+    source: &Source,
+    status: SourceStatus,
+    message: &str,
+) -> StepRecord {
+    let mut report = SourceReport::new_for(source);
+    report.arrived_at_ms = Some(millis(Instant::now() - context.started));
+    report.status = status;
+    report.error = Some(message.to_owned());
+    StepRecord {
+        report,
+        inference: None,
+    }
+}

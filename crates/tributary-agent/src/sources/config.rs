@@ -1,0 +1,549 @@
+//! The sources file: which HTTP sources the agent asks, of which kind, and how patiently.
+//!
+//! A TOML file holds one `[[source]]` table per source:
+//!
+//! ```toml
+//! [[source]]
+//! name = "weather"            # unique
+//! kind = "weather"            # weather | news | kb
+//! base_url = "http://127.0.0.1:8080"
+//! timeout = "2s"              # per attempt (humantime); default 2s
+//! retries = 2                 # retries after the first attempt; default 2
+//! cache_ttl = "60s"           # optional; absent or "0s" = no cache
+//! required = false            # a required source failing fails the answer; default false
+//! max_body_bytes = 1048576    # optional; default 1 MiB
+//! ```
+//!
+//! Unknown fields are rejected. Every error names the file, the line and column, and the field, because the
+//! person reading it is about to open that file in an editor.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+use tributary::source::{DEFAULT_MAX_BODY_BYTES, DEFAULT_RETRIES, DEFAULT_TIMEOUT, SourceSpec};
+use url::Url;
+
+use super::kind::SourceKind;
+
+/// More retries than this is a configuration mistake, not resilience.
+pub const MAX_RETRIES: u32 = 10;
+
+/// One source the agent asks: how to reach it (the engine's [`SourceSpec`]), what it knows about, and whether
+/// the answer needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// Where it is and how patiently to ask it.
+    pub spec: SourceSpec,
+    /// What it knows about: decides the request the planner makes and how its response is read.
+    pub kind: SourceKind,
+    /// Whether this source failing makes the whole answer fail rather than degrade.
+    pub required: bool,
+}
+
+impl Source {
+    /// An optional source of `kind` with the engine's default timeout, retries and size limit, and no cache.
+    pub fn new(name: impl Into<String>, kind: SourceKind, base_url: Url) -> Self {
+        Self {
+            spec: SourceSpec::new(name, base_url),
+            kind,
+            required: false,
+        }
+    }
+
+    /// The source's unique name.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+}
+
+/// All configured sources, in file order, with unique names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcesConfig {
+    /// The sources, in the order they were declared.
+    pub sources: Vec<Source>,
+}
+
+impl SourcesConfig {
+    /// The three sources of one server that speaks every kind's protocol at `base_url` (the simulated services
+    /// do): `weather`, `news` and `kb`, with default timeouts and retries.
+    ///
+    /// Caching: weather 60 s, news 30 s, knowledge base 300 s (articles change least). None is required: the
+    /// agent's promise is a degraded answer from whatever answered; `required = true` is opt-in through a file.
+    pub fn all_kinds_at(base_url: &Url) -> Self {
+        let source = |name: &str, kind, cache_ttl| {
+            let mut source = Source::new(name, kind, base_url.clone());
+            source.spec.cache_ttl = Some(Duration::from_secs(cache_ttl));
+            source
+        };
+        Self {
+            sources: vec![
+                source("weather", SourceKind::Weather, 60),
+                source("news", SourceKind::News, 30),
+                source("kb", SourceKind::KnowledgeBase, 300),
+            ],
+        }
+    }
+
+    /// Reads and validates a sources file.
+    ///
+    /// This is blocking file I/O: call it before starting the runtime, or from the pool.
+    pub fn from_path(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.display().to_string(),
+            source,
+        })?;
+        Self::from_str_named(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates sources from `text`; `file_name` is only used in error messages.
+    pub fn from_str_named(text: &str, file_name: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|error| {
+            let offset = error.span().map_or(0, |span| span.start);
+            ConfigError::invalid(
+                file_name,
+                text,
+                offset,
+                field_at(text, offset),
+                error.message(),
+            )
+        })?;
+        let invalid = |offset: usize, field: &str, message: String| {
+            ConfigError::invalid(file_name, text, offset, Some(field.to_owned()), &message)
+        };
+
+        if raw.source.is_empty() {
+            return Err(ConfigError::invalid(
+                file_name,
+                text,
+                0,
+                Some("source".to_owned()),
+                "at least one [[source]] table is required",
+            ));
+        }
+        let mut sources: Vec<Source> = Vec::with_capacity(raw.source.len());
+        for entry in raw.source {
+            let name = entry.name.get_ref().trim();
+            if name.is_empty() {
+                return Err(invalid(
+                    entry.name.span().start,
+                    "name",
+                    "must not be empty".into(),
+                ));
+            }
+            if sources.iter().any(|earlier| earlier.name() == name) {
+                return Err(invalid(
+                    entry.name.span().start,
+                    "name",
+                    format!("duplicate source name `{name}`"),
+                ));
+            }
+            let base_url = Url::parse(entry.base_url.get_ref()).map_err(|error| {
+                invalid(
+                    entry.base_url.span().start,
+                    "base_url",
+                    format!("invalid url: {error}"),
+                )
+            })?;
+            if !matches!(base_url.scheme(), "http" | "https") {
+                return Err(invalid(
+                    entry.base_url.span().start,
+                    "base_url",
+                    format!("scheme must be http or https, not `{}`", base_url.scheme()),
+                ));
+            }
+            let timeout = match &entry.timeout {
+                None => DEFAULT_TIMEOUT,
+                Some(timeout) => match parse_duration(timeout) {
+                    Ok(Duration::ZERO) => {
+                        return Err(invalid(
+                            timeout.span().start,
+                            "timeout",
+                            "must be greater than zero".into(),
+                        ));
+                    }
+                    Ok(duration) => duration,
+                    Err(message) => return Err(invalid(timeout.span().start, "timeout", message)),
+                },
+            };
+            let retries = match &entry.retries {
+                None => DEFAULT_RETRIES,
+                Some(retries) if *retries.get_ref() > MAX_RETRIES => {
+                    return Err(invalid(
+                        retries.span().start,
+                        "retries",
+                        format!("must be at most {MAX_RETRIES}"),
+                    ));
+                }
+                Some(retries) => *retries.get_ref(),
+            };
+            let cache_ttl = match &entry.cache_ttl {
+                None => None,
+                Some(ttl) => match parse_duration(ttl) {
+                    Ok(Duration::ZERO) => None,
+                    Ok(duration) => Some(duration),
+                    Err(message) => return Err(invalid(ttl.span().start, "cache_ttl", message)),
+                },
+            };
+            let max_body_bytes = match &entry.max_body_bytes {
+                None => DEFAULT_MAX_BODY_BYTES,
+                Some(limit) if *limit.get_ref() == 0 => {
+                    return Err(invalid(
+                        limit.span().start,
+                        "max_body_bytes",
+                        "must be greater than zero".into(),
+                    ));
+                }
+                Some(limit) => *limit.get_ref(),
+            };
+            let mut spec = SourceSpec::new(name, base_url);
+            spec.timeout = timeout;
+            spec.retries = retries;
+            spec.cache_ttl = cache_ttl;
+            spec.max_body_bytes = max_body_bytes;
+            sources.push(Source {
+                spec,
+                kind: entry.kind,
+                required: entry.required,
+            });
+        }
+        Ok(Self { sources })
+    }
+
+    /// The source with this name, if any.
+    pub fn get(&self, name: &str) -> Option<&Source> {
+        self.sources.iter().find(|source| source.name() == name)
+    }
+}
+
+/// A sources file could not be read or is invalid. Messages read well after "failed to ".
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("read sources config {file}")]
+    Read {
+        /// The file, as given.
+        file: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, has a wrong or unknown field, or fails validation.
+    #[error("load sources config {file}:{line}:{column}{}: {message}", field.as_ref().map(|field| format!(": field `{field}`")).unwrap_or_default())]
+    Invalid {
+        /// The file, as given.
+        file: String,
+        /// 1-based line of the problem.
+        line: usize,
+        /// 1-based column (in characters) of the problem.
+        column: usize,
+        /// The field at fault, when known.
+        field: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(
+        file: &str,
+        text: &str,
+        offset: usize,
+        field: Option<String>,
+        message: &str,
+    ) -> Self {
+        let (line, column) = line_and_column(text, offset);
+        ConfigError::Invalid {
+            file: file.to_owned(),
+            line,
+            column,
+            field,
+            message: message.trim().to_owned(),
+        }
+    }
+}
+
+/// One `[[source]]` table as written, with spans for validation errors.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    source: Vec<RawSource>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    name: Spanned<String>,
+    kind: SourceKind,
+    base_url: Spanned<String>,
+    timeout: Option<Spanned<String>>,
+    retries: Option<Spanned<u32>>,
+    cache_ttl: Option<Spanned<String>>,
+    #[serde(default)]
+    required: bool,
+    max_body_bytes: Option<Spanned<u64>>,
+}
+
+fn parse_duration(value: &Spanned<String>) -> Result<Duration, String> {
+    humantime::parse_duration(value.get_ref()).map_err(|error| {
+        format!(
+            "invalid duration `{}`: {error} (try \"2s\" or \"500ms\")",
+            value.get_ref()
+        )
+    })
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..floor_char_boundary(text, offset)];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+fn floor_char_boundary(text: &str, offset: usize) -> usize {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    offset
+}
+
+/// The key of the `key = value` line containing `offset`: toml's error messages do not always name the field
+/// (e.g. "invalid type: string, expected u32"), but its span points into that line.
+fn field_at(text: &str, offset: usize) -> Option<String> {
+    let offset = floor_char_boundary(text, offset);
+    let line_start = text[..offset].rfind('\n').map_or(0, |newline| newline + 1);
+    let line_end = text[offset..]
+        .find('\n')
+        .map_or(text.len(), |newline| offset + newline);
+    let (key, _) = text[line_start..line_end].split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    let is_bare_key = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    is_bare_key.then(|| key.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "sources.toml";
+
+    const VALID: &str = r#"
+[[source]]
+name = "weather"
+kind = "weather"
+base_url = "http://127.0.0.1:8080"
+timeout = "1500ms"
+retries = 3
+cache_ttl = "60s"
+required = true
+max_body_bytes = 4096
+
+[[source]]
+name = "kb"
+kind = "kb"
+base_url = "http://127.0.0.1:8082/api/"
+"#;
+
+    /// Parses `text`, expecting an error, and returns its line, field and message.
+    fn invalid(text: &str) -> (usize, Option<String>, String) {
+        let error = SourcesConfig::from_str_named(text, FILE).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains(FILE), "{message}");
+        match error {
+            ConfigError::Invalid { line, field, .. } => (line, field, message),
+            other => panic!("expected an invalid-config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_valid_file_is_parsed_with_defaults_filled_in() {
+        let config = SourcesConfig::from_str_named(VALID, FILE).unwrap();
+
+        let weather = config.get("weather").unwrap();
+        assert_eq!(weather.kind, SourceKind::Weather);
+        assert_eq!(weather.spec.base_url.as_str(), "http://127.0.0.1:8080/");
+        assert_eq!(weather.spec.timeout, Duration::from_millis(1500));
+        assert_eq!(weather.spec.retries, 3);
+        assert_eq!(weather.spec.cache_ttl, Some(Duration::from_secs(60)));
+        assert!(weather.required);
+        assert_eq!(weather.spec.max_body_bytes, 4096);
+
+        let knowledge_base = config.get("kb").unwrap();
+        let defaults = Source::new(
+            "kb",
+            SourceKind::KnowledgeBase,
+            knowledge_base.spec.base_url.clone(),
+        );
+        assert_eq!(*knowledge_base, defaults);
+        assert_eq!(
+            config.sources.iter().map(Source::name).collect::<Vec<_>>(),
+            ["weather", "kb"]
+        );
+    }
+
+    #[test]
+    fn a_zero_cache_ttl_means_no_cache() {
+        let text = VALID.replace("cache_ttl = \"60s\"", "cache_ttl = \"0s\"");
+        let config = SourcesConfig::from_str_named(&text, FILE).unwrap();
+        assert_eq!(config.get("weather").unwrap().spec.cache_ttl, None);
+    }
+
+    #[test]
+    fn an_unknown_field_is_rejected_with_its_line() {
+        let text = VALID.replace("retries = 3", "retries = 3\nretry_budget = 9");
+        let (line, field, message) = invalid(&text);
+        assert_eq!(line, 8, "{message}");
+        assert_eq!(field.as_deref(), Some("retry_budget"), "{message}");
+        assert!(message.contains("retry_budget"), "{message}");
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_rejected_with_its_line_and_field() {
+        let text = VALID.replace("retries = 3", "retries = \"three\"");
+        let (line, field, message) = invalid(&text);
+        assert_eq!(line, 7, "{message}");
+        assert_eq!(field.as_deref(), Some("retries"), "{message}");
+    }
+
+    #[test]
+    fn an_unknown_kind_is_rejected_with_its_line() {
+        let text = VALID.replace("kind = \"kb\"", "kind = \"encyclopedia\"");
+        let (line, field, message) = invalid(&text);
+        assert_eq!(line, 14, "{message}");
+        assert_eq!(field.as_deref(), Some("kind"), "{message}");
+    }
+
+    #[test]
+    fn a_bad_url_is_rejected_with_its_line_and_field() {
+        let text = VALID.replace("http://127.0.0.1:8082/api/", "not a url");
+        let (line, field, message) = invalid(&text);
+        assert_eq!(line, 15, "{message}");
+        assert_eq!(field.as_deref(), Some("base_url"), "{message}");
+        assert!(message.contains("invalid url"), "{message}");
+    }
+
+    #[test]
+    fn a_non_http_url_is_rejected() {
+        let text = VALID.replace("http://127.0.0.1:8082/api/", "ftp://127.0.0.1/");
+        let (line, field, message) = invalid(&text);
+        assert_eq!(
+            (line, field.as_deref()),
+            (15, Some("base_url")),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_duplicate_name_is_rejected_at_the_second_occurrence() {
+        let text = VALID.replace("name = \"kb\"", "name = \"weather\"");
+        let (line, field, message) = invalid(&text);
+        assert_eq!(line, 13, "{message}");
+        assert_eq!(field.as_deref(), Some("name"), "{message}");
+        assert!(
+            message.contains("duplicate source name `weather`"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_zero_or_unparsable_timeout_is_rejected() {
+        for bad in ["\"0s\"", "\"soon\""] {
+            let text = VALID.replace("\"1500ms\"", bad);
+            let (line, field, message) = invalid(&text);
+            assert_eq!((line, field.as_deref()), (6, Some("timeout")), "{message}");
+        }
+    }
+
+    #[test]
+    fn too_many_retries_and_a_zero_size_limit_are_rejected() {
+        let text = VALID.replace("retries = 3", "retries = 11");
+        assert_eq!(invalid(&text).1.as_deref(), Some("retries"));
+        let text = VALID.replace("max_body_bytes = 4096", "max_body_bytes = 0");
+        let (line, field, _) = invalid(&text);
+        assert_eq!((line, field.as_deref()), (10, Some("max_body_bytes")));
+    }
+
+    #[test]
+    fn a_missing_required_field_is_rejected() {
+        let text = VALID.replace("base_url = \"http://127.0.0.1:8082/api/\"\n", "");
+        let (_, _, message) = invalid(&text);
+        assert!(message.contains("base_url"), "{message}");
+    }
+
+    #[test]
+    fn a_file_without_sources_is_rejected() {
+        let (_, field, _) = invalid("# nothing here\n");
+        assert_eq!(field.as_deref(), Some("source"));
+    }
+
+    #[test]
+    fn the_message_points_at_file_line_and_column() {
+        let text = VALID.replace("http://127.0.0.1:8082/api/", "not a url");
+        let message = SourcesConfig::from_str_named(&text, FILE)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with(
+                "load sources config sources.toml:15:12: field `base_url`: invalid url"
+            ),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn from_path_reads_the_file_and_names_it_in_errors() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("sources.toml");
+        std::fs::write(&path, VALID.replace("retries = 3", "retries = -1")).unwrap();
+
+        let message = SourcesConfig::from_path(&path).unwrap_err().to_string();
+        assert!(
+            message.contains(&format!("{}:7:", path.display())),
+            "{message}"
+        );
+
+        let missing = directory.path().join("missing.toml");
+        let error = SourcesConfig::from_path(&missing).unwrap_err();
+        assert!(matches!(error, ConfigError::Read { .. }));
+        assert!(error.to_string().contains("missing.toml"));
+    }
+
+    #[test]
+    fn one_server_of_every_kind_gives_three_optional_cached_sources() {
+        let base = Url::parse("http://127.0.0.1:4321/api/").unwrap();
+        let config = SourcesConfig::all_kinds_at(&base);
+        let kinds: Vec<(&str, SourceKind, bool)> = config
+            .sources
+            .iter()
+            .map(|source| (source.name(), source.kind, source.required))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("weather", SourceKind::Weather, false),
+                ("news", SourceKind::News, false),
+                ("kb", SourceKind::KnowledgeBase, false),
+            ]
+        );
+        assert!(
+            config
+                .sources
+                .iter()
+                .all(|source| source.spec.base_url == base)
+        );
+        assert!(
+            config
+                .sources
+                .iter()
+                .all(|source| source.spec.cache_ttl.is_some())
+        );
+    }
+}

@@ -1,0 +1,11 @@
+//! The sources the agent asks: their kinds and the sources file.
+//!
+//! - `kind`: [`SourceKind`], what a source knows about (weather, news, knowledge base).
+//! - `config`: [`Source`] (the engine's [`SourceSpec`](tributary::source::SourceSpec) plus a kind and whether
+//!   the answer requires it) and [`SourcesConfig`], loaded from a TOML file with errors that point at the line.
+
+mod config;
+mod kind;
+
+pub use config::{ConfigError, MAX_RETRIES, Source, SourcesConfig};
+pub use kind::SourceKind;

@@ -1,0 +1,671 @@
+//! One question's step, shared by every driver: fetch one source, infer on its response, and the answer rule.
+//!
+//! `ask` runs [`fetch_source`] then [`infer_source`] for each source as one task ([`crate::run`]); `batch` runs
+//! every source's fetch in its fetch stage and every inference in its infer stage, with a bounded channel in
+//! between ([`crate::pipeline`]). Both then apply the same [`answer`] rule and build the same [`AgentReport`]
+//! with [`report`]. What differs between drivers is only scheduling, never what a step does or how a question
+//! ends.
+//!
+//! Every step bounds itself: a fetch by `min(per-source timeout, deadline)`, an inference by the deadline it is
+//! given. Each records what it did on the question's [`Timeline`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::time::Instant;
+use tributary::group::{Deadline, Elapsed, ElapsedKind, with_timeout};
+use tributary::pool::{Executor, ExecutorError, JobTiming};
+use tributary::source::{
+    AttemptOutcome, AttemptRecord, FetchError, FetchErrorKind, Fetched, RetryDecision,
+    SourceClient, SourceRequest,
+};
+use tributary::trace::{Activity, EventKind, InstantEvent, Outcome as SpanOutcome, Span, Timeline};
+
+use crate::extract::document_for;
+use crate::infer::{InferError, Inference, InferenceJob, aggregate};
+use crate::plan::{Action, Step};
+use crate::question::Question;
+use crate::report::{AgentReport, AnswerStatus, RunMode, SourceReport, SourceStatus};
+use crate::schedule::{MeasuredJob, efficiency, ideal_makespan};
+use crate::sources::Source;
+
+/// Query parameters added to a request, as `(key, value)` pairs.
+pub type QueryPairs = Vec<(String, String)>;
+
+/// Extra query parameters per source name, e.g. `("news", [("fault", "hang")])` for fault injection.
+pub type ExtraQuery = Vec<(String, QueryPairs)>;
+
+/// Everything the steps of one question share.
+#[derive(Debug, Clone)]
+pub struct StepContext {
+    /// The HTTP client (and its cache).
+    pub client: SourceClient,
+    /// Where inference runs.
+    pub executor: Executor,
+    /// The question.
+    pub question: Question,
+    /// Each source's share of the deadline, all its attempts included.
+    pub per_source_timeout: Duration,
+    /// Work units each inference spends (a CPU-time budget already converted).
+    pub inference_units: u64,
+    /// When the question's run started: arrivals are measured from here.
+    pub started: Instant,
+    /// Where the steps record what they did; `None` records nothing (a batch draws no charts).
+    pub timeline: Option<Timeline>,
+    /// Extra query parameters for a source by name (fault injection: `fault=hang`, `latency_ms=2000`).
+    pub extra_query: Arc<ExtraQuery>,
+}
+
+/// One source after its fetch: its report so far, and the response when there is one.
+#[derive(Debug, Clone)]
+pub struct Fetch {
+    /// The source.
+    pub source: Source,
+    /// Its report: `skipped`, `failed` or `timed_out` with why, or (with a body) waiting for inference.
+    pub report: SourceReport,
+    /// The response body, when the fetch succeeded.
+    pub body: Option<Arc<Value>>,
+}
+
+/// What one step produced: its report line, and its inference when it got that far.
+#[derive(Debug, Clone)]
+pub struct StepRecord {
+    /// The source's report.
+    pub report: SourceReport,
+    /// Its inference, when it got that far.
+    pub inference: Option<Inference>,
+}
+
+/// How a question ended by the answer rule: its status, the answer, or why there is none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// `ok`, `degraded` or `failed`.
+    pub status: AnswerStatus,
+    /// The unified answer, unless `failed`.
+    pub answer: Option<String>,
+    /// Why there is no answer (`failed` only).
+    pub error: Option<String>,
+}
+
+/// What a run measured, besides its steps: for [`report`].
+#[derive(Debug, Clone, Copy)]
+pub struct RunFacts {
+    /// How the steps were scheduled.
+    pub mode: RunMode,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+    /// CPU workers of the executor.
+    pub workers: usize,
+    /// The overall deadline.
+    pub deadline: Duration,
+    /// Each source's share of it.
+    pub per_source_timeout: Duration,
+}
+
+impl Fetch {
+    /// A source that gave no response, with its report saying why.
+    fn unanswered(source: Source, report: SourceReport) -> Self {
+        Self {
+            source,
+            report,
+            body: None,
+        }
+    }
+}
+
+/// Fetches `step`'s source within `min(per-source timeout, deadline)`, or reports why it was not asked.
+///
+/// A source that answers is left `skipped` in its report with its body attached: [`infer_source`] settles it.
+pub async fn fetch_source(context: &StepContext, step: Step, deadline: Deadline) -> Fetch {
+    let source = step.source;
+    let mut report = SourceReport::new_for(&source);
+    let request = match step.action {
+        Action::Skip { reason } => {
+            report.error = Some(reason);
+            return Fetch::unanswered(source, report);
+        }
+        Action::Fetch(request) => {
+            with_extra_query(request, context.extra_query.as_slice(), source.name())
+        }
+    };
+    let lane = source_lane(source.name());
+
+    let fetch_started = Instant::now();
+    let (source_deadline, binding_bound) = deadline.narrow(Some(context.per_source_timeout));
+    let fetched = with_timeout(
+        Some(context.per_source_timeout),
+        deadline,
+        context
+            .client
+            .fetch(&source.spec, &request, source_deadline),
+    )
+    .await;
+    let fetch_ended = Instant::now();
+    match &fetched {
+        Ok(Ok(fetched)) => {
+            tracing::debug!(source = source.name(), attempts = fetched.attempts, cached = fetched.cached, elapsed = ?(fetch_ended - fetch_started), "fetched")
+        }
+        Ok(Err(error)) => {
+            tracing::info!(source = source.name(), attempts = error.attempts(), error = %error_chain(error), "fetch failed")
+        }
+        Err(elapsed) => tracing::info!(source = source.name(), %elapsed, "fetch cut short"),
+    }
+    report.fetch_ms = Some(millis(fetch_ended - fetch_started));
+    report.arrived_at_ms = Some(millis(fetch_ended - context.started));
+
+    let fetched: Fetched = match fetched {
+        Err(elapsed) => {
+            record_fetch_span(
+                context,
+                &lane,
+                &request,
+                fetch_started,
+                fetch_ended,
+                SpanOutcome::TimedOut,
+                &[],
+            );
+            let message = elapsed_message(elapsed);
+            if let Some(timeline) = &context.timeline {
+                timeline.record_event(InstantEvent::new(
+                    &lane,
+                    message.clone(),
+                    EventKind::Timeout,
+                    timeline.offset(fetch_ended.into_std()),
+                ));
+            }
+            report.status = SourceStatus::TimedOut;
+            report.error = Some(message);
+            return Fetch::unanswered(source, report);
+        }
+        Ok(Err(error)) => {
+            report.attempts = error.attempts();
+            let (status, message) = fetch_failure(&error, binding_bound);
+            let outcome = if status == SourceStatus::TimedOut {
+                SpanOutcome::TimedOut
+            } else {
+                SpanOutcome::Failed
+            };
+            record_fetch_span(
+                context,
+                &lane,
+                &request,
+                fetch_started,
+                fetch_ended,
+                outcome,
+                error.attempt_log(),
+            );
+            report.status = status;
+            report.error = Some(message);
+            return Fetch::unanswered(source, report);
+        }
+        Ok(Ok(fetched)) => fetched,
+    };
+    report.attempts = fetched.attempts;
+    report.cached = fetched.cached;
+    record_fetch_span(
+        context,
+        &lane,
+        &request,
+        fetch_started,
+        fetch_ended,
+        SpanOutcome::Ok,
+        &fetched.attempt_log,
+    );
+    Fetch {
+        source,
+        report,
+        body: Some(fetched.body),
+    }
+}
+
+/// Runs inference on `fetch`'s response on the executor within `deadline`, and settles its report; a source
+/// without a response keeps the report its fetch gave it.
+pub async fn infer_source(context: &StepContext, fetch: Fetch, deadline: Deadline) -> StepRecord {
+    let Fetch {
+        source,
+        mut report,
+        body,
+    } = fetch;
+    let Some(body) = body else {
+        return StepRecord {
+            report,
+            inference: None,
+        };
+    };
+    // Extraction happens here, on the caller's side: the job must be plain data for a `processes` executor.
+    let job = InferenceJob::new(
+        context.question.as_str(),
+        document_for(&source, &body),
+        context.inference_units,
+    );
+    let outcome = with_timeout(None, deadline, context.executor.run_job(job)).await;
+    if let Some(timeline) = &context.timeline {
+        record_inference(timeline, &source, &outcome);
+    }
+    let inference = apply_inference(&mut report, outcome);
+    StepRecord { report, inference }
+}
+
+/// Draws an inference on its worker's lane, or where it was cut short on its source's lane.
+fn record_inference(timeline: &Timeline, source: &Source, outcome: &InferenceOutcome) {
+    let lane = source_lane(source.name());
+    match outcome {
+        Err(elapsed) => timeline.record_event(InstantEvent::new(
+            &lane,
+            inference_cut_short(*elapsed),
+            EventKind::Timeout,
+            timeline.elapsed(),
+        )),
+        Ok(Err(_)) => {}
+        Ok(Ok((result, timing))) => timeline.record(
+            Span::new(
+                worker_lane(timing.worker_index),
+                format!("infer {}", source.name()),
+                Activity::Infer,
+                timeline.offset(timing.started_at),
+                timeline.offset(timing.finished_at),
+            )
+            .with_outcome(if result.is_ok() {
+                SpanOutcome::Ok
+            } else {
+                SpanOutcome::Cancelled
+            })
+            .with_arg("source", source.name().to_owned())
+            .with_arg("queue_wait_ms", millis(timing.queue_wait())),
+        ),
+    }
+}
+
+/// The answer rule, the same for every driver:
+///
+/// - a **required** source that did not answer: `failed`, "required source `kb` did not answer: ...";
+/// - no inference at all: `failed`, "no source answered (weather: ...; news: ...)", or "no source applies to
+///   the question (...)" when every source was skipped;
+/// - otherwise the aggregated answer: `ok` when every source that was asked answered, `degraded` when some
+///   did not.
+pub fn answer(question: &Question, records: &[StepRecord]) -> Verdict {
+    let failed = |why: String| Verdict {
+        status: AnswerStatus::Failed,
+        answer: None,
+        error: Some(why),
+    };
+    if let Some(missing) = records
+        .iter()
+        .find(|record| record.report.required && record.report.status != SourceStatus::Ok)
+    {
+        return failed(format!(
+            "required source `{}` did not answer: {}",
+            missing.report.name,
+            missing.report.error.as_deref().unwrap_or("no answer")
+        ));
+    }
+    let parts: Vec<(&str, &Inference)> = records
+        .iter()
+        .filter_map(|record| {
+            record
+                .inference
+                .as_ref()
+                .map(|inference| (record.report.name.as_str(), inference))
+        })
+        .collect();
+    if parts.is_empty() {
+        let reasons = reasons(records.iter().map(|record| &record.report));
+        let all_skipped = records
+            .iter()
+            .all(|record| record.report.status == SourceStatus::Skipped);
+        return failed(if all_skipped {
+            format!("no source applies to the question ({reasons})")
+        } else {
+            format!("no source answered ({reasons})")
+        });
+    }
+    let status = if records.iter().any(|record| is_missing(&record.report)) {
+        AnswerStatus::Degraded
+    } else {
+        AnswerStatus::Ok
+    };
+    Verdict {
+        status,
+        answer: Some(aggregate(question.as_str(), &parts).text),
+        error: None,
+    }
+}
+
+/// The report of a finished run: the [`answer`] rule applied to its records, with its timings.
+pub fn report(question: &Question, records: Vec<StepRecord>, facts: RunFacts) -> AgentReport {
+    let verdict = answer(question, &records);
+    let ideal = match facts.mode {
+        RunMode::Concurrent => ideal_concurrent(&records, facts.workers),
+        RunMode::Sequential => ideal_sequential(&records),
+    };
+    let degraded = records.iter().any(|record| is_missing(&record.report));
+    AgentReport {
+        question: Some(question.to_string()),
+        status: verdict.status,
+        answer: verdict.answer,
+        error: verdict.error,
+        degraded,
+        mode: facts.mode,
+        elapsed_ms: millis(facts.elapsed),
+        ideal_ms: millis(ideal),
+        efficiency: efficiency(ideal, facts.elapsed),
+        workers: facts.workers,
+        deadline_ms: millis(facts.deadline),
+        per_source_timeout_ms: millis(facts.per_source_timeout),
+        sources: records.into_iter().map(|record| record.report).collect(),
+    }
+}
+
+/// The sources that were asked and gave no answer, as `name: why; name: why` (empty when there are none).
+pub fn missing_sources(report: &AgentReport) -> String {
+    reasons(report.sources.iter().filter(|source| is_missing(source)))
+}
+
+/// Whether a source was asked and gave no answer.
+fn is_missing(report: &SourceReport) -> bool {
+    !matches!(report.status, SourceStatus::Ok | SourceStatus::Skipped)
+}
+
+/// `name: why; name: why` for these sources.
+fn reasons<'a>(reports: impl Iterator<Item = &'a SourceReport>) -> String {
+    reports
+        .map(|report| {
+            format!(
+                "{}: {}",
+                report.name,
+                report.error.as_deref().unwrap_or("no answer")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The best schedule of the measured arrivals and inference times on `workers` cores.
+fn ideal_concurrent(records: &[StepRecord], workers: usize) -> Duration {
+    let jobs: Vec<MeasuredJob> = records
+        .iter()
+        .filter_map(|record| {
+            let arrival = record.report.arrived_at_ms?;
+            Some(MeasuredJob {
+                arrival: Duration::from_secs_f64(arrival / 1000.0),
+                cpu: Duration::from_secs_f64(record.report.infer_ms.unwrap_or(0.0) / 1000.0),
+            })
+        })
+        .collect();
+    ideal_makespan(&jobs, workers)
+}
+
+/// The sequential baseline ideally costs every fetch plus every inference.
+fn ideal_sequential(records: &[StepRecord]) -> Duration {
+    let total_ms: f64 = records
+        .iter()
+        .map(|record| record.report.fetch_ms.unwrap_or(0.0) + record.report.infer_ms.unwrap_or(0.0))
+        .sum();
+    Duration::from_secs_f64(total_ms / 1000.0)
+}
+
+/// A source's inference as the executor and the deadline left it: cut short by the deadline, failed in the
+/// executor (a crashed worker, a shut-down pool), or run (to the end, or cancelled) on a worker.
+type InferenceOutcome =
+    Result<Result<(Result<Inference, InferError>, JobTiming), ExecutorError>, Elapsed>;
+
+/// Records an inference's outcome in `report` (status, error, worker, CPU time, summary) and returns the
+/// inference when there is one.
+fn apply_inference(report: &mut SourceReport, outcome: InferenceOutcome) -> Option<Inference> {
+    let (status, error, inference) = match outcome {
+        Err(elapsed) => (
+            SourceStatus::TimedOut,
+            Some(inference_cut_short(elapsed)),
+            None,
+        ),
+        Ok(Err(executor_error)) => (
+            SourceStatus::Failed,
+            Some(format!(
+                "inference failed: {}",
+                error_chain(&executor_error)
+            )),
+            None,
+        ),
+        Ok(Ok((result, timing))) => {
+            report.worker = Some(timing.worker_index);
+            report.infer_ms = Some(millis(timing.run_time()));
+            match result {
+                Ok(inference) => {
+                    report.summary = Some(inference.summary.join(" "));
+                    (SourceStatus::Ok, None, Some(inference))
+                }
+                Err(InferError::Cancelled { .. }) => (
+                    SourceStatus::TimedOut,
+                    Some("inference cancelled".to_owned()),
+                    None,
+                ),
+            }
+        }
+    };
+    report.status = status;
+    report.error = error;
+    inference
+}
+
+/// How a fetch that gave no response is reported: its status and why. `binding_bound` is the bound the source's
+/// deadline came from, so an expired deadline reads as the per-source timeout or as the overall deadline, with
+/// what the last failed attempt saw.
+fn fetch_failure(error: &FetchError, binding_bound: ElapsedKind) -> (SourceStatus, String) {
+    match error.kind() {
+        FetchErrorKind::DeadlineExceeded => (
+            SourceStatus::TimedOut,
+            with_last_attempt(
+                elapsed_message(Elapsed::from(binding_bound)),
+                error.attempt_log(),
+            ),
+        ),
+        FetchErrorKind::AttemptTimeout { .. } => (SourceStatus::TimedOut, error_chain(error)),
+        _ => (SourceStatus::Failed, error_chain(error)),
+    }
+}
+
+/// An error and its causes, `: `-separated, as one line.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        message.push_str(": ");
+        message.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    message
+}
+
+fn inference_cut_short(elapsed: Elapsed) -> String {
+    format!("inference cut short: {}", elapsed_message(elapsed))
+}
+
+/// The timeline lane of a source.
+pub fn source_lane(name: &str) -> String {
+    format!("source {name}")
+}
+
+/// The timeline lane of an executor worker (numbered from 1 for people).
+pub fn worker_lane(index: usize) -> String {
+    format!("worker {}", index + 1)
+}
+
+/// `request` plus the extra query parameters configured for `source` (fault injection: `fault=hang`).
+fn with_extra_query(
+    mut request: SourceRequest,
+    extra: &[(String, QueryPairs)],
+    source: &str,
+) -> SourceRequest {
+    for (name, pairs) in extra {
+        if name == source {
+            request.query.extend(pairs.iter().cloned());
+        }
+    }
+    request
+}
+
+/// `message`, plus what the last failed attempt saw when there was one: "timed out" alone hides a 500.
+fn with_last_attempt(message: String, attempts: &[AttemptRecord]) -> String {
+    match attempts
+        .iter()
+        .rev()
+        .find_map(|attempt| match &attempt.outcome {
+            AttemptOutcome::Failed { error, .. }
+                if !matches!(error, FetchErrorKind::DeadlineExceeded) =>
+            {
+                Some(error)
+            }
+            _ => None,
+        }) {
+        Some(last) => format!(
+            "{message} after {} attempt(s); last attempt failed to {last}",
+            attempts.len()
+        ),
+        None => message,
+    }
+}
+
+/// Which bound cut a call short, in words: "per-source timeout of 5s exceeded" or "overall deadline exceeded".
+pub fn elapsed_message(elapsed: Elapsed) -> String {
+    match elapsed {
+        Elapsed::PerCallTimeout(timeout) => {
+            format!(
+                "per-source timeout of {} exceeded",
+                humantime::format_duration(timeout)
+            )
+        }
+        Elapsed::DeadlineExceeded => "overall deadline exceeded".to_owned(),
+    }
+}
+
+/// Draws the fetch on the source's lane: one span per attempt (or one for the whole fetch when there is no
+/// attempt log: a cache hit, or a fetch cut short), with retry and timeout markers.
+fn record_fetch_span(
+    context: &StepContext,
+    lane: &str,
+    request: &SourceRequest,
+    started: Instant,
+    ended: Instant,
+    outcome: SpanOutcome,
+    attempts: &[AttemptRecord],
+) {
+    let Some(timeline) = &context.timeline else {
+        return;
+    };
+    let name = format!("GET {}", request.path);
+    if attempts.is_empty() {
+        timeline.record(
+            Span::new(
+                lane,
+                name,
+                Activity::Fetch,
+                timeline.offset(started.into_std()),
+                timeline.offset(ended.into_std()),
+            )
+            .with_outcome(outcome)
+            .with_arg("attempts", 0)
+            .with_arg("cached", outcome == SpanOutcome::Ok),
+        );
+        return;
+    }
+    for attempt in attempts {
+        let (attempt_outcome, status): (SpanOutcome, Value) = match &attempt.outcome {
+            AttemptOutcome::Succeeded => (SpanOutcome::Ok, "ok".into()),
+            AttemptOutcome::Failed { error, .. } => {
+                let kind = match error {
+                    FetchErrorKind::AttemptTimeout { .. } | FetchErrorKind::DeadlineExceeded => {
+                        SpanOutcome::TimedOut
+                    }
+                    _ => SpanOutcome::Failed,
+                };
+                (kind, error.to_string().into())
+            }
+            _ => (SpanOutcome::Failed, "unknown".into()),
+        };
+        let attempt_end = timeline.offset(attempt.ended.into_std());
+        timeline.record(
+            Span::new(
+                lane,
+                name.clone(),
+                Activity::Fetch,
+                timeline.offset(attempt.started.into_std()),
+                attempt_end,
+            )
+            .with_outcome(attempt_outcome)
+            .with_arg("attempt", attempt.number)
+            .with_arg("status", status)
+            .with_arg("cached", false),
+        );
+        if let AttemptOutcome::Failed { next, .. } = &attempt.outcome {
+            if attempt_outcome == SpanOutcome::TimedOut {
+                timeline.record_event(
+                    InstantEvent::new(
+                        lane,
+                        format!("attempt {} timed out", attempt.number),
+                        EventKind::Timeout,
+                        attempt_end,
+                    )
+                    .with_arg("attempt", attempt.number),
+                );
+            }
+            if let RetryDecision::Retried { delay } = next {
+                timeline.record_event(
+                    InstantEvent::new(
+                        lane,
+                        format!("retry after {}", humantime::format_duration(*delay)),
+                        EventKind::Retry,
+                        attempt_end,
+                    )
+                    .with_arg("attempt", attempt.number)
+                    .with_arg("delay_ms", millis(*delay)),
+                );
+            }
+        }
+    }
+}
+
+/// Milliseconds as a float, rounded to microseconds (the schema's unit).
+pub(crate) fn millis(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1_000_000.0).round() / 1_000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_query_applies_only_to_its_source() {
+        let request = SourceRequest::new("/news").with_query("q", "rust");
+        let extra = vec![
+            (
+                "news".to_owned(),
+                vec![("fault".to_owned(), "hang".to_owned())],
+            ),
+            (
+                "weather".to_owned(),
+                vec![("fault".to_owned(), "error".to_owned())],
+            ),
+        ];
+        let request = with_extra_query(request, &extra, "news");
+        assert_eq!(
+            request.query,
+            vec![
+                ("q".to_owned(), "rust".to_owned()),
+                ("fault".to_owned(), "hang".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn elapsed_messages_tell_the_bounds_apart() {
+        assert_eq!(
+            elapsed_message(Elapsed::PerCallTimeout(Duration::from_secs(5))),
+            "per-source timeout of 5s exceeded"
+        );
+        assert_eq!(
+            elapsed_message(Elapsed::from(ElapsedKind::Deadline)),
+            "overall deadline exceeded"
+        );
+    }
+}

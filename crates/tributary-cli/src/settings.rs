@@ -1,0 +1,430 @@
+//! Settings: the arguments validated and resolved, before anything starts.
+//!
+//! [`CommandSettings::resolve`] turns the parsed arguments into what the commands run on: every duration and count
+//! checked, every question validated, the sources file read and checked, every `--fault` matched against the
+//! sources, the experiments looked up. A mistake is reported here, before the simulated services, the runtime
+//! or a worker process start, and a command is a function of its settings alone.
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tributary::pool::{ExecutorKind, PoolConfig};
+use tributary_agent::infer::InferenceCost;
+use tributary_agent::pipeline::{BatchInput, InputFormat};
+use tributary_agent::sources::SourcesConfig;
+use tributary_agent::{ExtraQuery, Question};
+use tributary_lab::Experiment;
+use tributary_sim::{Fault, Latency, Service, SimConfig, default_scenario};
+use url::Url;
+
+use crate::cli::{AskArgs, BatchArgs, Command, EngineArgs, LabArgs, SourcesArgs};
+use crate::error::{CliError, ErrorKind, question_error};
+use crate::faults::{FaultKind, parse_faults};
+
+/// One command's settings.
+#[derive(Debug)]
+pub enum CommandSettings {
+    /// `tributary ask`.
+    Ask(AskSettings),
+    /// `tributary batch`.
+    Batch(BatchSettings),
+    /// `tributary sources`.
+    Sources(SourcesSettings),
+    /// `tributary lab`.
+    Lab(LabSettings),
+    /// The hidden worker of `--executor processes`.
+    Worker,
+}
+
+/// How the engine runs questions (`ask`, `batch`).
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Which sources: the simulated services started in-process, or a sources file's.
+    pub sources: SourcesChoice,
+    /// Each source's share of the deadline.
+    pub per_source_timeout: Duration,
+    /// The whole question's time.
+    pub deadline: Duration,
+    /// CPU per inference.
+    pub inference_cost: InferenceCost,
+    /// `--fault` flags, as query parameters per source.
+    pub extra_query: ExtraQuery,
+    /// CPU workers.
+    pub workers: NonZeroUsize,
+    /// Where inference runs.
+    pub executor: ExecutorKind,
+}
+
+/// Where the engine's sources come from.
+#[derive(Debug, Clone)]
+pub enum SourcesChoice {
+    /// The simulated services, started in-process on a free loopback port with this scenario.
+    Embedded(SimConfig),
+    /// The sources of a `--config` file.
+    Configured(SourcesConfig),
+}
+
+/// How `ask` runs each question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AskMode {
+    /// The concurrent agent.
+    Concurrent,
+    /// The sequential baseline alone (`--sequential`).
+    Sequential,
+    /// Both, and the speed-up (`--compare`).
+    Compare,
+}
+
+/// `tributary ask`.
+#[derive(Debug)]
+pub struct AskSettings {
+    /// The questions, validated.
+    pub questions: Vec<Question>,
+    /// The engine.
+    pub engine: EngineSettings,
+    /// How each question runs.
+    pub mode: AskMode,
+    /// JSON on stdout instead of the human report.
+    pub json: bool,
+    /// Draw the Gantt chart.
+    pub timeline: bool,
+    /// Where to write the Chrome trace.
+    pub trace: Option<PathBuf>,
+}
+
+/// `tributary batch`.
+#[derive(Debug)]
+pub struct BatchSettings {
+    /// The questions, opened.
+    pub input: BatchInput,
+    /// The answers database.
+    pub db: PathBuf,
+    /// Questions fetching at once.
+    pub io_concurrency: NonZeroUsize,
+    /// The engine.
+    pub engine: EngineSettings,
+    /// Where to export the answers after the run.
+    pub export: Option<PathBuf>,
+    /// The summary as JSON on stdout.
+    pub json: bool,
+    /// No progress on stderr.
+    pub quiet: bool,
+}
+
+/// `tributary sources`.
+#[derive(Debug)]
+pub struct SourcesSettings {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The services' behaviour, faults applied.
+    pub config: SimConfig,
+}
+
+/// `tributary lab`.
+#[derive(Debug)]
+pub struct LabSettings {
+    /// The experiments, in the order given.
+    pub experiments: Vec<&'static Experiment>,
+    /// Quick mode.
+    pub quick: bool,
+    /// JSON on stdout.
+    pub json: bool,
+    /// Where to write charts and traces.
+    pub out: Option<PathBuf>,
+}
+
+impl CommandSettings {
+    /// Validates and resolves every argument. Reads the sources file and opens the batch input; starts nothing.
+    pub fn resolve(command: Command) -> Result<Self, CliError> {
+        Ok(match command {
+            Command::Ask(args) => Self::Ask(AskSettings::resolve(args)?),
+            Command::Batch(args) => Self::Batch(BatchSettings::resolve(args)?),
+            Command::Sources(args) => Self::Sources(SourcesSettings::resolve(args)?),
+            Command::Lab(args) => Self::Lab(LabSettings::resolve(args)?),
+            Command::Worker => Self::Worker,
+        })
+    }
+}
+
+impl EngineSettings {
+    fn resolve(args: EngineArgs) -> Result<Self, CliError> {
+        if args.per_source_timeout.is_zero() || args.deadline.is_zero() {
+            return Err(CliError::argument(
+                "--per-source-timeout and --deadline must be longer than zero",
+            ));
+        }
+        let workers = match args.workers {
+            Some(0) => return Err(CliError::argument("--workers must be at least 1")),
+            Some(workers) => NonZeroUsize::new(workers).unwrap_or(NonZeroUsize::MIN),
+            None => PoolConfig::default().workers,
+        };
+        let sources = match &args.config {
+            Some(path) => SourcesChoice::Configured(load_sources(path)?),
+            None => SourcesChoice::Embedded(default_scenario()),
+        };
+        let extra_query = fault_queries(&args.faults, &sources.names())?;
+        Ok(Self {
+            sources,
+            per_source_timeout: args.per_source_timeout,
+            deadline: args.deadline,
+            inference_cost: InferenceCost::cpu(args.inference_cost),
+            extra_query,
+            workers,
+            executor: args.executor.into(),
+        })
+    }
+}
+
+impl SourcesChoice {
+    /// The names of the sources, in order.
+    pub fn names(&self) -> Vec<String> {
+        let config = match self {
+            Self::Embedded(_) => &embedded_sources(&placeholder_url()),
+            Self::Configured(config) => config,
+        };
+        config
+            .sources
+            .iter()
+            .map(|source| source.name().to_owned())
+            .collect()
+    }
+}
+
+/// The sources of the simulated services listening at `base_url`.
+pub fn embedded_sources(base_url: &Url) -> SourcesConfig {
+    SourcesConfig::all_kinds_at(base_url)
+}
+
+/// A URL for naming the embedded sources before the services listen anywhere.
+fn placeholder_url() -> Url {
+    Url::parse("http://127.0.0.1/").expect("a valid URL")
+}
+
+impl AskSettings {
+    fn resolve(args: AskArgs) -> Result<Self, CliError> {
+        let questions = args
+            .questions
+            .iter()
+            .enumerate()
+            .map(|(index, text)| {
+                Question::new(text).map_err(|error| question_error(index + 1, &error))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mode = match (args.sequential, args.compare) {
+            (_, true) => AskMode::Compare,
+            (true, false) => AskMode::Sequential,
+            (false, false) => AskMode::Concurrent,
+        };
+        Ok(Self {
+            questions,
+            engine: EngineSettings::resolve(args.engine)?,
+            mode,
+            json: args.json,
+            timeline: args.timeline,
+            trace: args.trace,
+        })
+    }
+}
+
+impl BatchSettings {
+    fn resolve(args: BatchArgs) -> Result<Self, CliError> {
+        let engine = EngineSettings::resolve(args.engine)?;
+        let input = open_input(&args.input, args.format.map(InputFormat::from))?;
+        Ok(Self {
+            input,
+            db: args.db,
+            io_concurrency: args.io_concurrency,
+            engine,
+            export: args.export,
+            json: args.json,
+            quiet: args.quiet,
+        })
+    }
+}
+
+impl SourcesSettings {
+    fn resolve(args: SourcesArgs) -> Result<Self, CliError> {
+        let mut config = SimConfig {
+            seed: args.seed,
+            ..SimConfig::default()
+        };
+        for flag in parse_faults(&args.faults)? {
+            let service: Service = flag.target.parse().map_err(|_| {
+                CliError::argument(format!("unknown service `{}` in --fault", flag.target))
+                    .with_hint("the services are weather, news and kb")
+            })?;
+            let behavior = config.behavior_mut(service);
+            match flag.fault {
+                FaultKind::Latency(latency) => behavior.latency = Latency::Fixed(latency),
+                FaultKind::Named(name) => {
+                    let fault: Fault = name
+                        .parse()
+                        .map_err(|_| CliError::argument(format!("unknown fault kind `{name}`")))?;
+                    behavior.fault = Some(fault);
+                    behavior.fault_probability = 1.0;
+                }
+            }
+        }
+        Ok(Self {
+            listen: args.listen,
+            config,
+        })
+    }
+}
+
+impl LabSettings {
+    fn resolve(args: LabArgs) -> Result<Self, CliError> {
+        let experiments = if args.experiments.is_empty() {
+            tributary_lab::EXPERIMENTS.iter().collect()
+        } else {
+            args.experiments
+                .iter()
+                .map(|name| {
+                    Experiment::named(name).map_err(|error| {
+                        CliError::argument(format!("unknown experiment `{}`", error.given))
+                            .with_hint(format!(
+                                "the experiments are {} (none runs them all)",
+                                Experiment::names().join(", ")
+                            ))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        Ok(Self {
+            experiments,
+            quick: args.quick,
+            json: args.json,
+            out: args.out,
+        })
+    }
+}
+
+/// Reads and validates a sources file. Blocking file I/O: settings are resolved before the runtime starts.
+fn load_sources(path: &Path) -> Result<SourcesConfig, CliError> {
+    Ok(SourcesConfig::from_path(path)?)
+}
+
+/// `path` opened for reading (`-` is stdin), in `format` or the one its name suggests.
+fn open_input(path: &Path, format: Option<InputFormat>) -> Result<BatchInput, CliError> {
+    if path.as_os_str() == "-" {
+        return Ok(BatchInput::stdin(format.unwrap_or(InputFormat::Text)));
+    }
+    let format = format.unwrap_or_else(|| InputFormat::from_file_name(&path.to_string_lossy()));
+    BatchInput::open(path, format).map_err(|error| {
+        CliError::caused(
+            ErrorKind::InvalidInput,
+            format_args!("failed to open the input {}", path.display()),
+            &error,
+        )
+        .with_hint("give a file of questions, one per line (or JSON Lines), or `-` for stdin")
+    })
+}
+
+/// `--fault SOURCE=KIND` as query parameters the simulated services understand (`fault=`, `latency_ms=`).
+fn fault_queries(flags: &[String], sources: &[String]) -> Result<ExtraQuery, CliError> {
+    let mut queries: ExtraQuery = Vec::new();
+    for flag in parse_faults(flags)? {
+        if !sources.contains(&flag.target) {
+            return Err(CliError::argument(format!(
+                "--fault names an unknown source `{}`",
+                flag.target
+            ))
+            .with_hint(format!("the sources are: {}", sources.join(", "))));
+        }
+        let pair = match flag.fault {
+            FaultKind::Named(name) => ("fault".to_owned(), name),
+            FaultKind::Latency(latency) => {
+                ("latency_ms".to_owned(), latency.as_millis().to_string())
+            }
+        };
+        match queries.iter_mut().find(|(name, _)| *name == flag.target) {
+            Some((_, pairs)) => pairs.push(pair),
+            None => queries.push((flag.target, vec![pair])),
+        }
+    }
+    Ok(queries)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Cli;
+
+    fn resolve(args: &[&str]) -> Result<CommandSettings, CliError> {
+        let cli = Cli::try_parse_from(std::iter::once("tributary").chain(args.iter().copied()))
+            .expect("the arguments parse");
+        CommandSettings::resolve(cli.command)
+    }
+
+    #[test]
+    fn bad_values_are_refused_before_anything_starts() {
+        for (args, message) in [
+            (
+                &["ask", "x", "--workers", "0"][..],
+                "--workers must be at least 1",
+            ),
+            (
+                &["ask", "x", "--deadline", "0s"],
+                "must be longer than zero",
+            ),
+            (&["ask", "   "], "question 1: the question is empty"),
+            (
+                &["ask", "x", "--fault", "moon=hang"],
+                "unknown source `moon`",
+            ),
+        ] {
+            let error = resolve(args).expect_err("refused");
+            assert!(
+                error.message.contains(message),
+                "{args:?}: {}",
+                error.message
+            );
+        }
+    }
+
+    #[test]
+    fn faults_become_query_parameters_of_their_source() {
+        let Ok(CommandSettings::Ask(ask)) = resolve(&[
+            "ask",
+            "x",
+            "--fault",
+            "news=hang",
+            "--fault",
+            "news=latency:2s",
+        ]) else {
+            panic!("ask settings");
+        };
+        assert_eq!(
+            ask.engine.extra_query,
+            vec![(
+                "news".to_owned(),
+                vec![
+                    ("fault".to_owned(), "hang".to_owned()),
+                    ("latency_ms".to_owned(), "2000".to_owned())
+                ]
+            )]
+        );
+        assert!(matches!(ask.engine.sources, SourcesChoice::Embedded(_)));
+    }
+
+    #[test]
+    fn no_experiment_named_selects_every_one_in_order() {
+        let Ok(CommandSettings::Lab(lab)) = resolve(&["lab"]) else {
+            panic!("lab settings");
+        };
+        assert_eq!(lab.experiments.len(), tributary_lab::EXPERIMENTS.len());
+        let Ok(CommandSettings::Lab(lab)) = resolve(&["lab", "timeouts", "blocking"]) else {
+            panic!("lab settings");
+        };
+        let names: Vec<&str> = lab
+            .experiments
+            .iter()
+            .map(|experiment| experiment.name)
+            .collect();
+        assert_eq!(names, ["timeouts", "blocking"]);
+    }
+}

@@ -1,0 +1,48 @@
+//! [`SourceSpec`]: one HTTP source and how patiently to ask it.
+
+use std::time::Duration;
+
+use url::Url;
+
+/// Per-attempt timeout when none is given.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Retries after the first attempt when none are given.
+pub const DEFAULT_RETRIES: u32 = 2;
+/// Response-size limit when none is given: 1 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+
+/// One HTTP source and how to ask it: where it is, how long each attempt may take, how often to retry, whether
+/// to cache, and how large an answer may be.
+///
+/// Build one with [`SourceSpec::new`] (which fills in the defaults) and adjust the public fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SourceSpec {
+    /// Unique name; also the cache namespace.
+    pub name: String,
+    /// Requests go to `base_url` + the request path (a path prefix in `base_url` is kept).
+    pub base_url: Url,
+    /// Bound on each attempt, from sending the request to the last byte of the body. Always inside the
+    /// caller's overall deadline.
+    pub timeout: Duration,
+    /// Retries after the first attempt; `0` means one attempt only.
+    pub retries: u32,
+    /// How long an answer stays fresh in the cache; `None` means no caching (and no request coalescing).
+    pub cache_ttl: Option<Duration>,
+    /// Bodies larger than this are refused while streaming, without buffering them.
+    pub max_body_bytes: u64,
+}
+
+impl SourceSpec {
+    /// A source with the default timeout (2 s), retries (2), size limit (1 MiB) and no cache.
+    pub fn new(name: impl Into<String>, base_url: Url) -> Self {
+        Self {
+            name: name.into(),
+            base_url,
+            timeout: DEFAULT_TIMEOUT,
+            retries: DEFAULT_RETRIES,
+            cache_ttl: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
