@@ -84,6 +84,7 @@
 //! `min(now + per_call_timeout, parent_deadline)`. When the effective deadline fires, the error says which of the
 //! two bounds won ([`ElapsedKind`]), so a caller can tell "this one call was slow" from "we are out of time".
 
+mod core;
 mod deadline;
 mod fail_fast;
 mod settle;
@@ -91,8 +92,11 @@ mod settle;
 pub use deadline::{Deadline, Elapsed, ElapsedKind, with_timeout};
 pub use fail_fast::{
     CancelledChild, ChildFailure, ChildHandle, ChildLost, Group, GroupConfig, GroupError,
-    OwnedGroup, ShutdownCause, SpawnError, scope,
+    GroupPanic, OwnedGroup, ShutdownCause, SpawnError, scope,
 };
 pub use settle::{Outcome, SettleConfig, Settling, settle};
 
 pub use crate::panics::panic_message;
+
+#[cfg(test)]
+mod tests;

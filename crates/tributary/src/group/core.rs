@@ -1,0 +1,696 @@
+//! The one engine under every group: [`scope`](super::scope), [`OwnedGroup`](super::OwnedGroup),
+//! [`settle`](super::settle) and the completion policies ([`first_success`](super::first_success),
+//! [`settle_until`](super::settle_until)) all spawn, cancel, join and report through [`Shared`].
+//!
+//! # How no descendant outlives its scope
+//!
+//! A child is a tokio task in the group's `JoinSet`. The group's join (the end of a scope, an owned group's
+//! shutdown) waits until that set is empty, so every child has *ended*, not just been told to stop. Two things
+//! make this hold for the whole tree, whatever cancels what and on whichever runtime:
+//!
+//! - **Cancellation happens at a poll boundary.** A child is cancelled by its token, checked before the child is
+//!   polled (and before its very first poll): once the group shuts down, a child's code never runs again. The
+//!   child's future is then dropped inside its own task, so the task ends right after.
+//! - **Dropped groups hand their tasks up.** Dropping a child's future drops every group inside it (a scope in
+//!   a child's code, an owned group a child owns). A dropped group cannot wait (a destructor cannot await), so it
+//!   aborts its tasks and hands the set to the *enclosing* group, the group whose child or body was running the
+//!   code that created it (a task-local, [`ENCLOSING`]). The enclosing group adds a reaper task that joins them;
+//!   its own join waits for the reaper. An aborted task ends at its next poll boundary, and its own nested groups
+//!   hand their tasks up the same way, so the whole subtree is joined before the outermost joining scope
+//!   returns. A group with no enclosing group (the top of a tree) that is dropped cannot hand its tasks to
+//!   anyone: they are aborted and end on their own, unwaited. That is the one case the documentation of
+//!   [`scope`](super::scope) warns about; cancelling through a token or a deadline instead always joins.
+//!
+//! A child removes itself from its group as its task ends, so a long-lived group holds only the children still
+//! running, however many it ran before. Panics are caught around the child *and* around its destruction (a
+//! destructor that panics while the group cancels it), recorded, and resumed by the group's owner.
+
+use std::any::Any;
+use std::future::Future;
+use std::mem;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::task::{Context, Poll};
+
+use futures::FutureExt as _;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::task::{JoinError, JoinHandle};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::deadline::Deadline;
+use super::fail_fast::{CancelledChild, ChildFailure, GroupConfig, GroupError, ShutdownCause};
+
+tokio::task_local! {
+    /// The group whose child (or body) is running: the parent of any group created here, and where a group
+    /// dropped here hands its tasks.
+    static ENCLOSING: Arc<dyn Adopt>;
+}
+
+/// State shared by a group's owner, every `Group` handle and every child task.
+pub(crate) struct Shared<E> {
+    /// Cancelled when the group shuts down; every child watches a child token of it.
+    pub(crate) token: CancellationToken,
+    /// The concurrency limit's slots, if there is a limit.
+    pub(crate) slots: Option<Arc<Semaphore>>,
+    pub(crate) limit: usize,
+    pub(crate) deadline: Deadline,
+    /// The group this one was created in, if any: where its tasks go if it is dropped unjoined.
+    parent: Option<Arc<dyn Adopt>>,
+    /// This group, as the `ENCLOSING` value of its children.
+    me: Weak<Shared<E>>,
+    /// Notified when the last running child removes itself.
+    idle: Notify,
+    state: Mutex<State<E>>,
+}
+
+/// Never held across an `.await`.
+pub(crate) struct State<E> {
+    /// The running children's tasks; a child removes its own entry as its task ends.
+    pub(crate) children: Children,
+    /// Every child has been joined (or the group was dropped): no more spawns, no more adoptions.
+    pub(crate) closed: bool,
+    pub(crate) shutdown: Option<(ShutdownCause, Instant)>,
+    pub(crate) body_error: Option<E>,
+    pub(crate) failed: Vec<ChildFailure<E>>,
+    pub(crate) cancelled: Vec<CancelledChild>,
+    /// The first panic of a child, the body or an adopted task, resumed once every child is joined.
+    pub(crate) panic: Option<Box<dyn Any + Send>>,
+}
+
+/// How a child ended, when it did not produce a value.
+pub(crate) enum ChildExit<E> {
+    Failed(E),
+    Panicked(Box<dyn Any + Send>),
+    Cancelled,
+}
+
+/// A group that can take over the joining of another group's aborted tasks.
+pub(crate) trait Adopt: Send + Sync {
+    /// Makes this group's join wait for `orphans`; if this group is closed, hands them further up.
+    fn adopt(&self, orphans: Orphans);
+}
+
+/// Aborted tasks of a dropped group (or a blocking thread of a dropped child), as a future that ends when they
+/// all have, with the first panic among them.
+pub(crate) struct Orphans(Pin<Box<dyn Future<Output = Option<PanicPayload>> + Send>>);
+
+/// What a caught panic carries.
+type PanicPayload = Box<dyn Any + Send>;
+
+/// Aborts every child still in the group when the group's owner (a scope future, an owned group) is dropped
+/// before joining them, and hands them to the enclosing group to join.
+///
+/// Children hold the shared state, which holds their `JoinSet`: without this guard that cycle would keep them
+/// running after an outer timeout dropped the scope.
+pub(crate) struct AbortOnDrop<E: Send + 'static>(pub(crate) Arc<Shared<E>>);
+
+impl<E: Send + 'static> Drop for AbortOnDrop<E> {
+    fn drop(&mut self) {
+        self.0.token.cancel();
+        let children = {
+            let mut state = self.0.lock();
+            state.closed = true;
+            mem::take(&mut state.children)
+        };
+        if children.is_empty() {
+            return;
+        }
+        let tasks = children.abort_all();
+        hand_up(
+            self.0.parent.as_ref(),
+            Orphans::of_tasks(Arc::clone(&self.0), tasks),
+        );
+    }
+}
+
+impl<E> Shared<E> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State<E>> {
+        // No code panics while holding this lock, so a poisoned lock still holds consistent state.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<E> Shared<E>
+where
+    E: Send + 'static,
+{
+    /// A new group configured by `config`, a child of the group whose code is running, if any.
+    pub(crate) fn new(config: &GroupConfig) -> Arc<Self> {
+        let parent = ENCLOSING.try_with(Arc::clone).ok();
+        let token = match &config.cancelled_by {
+            Some(outside) => outside.child_token(),
+            None => CancellationToken::new(),
+        };
+        let limit = config
+            .max_concurrency
+            .map_or(usize::MAX, |limit| limit.get());
+        Arc::new_cyclic(|me| Self {
+            token,
+            slots: config
+                .max_concurrency
+                .map(|limit| Arc::new(Semaphore::new(limit.get()))),
+            limit,
+            deadline: config.deadline,
+            parent,
+            me: me.clone(),
+            idle: Notify::new(),
+            state: Mutex::new(State {
+                children: Children::default(),
+                closed: false,
+                shutdown: None,
+                body_error: None,
+                failed: Vec::new(),
+                cancelled: Vec::new(),
+                panic: None,
+            }),
+        })
+    }
+
+    /// This group as its children's enclosing group.
+    fn as_enclosing(&self) -> Arc<dyn Adopt> {
+        self.me
+            .upgrade()
+            .expect("a group is alive while its code runs")
+    }
+
+    /// Runs `future` (a scope's body) as code of this group: groups it creates are this group's children.
+    pub(crate) async fn run_as_body<F: Future>(&self, future: F) -> F::Output {
+        ENCLOSING.scope(self.as_enclosing(), future).await
+    }
+
+    /// Registers `task` as a child, unless the group refuses new children. The task runs as code of this group.
+    ///
+    /// Checked under the lock that failures are recorded under, so a child spawned concurrently with the first
+    /// failure is either refused here or sees the cancelled token before its first poll.
+    pub(crate) fn start(&self, task: impl Future<Output = ()> + Send + 'static) -> bool {
+        let state = self.lock();
+        if state.refuses_spawn() || self.token.is_cancelled() {
+            return false;
+        }
+        self.spawn_tracked(state, task);
+        true
+    }
+
+    /// Spawns `task` as a tracked child: reserves its entry under the lock (so the group's join waits for it),
+    /// spawns it with the lock released (a runtime that is shutting down drops a new task at once, and its end
+    /// takes the lock), then records its handle, unless it has ended already.
+    fn spawn_tracked(
+        &self,
+        mut state: MutexGuard<'_, State<E>>,
+        task: impl Future<Output = ()> + Send + 'static,
+    ) {
+        let key = state.children.reserve();
+        drop(state);
+        let tracked = Tracked {
+            child: Some(Box::pin(task)),
+            done: Done {
+                group: self.as_tracker(),
+                key,
+            },
+        };
+        let handle = tokio::spawn(ENCLOSING.scope(self.as_enclosing(), tracked));
+        self.lock().children.fill(key, handle);
+    }
+
+    /// This group as the tracker of its children's ends.
+    fn as_tracker(&self) -> Arc<dyn Track> {
+        self.me.upgrade().expect("a group is alive while it spawns")
+    }
+
+    /// Records the first shutdown cause, then cancels every child and the body.
+    pub(crate) fn shut_down(&self, cause: ShutdownCause) {
+        self.lock().begin_shutdown(cause);
+        self.token.cancel();
+    }
+
+    pub(crate) fn record_body_error(&self, error: E) {
+        let mut state = self.lock();
+        state.body_error = Some(error);
+        state.begin_shutdown(ShutdownCause::BodyFailed);
+        drop(state);
+        self.token.cancel();
+    }
+
+    pub(crate) fn record_panic(&self, payload: Box<dyn Any + Send>) {
+        self.lock().panic.get_or_insert(payload);
+        self.token.cancel();
+    }
+
+    /// Records how a child ended.
+    pub(crate) fn record_child_exit(&self, name: Arc<str>, exit: Option<ChildExit<E>>) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let mut cancel = false;
+        match exit {
+            None => {}
+            Some(ChildExit::Failed(error)) => {
+                state.failed.push(ChildFailure {
+                    name: Arc::clone(&name),
+                    error,
+                    failed_at: now,
+                });
+                state.begin_shutdown(ShutdownCause::ChildFailed { name });
+                cancel = true;
+            }
+            Some(ChildExit::Panicked(payload)) => {
+                state.panic.get_or_insert(payload);
+                cancel = true;
+            }
+            // Only cancellations the group caused are reported; one asked for through a handle is not news.
+            Some(ChildExit::Cancelled) if self.token.is_cancelled() => {
+                state.cancelled.push(CancelledChild {
+                    name,
+                    cancelled_at: now,
+                });
+            }
+            Some(ChildExit::Cancelled) => {}
+        }
+        drop(state);
+        if cancel {
+            self.token.cancel();
+        }
+    }
+
+    /// Waits until no child is left (children may spawn children meanwhile), then closes the group so nothing
+    /// more can be spawned or adopted.
+    pub(crate) async fn join_all(&self) {
+        loop {
+            let idle = self.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            {
+                let mut state = self.lock();
+                if state.children.is_empty() {
+                    state.closed = true;
+                    return;
+                }
+            }
+            idle.await;
+        }
+    }
+
+    /// Turns the recorded outcomes into the group's result, resuming a panic if there was one.
+    ///
+    /// `value` is the body's value (or `()` for a group without a body); `stopped` says the shutdown was asked
+    /// for and is not itself an error.
+    pub(crate) fn finish<T>(&self, value: Option<T>, stopped: bool) -> Result<T, GroupError<E>> {
+        let mut state = self.lock();
+        let panic = state.panic.take();
+        let shutdown = state.shutdown.take();
+        let error = match shutdown {
+            Some((cause, shut_down_at)) => Some(GroupError {
+                cause,
+                shut_down_at,
+                body_error: state.body_error.take(),
+                failed: mem::take(&mut state.failed),
+                cancelled: mem::take(&mut state.cancelled),
+            }),
+            None => match (value, panic.is_some()) {
+                (Some(value), false) if stopped || !self.token.is_cancelled() => {
+                    return Ok(value);
+                }
+                // A panic alone: it resumes below.
+                (_, true) => None,
+                // Nothing inside the group failed, yet it was cancelled: the outside token fired.
+                (_, false) => Some(GroupError {
+                    cause: ShutdownCause::Cancelled,
+                    shut_down_at: Instant::now(),
+                    body_error: None,
+                    failed: Vec::new(),
+                    cancelled: mem::take(&mut state.cancelled),
+                }),
+            },
+        };
+        drop(state);
+        if let Some(payload) = panic {
+            match error {
+                Some(error) if error.body_error.is_some() || !error.failed.is_empty() => {
+                    std::panic::resume_unwind(Box::new(super::fail_fast::GroupPanic {
+                        panic: payload,
+                        error,
+                    }))
+                }
+                _ => std::panic::resume_unwind(payload),
+            }
+        }
+        Err(error.expect("a group that did not return a value has an error or a panic"))
+    }
+}
+
+impl<E: Send + 'static> Adopt for Shared<E> {
+    fn adopt(&self, orphans: Orphans) {
+        let state = self.lock();
+        if state.closed || tokio::runtime::Handle::try_current().is_err() {
+            drop(state);
+            return hand_up(self.parent.as_ref(), orphans);
+        }
+        // Taken even while the group shuts down: only a closed group has stopped joining.
+        self.spawn_tracked(state, Reaper(Some(orphans)));
+    }
+}
+
+/// What a child's task reports to its group as it ends.
+trait Track: Send + Sync {
+    /// The task with `key` has ended (its child, and everything the child owned, dropped).
+    fn ended(&self, key: ChildKey);
+    /// The task panicked outside its child's own `catch_unwind` (while being dropped, or an adopted panic).
+    fn panicked(&self, payload: Box<dyn Any + Send>);
+}
+
+impl<E: Send + 'static> Track for Shared<E> {
+    fn ended(&self, key: ChildKey) {
+        let mut state = self.lock();
+        state.children.remove(key);
+        let idle = state.children.is_empty();
+        drop(state);
+        if idle {
+            self.idle.notify_waiters();
+        }
+    }
+
+    fn panicked(&self, payload: Box<dyn Any + Send>) {
+        self.record_panic(payload);
+    }
+}
+
+/// The running children's tasks, by key: a slab, so that adding and removing are O(1) and slots are reused. A
+/// key carries its slot's generation, so a stale key (a task that ended before its handle was recorded, its slot
+/// since reused) never touches another task's entry.
+#[derive(Default)]
+pub(crate) struct Children {
+    slots: Vec<Slot>,
+    free: Vec<usize>,
+    len: usize,
+}
+
+#[derive(Default)]
+struct Slot {
+    handle: Option<JoinHandle<()>>,
+    generation: u64,
+    occupied: bool,
+}
+
+/// A child's entry in [`Children`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChildKey {
+    index: usize,
+    generation: u64,
+}
+
+impl Children {
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// A key for a task about to be spawned.
+    fn reserve(&mut self) -> ChildKey {
+        self.len += 1;
+        let index = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(Slot::default());
+            self.slots.len() - 1
+        });
+        let slot = &mut self.slots[index];
+        slot.generation += 1;
+        slot.occupied = true;
+        ChildKey {
+            index,
+            generation: slot.generation,
+        }
+    }
+
+    fn slot(&mut self, key: ChildKey) -> Option<&mut Slot> {
+        self.slots
+            .get_mut(key.index)
+            .filter(|slot| slot.occupied && slot.generation == key.generation)
+    }
+
+    /// Records the handle of the task spawned for `key`, unless that task has ended already (or this is a fresh
+    /// set: the group was dropped meanwhile).
+    fn fill(&mut self, key: ChildKey, handle: JoinHandle<()>) {
+        if let Some(slot) = self.slot(key) {
+            slot.handle = Some(handle);
+        }
+    }
+
+    /// Forgets the task with `key` (a no-op for a key this set no longer holds).
+    fn remove(&mut self, key: ChildKey) {
+        if let Some(slot) = self.slot(key) {
+            slot.occupied = false;
+            slot.handle = None;
+            self.free.push(key.index);
+            self.len -= 1;
+        }
+    }
+
+    /// Aborts every task and returns their handles, to wait for them.
+    fn abort_all(self) -> Vec<JoinHandle<()>> {
+        self.slots
+            .into_iter()
+            .filter_map(|slot| slot.handle)
+            .inspect(JoinHandle::abort)
+            .collect()
+    }
+}
+
+/// A child's task: the child, then (dropped last) the report that it ended. Panics are caught around polling it
+/// and around dropping it, and reported to the group.
+struct Tracked {
+    child: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    done: Done,
+}
+
+/// Reports the end of a child's task when dropped: after the child, since it is the last field.
+struct Done {
+    group: Arc<dyn Track>,
+    key: ChildKey,
+}
+
+impl Future for Tracked {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
+        let Some(child) = self.child.as_mut() else {
+            return Poll::Ready(());
+        };
+        match catch_unwind(AssertUnwindSafe(|| child.as_mut().poll(context))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(())) => {
+                self.drop_child();
+                Poll::Ready(())
+            }
+            Err(payload) => {
+                self.done.group.panicked(payload);
+                self.drop_child();
+                Poll::Ready(())
+            }
+        }
+    }
+}
+
+impl Tracked {
+    /// Drops the child now, reporting a panic from its destructors.
+    fn drop_child(&mut self) {
+        if let Some(child) = self.child.take() {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(child))) {
+                self.done.group.panicked(payload);
+            }
+        }
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.drop_child();
+    }
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        self.group.ended(self.key);
+    }
+}
+
+impl<E> State<E> {
+    pub(crate) fn begin_shutdown(&mut self, cause: ShutdownCause) {
+        if self.shutdown.is_none() {
+            self.shutdown = Some((cause, Instant::now()));
+        }
+    }
+
+    pub(crate) fn refuses_spawn(&self) -> bool {
+        self.closed || self.shutdown.is_some() || self.panic.is_some()
+    }
+}
+
+impl Orphans {
+    /// The aborted tasks of `group`, a dropped group: ends when all of them have, with the first panic recorded
+    /// in the group (a destructor that panicked while they were dropped, say), which nobody else will report.
+    fn of_tasks<E: Send + 'static>(group: Arc<Shared<E>>, tasks: Vec<JoinHandle<()>>) -> Self {
+        Self(Box::pin(async move {
+            for task in tasks {
+                let _ = task.await;
+            }
+            group.lock().panic.take()
+        }))
+    }
+
+    /// A blocking thread whose child was dropped: ends when the thread returns.
+    fn of_thread<T: Send + 'static>(thread: JoinHandle<T>) -> Self {
+        Self(Box::pin(async move {
+            match thread.await {
+                Err(error) if error.is_panic() => Some(error.into_panic()),
+                _ => None,
+            }
+        }))
+    }
+}
+
+/// Hands `orphans` to the group above, or lets them go when there is none (the top of the tree was dropped).
+fn hand_up(parent: Option<&Arc<dyn Adopt>>, orphans: Orphans) {
+    if let Some(parent) = parent {
+        parent.adopt(orphans);
+    }
+}
+
+/// A task that joins orphans for the group it runs in; the group's own join waits for it. If it is itself
+/// dropped first (its group was dropped), it hands what is left to the group above.
+struct Reaper(Option<Orphans>);
+
+impl Future for Reaper {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
+        let Some(orphans) = self.0.as_mut() else {
+            return Poll::Ready(());
+        };
+        let panic = std::task::ready!(orphans.0.as_mut().poll(context));
+        self.0 = None;
+        if let Some(payload) = panic {
+            // Resumed inside this task: the group's join finds it as a panicked task and resumes it in turn.
+            std::panic::resume_unwind(payload);
+        }
+        Poll::Ready(())
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Some(orphans) = self.0.take() {
+            // This runs inside the reaper's own task, whose enclosing group is the one being dropped: it is
+            // closed, so `adopt` passes the orphans further up.
+            let _ = ENCLOSING.try_with(|group| group.adopt(orphans));
+        }
+    }
+}
+
+/// One child task: runs the child until it ends or its token is cancelled, then reports how it ended.
+///
+/// The token is checked first, before every poll of the child and before the first one: once the group shuts
+/// down (or the child's handle is cancelled) the child's code never runs again, and a child that had not started
+/// never starts.
+pub(crate) async fn run_child<T, E, Child>(
+    shared: Arc<Shared<E>>,
+    name: Arc<str>,
+    slot: Option<OwnedSemaphorePermit>,
+    token: CancellationToken,
+    sender: oneshot::Sender<T>,
+    child: Child,
+) where
+    Child: Future<Output = Result<T, E>>,
+    E: Send + 'static,
+{
+    // Held until the child ends, so the next waiting spawn starts only then.
+    let _slot = slot;
+    let exit = if token.is_cancelled() {
+        Some(ChildExit::Cancelled)
+    } else {
+        tokio::select! {
+            biased;
+            () = token.cancelled() => Some(ChildExit::Cancelled),
+            result = AssertUnwindSafe(child).catch_unwind() => match result {
+                Ok(Ok(value)) => {
+                    // The body may have dropped the handle: the value is then simply not wanted.
+                    let _unwanted = sender.send(value);
+                    None
+                }
+                Ok(Err(error)) => Some(ChildExit::Failed(error)),
+                Err(payload) => Some(ChildExit::Panicked(payload)),
+            },
+        }
+    };
+    // Recorded (and the group cancelled) before `sender` drops, so a sibling or the body awaiting this child's
+    // handle is cancelled rather than woken with `ChildLost`.
+    shared.record_child_exit(name, exit);
+}
+
+/// One blocking child: runs `work` on tokio's blocking threads and waits for it, cancelled or not (a thread
+/// cannot be interrupted; `work` watches its token), then reports how it ended. If the wait itself is dropped
+/// (its group was dropped), the thread is handed to the enclosing group to wait for.
+pub(crate) async fn run_blocking_child<T, E, Work>(
+    shared: Arc<Shared<E>>,
+    name: Arc<str>,
+    slot: Option<OwnedSemaphorePermit>,
+    token: CancellationToken,
+    sender: oneshot::Sender<T>,
+    work: Work,
+) where
+    Work: FnOnce(CancellationToken) -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    let _slot = slot;
+    let thread = ThreadWait(Some(tokio::task::spawn_blocking(move || work(token))));
+    let exit = match thread.await {
+        Ok(Ok(value)) => {
+            let _unwanted = sender.send(value);
+            None
+        }
+        Ok(Err(error)) => Some(ChildExit::Failed(error)),
+        Err(join_error) if join_error.is_panic() => {
+            Some(ChildExit::Panicked(join_error.into_panic()))
+        }
+        // The runtime is shutting down and dropped the work before it started.
+        Err(_cancelled) => Some(ChildExit::Cancelled),
+    };
+    shared.record_child_exit(name, exit);
+}
+
+/// Waits for a blocking thread; dropped before it returns, hands the thread to the enclosing group.
+struct ThreadWait<T: Send + 'static>(Option<JoinHandle<T>>);
+
+impl<T: Send + 'static> Future for ThreadWait<T> {
+    type Output = Result<T, JoinError>;
+
+    fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(thread) = self.0.as_mut() else {
+            return Poll::Pending;
+        };
+        let joined = std::task::ready!(Pin::new(thread).poll(context));
+        self.0 = None;
+        Poll::Ready(joined)
+    }
+}
+
+impl<T: Send + 'static> Drop for ThreadWait<T> {
+    fn drop(&mut self) {
+        if let Some(thread) = self.0.take() {
+            if !thread.is_finished() {
+                let _ = ENCLOSING.try_with(|group| group.adopt(Orphans::of_thread(thread)));
+            }
+        }
+    }
+}
+
+/// Sleeps until the deadline, or forever if there is none.
+pub(crate) async fn sleep_until(deadline: Deadline) {
+    match deadline.instant() {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
