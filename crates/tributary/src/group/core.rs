@@ -8,9 +8,11 @@
 //! shutdown) waits until that set is empty, so every child has *ended*, not just been told to stop. Two things
 //! make this hold for the whole tree, whatever cancels what and on whichever runtime:
 //!
-//! - **Cancellation happens at a poll boundary.** A child is cancelled by its token, checked before the child is
-//!   polled (and before its very first poll): once the group shuts down, a child's code never runs again. The
-//!   child's future is then dropped inside its own task, so the task ends right after.
+//! - **Cancellation happens at a poll boundary, and reaches down at once.** A child is cancelled by its token,
+//!   checked before the child is polled (and before its very first poll): once the group shuts down, a child's
+//!   code never runs again. A group created inside a child takes a child token of that child's token, so the
+//!   cancellation reaches every level below in the same instant. The child's future is then dropped inside its
+//!   own task, so the task ends right after.
 //! - **Dropped groups hand their tasks up.** Dropping a child's future drops every group inside it (a scope in
 //!   a child's code, an owned group a child owns). A dropped group cannot wait (a destructor cannot await), so it
 //!   aborts its tasks and hands the set to the *enclosing* group, the group whose child or body was running the
@@ -45,13 +47,24 @@ use super::fail_fast::{CancelledChild, ChildFailure, GroupConfig, GroupError, Sh
 tokio::task_local! {
     /// The group whose child (or body) is running: the parent of any group created here, and where a group
     /// dropped here hands its tasks.
-    static ENCLOSING: Arc<dyn Adopt>;
+    static ENCLOSING: Enclosing;
+}
+
+/// The code that is running: which group it belongs to, and the token that cancels it.
+#[derive(Clone)]
+struct Enclosing {
+    group: Arc<dyn Adopt>,
+    /// The running child's own token (the group's token for a body): a group created here is cancelled with it.
+    token: CancellationToken,
 }
 
 /// State shared by a group's owner, every `Group` handle and every child task.
 pub(crate) struct Shared<E> {
-    /// Cancelled when the group shuts down; every child watches a child token of it.
+    /// Cancelled when the group shuts down; every child watches a child token of it. A child token of the
+    /// enclosing child's token when the group is nested, so it is cancelled with that child.
     pub(crate) token: CancellationToken,
+    /// The token of [`GroupConfig::cancelled_by`]: cancels the group from outside.
+    outside: Option<CancellationToken>,
     /// The concurrency limit's slots, if there is a limit.
     pub(crate) slots: Option<Arc<Semaphore>>,
     pub(crate) limit: usize,
@@ -138,16 +151,18 @@ where
 {
     /// A new group configured by `config`, a child of the group whose code is running, if any.
     pub(crate) fn new(config: &GroupConfig) -> Arc<Self> {
-        let parent = ENCLOSING.try_with(Arc::clone).ok();
-        let token = match &config.cancelled_by {
-            Some(outside) => outside.child_token(),
+        let enclosing = ENCLOSING.try_with(Enclosing::clone).ok();
+        let token = match &enclosing {
+            Some(enclosing) => enclosing.token.child_token(),
             None => CancellationToken::new(),
         };
+        let parent = enclosing.map(|enclosing| enclosing.group);
         let limit = config
             .max_concurrency
             .map_or(usize::MAX, |limit| limit.get());
         Arc::new_cyclic(|me| Self {
             token,
+            outside: config.cancelled_by.clone(),
             slots: config
                 .max_concurrency
                 .map(|limit| Arc::new(Semaphore::new(limit.get()))),
@@ -168,28 +183,79 @@ where
         })
     }
 
-    /// This group as its children's enclosing group.
-    fn as_enclosing(&self) -> Arc<dyn Adopt> {
-        self.me
-            .upgrade()
-            .expect("a group is alive while its code runs")
+    /// This group as the enclosing group of code cancelled by `token`.
+    fn as_enclosing(&self, token: &CancellationToken) -> Enclosing {
+        Enclosing {
+            group: self
+                .me
+                .upgrade()
+                .expect("a group is alive while its code runs"),
+            token: token.clone(),
+        }
     }
 
     /// Runs `future` (a scope's body) as code of this group: groups it creates are this group's children.
     pub(crate) async fn run_as_body<F: Future>(&self, future: F) -> F::Output {
-        ENCLOSING.scope(self.as_enclosing(), future).await
+        ENCLOSING
+            .scope(self.as_enclosing(&self.token), future)
+            .await
+    }
+
+    /// Whether the group is shutting down: its token, or the outside token, was cancelled.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.token.is_cancelled()
+            || self
+                .outside
+                .as_ref()
+                .is_some_and(CancellationToken::is_cancelled)
+    }
+
+    /// Whether `token` (the group's, or a child's token of it) is cancelled, or the outside token is; the
+    /// outside token shuts the whole group down, as in [`Self::cancelled`].
+    pub(crate) fn check_cancelled(&self, token: &CancellationToken) -> bool {
+        if token.is_cancelled() {
+            return true;
+        }
+        let outside = self
+            .outside
+            .as_ref()
+            .is_some_and(CancellationToken::is_cancelled);
+        if outside {
+            self.shut_down(ShutdownCause::Cancelled);
+        }
+        outside
+    }
+
+    /// Resolves when `token` (the group's, or a child's token of it) is cancelled, or the outside token is; the
+    /// outside token shuts the whole group down, so that everything below sees it at once.
+    pub(crate) async fn cancelled(&self, token: &CancellationToken) {
+        match &self.outside {
+            None => token.cancelled().await,
+            Some(outside) => {
+                tokio::select! {
+                    biased;
+                    () = token.cancelled() => {}
+                    () = outside.cancelled() => self.shut_down(ShutdownCause::Cancelled),
+                }
+            }
+        }
     }
 
     /// Registers `task` as a child, unless the group refuses new children. The task runs as code of this group.
     ///
     /// Checked under the lock that failures are recorded under, so a child spawned concurrently with the first
     /// failure is either refused here or sees the cancelled token before its first poll.
-    pub(crate) fn start(&self, task: impl Future<Output = ()> + Send + 'static) -> bool {
+    /// `token` is the child's own token: groups the child creates are cancelled with it.
+    pub(crate) fn start(
+        &self,
+        token: &CancellationToken,
+        task: impl Future<Output = ()> + Send + 'static,
+    ) -> bool {
         let state = self.lock();
-        if state.refuses_spawn() || self.token.is_cancelled() {
+        if state.refuses_spawn() || self.is_cancelled() {
             return false;
         }
-        self.spawn_tracked(state, task);
+        self.spawn_tracked(state, token, task);
         true
     }
 
@@ -199,6 +265,7 @@ where
     fn spawn_tracked(
         &self,
         mut state: MutexGuard<'_, State<E>>,
+        token: &CancellationToken,
         task: impl Future<Output = ()> + Send + 'static,
     ) {
         let key = state.children.reserve();
@@ -210,7 +277,7 @@ where
                 key,
             },
         };
-        let handle = tokio::spawn(ENCLOSING.scope(self.as_enclosing(), tracked));
+        let handle = tokio::spawn(ENCLOSING.scope(self.as_enclosing(token), tracked));
         self.lock().children.fill(key, handle);
     }
 
@@ -347,7 +414,7 @@ impl<E: Send + 'static> Adopt for Shared<E> {
             return hand_up(self.parent.as_ref(), orphans);
         }
         // Taken even while the group shuts down: only a closed group has stopped joining.
-        self.spawn_tracked(state, Reaper(Some(orphans)));
+        self.spawn_tracked(state, &self.token, Reaper(Some(orphans)));
     }
 }
 
@@ -584,7 +651,7 @@ impl Drop for Reaper {
         if let Some(orphans) = self.0.take() {
             // This runs inside the reaper's own task, whose enclosing group is the one being dropped: it is
             // closed, so `adopt` passes the orphans further up.
-            let _ = ENCLOSING.try_with(|group| group.adopt(orphans));
+            let _ = ENCLOSING.try_with(|enclosing| enclosing.group.adopt(orphans));
         }
     }
 }
@@ -607,12 +674,12 @@ pub(crate) async fn run_child<T, E, Child>(
 {
     // Held until the child ends, so the next waiting spawn starts only then.
     let _slot = slot;
-    let exit = if token.is_cancelled() {
+    let exit = if shared.check_cancelled(&token) {
         Some(ChildExit::Cancelled)
     } else {
         tokio::select! {
             biased;
-            () = token.cancelled() => Some(ChildExit::Cancelled),
+            () = shared.cancelled(&token) => Some(ChildExit::Cancelled),
             result = AssertUnwindSafe(child).catch_unwind() => match result {
                 Ok(Ok(value)) => {
                     // The body may have dropped the handle: the value is then simply not wanted.
@@ -681,7 +748,9 @@ impl<T: Send + 'static> Drop for ThreadWait<T> {
     fn drop(&mut self) {
         if let Some(thread) = self.0.take() {
             if !thread.is_finished() {
-                let _ = ENCLOSING.try_with(|group| group.adopt(Orphans::of_thread(thread)));
+                let _ = ENCLOSING.try_with(|enclosing| {
+                    enclosing.group.adopt(Orphans::of_thread(thread));
+                });
             }
         }
     }

@@ -55,7 +55,7 @@ where
     // Phase 1: the body runs until it ends or the group shuts down, whichever comes first.
     let body_outcome = tokio::select! {
         biased;
-        () = shared.token.cancelled() => None,
+        () = shared.cancelled(&shared.token) => None,
         () = sleep_until(config.deadline) => {
             shared.shut_down(ShutdownCause::DeadlineExceeded);
             None
@@ -75,7 +75,8 @@ where
         None => None,
     };
 
-    // Phase 2: join every child, still bounded by the deadline. Children may spawn more children meanwhile.
+    // Phase 2: join every child, still bounded by the deadline and the outside token. Children may spawn more
+    // children meanwhile.
     let join = shared.join_all();
     tokio::pin!(join);
     tokio::select! {
@@ -85,6 +86,7 @@ where
             shared.shut_down(ShutdownCause::DeadlineExceeded);
             join.await;
         }
+        () = shared.cancelled(&shared.token) => join.await,
     }
 
     shared.finish(value, false)
@@ -335,7 +337,7 @@ where
 
     /// Whether the group refuses new children (it is shutting down or has ended).
     pub fn is_shutting_down(&self) -> bool {
-        self.shared.lock().refuses_spawn() || self.shared.token.is_cancelled()
+        self.shared.lock().refuses_spawn() || self.shared.is_cancelled()
     }
 
     /// Children that have not ended yet (a child removes itself as it ends).
@@ -377,7 +379,7 @@ where
         };
         let acquired = tokio::select! {
             biased;
-            () = self.shared.token.cancelled() => None,
+            () = self.shared.cancelled(&self.shared.token) => None,
             permit = Arc::clone(slots).acquire_owned() => permit.ok(),
         };
         acquired.map(Some).ok_or_else(|| SpawnError::ShuttingDown {
@@ -405,7 +407,7 @@ where
             token.clone(),
             sender,
         );
-        if !self.shared.start(task) {
+        if !self.shared.start(&token, task) {
             return Err(SpawnError::ShuttingDown { name });
         }
         Ok(ChildHandle { name, value, token })

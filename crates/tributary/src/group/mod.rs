@@ -94,9 +94,11 @@ pub use fail_fast::{
     CancelledChild, ChildFailure, ChildHandle, ChildLost, Group, GroupConfig, GroupError,
     GroupPanic, OwnedGroup, ShutdownCause, SpawnError, scope,
 };
-pub use settle::{Outcome, SettleConfig, Settling, settle};
+pub use settle::{Outcome, SettleConfig, Settling, first_success, quorum, settle, settle_until};
 
 pub use crate::panics::panic_message;
 
+#[cfg(test)]
+mod properties;
 #[cfg(test)]
 mod tests;

@@ -1,18 +1,30 @@
-//! Settle: [`settle`] and [`Settling`] (documented in `group`).
+//! Settle and the other completion policies: [`settle`] and [`Settling`] (await all),
+//! [`first_success`], [`settle_until`] and [`quorum`], all on the group engine (documented in `group`).
+//!
+//! Every task is a child of one group ([`Shared`]), so these get the engine's guarantees: no task outlives the
+//! call, a cancelled task never runs again, a task cancelled before it started never starts, and a group nested
+//! in a task is joined however the task ends. A task's outcome is caught inside the task (its error, its
+//! timeout, its panic), so one task never stops the others: only a policy that is satisfied
+//! ([`first_success`], [`settle_until`]) or the token of [`SettleConfig::cancelled_by`] cancels the rest.
 
-use std::collections::HashMap;
+use std::convert::Infallible;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::Stream;
-use tokio::task::{Id, JoinError, JoinSet};
+use futures::{FutureExt as _, Stream};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::core::{AbortOnDrop, Shared};
 use super::deadline::{Deadline, Elapsed, with_timeout};
+use super::fail_fast::GroupConfig;
 
-/// Runs every task concurrently and returns one outcome per task, in the order the tasks were given.
+/// Runs every task concurrently and returns one outcome per task, in the order the tasks were given: the
+/// await-all policy, asyncio's `gather(return_exceptions=True)`.
 ///
-/// Never fails as a whole. Must be called from within a tokio runtime.
+/// Never fails as a whole. Returns once every task has ended. Must be called from within a tokio runtime.
 pub async fn settle<T, E, Task>(
     config: SettleConfig,
     tasks: impl IntoIterator<Item = Task>,
@@ -22,18 +34,137 @@ where
     T: Send + 'static,
     E: Send + 'static,
 {
+    settle_until(config, tasks, |_| false).await
+}
+
+/// Runs every task concurrently until `done` says the outcomes so far are enough, then cancels the rest: the
+/// predicate policy. `done` sees one slot per task, in input order, filled as tasks end; it is asked after each.
+///
+/// Returns one outcome per task in input order once every task has ended: those cancelled because `done` was
+/// satisfied are [`Outcome::Cancelled`], those the deadline cut are [`Outcome::TimedOut`] (partial results).
+///
+/// ```
+/// use std::time::Duration;
+/// use tributary::group::{Outcome, SettleConfig, settle_until};
+///
+/// async fn replica(latency_ms: u64) -> Result<u64, String> {
+///     tokio::time::sleep(Duration::from_millis(latency_ms)).await;
+///     Ok(latency_ms)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// // Enough once two replicas answered: the slowest one is cancelled.
+/// let outcomes = settle_until(SettleConfig::new(), [replica(10), replica(5000), replica(20)], |outcomes| {
+///     outcomes.iter().flatten().filter(|outcome| outcome.is_ok()).count() >= 2
+/// })
+/// .await;
+/// assert_eq!(outcomes, [Outcome::Ok(10), Outcome::Cancelled, Outcome::Ok(20)]);
+/// # }
+/// ```
+pub async fn settle_until<T, E, Task, Done>(
+    config: SettleConfig,
+    tasks: impl IntoIterator<Item = Task>,
+    mut done: Done,
+) -> Vec<Outcome<T, E>>
+where
+    Task: Future<Output = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+    Done: FnMut(&[Option<Outcome<T, E>>]) -> bool,
+{
     let mut settling = Settling::spawn(config, tasks);
     let mut outcomes: Vec<Option<Outcome<T, E>>> = std::iter::repeat_with(|| None)
         .take(settling.len())
         .collect();
+    let mut satisfied = false;
     while let Some((index, outcome)) = settling.next().await {
         outcomes[index] = Some(outcome);
+        if !satisfied && done(&outcomes) {
+            satisfied = true;
+            settling.cancel_remaining();
+        }
     }
     outcomes
         .into_iter()
         // `Settling` yields every index exactly once; a gap would mean a task vanished, which is a cancellation.
         .map(|outcome| outcome.unwrap_or(Outcome::Cancelled))
         .collect()
+}
+
+/// Runs every task concurrently and returns the first value, cancelling the others: the first-success policy,
+/// the building block of hedged requests.
+///
+/// Returns `Ok((index, value))` as soon as one task succeeds, once the others have been cancelled and have
+/// ended. If none succeeds (each failed, timed out, panicked, or the deadline passed first), returns every
+/// task's outcome, in input order.
+///
+/// ```
+/// use std::time::Duration;
+/// use tributary::group::{SettleConfig, first_success};
+///
+/// async fn mirror(latency_ms: u64, up: bool) -> Result<&'static str, String> {
+///     tokio::time::sleep(Duration::from_millis(latency_ms)).await;
+///     if up { Ok("answer") } else { Err("down".to_owned()) }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let first = first_success(SettleConfig::new(), [mirror(5, false), mirror(20, true), mirror(900, true)]).await;
+/// assert_eq!(first.ok(), Some((1, "answer")));
+/// # }
+/// ```
+pub async fn first_success<T, E, Task>(
+    config: SettleConfig,
+    tasks: impl IntoIterator<Item = Task>,
+) -> Result<(usize, T), Vec<Outcome<T, E>>>
+where
+    Task: Future<Output = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    let mut outcomes = settle_until(config, tasks, |outcomes| {
+        outcomes.iter().flatten().any(Outcome::is_ok)
+    })
+    .await;
+    match outcomes.iter().position(Outcome::is_ok) {
+        Some(index) => match outcomes.swap_remove(index) {
+            Outcome::Ok(value) => Ok((index, value)),
+            _ => unreachable!("the outcome at `index` is a success"),
+        },
+        None => Err(outcomes),
+    }
+}
+
+/// Runs every task concurrently until `needed` of them succeeded, then cancels the rest: the quorum policy.
+///
+/// Returns the successes, with their input positions, once the quorum is reached and the rest have ended; or,
+/// when it cannot be reached (too many failures, the deadline), every task's outcome, in input order.
+pub async fn quorum<T, E, Task>(
+    config: SettleConfig,
+    tasks: impl IntoIterator<Item = Task>,
+    needed: usize,
+) -> Result<Vec<(usize, T)>, Vec<Outcome<T, E>>>
+where
+    Task: Future<Output = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    let outcomes = settle_until(config, tasks, |outcomes| {
+        outcomes
+            .iter()
+            .flatten()
+            .filter(|outcome| outcome.is_ok())
+            .count()
+            >= needed
+    })
+    .await;
+    if outcomes.iter().filter(|outcome| outcome.is_ok()).count() < needed {
+        return Err(outcomes);
+    }
+    Ok(outcomes
+        .into_iter()
+        .enumerate()
+        .filter_map(|(index, outcome)| outcome.ok().map(|value| (index, value)))
+        .collect())
 }
 
 /// How settle bounds its tasks. Built with [`SettleConfig::new`] and the builder methods.
@@ -53,7 +184,8 @@ pub enum Outcome<T, E> {
     Failed(E),
     /// The task's own timeout or the overall deadline fired first ([`Elapsed`] says which).
     TimedOut(Elapsed),
-    /// The token given to [`SettleConfig::cancelled_by`] fired before the task ended.
+    /// The token given to [`SettleConfig::cancelled_by`] fired before the task ended, or a policy was satisfied
+    /// without it.
     Cancelled,
     /// The task panicked; this is the panic message.
     Panicked(String),
@@ -61,15 +193,16 @@ pub enum Outcome<T, E> {
 
 /// Tasks being settled; yields `(index, outcome)` as each task ends, in completion order.
 ///
-/// Dropping it aborts the tasks that have not ended.
-#[derive(Debug)]
+/// Dropping it cancels and aborts the tasks that have not ended (if it is dropped inside a group's child or
+/// body, that group waits for them).
 pub struct Settling<T, E> {
-    tasks: JoinSet<Outcome<T, E>>,
-    /// Maps a task back to its position in the input, for tasks that end in a panic or an abort.
-    indices: HashMap<Id, usize>,
-    total: usize,
-    cancelled_by: Option<CancellationToken>,
-    aborted: bool,
+    group: Arc<Shared<Infallible>>,
+    _abort_on_drop: AbortOnDrop<Infallible>,
+    outcomes: mpsc::UnboundedReceiver<(usize, Outcome<T, E>)>,
+    /// Which tasks have been reported, by input position.
+    reported: Vec<bool>,
+    /// Tasks not yet reported.
+    unreported: usize,
 }
 
 impl SettleConfig {
@@ -122,55 +255,70 @@ where
     where
         Task: Future<Output = Result<T, E>> + Send + 'static,
     {
-        let mut join_set = JoinSet::new();
-        let mut indices = HashMap::new();
+        let group_config = match config.cancelled_by {
+            Some(token) => GroupConfig::new().cancelled_by(token),
+            None => GroupConfig::new(),
+        };
+        let group = Shared::<Infallible>::new(&group_config);
+        let (sender, outcomes) = mpsc::unbounded_channel();
+        let mut total = 0;
         for (index, task) in tasks.into_iter().enumerate() {
+            total += 1;
             let bounded = with_timeout(config.per_task_timeout, config.deadline, task);
-            let handle = join_set.spawn(async move {
-                match bounded.await {
-                    Ok(Ok(value)) => Outcome::Ok(value),
-                    Ok(Err(error)) => Outcome::Failed(error),
-                    Err(elapsed) => Outcome::TimedOut(elapsed),
+            let report = sender.clone();
+            let token = group.token.child_token();
+            let shared = Arc::clone(&group);
+            // A fresh group: refused only if the outside token already fired, and then the task is reported as
+            // cancelled like any task that never ran.
+            let _started = group.start(&token.clone(), async move {
+                // Checked before every poll and before the first: a cancelled task never runs again.
+                if shared.check_cancelled(&token) {
+                    return;
                 }
+                let outcome = tokio::select! {
+                    biased;
+                    () = shared.cancelled(&token) => return,
+                    outcome = AssertUnwindSafe(bounded).catch_unwind() => match outcome {
+                        Ok(Ok(Ok(value))) => Outcome::Ok(value),
+                        Ok(Ok(Err(error))) => Outcome::Failed(error),
+                        Ok(Err(elapsed)) => Outcome::TimedOut(elapsed),
+                        Err(payload) => Outcome::Panicked(super::panic_message(payload.as_ref())),
+                    },
+                };
+                let _receiver_gone = report.send((index, outcome));
             });
-            indices.insert(handle.id(), index);
         }
         Self {
-            total: indices.len(),
-            tasks: join_set,
-            indices,
-            cancelled_by: config.cancelled_by,
-            aborted: false,
+            _abort_on_drop: AbortOnDrop(Arc::clone(&group)),
+            group,
+            outcomes,
+            reported: vec![false; total],
+            unreported: total,
         }
     }
 
-    /// The next task to end, with its position in the input; `None` once every task has been reported.
+    /// The next task to end, with its position in the input; `None` once every task has been reported and has
+    /// ended. A task cancelled (by the outside token, or [`cancel_remaining`](Self::cancel_remaining)) is
+    /// reported as [`Outcome::Cancelled`] once every task has ended.
     pub async fn next(&mut self) -> Option<(usize, Outcome<T, E>)> {
-        loop {
-            let cancelled = async {
-                match &self.cancelled_by {
-                    Some(token) if !self.aborted => token.cancelled().await,
-                    _ => std::future::pending().await,
-                }
-            };
-            let joined = tokio::select! {
-                biased;
-                joined = self.tasks.join_next_with_id() => joined,
-                () = cancelled => {
-                    // Aborted tasks come back below as cancelled join errors.
-                    self.tasks.abort_all();
-                    self.aborted = true;
-                    continue;
-                }
-            };
-            return match joined? {
-                Ok((id, outcome)) => self.indices.remove(&id).map(|index| (index, outcome)),
-                Err(error) => self
-                    .indices
-                    .remove(&error.id())
-                    .map(|index| (index, outcome_of_join_error(error))),
-            };
+        if self.unreported == 0 {
+            self.group.join_all().await;
+            return None;
         }
+        if let Some((index, outcome)) = self.outcomes.recv().await {
+            self.report(index);
+            return Some((index, outcome));
+        }
+        // Every task has ended or been dropped (each held a sender): join them, then report the cancelled ones.
+        self.group.join_all().await;
+        let index = self.reported.iter().position(|reported| !reported)?;
+        self.report(index);
+        Some((index, Outcome::Cancelled))
+    }
+
+    /// Cancels the tasks that have not ended; they are reported as [`Outcome::Cancelled`].
+    pub fn cancel_remaining(&self) {
+        self.group.token.cancel();
     }
 
     /// The outcomes as a stream, in completion order.
@@ -180,24 +328,36 @@ where
             Some((item, settling))
         })
     }
+
+    fn report(&mut self, index: usize) {
+        if let Some(reported) = self.reported.get_mut(index) {
+            if !*reported {
+                *reported = true;
+                self.unreported -= 1;
+            }
+        }
+    }
 }
 
 impl<T, E> Settling<T, E> {
     /// How many tasks were started.
     pub fn len(&self) -> usize {
-        self.total
+        self.reported.len()
     }
 
     /// Whether no task was started.
     pub fn is_empty(&self) -> bool {
-        self.total == 0
+        self.reported.is_empty()
     }
 }
 
-fn outcome_of_join_error<T, E>(error: JoinError) -> Outcome<T, E> {
-    match error.try_into_panic() {
-        Ok(payload) => Outcome::Panicked(crate::panics::panic_message(payload.as_ref())),
-        Err(_cancelled) => Outcome::Cancelled,
+impl<T, E> std::fmt::Debug for Settling<T, E> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Settling")
+            .field("tasks", &self.reported.len())
+            .field("unreported", &self.unreported)
+            .finish()
     }
 }
 
@@ -348,5 +508,118 @@ mod tests {
             (&mut closed).await,
             Err(oneshot::error::RecvError { .. })
         ));
+    }
+
+    /// Records a task's end (or drop) in a shared list: how a test sees that a cancelled task was joined.
+    struct Logged(
+        std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>,
+        &'static str,
+    );
+
+    impl Drop for Logged {
+        fn drop(&mut self) {
+            self.0.lock().expect("log").push(self.1);
+        }
+    }
+
+    fn finished(
+        log: &std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>,
+        name: &'static str,
+    ) -> Logged {
+        Logged(std::sync::Arc::clone(log), name)
+    }
+
+    /// The first success wins; the others are cancelled and have ended by the time it is returned.
+    #[tokio::test(start_paused = true)]
+    async fn first_success_returns_the_first_value_and_joins_the_rest() {
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let started = Instant::now();
+        let task = |name: &'static str, millis: u64, up: bool| {
+            let guard = finished(&log, name);
+            async move {
+                let _guard = guard;
+                sleep(Duration::from_millis(millis)).await;
+                if up {
+                    Ok(name)
+                } else {
+                    Err(format!("{name} is down"))
+                }
+            }
+        };
+        let tasks = vec![
+            task("failing fast", 5, false),
+            task("winner", 20, true),
+            task("slow", 10_000, true),
+        ];
+        let first = first_success(SettleConfig::new(), tasks).await;
+        assert_eq!(first, Ok((1, "winner")));
+        assert_eq!(started.elapsed(), Duration::from_millis(20));
+        let mut ended = log.lock().expect("log").clone();
+        ended.sort_unstable();
+        assert_eq!(
+            ended,
+            ["failing fast", "slow", "winner"],
+            "every task ended"
+        );
+    }
+
+    /// With no success, every outcome comes back; at the deadline, the unfinished ones as timed out.
+    #[tokio::test(start_paused = true)]
+    async fn first_success_without_a_success_returns_every_outcome() {
+        let config = SettleConfig::new().deadline(Deadline::after(Duration::from_millis(50)));
+        let tasks: Vec<futures::future::BoxFuture<'static, Result<u32, String>>> = vec![
+            Box::pin(async { Err("down".to_owned()) }),
+            Box::pin(sleep_then(1_000, 2)),
+        ];
+        let outcomes = first_success(config, tasks).await.unwrap_err();
+        assert_eq!(
+            outcomes,
+            [
+                Outcome::Failed("down".to_owned()),
+                Outcome::TimedOut(Elapsed::DeadlineExceeded)
+            ]
+        );
+    }
+
+    /// A quorum of two out of three: the third is cancelled once two answered.
+    #[tokio::test(start_paused = true)]
+    async fn quorum_returns_once_enough_succeeded() {
+        let tasks = [sleep_then(10, 1), sleep_then(10_000, 2), sleep_then(30, 3)];
+        let started = Instant::now();
+        let reached = quorum(SettleConfig::new(), tasks, 2).await;
+        assert_eq!(reached, Ok(vec![(0, 1), (2, 3)]));
+        assert_eq!(started.elapsed(), Duration::from_millis(30));
+        let unreachable = quorum(
+            SettleConfig::new().deadline(Deadline::after(Duration::from_millis(20))),
+            [sleep_then(10, 1), sleep_then(10_000, 2)],
+            2,
+        )
+        .await;
+        assert_eq!(
+            unreachable,
+            Err(vec![
+                Outcome::Ok(1),
+                Outcome::TimedOut(Elapsed::DeadlineExceeded)
+            ])
+        );
+    }
+
+    /// A task cancelled before it started never runs.
+    #[tokio::test]
+    async fn a_task_cancelled_before_it_started_never_runs() {
+        let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&ran);
+        let token = CancellationToken::new();
+        token.cancel();
+        let outcomes = settle(
+            SettleConfig::new().cancelled_by(token),
+            [async move {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok::<_, String>(())
+            }],
+        )
+        .await;
+        assert_eq!(outcomes, [Outcome::Cancelled]);
+        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
     }
 }

@@ -1,0 +1,436 @@
+//! Property tests: random trees of groups and tasks, run to the end, then checked.
+//!
+//! A tree is groups (`scope`s) whose children are leaves (sleep, then succeed, fail, panic or hang) or more
+//! groups; a group may also run a nested group in its body, fail its body, have a deadline, be cancelled from
+//! outside through its token, or be dropped by an outer timeout while it runs. After the top scope returns (or
+//! panics), the checks are:
+//!
+//! - **Nothing outlives the scope**: every task and group holds a [`Live`] guard from its first line to its end,
+//!   and the count is zero when the top scope has returned, on both runtime flavours.
+//! - **Every error is accounted for exactly once**: a group that returned reports each of its leaves that
+//!   failed exactly once, among its failures (never twice, never as something else); and a tree that returned
+//!   `Ok` raised no error anywhere.
+//! - **No child code runs after its group shut down**: a failing leaf or body marks its group as shut down the
+//!   moment it returns its error; no leaf or body whose group (or any group above it) is marked runs another
+//!   line. This one is checked on the current-thread runtime, where "after" is well defined (on the
+//!   multi-thread runtime a sibling can be in the middle of a poll on another thread when the failure happens,
+//!   which is cooperative cancellation, not a bug).
+//!
+//! Time is paused on the current-thread runtime (the sleeps cost nothing and the runs are reproducible from
+//! proptest's seed); the multi-thread runtime runs real, short sleeps.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::FutureExt as _;
+use proptest::prelude::*;
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+
+/// How a leaf ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Succeed,
+    Fail,
+    Panic,
+    Hang,
+}
+
+/// A node of the tree.
+#[derive(Debug, Clone)]
+enum Node {
+    Leaf {
+        delay_ms: u64,
+        fate: Fate,
+    },
+    Group {
+        children: Vec<Node>,
+        /// A nested group the body runs itself (not as a child).
+        in_body: Option<Box<Node>>,
+        /// The body fails after this long (after spawning its children).
+        body_fails_after_ms: Option<u64>,
+        /// The group's own deadline.
+        deadline_ms: Option<u64>,
+        /// Cancelled from outside, through its token, after this long.
+        cancel_after_ms: Option<u64>,
+        /// Dropped by an outer timeout after this long (never at the top of the tree).
+        drop_after_ms: Option<u64>,
+    },
+}
+
+/// What every node of one run shares.
+#[derive(Debug, Default)]
+struct Run {
+    live: AtomicUsize,
+    next_id: AtomicUsize,
+    /// Leaf ids that returned their error.
+    raised: Mutex<BTreeSet<usize>>,
+    /// Code that ran after its group (or one above it) shut down: a description per violation.
+    violations: Mutex<Vec<String>>,
+    /// Errors reported by a group other than exactly once.
+    miscounted: Mutex<Vec<String>>,
+}
+
+/// A group's view, passed down: the flags of this group and every group above it.
+#[derive(Debug, Clone, Default)]
+struct Ancestry(Vec<Arc<AtomicBool>>);
+
+#[derive(Debug)]
+enum TreeError {
+    Leaf(usize),
+    Body,
+    #[expect(
+        dead_code,
+        reason = "kept for the failure messages of proptest, which print it"
+    )]
+    Group(Box<GroupError<TreeError>>),
+    Timeout,
+    Lost,
+}
+
+impl std::fmt::Display for TreeError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{self:?}")
+    }
+}
+
+impl From<ChildLost> for TreeError {
+    fn from(_: ChildLost) -> Self {
+        TreeError::Lost
+    }
+}
+
+impl From<SpawnError> for TreeError {
+    fn from(_: SpawnError) -> Self {
+        TreeError::Lost
+    }
+}
+
+struct Live(Arc<Run>);
+
+impl Live {
+    fn enter(run: &Arc<Run>) -> Self {
+        run.live.fetch_add(1, Ordering::SeqCst);
+        Self(Arc::clone(run))
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.live.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Ancestry {
+    fn with(&self, flag: Arc<AtomicBool>) -> Self {
+        let mut flags = self.0.clone();
+        flags.push(flag);
+        Self(flags)
+    }
+
+    fn shut_down(&self) -> bool {
+        self.0.iter().any(|flag| flag.load(Ordering::SeqCst))
+    }
+}
+
+impl Run {
+    /// A line of code of `what`: a violation if its group or one above it has shut down.
+    fn line(&self, ancestry: &Ancestry, what: &str, strict: bool) {
+        if strict && ancestry.shut_down() {
+            self.violations
+                .lock()
+                .expect("violations")
+                .push(format!("{what} ran after its group shut down"));
+        }
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Runs a node as the code of a child (or the top): a leaf's life, or a whole group.
+fn run_node(
+    node: Node,
+    run: Arc<Run>,
+    ancestry: Ancestry,
+    strict: bool,
+) -> BoxFuture<Result<(), TreeError>> {
+    Box::pin(async move {
+        match node {
+            Node::Leaf { delay_ms, fate } => {
+                let _live = Live::enter(&run);
+                let id = run.next_id.fetch_add(1, Ordering::SeqCst);
+                run.line(&ancestry, "a leaf's first line", strict);
+                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                run.line(&ancestry, "a leaf after its sleep", strict);
+                match fate {
+                    Fate::Succeed => Ok(()),
+                    Fate::Fail => {
+                        run.raised.lock().expect("raised").insert(id);
+                        // The group shuts down as this error is recorded: from here on its code must not run.
+                        if let Some(own) = ancestry.0.last() {
+                            own.store(true, Ordering::SeqCst);
+                        }
+                        Err(TreeError::Leaf(id))
+                    }
+                    Fate::Panic => panic!("leaf {id} panicked"),
+                    Fate::Hang => std::future::pending().await,
+                }
+            }
+            Node::Group {
+                drop_after_ms: Some(after),
+                ..
+            } => {
+                let node = strip_drop(node);
+                match tokio::time::timeout(
+                    Duration::from_millis(after),
+                    run_node(node, Arc::clone(&run), ancestry, strict),
+                )
+                .await
+                {
+                    Ok(result) => result,
+                    Err(_elapsed) => Err(TreeError::Timeout),
+                }
+            }
+            Node::Group {
+                children,
+                in_body,
+                body_fails_after_ms,
+                deadline_ms,
+                cancel_after_ms,
+                drop_after_ms: None,
+            } => {
+                let _live = Live::enter(&run);
+                let flag = Arc::new(AtomicBool::new(false));
+                let inside = ancestry.with(Arc::clone(&flag));
+                let token = CancellationToken::new();
+                let mut config = GroupConfig::new().cancelled_by(token.clone());
+                if let Some(deadline) = deadline_ms {
+                    config = config.deadline(Deadline::after(Duration::from_millis(deadline)));
+                }
+                let direct_leaves = Arc::new(Mutex::new(BTreeSet::new()));
+                let result = {
+                    let (run, inside, direct_leaves) =
+                        (Arc::clone(&run), inside.clone(), Arc::clone(&direct_leaves));
+                    scope(config, move |group| async move {
+                        let _live = Live::enter(&run);
+                        for (index, child) in children.into_iter().enumerate() {
+                            let is_leaf = matches!(child, Node::Leaf { .. });
+                            let (run, inside, direct_leaves) =
+                                (Arc::clone(&run), inside.clone(), Arc::clone(&direct_leaves));
+                            group
+                                .spawn(format!("child {index}"), async move {
+                                    let result =
+                                        run_node(child, Arc::clone(&run), inside, strict).await;
+                                    if is_leaf {
+                                        if let Err(TreeError::Leaf(id)) = &result {
+                                            direct_leaves.lock().expect("leaves").insert(*id);
+                                        }
+                                    }
+                                    result
+                                })
+                                .await?;
+                        }
+                        if let Some(after) = cancel_after_ms {
+                            let token = token.clone();
+                            group
+                                .spawn("canceller", async move {
+                                    tokio::time::sleep(Duration::from_millis(after)).await;
+                                    token.cancel();
+                                    Ok(())
+                                })
+                                .await?;
+                        }
+                        run.line(&inside, "a body after spawning", strict);
+                        if let Some(nested) = in_body {
+                            run_node(*nested, Arc::clone(&run), inside.clone(), strict).await?;
+                            run.line(&inside, "a body after its nested group", strict);
+                        }
+                        match body_fails_after_ms {
+                            Some(after) => {
+                                tokio::time::sleep(Duration::from_millis(after)).await;
+                                run.line(&inside, "a failing body", strict);
+                                inside
+                                    .0
+                                    .last()
+                                    .expect("own flag")
+                                    .store(true, Ordering::SeqCst);
+                                Err(TreeError::Body)
+                            }
+                            None => Ok(()),
+                        }
+                    })
+                    .await
+                };
+                // Deadline and outside cancellation shut the group down too; they are not failures to check.
+                flag.store(true, Ordering::SeqCst);
+                match result {
+                    Ok(()) => Ok(()),
+                    Err(error) => {
+                        check_accounting(&run, &direct_leaves, &error);
+                        Err(TreeError::Group(Box::new(error)))
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Each leaf of the group that returned its error is among the group's failures exactly once.
+fn check_accounting(
+    run: &Run,
+    direct_leaves: &Mutex<BTreeSet<usize>>,
+    error: &GroupError<TreeError>,
+) {
+    let reported: Vec<usize> = error
+        .failed
+        .iter()
+        .filter_map(|failure| match failure.error {
+            TreeError::Leaf(id) => Some(id),
+            _ => None,
+        })
+        .collect();
+    let expected = direct_leaves.lock().expect("leaves").clone();
+    let unique: BTreeSet<usize> = reported.iter().copied().collect();
+    if unique.len() != reported.len() || unique != expected {
+        run.miscounted.lock().expect("miscounted").push(format!(
+            "leaves that failed {expected:?}, reported {reported:?}"
+        ));
+    }
+}
+
+fn strip_drop(node: Node) -> Node {
+    match node {
+        Node::Group {
+            children,
+            in_body,
+            body_fails_after_ms,
+            deadline_ms,
+            cancel_after_ms,
+            ..
+        } => Node::Group {
+            children,
+            in_body,
+            body_fails_after_ms,
+            deadline_ms,
+            cancel_after_ms,
+            drop_after_ms: None,
+        },
+        leaf => leaf,
+    }
+}
+
+fn leaf(max_delay: u64, panics: bool) -> impl Strategy<Value = Node> {
+    let fates = if panics {
+        prop_oneof![
+            6 => Just(Fate::Succeed),
+            3 => Just(Fate::Fail),
+            1 => Just(Fate::Panic),
+            2 => Just(Fate::Hang),
+        ]
+        .boxed()
+    } else {
+        prop_oneof![
+            6 => Just(Fate::Succeed),
+            3 => Just(Fate::Fail),
+            2 => Just(Fate::Hang),
+        ]
+        .boxed()
+    };
+    (0..=max_delay, fates).prop_map(|(delay_ms, fate)| Node::Leaf { delay_ms, fate })
+}
+
+/// Trees up to three levels of groups deep, with up to four children a group.
+fn tree(max_delay: u64, panics: bool) -> impl Strategy<Value = Node> {
+    let maybe = move || proptest::option::weighted(0.3, 0..=max_delay);
+    leaf(max_delay, panics).prop_recursive(3, 24, 4, move |inner| {
+        (
+            proptest::collection::vec(inner.clone(), 0..4),
+            proptest::option::weighted(0.3, inner),
+            maybe(),
+            maybe(),
+            maybe(),
+            maybe(),
+        )
+            .prop_map(
+                |(children, in_body, body_fails, deadline, cancel, drop_after)| Node::Group {
+                    children,
+                    in_body: in_body.map(Box::new),
+                    body_fails_after_ms: body_fails,
+                    deadline_ms: deadline,
+                    cancel_after_ms: cancel,
+                    drop_after_ms: drop_after,
+                },
+            )
+    })
+}
+
+/// Runs `node` under a top group (never dropped, ended by `deadline_ms` at the latest) and checks the
+/// properties.
+async fn check_tree(node: Node, strict: bool, deadline_ms: u64) -> Result<(), TestCaseError> {
+    let run = Arc::new(Run::default());
+    let top = Node::Group {
+        children: vec![node],
+        in_body: None,
+        body_fails_after_ms: None,
+        deadline_ms: Some(deadline_ms),
+        cancel_after_ms: None,
+        drop_after_ms: None,
+    };
+    let outcome = AssertUnwindSafe(run_node(top, Arc::clone(&run), Ancestry::default(), strict))
+        .catch_unwind()
+        .await;
+    prop_assert_eq!(
+        run.live.load(Ordering::SeqCst),
+        0,
+        "a task or group outlived the top scope"
+    );
+    let violations = run.violations.lock().expect("violations").clone();
+    prop_assert!(violations.is_empty(), "{:?}", violations);
+    let miscounted = run.miscounted.lock().expect("miscounted").clone();
+    prop_assert!(miscounted.is_empty(), "{:?}", miscounted);
+    if let Ok(Ok(())) = outcome {
+        let raised = run.raised.lock().expect("raised").clone();
+        prop_assert!(
+            raised.is_empty(),
+            "the tree succeeded, yet leaves failed: {:?}",
+            raised
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Paused time on the current-thread runtime: every property, the strict one included.
+    #[test]
+    fn random_trees_on_the_current_thread_runtime(node in tree(50, true)) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        runtime.block_on(check_tree(node, true, 1_000))?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Real time on the multi-thread runtime: nothing outlives the scope, errors counted once.
+    #[test]
+    fn random_trees_on_the_multi_thread_runtime(node in tree(4, true)) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(check_tree(node, false, 30))?;
+    }
+}
