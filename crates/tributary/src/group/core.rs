@@ -32,6 +32,7 @@ use std::future::Future;
 use std::mem;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll};
 
@@ -50,13 +51,27 @@ tokio::task_local! {
     static ENCLOSING: Enclosing;
 }
 
-/// The code that is running: which group it belongs to, and the token that cancels it.
+/// The code that is running: which group it belongs to, the token that cancels it, and its inner groups.
 #[derive(Clone)]
 struct Enclosing {
     group: Arc<dyn Adopt>,
     /// The running child's own token (the group's token for a body): a group created here is cancelled with it.
     token: CancellationToken,
+    /// The inner groups of this child (or body).
+    code: Arc<CodeContext>,
 }
+
+/// The code of one child or one body: how many groups that wind down by themselves (scopes, settles) created
+/// in it are still running, and whether one of them ended with an error, so that a cancelled child can be
+/// polled until they have reported.
+#[derive(Debug, Default)]
+pub(crate) struct CodeContext {
+    running_groups: AtomicUsize,
+    failed: AtomicBool,
+}
+
+/// Counts a group in the code it was created in, for as long as it runs.
+pub(crate) struct InnerGroup(Option<Arc<CodeContext>>);
 
 /// State shared by a group's owner, every `Group` handle and every child task.
 pub(crate) struct Shared<E> {
@@ -73,6 +88,8 @@ pub(crate) struct Shared<E> {
     parent: Option<Arc<dyn Adopt>>,
     /// This group, as the `ENCLOSING` value of its children.
     me: Weak<Shared<E>>,
+    /// The code this group was created in: told when the group ends with an error.
+    created_in: Option<Arc<CodeContext>>,
     /// Notified when the last running child removes itself.
     idle: Notify,
     state: Mutex<State<E>>,
@@ -156,6 +173,9 @@ where
             Some(enclosing) => enclosing.token.child_token(),
             None => CancellationToken::new(),
         };
+        let created_in = enclosing
+            .as_ref()
+            .map(|enclosing| Arc::clone(&enclosing.code));
         let parent = enclosing.map(|enclosing| enclosing.group);
         let limit = config
             .max_concurrency
@@ -170,6 +190,7 @@ where
             deadline: config.deadline,
             parent,
             me: me.clone(),
+            created_in,
             idle: Notify::new(),
             state: Mutex::new(State {
                 children: Children::default(),
@@ -183,21 +204,26 @@ where
         })
     }
 
-    /// This group as the enclosing group of code cancelled by `token`.
-    fn as_enclosing(&self, token: &CancellationToken) -> Enclosing {
+    /// This group as the enclosing group of code cancelled by `token`, whose inner groups `code` counts.
+    fn as_enclosing(&self, token: &CancellationToken, code: &Arc<CodeContext>) -> Enclosing {
         Enclosing {
             group: self
                 .me
                 .upgrade()
                 .expect("a group is alive while its code runs"),
             token: token.clone(),
+            code: Arc::clone(code),
         }
     }
 
     /// Runs `future` (a scope's body) as code of this group: groups it creates are this group's children.
-    pub(crate) async fn run_as_body<F: Future>(&self, future: F) -> F::Output {
+    pub(crate) async fn run_as_body<F: Future>(
+        &self,
+        code: &Arc<CodeContext>,
+        future: F,
+    ) -> F::Output {
         ENCLOSING
-            .scope(self.as_enclosing(&self.token), future)
+            .scope(self.as_enclosing(&self.token, code), future)
             .await
     }
 
@@ -249,13 +275,14 @@ where
     pub(crate) fn start(
         &self,
         token: &CancellationToken,
+        code: &Arc<CodeContext>,
         task: impl Future<Output = ()> + Send + 'static,
     ) -> bool {
         let state = self.lock();
         if state.refuses_spawn() || self.is_cancelled() {
             return false;
         }
-        self.spawn_tracked(state, token, task);
+        self.spawn_tracked(state, token, code, task);
         true
     }
 
@@ -266,6 +293,7 @@ where
         &self,
         mut state: MutexGuard<'_, State<E>>,
         token: &CancellationToken,
+        code: &Arc<CodeContext>,
         task: impl Future<Output = ()> + Send + 'static,
     ) {
         let key = state.children.reserve();
@@ -277,7 +305,7 @@ where
                 key,
             },
         };
-        let handle = tokio::spawn(ENCLOSING.scope(self.as_enclosing(token), tracked));
+        let handle = tokio::spawn(ENCLOSING.scope(self.as_enclosing(token, code), tracked));
         self.lock().children.fill(key, handle);
     }
 
@@ -391,6 +419,15 @@ where
             },
         };
         drop(state);
+        let failed = panic.is_some()
+            || error
+                .as_ref()
+                .is_some_and(|error| error.body_error.is_some() || !error.failed.is_empty());
+        if failed {
+            if let Some(code) = &self.created_in {
+                code.failed.store(true, Ordering::SeqCst);
+            }
+        }
         if let Some(payload) = panic {
             match error {
                 Some(error) if error.body_error.is_some() || !error.failed.is_empty() => {
@@ -414,7 +451,7 @@ impl<E: Send + 'static> Adopt for Shared<E> {
             return hand_up(self.parent.as_ref(), orphans);
         }
         // Taken even while the group shuts down: only a closed group has stopped joining.
-        self.spawn_tracked(state, &self.token, Reaper(Some(orphans)));
+        self.spawn_tracked(state, &self.token, &Arc::default(), Reaper(Some(orphans)));
     }
 }
 
@@ -667,6 +704,7 @@ pub(crate) async fn run_child<T, E, Child>(
     slot: Option<OwnedSemaphorePermit>,
     token: CancellationToken,
     sender: oneshot::Sender<T>,
+    code: Arc<CodeContext>,
     child: Child,
 ) where
     Child: Future<Output = Result<T, E>>,
@@ -677,18 +715,29 @@ pub(crate) async fn run_child<T, E, Child>(
     let exit = if shared.check_cancelled(&token) {
         Some(ChildExit::Cancelled)
     } else {
-        tokio::select! {
+        let child = AssertUnwindSafe(child).catch_unwind();
+        tokio::pin!(child);
+        let ended = tokio::select! {
             biased;
-            () = shared.cancelled(&token) => Some(ChildExit::Cancelled),
-            result = AssertUnwindSafe(child).catch_unwind() => match result {
-                Ok(Ok(value)) => {
-                    // The body may have dropped the handle: the value is then simply not wanted.
-                    let _unwanted = sender.send(value);
-                    None
-                }
-                Ok(Err(error)) => Some(ChildExit::Failed(error)),
-                Err(payload) => Some(ChildExit::Panicked(payload)),
-            },
+            () = shared.cancelled(&token) => None,
+            result = &mut child => Some(result),
+        };
+        // Cancelled with inner groups still running: let them wind down and report (see the module docs). The
+        // error a drained child returns counts only when an inner group failed: it then carries that failure;
+        // otherwise it is the inner groups' cancellation, passed on.
+        let (ended, error_counts) = match ended {
+            Some(result) => (Some(result), true),
+            None => (drain(child.as_mut(), &code).await, code.failed()),
+        };
+        match ended {
+            Some(Ok(Ok(value))) => {
+                // The body may have dropped the handle: the value is then simply not wanted.
+                let _unwanted = sender.send(value);
+                None
+            }
+            Some(Ok(Err(error))) if error_counts => Some(ChildExit::Failed(error)),
+            Some(Err(payload)) => Some(ChildExit::Panicked(payload)),
+            Some(Ok(Err(_))) | None => Some(ChildExit::Cancelled),
         }
     };
     // Recorded (and the group cancelled) before `sender` drops, so a sibling or the body awaiting this child's
@@ -754,6 +803,62 @@ impl<T: Send + 'static> Drop for ThreadWait<T> {
             }
         }
     }
+}
+
+impl CodeContext {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::default()
+    }
+
+    fn running_groups(&self) -> usize {
+        self.running_groups.load(Ordering::SeqCst)
+    }
+
+    /// Whether a group created in this code ended with an error or a panic.
+    pub(crate) fn failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
+    }
+}
+
+impl InnerGroup {
+    /// Counts a group that winds down by itself (a scope, a settle) in the code running now, until dropped.
+    pub(crate) fn enter() -> Self {
+        let code = ENCLOSING
+            .try_with(|enclosing| Arc::clone(&enclosing.code))
+            .ok();
+        if let Some(code) = &code {
+            code.running_groups.fetch_add(1, Ordering::SeqCst);
+        }
+        Self(code)
+    }
+}
+
+impl Drop for InnerGroup {
+    fn drop(&mut self) {
+        if let Some(code) = &self.0 {
+            code.running_groups.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Polls a cancelled child's (or body's) future while groups created in it are still winding down, so that
+/// they join their children and return their errors; stops as soon as none is running. `None` when it stopped
+/// before the future ended.
+pub(crate) async fn drain<F: Future>(
+    mut future: Pin<&mut F>,
+    code: &CodeContext,
+) -> Option<F::Output> {
+    std::future::poll_fn(|context| {
+        if code.running_groups() == 0 {
+            return Poll::Ready(None);
+        }
+        match future.as_mut().poll(context) {
+            Poll::Ready(output) => Poll::Ready(Some(output)),
+            Poll::Pending if code.running_groups() == 0 => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }
 
 /// Sleeps until the deadline, or forever if there is none.

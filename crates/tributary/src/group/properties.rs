@@ -8,8 +8,10 @@
 //! - **Nothing outlives the scope**: every task and group holds a [`Live`] guard from its first line to its end,
 //!   and the count is zero when the top scope has returned, on both runtime flavours.
 //! - **Every error is accounted for exactly once**: a group that returned reports each of its leaves that
-//!   failed exactly once, among its failures (never twice, never as something else); and a tree that returned
-//!   `Ok` raised no error anywhere.
+//!   failed exactly once, among its failures (never twice, never as something else); no leaf's error appears
+//!   twice in the tree's error; in a tree with no group dropped by a timeout and no panic, every leaf error
+//!   appears in it (a failure deep in a subtree cancelled from above is still reported, as asyncio's nested
+//!   task groups report theirs); and a tree that returned `Ok` raised no error anywhere.
 //! - **No child code runs after its group shut down**: a failing leaf or body marks its group as shut down the
 //!   moment it returns its error; no leaf or body whose group (or any group above it) is marked runs another
 //!   line. This one is checked on the current-thread runtime, where "after" is well defined (on the
@@ -85,10 +87,6 @@ struct Ancestry(Vec<Arc<AtomicBool>>);
 enum TreeError {
     Leaf(usize),
     Body,
-    #[expect(
-        dead_code,
-        reason = "kept for the failure messages of proptest, which print it"
-    )]
     Group(Box<GroupError<TreeError>>),
     Timeout,
     Lost,
@@ -370,10 +368,44 @@ fn tree(max_delay: u64, panics: bool) -> impl Strategy<Value = Node> {
     })
 }
 
+/// Every leaf id in an error tree, with repeats.
+fn leaf_ids(error: &TreeError, ids: &mut Vec<usize>) {
+    match error {
+        TreeError::Leaf(id) => ids.push(*id),
+        TreeError::Group(group) => {
+            if let Some(body) = &group.body_error {
+                leaf_ids(body, ids);
+            }
+            for failure in &group.failed {
+                leaf_ids(&failure.error, ids);
+            }
+        }
+        TreeError::Body | TreeError::Timeout | TreeError::Lost => {}
+    }
+}
+
+/// Whether any group of the tree is dropped by a timeout, or any leaf panics: then errors may be lost.
+fn may_lose_errors(node: &Node) -> bool {
+    match node {
+        Node::Leaf { fate, .. } => *fate == Fate::Panic,
+        Node::Group {
+            children,
+            in_body,
+            drop_after_ms,
+            ..
+        } => {
+            drop_after_ms.is_some()
+                || children.iter().any(may_lose_errors)
+                || in_body.as_deref().is_some_and(may_lose_errors)
+        }
+    }
+}
+
 /// Runs `node` under a top group (never dropped, ended by `deadline_ms` at the latest) and checks the
 /// properties.
 async fn check_tree(node: Node, strict: bool, deadline_ms: u64) -> Result<(), TestCaseError> {
     let run = Arc::new(Run::default());
+    let complete = !may_lose_errors(&node);
     let top = Node::Group {
         children: vec![node],
         in_body: None,
@@ -394,13 +426,35 @@ async fn check_tree(node: Node, strict: bool, deadline_ms: u64) -> Result<(), Te
     prop_assert!(violations.is_empty(), "{:?}", violations);
     let miscounted = run.miscounted.lock().expect("miscounted").clone();
     prop_assert!(miscounted.is_empty(), "{:?}", miscounted);
-    if let Ok(Ok(())) = outcome {
-        let raised = run.raised.lock().expect("raised").clone();
-        prop_assert!(
-            raised.is_empty(),
-            "the tree succeeded, yet leaves failed: {:?}",
-            raised
-        );
+    let raised = run.raised.lock().expect("raised").clone();
+    match outcome {
+        Ok(Ok(())) => {
+            prop_assert!(
+                raised.is_empty(),
+                "the tree succeeded, yet leaves failed: {:?}",
+                raised
+            );
+        }
+        Ok(Err(error)) => {
+            let mut ids = Vec::new();
+            leaf_ids(&error, &mut ids);
+            let unique: BTreeSet<usize> = ids.iter().copied().collect();
+            prop_assert_eq!(
+                unique.len(),
+                ids.len(),
+                "an error reported twice: {:?}",
+                ids
+            );
+            prop_assert!(
+                unique.is_subset(&raised),
+                "an error nobody raised: {:?}",
+                ids
+            );
+            if complete {
+                prop_assert_eq!(&unique, &raised, "a leaf's error was lost: {:?}", error);
+            }
+        }
+        Err(_panic) => {}
     }
     Ok(())
 }

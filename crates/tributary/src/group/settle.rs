@@ -17,7 +17,7 @@ use futures::{FutureExt as _, Stream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::core::{AbortOnDrop, Shared};
+use super::core::{AbortOnDrop, CodeContext, InnerGroup, Shared};
 use super::deadline::{Deadline, Elapsed, with_timeout};
 use super::fail_fast::GroupConfig;
 
@@ -72,6 +72,8 @@ where
     E: Send + 'static,
     Done: FnMut(&[Option<Outcome<T, E>>]) -> bool,
 {
+    // Counts this settle in the child (or body) it runs in: a cancelled child waits for it to wind down.
+    let _inner = InnerGroup::enter();
     let mut settling = Settling::spawn(config, tasks);
     let mut outcomes: Vec<Option<Outcome<T, E>>> = std::iter::repeat_with(|| None)
         .take(settling.len())
@@ -270,7 +272,7 @@ where
             let shared = Arc::clone(&group);
             // A fresh group: refused only if the outside token already fired, and then the task is reported as
             // cancelled like any task that never ran.
-            let _started = group.start(&token.clone(), async move {
+            let _started = group.start(&token.clone(), &CodeContext::new(), async move {
                 // Checked before every poll and before the first: a cancelled task never runs again.
                 if shared.check_cancelled(&token) {
                     return;
