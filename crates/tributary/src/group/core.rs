@@ -23,8 +23,10 @@
 //!   anyone: they are aborted and end on their own, unwaited. That is the one case the documentation of
 //!   [`scope`](super::scope) warns about; cancelling through a token or a deadline instead always joins.
 //!
-//! A child removes itself from its group as its task ends, so a long-lived group holds only the children still
-//! running, however many it ran before. Panics are caught around the child *and* around its destruction (a
+//! A child counts itself out of its group as its task ends (an atomic count, which is what the join waits on)
+//! and removes its handle if the group's lock is free at that moment; a spawn prunes the handles of children that
+//! ended while the lock was busy. So a long-lived group holds only the children still running (plus, under
+//! contention, a bounded number of finished handles), however many it ran before. Panics are caught around the child *and* around its destruction (a
 //! destructor that panics while the group cancels it), recorded, and resumed by the group's owner.
 
 use std::any::Any;
@@ -90,7 +92,10 @@ pub(crate) struct Shared<E> {
     me: Weak<Shared<E>>,
     /// The code this group was created in: told when the group ends with an error.
     created_in: Option<Arc<CodeContext>>,
-    /// Notified when the last running child removes itself.
+    /// Children whose task has not ended: what the join waits on. Incremented under the state lock (with the
+    /// spawn), decremented by the ending task without it.
+    live: AtomicUsize,
+    /// Notified when `live` drops to zero.
     idle: Notify,
     state: Mutex<State<E>>,
 }
@@ -156,6 +161,11 @@ impl<E: Send + 'static> Drop for AbortOnDrop<E> {
 }
 
 impl<E> Shared<E> {
+    /// Children whose task has not ended.
+    pub(crate) fn running(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, State<E>> {
         // No code panics while holding this lock, so a poisoned lock still holds consistent state.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -191,6 +201,7 @@ where
             parent,
             me: me.clone(),
             created_in,
+            live: AtomicUsize::new(0),
             idle: Notify::new(),
             state: Mutex::new(State {
                 children: Children::default(),
@@ -296,17 +307,21 @@ where
         code: &Arc<CodeContext>,
         task: impl Future<Output = ()> + Send + 'static,
     ) {
+        state.children.prune_finished();
         let key = state.children.reserve();
-        drop(state);
+        self.live.fetch_add(1, Ordering::SeqCst);
         let tracked = Tracked {
-            child: Some(Box::pin(task)),
+            child: Some(task),
             done: Done {
                 group: self.as_tracker(),
                 key,
             },
         };
-        let handle = tokio::spawn(ENCLOSING.scope(self.as_enclosing(token, code), tracked));
-        self.lock().children.fill(key, handle);
+        let task = ENCLOSING.scope(self.as_enclosing(token, code), tracked);
+        // Spawned under the lock, so registering and spawning are one step. (A runtime that is shutting down
+        // drops a new task at once, on this thread: its end only tries the lock, so it cannot deadlock here.)
+        let handle = tokio::spawn(task);
+        state.children.fill(key, handle);
     }
 
     /// This group as the tracker of its children's ends.
@@ -335,12 +350,14 @@ where
 
     /// Records how a child ended.
     pub(crate) fn record_child_exit(&self, name: Arc<str>, exit: Option<ChildExit<E>>) {
+        let Some(exit) = exit else {
+            return; // a success: nothing to record
+        };
         let now = Instant::now();
         let mut state = self.lock();
         let mut cancel = false;
         match exit {
-            None => {}
-            Some(ChildExit::Failed(error)) => {
+            ChildExit::Failed(error) => {
                 state.failed.push(ChildFailure {
                     name: Arc::clone(&name),
                     error,
@@ -349,18 +366,18 @@ where
                 state.begin_shutdown(ShutdownCause::ChildFailed { name });
                 cancel = true;
             }
-            Some(ChildExit::Panicked(payload)) => {
+            ChildExit::Panicked(payload) => {
                 state.panic.get_or_insert(payload);
                 cancel = true;
             }
             // Only cancellations the group caused are reported; one asked for through a handle is not news.
-            Some(ChildExit::Cancelled) if self.token.is_cancelled() => {
+            ChildExit::Cancelled if self.token.is_cancelled() => {
                 state.cancelled.push(CancelledChild {
                     name,
                     cancelled_at: now,
                 });
             }
-            Some(ChildExit::Cancelled) => {}
+            ChildExit::Cancelled => {}
         }
         drop(state);
         if cancel {
@@ -375,9 +392,10 @@ where
             let idle = self.idle.notified();
             tokio::pin!(idle);
             idle.as_mut().enable();
-            {
+            if self.running() == 0 {
+                // Checked again under the lock that spawns count themselves in under, so no spawn slips between.
                 let mut state = self.lock();
-                if state.children.is_empty() {
+                if self.running() == 0 {
                     state.closed = true;
                     return;
                 }
@@ -465,11 +483,11 @@ trait Track: Send + Sync {
 
 impl<E: Send + 'static> Track for Shared<E> {
     fn ended(&self, key: ChildKey) {
-        let mut state = self.lock();
-        state.children.remove(key);
-        let idle = state.children.is_empty();
-        drop(state);
-        if idle {
+        // The handle goes now if the lock is free; otherwise the next spawn prunes it (it is finished).
+        if let Ok(mut state) = self.state.try_lock() {
+            state.children.remove(key);
+        }
+        if self.live.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.idle.notify_waiters();
         }
     }
@@ -487,6 +505,8 @@ pub(crate) struct Children {
     slots: Vec<Slot>,
     free: Vec<usize>,
     len: usize,
+    /// `len` after the last pruning: the next prune waits until it has doubled.
+    pruned_at: usize,
 }
 
 #[derive(Default)]
@@ -504,10 +524,6 @@ pub(crate) struct ChildKey {
 }
 
 impl Children {
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -542,6 +558,23 @@ impl Children {
         }
     }
 
+    /// Forgets the handles of tasks that have ended, once they are as many as the others: amortised O(1).
+    fn prune_finished(&mut self) {
+        if self.len < 64 || self.len < 2 * self.pruned_at {
+            return;
+        }
+        for index in 0..self.slots.len() {
+            let slot = &mut self.slots[index];
+            if slot.occupied && slot.handle.as_ref().is_some_and(JoinHandle::is_finished) {
+                slot.occupied = false;
+                slot.handle = None;
+                self.free.push(index);
+                self.len -= 1;
+            }
+        }
+        self.pruned_at = self.len.max(32);
+    }
+
     /// Forgets the task with `key` (a no-op for a key this set no longer holds).
     fn remove(&mut self, key: ChildKey) {
         if let Some(slot) = self.slot(key) {
@@ -562,11 +595,21 @@ impl Children {
     }
 }
 
-/// A child's task: the child, then (dropped last) the report that it ended. Panics are caught around polling it
-/// and around dropping it, and reported to the group.
-struct Tracked {
-    child: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
-    done: Done,
+pin_project_lite::pin_project! {
+    /// A child's task: the child, then (dropped last) the report that it ended. Panics are caught around polling
+    /// it and around dropping it, and reported to the group.
+    struct Tracked<F> {
+        #[pin]
+        child: Option<F>,
+        done: Done,
+    }
+
+    impl<F> PinnedDrop for Tracked<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            drop_child(this.child, this.done);
+        }
+    }
 }
 
 /// Reports the end of a child's task when dropped: after the child, since it is the last field.
@@ -575,42 +618,35 @@ struct Done {
     key: ChildKey,
 }
 
-impl Future for Tracked {
+impl<F: Future<Output = ()>> Future for Tracked<F> {
     type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
-        let Some(child) = self.child.as_mut() else {
+    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        let Some(child) = this.child.as_mut().as_pin_mut() else {
             return Poll::Ready(());
         };
-        match catch_unwind(AssertUnwindSafe(|| child.as_mut().poll(context))) {
+        match catch_unwind(AssertUnwindSafe(|| child.poll(context))) {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(())) => {
-                self.drop_child();
+                drop_child(this.child, this.done);
                 Poll::Ready(())
             }
             Err(payload) => {
-                self.done.group.panicked(payload);
-                self.drop_child();
+                this.done.group.panicked(payload);
+                drop_child(this.child, this.done);
                 Poll::Ready(())
             }
         }
     }
 }
 
-impl Tracked {
-    /// Drops the child now, reporting a panic from its destructors.
-    fn drop_child(&mut self) {
-        if let Some(child) = self.child.take() {
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(child))) {
-                self.done.group.panicked(payload);
-            }
+/// Drops a child's future in place, now, reporting a panic from its destructors.
+fn drop_child<F>(mut child: Pin<&mut Option<F>>, done: &Done) {
+    if child.is_some() {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| child.set(None))) {
+            done.group.panicked(payload);
         }
-    }
-}
-
-impl Drop for Tracked {
-    fn drop(&mut self) {
-        self.drop_child();
     }
 }
 

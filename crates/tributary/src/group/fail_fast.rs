@@ -361,7 +361,7 @@ where
 
     /// Children that have not ended yet (a child removes itself as it ends).
     pub fn running(&self) -> usize {
-        self.shared.lock().children.len()
+        self.shared.running()
     }
 
     /// Spawns a named child that runs `work` on tokio's blocking threads (file I/O, a database, anything that
@@ -456,7 +456,7 @@ where
 
     /// Children that have not ended yet.
     pub fn running(&self) -> usize {
-        self.shared.lock().children.len()
+        self.shared.running()
     }
 
     /// A handle to spawn children into the group.
@@ -488,7 +488,7 @@ impl<E: Send + 'static> fmt::Debug for OwnedGroup<E> {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter
             .debug_struct("OwnedGroup")
-            .field("children", &self.shared.lock().children.len())
+            .field("children", &self.shared.running())
             .finish()
     }
 }
@@ -558,7 +558,7 @@ impl<E> fmt::Debug for Group<E> {
         let state = self.shared.lock();
         formatter
             .debug_struct("Group")
-            .field("children", &state.children.len())
+            .field("children", &self.shared.running())
             .field(
                 "limit",
                 &self.shared.slots.as_ref().map(|_| self.shared.limit),
