@@ -99,6 +99,8 @@ pub use settle::{Outcome, SettleConfig, Settling, first_success, quorum, settle,
 pub use crate::panics::panic_message;
 
 #[cfg(test)]
+mod cpython_timeouts;
+#[cfg(test)]
 mod properties;
 #[cfg(test)]
 mod tests;
