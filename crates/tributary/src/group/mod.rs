@@ -9,6 +9,9 @@
 //!   long-lived value owns.
 //! - [`settle`]: `gather(return_exceptions=True)` semantics: run everything, never fail as a whole, one
 //!   [`Outcome`] per task (also available as a stream of results in completion order, [`Settling`]).
+//! - The other completion policies, like Java's `StructuredTaskScope` joiners: [`first_success`] (the first
+//!   value wins, the rest are cancelled and joined: the building block of hedged requests), [`quorum`] (the
+//!   first `n` values) and [`settle_until`] (any predicate over the outcomes so far).
 //! - [`Deadline`] and [`with_timeout`]: an absolute overall deadline carried down to children, and per-call
 //!   timeouts nested in it.
 //!
@@ -16,16 +19,27 @@
 //!
 //! [`scope`] runs a body that spawns named children through a [`Group`] handle. The rules:
 //!
-//! - **No child outlives the scope.** When `scope(..).await` returns, every child has finished, failed, or been
-//!   cancelled and joined. If the scope future itself is dropped (an outer timeout, a cancelled caller), every
-//!   child is aborted: it never runs again and the runtime drops it.
+//! - **No descendant outlives the scope.** When `scope(..).await` returns, every child has finished, failed, or
+//!   been cancelled and joined, and so has every task of every group nested inside a child or the body,
+//!   whatever cancelled it (a sibling's failure, the body's error, the deadline, the caller's token). To stop a
+//!   scope from outside and still wait for everything, pass a token ([`GroupConfig::cancelled_by`]) or a
+//!   deadline ([`GroupConfig::deadline`]).
+//! - **A dropped scope never lets a child run again.** If the scope future itself is dropped (an outer
+//!   `tokio::time::timeout`, a `select!` that took another branch), it cannot wait: it aborts every child. Inside
+//!   another group, that group takes the aborted tasks over and joins them; at the top of a tree they end on
+//!   their own, at their next `.await`, without running another line. See [`scope`].
 //! - **The first failure cancels everything.** The first child error or panic (or a body error, or the group's
 //!   deadline) cancels all siblings and the body, and from then on [`Group::spawn`] is refused.
 //! - **Every error is kept.** Children that fail at the same time are all reported in [`GroupError::failed`];
 //!   children the group cancelled are listed apart in [`GroupError::cancelled`], with the instant, and are not
 //!   errors.
-//! - **Panics are not swallowed.** A child (or body) panic is caught, the siblings are cancelled and joined, then
-//!   the panic resumes on the caller with [`std::panic::resume_unwind`].
+//! - **A cancelled child never runs again; an unstarted one never starts.** A child checks its group's token
+//!   before every poll, its first one included. A child awaiting the handle of a sibling that failed is
+//!   cancelled with the rest, not reported as a second failure.
+//! - **Panics are not swallowed, and errors are not lost beside them.** A child (or body) panic is caught, the
+//!   siblings are cancelled and joined, then the panic resumes on the caller with
+//!   [`std::panic::resume_unwind`]: its own payload if nothing else failed, a [`GroupPanic`] carrying the
+//!   payload and the [`GroupError`] if children also failed with errors.
 //! - **Concurrency can be bounded.** With [`GroupConfig::max_concurrency`], [`Group::spawn`] waits for a free
 //!   slot (a semaphore permit moved into the child) and [`Group::try_spawn`] refuses at once.
 //!
@@ -50,6 +64,15 @@
 //!
 //! Cancellation is cooperative at `.await` points: a child stuck in blocking code cannot be interrupted, which is
 //! one reason CPU work belongs in the pool, not in a child future.
+//!
+//! ## Nesting
+//!
+//! A group created inside a child (or a body) belongs to it: its token is a child of that code's token, so the
+//! outer group's shutdown reaches every group below at once. A cancelled child whose own groups are still
+//! winding down keeps being polled until they have joined their children and returned, so their errors reach
+//! the outer [`GroupError`] (as asyncio's nested task groups report theirs). The child's own code resumes only
+//! to take an inner group's result, and is stopped at its next `.await` once no inner group is running; its
+//! error then counts only if an inner group failed (it carries that failure), else it is a cancellation.
 //!
 //! # Settle
 //!
