@@ -4,7 +4,7 @@
 //!
 //! # How no descendant outlives its scope
 //!
-//! A child is a tokio task in the group's `JoinSet`. The group's join (the end of a scope, an owned group's
+//! A child is a tokio task the group tracks (`Children`). The group's join (the end of a scope, an owned group's
 //! shutdown) waits until that set is empty, so every child has *ended*, not just been told to stop. Two things
 //! make this hold for the whole tree, whatever cancels what and on whichever runtime:
 //!
@@ -53,21 +53,22 @@ tokio::task_local! {
     static ENCLOSING: Enclosing;
 }
 
-/// The code that is running: which group it belongs to, the token that cancels it, and its inner groups.
+/// The code that is running: which group it belongs to, and its context (token, inner groups).
 #[derive(Clone)]
 struct Enclosing {
     group: Arc<dyn Adopt>,
-    /// The running child's own token (the group's token for a body): a group created here is cancelled with it.
-    token: CancellationToken,
-    /// The inner groups of this child (or body).
     code: Arc<CodeContext>,
 }
 
-/// The code of one child or one body: how many groups that wind down by themselves (scopes, settles) created
-/// in it are still running, and whether one of them ended with an error, so that a cancelled child can be
-/// polled until they have reported.
-#[derive(Debug, Default)]
+/// The code of one child or one body: the token that cancels it, how many groups that wind down by themselves
+/// (scopes, settles) created in it are still running, and whether one of them ended with an error, so that a
+/// cancelled child can be polled until they have reported. One allocation per child, shared by its task, its
+/// handle and the task-local, so that none of them clones the token (a clone locks the token's node).
+#[derive(Debug)]
 pub(crate) struct CodeContext {
+    /// The child's own token (the group's token for a body, or for every task of a settle): a group created in
+    /// this code is cancelled with it.
+    pub(crate) token: CancellationToken,
     running_groups: AtomicUsize,
     failed: AtomicBool,
 }
@@ -180,7 +181,7 @@ where
     pub(crate) fn new(config: &GroupConfig) -> Arc<Self> {
         let enclosing = ENCLOSING.try_with(Enclosing::clone).ok();
         let token = match &enclosing {
-            Some(enclosing) => enclosing.token.child_token(),
+            Some(enclosing) => enclosing.code.token.child_token(),
             None => CancellationToken::new(),
         };
         let created_in = enclosing
@@ -215,14 +216,13 @@ where
         })
     }
 
-    /// This group as the enclosing group of code cancelled by `token`, whose inner groups `code` counts.
-    fn as_enclosing(&self, token: &CancellationToken, code: &Arc<CodeContext>) -> Enclosing {
+    /// This group as the enclosing group of `code`.
+    fn as_enclosing(&self, code: &Arc<CodeContext>) -> Enclosing {
         Enclosing {
             group: self
                 .me
                 .upgrade()
                 .expect("a group is alive while its code runs"),
-            token: token.clone(),
             code: Arc::clone(code),
         }
     }
@@ -233,9 +233,7 @@ where
         code: &Arc<CodeContext>,
         future: F,
     ) -> F::Output {
-        ENCLOSING
-            .scope(self.as_enclosing(&self.token, code), future)
-            .await
+        ENCLOSING.scope(self.as_enclosing(code), future).await
     }
 
     /// Whether the group is shutting down: its token, or the outside token, was cancelled.
@@ -282,10 +280,9 @@ where
     ///
     /// Checked under the lock that failures are recorded under, so a child spawned concurrently with the first
     /// failure is either refused here or sees the cancelled token before its first poll.
-    /// `token` is the child's own token: groups the child creates are cancelled with it.
+    /// `code` holds the child's own token: groups the child creates are cancelled with it.
     pub(crate) fn start(
         &self,
-        token: &CancellationToken,
         code: &Arc<CodeContext>,
         task: impl Future<Output = ()> + Send + 'static,
     ) -> bool {
@@ -293,7 +290,7 @@ where
         if state.refuses_spawn() || self.is_cancelled() {
             return false;
         }
-        self.spawn_tracked(state, token, code, task);
+        self.spawn_tracked(state, code, task);
         true
     }
 
@@ -303,7 +300,6 @@ where
     fn spawn_tracked(
         &self,
         mut state: MutexGuard<'_, State<E>>,
-        token: &CancellationToken,
         code: &Arc<CodeContext>,
         task: impl Future<Output = ()> + Send + 'static,
     ) {
@@ -317,7 +313,7 @@ where
                 key,
             },
         };
-        let task = ENCLOSING.scope(self.as_enclosing(token, code), tracked);
+        let task = ENCLOSING.scope(self.as_enclosing(code), tracked);
         // Spawned under the lock, so registering and spawning are one step. (A runtime that is shutting down
         // drops a new task at once, on this thread: its end only tries the lock, so it cannot deadlock here.)
         let handle = tokio::spawn(task);
@@ -469,7 +465,11 @@ impl<E: Send + 'static> Adopt for Shared<E> {
             return hand_up(self.parent.as_ref(), orphans);
         }
         // Taken even while the group shuts down: only a closed group has stopped joining.
-        self.spawn_tracked(state, &self.token, &Arc::default(), Reaper(Some(orphans)));
+        self.spawn_tracked(
+            state,
+            &CodeContext::new(self.token.clone()),
+            Reaper(Some(orphans)),
+        );
     }
 }
 
@@ -738,7 +738,6 @@ pub(crate) async fn run_child<T, E, Child>(
     shared: Arc<Shared<E>>,
     name: Arc<str>,
     slot: Option<OwnedSemaphorePermit>,
-    token: CancellationToken,
     sender: oneshot::Sender<T>,
     code: Arc<CodeContext>,
     child: Child,
@@ -748,14 +747,14 @@ pub(crate) async fn run_child<T, E, Child>(
 {
     // Held until the child ends, so the next waiting spawn starts only then.
     let _slot = slot;
-    let exit = if shared.check_cancelled(&token) {
+    let exit = if shared.check_cancelled(&code.token) {
         Some(ChildExit::Cancelled)
     } else {
         let child = AssertUnwindSafe(child).catch_unwind();
         tokio::pin!(child);
         let ended = tokio::select! {
             biased;
-            () = shared.cancelled(&token) => None,
+            () = shared.cancelled(&code.token) => None,
             result = &mut child => Some(result),
         };
         // Cancelled with inner groups still running: let them wind down and report (see the module docs). The
@@ -788,8 +787,8 @@ pub(crate) async fn run_blocking_child<T, E, Work>(
     shared: Arc<Shared<E>>,
     name: Arc<str>,
     slot: Option<OwnedSemaphorePermit>,
-    token: CancellationToken,
     sender: oneshot::Sender<T>,
+    code: Arc<CodeContext>,
     work: Work,
 ) where
     Work: FnOnce(CancellationToken) -> Result<T, E> + Send + 'static,
@@ -797,6 +796,7 @@ pub(crate) async fn run_blocking_child<T, E, Work>(
     E: Send + 'static,
 {
     let _slot = slot;
+    let token = code.token.clone();
     let thread = ThreadWait(Some(tokio::task::spawn_blocking(move || work(token))));
     let exit = match thread.await {
         Ok(Ok(value)) => {
@@ -842,8 +842,13 @@ impl<T: Send + 'static> Drop for ThreadWait<T> {
 }
 
 impl CodeContext {
-    pub(crate) fn new() -> Arc<Self> {
-        Arc::default()
+    /// The context of code cancelled by `token`.
+    pub(crate) fn new(token: CancellationToken) -> Arc<Self> {
+        Arc::new(Self {
+            token,
+            running_groups: AtomicUsize::new(0),
+            failed: AtomicBool::new(false),
+        })
     }
 
     fn running_groups(&self) -> usize {

@@ -271,7 +271,10 @@ async fn test_outer_task_is_not_cancelled() {
         outer.await.map_err(|error| error.to_string())
     })
     .await;
-    assert!(result.expect("nothing failed"), "the child saw its own timeout");
+    assert!(
+        result.expect("nothing failed"),
+        "the child saw its own timeout"
+    );
 }
 
 /// The outer timeout expired while the thread was busy, the inner one did not: the outer bound cuts the work

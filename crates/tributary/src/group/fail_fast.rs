@@ -59,7 +59,7 @@ where
     // Phase 1: the body runs until it ends or the group shuts down, whichever comes first. The body is dropped
     // at the end of this block, before the join, so that whatever it still held is joined too.
     let body_outcome = {
-        let code = CodeContext::new();
+        let code = CodeContext::new(shared.token.clone());
         let body = shared.run_as_body(&code, AssertUnwindSafe(body(group)).catch_unwind());
         tokio::pin!(body);
         let ended = tokio::select! {
@@ -160,7 +160,7 @@ pub struct Group<E> {
 pub struct ChildHandle<T> {
     name: Arc<str>,
     value: oneshot::Receiver<T>,
-    token: CancellationToken,
+    code: Arc<CodeContext>,
 }
 
 /// Awaiting a [`ChildHandle`] found no value: the child failed, panicked or was cancelled.
@@ -310,8 +310,8 @@ where
     {
         let name = name.into();
         let permit = self.wait_for_slot(&name).await?;
-        self.start(name, |shared, name, token, sender, code| {
-            run_child(shared, name, permit, token, sender, code, child)
+        self.start(name, |shared, name, sender, code| {
+            run_child(shared, name, permit, sender, code, child)
         })
     }
 
@@ -343,8 +343,8 @@ where
                 Err(TryAcquireError::Closed) => return Err(SpawnError::ShuttingDown { name }),
             },
         };
-        self.start(name, |shared, name, token, sender, code| {
-            run_child(shared, name, permit, token, sender, code, child)
+        self.start(name, |shared, name, sender, code| {
+            run_child(shared, name, permit, sender, code, child)
         })
     }
 
@@ -382,8 +382,8 @@ where
     {
         let name = name.into();
         let permit = self.wait_for_slot(&name).await?;
-        self.start(name, |shared, name, token, sender, _code| {
-            run_blocking_child(shared, name, permit, token, sender, work)
+        self.start(name, |shared, name, sender, code| {
+            run_blocking_child(shared, name, permit, sender, code, work)
         })
     }
 
@@ -406,38 +406,30 @@ where
         })
     }
 
-    /// Registers a child task built by `task` from the group, the child's name, its token, its value's sender
-    /// and its code context; refused if the group is shutting down.
+    /// Registers a child task built by `task` from the group, the child's name, its value's sender and its code
+    /// context (its own token); refused if the group is shutting down.
     fn start<T, Task, Running>(
         &self,
         name: Arc<str>,
         task: Task,
     ) -> Result<ChildHandle<T>, SpawnError>
     where
-        Task: FnOnce(
-            Arc<Shared<E>>,
-            Arc<str>,
-            CancellationToken,
-            oneshot::Sender<T>,
-            Arc<CodeContext>,
-        ) -> Running,
+        Task: FnOnce(Arc<Shared<E>>, Arc<str>, oneshot::Sender<T>, Arc<CodeContext>) -> Running,
         Running: Future<Output = ()> + Send + 'static,
         T: Send + 'static,
     {
         let (sender, value) = oneshot::channel();
-        let token = self.shared.token.child_token();
-        let code = CodeContext::new();
+        let code = CodeContext::new(self.shared.token.child_token());
         let task = task(
             Arc::clone(&self.shared),
             Arc::clone(&name),
-            token.clone(),
             sender,
             Arc::clone(&code),
         );
-        if !self.shared.start(&token, &code, task) {
+        if !self.shared.start(&code, task) {
             return Err(SpawnError::ShuttingDown { name });
         }
-        Ok(ChildHandle { name, value, token })
+        Ok(ChildHandle { name, value, code })
     }
 }
 
@@ -501,7 +493,7 @@ impl<T> ChildHandle<T> {
 
     /// Cancels this child only. The group carries on; the child is not reported as failed or cancelled.
     pub fn cancel(&self) {
-        self.token.cancel();
+        self.code.token.cancel();
     }
 }
 

@@ -263,23 +263,26 @@ where
         };
         let group = Shared::<Infallible>::new(&group_config);
         let (sender, outcomes) = mpsc::unbounded_channel();
+        // No task is cancelled alone, so the tasks share one context: the group's token, and their inner groups
+        // (which a settle task does not wait for when cancelled: it reports a cancellation, and the dropped
+        // inner groups hand their tasks to this group's join).
+        let code = CodeContext::new(group.token.clone());
         let mut total = 0;
         for (index, task) in tasks.into_iter().enumerate() {
             total += 1;
             let bounded = with_timeout(config.per_task_timeout, config.deadline, task);
             let report = sender.clone();
-            let token = group.token.child_token();
             let shared = Arc::clone(&group);
             // A fresh group: refused only if the outside token already fired, and then the task is reported as
             // cancelled like any task that never ran.
-            let _started = group.start(&token.clone(), &CodeContext::new(), async move {
+            let _started = group.start(&code, async move {
                 // Checked before every poll and before the first: a cancelled task never runs again.
-                if shared.check_cancelled(&token) {
+                if shared.check_cancelled(&shared.token) {
                     return;
                 }
                 let outcome = tokio::select! {
                     biased;
-                    () = shared.cancelled(&token) => return,
+                    () = shared.cancelled(&shared.token) => return,
                     outcome = AssertUnwindSafe(bounded).catch_unwind() => match outcome {
                         Ok(Ok(Ok(value))) => Outcome::Ok(value),
                         Ok(Ok(Err(error))) => Outcome::Failed(error),
