@@ -34,11 +34,12 @@ use std::future::Future;
 use std::mem;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::task::{Context, Poll};
 
 use futures::FutureExt as _;
+use futures::task::AtomicWaker;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::task::{JoinError, JoinHandle};
 use tokio::time::Instant;
@@ -60,15 +61,24 @@ struct Enclosing {
     code: Arc<CodeContext>,
 }
 
-/// The code of one child or one body: the token that cancels it, how many groups that wind down by themselves
-/// (scopes, settles) created in it are still running, and whether one of them ended with an error, so that a
-/// cancelled child can be polled until they have reported. One allocation per child, shared by its task, its
-/// handle and the task-local, so that none of them clones the token (a clone locks the token's node).
+/// The code of one child or one body: what cancels it, how many groups that wind down by themselves (scopes,
+/// settles) created in it are still running, and whether one of them ended with an error, so that a cancelled
+/// child can be polled until they have reported. One allocation per child, shared by its task, its handle and
+/// the task-local.
+///
+/// A child is cancelled by its group's token or alone (its handle's `cancel`). Its own token, a child token of
+/// the group's that groups created in the child hang under, is made only when first needed: most children
+/// create no group, and making a child token (and dropping it) locks the group token's node, which every other
+/// child's start and end contends for.
 #[derive(Debug)]
 pub(crate) struct CodeContext {
-    /// The child's own token (the group's token for a body, or for every task of a settle): a group created in
-    /// this code is cancelled with it.
-    pub(crate) token: CancellationToken,
+    /// This code's own token, once made; set at creation to the group's token for a body (or settle tasks and
+    /// reapers, which are never cancelled alone).
+    own: OnceLock<CancellationToken>,
+    /// Cancelled alone, whether or not `own` exists yet.
+    cancelled_alone: AtomicBool,
+    /// Woken when cancelled alone.
+    alone: AtomicWaker,
     running_groups: AtomicUsize,
     failed: AtomicBool,
 }
@@ -122,10 +132,13 @@ pub(crate) enum ChildExit<E> {
     Cancelled,
 }
 
-/// A group that can take over the joining of another group's aborted tasks.
+/// A group as the enclosing group of code: it can take over the joining of another group's aborted tasks, and
+/// its token is the parent of its children's own tokens.
 pub(crate) trait Adopt: Send + Sync {
     /// Makes this group's join wait for `orphans`; if this group is closed, hands them further up.
     fn adopt(&self, orphans: Orphans);
+    /// The group's token.
+    fn token(&self) -> &CancellationToken;
 }
 
 /// Aborted tasks of a dropped group (or a blocking thread of a dropped child), as a future that ends when they
@@ -181,7 +194,7 @@ where
     pub(crate) fn new(config: &GroupConfig) -> Arc<Self> {
         let enclosing = ENCLOSING.try_with(Enclosing::clone).ok();
         let token = match &enclosing {
-            Some(enclosing) => enclosing.code.token.child_token(),
+            Some(enclosing) => enclosing.code.token(enclosing.group.token()).child_token(),
             None => CancellationToken::new(),
         };
         let created_in = enclosing
@@ -467,9 +480,13 @@ impl<E: Send + 'static> Adopt for Shared<E> {
         // Taken even while the group shuts down: only a closed group has stopped joining.
         self.spawn_tracked(
             state,
-            &CodeContext::new(self.token.clone()),
+            &CodeContext::of_group(self.token.clone()),
             Reaper(Some(orphans)),
         );
+    }
+
+    fn token(&self) -> &CancellationToken {
+        &self.token
     }
 }
 
@@ -747,14 +764,15 @@ pub(crate) async fn run_child<T, E, Child>(
 {
     // Held until the child ends, so the next waiting spawn starts only then.
     let _slot = slot;
-    let exit = if shared.check_cancelled(&code.token) {
+    let exit = if shared.check_cancelled(&shared.token) || code.is_cancelled_alone() {
         Some(ChildExit::Cancelled)
     } else {
         let child = AssertUnwindSafe(child).catch_unwind();
         tokio::pin!(child);
         let ended = tokio::select! {
             biased;
-            () = shared.cancelled(&code.token) => None,
+            () = shared.cancelled(&shared.token) => None,
+            () = code.cancelled_alone() => None,
             result = &mut child => Some(result),
         };
         // Cancelled with inner groups still running: let them wind down and report (see the module docs). The
@@ -796,7 +814,7 @@ pub(crate) async fn run_blocking_child<T, E, Work>(
     E: Send + 'static,
 {
     let _slot = slot;
-    let token = code.token.clone();
+    let token = code.token(&shared.token).clone();
     let thread = ThreadWait(Some(tokio::task::spawn_blocking(move || work(token))));
     let exit = match thread.await {
         Ok(Ok(value)) => {
@@ -842,13 +860,65 @@ impl<T: Send + 'static> Drop for ThreadWait<T> {
 }
 
 impl CodeContext {
-    /// The context of code cancelled by `token`.
-    pub(crate) fn new(token: CancellationToken) -> Arc<Self> {
+    /// The context of a child, which may be cancelled alone.
+    pub(crate) fn child() -> Arc<Self> {
         Arc::new(Self {
-            token,
+            own: OnceLock::new(),
+            cancelled_alone: AtomicBool::new(false),
+            alone: AtomicWaker::new(),
             running_groups: AtomicUsize::new(0),
             failed: AtomicBool::new(false),
         })
+    }
+
+    /// The context of code cancelled only with its group (a body, settle tasks): `token` is the group's.
+    pub(crate) fn of_group(token: CancellationToken) -> Arc<Self> {
+        let code = Self::child();
+        let _fresh = code.own.set(token);
+        code
+    }
+
+    /// This code's own token, made now (as a child token of `group_token`, the token of the group the code
+    /// belongs to) if it was not yet.
+    pub(crate) fn token(&self, group_token: &CancellationToken) -> &CancellationToken {
+        let own = self.own.get_or_init(|| group_token.child_token());
+        // Paired with the fence in `cancel_alone`: one of the two sees the other, so a token made while the
+        // code is cancelled alone is cancelled too.
+        fence(Ordering::SeqCst);
+        if self.cancelled_alone.load(Ordering::SeqCst) {
+            own.cancel();
+        }
+        own
+    }
+
+    /// Cancels this code alone (and the groups created in it), not its group.
+    pub(crate) fn cancel_alone(&self) {
+        self.cancelled_alone.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if let Some(own) = self.own.get() {
+            own.cancel();
+        }
+        self.alone.wake();
+    }
+
+    fn is_cancelled_alone(&self) -> bool {
+        self.cancelled_alone.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once this code is cancelled alone.
+    async fn cancelled_alone(&self) {
+        std::future::poll_fn(|context| {
+            if self.is_cancelled_alone() {
+                return Poll::Ready(());
+            }
+            self.alone.register(context.waker());
+            if self.is_cancelled_alone() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
     }
 
     fn running_groups(&self) -> usize {

@@ -59,7 +59,7 @@ where
     // Phase 1: the body runs until it ends or the group shuts down, whichever comes first. The body is dropped
     // at the end of this block, before the join, so that whatever it still held is joined too.
     let body_outcome = {
-        let code = CodeContext::new(shared.token.clone());
+        let code = CodeContext::of_group(shared.token.clone());
         let body = shared.run_as_body(&code, AssertUnwindSafe(body(group)).catch_unwind());
         tokio::pin!(body);
         let ended = tokio::select! {
@@ -419,7 +419,7 @@ where
         T: Send + 'static,
     {
         let (sender, value) = oneshot::channel();
-        let code = CodeContext::new(self.shared.token.child_token());
+        let code = CodeContext::child();
         let task = task(
             Arc::clone(&self.shared),
             Arc::clone(&name),
@@ -493,7 +493,7 @@ impl<T> ChildHandle<T> {
 
     /// Cancels this child only. The group carries on; the child is not reported as failed or cancelled.
     pub fn cancel(&self) {
-        self.code.token.cancel();
+        self.code.cancel_alone();
     }
 }
 

@@ -266,7 +266,7 @@ where
         // No task is cancelled alone, so the tasks share one context: the group's token, and their inner groups
         // (which a settle task does not wait for when cancelled: it reports a cancellation, and the dropped
         // inner groups hand their tasks to this group's join).
-        let code = CodeContext::new(group.token.clone());
+        let code = CodeContext::of_group(group.token.clone());
         let mut total = 0;
         for (index, task) in tasks.into_iter().enumerate() {
             total += 1;

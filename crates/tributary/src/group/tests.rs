@@ -244,6 +244,67 @@ async fn a_child_cancelled_through_its_handle_before_it_started_never_runs() {
     assert!(!ran.load(Ordering::SeqCst));
 }
 
+/// Cancelling one child through its handle reaches the groups it created: they are cancelled and joined, the
+/// outer scope returns with nothing alive, and the rest of the group carries on as if nothing failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_cancelled_through_its_handle_takes_its_inner_groups_with_it() {
+    for _ in 0..10 {
+        let live = Live::default();
+        let grandchild_live = live.clone();
+        let value = scope(GroupConfig::new(), |group| async move {
+            let parent = group
+                .spawn("parent", async move {
+                    scope(GroupConfig::new(), |inner| async move {
+                        inner
+                            .spawn("grandchild", busy_until_cancelled(grandchild_live, 1))
+                            .await?;
+                        std::future::pending::<()>().await;
+                        Ok::<_, TestError>(())
+                    })
+                    .await
+                    .map_err(|error| TestError::Nested(error.to_string()))
+                })
+                .await?;
+            let sibling = group.spawn("sibling", async { Ok(5) }).await?;
+            sleep(Duration::from_millis(2)).await;
+            parent.cancel();
+            let lost = parent.await;
+            Ok::<_, TestError>((lost.is_err(), sibling.await?))
+        })
+        .await;
+        assert_eq!(value.ok(), Some((true, 5)));
+        assert_eq!(
+            live.count(),
+            0,
+            "a grandchild outlived its cancelled parent"
+        );
+    }
+}
+
+/// A blocking child cancelled through its handle sees its token cancelled, and the group waits for it.
+#[tokio::test]
+async fn a_blocking_child_cancelled_through_its_handle_sees_its_token() {
+    let stopped = Arc::new(AtomicBool::new(false));
+    let seen = Arc::clone(&stopped);
+    let value = scope(GroupConfig::new(), |group| async move {
+        let reader = group
+            .spawn_blocking("reader", move |token| {
+                while !token.is_cancelled() {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                seen.store(true, Ordering::SeqCst);
+                Ok::<_, TestError>(())
+            })
+            .await?;
+        sleep(Duration::from_millis(5)).await;
+        reader.cancel();
+        Ok::<_, TestError>(())
+    })
+    .await;
+    assert!(value.is_ok());
+    assert!(stopped.load(Ordering::SeqCst));
+}
+
 /// A sibling that awaits a failed child's handle is cancelled, not reported as a second failure.
 #[tokio::test(start_paused = true)]
 async fn a_sibling_awaiting_a_failed_childs_handle_is_cancelled_not_failed() {
