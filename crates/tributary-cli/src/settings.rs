@@ -231,6 +231,7 @@ impl AskSettings {
 impl BatchSettings {
     fn resolve(args: BatchArgs) -> Result<Self, CliError> {
         let engine = EngineSettings::resolve(args.engine)?;
+        check_batch_paths(&args.input, &args.db, args.export.as_deref())?;
         let input = open_input(&args.input, args.format.map(InputFormat::from))?;
         Ok(Self {
             input,
@@ -304,6 +305,90 @@ impl LabSettings {
 /// Reads and validates a sources file. Blocking file I/O: settings are resolved before the runtime starts.
 fn load_sources(path: &Path) -> Result<SourcesConfig, CliError> {
     Ok(SourcesConfig::from_path(path)?)
+}
+
+/// Refuses a batch whose files overlap: reading the database as questions, or exporting over the database (its
+/// answers would be truncated before they are read) or over the input.
+fn check_batch_paths(input: &Path, db: &Path, export: Option<&Path>) -> Result<(), CliError> {
+    let reads_stdin = input.as_os_str() == "-";
+    if !reads_stdin && is_same_file(input, db) {
+        return Err(CliError::argument(format!(
+            "the input {} is the answers database --db",
+            input.display()
+        ))
+        .with_hint("give the file of questions first, and the database with --db"));
+    }
+    let Some(export) = export else {
+        return Ok(());
+    };
+    if database_files(db).any(|file| is_same_file(export, &file)) {
+        return Err(CliError::argument(format!(
+            "--export {} would overwrite the answers database {}",
+            export.display(),
+            db.display()
+        ))
+        .with_hint("export to a new file, for example answers.jsonl"));
+    }
+    if !reads_stdin && is_same_file(export, input) {
+        return Err(CliError::argument(format!(
+            "--export {} would overwrite the input",
+            export.display()
+        ))
+        .with_hint("export to a new file, for example answers.jsonl"));
+    }
+    Ok(())
+}
+
+/// The database file and the files SQLite keeps beside it.
+fn database_files(db: &Path) -> impl Iterator<Item = PathBuf> {
+    let with_suffix = |suffix: &str| {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    [
+        db.to_owned(),
+        with_suffix("-wal"),
+        with_suffix("-shm"),
+        with_suffix("-journal"),
+    ]
+    .into_iter()
+}
+
+/// Whether two paths name the same file: the same file on disk when both exist (through links and `..`),
+/// otherwise the same absolute path once the directory is resolved.
+fn is_same_file(a: &Path, b: &Path) -> bool {
+    if let (Ok(first), Ok(second)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+        return same_inode(&first, &second);
+    }
+    match (resolved(a), resolved(b)) {
+        (Some(first), Some(second)) => first == second,
+        _ => a == b,
+    }
+}
+
+#[cfg(unix)]
+fn same_inode(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+#[cfg(not(unix))]
+fn same_inode(_: &std::fs::Metadata, _: &std::fs::Metadata) -> bool {
+    false // resolved paths decide, below
+}
+
+/// `path` made absolute with its directory resolved (the file itself may not exist yet).
+fn resolved(path: &Path) -> Option<PathBuf> {
+    if let Ok(canonical) = std::fs::canonicalize(path) {
+        return Some(canonical);
+    }
+    let name = path.file_name()?;
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    Some(std::fs::canonicalize(parent).ok()?.join(name))
 }
 
 /// `path` opened for reading (`-` is stdin), in `format` or the one its name suggests.

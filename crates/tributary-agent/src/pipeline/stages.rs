@@ -157,12 +157,31 @@ impl BatchSettings {
     }
 }
 
+/// The first bytes of every SQLite database file.
+const SQLITE_HEADER: &[u8] = b"SQLite format 3\0";
+
 impl BatchInput {
     /// Opens `path`; its records are counted first (a fast streaming pass) so that progress has a total.
+    ///
+    /// Refuses a directory and a SQLite database (an answers database given as the input, say) with an
+    /// [`io::ErrorKind::InvalidInput`] error that says which.
     pub fn open(path: &Path, format: InputFormat) -> io::Result<Self> {
         let file = std::fs::File::open(path)?;
+        if file.metadata()?.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "it is a directory, not a file of questions",
+            ));
+        }
+        let mut reader = BufReader::new(file);
+        if reader.fill_buf()?.starts_with(SQLITE_HEADER) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "it is a SQLite database, not a file of questions",
+            ));
+        }
         Ok(Self {
-            reader: Box::new(BufReader::new(file)),
+            reader: Box::new(reader),
             format,
             counted_file: Some(path.to_owned()),
         })

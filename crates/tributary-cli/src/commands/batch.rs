@@ -3,7 +3,7 @@
 //! The work is the agent's `pipeline::run_batch`; this command shows progress on stderr (a bar on a terminal, a plain line every few seconds otherwise), and prints the summary: a sentence on
 //! stderr, or JSON on stdout with `--json`.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -128,8 +128,25 @@ async fn export_answers(db: PathBuf, path: PathBuf) -> Result<u64, CliError> {
         let path = path.clone();
         move || -> Result<u64, StoreError> {
             let store = StoreReader::open(&db)?;
-            let file = std::fs::File::create(&path).map_err(StoreError::Export)?;
-            store.export_jsonl(std::io::BufWriter::new(file))
+            // Written beside the target and renamed over it only when complete: a failed export leaves the
+            // file that was there (or none), never half an export.
+            let directory = match path.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent,
+                _ => Path::new("."),
+            };
+            let mut file = tempfile::Builder::new()
+                .prefix(".tributary-export-")
+                .tempfile_in(directory)
+                .map_err(StoreError::Export)?;
+            let rows = {
+                let mut out = std::io::BufWriter::new(file.as_file_mut());
+                let rows = store.export_jsonl(&mut out)?;
+                out.flush().map_err(StoreError::Export)?;
+                rows
+            };
+            file.persist(&path)
+                .map_err(|error| StoreError::Export(error.error))?;
+            Ok(rows)
         }
     })
     .await

@@ -323,3 +323,100 @@ fn progress_is_not_drawn_into_a_pipe() {
     );
     assert!(stdout(&output).is_empty(), "stdout is for --json only");
 }
+
+/// `--export` naming the database (or one of its SQLite side files, or the input) is refused before anything
+/// runs: the stored answers are untouched. (It once truncated the database before reading it.)
+#[test]
+fn export_over_the_database_or_the_input_is_refused_and_loses_nothing() {
+    let workspace = Workspace::new();
+    let input = workspace.write("questions.txt", &kb_questions(3));
+    let first = workspace.batch(&input, &[]);
+    assert_eq!(code(&first), 0, "{}", stderr(&first));
+    let database = workspace.path("answers.db");
+    let before = workspace.exported();
+    assert_eq!(before.len(), 3);
+
+    let wal = workspace.path("answers.db-wal");
+    let same_through_dots = workspace.path("sub/../answers.db");
+    std::fs::create_dir(workspace.path("sub")).expect("mkdir");
+    for target in [&database, &same_through_dots, &wal] {
+        let output = workspace.batch(&input, &["--export", &target.to_string_lossy()]);
+        assert_eq!(code(&output), 2, "{}", stderr(&output));
+        assert!(
+            stderr(&output).contains("would overwrite the answers database"),
+            "{}",
+            stderr(&output)
+        );
+        assert_eq!(
+            workspace.exported(),
+            before,
+            "the answers are all still there"
+        );
+    }
+
+    let output = workspace.batch(&input, &["--export", &input.to_string_lossy()]);
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("would overwrite the input"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&input).expect("read"),
+        kb_questions(3)
+    );
+}
+
+/// The database given as the input, a directory, or another SQLite file as the input: each is named, exit 2,
+/// and no database is created or changed.
+#[test]
+fn an_input_that_is_a_database_or_a_directory_is_refused_by_name() {
+    let workspace = Workspace::new();
+    let input = workspace.write("questions.txt", &kb_questions(1));
+    let first = workspace.batch(&input, &[]);
+    assert_eq!(code(&first), 0, "{}", stderr(&first));
+    let database = workspace.path("answers.db");
+    let before = std::fs::read(&database).expect("read the database");
+
+    let output = workspace.batch(&database, &[]);
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("is the answers database --db"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(std::fs::read(&database).expect("read"), before);
+
+    let other = workspace.directory.path().join("other");
+    std::fs::create_dir(&other).expect("mkdir");
+    let output = tributary()
+        .arg("batch")
+        .arg(&other)
+        .arg("--db")
+        .arg(workspace.path("fresh.db"))
+        .output()
+        .expect("run");
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(message.contains(&*other.to_string_lossy()), "{message}");
+    assert!(message.contains("it is a directory"), "{message}");
+    assert!(
+        !workspace.path("fresh.db").exists(),
+        "no database is left behind"
+    );
+
+    let output = tributary()
+        .arg("batch")
+        .arg(&database)
+        .arg("--db")
+        .arg(workspace.path("fresh.db"))
+        .output()
+        .expect("run");
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("it is a SQLite database"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!workspace.path("fresh.db").exists());
+}
