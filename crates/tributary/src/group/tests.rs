@@ -199,9 +199,40 @@ async fn a_child_that_never_started_never_runs_current_thread() {
     a_child_that_never_started_never_runs().await;
 }
 
+/// On the multi-thread runtime a free worker may start the child at once, before the body fails: both workers
+/// are kept busy (the test's body runs on the test thread, outside them) so that the child cannot start first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_child_that_never_started_never_runs_multi_thread() {
-    a_child_that_never_started_never_runs().await;
+    let release = Arc::new(AtomicBool::new(false));
+    let busy = Arc::new(AtomicUsize::new(0));
+    let spinners: Vec<_> = (0..2)
+        .map(|_| {
+            let (release, busy) = (Arc::clone(&release), Arc::clone(&busy));
+            tokio::spawn(async move {
+                busy.fetch_add(1, Ordering::SeqCst);
+                while !release.load(Ordering::SeqCst) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    while busy.load(Ordering::SeqCst) < 2 {
+        std::thread::yield_now();
+    }
+    let checked = a_child_that_never_started_never_runs();
+    // The scope's own code runs here, on the test thread; its child waits for a worker.
+    let releaser = {
+        let release = Arc::clone(&release);
+        async move {
+            tokio::task::yield_now().await;
+            release.store(true, Ordering::SeqCst);
+        }
+    };
+    tokio::join!(checked, releaser);
+    release.store(true, Ordering::SeqCst);
+    for spinner in spinners {
+        spinner.await.expect("a spinner ends");
+    }
 }
 
 async fn a_child_that_never_started_never_runs() {
