@@ -9,6 +9,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::num::NonZeroUsize;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -175,6 +176,7 @@ pub struct SettleConfig {
     deadline: Deadline,
     per_task_timeout: Option<Duration>,
     cancelled_by: Option<CancellationToken>,
+    max_concurrency: Option<NonZeroUsize>,
 }
 
 /// How one task ended.
@@ -201,10 +203,49 @@ pub struct Settling<T, E> {
     group: Arc<Shared<Infallible>>,
     _abort_on_drop: AbortOnDrop<Infallible>,
     outcomes: mpsc::UnboundedReceiver<(usize, Outcome<T, E>)>,
-    /// Which tasks have been reported, by input position.
-    reported: Vec<bool>,
-    /// Tasks not yet reported.
-    unreported: usize,
+    /// Takes the next task from the input and starts it (or passes over it); `None` once the input is done.
+    feeder: Option<Feeder>,
+    /// At most this many tasks run at once.
+    limit: usize,
+    deadline: Deadline,
+    /// Tasks started and not yet reported.
+    running: usize,
+    /// Tasks in all.
+    total: usize,
+}
+
+/// What to do with the next task of the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Feed {
+    Start,
+    /// Drop it unstarted: the settle was cancelled or its deadline passed before its turn.
+    PassOver,
+}
+
+/// Takes the next task from the input: its index, or `None` when there is none left.
+type Feeder = Box<dyn FnMut(Feed) -> Option<usize> + Send>;
+
+/// Sends a task's outcome; a task dropped before it sent one (cancelled, aborted, refused) reports
+/// [`Outcome::Cancelled`], so every started task reports exactly once.
+struct Reporter<T, E> {
+    index: usize,
+    sender: Option<mpsc::UnboundedSender<(usize, Outcome<T, E>)>>,
+}
+
+impl<T, E> Reporter<T, E> {
+    fn send(mut self, outcome: Outcome<T, E>) {
+        if let Some(sender) = self.sender.take() {
+            let _receiver_gone = sender.send((self.index, outcome));
+        }
+    }
+}
+
+impl<T, E> Drop for Reporter<T, E> {
+    fn drop(&mut self) {
+        if let Some(sender) = self.sender.take() {
+            let _receiver_gone = sender.send((self.index, Outcome::Cancelled));
+        }
+    }
 }
 
 impl SettleConfig {
@@ -230,6 +271,16 @@ impl SettleConfig {
         self.cancelled_by = Some(token);
         self
     }
+
+    /// At most `limit` tasks run at once; the others start as slots free up, in input order, so what running
+    /// tasks hold (connections, buffers, the state of their work) is bounded by `limit`, not by the number of
+    /// tasks. A task's own timeout starts when it starts. A task whose turn comes after the deadline never starts and ends as
+    /// `TimedOut(Elapsed::DeadlineExceeded)`; one whose turn comes after a cancellation ends as
+    /// [`Outcome::Cancelled`].
+    pub fn max_concurrency(mut self, limit: NonZeroUsize) -> Self {
+        self.max_concurrency = Some(limit);
+        self
+    }
 }
 
 impl<T, E> Outcome<T, E> {
@@ -252,7 +303,12 @@ where
     T: Send + 'static,
     E: Send + 'static,
 {
-    /// Starts every task now. Must be called from within a tokio runtime.
+    /// Starts the tasks now (with [`SettleConfig::max_concurrency`], the first `limit` of them). Must be called
+    /// from within a tokio runtime.
+    ///
+    /// The input is consumed at once (the tasks' futures are created up front; only their running waits for a
+    /// slot), so with very many tasks each future should be small until it is first polled: box the work
+    /// inside it.
     pub fn spawn<Task>(config: SettleConfig, tasks: impl IntoIterator<Item = Task>) -> Self
     where
         Task: Future<Output = Result<T, E>> + Send + 'static,
@@ -267,22 +323,31 @@ where
         // (which a settle task does not wait for when cancelled: it reports a cancellation, and the dropped
         // inner groups hand their tasks to this group's join).
         let code = CodeContext::of_group(group.token.clone());
-        let mut total = 0;
-        for (index, task) in tasks.into_iter().enumerate() {
-            total += 1;
-            let bounded = with_timeout(config.per_task_timeout, config.deadline, task);
-            let report = sender.clone();
-            let shared = Arc::clone(&group);
-            // A fresh group: refused only if the outside token already fired, and then the task is reported as
-            // cancelled like any task that never ran.
-            let _started = group.start(&code, async move {
+        let shared = Arc::clone(&group);
+        let (per_task_timeout, deadline) = (config.per_task_timeout, config.deadline);
+        let tasks: Vec<Task> = tasks.into_iter().collect();
+        let total = tasks.len();
+        let mut tasks = tasks.into_iter().enumerate();
+        let feeder = move |feed: Feed| {
+            let (index, task) = tasks.next()?;
+            if feed == Feed::PassOver {
+                return Some(index);
+            }
+            let bounded = with_timeout(per_task_timeout, deadline, task);
+            let reporter = Reporter {
+                index,
+                sender: Some(sender.clone()),
+            };
+            let task_group = Arc::clone(&shared);
+            // Refused only if the group was cancelled meanwhile: the dropped task then reports a cancellation.
+            let _started = shared.start(&code, async move {
                 // Checked before every poll and before the first: a cancelled task never runs again.
-                if shared.check_cancelled(&shared.token) {
+                if task_group.check_cancelled(&task_group.token) {
                     return;
                 }
                 let outcome = tokio::select! {
                     biased;
-                    () = shared.cancelled(&shared.token) => return,
+                    () = task_group.cancelled(&task_group.token) => return,
                     outcome = AssertUnwindSafe(bounded).catch_unwind() => match outcome {
                         Ok(Ok(Ok(value))) => Outcome::Ok(value),
                         Ok(Ok(Err(error))) => Outcome::Failed(error),
@@ -290,35 +355,71 @@ where
                         Err(payload) => Outcome::Panicked(super::panic_message(payload.as_ref())),
                     },
                 };
-                let _receiver_gone = report.send((index, outcome));
+                reporter.send(outcome);
             });
-        }
-        Self {
+            Some(index)
+        };
+        let mut settling = Self {
             _abort_on_drop: AbortOnDrop(Arc::clone(&group)),
             group,
             outcomes,
-            reported: vec![false; total],
-            unreported: total,
+            feeder: Some(Box::new(feeder)),
+            limit: config.max_concurrency.map_or(usize::MAX, NonZeroUsize::get),
+            deadline,
+            running: 0,
+            total,
+        };
+        while settling.running < settling.limit && settling.start_next() {}
+        settling
+    }
+
+    /// Starts the next task of the input; `false` when there is none left.
+    fn start_next(&mut self) -> bool {
+        let started = self.feeder.as_mut().and_then(|feeder| feeder(Feed::Start));
+        if started.is_none() {
+            self.feeder = None;
+            return false;
         }
+        self.running += 1;
+        true
     }
 
     /// The next task to end, with its position in the input; `None` once every task has been reported and has
     /// ended. A task cancelled (by the outside token, or [`cancel_remaining`](Self::cancel_remaining)) is
-    /// reported as [`Outcome::Cancelled`] once every task has ended.
+    /// reported as [`Outcome::Cancelled`].
     pub async fn next(&mut self) -> Option<(usize, Outcome<T, E>)> {
-        if self.unreported == 0 {
-            self.group.join_all().await;
-            return None;
+        while self.running < self.limit && self.feeder.is_some() {
+            // A task whose turn comes too late never starts.
+            let passed_over = if self.group.is_cancelled() {
+                Some(Outcome::Cancelled)
+            } else if self.deadline.is_expired() {
+                Some(Outcome::TimedOut(Elapsed::DeadlineExceeded))
+            } else {
+                None
+            };
+            let Some(outcome) = passed_over else {
+                self.start_next();
+                continue;
+            };
+            match self
+                .feeder
+                .as_mut()
+                .and_then(|feeder| feeder(Feed::PassOver))
+            {
+                Some(index) => return Some((index, outcome)),
+                None => self.feeder = None,
+            }
         }
-        if let Some((index, outcome)) = self.outcomes.recv().await {
-            self.report(index);
-            return Some((index, outcome));
+        if self.running > 0 {
+            // Every started task reports exactly once (see `Reporter`), so this waits for a running one.
+            if let Some((index, outcome)) = self.outcomes.recv().await {
+                self.running -= 1;
+                return Some((index, outcome));
+            }
+            self.running = 0;
         }
-        // Every task has ended or been dropped (each held a sender): join them, then report the cancelled ones.
         self.group.join_all().await;
-        let index = self.reported.iter().position(|reported| !reported)?;
-        self.report(index);
-        Some((index, Outcome::Cancelled))
+        None
     }
 
     /// Cancels the tasks that have not ended; they are reported as [`Outcome::Cancelled`].
@@ -333,26 +434,17 @@ where
             Some((item, settling))
         })
     }
-
-    fn report(&mut self, index: usize) {
-        if let Some(reported) = self.reported.get_mut(index) {
-            if !*reported {
-                *reported = true;
-                self.unreported -= 1;
-            }
-        }
-    }
 }
 
 impl<T, E> Settling<T, E> {
-    /// How many tasks were started.
+    /// How many tasks were given.
     pub fn len(&self) -> usize {
-        self.reported.len()
+        self.total
     }
 
-    /// Whether no task was started.
+    /// Whether no task was given.
     pub fn is_empty(&self) -> bool {
-        self.reported.is_empty()
+        self.total == 0
     }
 }
 
@@ -360,8 +452,9 @@ impl<T, E> std::fmt::Debug for Settling<T, E> {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("Settling")
-            .field("tasks", &self.reported.len())
-            .field("unreported", &self.unreported)
+            .field("tasks", &self.total)
+            .field("running", &self.running)
+            .field("limit", &self.limit)
             .finish()
     }
 }
@@ -626,5 +719,108 @@ mod tests {
         .await;
         assert_eq!(outcomes, [Outcome::Cancelled]);
         assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    /// With `max_concurrency(2)`, never more than two tasks run; they start in input order as slots free up,
+    /// and each task's own timeout starts when the task starts.
+    #[tokio::test(start_paused = true)]
+    async fn max_concurrency_bounds_the_running_tasks() {
+        let running = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let most = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let tasks: Vec<_> = (0..7_u32)
+            .map(|index| {
+                let (running, most, order) = (
+                    std::sync::Arc::clone(&running),
+                    std::sync::Arc::clone(&most),
+                    std::sync::Arc::clone(&order),
+                );
+                async move {
+                    order.lock().expect("order").push(index);
+                    let now = running.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                    most.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+                    sleep(Duration::from_millis(100)).await;
+                    running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                    Ok::<_, String>(index)
+                }
+            })
+            .collect();
+        let started = Instant::now();
+        let config = SettleConfig::new()
+            .max_concurrency(NonZeroUsize::new(2).expect("two"))
+            .per_task_timeout(Duration::from_millis(150));
+        let outcomes = settle(config, tasks).await;
+        assert_eq!(outcomes, (0..7).map(Outcome::Ok).collect::<Vec<_>>());
+        assert_eq!(most.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(*order.lock().expect("order"), (0..7).collect::<Vec<_>>());
+        assert_eq!(started.elapsed(), Duration::from_millis(400));
+    }
+
+    /// A task whose turn comes after the deadline never starts: it ends as deadline-exceeded; one whose turn
+    /// comes after a cancellation ends as cancelled.
+    #[tokio::test(start_paused = true)]
+    async fn max_concurrency_passes_over_tasks_whose_turn_comes_too_late() {
+        let ran = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let task = |index: u32| {
+            let ran = std::sync::Arc::clone(&ran);
+            async move {
+                ran.lock().expect("ran").push(index);
+                sleep(Duration::from_millis(100)).await;
+                Ok::<_, String>(index)
+            }
+        };
+        let one = NonZeroUsize::new(1).expect("one");
+        let config = SettleConfig::new()
+            .max_concurrency(one)
+            .deadline(Deadline::after(Duration::from_millis(150)));
+        let outcomes = settle(config, (0..4).map(task)).await;
+        assert_eq!(
+            outcomes,
+            [
+                Outcome::Ok(0),
+                Outcome::TimedOut(Elapsed::DeadlineExceeded),
+                Outcome::TimedOut(Elapsed::DeadlineExceeded),
+                Outcome::TimedOut(Elapsed::DeadlineExceeded),
+            ]
+        );
+        assert_eq!(
+            *ran.lock().expect("ran"),
+            [0, 1],
+            "tasks 2 and 3 never started"
+        );
+
+        ran.lock().expect("ran").clear();
+        let token = CancellationToken::new();
+        let canceller = token.clone();
+        tokio::spawn(async move {
+            sleep(Duration::from_millis(150)).await;
+            canceller.cancel();
+        });
+        let config = SettleConfig::new().max_concurrency(one).cancelled_by(token);
+        let outcomes = settle(config, (0..4).map(task)).await;
+        assert_eq!(
+            outcomes,
+            [
+                Outcome::Ok(0),
+                Outcome::Cancelled,
+                Outcome::Cancelled,
+                Outcome::Cancelled
+            ]
+        );
+        assert_eq!(*ran.lock().expect("ran"), [0, 1]);
+    }
+
+    /// Once a quorum is reached under a concurrency limit, the tasks not yet started are cancelled unstarted.
+    #[tokio::test(start_paused = true)]
+    async fn quorum_under_a_limit_never_starts_the_rest() {
+        let config = SettleConfig::new().max_concurrency(NonZeroUsize::new(2).expect("two"));
+        let tasks = [
+            sleep_then(10, 1),
+            sleep_then(20, 2),
+            sleep_then(30, 3),
+            sleep_then(10, 4),
+        ];
+        let reached = quorum(config, tasks, 2).await;
+        assert_eq!(reached, Ok(vec![(0, 1), (1, 2)]));
     }
 }
