@@ -24,9 +24,25 @@ impl Deadline {
         Self { at: Some(instant) }
     }
 
-    /// A deadline `duration` from now.
+    /// A deadline `duration` from now. A duration too long for the clock to represent (centuries) is no
+    /// deadline, never a panic.
     pub fn after(duration: Duration) -> Self {
-        Self::at(Instant::now() + duration)
+        Self::after_from(Instant::now(), duration)
+    }
+
+    /// A deadline `duration` after `start`; like [`after`](Self::after), one past what the clock can represent
+    /// is no deadline.
+    pub fn after_from(start: Instant, duration: Duration) -> Self {
+        start.checked_add(duration).map_or(Self::none(), Self::at)
+    }
+
+    /// This deadline moved `extra` later (a grace period); one moved past what the clock can represent is no
+    /// deadline.
+    pub fn extended(self, extra: Duration) -> Self {
+        match self.at {
+            Some(at) => Self::after_from(at, extra),
+            None => Self::none(),
+        }
     }
 
     /// The instant, if there is a deadline.
@@ -137,6 +153,24 @@ pub async fn with_timeout<F: Future>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--deadline 18446744073709551615s` once panicked on `Instant` overflow: a duration past what the clock
+    /// can represent is no deadline, and a per-call timeout that long leaves the parent's deadline in charge.
+    #[tokio::test(start_paused = true)]
+    async fn durations_past_the_clock_are_no_deadline_not_a_panic() {
+        assert_eq!(Deadline::after(Duration::MAX), Deadline::none());
+        assert_eq!(
+            Deadline::after(Duration::from_secs(1)).extended(Duration::MAX),
+            Deadline::none()
+        );
+        let parent = Deadline::after(Duration::from_secs(1));
+        assert_eq!(
+            parent.narrow(Some(Duration::MAX)),
+            (parent, ElapsedKind::Deadline)
+        );
+        let result = with_timeout(Some(Duration::MAX), Deadline::none(), async { 7 }).await;
+        assert_eq!(result, Ok(7));
+    }
 
     #[tokio::test(start_paused = true)]
     async fn per_call_timeout_wins_when_it_is_shorter() {

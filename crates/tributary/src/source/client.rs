@@ -14,7 +14,7 @@ use url::Url;
 use super::cache::{CacheKey, ResponseCache, SharedFailure};
 use super::error::{FetchError, FetchErrorKind};
 use super::retry::{self, AttemptOutcome, AttemptRecord, BackoffPolicy, RetryDecision};
-use super::spec::SourceSpec;
+use super::spec::{MAX_CACHE_TTL, SourceSpec};
 use crate::group::{Deadline, Elapsed, with_timeout};
 
 /// Settings shared by all sources of one client.
@@ -137,7 +137,11 @@ impl SourceClient {
         request: &SourceRequest,
         deadline: Deadline,
     ) -> Result<Fetched, FetchError> {
-        let Some(time_to_live) = spec.cache_ttl.filter(|ttl| !ttl.is_zero()) else {
+        let Some(time_to_live) = spec
+            .cache_ttl
+            .filter(|ttl| !ttl.is_zero())
+            .map(|ttl| ttl.min(MAX_CACHE_TTL))
+        else {
             return self.fetch_uncached(spec, request, deadline).await;
         };
         let started = Instant::now();

@@ -42,7 +42,9 @@ mod spec;
 pub use client::{ClientBuildError, ClientOptions, Fetched, SourceClient, SourceRequest};
 pub use error::{FetchError, FetchErrorKind};
 pub use retry::{AttemptOutcome, AttemptRecord, BackoffPolicy, FullJitter, RetryDecision};
-pub use spec::{DEFAULT_MAX_BODY_BYTES, DEFAULT_RETRIES, DEFAULT_TIMEOUT, SourceSpec};
+pub use spec::{
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_RETRIES, DEFAULT_TIMEOUT, MAX_CACHE_TTL, SourceSpec,
+};
 
 #[cfg(test)]
 mod tests;

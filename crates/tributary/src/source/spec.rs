@@ -10,6 +10,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_RETRIES: u32 = 2;
 /// Response-size limit when none is given: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+/// The longest a cached answer stays fresh: a longer [`SourceSpec::cache_ttl`] counts as this (the cache's
+/// clock cannot represent centuries).
+pub const MAX_CACHE_TTL: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// One HTTP source and how to ask it: where it is, how long each attempt may take, how often to retry, whether
 /// to cache, and how large an answer may be.
@@ -27,7 +30,8 @@ pub struct SourceSpec {
     pub timeout: Duration,
     /// Retries after the first attempt; `0` means one attempt only.
     pub retries: u32,
-    /// How long an answer stays fresh in the cache; `None` means no caching (and no request coalescing).
+    /// How long an answer stays fresh in the cache (at most [`MAX_CACHE_TTL`]); `None` means no caching (and no
+    /// request coalescing).
     pub cache_ttl: Option<Duration>,
     /// Bodies larger than this are refused while streaming, without buffering them.
     pub max_body_bytes: u64,
