@@ -128,12 +128,26 @@ impl Agent {
 
     /// Asks every applicable source at once and infers on each response as it arrives.
     pub async fn ask(&self, question: &Question) -> Run {
-        self.run(question, RunMode::Concurrent).await
+        self.run(question, RunMode::Concurrent, Instant::now())
+            .await
     }
 
     /// The chapter's baseline: fetch, infer, fetch, infer, ... one step at a time.
     pub async fn ask_sequential(&self, question: &Question) -> Run {
-        self.run(question, RunMode::Sequential).await
+        self.run(question, RunMode::Sequential, Instant::now())
+            .await
+    }
+
+    /// Like [`ask`](Self::ask) (or [`ask_sequential`](Self::ask_sequential) for [`RunMode::Sequential`]) for a
+    /// question that arrived at `arrived`, say when the process started: the deadline, the elapsed time and
+    /// the timeline count from then, so the time spent starting up is inside the deadline.
+    pub async fn ask_arrived_at(
+        &self,
+        question: &Question,
+        mode: RunMode,
+        arrived: Instant,
+    ) -> Run {
+        self.run(question, mode, arrived).await
     }
 
     /// The sequential baseline, then the concurrent agent, each with a fresh cache; returns both and the
@@ -183,9 +197,8 @@ impl Agent {
         self.executor.stats().jobs.workers
     }
 
-    async fn run(&self, question: &Question, mode: RunMode) -> Run {
-        let started = Instant::now();
-        let deadline = Deadline::at(started + self.settings.deadline);
+    async fn run(&self, question: &Question, mode: RunMode, started: Instant) -> Run {
+        let deadline = Deadline::after_from(started, self.settings.deadline);
         let context = self
             .step_context(question, started, Recording::Timeline)
             .await;

@@ -25,6 +25,7 @@
 mod agent;
 pub mod extract;
 pub mod infer;
+pub mod limits;
 pub mod pipeline;
 pub mod places;
 pub mod plan;

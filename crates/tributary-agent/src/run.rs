@@ -3,8 +3,9 @@
 //! Both run the same step for every source ([`fetch_source`] then [`infer_source`]); they differ only in how
 //! steps are scheduled:
 //!
-//! - [`run_concurrent`]: every step at once under [`settle`], so one source failing or hanging never cancels the
-//!   others, and each response goes to the executor the moment it arrives;
+//! - [`run_concurrent`]: every step at once under [`settle`] (at most [`MAX_SOURCES_IN_FLIGHT`] at a time), so
+//!   one source failing or hanging never cancels the others, and each response goes to the executor the moment
+//!   it arrives;
 //! - [`run_sequential`]: one step after another (fetch, infer, fetch, infer, ...): the chapter's baseline.
 //!
 //! Every step bounds itself (see [`crate::step`]). The settle deadline (the overall deadline plus
@@ -12,11 +13,13 @@
 //! milliseconds, whatever the sources do.
 
 use std::convert::Infallible;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tributary::group::{Deadline, Outcome, SettleConfig, settle};
 
+use crate::limits::MAX_SOURCES_IN_FLIGHT;
 use crate::plan::Step;
 use crate::report::{SourceReport, SourceStatus};
 use crate::sources::Source;
@@ -25,7 +28,13 @@ use crate::step::{StepContext, StepRecord, fetch_source, infer_source, millis};
 /// How long after the deadline the settle backstop gives up on a step that failed to bound itself.
 pub const BACKSTOP_GRACE: Duration = Duration::from_millis(50);
 
-/// Runs every step at once, each within `deadline`; one record per step, in plan order.
+/// [`MAX_SOURCES_IN_FLIGHT`] as the settle's bound.
+const IN_FLIGHT: NonZeroUsize =
+    NonZeroUsize::new(MAX_SOURCES_IN_FLIGHT).expect("the bound is not zero");
+
+/// Runs the steps at once (at most [`MAX_SOURCES_IN_FLIGHT`] at a time, the others in plan order as slots free
+/// up), each within `deadline`; one record per step, in plan order. A step whose turn comes after the deadline
+/// is not run: it is reported as timed out.
 pub async fn run_concurrent(
     context: &StepContext,
     steps: Vec<Step>,
@@ -34,13 +43,13 @@ pub async fn run_concurrent(
     let sources: Vec<Source> = steps.iter().map(|step| step.source.clone()).collect();
     let tasks = steps.into_iter().map(|step| {
         let context = context.clone();
-        async move { Ok::<_, Infallible>(run_step(&context, step, deadline).await) }
+        // Boxed when it starts: a step waiting for a slot holds only its context and plan.
+        async move { Ok::<_, Infallible>(Box::pin(run_step(&context, step, deadline)).await) }
     });
-    let backstop = match deadline.instant() {
-        Some(at) => Deadline::at(at + BACKSTOP_GRACE),
-        None => Deadline::none(),
-    };
-    let outcomes = settle(SettleConfig::new().deadline(backstop), tasks).await;
+    let config = SettleConfig::new()
+        .deadline(deadline.extended(BACKSTOP_GRACE))
+        .max_concurrency(IN_FLIGHT);
+    let outcomes = settle(config, tasks).await;
     outcomes
         .into_iter()
         .zip(sources)

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tributary::pool::ExecutorKind;
+use tributary_agent::limits::{MAX_DURATION, check_duration};
 use tributary_agent::pipeline::{DEFAULT_IO_CONCURRENCY, InputFormat};
 
 /// The exit codes, for `--help` (and the README).
@@ -74,20 +75,21 @@ pub enum Command {
 /// Flags shared by every command that runs the engine (`ask`, `batch`).
 #[derive(Debug, Clone, Args)]
 pub struct EngineArgs {
-    /// Time allowed to each source (all its attempts), inside the overall deadline.
+    /// Time allowed to each source (all its attempts), inside the overall deadline (at most 1 day).
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub per_source_timeout: Duration,
 
-    /// Time allowed to the whole question; the answer comes back by then whatever the sources do.
+    /// Time allowed to the whole question, counted from when the command started; the answer comes back by
+    /// then whatever the sources do (at most 1 day).
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
     pub deadline: Duration,
 
-    /// CPU time the simulated LLM spends on each response (calibrated on this machine).
+    /// CPU time the simulated LLM spends on each response (calibrated on this machine; at most 60s).
     #[arg(long, value_name = "DURATION", default_value = "300ms", value_parser = parse_duration)]
     pub inference_cost: Duration,
 
     /// Inject a fault into a source: SOURCE=KIND, KIND one of error, unavailable, hang, slow-body, malformed,
-    /// huge, latency:DURATION. Repeatable.
+    /// huge, latency:DURATION (at most 10m). Repeatable: at most one fault and one latency per source.
     #[arg(long = "fault", value_name = "SOURCE=KIND")]
     pub faults: Vec<String>,
 
@@ -95,7 +97,7 @@ pub struct EngineArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// CPU workers for inference (default: the number of cores).
+    /// CPU workers for inference (default: the number of cores; at most 256).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
 
@@ -188,7 +190,7 @@ pub struct BatchArgs {
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<FormatArg>,
 
-    /// Questions fetching at once (each asks all its sources in parallel).
+    /// Questions fetching at once (each asks its sources in parallel, up to 64 at a time; at most 4096).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_IO_CONCURRENCY)]
     pub io_concurrency: NonZeroUsize,
 
@@ -291,9 +293,12 @@ fn experiment_names() -> PossibleValuesParser {
 }
 
 /// Parses "300ms", "5s", "1m 30s".
+/// A duration flag, at most [`MAX_DURATION`] (a day).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|error| format!("`{text}` is not a duration ({error}); try 500ms, 5s or 1m"))
+    let duration = humantime::parse_duration(text.trim())
+        .map_err(|error| format!("`{text}` is not a duration ({error}); try 500ms, 5s or 1m"))?;
+    check_duration("a duration", duration, MAX_DURATION)?;
+    Ok(duration)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tributary_sim::Fault;
+use tributary_sim::{Fault, MAX_LATENCY_OVERRIDE};
 
 use crate::error::CliError;
 
@@ -41,9 +41,20 @@ pub fn parse_fault(text: &str) -> Result<FaultFlag, CliError> {
         );
     }
     let fault = if let Some(duration) = kind.strip_prefix("latency:") {
-        let latency = crate::cli::parse_duration(duration).map_err(|error| {
-            CliError::argument(format!("invalid --fault `{text}`: {error}")).with_hint(usage_hint)
+        // Parsed without `cli::parse_duration`'s one-day bound: this one is tighter.
+        let latency = humantime::parse_duration(duration.trim()).map_err(|error| {
+            CliError::argument(format!(
+                "invalid --fault `{text}`: `{duration}` is not a duration ({error})"
+            ))
+            .with_hint(usage_hint)
         })?;
+        if latency > MAX_LATENCY_OVERRIDE {
+            return Err(CliError::argument(format!(
+                "invalid --fault `{text}`: the latency must be at most {}",
+                humantime::format_duration(MAX_LATENCY_OVERRIDE)
+            ))
+            .with_hint("the simulated services refuse a longer latency"));
+        }
         FaultKind::Latency(latency)
     } else if Fault::NAMES.contains(&kind) {
         FaultKind::Named(kind.to_owned())
@@ -59,9 +70,32 @@ pub fn parse_fault(text: &str) -> Result<FaultFlag, CliError> {
     })
 }
 
-/// Parses every flag, stopping at the first bad one.
+/// Parses every flag, stopping at the first bad one. A source may have one named fault and one latency; a
+/// second of either is refused rather than silently replacing the first.
 pub fn parse_faults(flags: &[String]) -> Result<Vec<FaultFlag>, CliError> {
-    flags.iter().map(|flag| parse_fault(flag)).collect()
+    let parsed: Vec<FaultFlag> = flags
+        .iter()
+        .map(|flag| parse_fault(flag))
+        .collect::<Result<_, _>>()?;
+    for (index, flag) in parsed.iter().enumerate() {
+        let twice = parsed[..index].iter().position(|earlier| {
+            earlier.target == flag.target
+                && matches!(earlier.fault, FaultKind::Latency(_))
+                    == matches!(flag.fault, FaultKind::Latency(_))
+        });
+        if let Some(earlier) = twice {
+            let what = match flag.fault {
+                FaultKind::Latency(_) => "latency",
+                FaultKind::Named(_) => "fault",
+            };
+            return Err(CliError::argument(format!(
+                "--fault gives `{}` a {what} twice: `{}` and `{}`",
+                flag.target, flags[earlier], flags[index]
+            ))
+            .with_hint("keep one; a source may have one fault and one latency"));
+        }
+    }
+    Ok(parsed)
 }
 
 #[cfg(test)]
@@ -112,5 +146,32 @@ mod tests {
                 .message
                 .contains("not a duration")
         );
+    }
+
+    /// `--fault news=latency:1000000h` was accepted, and then every request failed with a bare 400.
+    #[test]
+    fn a_latency_past_the_simulators_bound_is_refused() {
+        let message = parse_fault("news=latency:11m").unwrap_err().message;
+        assert!(message.contains("must be at most 10m"), "{message}");
+        assert!(parse_fault("news=latency:10m").is_ok());
+    }
+
+    /// A repeated `--fault` for the same source once kept the last silently.
+    #[test]
+    fn a_second_fault_or_latency_for_one_source_is_refused() {
+        let flags =
+            |flags: &[&str]| -> Vec<String> { flags.iter().map(|f| (*f).to_owned()).collect() };
+        assert!(parse_faults(&flags(&["news=hang", "news=latency:2s", "kb=hang"])).is_ok());
+        let message = parse_faults(&flags(&["news=hang", "kb=error", "news=error"]))
+            .unwrap_err()
+            .message;
+        assert_eq!(
+            message,
+            "--fault gives `news` a fault twice: `news=hang` and `news=error`"
+        );
+        let message = parse_faults(&flags(&["kb=latency:1s", "kb=latency:2s"]))
+            .unwrap_err()
+            .message;
+        assert!(message.contains("a latency twice"), "{message}");
     }
 }

@@ -26,19 +26,26 @@ use crate::printer::Printer;
 use crate::settings::CommandSettings;
 
 fn main() -> std::process::ExitCode {
+    // Deadlines count from here: start-up (the runtime, the services, the pool) is inside them.
+    let started = std::time::Instant::now();
     let cli = Cli::parse();
     let printer = Printer::new(cli.color);
     logging::init(cli.verbose, printer.stderr_colour());
-    let result = CommandSettings::resolve(cli.command).and_then(|settings| run(settings, printer));
+    let result =
+        CommandSettings::resolve(cli.command).and_then(|settings| run(settings, printer, started));
     if let Err(error) = &result {
         printer.error(error);
     }
     std::process::ExitCode::from(exit_code(&result))
 }
 
-fn run(command: CommandSettings, printer: Printer) -> Result<Outcome, CliError> {
+fn run(
+    command: CommandSettings,
+    printer: Printer,
+    started: std::time::Instant,
+) -> Result<Outcome, CliError> {
     match command {
-        CommandSettings::Ask(settings) => block_on(commands::ask::run(settings, printer)),
+        CommandSettings::Ask(settings) => block_on(commands::ask::run(settings, printer, started)),
         CommandSettings::Batch(settings) => block_on(commands::batch::run(settings, printer)),
         CommandSettings::Lab(settings) => block_on(commands::lab::run(settings, printer)),
         CommandSettings::Sources(settings) => block_on(commands::sources::run(settings, printer)),

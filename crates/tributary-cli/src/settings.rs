@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use tributary::pool::{ExecutorKind, PoolConfig};
 use tributary_agent::infer::InferenceCost;
+use tributary_agent::limits::{
+    MAX_INFERENCE_COST, MAX_IO_CONCURRENCY, MAX_WORKERS, check_duration,
+};
 use tributary_agent::pipeline::{BatchInput, InputFormat};
 use tributary_agent::sources::SourcesConfig;
 use tributary_agent::{ExtraQuery, Question};
@@ -155,8 +158,19 @@ impl EngineSettings {
                 "--per-source-timeout and --deadline must be longer than zero",
             ));
         }
+        if let Err(message) =
+            check_duration("--inference-cost", args.inference_cost, MAX_INFERENCE_COST)
+        {
+            return Err(CliError::argument(message));
+        }
         let workers = match args.workers {
             Some(0) => return Err(CliError::argument("--workers must be at least 1")),
+            Some(workers) if workers > MAX_WORKERS => {
+                return Err(CliError::argument(format!(
+                    "--workers must be at most {MAX_WORKERS}, got {workers}"
+                ))
+                .with_hint("each worker is an OS thread or process; the default is one per core"));
+            }
             Some(workers) => NonZeroUsize::new(workers).unwrap_or(NonZeroUsize::MIN),
             None => PoolConfig::default().workers,
         };
@@ -231,6 +245,12 @@ impl AskSettings {
 impl BatchSettings {
     fn resolve(args: BatchArgs) -> Result<Self, CliError> {
         let engine = EngineSettings::resolve(args.engine)?;
+        if args.io_concurrency.get() > MAX_IO_CONCURRENCY {
+            return Err(CliError::argument(format!(
+                "--io-concurrency must be at most {MAX_IO_CONCURRENCY}, got {}",
+                args.io_concurrency
+            )));
+        }
         check_batch_paths(&args.input, &args.db, args.export.as_deref())?;
         let input = open_input(&args.input, args.format.map(InputFormat::from))?;
         Ok(Self {
@@ -457,6 +477,18 @@ mod tests {
                 "must be longer than zero",
             ),
             (&["ask", "   "], "question 1: the question is empty"),
+            (
+                &["ask", "x", "--workers", "100000"],
+                "--workers must be at most 256",
+            ),
+            (
+                &["ask", "x", "--inference-cost", "2m"],
+                "--inference-cost must be at most 1m",
+            ),
+            (
+                &["batch", "q.txt", "--db", "a.db", "--io-concurrency", "5000"],
+                "--io-concurrency must be at most 4096",
+            ),
             (
                 &["ask", "x", "--fault", "moon=hang"],
                 "unknown source `moon`",

@@ -26,8 +26,8 @@ pub(crate) type Params = HashMap<String, String>;
 const DRIP_BYTES: usize = 8;
 /// Pause between ticks of [`Fault::SlowBody`]: a 1 KiB body takes about 13 seconds.
 const DRIP_INTERVAL: Duration = Duration::from_millis(100);
-/// Longest latency a request may ask for with `latency_ms`.
-const MAX_LATENCY_OVERRIDE: Duration = Duration::from_secs(600);
+/// Longest latency a request may ask for with `latency_ms` (and `tributary sources --fault SERVICE=latency:D`).
+pub const MAX_LATENCY_OVERRIDE: Duration = Duration::from_secs(600);
 
 /// The per-request overrides found in the query string.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

@@ -117,4 +117,5 @@ pub use config::{
     default_scenario,
 };
 pub use error::{ParseNameError, SimError};
+pub use fault::MAX_LATENCY_OVERRIDE;
 pub use server::SimServer;

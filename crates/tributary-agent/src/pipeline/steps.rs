@@ -10,11 +10,12 @@
 
 use std::time::Duration;
 
-use futures::future::join_all;
+use futures::{StreamExt as _, stream};
 use tokio::time::Instant;
 use tributary::group::Deadline;
 
 use crate::agent::{Agent, Recording};
+use crate::limits::MAX_SOURCES_IN_FLIGHT;
 use crate::pipeline::input::RecordId;
 use crate::pipeline::store::AnswerRow;
 use crate::plan::{Action, plan};
@@ -51,7 +52,7 @@ pub struct FetchedQuestion {
 /// deadline)`.
 pub async fn fetch_question(agent: &Agent, pending: PendingQuestion) -> FetchedQuestion {
     let started = Instant::now();
-    let deadline = Deadline::at(started + agent.settings().deadline);
+    let deadline = Deadline::after_from(started, agent.settings().deadline);
     let context = agent
         .step_context(&pending.question, started, Recording::Nothing)
         .await;
@@ -63,11 +64,14 @@ pub async fn fetch_question(agent: &Agent, pending: PendingQuestion) -> FetchedQ
     let fetched_any = steps
         .iter()
         .any(|step| matches!(step.action, Action::Fetch(_)));
-    let fetches = join_all(
+    // At most `MAX_SOURCES_IN_FLIGHT` at once, in plan order: memory follows the bound, not the sources file.
+    let fetches = stream::iter(
         steps
             .into_iter()
-            .map(|step| fetch_source(&context, step, deadline)),
+            .map(|step| Box::pin(fetch_source(&context, step, deadline))),
     )
+    .buffered(MAX_SOURCES_IN_FLIGHT)
+    .collect()
     .await;
     FetchedQuestion {
         pending,
@@ -89,12 +93,17 @@ pub async fn infer_question(agent: &Agent, fetched: FetchedQuestion) -> AnswerRo
         fetched_any,
     } = fetched;
     let started = Instant::now();
-    let deadline = Deadline::at(started + agent.settings().deadline.saturating_sub(fetch_elapsed));
-    let records = join_all(
+    let deadline = Deadline::after_from(
+        started,
+        agent.settings().deadline.saturating_sub(fetch_elapsed),
+    );
+    let records = stream::iter(
         fetches
             .into_iter()
-            .map(|fetch| infer_source(&context, fetch, deadline)),
+            .map(|fetch| Box::pin(infer_source(&context, fetch, deadline))),
     )
+    .buffered(MAX_SOURCES_IN_FLIGHT)
+    .collect::<Vec<_>>()
     .await;
     let elapsed = fetch_elapsed + started.elapsed();
     let infer_ms: Vec<f64> = records

@@ -14,9 +14,13 @@
 //! max_body_bytes = 1048576    # optional; default 1 MiB
 //! ```
 //!
+//! Bounds ([`crate::limits`]): at most 10,000 sources; `timeout` and `cache_ttl` at most a day; `retries` at most
+//! 10; `max_body_bytes` at most 1 GiB.
+//!
 //! Unknown fields are rejected. Every error names the file, the line and column, and the field, because the
 //! person reading it is about to open that file in an editor.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
@@ -26,6 +30,7 @@ use tributary::source::{DEFAULT_MAX_BODY_BYTES, DEFAULT_RETRIES, DEFAULT_TIMEOUT
 use url::Url;
 
 use super::kind::SourceKind;
+use crate::limits::{MAX_BODY_BYTES, MAX_DURATION, MAX_SOURCES, check_duration};
 
 /// More retries than this is a configuration mistake, not resilience.
 pub const MAX_RETRIES: u32 = 10;
@@ -122,7 +127,18 @@ impl SourcesConfig {
                 "at least one [[source]] table is required",
             ));
         }
+        if let Some(extra) = raw.source.get(MAX_SOURCES) {
+            return Err(invalid(
+                extra.name.span().start,
+                "source",
+                format!(
+                    "at most {MAX_SOURCES} sources are allowed, this file has {}",
+                    raw.source.len()
+                ),
+            ));
+        }
         let mut sources: Vec<Source> = Vec::with_capacity(raw.source.len());
+        let mut names = HashSet::with_capacity(raw.source.len());
         for entry in raw.source {
             let name = entry.name.get_ref().trim();
             if name.is_empty() {
@@ -132,7 +148,7 @@ impl SourcesConfig {
                     "must not be empty".into(),
                 ));
             }
-            if sources.iter().any(|earlier| earlier.name() == name) {
+            if !names.insert(name.to_owned()) {
                 return Err(invalid(
                     entry.name.span().start,
                     "name",
@@ -146,6 +162,31 @@ impl SourcesConfig {
                     format!("invalid url: {error}"),
                 )
             })?;
+            // The url crate reads `http:///news` or `http:/news` as host `news`: a slip, not a host.
+            let after_scheme = entry
+                .base_url
+                .get_ref()
+                .trim()
+                .get(base_url.scheme().len()..)
+                .unwrap_or_default();
+            let Some(authority) = after_scheme.strip_prefix("://") else {
+                return Err(invalid(
+                    entry.base_url.span().start,
+                    "base_url",
+                    format!("write {}://HOST[:PORT]/PATH", base_url.scheme()),
+                ));
+            };
+            if authority.starts_with(['/', '\\']) {
+                return Err(invalid(
+                    entry.base_url.span().start,
+                    "base_url",
+                    format!(
+                        "no host after `{}://`: write {}://HOST[:PORT]/PATH",
+                        base_url.scheme(),
+                        base_url.scheme()
+                    ),
+                ));
+            }
             if !matches!(base_url.scheme(), "http" | "https") {
                 return Err(invalid(
                     entry.base_url.span().start,
@@ -193,6 +234,13 @@ impl SourcesConfig {
                         limit.span().start,
                         "max_body_bytes",
                         "must be greater than zero".into(),
+                    ));
+                }
+                Some(limit) if *limit.get_ref() > MAX_BODY_BYTES => {
+                    return Err(invalid(
+                        limit.span().start,
+                        "max_body_bytes",
+                        format!("must be at most {MAX_BODY_BYTES} (1 GiB)"),
                     ));
                 }
                 Some(limit) => *limit.get_ref(),
@@ -287,13 +335,16 @@ struct RawSource {
     max_body_bytes: Option<Spanned<u64>>,
 }
 
+/// A duration field, at most [`MAX_DURATION`].
 fn parse_duration(value: &Spanned<String>) -> Result<Duration, String> {
-    humantime::parse_duration(value.get_ref()).map_err(|error| {
+    let duration = humantime::parse_duration(value.get_ref()).map_err(|error| {
         format!(
             "invalid duration `{}`: {error} (try \"2s\" or \"500ms\")",
             value.get_ref()
         )
-    })
+    })?;
+    check_duration("the duration", duration, MAX_DURATION)?;
+    Ok(duration)
 }
 
 /// 1-based line and column (in characters) of a byte offset.
@@ -439,6 +490,63 @@ base_url = "http://127.0.0.1:8082/api/"
             (15, Some("base_url")),
             "{message}"
         );
+    }
+
+    /// `http:///news` was once accepted as host `news`.
+    #[test]
+    fn a_url_without_a_host_is_rejected() {
+        for bad in [
+            "http:///news",
+            "http:/news",
+            "https:news",
+            "http://\\\\news",
+        ] {
+            let text = VALID.replace("http://127.0.0.1:8082/api/", bad);
+            let (line, field, message) = invalid(&text);
+            assert_eq!(
+                (line, field.as_deref()),
+                (15, Some("base_url")),
+                "{bad}: {message}"
+            );
+        }
+    }
+
+    /// A file of 10,000 sources once answered seconds past the deadline at 800 MB: the count is capped.
+    #[test]
+    fn more_sources_than_the_cap_are_rejected_at_the_first_extra_one() {
+        let entry = |index: usize| {
+            format!(
+                "[[source]]\nname = \"s{index}\"\nkind = \"news\"\nbase_url = \"http://127.0.0.1:1/\"\n"
+            )
+        };
+        let at_cap: String = (0..MAX_SOURCES).map(entry).collect();
+        let config =
+            SourcesConfig::from_str_named(&at_cap, FILE).expect("the cap itself is allowed");
+        assert_eq!(config.sources.len(), MAX_SOURCES);
+        let over: String = (0..=MAX_SOURCES).map(entry).collect();
+        let (line, field, message) = invalid(&over);
+        assert_eq!(
+            (line, field.as_deref()),
+            (4 * MAX_SOURCES + 2, Some("source")),
+            "{message}"
+        );
+        assert!(message.contains("at most 10000 sources"), "{message}");
+    }
+
+    /// `timeout = "18446744073709551615s"` once panicked on `Instant` overflow.
+    #[test]
+    fn durations_and_sizes_past_their_bounds_are_rejected() {
+        for (from, to, field) in [
+            ("\"1500ms\"", "\"18446744073709551615s\"", "timeout"),
+            ("\"1500ms\"", "\"25h\"", "timeout"),
+            ("\"60s\"", "\"1000years\"", "cache_ttl"),
+            ("4096", "1073741825", "max_body_bytes"),
+        ] {
+            let text = VALID.replace(from, to);
+            let (_, found, message) = invalid(&text);
+            assert_eq!(found.as_deref(), Some(field), "{message}");
+            assert!(message.contains("must be at most"), "{message}");
+        }
     }
 
     #[test]

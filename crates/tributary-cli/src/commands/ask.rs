@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use tributary::source::ClientOptions;
 use tributary::trace::Timeline;
-use tributary_agent::{AgentReport, Comparison};
+use tributary_agent::{AgentReport, Comparison, RunMode};
 
 use crate::engine::Engine;
 use crate::error::{CliError, Outcome};
@@ -12,9 +12,15 @@ use crate::printer::Printer;
 use crate::render;
 use crate::settings::{AskMode, AskSettings};
 
-pub async fn run(settings: AskSettings, printer: Printer) -> Result<Outcome, CliError> {
+/// Runs `ask`; `process_started` is when the process started: the first question's deadline counts from
+/// there, so starting the runtime, the services and the pool is inside it.
+pub async fn run(
+    settings: AskSettings,
+    printer: Printer,
+    process_started: std::time::Instant,
+) -> Result<Outcome, CliError> {
     let engine = Engine::start(&settings.engine, ClientOptions::default()).await?;
-    let result = ask_all(&settings, &engine, printer).await;
+    let result = ask_all(&settings, &engine, printer, process_started).await;
     engine.shutdown().await;
     result
 }
@@ -23,6 +29,7 @@ async fn ask_all(
     settings: &AskSettings,
     engine: &Engine,
     printer: Printer,
+    process_started: std::time::Instant,
 ) -> Result<Outcome, CliError> {
     let agent = &engine.agent;
     let count = settings.questions.len();
@@ -41,11 +48,18 @@ async fn ask_all(
                 comparison.concurrent.answered()
             }
             AskMode::Sequential | AskMode::Concurrent => {
-                let run = if settings.mode == AskMode::Sequential {
-                    agent.ask_sequential(question).await
+                let mode = if settings.mode == AskMode::Sequential {
+                    RunMode::Sequential
                 } else {
-                    agent.ask(question).await
+                    RunMode::Concurrent
                 };
+                // The first question arrived with the process; each later one when its turn comes.
+                let arrived = if index == 0 {
+                    tokio::time::Instant::from_std(process_started)
+                } else {
+                    tokio::time::Instant::now()
+                };
+                let run = agent.ask_arrived_at(question, mode, arrived).await;
                 print_report(
                     settings,
                     printer,

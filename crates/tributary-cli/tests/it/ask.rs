@@ -316,8 +316,28 @@ fn bad_flags_are_refused_before_the_services_start() {
 
 #[test]
 fn bad_input_is_a_usage_error_with_a_clear_message() {
-    let cases: [(&[&str], &str); 5] = [
+    let huge = "18446744073709551615s";
+    let cases: [(&[&str], &str); 11] = [
         (&["   "], "question 1: the question is empty"),
+        // Once exit 134 (a stack guard per thread could not be allocated).
+        (
+            &["x", "--workers", "100000"],
+            "--workers must be at most 256",
+        ),
+        // Once exit 101 (`Instant` overflow).
+        (&["x", "--deadline", huge], "must be at most 1day"),
+        (&["x", "--per-source-timeout", huge], "must be at most 1day"),
+        (&["x", "--inference-cost", "61s"], "must be at most 1m"),
+        // Once accepted, and then every request failed with a bare 400.
+        (
+            &["x", "--fault", "news=latency:1000000h"],
+            "the latency must be at most 10m",
+        ),
+        // Once the last one won silently.
+        (
+            &["x", "--fault", "news=hang", "--fault", "news=error"],
+            "gives `news` a fault twice",
+        ),
         (
             &["x", "--fault", "news=explode"],
             "unknown fault kind `explode`",
@@ -362,6 +382,26 @@ fn a_bad_config_file_is_reported_with_its_line() {
     let message = stderr(&output);
     assert!(message.contains("sources.toml:5"), "{message}");
     assert!(message.contains("colour"), "{message}");
+}
+
+/// A sources file `timeout` too long for the clock once panicked in every step ("the step panicked").
+#[test]
+fn a_config_file_duration_past_its_bound_is_reported_with_its_line() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let path = directory.path().join("sources.toml");
+    std::fs::write(
+        &path,
+        "[[source]]\nname = \"kb\"\nkind = \"kb\"\nbase_url = \"http://127.0.0.1:9\"\ntimeout = \"18446744073709551615s\"\n",
+    )
+    .expect("write config");
+    let output = tributary()
+        .args(["ask", "x", "--config", path.to_str().expect("utf-8")])
+        .output()
+        .expect("run");
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(message.contains("sources.toml:5"), "{message}");
+    assert!(message.contains("must be at most 1day"), "{message}");
 }
 
 #[test]

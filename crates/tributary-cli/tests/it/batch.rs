@@ -420,3 +420,28 @@ fn an_input_that_is_a_database_or_a_directory_is_refused_by_name() {
     );
     assert!(!workspace.path("fresh.db").exists());
 }
+
+/// `batch --deadline 18446744073709551615s` once panicked on `Instant` overflow ("task 11 panicked"); a count
+/// past its bound is refused the same way, before any database exists.
+#[test]
+fn durations_and_counts_past_their_bounds_are_refused_before_the_database_is_made() {
+    let workspace = Workspace::new();
+    let input = workspace.write("questions.txt", &kb_questions(1));
+    for (extra, message) in [
+        (
+            &["--deadline", "18446744073709551615s"][..],
+            "must be at most 1day",
+        ),
+        (&["--io-concurrency", "100000"], "must be at most 4096"),
+        (&["--workers", "257"], "must be at most 256"),
+    ] {
+        let output = workspace.batch(&input, extra);
+        assert_eq!(code(&output), 2, "{extra:?}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains(message),
+            "{extra:?}: {}",
+            stderr(&output)
+        );
+        assert!(!workspace.path("answers.db").exists(), "{extra:?}");
+    }
+}
