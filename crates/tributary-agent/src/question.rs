@@ -17,6 +17,14 @@ pub enum QuestionError {
     Empty,
     #[error("the question is {bytes} bytes long, over the limit of {limit} bytes")]
     TooLong { bytes: usize, limit: usize },
+    /// A control character other than tab or a line break: a NUL byte, an escape sequence, ...
+    #[error("the question contains the control character {} at character {position}", escaped(*character))]
+    ControlCharacter { character: char, position: usize },
+}
+
+/// `U+0000`-style, for a character that cannot be shown as itself.
+fn escaped(character: char) -> String {
+    format!("U+{:04X}", u32::from(character))
 }
 
 impl Question {
@@ -30,6 +38,16 @@ impl Question {
             return Err(QuestionError::TooLong {
                 bytes: trimmed.len(),
                 limit: MAX_QUESTION_BYTES,
+            });
+        }
+        if let Some((position, character)) = trimmed
+            .chars()
+            .enumerate()
+            .find(|(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+        {
+            return Err(QuestionError::ControlCharacter {
+                character,
+                position: position + 1,
             });
         }
         Ok(Self(trimmed.to_owned()))
@@ -49,6 +67,20 @@ impl fmt::Display for Question {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A line of NUL bytes was once answered `ok`.
+    #[test]
+    fn control_characters_are_refused_by_position() {
+        assert_eq!(
+            Question::new("\0\0\0").unwrap_err().to_string(),
+            "the question contains the control character U+0000 at character 1"
+        );
+        assert_eq!(
+            Question::new("why\u{1b}[31m?").unwrap_err().to_string(),
+            "the question contains the control character U+001B at character 4"
+        );
+        assert!(Question::new("why?\tand\nhow?").is_ok());
+    }
 
     #[test]
     fn blank_questions_are_refused() {

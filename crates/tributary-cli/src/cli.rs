@@ -165,9 +165,10 @@ Resuming:
   Every answer is stored under its id, once. Run the same command again after an
   interruption (Ctrl-C, kill -9, a full disk) and it skips the ids already stored and
   answers the rest. Failed rows count as stored; delete them (DELETE FROM answers WHERE
-  status = 'failed') to retry them. A duplicated id is answered once: the first line
-  stored wins; a later line is skipped as already stored, or, when both were in flight
-  together, counted as a duplicate.
+  status = 'failed') to retry them. A duplicated id is stored once, with the answer of
+  its earliest line, whatever order the answers arrive in; the other lines count as
+  duplicates. A JSON line whose id cannot be read is stored by its line number (exported
+  with a null id) and never collides with a given id.
 
 Exit codes:
   0  every line of the input is accounted for (answered, failed, or already stored)

@@ -47,9 +47,16 @@ pub struct InputRecord {
 ///
 /// - Text input: the line number, `"17"`.
 /// - JSON Lines: the given `id`; a number and the string of its digits are the same id (`7` and `"7"`).
-/// - A JSON line whose `id` cannot be read: `"line:N"`, so that the failure is still stored once, by line.
+/// - A JSON line whose `id` cannot be read: no id; the failure is stored once, by its line, apart from the
+///   answers, so that it can never be taken for a given id (shown as `line:N`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RecordId(String);
+pub struct RecordId(Key);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Key {
+    Given(String),
+    Unreadable(u64),
+}
 
 /// Reads [`InputRecord`]s from a [`BufRead`], one line at a time.
 #[derive(Debug)]
@@ -93,23 +100,31 @@ impl FromStr for InputFormat {
 }
 
 impl RecordId {
+    /// A given id (or a text line's number).
     pub fn new(id: impl Into<String>) -> Self {
-        Self(id.into())
+        Self(Key::Given(id.into()))
     }
 
-    /// The id of a line whose own id is unknown.
+    /// The id of a line whose own id cannot be read.
     pub fn for_line(line: u64) -> Self {
-        Self(format!("line:{line}"))
+        Self(Key::Unreadable(line))
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
+    /// The given id; `None` for a line whose id cannot be read.
+    pub fn given(&self) -> Option<&str> {
+        match &self.0 {
+            Key::Given(id) => Some(id),
+            Key::Unreadable(_) => None,
+        }
     }
 }
 
 impl fmt::Display for RecordId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match &self.0 {
+            Key::Given(id) => f.write_str(id),
+            Key::Unreadable(line) => write!(f, "line:{line}"),
+        }
     }
 }
 
@@ -153,7 +168,7 @@ impl<R: BufRead> InputReader<R> {
             return Ok(Some(match self.format {
                 InputFormat::Text => InputRecord {
                     line,
-                    id: RecordId(line.to_string()),
+                    id: RecordId::new(line.to_string()),
                     question: Question::new(text).map_err(|error| format!("line {line}: {error}")),
                 },
                 InputFormat::JsonLines => parse_json_line(line, text),
@@ -207,7 +222,7 @@ impl<R: BufRead> InputReader<R> {
 
     fn fallback_id(&self, line: u64) -> RecordId {
         match self.format {
-            InputFormat::Text => RecordId(line.to_string()),
+            InputFormat::Text => RecordId::new(line.to_string()),
             InputFormat::JsonLines => RecordId::for_line(line),
         }
     }
@@ -261,9 +276,9 @@ fn parse_json_line(line: u64, text: &str) -> InputRecord {
         Err(error) => return failed(RecordId::for_line(line), format!("malformed JSON: {error}")),
     };
     let id = match parsed.id {
-        Some(Value::String(id)) if !id.trim().is_empty() => RecordId(id),
+        Some(Value::String(id)) if !id.trim().is_empty() => RecordId::new(id),
         Some(Value::Number(number)) if number.is_i64() || number.is_u64() => {
-            RecordId(number.to_string())
+            RecordId::new(number.to_string())
         }
         Some(other) => {
             return failed(
@@ -303,7 +318,13 @@ mod tests {
         let records = read_all(b"why?\n\n  \r\nhow?\r\nlast", InputFormat::Text);
         let summary: Vec<_> = records
             .iter()
-            .map(|r| (r.line, r.id.as_str(), r.question.clone()))
+            .map(|r| {
+                (
+                    r.line,
+                    r.id.given().expect("a given id"),
+                    r.question.clone(),
+                )
+            })
             .collect();
         assert_eq!(
             summary,
@@ -321,9 +342,9 @@ mod tests {
 {"id": 7, "question": "how?"}
 "#;
         let records = read_all(input, InputFormat::JsonLines);
-        assert_eq!(records[0].id.as_str(), "q-1");
+        assert_eq!(records[0].id.to_string(), "q-1");
         assert_eq!(records[0].question, question("why?"));
-        assert_eq!(records[1].id.as_str(), "7");
+        assert_eq!(records[1].id.to_string(), "7");
     }
 
     #[test]
@@ -334,7 +355,7 @@ mod tests {
         assert!(records[0].question.is_ok());
         let bad: Vec<_> = records[1..]
             .iter()
-            .map(|r| (r.id.as_str(), r.question.clone().unwrap_err()))
+            .map(|r| (r.id.to_string(), r.question.clone().unwrap_err()))
             .collect();
         assert_eq!(bad[0].0, "line:2");
         assert!(
@@ -342,8 +363,15 @@ mod tests {
             "{}",
             bad[0].1
         );
-        assert_eq!(bad[1], ("2", "line 3: missing `question`".to_owned()));
-        assert_eq!(bad[2], ("line:4", "line 4: missing `id`".to_owned()));
+        assert_eq!(
+            bad[1],
+            ("2".to_owned(), "line 3: missing `question`".to_owned())
+        );
+        assert_eq!(
+            bad[2],
+            ("line:4".to_owned(), "line 4: missing `id`".to_owned())
+        );
+        assert_eq!(records[3].id.given(), None, "no id could be read");
         assert_eq!(bad[3].0, "line:5");
     }
 

@@ -12,8 +12,9 @@
 //! - Memory is bounded by [`BatchSettings::max_in_flight`] questions, never by the input's length: every channel
 //!   is bounded, every permit is held until the next stage takes the question, and resuming looks ids up in the
 //!   database one at a time instead of loading them.
-//! - One row per id: the id is the primary key and rows are inserted with `ON CONFLICT DO NOTHING`, so neither a
-//!   rerun nor a duplicated id can store an answer twice; the first one stored wins.
+//! - One row per id: the id is the primary key, so neither a rerun nor a duplicated id can store an answer twice;
+//!   a repeated id keeps its earliest line's answer (an upsert that only an earlier line wins), whatever the
+//!   order of arrival. A line whose id cannot be read is stored once by line, in its own table.
 //! - A row is committed or absent: killing the process at any moment loses at most the uncommitted rows, which a
 //!   rerun with the same input redoes.
 //! - Only the reader and store threads block; the async stages never touch a file or the database.

@@ -241,7 +241,7 @@ pub async fn run_batch(
         settings,
         input,
         store,
-        move |id| done.contains(id),
+        move |id, line| done.contains(id, line),
         stats.clone(),
         shutdown,
     )
@@ -265,7 +265,7 @@ pub(crate) async fn run_stages<Sink: AnswerSink>(
     settings: &BatchSettings,
     input: BatchInput,
     sink: Sink,
-    is_stored: impl FnMut(&RecordId) -> Result<bool, StoreError> + Send + 'static,
+    is_stored: impl FnMut(&RecordId, u64) -> Result<bool, StoreError> + Send + 'static,
     stats: Arc<BatchStats>,
     shutdown: CancellationToken,
 ) -> Result<Sink, BatchError> {
@@ -390,7 +390,7 @@ impl ReadStage<'_> {
     fn run(
         self,
         input: BatchInput,
-        mut is_stored: impl FnMut(&RecordId) -> Result<bool, StoreError>,
+        mut is_stored: impl FnMut(&RecordId, u64) -> Result<bool, StoreError>,
     ) -> Result<(), BatchError> {
         if let Some(path) = &input.counted_file {
             // The total is only for progress: an input that cannot be counted is still read.
@@ -405,7 +405,7 @@ impl ReadStage<'_> {
                 break;
             };
             self.stats.add_read();
-            if is_stored(&record.id)? {
+            if is_stored(&record.id, record.line)? {
                 self.stats.add_skipped();
                 continue;
             }

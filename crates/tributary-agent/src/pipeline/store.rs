@@ -2,16 +2,15 @@
 //!
 //! Every method here blocks; the pipeline calls them from its own threads, never from the async runtime.
 //!
-//! # Schema (version 1, in `PRAGMA user_version`)
+//! # Schema (version 2, in `PRAGMA user_version`; `PRAGMA application_id` = 0x54524942, "TRIB")
 //!
 //! ```sql
 //! CREATE TABLE answers (
 //!     id         TEXT PRIMARY KEY NOT NULL,  -- the input id (see RecordId)
-//!     line       INTEGER NOT NULL,           -- the input line it came from
+//!     line       INTEGER NOT NULL,           -- the input line it came from (the earliest, for a repeated id)
 //!     question   TEXT,                       -- NULL when the line had no readable question
 //!     status     TEXT NOT NULL,              -- 'ok' | 'degraded' | 'failed'
 //!     answer     TEXT NOT NULL,              -- JSON: the answer object, as `ask --json` prints it
-
 //!     error      TEXT,                       -- why it failed or degraded; NULL when ok
 //!     fetch_ms   REAL,                       -- wall time fetching every source (NULL: nothing fetched)
 //!     infer_ms   REAL,                       -- CPU time of its inferences, summed (NULL: none ran)
@@ -19,7 +18,25 @@
 //!     stored_at  TEXT NOT NULL               -- UTC, RFC 3339
 //! );
 //! CREATE INDEX answers_by_line ON answers (line);
+//! CREATE TABLE rejected (                    -- JSON lines whose id cannot be read, by line
+//!     line       INTEGER PRIMARY KEY NOT NULL,
+//!     answer     TEXT NOT NULL,              -- the failed answer object
+//!     error      TEXT NOT NULL,              -- why the line cannot be used
+//!     stored_at  TEXT NOT NULL
+//! );
 //! ```
+//!
+//! A line whose id cannot be read is kept in `rejected`, not under a made-up id in `answers`: a made-up
+//! `line:N` once collided with a line whose given id was `"line:N"`, and the valid question was dropped.
+//! A repeated id keeps the answer of its earliest line, whatever order the answers arrive in.
+//!
+//! Version 1 (no `rejected` table; unreadable lines under `line:N` in `answers`) is migrated in place, in one
+//! transaction, the first time a batch opens it.
+//!
+//! # Foreign files
+//! Nothing is written to a file before it is known to be ours: a new or empty database, or one with our
+//! `application_id` (or, for version 1, which predates it, no application id) whose tables have exactly our
+//! columns. Anything else is refused unchanged: not even its journal mode is switched.
 //!
 //! An ordinary rowid table, not `WITHOUT ROWID`: a row holds the whole answer object (about 1 KB, more with long
 //! summaries), and SQLite keeps only about 1 KB of a `WITHOUT ROWID` row on its b-tree page before spilling the
@@ -45,7 +62,32 @@ use crate::pipeline::input::RecordId;
 use crate::report::{AgentReport, AnswerStatus};
 
 /// The schema version this code writes, kept in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// `PRAGMA application_id` of an answers database: "TRIB".
+pub const APPLICATION_ID: i64 = 0x5452_4942;
+
+/// The columns of `answers`, as `pragma_table_info` lists them: name, declared type, not null, primary key.
+const ANSWERS_COLUMNS: &[(&str, &str, bool, bool)] = &[
+    ("id", "TEXT", true, true),
+    ("line", "INTEGER", true, false),
+    ("question", "TEXT", false, false),
+    ("status", "TEXT", true, false),
+    ("answer", "TEXT", true, false),
+    ("error", "TEXT", false, false),
+    ("fetch_ms", "REAL", false, false),
+    ("infer_ms", "REAL", false, false),
+    ("elapsed_ms", "REAL", true, false),
+    ("stored_at", "TEXT", true, false),
+];
+
+/// The columns of `rejected`.
+const REJECTED_COLUMNS: &[(&str, &str, bool, bool)] = &[
+    ("line", "INTEGER", true, true),
+    ("answer", "TEXT", true, false),
+    ("error", "TEXT", true, false),
+    ("stored_at", "TEXT", true, false),
+];
 
 /// How long a connection waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -64,6 +106,21 @@ const CREATE_SCHEMA: &str = "
         stored_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
     );
     CREATE INDEX IF NOT EXISTS answers_by_line ON answers (line);
+    CREATE TABLE IF NOT EXISTS rejected (
+        line       INTEGER PRIMARY KEY NOT NULL,
+        answer     TEXT NOT NULL,
+        error      TEXT NOT NULL,
+        stored_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    );
+";
+
+/// Version 1 to 2: the unreadable lines move from `answers` (under `line:N`) to `rejected`. Runs after
+/// `CREATE_SCHEMA`, in the same transaction.
+const MIGRATE_FROM_1: &str = "
+    INSERT OR IGNORE INTO rejected (line, answer, error, stored_at)
+        SELECT line, answer, COALESCE(error, 'the line cannot be used'), stored_at FROM answers
+        WHERE id = 'line:' || line AND question IS NULL AND status = 'failed';
+    DELETE FROM answers WHERE id = 'line:' || line AND question IS NULL AND status = 'failed';
 ";
 
 /// One row of `answers`.
@@ -130,11 +187,8 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
-    #[error(
-        "use {}: it is not a tributary batch database (schema version {found}, expected {SCHEMA_VERSION})",
-        path.display()
-    )]
-    ForeignSchema { path: PathBuf, found: i64 },
+    #[error("use {}: it is not a tributary batch database ({why})", path.display())]
+    ForeignSchema { path: PathBuf, why: String },
     #[error("write answers to the database")]
     Write(#[source] rusqlite::Error),
     /// An answer could not be encoded as JSON (a bug: every report encodes).
@@ -175,30 +229,24 @@ impl StoreError {
 }
 
 impl Store {
-    /// Opens the database at `path`, creating it (and its schema) if needed, in WAL mode.
+    /// Opens the database at `path`, creating it (and its schema) if needed, in WAL mode; a version 1 database
+    /// is migrated. A file that is not ours is refused before anything is written to it.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let open_error = |source| StoreError::Open {
             path: path.to_owned(),
             source,
         };
-        let connection = Connection::open(path).map_err(open_error)?;
+        let foreign = |why: String| StoreError::ForeignSchema {
+            path: path.to_owned(),
+            why,
+        };
+        let mut connection = Connection::open(path).map_err(open_error)?;
         connection.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
-        // Reading the version is the first real read: a file that is not SQLite fails here.
-        let version: i64 = connection
-            .query_row("PRAGMA user_version", [], |row| row.get(0))
-            .map_err(open_error)?;
-        let has_tables: bool = connection
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table')",
-                [],
-                |row| row.get(0),
-            )
-            .map_err(open_error)?;
-        if version != SCHEMA_VERSION && (version != 0 || has_tables) {
-            return Err(StoreError::ForeignSchema {
-                path: path.to_owned(),
-                found: version,
-            });
+        // Reading the header is the first real read: a file that is not SQLite fails here, unchanged.
+        let facts = Facts::read(&connection).map_err(open_error)?;
+        let fresh = facts.tables.is_empty() && facts.version == 0 && facts.application_id == 0;
+        if !fresh {
+            facts.check_ours(&connection).map_err(foreign)?;
         }
         let _mode: String = connection
             .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
@@ -206,12 +254,24 @@ impl Store {
         connection
             .execute_batch("PRAGMA synchronous = NORMAL;")
             .map_err(open_error)?;
-        connection
-            .execute_batch(CREATE_SCHEMA)
-            .map_err(open_error)?;
-        connection
-            .pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(open_error)?;
+        if fresh || facts.version < SCHEMA_VERSION {
+            let transaction = connection.transaction().map_err(open_error)?;
+            transaction
+                .execute_batch(CREATE_SCHEMA)
+                .map_err(open_error)?;
+            if facts.version == 1 {
+                transaction
+                    .execute_batch(MIGRATE_FROM_1)
+                    .map_err(open_error)?;
+            }
+            transaction
+                .pragma_update(None, "application_id", APPLICATION_ID)
+                .map_err(open_error)?;
+            transaction
+                .pragma_update(None, "user_version", SCHEMA_VERSION)
+                .map_err(open_error)?;
+            transaction.commit().map_err(open_error)?;
+        }
         Ok(Self {
             connection,
             path: path.to_owned(),
@@ -227,25 +287,62 @@ impl Store {
         StoreReader::open(&self.path)
     }
 
-    /// Inserts `rows` in one transaction. A row whose id is already stored is left as it is (first one wins).
+    /// Stores `rows` in one transaction. A row whose id is already stored replaces it only if it comes from an
+    /// earlier input line (a repeated id keeps its earliest line's answer, whatever the order of arrival); a
+    /// line whose id cannot be read is stored once, by line, in `rejected`.
     pub fn write_batch(&mut self, rows: &[AnswerRow]) -> Result<Written, StoreError> {
         let transaction = self.connection.transaction().map_err(StoreError::Write)?;
         let mut written = Written::default();
         {
-            let mut insert = transaction
+            let mut stored_line = transaction
+                .prepare_cached("SELECT line FROM answers WHERE id = ?1")
+                .map_err(StoreError::Write)?;
+            let mut upsert = transaction
                 .prepare_cached(
                     "INSERT INTO answers
                          (id, line, question, status, answer, error, fetch_ms, infer_ms, elapsed_ms)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                     ON CONFLICT (id) DO NOTHING",
+                     ON CONFLICT (id) DO UPDATE SET
+                         line = excluded.line, question = excluded.question, status = excluded.status,
+                         answer = excluded.answer, error = excluded.error, fetch_ms = excluded.fetch_ms,
+                         infer_ms = excluded.infer_ms, elapsed_ms = excluded.elapsed_ms,
+                         stored_at = excluded.stored_at
+                     WHERE excluded.line < answers.line",
+                )
+                .map_err(StoreError::Write)?;
+            let mut reject = transaction
+                .prepare_cached(
+                    "INSERT INTO rejected (line, answer, error) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (line) DO NOTHING",
                 )
                 .map_err(StoreError::Write)?;
             for row in rows {
                 let answer = serde_json::to_string(&row.answer).map_err(StoreError::Encode)?;
-                let changed = insert
+                let line = i64::try_from(row.line).unwrap_or(i64::MAX);
+                let Some(id) = row.id.given() else {
+                    let error = row.error.as_deref().unwrap_or("the line cannot be used");
+                    let changed = reject
+                        .execute(params![line, answer, error])
+                        .map_err(StoreError::Write)?;
+                    if changed == 1 {
+                        written.inserted.add(AnswerStatus::Failed);
+                    } else {
+                        written.already_stored += 1;
+                    }
+                    continue;
+                };
+                let earlier: Option<i64> = stored_line
+                    .query_row([id], |found| found.get(0))
+                    .optional()
+                    .map_err(StoreError::Write)?;
+                if earlier.is_some_and(|earlier| earlier <= line) {
+                    written.already_stored += 1;
+                    continue;
+                }
+                upsert
                     .execute(params![
-                        row.id.as_str(),
-                        row.line as i64,
+                        id,
+                        line,
                         row.question,
                         row.status.as_str(),
                         answer,
@@ -255,10 +352,11 @@ impl Store {
                         row.elapsed_ms,
                     ])
                     .map_err(StoreError::Write)?;
-                if changed == 1 {
-                    written.inserted.add(row.status);
-                } else {
+                if earlier.is_some() {
+                    // A later line's answer for this id was stored first: replaced, not added.
                     written.already_stored += 1;
+                } else {
+                    written.inserted.add(row.status);
                 }
             }
         }
@@ -286,15 +384,22 @@ impl StoreReader {
         )
         .map_err(open_error)?;
         connection.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
-        let version: i64 = connection
-            .query_row("PRAGMA user_version", [], |row| row.get(0))
-            .map_err(open_error)?;
-        if version != SCHEMA_VERSION {
-            return Err(StoreError::ForeignSchema {
+        let facts = Facts::read(&connection).map_err(open_error)?;
+        let current = facts.version == SCHEMA_VERSION;
+        facts
+            .check_ours(&connection)
+            .and_then(|()| {
+                current.then_some(()).ok_or_else(|| {
+                    format!(
+                        "schema version {}: run a batch on it once to migrate it",
+                        facts.version
+                    )
+                })
+            })
+            .map_err(|why| StoreError::ForeignSchema {
                 path: path.to_owned(),
-                found: version,
-            });
-        }
+                why,
+            })?;
         Ok(Self { connection })
     }
 
@@ -307,13 +412,16 @@ impl StoreReader {
     /// Streams: one row in memory at a time.
     ///
     /// Each line is the stored answer object (what `ask --json` prints) with the row's `id`, `line`,
-    /// `fetch_ms`, `infer_ms` and `stored_at` added.
+    /// `fetch_ms`, `infer_ms` and `stored_at` added; a line whose id cannot be read has `"id": null`.
     pub fn export_jsonl(&self, mut out: impl Write) -> Result<u64, StoreError> {
         let mut statement = self
             .connection
             .prepare(
                 "SELECT id, line, question, status, answer, error, fetch_ms, infer_ms, elapsed_ms, stored_at
-                 FROM answers ORDER BY line, id",
+                 FROM answers
+                 UNION ALL
+                 SELECT NULL, line, NULL, 'failed', answer, error, NULL, NULL, 0.0, stored_at FROM rejected
+                 ORDER BY 2, 1",
             )
             .map_err(StoreError::Read)?;
         let mut rows = statement.query([]).map_err(StoreError::Read)?;
@@ -325,7 +433,8 @@ impl StoreReader {
                 // Not an object: a row this version did not write. Keep it, readably.
                 _ => Map::from_iter([("answer".to_owned(), Value::String(answer))]),
             };
-            let id: String = row.get(0).map_err(StoreError::Read)?;
+            // `null` for a line whose id cannot be read.
+            let id: Option<String> = row.get(0).map_err(StoreError::Read)?;
             let line: i64 = row.get(1).map_err(StoreError::Read)?;
             let question: Option<String> = row.get(2).map_err(StoreError::Read)?;
             let status: String = row.get(3).map_err(StoreError::Read)?;
@@ -339,7 +448,12 @@ impl StoreReader {
             record.insert("line".to_owned(), line.into());
             record.insert("question".to_owned(), question.into());
             record.insert("status".to_owned(), status.into());
-            record.entry("error").or_insert(error.into());
+            if record["id"].is_null() {
+                // A rejected line: its column says why, always.
+                record.insert("error".to_owned(), error.into());
+            } else {
+                record.entry("error").or_insert(error.into());
+            }
             record.insert("fetch_ms".to_owned(), fetch_ms.into());
             record.insert("infer_ms".to_owned(), infer_ms.into());
             record.entry("elapsed_ms").or_insert(elapsed_ms.into());
@@ -353,18 +467,140 @@ impl StoreReader {
         Ok(exported)
     }
 
-    /// Whether an answer for `id` is stored (committed by this run or an earlier one).
-    pub fn contains(&self, id: &RecordId) -> Result<bool, StoreError> {
-        let mut lookup = self
-            .connection
-            .prepare_cached("SELECT 1 FROM answers WHERE id = ?1")
-            .map_err(StoreError::Read)?;
-        let found: Option<i64> = lookup
-            .query_row([id.as_str()], |row| row.get(0))
-            .optional()
-            .map_err(StoreError::Read)?;
+    /// Whether the record of input line `line` with `id` needs no run: an answer for `id` from this line or an
+    /// earlier one is stored (committed by this run or an earlier one), or, for a line whose id cannot be read,
+    /// the line is stored in `rejected`.
+    pub fn contains(&self, id: &RecordId, line: u64) -> Result<bool, StoreError> {
+        let line = i64::try_from(line).unwrap_or(i64::MAX);
+        let found: Option<i64> = match id.given() {
+            Some(id) => self
+                .connection
+                .prepare_cached("SELECT 1 FROM answers WHERE id = ?1 AND line <= ?2")
+                .and_then(|mut lookup| {
+                    lookup
+                        .query_row(params![id, line], |row| row.get(0))
+                        .optional()
+                })
+                .map_err(StoreError::Read)?,
+            None => self
+                .connection
+                .prepare_cached("SELECT 1 FROM rejected WHERE line = ?1")
+                .and_then(|mut lookup| lookup.query_row([line], |row| row.get(0)).optional())
+                .map_err(StoreError::Read)?,
+        };
         Ok(found.is_some())
     }
+}
+
+/// What a file's header and schema say, read before anything is written to it.
+#[derive(Debug)]
+struct Facts {
+    version: i64,
+    application_id: i64,
+    tables: Vec<String>,
+}
+
+impl Facts {
+    fn read(connection: &Connection) -> rusqlite::Result<Self> {
+        let version = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        let application_id = connection.query_row("PRAGMA application_id", [], |row| row.get(0))?;
+        let mut statement = connection.prepare(
+            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+        )?;
+        let tables = statement
+            .query_map([], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(Self {
+            version,
+            application_id,
+            tables,
+        })
+    }
+
+    /// `Ok` if this is an answers database of ours (this version or one this code migrates), else why not.
+    fn check_ours(&self, connection: &Connection) -> Result<(), String> {
+        match (self.application_id, self.version) {
+            (APPLICATION_ID, SCHEMA_VERSION) | (APPLICATION_ID | 0, 1) => {}
+            (APPLICATION_ID, version) if version > SCHEMA_VERSION => {
+                return Err(format!(
+                    "schema version {version} is newer than this tributary's {SCHEMA_VERSION}"
+                ));
+            }
+            (APPLICATION_ID, version) => return Err(format!("unknown schema version {version}")),
+            (0, version) => {
+                return Err(format!(
+                    "another program's SQLite database: schema version {version}, tables {}",
+                    self.table_list()
+                ));
+            }
+            (other, _) => {
+                return Err(format!(
+                    "another program's SQLite database: application id {other:#x}"
+                ));
+            }
+        }
+        let expected: &[&str] = if self.version == 1 {
+            &["answers"]
+        } else {
+            &["answers", "rejected"]
+        };
+        if self.tables != expected {
+            return Err(format!(
+                "its tables are {}, expected {}",
+                self.table_list(),
+                expected.join(", ")
+            ));
+        }
+        check_columns(connection, "answers", ANSWERS_COLUMNS)?;
+        if self.version >= 2 {
+            check_columns(connection, "rejected", REJECTED_COLUMNS)?;
+        }
+        Ok(())
+    }
+
+    fn table_list(&self) -> String {
+        if self.tables.is_empty() {
+            "none".to_owned()
+        } else {
+            self.tables.join(", ")
+        }
+    }
+}
+
+/// `Ok` if `table` has exactly `expected` columns, in order.
+fn check_columns(
+    connection: &Connection,
+    table: &str,
+    expected: &[(&str, &str, bool, bool)],
+) -> Result<(), String> {
+    let read = || -> rusqlite::Result<Vec<(String, String, bool, bool)>> {
+        let mut statement = connection.prepare(
+            "SELECT name, type, \"notnull\", pk FROM pragma_table_info(?1) ORDER BY cid",
+        )?;
+        statement
+            .query_map([table], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get::<_, String>(1)?.to_uppercase(),
+                    row.get(2)?,
+                    row.get::<_, i64>(3)? > 0,
+                ))
+            })?
+            .collect()
+    };
+    let found = read().map_err(|error| format!("its `{table}` table cannot be read: {error}"))?;
+    let matches = found.len() == expected.len()
+        && found.iter().zip(expected).all(|(found, expected)| {
+            (found.0.as_str(), found.1.as_str(), found.2, found.3) == *expected
+        });
+    if matches {
+        return Ok(());
+    }
+    let names: Vec<&str> = found.iter().map(|column| column.0.as_str()).collect();
+    Err(format!(
+        "its `{table}` table has other columns ({})",
+        names.join(", ")
+    ))
 }
 
 fn count_by_status(connection: &Connection) -> Result<StoredCounts, StoreError> {
@@ -383,6 +619,10 @@ fn count_by_status(connection: &Connection) -> Result<StoredCounts, StoreError> 
             _ => counts.failed += count,
         }
     }
+    let rejected: i64 = connection
+        .query_row("SELECT COUNT(*) FROM rejected", [], |row| row.get(0))
+        .map_err(StoreError::Read)?;
+    counts.failed += u64::try_from(rejected).unwrap_or(0);
     Ok(counts)
 }
 
@@ -467,8 +707,16 @@ mod tests {
         );
 
         let index = store.reader().expect("reader");
-        assert!(index.contains(&RecordId::new("a")).expect("lookup"));
-        assert!(!index.contains(&RecordId::new("z")).expect("lookup"));
+        assert!(
+            index
+                .contains(&RecordId::new("a"), u64::MAX)
+                .expect("lookup")
+        );
+        assert!(
+            !index
+                .contains(&RecordId::new("z"), u64::MAX)
+                .expect("lookup")
+        );
     }
 
     #[test]
@@ -554,7 +802,7 @@ mod tests {
             .expect("foreign db");
         assert!(matches!(
             Store::open(&foreign),
-            Err(StoreError::ForeignSchema { found: 0, .. })
+            Err(StoreError::ForeignSchema { .. })
         ));
     }
 
@@ -608,5 +856,195 @@ mod tests {
             Store::open(&directory.path().join("missing/answers.db")).expect_err("no directory");
         assert!(matches!(error, StoreError::Open { .. }));
         assert!(!error.is_disk_full());
+    }
+
+    /// A repeated id once kept whichever answer arrived first: now the earliest input line wins, whatever the
+    /// order of arrival, and a rerun does not skip an earlier line whose answer is not the stored one.
+    #[test]
+    fn a_repeated_id_keeps_the_answer_of_its_earliest_line() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let mut store = Store::open(&directory.path().join("answers.db")).expect("open");
+        let mut late = row("a", 9, AnswerStatus::Failed);
+        late.question = Some("from line 9".to_owned());
+        store.write_batch(&[late]).expect("write line 9");
+        let reader = store.reader().expect("reader");
+        assert!(reader.contains(&RecordId::new("a"), 9).expect("lookup"));
+        assert!(
+            !reader.contains(&RecordId::new("a"), 2).expect("lookup"),
+            "line 2 must still run: its answer wins"
+        );
+        let mut early = row("a", 2, AnswerStatus::Ok);
+        early.question = Some("from line 2".to_owned());
+        let written = store.write_batch(&[early.clone()]).expect("write line 2");
+        assert_eq!(written.already_stored, 1, "a replacement, not a new row");
+        let mut later_again = row("a", 5, AnswerStatus::Degraded);
+        later_again.question = Some("from line 5".to_owned());
+        store.write_batch(&[later_again]).expect("write line 5");
+        let mut out = Vec::new();
+        reader.export_jsonl(&mut out).expect("export");
+        let lines: Vec<Value> = String::from_utf8(out)
+            .expect("utf-8")
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("json"))
+            .collect();
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0]["line"], 2);
+        assert_eq!(lines[0]["question"], "from line 2");
+        assert_eq!(lines[0]["status"], "ok");
+        assert_eq!(store.counts().expect("counts").total(), 1);
+    }
+
+    /// The made-up id `line:N` of an unreadable line once collided with a given id `"line:N"`, and the valid
+    /// question was dropped as a duplicate. They are now stored apart.
+    #[test]
+    fn an_unreadable_line_never_collides_with_a_given_id() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let mut store = Store::open(&directory.path().join("answers.db")).expect("open");
+        let mut unreadable = row("x", 3, AnswerStatus::Failed);
+        unreadable.id = RecordId::for_line(3);
+        unreadable.question = None;
+        unreadable.error = Some("line 3: malformed JSON".to_owned());
+        let given = row("line:3", 7, AnswerStatus::Ok);
+        let written = store
+            .write_batch(&[unreadable.clone(), given])
+            .expect("write");
+        assert_eq!(written.inserted.total(), 2);
+        assert_eq!(written.already_stored, 0);
+        assert_eq!(
+            store
+                .write_batch(&[unreadable])
+                .expect("again")
+                .already_stored,
+            1
+        );
+        let reader = store.reader().expect("reader");
+        assert!(reader.contains(&RecordId::for_line(3), 3).expect("lookup"));
+        assert!(!reader.contains(&RecordId::for_line(7), 7).expect("lookup"));
+        assert!(
+            reader
+                .contains(&RecordId::new("line:3"), 7)
+                .expect("lookup")
+        );
+        let mut out = Vec::new();
+        reader.export_jsonl(&mut out).expect("export");
+        let lines: Vec<Value> = String::from_utf8(out)
+            .expect("utf-8")
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("json"))
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["id"], Value::Null);
+        assert_eq!(lines[0]["line"], 3);
+        assert_eq!(lines[0]["status"], "failed");
+        assert_eq!(lines[0]["error"], "line 3: malformed JSON");
+        assert_eq!(lines[1]["id"], "line:3");
+        assert_eq!(lines[1]["status"], "ok");
+        assert_eq!(
+            store.counts().expect("counts"),
+            StoredCounts {
+                ok: 1,
+                degraded: 0,
+                failed: 1
+            }
+        );
+    }
+
+    /// A database written by version 1 (unreadable lines under `line:N`, no application id) is migrated.
+    #[test]
+    fn a_version_1_database_is_migrated_in_place() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let path = directory.path().join("answers.db");
+        {
+            let connection = Connection::open(&path).expect("create");
+            connection
+                .execute_batch(
+                    "CREATE TABLE answers (
+                        id TEXT PRIMARY KEY NOT NULL, line INTEGER NOT NULL, question TEXT,
+                        status TEXT NOT NULL CHECK (status IN ('ok', 'degraded', 'failed')),
+                        answer TEXT NOT NULL, error TEXT, fetch_ms REAL, infer_ms REAL,
+                        elapsed_ms REAL NOT NULL,
+                        stored_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')));
+                     CREATE INDEX answers_by_line ON answers (line);
+                     INSERT INTO answers (id, line, question, status, answer, error, elapsed_ms)
+                        VALUES ('a', 1, 'why?', 'ok', '{}', NULL, 1.0),
+                               ('line:2', 2, NULL, 'failed', '{}', 'line 2: malformed JSON', 0.0);
+                     PRAGMA user_version = 1;",
+                )
+                .expect("a version 1 database");
+        }
+        let store = Store::open(&path).expect("migrated");
+        let reader = store.reader().expect("reader");
+        assert!(reader.contains(&RecordId::new("a"), 1).expect("lookup"));
+        assert!(reader.contains(&RecordId::for_line(2), 2).expect("lookup"));
+        assert!(
+            !reader
+                .contains(&RecordId::new("line:2"), 9)
+                .expect("lookup")
+        );
+        assert_eq!(store.counts().expect("counts").total(), 2);
+        let (version, application_id): (i64, i64) = store
+            .connection
+            .query_row(
+                "SELECT user_version, application_id FROM pragma_user_version, pragma_application_id",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .expect("pragmas");
+        assert_eq!((version, application_id), (SCHEMA_VERSION, APPLICATION_ID));
+    }
+
+    /// A file with another `answers` table was once switched to WAL before the check failed, and a crafted
+    /// table that passed `user_version` was written to. Now neither changes by a byte.
+    #[test]
+    fn a_foreign_database_is_refused_without_a_byte_changed() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        for (name, setup) in [
+            (
+                "other-answers.db",
+                "CREATE TABLE answers (id TEXT PRIMARY KEY, text TEXT); PRAGMA user_version = 1;",
+            ),
+            (
+                "crafted.db",
+                "CREATE TABLE answers (id TEXT PRIMARY KEY NOT NULL, line INTEGER NOT NULL);
+                 CREATE TABLE rejected (line INTEGER PRIMARY KEY);
+                 PRAGMA user_version = 2;",
+            ),
+            (
+                "other-app.db",
+                "CREATE TABLE notes (x TEXT); PRAGMA application_id = 42; PRAGMA user_version = 2;",
+            ),
+            (
+                "extra-table.db",
+                "CREATE TABLE notes (x TEXT); PRAGMA user_version = 1;",
+            ),
+        ] {
+            let path = directory.path().join(name);
+            Connection::open(&path)
+                .and_then(|connection| connection.execute_batch(setup))
+                .expect("a foreign database");
+            let before = std::fs::read(&path).expect("read");
+            let error = Store::open(&path).expect_err(name);
+            assert!(
+                matches!(error, StoreError::ForeignSchema { .. }),
+                "{name}: {error}"
+            );
+            assert!(
+                error.to_string().contains("not a tributary batch database"),
+                "{name}: {error}"
+            );
+            assert_eq!(
+                std::fs::read(&path).expect("read"),
+                before,
+                "{name} changed"
+            );
+            assert!(
+                !directory.path().join(format!("{name}-wal")).exists(),
+                "{name}: no WAL file"
+            );
+            assert!(
+                StoreReader::open(&path).is_err(),
+                "{name}: the reader refuses it too"
+            );
+        }
     }
 }

@@ -155,7 +155,11 @@ async fn malformed_lines_are_failed_rows_and_the_batch_goes_on() {
         .iter()
         .find(|row| row["line"] == 2)
         .expect("line 2 is stored");
-    assert_eq!(line_two["id"], "line:2");
+    assert_eq!(
+        line_two["id"],
+        serde_json::Value::Null,
+        "no id could be read"
+    );
     assert!(
         line_two["error"]
             .as_str()
@@ -247,7 +251,7 @@ async fn run_with_slow_sink(
         &small_settings(),
         input,
         sink,
-        |_| Ok(false),
+        |_, _| Ok(false),
         stats.clone(),
         CancellationToken::new(),
     )

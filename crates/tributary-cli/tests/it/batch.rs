@@ -179,8 +179,9 @@ fn malformed_json_lines_are_reported_by_line_and_stored_as_failed() {
         .filter(|row| row["status"] == "failed")
         .collect();
     assert_eq!(
-        (failed[0]["id"].as_str(), failed[0]["line"].as_u64()),
-        (Some("line:2"), Some(2))
+        (&failed[0]["id"], failed[0]["line"].as_u64()),
+        (&Value::Null, Some(2)),
+        "a line whose id cannot be read has no id"
     );
 }
 
@@ -444,4 +445,48 @@ fn durations_and_counts_past_their_bounds_are_refused_before_the_database_is_mad
         );
         assert!(!workspace.path("answers.db").exists(), "{extra:?}");
     }
+}
+
+/// Three id bugs, through the real binary: an unreadable line's made-up id `line:2` once swallowed the valid
+/// question whose id is `"line:2"`; a repeated id kept whichever answer came first, not the earliest line's;
+/// a question of NUL bytes was answered `ok`.
+#[test]
+fn ids_never_collide_the_earliest_line_wins_and_control_characters_are_refused() {
+    let workspace = Workspace::new();
+    let input = workspace.write(
+        "questions.jsonl",
+        "{\"id\": \"a\", \"question\": \"what is it?\"}\n\
+         {not json\n\
+         {\"id\": \"line:2\", \"question\": \"what is the GIL?\"}\n\
+         {\"id\": \"nul\", \"question\": \"\\u0000\\u0000\\u0000\"}\n\
+         {\"id\": \"a\", \"question\": \"and the event loop?\"}\n",
+    );
+    let output = workspace.batch(&input, &["--json"]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let rows = workspace.exported();
+    let by_line = |line: u64| {
+        rows.iter()
+            .find(|row| row["line"] == line)
+            .unwrap_or_else(|| panic!("line {line} in {rows:?}"))
+    };
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert_eq!(by_line(1)["id"], "a");
+    assert_eq!(by_line(1)["question"], "what is it?");
+    assert_eq!(by_line(2)["id"], Value::Null);
+    assert_eq!(by_line(2)["status"], "failed");
+    assert_eq!(by_line(3)["id"], "line:2");
+    assert_ne!(by_line(3)["status"], "failed", "{}", by_line(3));
+    assert_eq!(by_line(4)["status"], "failed");
+    assert!(
+        by_line(4)["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("control character U+0000"),
+        "{}",
+        by_line(4)
+    );
+    // A rerun finds every line accounted for.
+    let again = workspace.batch(&input, &["--json"]);
+    assert_eq!(code(&again), 0, "{}", stderr(&again));
+    assert_eq!(workspace.exported(), rows);
 }
