@@ -106,5 +106,6 @@ fn unfinished(
     StepRecord {
         report,
         inference: None,
+        responded: false,
     }
 }

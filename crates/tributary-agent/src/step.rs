@@ -75,6 +75,8 @@ pub struct StepRecord {
     pub report: SourceReport,
     /// Its inference, when it got that far.
     pub inference: Option<Inference>,
+    /// Whether the source gave a response (whatever became of its inference).
+    pub responded: bool,
 }
 
 /// How a question ended by the answer rule: its status, the answer, or why there is none.
@@ -231,6 +233,7 @@ pub async fn infer_source(context: &StepContext, fetch: Fetch, deadline: Deadlin
         return StepRecord {
             report,
             inference: None,
+            responded: false,
         };
     };
     // Extraction happens here, on the caller's side: the job must be plain data for a `processes` executor.
@@ -244,7 +247,11 @@ pub async fn infer_source(context: &StepContext, fetch: Fetch, deadline: Deadlin
         record_inference(timeline, &source, &outcome);
     }
     let inference = apply_inference(&mut report, outcome);
-    StepRecord { report, inference }
+    StepRecord {
+        report,
+        inference,
+        responded: true,
+    }
 }
 
 /// Draws an inference on its worker's lane, or where it was cut short on its source's lane.
@@ -280,8 +287,9 @@ fn record_inference(timeline: &Timeline, source: &Source, outcome: &InferenceOut
 /// The answer rule, the same for every driver:
 ///
 /// - a **required** source that did not answer: `failed`, "required source `kb` did not answer: ...";
-/// - no inference at all: `failed`, "no source answered (weather: ...; news: ...)", or "no source applies to
-///   the question (...)" when every source was skipped;
+/// - no inference at all: `failed`, "no source answered (weather: ...; news: ...)", "2 of 3 source(s)
+///   answered, but no inference finished (...)" when the deadline cut every inference, or "no source applies
+///   to the question (...)" when every source was skipped;
 /// - otherwise the aggregated answer: `ok` when every source that was asked answered, `degraded` when some
 ///   did not.
 pub fn answer(question: &Question, records: &[StepRecord]) -> Verdict {
@@ -314,8 +322,15 @@ pub fn answer(question: &Question, records: &[StepRecord]) -> Verdict {
         let all_skipped = records
             .iter()
             .all(|record| record.report.status == SourceStatus::Skipped);
+        let responded = records.iter().filter(|record| record.responded).count();
         return failed(if all_skipped {
             format!("no source applies to the question ({reasons})")
+        } else if responded > 0 {
+            // The sources were there; the time ran out in inference: a different fix (more time, more workers).
+            format!(
+                "{responded} of {} source(s) answered, but no inference finished ({reasons})",
+                records.len()
+            )
         } else {
             format!("no source answered ({reasons})")
         });
@@ -460,8 +475,16 @@ fn fetch_failure(error: &FetchError, binding_bound: ElapsedKind) -> (SourceStatu
                 error.attempt_log(),
             ),
         ),
-        FetchErrorKind::AttemptTimeout { .. } => (SourceStatus::TimedOut, error_chain(error)),
-        _ => (SourceStatus::Failed, error_chain(error)),
+        // The engine's messages read after "failed to " (a bare "read a response body within the limit" reads
+        // like success).
+        FetchErrorKind::AttemptTimeout { .. } => (
+            SourceStatus::TimedOut,
+            format!("failed to {}", error_chain(error)),
+        ),
+        _ => (
+            SourceStatus::Failed,
+            format!("failed to {}", error_chain(error)),
+        ),
     }
 }
 

@@ -108,9 +108,12 @@ fn print_report<T: serde::Serialize + HumanReport>(
     }
     if let Some(error) = &report.error {
         printer.note(&format!("error: no answer: {error}"));
-        printer.note(
-            "hint: see the per-source errors above; --per-source-timeout and --deadline give sources more time",
-        );
+        printer.note(if error.contains("no inference finished") {
+            "hint: the sources answered; inference ran out of time: a longer --deadline, more --workers or a \
+             smaller --inference-cost"
+        } else {
+            "hint: see the per-source errors above; --per-source-timeout and --deadline give sources more time"
+        });
     }
     Ok(())
 }

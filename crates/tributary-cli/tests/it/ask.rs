@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::harness::{ask, code, json_lines, source, stderr, stdout, tributary};
+use crate::harness::{FAST, ask, code, json_lines, source, stderr, stdout, tributary};
 
 const QUESTION: &str = "What's the weather in Paris, and why does the GIL matter?";
 
@@ -444,5 +444,54 @@ fn every_executor_answers_and_processes_run_in_worker_processes() {
         stderr(&output).contains("threads, processes, global-lock, inline"),
         "{}",
         stderr(&output)
+    );
+}
+
+/// Every source answered but the deadline cut each inference: the answer once said "no source answered". And a
+/// source's error once read like success ("read a response body within the 1048576-byte limit").
+#[test]
+fn messages_say_what_happened() {
+    let output = tributary()
+        .args([
+            "ask",
+            QUESTION,
+            "--json",
+            "--inference-cost",
+            "5s",
+            "--deadline",
+            "1s",
+        ])
+        .args(FAST.iter().skip(2))
+        .output()
+        .expect("run");
+    assert_eq!(code(&output), 3, "stderr: {}", stderr(&output));
+    let report = &json_lines(&output)[0];
+    let error = report["error"].as_str().expect("an error");
+    assert!(
+        error.starts_with("3 of 3 source(s) answered, but no inference finished"),
+        "{error}"
+    );
+    let human = tributary()
+        .args(["ask", QUESTION, "--inference-cost", "5s", "--deadline", "1s"])
+        .args(FAST.iter().skip(2))
+        .output()
+        .expect("run");
+    assert_eq!(code(&human), 3, "stderr: {}", stderr(&human));
+    assert!(
+        stderr(&human).contains("inference ran out of time"),
+        "{}",
+        stderr(&human)
+    );
+
+    let output = ask(&[QUESTION, "--json", "--fault", "news=huge"]);
+    assert_eq!(code(&output), 0, "stderr: {}", stderr(&output));
+    let reports = json_lines(&output);
+    let news = source(&reports[0], "news");
+    let error = news["error"].as_str().expect("an error");
+    assert!(
+        error.starts_with(
+            "failed to fetch from source `news` after 1 attempt(s): read a response body"
+        ),
+        "{error}"
     );
 }

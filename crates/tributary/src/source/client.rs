@@ -312,7 +312,7 @@ impl SourceClient {
         let body = read_body_within(response, spec.max_body_bytes).await?;
         serde_json::from_slice(&body)
             .map(Arc::new)
-            .map_err(|error| FetchErrorKind::malformed_json(error).into())
+            .map_err(|error| FetchErrorKind::malformed_json(error, &body).into())
     }
 }
 

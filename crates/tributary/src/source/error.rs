@@ -98,8 +98,8 @@ pub enum FetchErrorKind {
         line: usize,
         /// 1-based column of the problem in the body.
         column: usize,
-        /// The original parser error.
-        #[source]
+        /// The original parser error (not a `source`: its text is `detail` and the position, already in the
+        /// message, and an error chain would print it twice).
         cause: Arc<serde_json::Error>,
     },
     /// Connecting, sending the request or reading the body failed at the transport level (retryable).
@@ -111,10 +111,12 @@ impl FetchErrorKind {
     /// Whether another attempt could plausibly succeed: timeouts, transport errors, 5xx and 429.
     ///
     /// Deadline expiry is not retryable (there is no time left), and neither is a 4xx other than 429 (the request
-    /// itself is wrong), an oversized body, or malformed JSON.
+    /// itself is wrong), an oversized body, malformed JSON, or a transport error that a second identical request
+    /// would meet again: a redirect loop, a response that is not HTTP, headers over the size limit.
     pub fn is_retryable(&self) -> bool {
         match self {
-            FetchErrorKind::AttemptTimeout { .. } | FetchErrorKind::Transport(_) => true,
+            FetchErrorKind::AttemptTimeout { .. } => true,
+            FetchErrorKind::Transport(error) => !cannot_heal(error),
             FetchErrorKind::HttpStatus { status } => {
                 status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
             }
@@ -124,18 +126,106 @@ impl FetchErrorKind {
         }
     }
 
-    pub(crate) fn malformed_json(error: serde_json::Error) -> Self {
+    /// `body` failed to parse with `error`; the detail names what the body is when it is plainly not JSON
+    /// (an HTML error page, compressed bytes, binary), which the parser's "expected value" does not say.
+    pub(crate) fn malformed_json(error: serde_json::Error, body: &[u8]) -> Self {
         let message = error.to_string();
         // serde_json appends " at line L column C"; keep the description on its own.
-        let detail = message
+        let parsed = message
             .rsplit_once(" at line ")
-            .map_or(message.as_str(), |(detail, _)| detail)
-            .to_owned();
+            .map_or(message.as_str(), |(detail, _)| detail);
+        let detail = match body_kind(body) {
+            Some(kind) => format!("the body is {kind}, not JSON ({parsed})"),
+            None => parsed.to_owned(),
+        };
         FetchErrorKind::MalformedJson {
             detail,
             line: error.line(),
             column: error.column(),
             cause: Arc::new(error),
         }
+    }
+}
+
+/// Whether a transport error is the source's way of answering rather than bad luck on the wire: too many
+/// redirects (a loop), or a response hyper cannot parse (garbage, an invalid status line, headers too large).
+/// A reset or a closed connection may well heal, and is retried.
+fn cannot_heal(error: &reqwest::Error) -> bool {
+    if error.is_redirect() {
+        return true;
+    }
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        if let Some(http) = inner.downcast_ref::<hyper::Error>() {
+            return http.is_parse() || http.is_parse_status();
+        }
+        cause = inner.source();
+    }
+    false
+}
+
+/// What a body that is plainly not JSON is, by its first bytes.
+fn body_kind(body: &[u8]) -> Option<&'static str> {
+    let start = body.trim_ascii_start();
+    if start.starts_with(&[0x1f, 0x8b]) {
+        return Some("gzip-compressed data");
+    }
+    if start.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        return Some("zstd-compressed data");
+    }
+    if start.starts_with(b"BZh") {
+        return Some("bzip2-compressed data");
+    }
+    let lowercase = |length: usize| start.get(..length).map(<[u8]>::to_ascii_lowercase);
+    if lowercase(9).as_deref() == Some(b"<!doctype") || lowercase(5).as_deref() == Some(b"<html") {
+        return Some("an HTML page");
+    }
+    if start.starts_with(b"<") {
+        return Some("HTML or XML");
+    }
+    if std::str::from_utf8(body).is_err() {
+        return Some("binary data (not UTF-8)");
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn detail(body: &[u8]) -> String {
+        let error = serde_json::from_slice::<serde_json::Value>(body).expect_err("not json");
+        match FetchErrorKind::malformed_json(error, body) {
+            FetchErrorKind::MalformedJson { detail, .. } => detail,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// An HTML error page or a compressed body was once reported as a bare "expected value".
+    #[test]
+    fn a_body_that_is_plainly_not_json_is_named() {
+        assert_eq!(
+            detail(b"<!DOCTYPE html><p>502</p>"),
+            "the body is an HTML page, not JSON (expected value)"
+        );
+        assert!(detail(b"  <html>").starts_with("the body is an HTML page"));
+        assert!(detail(b"<?xml version=\"1.0\"?>").starts_with("the body is HTML or XML"));
+        assert!(detail(&[0x1f, 0x8b, 8, 0, 0]).starts_with("the body is gzip-compressed data"));
+        assert!(detail(&[0xff, 0xfe, 0x00]).starts_with("the body is binary data"));
+        assert_eq!(detail(b"{\"a\": oops}"), "expected value");
+    }
+
+    /// The parser's detail was once printed twice in an error chain (in the message and as its source).
+    #[test]
+    fn malformed_json_is_described_once_in_the_chain() {
+        let body = b"{oops";
+        let error = serde_json::from_slice::<serde_json::Value>(body).expect_err("not json");
+        let kind = FetchErrorKind::malformed_json(error, body);
+        assert!(std::error::Error::source(&kind).is_none());
+        assert_eq!(
+            kind.to_string().matches("key must be a string").count(),
+            1,
+            "{kind}"
+        );
     }
 }

@@ -706,3 +706,75 @@ async fn dropping_the_caller_that_runs_the_fetch_does_not_strand_the_callers_wai
     assert!(!second.cached);
     assert_eq!(server.requests(), 2);
 }
+
+/// A raw TCP server that answers every connection with the same bytes (read the request, write, close): for
+/// answers axum will not send. Counts connections.
+async fn raw_server(reply: Vec<u8>) -> (Url, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&connections);
+    let reply: Arc<[u8]> = reply.into();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let reply = Arc::clone(&reply);
+            tokio::spawn(async move {
+                let mut request = [0_u8; 4096];
+                let _read = socket.read(&mut request).await;
+                let _written = socket.write_all(&reply).await;
+                let _shut = socket.shutdown().await;
+            });
+        }
+    });
+    (
+        Url::parse(&format!("http://{address}")).unwrap(),
+        connections,
+    )
+}
+
+/// Retries were once spent on errors a second identical request meets again: a response that is not HTTP,
+/// headers over hyper's limit, a redirect loop. One attempt each; a dropped connection is still retried.
+#[tokio::test]
+async fn transport_errors_that_cannot_heal_are_not_retried() {
+    let huge_header = format!(
+        "HTTP/1.1 200 OK\r\nX-Padding: {}\r\nContent-Length: 2\r\n\r\n{{}}",
+        "a".repeat(512 * 1024)
+    );
+    for (name, reply) in [
+        ("garbage", b"SSH-2.0-OpenSSH_9.6\r\n\r\n".to_vec()),
+        ("huge headers", huge_header.into_bytes()),
+        (
+            "redirect loop",
+            b"HTTP/1.1 302 Found\r\nLocation: /weather?city=Lyon\r\nContent-Length: 0\r\n\r\n"
+                .to_vec(),
+        ),
+    ] {
+        let (base_url, connections) = raw_server(reply).await;
+        let mut spec = SourceSpec::new(name, base_url);
+        spec.retries = 2;
+        let error = client()
+            .fetch(&spec, &request(), ten_seconds())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error.kind(), FetchErrorKind::Transport(_)),
+            "{name}: {error:?}"
+        );
+        assert!(!error.kind().is_retryable(), "{name}: {error:?}");
+        assert_eq!(error.attempts(), 1, "{name}: {error:?}");
+        if name != "redirect loop" {
+            assert_eq!(connections.load(Ordering::SeqCst), 1, "{name}");
+        }
+    }
+    // A connection closed before any response may heal: retried.
+    let (base_url, _) = raw_server(Vec::new()).await;
+    let mut spec = SourceSpec::new("closed", base_url);
+    spec.retries = 1;
+    let error = client()
+        .fetch(&spec, &request(), ten_seconds())
+        .await
+        .unwrap_err();
+    assert_eq!(error.attempts(), 2, "{error:?}");
+}
