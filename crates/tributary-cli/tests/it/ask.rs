@@ -472,7 +472,14 @@ fn messages_say_what_happened() {
         "{error}"
     );
     let human = tributary()
-        .args(["ask", QUESTION, "--inference-cost", "5s", "--deadline", "1s"])
+        .args([
+            "ask",
+            QUESTION,
+            "--inference-cost",
+            "5s",
+            "--deadline",
+            "1s",
+        ])
         .args(FAST.iter().skip(2))
         .output()
         .expect("run");

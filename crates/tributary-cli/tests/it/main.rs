@@ -4,6 +4,7 @@
 mod architecture;
 mod ask;
 mod batch;
+mod chaos;
 mod harness;
 mod lab;
 mod sources;

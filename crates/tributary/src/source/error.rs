@@ -135,7 +135,7 @@ impl FetchErrorKind {
             .rsplit_once(" at line ")
             .map_or(message.as_str(), |(detail, _)| detail);
         let detail = match body_kind(body) {
-            Some(kind) => format!("the body is {kind}, not JSON ({parsed})"),
+            Some(kind) => format!("{kind} ({parsed})"),
             None => parsed.to_owned(),
         };
         FetchErrorKind::MalformedJson {
@@ -164,27 +164,27 @@ fn cannot_heal(error: &reqwest::Error) -> bool {
     false
 }
 
-/// What a body that is plainly not JSON is, by its first bytes.
+/// What a body that is plainly not JSON is, by its first bytes, as a sentence.
 fn body_kind(body: &[u8]) -> Option<&'static str> {
     let start = body.trim_ascii_start();
     if start.starts_with(&[0x1f, 0x8b]) {
-        return Some("gzip-compressed data");
+        return Some("the body is gzip-compressed data, not JSON");
     }
     if start.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        return Some("zstd-compressed data");
+        return Some("the body is zstd-compressed data, not JSON");
     }
     if start.starts_with(b"BZh") {
-        return Some("bzip2-compressed data");
+        return Some("the body is bzip2-compressed data, not JSON");
     }
     let lowercase = |length: usize| start.get(..length).map(<[u8]>::to_ascii_lowercase);
     if lowercase(9).as_deref() == Some(b"<!doctype") || lowercase(5).as_deref() == Some(b"<html") {
-        return Some("an HTML page");
+        return Some("the body is an HTML page, not JSON");
     }
     if start.starts_with(b"<") {
-        return Some("HTML or XML");
+        return Some("the body is HTML or XML, not JSON");
     }
     if std::str::from_utf8(body).is_err() {
-        return Some("binary data (not UTF-8)");
+        return Some("the body is not valid UTF-8");
     }
     None
 }
@@ -211,7 +211,7 @@ mod tests {
         assert!(detail(b"  <html>").starts_with("the body is an HTML page"));
         assert!(detail(b"<?xml version=\"1.0\"?>").starts_with("the body is HTML or XML"));
         assert!(detail(&[0x1f, 0x8b, 8, 0, 0]).starts_with("the body is gzip-compressed data"));
-        assert!(detail(&[0xff, 0xfe, 0x00]).starts_with("the body is binary data"));
+        assert!(detail(&[0xff, 0xfe, 0x00]).starts_with("the body is not valid UTF-8 ("));
         assert_eq!(detail(b"{\"a\": oops}"), "expected value");
     }
 
