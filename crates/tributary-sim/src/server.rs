@@ -24,6 +24,7 @@ use super::fault::{self, Params, Plan};
 use super::kb::KnowledgeBase;
 use super::news::{self, NewsIndex};
 use super::seed::rng_for;
+use super::serve::{Limits, serve_connections};
 use super::weather;
 
 /// How long [`SimServer::shutdown`] waits for connections to close before it stops waiting on them.
@@ -88,12 +89,7 @@ impl SimServer {
         let serving = tasks
             .group()
             .spawn("serve", async move {
-                let served = axum::serve(listener, app)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await;
-                if let Err(error) = served {
-                    tracing::warn!(%error, "simulated services stopped with an error");
-                }
+                serve_connections(listener, app, Limits::default(), stop).await;
                 Ok(())
             })
             .await
