@@ -108,6 +108,10 @@ mod seed;
 mod server;
 mod weather;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+
 #[cfg(test)]
 mod tests;
 
