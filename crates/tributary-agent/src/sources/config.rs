@@ -7,7 +7,7 @@
 //! name = "weather"            # unique
 //! kind = "weather"            # weather | news | kb
 //! base_url = "http://127.0.0.1:8080"
-//! timeout = "2s"              # per attempt (humantime); default 2s
+//! timeout = "2s"              # per attempt (humantime); default 2s, at most 1h
 //! retries = 2                 # retries after the first attempt; default 2
 //! cache_ttl = "60s"           # optional; absent or "0s" = no cache
 //! required = false            # a required source failing fails the answer; default false
@@ -29,6 +29,10 @@ use super::kind::SourceKind;
 
 /// More retries than this is a configuration mistake, not resilience.
 pub const MAX_RETRIES: u32 = 10;
+
+/// A per-attempt timeout longer than this is a configuration mistake, not patience. It also keeps every deadline
+/// a fetch computes from the timeout within what the clock can represent.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
 /// One source the agent asks: how to reach it (the engine's [`SourceSpec`]), what it knows about, and whether
 /// the answer needs it.
@@ -161,6 +165,16 @@ impl SourcesConfig {
                             timeout.span().start,
                             "timeout",
                             "must be greater than zero".into(),
+                        ));
+                    }
+                    Ok(duration) if duration > MAX_TIMEOUT => {
+                        return Err(invalid(
+                            timeout.span().start,
+                            "timeout",
+                            format!(
+                                "must be at most {}",
+                                humantime::format_duration(MAX_TIMEOUT)
+                            ),
                         ));
                     }
                     Ok(duration) => duration,
@@ -460,6 +474,21 @@ base_url = "http://127.0.0.1:8082/api/"
             let (line, field, message) = invalid(&text);
             assert_eq!((line, field.as_deref()), (6, Some("timeout")), "{message}");
         }
+    }
+
+    #[test]
+    fn a_timeout_over_an_hour_is_rejected() {
+        // Found by the `sources_file` fuzz target: a timeout past what the clock can represent was accepted, and
+        // the first fetch panicked computing its deadline.
+        for bad in ["\"300000000000y\"", "\"3601s\""] {
+            let text = VALID.replace("\"1500ms\"", bad);
+            let (line, field, message) = invalid(&text);
+            assert_eq!((line, field.as_deref()), (6, Some("timeout")), "{message}");
+            assert!(message.ends_with("must be at most 1h"), "{message}");
+        }
+        let text = VALID.replace("\"1500ms\"", "\"1h\"");
+        let config = SourcesConfig::from_str_named(&text, FILE).unwrap();
+        assert_eq!(config.get("weather").unwrap().spec.timeout, MAX_TIMEOUT);
     }
 
     #[test]

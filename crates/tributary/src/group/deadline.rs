@@ -24,9 +24,12 @@ impl Deadline {
         Self { at: Some(instant) }
     }
 
-    /// A deadline `duration` from now.
+    /// A deadline `duration` from now. One too far away for the clock to represent (hundreds of billions of
+    /// years) is no deadline at all, rather than a panic.
     pub fn after(duration: Duration) -> Self {
-        Self::at(Instant::now() + duration)
+        Instant::now()
+            .checked_add(duration)
+            .map_or(Self::none(), Self::at)
     }
 
     /// The instant, if there is a deadline.
@@ -191,5 +194,18 @@ mod tests {
         assert!(deadline.is_expired());
         assert_eq!(deadline.remaining(), Some(Duration::ZERO));
         assert_eq!(Deadline::none().remaining(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timeout_past_the_end_of_the_clock_is_no_bound_rather_than_a_panic() {
+        // Found by the `sources_file` fuzz target: `timeout = "300000000000y"` panicked here, adding to an instant.
+        assert_eq!(Deadline::after(Duration::MAX), Deadline::none());
+        let parent = Deadline::after(Duration::from_secs(1));
+        assert_eq!(
+            parent.narrow(Some(Duration::MAX)),
+            (parent, ElapsedKind::Deadline)
+        );
+        let result = with_timeout(Some(Duration::MAX), Deadline::none(), async { 7 }).await;
+        assert_eq!(result, Ok(7));
     }
 }
