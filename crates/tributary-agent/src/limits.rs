@@ -6,7 +6,8 @@
 
 use std::time::Duration;
 
-/// The longest deadline, per-source timeout, per-attempt timeout or cache lifetime: a day.
+/// The longest deadline, per-source timeout or cache lifetime: a day. (A source's per-attempt `timeout` has a
+/// tighter bound, an hour: [`crate::sources::MAX_TIMEOUT`].)
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The most sources one sources file may declare (and so one question may ask).

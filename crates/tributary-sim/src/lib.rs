@@ -109,6 +109,10 @@ mod serve;
 mod server;
 mod weather;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+
 #[cfg(test)]
 mod tests;
 

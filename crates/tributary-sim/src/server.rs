@@ -221,7 +221,7 @@ async fn kb_handler(State(state): State<Arc<AppState>>, RawQuery(query): RawQuer
 
 /// Query parameters by name (the last one wins when repeated). Parsed by hand rather than with axum's `Query`
 /// so that no request is rejected before it is counted, and every error body is JSON.
-fn parse_query(query: Option<&str>) -> Params {
+pub(crate) fn parse_query(query: Option<&str>) -> Params {
     url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .into_owned()
         .collect()
@@ -258,14 +258,19 @@ where
         state.shutdown.cancelled().await;
         return shutting_down();
     }
-    let (status, body) = match answer().await {
+    let (status, body) = status_and_body(answer().await);
+    fault::respond(fault, status, body, &state.shutdown)
+}
+
+/// The status and JSON body of a service's answer, before a fault changes them.
+pub(crate) fn status_and_body<T: Serialize>(answer: Result<T, ApiError>) -> (StatusCode, Vec<u8>) {
+    match answer {
         Ok(answer) => (
             StatusCode::OK,
             serde_json::to_vec(&answer).expect("response types always serialize"),
         ),
         Err(error) => (error.status, error.body()),
-    };
-    fault::respond(fault, status, body, &state.shutdown)
+    }
 }
 
 fn shutting_down() -> Response {

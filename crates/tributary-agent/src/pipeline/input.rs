@@ -228,26 +228,23 @@ impl<R: BufRead> InputReader<R> {
     }
 }
 
-/// Counts the lines of `reader` that are not blank: the records an [`InputReader`] would yield. Streams.
-pub fn count_records(mut reader: impl BufRead) -> io::Result<u64> {
+/// Counts the records an [`InputReader`] would yield from `reader`: its lines that are not blank, an over-long
+/// or non-UTF-8 line counting as a record. Streams, holding at most one line of [`MAX_LINE_BYTES`].
+///
+/// It reads lines exactly as the reader does, so the two cannot disagree (this count is the batch's progress
+/// total); only the parsing of each line is skipped.
+pub fn count_records(reader: impl BufRead) -> io::Result<u64> {
+    let mut lines = InputReader::new(reader, InputFormat::Text);
     let mut records = 0;
-    let mut line_has_content = false;
-    loop {
-        let chunk = reader.fill_buf()?;
-        if chunk.is_empty() {
-            return Ok(records + u64::from(line_has_content));
-        }
-        for byte in chunk {
-            if *byte == b'\n' {
-                records += u64::from(line_has_content);
-                line_has_content = false;
-            } else if !byte.is_ascii_whitespace() {
-                line_has_content = true;
-            }
-        }
-        let length = chunk.len();
-        reader.consume(length);
+    while let Some(fits) = lines.read_line()? {
+        records += u64::from(!fits || !is_blank(&lines.buffer));
     }
+    Ok(records)
+}
+
+/// Whether a line that fits yields no record: valid UTF-8 that is all white space, as [`str::trim`] sees it.
+fn is_blank(line: &[u8]) -> bool {
+    std::str::from_utf8(line).is_ok_and(|text| text.trim().is_empty())
 }
 
 impl<R: BufRead> Iterator for InputReader<R> {
@@ -422,6 +419,20 @@ mod tests {
             count_records(&input[..]).expect("count"),
             read_all(input, InputFormat::Text).len() as u64
         );
+    }
+
+    #[test]
+    fn counting_agrees_with_reading_on_unicode_white_space_and_over_long_blank_lines() {
+        // Found by the `batch_input` fuzz target: the count looked at ASCII white space byte by byte, the reader
+        // trims Unicode white space and reports an over-long line whatever it holds.
+        let mut input = "\u{a0}\n\u{2003}\r\n\u{b}\nwhy?\n".as_bytes().to_vec();
+        input.extend(std::iter::repeat_n(b' ', MAX_LINE_BYTES + 1));
+        input.extend_from_slice(b"\nnext?\n");
+        for format in [InputFormat::Text, InputFormat::JsonLines] {
+            let read = read_all(&input, format).len() as u64;
+            assert_eq!(read, 3, "why?, the over-long line, next?");
+            assert_eq!(count_records(&input[..]).expect("count"), read);
+        }
     }
 
     #[test]

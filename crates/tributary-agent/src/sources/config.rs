@@ -7,15 +7,15 @@
 //! name = "weather"            # unique
 //! kind = "weather"            # weather | news | kb
 //! base_url = "http://127.0.0.1:8080"
-//! timeout = "2s"              # per attempt (humantime); default 2s
+//! timeout = "2s"              # per attempt (humantime); default 2s, at most 1h
 //! retries = 2                 # retries after the first attempt; default 2
 //! cache_ttl = "60s"           # optional; absent or "0s" = no cache
 //! required = false            # a required source failing fails the answer; default false
 //! max_body_bytes = 1048576    # optional; default 1 MiB
 //! ```
 //!
-//! Bounds ([`crate::limits`]): at most 10,000 sources; `timeout` and `cache_ttl` at most a day; `retries` at most
-//! 10; `max_body_bytes` at most 1 GiB.
+//! Bounds ([`crate::limits`]): at most 10,000 sources; `timeout` at most an hour ([`MAX_TIMEOUT`]); `cache_ttl`
+//! at most a day; `retries` at most 10; `max_body_bytes` at most 1 GiB.
 //!
 //! Unknown fields are rejected. Every error names the file, the line and column, and the field, because the
 //! person reading it is about to open that file in an editor.
@@ -30,10 +30,14 @@ use tributary::source::{DEFAULT_MAX_BODY_BYTES, DEFAULT_RETRIES, DEFAULT_TIMEOUT
 use url::Url;
 
 use super::kind::SourceKind;
-use crate::limits::{MAX_BODY_BYTES, MAX_DURATION, MAX_SOURCES, check_duration};
+use crate::limits::{MAX_BODY_BYTES, MAX_DURATION, MAX_SOURCES};
 
 /// More retries than this is a configuration mistake, not resilience.
 pub const MAX_RETRIES: u32 = 10;
+
+/// A per-attempt timeout longer than this is a configuration mistake, not patience. It also keeps every deadline
+/// a fetch computes from the timeout within what the clock can represent.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
 /// One source the agent asks: how to reach it (the engine's [`SourceSpec`]), what it knows about, and whether
 /// the answer needs it.
@@ -196,7 +200,7 @@ impl SourcesConfig {
             }
             let timeout = match &entry.timeout {
                 None => DEFAULT_TIMEOUT,
-                Some(timeout) => match parse_duration(timeout) {
+                Some(timeout) => match parse_duration(timeout, MAX_TIMEOUT) {
                     Ok(Duration::ZERO) => {
                         return Err(invalid(
                             timeout.span().start,
@@ -221,7 +225,7 @@ impl SourcesConfig {
             };
             let cache_ttl = match &entry.cache_ttl {
                 None => None,
-                Some(ttl) => match parse_duration(ttl) {
+                Some(ttl) => match parse_duration(ttl, MAX_DURATION) {
                     Ok(Duration::ZERO) => None,
                     Ok(duration) => Some(duration),
                     Err(message) => return Err(invalid(ttl.span().start, "cache_ttl", message)),
@@ -335,15 +339,20 @@ struct RawSource {
     max_body_bytes: Option<Spanned<u64>>,
 }
 
-/// A duration field, at most [`MAX_DURATION`].
-fn parse_duration(value: &Spanned<String>) -> Result<Duration, String> {
+/// A duration field, at most `limit`.
+fn parse_duration(value: &Spanned<String>, limit: Duration) -> Result<Duration, String> {
     let duration = humantime::parse_duration(value.get_ref()).map_err(|error| {
         format!(
             "invalid duration `{}`: {error} (try \"2s\" or \"500ms\")",
             value.get_ref()
         )
     })?;
-    check_duration("the duration", duration, MAX_DURATION)?;
+    if duration > limit {
+        return Err(format!(
+            "must be at most {}",
+            humantime::format_duration(limit)
+        ));
+    }
     Ok(duration)
 }
 
@@ -568,6 +577,21 @@ base_url = "http://127.0.0.1:8082/api/"
             let (line, field, message) = invalid(&text);
             assert_eq!((line, field.as_deref()), (6, Some("timeout")), "{message}");
         }
+    }
+
+    #[test]
+    fn a_timeout_over_an_hour_is_rejected() {
+        // Found by the `sources_file` fuzz target: a timeout past what the clock can represent was accepted, and
+        // the first fetch panicked computing its deadline.
+        for bad in ["\"300000000000y\"", "\"3601s\""] {
+            let text = VALID.replace("\"1500ms\"", bad);
+            let (line, field, message) = invalid(&text);
+            assert_eq!((line, field.as_deref()), (6, Some("timeout")), "{message}");
+            assert!(message.ends_with("must be at most 1h"), "{message}");
+        }
+        let text = VALID.replace("\"1500ms\"", "\"1h\"");
+        let config = SourcesConfig::from_str_named(&text, FILE).unwrap();
+        assert_eq!(config.get("weather").unwrap().spec.timeout, MAX_TIMEOUT);
     }
 
     #[test]

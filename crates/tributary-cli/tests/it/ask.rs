@@ -401,7 +401,7 @@ fn a_config_file_duration_past_its_bound_is_reported_with_its_line() {
     assert_eq!(code(&output), 2, "{}", stderr(&output));
     let message = stderr(&output);
     assert!(message.contains("sources.toml:5"), "{message}");
-    assert!(message.contains("must be at most 1day"), "{message}");
+    assert!(message.contains("must be at most 1h"), "{message}");
 }
 
 #[test]

@@ -154,8 +154,9 @@ pub async fn with_timeout<F: Future>(
 mod tests {
     use super::*;
 
-    /// `--deadline 18446744073709551615s` once panicked on `Instant` overflow: a duration past what the clock
-    /// can represent is no deadline, and a per-call timeout that long leaves the parent's deadline in charge.
+    /// `--deadline 18446744073709551615s` once panicked on `Instant` overflow (and the `sources_file` fuzz target
+    /// found `timeout = "300000000000y"`): a duration past what the clock can represent is no deadline, and a
+    /// per-call timeout that long leaves the parent's deadline in charge.
     #[tokio::test(start_paused = true)]
     async fn durations_past_the_clock_are_no_deadline_not_a_panic() {
         assert_eq!(Deadline::after(Duration::MAX), Deadline::none());

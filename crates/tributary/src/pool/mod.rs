@@ -104,6 +104,10 @@ pub use executor::{
 pub use global_lock::{GlobalLockPool, SWITCH_INTERVAL};
 pub use inline::InlineExecutor;
 pub use job::{JobContext, JobHandle, JobTiming};
+/// The frame protocol's parent side for the fuzz targets (feature `fuzzing`); not part of the API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use process::fuzzing;
 pub use process::{
     ProcessPool, ProcessPoolConfig, ProcessPoolStats, WorkerCommand, WorkerJobs, serve_worker,
 };

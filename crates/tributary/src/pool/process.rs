@@ -606,15 +606,7 @@ impl WorkerProcess {
                 tracing::debug!(pid = ?self.pid, line = line.trim_end(), "ignored stray worker output");
                 continue;
             };
-            let frame: ResponseFrame = serde_json::from_str(payload)
-                .map_err(|error| Exchange::Malformed(format!("parse reply: {error}")))?;
-            if frame.id != id {
-                return Err(Exchange::Malformed(format!(
-                    "got the reply to request {} while waiting for {id}",
-                    frame.id
-                )));
-            }
-            return frame.into_output().map_err(Exchange::Malformed);
+            return decode_reply(payload, id).map_err(Exchange::Malformed);
         }
     }
 
@@ -724,6 +716,45 @@ fn encode_frame(frame: &impl Serialize) -> String {
 fn frame_payload(line: &str) -> Option<&str> {
     line.find(FRAME_TAG)
         .map(|start| line[start + FRAME_TAG.len()..].trim_end())
+}
+
+/// The job's output in the response frame `payload`, which must answer request `id`; `Err` says why the reply
+/// cannot be used (the worker is then out of step).
+fn decode_reply(payload: &str, id: u64) -> Result<Value, String> {
+    let frame: ResponseFrame =
+        serde_json::from_str(payload).map_err(|error| format!("parse reply: {error}"))?;
+    if frame.id != id {
+        return Err(format!(
+            "got the reply to request {} while waiting for {id}",
+            frame.id
+        ));
+    }
+    frame.into_output()
+}
+
+/// Entry points for the fuzz targets in `fuzz/` (feature `fuzzing`): the parent's side of the frame protocol
+/// without a process. [`serve_worker`] is the worker's side. Not part of the API: it may change at any time.
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    use serde_json::Value;
+
+    /// Marks a protocol frame.
+    pub const FRAME_TAG: &str = super::FRAME_TAG;
+
+    /// What the parent makes of one line of a worker's stdout while it waits for the reply to request `id`:
+    /// `None` for a line without a frame (ignored), else the job's output or why the reply is unusable.
+    pub fn parent_reads_line(line: &str, id: u64) -> Option<Result<Value, String>> {
+        super::frame_payload(line).map(|payload| super::decode_reply(payload, id))
+    }
+
+    /// The request line the parent writes for job `job` with `input`, as request `id`.
+    pub fn request_line(id: u64, job: &str, input: Value) -> String {
+        super::encode_frame(&super::RequestFrame {
+            id,
+            job: job.to_owned(),
+            input,
+        })
+    }
 }
 
 /// Environment variable that turns the test binary into a worker (see `tests::process_worker_entry`).
