@@ -100,6 +100,16 @@ impl Agent {
         }
     }
 
+    /// The same agent (client, cache, executor, sources) running questions with `settings`: a server's
+    /// per-request deadline and faults.
+    pub fn with_settings(&self, settings: AgentSettings) -> Self {
+        Self {
+            extra_query: Arc::new(settings.extra_query.clone()),
+            settings: Arc::new(settings),
+            ..self.clone()
+        }
+    }
+
     /// The same agent with a new, empty cache, so that one run cannot serve another from its cache (used by
     /// [`compare`](Self::compare)).
     pub fn with_fresh_cache(&self) -> Result<Self, ClientBuildError> {

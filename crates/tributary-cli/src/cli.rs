@@ -61,6 +61,9 @@ pub enum Command {
     /// Answer every question of a file into a SQLite database: fetch and infer in overlapping stages, resumably.
     #[command(after_help = BATCH_HELP)]
     Batch(BatchArgs),
+    /// Serve the agent over HTTP: POST /v1/ask, GET /healthz, GET /readyz, until Ctrl-C or SIGTERM.
+    #[command(after_help = SERVE_HELP)]
+    Serve(ServeArgs),
     /// Run the simulated weather, news and knowledge-base services standalone on loopback.
     #[command(after_help = EXIT_CODES)]
     Sources(SourcesArgs),
@@ -106,6 +109,22 @@ pub struct EngineArgs {
     pub executor: ExecutorArg,
 }
 
+/// `tributary serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the URL is printed on stdout).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+
+    /// Asks answered at once; over that, 503 with Retry-After at once (default: what the CPU workers can
+    /// infer within a deadline: workers x deadline / (sources x inference cost), at most 1024).
+    #[arg(long, value_name = "N")]
+    pub max_in_flight: Option<usize>,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
 /// `--executor`: where inference runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ExecutorArg {
@@ -148,6 +167,21 @@ pub struct AskArgs {
     #[arg(long)]
     pub compare: bool,
 }
+
+const SERVE_HELP: &str = "\
+API:
+  POST /v1/ask   {\"question\": \"...\", \"deadline_ms\": N?, \"per_source_timeout_ms\": N?,
+                  \"faults\": {\"news\": \"hang\", ...}?}
+                 200 with the answer (as `ask --json` prints it; possibly degraded); 502 with the same
+                 shape when no source answered; 400 for a bad request, 413 for a body over 64 KiB, 503
+                 with Retry-After when --max-in-flight asks are running. Errors are {\"error\": \"...\"}.
+                 deadline_ms is capped by --deadline, which is also its default; the faults of a
+                 source replace the server's --fault flags for that source.
+  GET /healthz   200 while the process runs.
+  GET /readyz    200 while it accepts asks; 503 once it is stopping.
+
+Ctrl-C or SIGTERM stops accepting, lets the asks in flight finish (each within its deadline), and
+exits 0.";
 
 const BATCH_HELP: &str = "\
 Input:

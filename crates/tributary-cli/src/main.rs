@@ -48,6 +48,7 @@ fn run(
         CommandSettings::Ask(settings) => block_on(commands::ask::run(settings, printer, started)),
         CommandSettings::Batch(settings) => block_on(commands::batch::run(settings, printer)),
         CommandSettings::Lab(settings) => block_on(commands::lab::run(settings, printer)),
+        CommandSettings::Serve(settings) => block_on(commands::serve::run(settings, printer)),
         CommandSettings::Sources(settings) => block_on(commands::sources::run(settings, printer)),
         // A worker of `--executor processes`: synchronous, no runtime, jobs on stdin, results on stdout.
         CommandSettings::Worker => tributary::pool::serve_worker(

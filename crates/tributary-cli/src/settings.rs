@@ -22,7 +22,7 @@ use tributary_lab::Experiment;
 use tributary_sim::{Fault, Latency, Service, SimConfig, default_scenario};
 use url::Url;
 
-use crate::cli::{AskArgs, BatchArgs, Command, EngineArgs, LabArgs, SourcesArgs};
+use crate::cli::{AskArgs, BatchArgs, Command, EngineArgs, LabArgs, ServeArgs, SourcesArgs};
 use crate::error::{CliError, ErrorKind, question_error};
 use crate::faults::{FaultKind, parse_faults};
 
@@ -33,6 +33,8 @@ pub enum CommandSettings {
     Ask(AskSettings),
     /// `tributary batch`.
     Batch(BatchSettings),
+    /// `tributary serve`.
+    Serve(ServeSettings),
     /// `tributary sources`.
     Sources(SourcesSettings),
     /// `tributary lab`.
@@ -116,6 +118,20 @@ pub struct BatchSettings {
     pub quiet: bool,
 }
 
+/// `tributary serve`.
+#[derive(Debug)]
+pub struct ServeSettings {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Asks answered at once; over that, 503.
+    pub max_in_flight: NonZeroUsize,
+    /// The engine; its deadline is each ask's longest.
+    pub engine: EngineSettings,
+}
+
+/// The most asks `serve` answers at once.
+pub const MAX_IN_FLIGHT: usize = 1024;
+
 /// `tributary sources`.
 #[derive(Debug)]
 pub struct SourcesSettings {
@@ -144,6 +160,7 @@ impl CommandSettings {
         Ok(match command {
             Command::Ask(args) => Self::Ask(AskSettings::resolve(args)?),
             Command::Batch(args) => Self::Batch(BatchSettings::resolve(args)?),
+            Command::Serve(args) => Self::Serve(ServeSettings::resolve(args)?),
             Command::Sources(args) => Self::Sources(SourcesSettings::resolve(args)?),
             Command::Lab(args) => Self::Lab(LabSettings::resolve(args)?),
             Command::Worker => Self::Worker,
@@ -263,6 +280,40 @@ impl BatchSettings {
             quiet: args.quiet,
         })
     }
+}
+
+impl ServeSettings {
+    fn resolve(args: ServeArgs) -> Result<Self, CliError> {
+        let cost = args.engine.inference_cost;
+        let engine = EngineSettings::resolve(args.engine)?;
+        let max_in_flight = match args.max_in_flight {
+            Some(0) => return Err(CliError::argument("--max-in-flight must be at least 1")),
+            Some(count) if count > MAX_IN_FLIGHT => {
+                return Err(CliError::argument(format!(
+                    "--max-in-flight must be at most {MAX_IN_FLIGHT}, got {count}"
+                )));
+            }
+            Some(count) => count,
+            None => default_max_in_flight(&engine, cost),
+        };
+        Ok(Self {
+            listen: args.listen,
+            max_in_flight: NonZeroUsize::new(max_in_flight).unwrap_or(NonZeroUsize::MIN),
+            engine,
+        })
+    }
+}
+
+/// What the CPU workers can infer within one deadline: workers x deadline / (sources x inference cost), between
+/// 1 and [`MAX_IN_FLIGHT`]. More asks than that at once would only queue for the CPU past their deadlines.
+fn default_max_in_flight(engine: &EngineSettings, cost: Duration) -> usize {
+    let sources = engine.sources.names().len().max(1) as f64;
+    let per_ask = cost.as_secs_f64() * sources;
+    if per_ask <= 0.0 {
+        return MAX_IN_FLIGHT;
+    }
+    let fits = engine.workers.get() as f64 * engine.deadline.as_secs_f64() / per_ask;
+    (fits.floor() as usize).clamp(1, MAX_IN_FLIGHT)
 }
 
 impl SourcesSettings {
@@ -428,7 +479,7 @@ fn open_input(path: &Path, format: Option<InputFormat>) -> Result<BatchInput, Cl
 }
 
 /// `--fault SOURCE=KIND` as query parameters the simulated services understand (`fault=`, `latency_ms=`).
-fn fault_queries(flags: &[String], sources: &[String]) -> Result<ExtraQuery, CliError> {
+pub fn fault_queries(flags: &[String], sources: &[String]) -> Result<ExtraQuery, CliError> {
     let mut queries: ExtraQuery = Vec::new();
     for flag in parse_faults(flags)? {
         if !sources.contains(&flag.target) {

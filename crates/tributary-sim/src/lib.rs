@@ -105,7 +105,7 @@ mod fault;
 mod kb;
 mod news;
 mod seed;
-mod serve;
+pub mod serve;
 mod server;
 mod weather;
 
@@ -123,5 +123,4 @@ pub use config::{
 };
 pub use error::{ParseNameError, SimError};
 pub use fault::MAX_LATENCY_OVERRIDE;
-pub use serve::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS};
 pub use server::SimServer;

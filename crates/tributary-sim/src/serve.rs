@@ -1,4 +1,5 @@
-//! Serving connections: the router on hyper, with the limits `axum::serve` does not offer.
+//! Serving connections: a router on hyper, with the limits `axum::serve` does not offer. The simulated services
+//! use it, and so does `tributary serve`.
 //!
 //! `axum::serve` accepts every connection and lets a client take as long as it likes to send its headers. Held
 //! open by the thousand (slowloris, or clients that never close), connections cost memory that the allocator
@@ -31,8 +32,10 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// The limits a server holds its clients to.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Limits {
+pub struct Limits {
+    /// At most this many connections are served at once; the others wait in the kernel's backlog.
     pub max_connections: usize,
+    /// A client that has not sent a request's headers within this is disconnected.
     pub header_read_timeout: Duration,
 }
 
@@ -48,7 +51,7 @@ impl Default for Limits {
 /// Serves `app` on `listener` within `limits` until `stop` is cancelled, then stops accepting and lets the open
 /// connections finish (the caller bounds that wait). Dropping the future aborts every connection: none
 /// outlives it.
-pub(crate) async fn serve_connections(
+pub async fn serve_connections(
     listener: TcpListener,
     app: Router,
     limits: Limits,

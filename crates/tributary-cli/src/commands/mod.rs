@@ -3,4 +3,5 @@
 pub mod ask;
 pub mod batch;
 pub mod lab;
+pub mod serve;
 pub mod sources;

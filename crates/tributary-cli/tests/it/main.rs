@@ -7,6 +7,7 @@ mod batch;
 mod chaos;
 mod harness;
 mod lab;
+mod serve;
 mod sources;
 
 use harness::tributary;
