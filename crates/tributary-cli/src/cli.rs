@@ -175,8 +175,10 @@ API:
                  200 with the answer (as `ask --json` prints it; possibly degraded); 502 with the same
                  shape when no source answered; 400 for a bad request, 413 for a body over 64 KiB, 503
                  with Retry-After when --max-in-flight asks are running. Errors are {\"error\": \"...\"}.
-                 deadline_ms is capped by --deadline, which is also its default; the faults of a
-                 source replace the server's --fault flags for that source.
+                 deadline_ms is capped by --deadline, which is also its default, and by an
+                 x-deadline-ms request header (the caller's remaining time); the faults of a source
+                 replace the server's --fault flags for that source. Every request to a source
+                 carries x-deadline-ms: the time its attempt has left.
   GET /healthz   200 while the process runs.
   GET /readyz    200 while it accepts asks; 503 once it is stopping.
 

@@ -15,7 +15,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -23,7 +23,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tributary::source::ClientOptions;
+use tributary::source::{ClientOptions, DEADLINE_HEADER};
 use tributary_agent::limits::MAX_DURATION;
 use tributary_agent::{Agent, AgentSettings, Question};
 use tributary_sim::serve::{Limits, serve_connections};
@@ -169,7 +169,11 @@ fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, axum::Json(json!({ "error": message.to_string() }))).into_response()
 }
 
-async fn ask(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn ask(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let body = match body {
         Ok(body) => body,
         // Over the body limit (413), or a body that could not be read.
@@ -184,7 +188,27 @@ async fn ask(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesReject
             );
         }
     };
-    let settings = match ask_settings(&state, &request) {
+    // The caller's remaining time travels in a header too (`x-deadline-ms`, as this server's own source
+    // requests send it): the ask gets the earliest of it, `deadline_ms` and the server's --deadline.
+    let told = match headers.get(DEADLINE_HEADER).map(|value| {
+        value
+            .to_str()
+            .ok()
+            .and_then(|text| text.trim().parse::<u64>().ok())
+            .filter(|millis| *millis > 0)
+    }) {
+        None => None,
+        Some(Some(millis)) => Some(millis),
+        Some(None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "the {DEADLINE_HEADER} header must be a whole number of milliseconds above 0"
+                ),
+            );
+        }
+    };
+    let settings = match ask_settings(&state, &request, told) {
         Ok(settings) => settings,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
@@ -219,13 +243,20 @@ async fn ask(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesReject
 }
 
 /// The agent's settings for one request: its deadline (capped by the server's), per-source timeout and faults.
-fn ask_settings(state: &AppState, request: &AskRequest) -> Result<AgentSettings, String> {
+fn ask_settings(
+    state: &AppState,
+    request: &AskRequest,
+    told_millis: Option<u64>,
+) -> Result<AgentSettings, String> {
     let server = state.agent.settings();
-    let deadline = match request.deadline_ms {
+    let mut deadline = match request.deadline_ms {
         None => server.deadline,
         Some(0) => return Err("deadline_ms must be at least 1".to_owned()),
         Some(millis) => Duration::from_millis(millis).min(server.deadline),
     };
+    if let Some(millis) = told_millis {
+        deadline = deadline.min(Duration::from_millis(millis));
+    }
     let per_source_timeout = match request.per_source_timeout_ms {
         None => server.per_source_timeout,
         Some(0) => return Err("per_source_timeout_ms must be at least 1".to_owned()),

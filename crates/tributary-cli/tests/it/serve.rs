@@ -139,6 +139,28 @@ fn a_hanging_source_gives_a_degraded_answer_within_the_requested_deadline() {
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
 }
 
+/// The caller's remaining time travels in `x-deadline-ms` and bounds the ask like `deadline_ms`.
+#[test]
+fn the_callers_deadline_header_bounds_the_ask() {
+    let server = Server::start(&[]);
+    let body = format!("{{\"question\": \"{QUESTION}\", \"faults\": {{\"news\": \"hang\"}}}}");
+    let mut stream = TcpStream::connect(&server.address).expect("connect");
+    write!(
+        stream,
+        "POST /v1/ask HTTP/1.1\r\nHost: x\r\nConnection: close\r\nx-deadline-ms: 700\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let (head, json) = response.split_once("\r\n\r\n").expect("a head");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let report: Value = serde_json::from_str(json).expect("json");
+    assert_eq!(report["deadline_ms"], 700.0, "{report}");
+    assert_eq!(source(&report, "news")["status"], "timed_out");
+}
+
 #[test]
 fn bad_requests_get_a_4xx_with_a_json_error() {
     let server = Server::start(&[]);

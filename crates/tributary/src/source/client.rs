@@ -15,6 +15,11 @@ use super::cache::{CacheKey, ResponseCache, SharedFailure};
 use super::error::{FetchError, FetchErrorKind};
 use super::retry::{self, AttemptOutcome, AttemptRecord, BackoffPolicy, RetryDecision};
 use super::spec::{MAX_CACHE_TTL, SourceSpec};
+
+/// The request header that tells a source how many milliseconds this attempt has left (the earlier of the
+/// per-attempt timeout and the caller's deadline), so that a source can stop working for a caller that has
+/// given up. `tributary serve` reads the same header from its clients.
+pub const DEADLINE_HEADER: &str = "x-deadline-ms";
 use crate::group::{Deadline, Elapsed, with_timeout};
 
 /// Settings shared by all sources of one client.
@@ -262,14 +267,22 @@ impl SourceClient {
     ) -> Result<Arc<Value>, AttemptError> {
         let started = Instant::now();
         let number = u32::try_from(lock(attempt_log).len() + 1).unwrap_or(u32::MAX);
-        let result =
-            match with_timeout(Some(spec.timeout), deadline, self.send_and_read(spec, url)).await {
-                Ok(result) => result,
-                Err(Elapsed::PerCallTimeout(timeout)) => {
-                    Err(FetchErrorKind::AttemptTimeout { timeout }.into())
-                }
-                Err(Elapsed::DeadlineExceeded) => Err(FetchErrorKind::DeadlineExceeded.into()),
-            };
+        // What this attempt may take, told to the source so that it can give up when we will (deadline
+        // propagation): the earlier of the per-attempt timeout and the caller's deadline.
+        let budget = deadline.narrow(Some(spec.timeout)).0.remaining();
+        let result = match with_timeout(
+            Some(spec.timeout),
+            deadline,
+            self.send_and_read(spec, url, budget),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(Elapsed::PerCallTimeout(timeout)) => {
+                Err(FetchErrorKind::AttemptTimeout { timeout }.into())
+            }
+            Err(Elapsed::DeadlineExceeded) => Err(FetchErrorKind::DeadlineExceeded.into()),
+        };
         let outcome = match &result {
             Ok(_) => AttemptOutcome::Succeeded,
             Err(error) => AttemptOutcome::Failed {
@@ -294,14 +307,16 @@ impl SourceClient {
         &self,
         spec: &SourceSpec,
         url: &Url,
+        budget: Option<Duration>,
     ) -> Result<Arc<Value>, AttemptError> {
-        let response = self
+        let mut request = self
             .http
             .get(url.clone())
-            .header(ACCEPT, HeaderValue::from_static("application/json"))
-            .send()
-            .await
-            .map_err(transport_error)?;
+            .header(ACCEPT, HeaderValue::from_static("application/json"));
+        if let Some(budget) = budget {
+            request = request.header(DEADLINE_HEADER, budget.as_millis().to_string());
+        }
+        let response = request.send().await.map_err(transport_error)?;
         let status = response.status();
         if !status.is_success() {
             return Err(AttemptError {

@@ -39,7 +39,9 @@ mod error;
 mod retry;
 mod spec;
 
-pub use client::{ClientBuildError, ClientOptions, Fetched, SourceClient, SourceRequest};
+pub use client::{
+    ClientBuildError, ClientOptions, DEADLINE_HEADER, Fetched, SourceClient, SourceRequest,
+};
 pub use error::{FetchError, FetchErrorKind};
 pub use retry::{AttemptOutcome, AttemptRecord, BackoffPolicy, FullJitter, RetryDecision};
 pub use spec::{

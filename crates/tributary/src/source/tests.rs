@@ -778,3 +778,46 @@ async fn transport_errors_that_cannot_heal_are_not_retried() {
         .unwrap_err();
     assert_eq!(error.attempts(), 2, "{error:?}");
 }
+
+/// Each attempt tells the source how long it has (deadline propagation): the earlier of the per-attempt
+/// timeout and what is left of the caller's deadline, in `x-deadline-ms`.
+#[tokio::test]
+async fn each_attempt_tells_the_source_its_remaining_time() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
+    let recorder = Arc::clone(&seen);
+    let router = Router::new().fallback(move |headers: axum::http::HeaderMap| {
+        let recorder = Arc::clone(&recorder);
+        async move {
+            let millis: Option<u64> = headers
+                .get(DEADLINE_HEADER)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.parse().ok());
+            recorder.lock().unwrap().extend(millis);
+            json_response(StatusCode::OK, "{}")
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let mut spec = SourceSpec::new("told", Url::parse(&format!("http://{address}")).unwrap());
+    spec.timeout = Duration::from_secs(5);
+
+    client()
+        .fetch(&spec, &request(), Deadline::after(Duration::from_secs(2)))
+        .await
+        .unwrap();
+    client()
+        .fetch(&spec, &request(), ten_seconds())
+        .await
+        .unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(
+        (1_500..=2_000).contains(&seen[0]),
+        "the deadline binds: {seen:?}"
+    );
+    assert!(
+        (4_500..=5_000).contains(&seen[1]),
+        "the attempt timeout binds: {seen:?}"
+    );
+}
