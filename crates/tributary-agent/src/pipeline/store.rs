@@ -649,6 +649,17 @@ mod tests {
         }
     }
 
+    /// Every exported line, as JSON.
+    fn exported(reader: &StoreReader) -> Vec<Value> {
+        let mut out = Vec::new();
+        reader.export_jsonl(&mut out).expect("export");
+        String::from_utf8(out)
+            .expect("utf-8")
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("json"))
+            .collect()
+    }
+
     fn row(id: &str, line: u64, status: AnswerStatus) -> AnswerRow {
         AnswerRow {
             id: RecordId::new(id),
@@ -880,13 +891,7 @@ mod tests {
         let mut later_again = row("a", 5, AnswerStatus::Degraded);
         later_again.question = Some("from line 5".to_owned());
         store.write_batch(&[later_again]).expect("write line 5");
-        let mut out = Vec::new();
-        reader.export_jsonl(&mut out).expect("export");
-        let lines: Vec<Value> = String::from_utf8(out)
-            .expect("utf-8")
-            .lines()
-            .map(|line| serde_json::from_str(line).expect("json"))
-            .collect();
+        let lines = exported(&reader);
         assert_eq!(lines.len(), 1);
         assert_eq!(lines[0]["line"], 2);
         assert_eq!(lines[0]["question"], "from line 2");
@@ -925,13 +930,7 @@ mod tests {
                 .contains(&RecordId::new("line:3"), 7)
                 .expect("lookup")
         );
-        let mut out = Vec::new();
-        reader.export_jsonl(&mut out).expect("export");
-        let lines: Vec<Value> = String::from_utf8(out)
-            .expect("utf-8")
-            .lines()
-            .map(|line| serde_json::from_str(line).expect("json"))
-            .collect();
+        let lines = exported(&reader);
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["id"], Value::Null);
         assert_eq!(lines[0]["line"], 3);

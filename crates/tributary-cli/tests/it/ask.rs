@@ -365,19 +365,24 @@ fn bad_input_is_a_usage_error_with_a_clear_message() {
     );
 }
 
-#[test]
-fn a_bad_config_file_is_reported_with_its_line() {
+/// Runs `ask x` with a sources file of one `kb` source whose last line is `last_line`.
+fn ask_with_config(last_line: &str) -> std::process::Output {
     let directory = tempfile::tempdir().expect("temp dir");
     let path = directory.path().join("sources.toml");
     std::fs::write(
         &path,
-        "[[source]]\nname = \"kb\"\nkind = \"kb\"\nbase_url = \"http://127.0.0.1:9\"\ncolour = \"blue\"\n",
+        format!("[[source]]\nname = \"kb\"\nkind = \"kb\"\nbase_url = \"http://127.0.0.1:9\"\n{last_line}\n"),
     )
     .expect("write config");
-    let output = tributary()
+    tributary()
         .args(["ask", "x", "--config", path.to_str().expect("utf-8")])
         .output()
-        .expect("run");
+        .expect("run")
+}
+
+#[test]
+fn a_bad_config_file_is_reported_with_its_line() {
+    let output = ask_with_config("colour = \"blue\"");
     assert_eq!(code(&output), 2);
     let message = stderr(&output);
     assert!(message.contains("sources.toml:5"), "{message}");
@@ -387,17 +392,7 @@ fn a_bad_config_file_is_reported_with_its_line() {
 /// A sources file `timeout` too long for the clock once panicked in every step ("the step panicked").
 #[test]
 fn a_config_file_duration_past_its_bound_is_reported_with_its_line() {
-    let directory = tempfile::tempdir().expect("temp dir");
-    let path = directory.path().join("sources.toml");
-    std::fs::write(
-        &path,
-        "[[source]]\nname = \"kb\"\nkind = \"kb\"\nbase_url = \"http://127.0.0.1:9\"\ntimeout = \"18446744073709551615s\"\n",
-    )
-    .expect("write config");
-    let output = tributary()
-        .args(["ask", "x", "--config", path.to_str().expect("utf-8")])
-        .output()
-        .expect("run");
+    let output = ask_with_config("timeout = \"18446744073709551615s\"");
     assert_eq!(code(&output), 2, "{}", stderr(&output));
     let message = stderr(&output);
     assert!(message.contains("sources.toml:5"), "{message}");
