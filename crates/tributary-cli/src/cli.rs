@@ -61,7 +61,7 @@ pub enum Command {
     /// Answer every question of a file into a SQLite database: fetch and infer in overlapping stages, resumably.
     #[command(after_help = BATCH_HELP)]
     Batch(BatchArgs),
-    /// Serve the agent over HTTP: POST /v1/ask, GET /healthz, GET /readyz, until Ctrl-C or SIGTERM.
+    /// Serve the agent over HTTP: POST /v1/ask, GET /healthz, /readyz, /metrics, until Ctrl-C or SIGTERM.
     #[command(after_help = SERVE_HELP)]
     Serve(ServeArgs),
     /// Run the simulated weather, news and knowledge-base services standalone on loopback.
@@ -181,6 +181,8 @@ API:
                  carries x-deadline-ms: the time its attempt has left.
   GET /healthz   200 while the process runs.
   GET /readyz    200 while it accepts asks; 503 once it is stopping.
+  GET /metrics   Prometheus (OpenMetrics) text: asks by outcome and in flight, per-source latency,
+                 statuses, retries and cache hits, the CPU pool's queue and busy workers.
 
 Ctrl-C or SIGTERM stops accepting, lets the asks in flight finish (each within its deadline), and
 exits 0.";

@@ -14,6 +14,7 @@ mod engine;
 mod error;
 mod faults;
 mod logging;
+mod metrics;
 mod printer;
 mod render;
 mod settings;

@@ -30,6 +30,7 @@ use tributary_sim::serve::{Limits, serve_connections};
 
 use crate::engine::Engine;
 use crate::error::{CliError, ErrorKind, Outcome};
+use crate::metrics::Metrics;
 use crate::printer::Printer;
 use crate::settings::{ServeSettings, fault_queries};
 
@@ -49,6 +50,7 @@ struct AppState {
     stopping: CancellationToken,
     /// The sources' names, for checking a request's faults.
     sources: Vec<String>,
+    metrics: Metrics,
 }
 
 /// The body of `POST /v1/ask`.
@@ -105,6 +107,7 @@ async fn serve(
             .iter()
             .map(|source| source.name().to_owned())
             .collect(),
+        metrics: Metrics::new(),
     });
     // The URL is the command's data (a script reads it); the rest goes to stderr.
     printer.data_line(&format!("http://{address}"))?;
@@ -158,6 +161,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/ask", post(ask))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -172,6 +176,21 @@ fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
 async fn ask(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let response = run_ask(&state, &headers, body).await;
+    // A ran ask is counted by its outcome where it ends; here only the ones that never ran.
+    match response.status() {
+        StatusCode::SERVICE_UNAVAILABLE => state.metrics.refused("rejected"),
+        status if status.is_client_error() => state.metrics.refused("invalid"),
+        _ => {}
+    }
+    response
+}
+
+async fn run_ask(
+    state: &AppState,
+    headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let body = match body {
@@ -208,7 +227,7 @@ async fn ask(
             );
         }
     };
-    let settings = match ask_settings(&state, &request, told) {
+    let settings = match ask_settings(state, &request, told) {
         Ok(settings) => settings,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
@@ -233,7 +252,11 @@ async fn ask(
             .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
         return response;
     };
+    state
+        .metrics
+        .set_in_flight(state.max_in_flight - state.admission.available_permits());
     let run = state.agent.with_settings(settings).ask(&question).await;
+    state.metrics.answered(&run.report);
     let status = if run.report.answered() {
         StatusCode::OK
     } else {
@@ -281,6 +304,21 @@ fn ask_settings(
     })
 }
 
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    state
+        .metrics
+        .set_in_flight(state.max_in_flight - state.admission.available_permits());
+    let text = state.metrics.render(&state.agent.executor().stats());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
 async fn healthz() -> Response {
     axum::Json(json!({ "status": "ok" })).into_response()
 }
@@ -301,13 +339,13 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
-        "no such endpoint: POST /v1/ask, GET /healthz, GET /readyz",
+        "no such endpoint: POST /v1/ask, GET /healthz, GET /readyz, GET /metrics",
     )
 }
 
 async fn method_not_allowed() -> Response {
     error(
         StatusCode::METHOD_NOT_ALLOWED,
-        "wrong method: POST /v1/ask, GET /healthz, GET /readyz",
+        "wrong method: POST /v1/ask, GET /healthz, GET /readyz, GET /metrics",
     )
 }

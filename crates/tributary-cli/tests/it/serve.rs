@@ -121,6 +121,22 @@ fn healthy_asks_are_answered_and_probes_say_ready() {
     for name in ["weather", "news", "kb"] {
         assert_eq!(source(&report, name)["status"], "ok");
     }
+
+    // What ran is counted: the ask by outcome, each source's status and latency, the pool's size.
+    let _ = server.request("POST", "/v1/ask", "not json");
+    let (status, head, metrics) = server.request("GET", "/metrics", "");
+    assert_eq!(status, 200, "{metrics}");
+    assert!(head.contains("content-type: application/openmetrics-text"), "{head}");
+    for line in [
+        "tributary_asks_total{outcome=\"ok\"} 1",
+        "tributary_asks_total{outcome=\"invalid\"} 1",
+        "tributary_source_statuses_total{source=\"news\",status=\"ok\"} 1",
+        "tributary_source_fetch_seconds_count{source=\"weather\"} 1",
+        "tributary_asks_in_flight 0",
+        "tributary_pool_workers ",
+    ] {
+        assert!(metrics.contains(line), "no `{line}` in:\n{metrics}");
+    }
 }
 
 #[test]

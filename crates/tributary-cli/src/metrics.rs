@@ -1,0 +1,156 @@
+//! `tributary serve`'s metrics, in the Prometheus (OpenMetrics) text format at `GET /metrics`.
+//!
+//! Counted as asks end, from the same `AgentReport` the client gets: asks by outcome, and per source its
+//! fetch latency, status, retries and cache hits. Read at each scrape: asks in flight, and the CPU pool's queue
+//! depth, busy workers and size.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tributary::pool::ExecutorStats;
+use tributary_agent::AgentReport;
+
+type Labels = Vec<(String, String)>;
+
+/// Every metric, registered once.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    asks: Family<Labels, Counter>,
+    in_flight: Gauge,
+    fetch_seconds: Family<Labels, Histogram>,
+    source_statuses: Family<Labels, Counter>,
+    retries: Family<Labels, Counter>,
+    cache_hits: Family<Labels, Counter>,
+    pool_queued: Gauge,
+    pool_busy: Gauge,
+    pool_workers: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("tributary");
+        let asks = Family::<Labels, Counter>::default();
+        registry.register(
+            "asks",
+            "Asks ended, by outcome: ok, degraded, failed (no answer), rejected (over the in-flight bound), invalid (a bad request)",
+            asks.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register("asks_in_flight", "Asks running now", in_flight.clone());
+        // 5 ms to about 41 s.
+        let fetch_seconds = Family::<Labels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.005, 2.0, 14))
+        });
+        registry.register(
+            "source_fetch_seconds",
+            "Time from a source's first request to its response or failure, all attempts included",
+            fetch_seconds.clone(),
+        );
+        let source_statuses = Family::<Labels, Counter>::default();
+        registry.register(
+            "source_statuses",
+            "Sources' ends per ask, by source and status (ok, failed, timed_out, skipped)",
+            source_statuses.clone(),
+        );
+        let retries = Family::<Labels, Counter>::default();
+        registry.register(
+            "source_retries",
+            "Requests to a source beyond its first, per ask",
+            retries.clone(),
+        );
+        let cache_hits = Family::<Labels, Counter>::default();
+        registry.register(
+            "source_cache_hits",
+            "Answers served from the response cache",
+            cache_hits.clone(),
+        );
+        let pool_queued = Gauge::default();
+        registry.register(
+            "pool_queued_jobs",
+            "Inference jobs waiting for a CPU worker",
+            pool_queued.clone(),
+        );
+        let pool_busy = Gauge::default();
+        registry.register(
+            "pool_busy_workers",
+            "CPU workers running a job",
+            pool_busy.clone(),
+        );
+        let pool_workers = Gauge::default();
+        registry.register("pool_workers", "CPU workers", pool_workers.clone());
+        Self {
+            registry,
+            asks,
+            in_flight,
+            fetch_seconds,
+            source_statuses,
+            retries,
+            cache_hits,
+            pool_queued,
+            pool_busy,
+            pool_workers,
+        }
+    }
+
+    /// An ask that ended without running: `rejected` or `invalid`.
+    pub fn refused(&self, outcome: &str) {
+        self.asks.get_or_create(&outcome_label(outcome)).inc();
+    }
+
+    /// An ask that ran, with what it reported.
+    pub fn answered(&self, report: &AgentReport) {
+        self.asks
+            .get_or_create(&outcome_label(report.status.as_str()))
+            .inc();
+        for source in &report.sources {
+            let name = vec![("source".to_owned(), source.name.clone())];
+            if let Some(fetch_ms) = source.fetch_ms {
+                self.fetch_seconds
+                    .get_or_create(&name)
+                    .observe(fetch_ms / 1000.0);
+            }
+            let mut status = name.clone();
+            status.push(("status".to_owned(), source.status.as_str().to_owned()));
+            self.source_statuses.get_or_create(&status).inc();
+            if source.attempts > 1 {
+                self.retries
+                    .get_or_create(&name)
+                    .inc_by(u64::from(source.attempts - 1));
+            }
+            if source.cached {
+                self.cache_hits.get_or_create(&name).inc();
+            }
+        }
+    }
+
+    /// Asks running now.
+    pub fn set_in_flight(&self, count: usize) {
+        self.in_flight.set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// The text exposition, with the pool's gauges read from `pool` now.
+    pub fn render(&self, pool: &ExecutorStats) -> String {
+        let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        self.pool_queued.set(gauge(pool.jobs.queued));
+        self.pool_busy.set(gauge(pool.jobs.running));
+        self.pool_workers.set(gauge(pool.jobs.workers as u64));
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _written = encode(&mut text, &self.registry);
+        text
+    }
+}
+
+fn outcome_label(outcome: &str) -> Labels {
+    vec![("outcome".to_owned(), outcome.to_owned())]
+}
