@@ -126,7 +126,10 @@ fn healthy_asks_are_answered_and_probes_say_ready() {
     let _ = server.request("POST", "/v1/ask", "not json");
     let (status, head, metrics) = server.request("GET", "/metrics", "");
     assert_eq!(status, 200, "{metrics}");
-    assert!(head.contains("content-type: application/openmetrics-text"), "{head}");
+    assert!(
+        head.contains("content-type: application/openmetrics-text"),
+        "{head}"
+    );
     for line in [
         "tributary_asks_total{outcome=\"ok\"} 1",
         "tributary_asks_total{outcome=\"invalid\"} 1",
