@@ -53,6 +53,13 @@ struct AppState {
     metrics: Metrics,
 }
 
+impl AppState {
+    /// Asks running now: the admission permits taken.
+    fn in_flight(&self) -> usize {
+        self.max_in_flight - self.admission.available_permits()
+    }
+}
+
 /// The body of `POST /v1/ask`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -252,9 +259,7 @@ async fn run_ask(
             .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
         return response;
     };
-    state
-        .metrics
-        .set_in_flight(state.max_in_flight - state.admission.available_permits());
+    state.metrics.set_in_flight(state.in_flight());
     let run = state.agent.with_settings(settings).ask(&question).await;
     state.metrics.answered(&run.report);
     let status = if run.report.answered() {
@@ -305,9 +310,7 @@ fn ask_settings(
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    state
-        .metrics
-        .set_in_flight(state.max_in_flight - state.admission.available_permits());
+    state.metrics.set_in_flight(state.in_flight());
     let text = state.metrics.render(&state.agent.executor().stats());
     (
         [(
@@ -327,7 +330,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if state.stopping.is_cancelled() {
         return error(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping");
     }
-    let in_flight = state.max_in_flight - state.admission.available_permits();
+    let in_flight = state.in_flight();
     axum::Json(json!({
         "status": "ready",
         "in_flight": in_flight,
