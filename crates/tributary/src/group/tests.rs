@@ -68,6 +68,15 @@ fn spin(millis: u64) {
     }
 }
 
+/// Panics with its message (a `&str` payload) when dropped: cleanup code that crashes while a task is cancelled.
+struct PanicOnDrop(&'static str);
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        std::panic::panic_any(self.0);
+    }
+}
+
 /// Alive (counted by `live`) and busy until cancelled: each poll spins for `millis` before it yields.
 async fn busy_until_cancelled(live: Live, millis: u64) -> Result<(), TestError> {
     let _alive = live.enter();
@@ -75,6 +84,20 @@ async fn busy_until_cancelled(live: Live, millis: u64) -> Result<(), TestError> 
         spin(millis); // busy on its thread when the cancellation arrives
         tokio::task::yield_now().await;
     }
+}
+
+/// A child that runs a nested group whose one task is busy (see [`busy_until_cancelled`]) and then waits forever:
+/// only a cancellation ends it, and it must take the grandchild with it.
+async fn parent_of_a_busy_grandchild(live: Live, millis: u64) -> Result<(), TestError> {
+    scope(GroupConfig::new(), |inner| async move {
+        inner
+            .spawn("grandchild", busy_until_cancelled(live, millis))
+            .await?;
+        std::future::pending::<()>().await;
+        Ok::<_, TestError>(())
+    })
+    .await
+    .map_err(|error| TestError::Nested(error.to_string()))
 }
 
 /// Panics with `message` when first polled.
@@ -91,17 +114,7 @@ async fn a_grandchild_never_outlives_the_outer_scope() {
         let grandchild_live = live.clone();
         let result: Result<(), _> = scope(GroupConfig::new(), |group| async move {
             group
-                .spawn("parent", async move {
-                    scope(GroupConfig::new(), |inner| async move {
-                        inner
-                            .spawn("grandchild", busy_until_cancelled(grandchild_live, 5))
-                            .await?;
-                        std::future::pending::<()>().await;
-                        Ok::<_, TestError>(())
-                    })
-                    .await
-                    .map_err(|error| TestError::Nested(error.to_string()))
-                })
+                .spawn("parent", parent_of_a_busy_grandchild(grandchild_live, 5))
                 .await?;
             group
                 .spawn("failing", async {
@@ -284,17 +297,7 @@ async fn a_child_cancelled_through_its_handle_takes_its_inner_groups_with_it() {
         let grandchild_live = live.clone();
         let value = scope(GroupConfig::new(), |group| async move {
             let parent = group
-                .spawn("parent", async move {
-                    scope(GroupConfig::new(), |inner| async move {
-                        inner
-                            .spawn("grandchild", busy_until_cancelled(grandchild_live, 1))
-                            .await?;
-                        std::future::pending::<()>().await;
-                        Ok::<_, TestError>(())
-                    })
-                    .await
-                    .map_err(|error| TestError::Nested(error.to_string()))
-                })
+                .spawn("parent", parent_of_a_busy_grandchild(grandchild_live, 1))
                 .await?;
             let sibling = group.spawn("sibling", async { Ok(5) }).await?;
             sleep(Duration::from_millis(2)).await;
@@ -411,16 +414,10 @@ async fn finished_children_are_released_when_they_finish() {
 /// cancels the child, whose cleanup panics.)
 #[tokio::test(start_paused = true)]
 async fn a_panic_and_an_error_are_reported_together() {
-    struct PanicOnDrop;
-    impl Drop for PanicOnDrop {
-        fn drop(&mut self) {
-            panic!("cleanup crashed");
-        }
-    }
     let caller = tokio::spawn(scope(GroupConfig::new(), |group| async move {
         group
             .spawn("messy", async {
-                let _cleanup = PanicOnDrop;
+                let _cleanup = PanicOnDrop("cleanup crashed");
                 std::future::pending::<Result<(), TestError>>().await
             })
             .await?;
@@ -452,19 +449,13 @@ async fn a_panic_alone_keeps_its_payload() {
 /// A panic in the destructor of a task aborted because its group was dropped reaches the enclosing scope.
 #[tokio::test(start_paused = true)]
 async fn a_panic_in_an_aborted_grandchild_reaches_the_outer_scope() {
-    struct PanicOnDrop;
-    impl Drop for PanicOnDrop {
-        fn drop(&mut self) {
-            panic!("grandchild cleanup crashed");
-        }
-    }
     let caller = tokio::spawn(scope(GroupConfig::new(), |group| async move {
         group
             .spawn("parent", async {
                 scope(GroupConfig::new(), |inner| async move {
                     inner
                         .spawn("grandchild", async {
-                            let _cleanup = PanicOnDrop;
+                            let _cleanup = PanicOnDrop("grandchild cleanup crashed");
                             std::future::pending::<Result<(), TestError>>().await
                         })
                         .await?;
