@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tributary::group::Deadline;
 use tributary::pool::Executor;
 use tributary::source::{ClientBuildError, ClientOptions, SourceClient};
@@ -54,6 +55,17 @@ pub struct Run {
     pub timeline: Timeline,
 }
 
+/// The baseline and the agent on one question ([`Agent::compare_runs`]).
+#[derive(Debug, Clone)]
+pub struct Compared {
+    /// Both reports and the speed-up.
+    pub comparison: Comparison,
+    /// What the sequential baseline ran when.
+    pub sequential: Timeline,
+    /// What the concurrent agent ran when.
+    pub concurrent: Timeline,
+}
+
 /// The agent. Cheap to clone; clones share the HTTP client (and its cache) and the executor.
 #[derive(Debug, Clone)]
 pub struct Agent {
@@ -66,10 +78,12 @@ pub struct Agent {
 }
 
 /// Whether a question's steps record a timeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) enum Recording {
-    /// Record spans and events for a chart.
+    /// Record spans and events for a chart, on a new timeline starting when the question did.
     Timeline,
+    /// Record on this timeline (a live one a driver streams).
+    Into(Timeline),
     /// Record nothing (a batch: thousands of questions, no chart).
     Nothing,
 }
@@ -160,12 +174,37 @@ impl Agent {
         self.run(question, mode, arrived).await
     }
 
+    /// Like [`ask_arrived_at`](Self::ask_arrived_at) for a driver that watches the run and may stop it: the
+    /// steps record on `timeline` (made with [`Timeline::live`] to be watched; the run starts at its origin),
+    /// and cancelling `cancel` stops them. The run returns only when every step has ended, with the sources it
+    /// stopped reported failed, "cancelled".
+    pub async fn ask_watched(
+        &self,
+        question: &Question,
+        mode: RunMode,
+        timeline: Timeline,
+        cancel: CancellationToken,
+    ) -> Run {
+        let started = Instant::from_std(timeline.origin());
+        let mut context = self
+            .step_context(question, started, Recording::Into(timeline))
+            .await;
+        context.cancel = cancel;
+        self.run_in(context, mode).await
+    }
+
     /// The sequential baseline, then the concurrent agent, each with a fresh cache; returns both and the
     /// speed-up, with the concurrent run's timeline.
     pub async fn compare(
         &self,
         question: &Question,
     ) -> Result<(Comparison, Timeline), ClientBuildError> {
+        let compared = self.compare_runs(question).await?;
+        Ok((compared.comparison, compared.concurrent))
+    }
+
+    /// [`compare`](Self::compare) with both runs' timelines.
+    pub async fn compare_runs(&self, question: &Question) -> Result<Compared, ClientBuildError> {
         let sequential = self.with_fresh_cache()?.ask_sequential(question).await;
         let concurrent = self.with_fresh_cache()?.ask(question).await;
         let speedup = ratio(sequential.report.elapsed_ms, concurrent.report.elapsed_ms);
@@ -177,7 +216,11 @@ impl Agent {
             speedup,
             ideal_speedup,
         };
-        Ok((comparison, concurrent.timeline))
+        Ok(Compared {
+            comparison,
+            sequential: sequential.timeline,
+            concurrent: concurrent.timeline,
+        })
     }
 
     /// A context for the steps of one question started at `started`, recording on a fresh timeline or not.
@@ -196,9 +239,11 @@ impl Agent {
             started,
             timeline: match recording {
                 Recording::Timeline => Some(Timeline::starting_at(started.into_std())),
+                Recording::Into(timeline) => Some(timeline),
                 Recording::Nothing => None,
             },
             extra_query: Arc::clone(&self.extra_query),
+            cancel: CancellationToken::new(),
         }
     }
 
@@ -208,10 +253,16 @@ impl Agent {
     }
 
     async fn run(&self, question: &Question, mode: RunMode, started: Instant) -> Run {
-        let deadline = Deadline::after_from(started, self.settings.deadline);
         let context = self
             .step_context(question, started, Recording::Timeline)
             .await;
+        self.run_in(context, mode).await
+    }
+
+    async fn run_in(&self, context: StepContext, mode: RunMode) -> Run {
+        let question = &context.question;
+        let started = context.started;
+        let deadline = Deadline::after_from(started, self.settings.deadline);
         let timeline = context.timeline.clone().expect("a run records a timeline");
         let workers = self.workers();
         let mut lanes: Vec<String> = self
@@ -256,3 +307,6 @@ fn ratio(numerator: f64, denominator: f64) -> f64 {
         0.0
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -36,7 +36,7 @@ pub mod schedule;
 pub mod sources;
 pub mod step;
 
-pub use agent::{Agent, AgentSettings, Run};
+pub use agent::{Agent, AgentSettings, Compared, Run};
 pub use places::PlaceFinder;
 pub use question::{MAX_QUESTION_BYTES, Question, QuestionError};
 pub use report::{AgentReport, AnswerStatus, Comparison, RunMode, SourceReport, SourceStatus};

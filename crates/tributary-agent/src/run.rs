@@ -48,7 +48,8 @@ pub async fn run_concurrent(
     });
     let config = SettleConfig::new()
         .deadline(deadline.extended(BACKSTOP_GRACE))
-        .max_concurrency(IN_FLIGHT);
+        .max_concurrency(IN_FLIGHT)
+        .cancelled_by(context.cancel.clone());
     let outcomes = settle(config, tasks).await;
     outcomes
         .into_iter()
@@ -81,7 +82,24 @@ pub async fn run_sequential(
 ) -> Vec<StepRecord> {
     let mut records = Vec::with_capacity(steps.len());
     for step in steps {
-        records.push(run_step(context, step, deadline).await);
+        if context.cancel.is_cancelled() {
+            records.push(unfinished(
+                context,
+                &step.source,
+                SourceStatus::Failed,
+                "cancelled",
+            ));
+            continue;
+        }
+        let source = step.source.clone();
+        // A step spawns nothing (its inference job is abandoned with its future): dropping it stops it.
+        tokio::select! {
+            biased;
+            () = context.cancel.cancelled() => {
+                records.push(unfinished(context, &source, SourceStatus::Failed, "cancelled"));
+            }
+            record = run_step(context, step, deadline) => records.push(record),
+        }
     }
     records
 }

@@ -14,13 +14,16 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tributary::group::{Deadline, Elapsed, ElapsedKind, with_timeout};
 use tributary::pool::{Executor, ExecutorError, JobTiming};
 use tributary::source::{
     AttemptOutcome, AttemptRecord, FetchError, FetchErrorKind, Fetched, RetryDecision,
     SourceClient, SourceRequest,
 };
-use tributary::trace::{Activity, EventKind, InstantEvent, Outcome as SpanOutcome, Span, Timeline};
+use tributary::trace::{
+    Activity, EventKind, InstantEvent, OpenSpan, Outcome as SpanOutcome, Span, Timeline,
+};
 
 use crate::extract::document_for;
 use crate::infer::{InferError, Inference, InferenceJob, aggregate};
@@ -55,6 +58,9 @@ pub struct StepContext {
     pub timeline: Option<Timeline>,
     /// Extra query parameters for a source by name (fault injection: `fault=hang`, `latency_ms=2000`).
     pub extra_query: Arc<ExtraQuery>,
+    /// Cancelling it stops the question's steps, which are joined before the run returns (a server's client
+    /// went away); a step it stops is reported failed, "cancelled".
+    pub cancel: CancellationToken,
 }
 
 /// One source after its fetch: its report so far, and the response when there is one.
@@ -132,6 +138,11 @@ pub async fn fetch_source(context: &StepContext, step: Step, deadline: Deadline)
         }
     };
     let lane = source_lane(source.name());
+    // Watchers of a live timeline see the fetch begin; the attempts' spans are recorded when it ends.
+    let open = context
+        .timeline
+        .as_ref()
+        .map(|timeline| timeline.begin(&lane, format!("GET {}", request.path), Activity::Fetch));
 
     let fetch_started = Instant::now();
     let (source_deadline, binding_bound) = deadline.narrow(Some(context.per_source_timeout));
@@ -178,6 +189,7 @@ pub async fn fetch_source(context: &StepContext, step: Step, deadline: Deadline)
             }
             report.status = SourceStatus::TimedOut;
             report.error = Some(message);
+            close(open, SpanOutcome::TimedOut);
             return Fetch::unanswered(source, report);
         }
         Ok(Err(error)) => {
@@ -197,6 +209,7 @@ pub async fn fetch_source(context: &StepContext, step: Step, deadline: Deadline)
                 outcome,
                 error.attempt_log(),
             );
+            close(open, outcome);
             report.status = status;
             report.error = Some(message);
             return Fetch::unanswered(source, report);
@@ -214,6 +227,7 @@ pub async fn fetch_source(context: &StepContext, step: Step, deadline: Deadline)
         SpanOutcome::Ok,
         &fetched.attempt_log,
     );
+    close(open, SpanOutcome::Ok);
     Fetch {
         source,
         report,
@@ -242,15 +256,39 @@ pub async fn infer_source(context: &StepContext, fetch: Fetch, deadline: Deadlin
         document_for(&source, &body),
         context.inference_units,
     );
+    // Watchers see the inference begin (queued for a worker) on the source's lane.
+    let open = context.timeline.as_ref().map(|timeline| {
+        timeline.begin(
+            source_lane(source.name()),
+            format!("infer {}", source.name()),
+            Activity::Infer,
+        )
+    });
     let outcome = with_timeout(None, deadline, context.executor.run_job(job)).await;
     if let Some(timeline) = &context.timeline {
         record_inference(timeline, &source, &outcome);
     }
+    close(
+        open,
+        match &outcome {
+            Ok(Ok((Ok(_), _))) => SpanOutcome::Ok,
+            Ok(Ok((Err(_), _))) => SpanOutcome::Cancelled,
+            Ok(Err(_)) => SpanOutcome::Failed,
+            Err(_) => SpanOutcome::TimedOut,
+        },
+    );
     let inference = apply_inference(&mut report, outcome);
     StepRecord {
         report,
         inference,
         responded: true,
+    }
+}
+
+/// Ends what a step began on a live timeline.
+fn close(open: Option<OpenSpan>, outcome: SpanOutcome) {
+    if let Some(open) = open {
+        open.close(outcome);
     }
 }
 

@@ -25,12 +25,17 @@
 //! Perfetto and `chrome://tracing`), [`render_gantt`](Timeline::render_gantt) (a Gantt chart for the terminal)
 //! and [`render_svg`](Timeline::render_svg) (a self-contained SVG Gantt chart).
 //!
-//! Layout: `record` (the timeline and its records), `chrome`, `gantt`, `svg` (the exports).
+//! A timeline made with [`Timeline::live`] can also be watched while it is recorded: it keeps the ordered
+//! [`Update`]s (work began, a span or event recorded, work ended) that a server streams to a browser.
+//!
+//! Layout: `record` (the timeline and its records), `live` (watching it), `chrome`, `gantt`, `svg` (the exports).
 
 mod chrome;
 mod gantt;
+mod live;
 mod record;
 mod svg;
 
 pub use gantt::GanttStyle;
+pub use live::{OpenSpan, Update};
 pub use record::{Activity, EventKind, InstantEvent, Lane, Outcome, Span, SpanGuard, Timeline};

@@ -7,13 +7,15 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::live::{Live, Update};
+
 /// A shared, thread-safe recording of spans and instant events, with times relative to an origin.
 ///
 /// Cloning is cheap and every clone records into the same timeline.
 #[derive(Debug, Clone)]
 pub struct Timeline {
     origin: Instant,
-    recording: Arc<Mutex<Recording>>,
+    pub(super) recording: Arc<Mutex<Recording>>,
 }
 
 /// What a span was doing; decides its glyph and colour in charts.
@@ -106,6 +108,8 @@ pub struct Lane {
 pub struct SpanGuard {
     timeline: Timeline,
     span: Option<Span>,
+    /// The span's id in the live updates.
+    id: u64,
 }
 
 /// A consistent copy of a timeline, taken under the lock and rendered without it.
@@ -120,8 +124,10 @@ pub(crate) struct Snapshot {
 }
 
 #[derive(Debug, Default)]
-struct Recording {
+pub(super) struct Recording {
     spans: Vec<Span>,
+    /// What live watchers are told, in order; `None` unless the timeline is [`Timeline::live`].
+    pub(super) live: Option<Live>,
     events: Vec<InstantEvent>,
     /// Lanes in order of first appearance.
     lanes: Vec<Lane>,
@@ -158,7 +164,8 @@ impl Timeline {
         instant.saturating_duration_since(self.origin)
     }
 
-    /// Start a span now; it is recorded when the guard is finished or dropped.
+    /// Start a span now; it is recorded when the guard is finished or dropped. A live timeline tells its
+    /// watchers at once ([`Update::Began`]), and again when it ends ([`Update::Span`], [`Update::Closed`]).
     pub fn start_span(
         &self,
         lane: impl Into<String>,
@@ -166,11 +173,13 @@ impl Timeline {
         activity: Activity,
     ) -> SpanGuard {
         let lane = lane.into();
-        self.lock().touch_lane(&lane);
+        let name = name.into();
         let start = self.elapsed();
+        let id = self.began(&lane, &name, activity, start);
         SpanGuard {
             timeline: self.clone(),
             span: Some(Span::new(lane, name, activity, start, start)),
+            id,
         }
     }
 
@@ -178,6 +187,9 @@ impl Timeline {
     pub fn record(&self, span: Span) {
         let mut recording = self.lock();
         recording.touch_lane(&span.lane);
+        if let Some(live) = &mut recording.live {
+            live.push(Update::Span(span.clone()));
+        }
         recording.spans.push(span);
     }
 
@@ -185,6 +197,9 @@ impl Timeline {
     pub fn record_event(&self, event: InstantEvent) {
         let mut recording = self.lock();
         recording.touch_lane(&event.lane);
+        if let Some(live) = &mut recording.live {
+            live.push(Update::Event(event.clone()));
+        }
         recording.events.push(event);
     }
 
@@ -272,7 +287,7 @@ impl Timeline {
     }
 
     /// The recording is only ever appended to, so it stays consistent even if a recording thread panicked.
-    fn lock(&self) -> MutexGuard<'_, Recording> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Recording> {
         self.recording
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -286,7 +301,7 @@ impl Default for Timeline {
 }
 
 impl Recording {
-    fn touch_lane(&mut self, lane: &str) {
+    pub(super) fn touch_lane(&mut self, lane: &str) {
         if !self.lanes.iter().any(|existing| existing.name == lane) {
             self.lanes.push(Lane {
                 name: lane.to_owned(),
@@ -376,7 +391,9 @@ impl SpanGuard {
         if let Some(mut span) = self.span.take() {
             span.outcome = outcome;
             span.end = self.timeline.elapsed().max(span.start);
+            let end = span.end;
             self.timeline.record(span);
+            self.timeline.closed(self.id, outcome, end);
         }
     }
 }

@@ -1,0 +1,190 @@
+//! A watched run against the simulated services: its live timeline, and cancelling it.
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use tributary::pool::{CpuPool, PoolConfig};
+use tributary::trace::{Activity, Outcome as SpanOutcome, Update};
+use tributary_sim::{SimConfig, SimServer};
+
+use super::*;
+use crate::report::{AnswerStatus, SourceStatus};
+use crate::test_support::simulator_agent_settings;
+
+const QUESTION: &str = "What is the weather in Paris, and the news about structured concurrency?";
+
+async fn agent(extra_query: ExtraQuery) -> (Agent, SimServer) {
+    let (services, sources, places) = simulator_agent_settings(SimConfig::instant()).await;
+    let settings = AgentSettings {
+        inference_cost: InferenceCost::free(),
+        places,
+        extra_query,
+        deadline: Duration::from_secs(30),
+        per_source_timeout: Duration::from_secs(30),
+    };
+    let pool =
+        CpuPool::new(PoolConfig::with_workers(NonZeroUsize::new(2).expect("2"))).expect("pool");
+    let client = SourceClient::new(ClientOptions::default()).expect("client");
+    (
+        Agent::new(client, Executor::from_pool(pool), sources, settings),
+        services,
+    )
+}
+
+fn question() -> Question {
+    Question::new(QUESTION).expect("a valid question")
+}
+
+#[tokio::test]
+async fn a_watched_run_tells_its_watchers_what_began_and_ended() {
+    let (agent, _services) = agent(Vec::new()).await;
+    let timeline = Timeline::live(std::time::Instant::now());
+    let run = agent
+        .ask_watched(
+            &question(),
+            RunMode::Concurrent,
+            timeline.clone(),
+            CancellationToken::new(),
+        )
+        .await;
+    assert_eq!(run.report.status, AnswerStatus::Ok, "{:#?}", run.report);
+    let updates = timeline.updates_since(0);
+    let began: Vec<(u64, &str, Activity)> = updates
+        .iter()
+        .filter_map(|update| match update {
+            Update::Began {
+                id, name, activity, ..
+            } => Some((*id, name.as_str(), *activity)),
+            _ => None,
+        })
+        .collect();
+    // A fetch and an inference for each of the three sources.
+    assert_eq!(began.len(), 6, "{updates:#?}");
+    assert_eq!(
+        began
+            .iter()
+            .filter(|(_, _, activity)| *activity == Activity::Infer)
+            .count(),
+        3
+    );
+    // Everything that began ended, well.
+    for (id, name, _) in &began {
+        assert!(
+            updates.iter().any(|update| matches!(
+                update,
+                Update::Closed { id: closed, outcome: SpanOutcome::Ok, .. } if closed == id
+            )),
+            "{name} never closed: {updates:#?}"
+        );
+    }
+    // The spans are there too, as on any timeline.
+    assert_eq!(
+        updates
+            .iter()
+            .filter(|update| matches!(update, Update::Span(_)))
+            .count(),
+        timeline.spans().len()
+    );
+}
+
+#[tokio::test]
+async fn cancelling_a_watched_run_stops_and_joins_its_steps() {
+    let hang = vec![(
+        "news".to_owned(),
+        vec![("fault".to_owned(), "hang".to_owned())],
+    )];
+    let (agent, _services) = agent(hang).await;
+    let timeline = Timeline::live(std::time::Instant::now());
+    let cancel = CancellationToken::new();
+    let run = tokio::spawn({
+        let agent = agent.clone();
+        let timeline = timeline.clone();
+        let cancel = cancel.clone();
+        async move {
+            agent
+                .ask_watched(&question(), RunMode::Concurrent, timeline, cancel)
+                .await
+        }
+    });
+    // Wait until the others have answered and news hangs.
+    let mut cursor = 0;
+    loop {
+        timeline.wait_for_update(cursor).await;
+        cursor = timeline.updates_since(0).len();
+        let closed = timeline
+            .updates_since(0)
+            .iter()
+            .filter(|update| matches!(update, Update::Closed { .. }))
+            .count();
+        // weather: fetch + infer, kb: fetch + infer.
+        if closed >= 4 {
+            break;
+        }
+    }
+    cancel.cancel();
+    let run = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("a cancelled run returns long before its 30 s deadline")
+        .expect("the run does not panic");
+    let news = run
+        .report
+        .sources
+        .iter()
+        .find(|source| source.name == "news")
+        .expect("news is reported");
+    assert_eq!(news.status, SourceStatus::Failed);
+    assert_eq!(news.error.as_deref(), Some("cancelled"));
+    // The hanging fetch ended as cancelled on the timeline before the run returned: the step was joined.
+    let updates = timeline.updates_since(0);
+    let news_fetch = updates
+        .iter()
+        .find_map(|update| match update {
+            Update::Began { id, lane, .. } if lane == "source news" => Some(*id),
+            _ => None,
+        })
+        .expect("the news fetch began");
+    assert!(
+        updates.iter().any(|update| matches!(
+            update,
+            Update::Closed { id, outcome: SpanOutcome::Cancelled, .. } if *id == news_fetch
+        )),
+        "{updates:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_sequential_run_stops_at_the_step_it_is_on() {
+    let hang = vec![(
+        "weather".to_owned(),
+        vec![("fault".to_owned(), "hang".to_owned())],
+    )];
+    let (agent, _services) = agent(hang).await;
+    let cancel = CancellationToken::new();
+    let stopper = tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            cancel.cancel();
+        }
+    });
+    let run = tokio::time::timeout(
+        Duration::from_secs(10),
+        agent.ask_watched(
+            &question(),
+            RunMode::Sequential,
+            Timeline::live(std::time::Instant::now()),
+            cancel,
+        ),
+    )
+    .await
+    .expect("a cancelled run returns long before its deadline");
+    stopper.await.expect("the stopper ends");
+    assert!(
+        run.report
+            .sources
+            .iter()
+            .all(|source| source.error.as_deref() == Some("cancelled")),
+        "{:#?}",
+        run.report.sources
+    );
+}
