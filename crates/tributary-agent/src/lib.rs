@@ -41,7 +41,7 @@ pub use places::PlaceFinder;
 pub use question::{MAX_QUESTION_BYTES, Question, QuestionError};
 pub use report::{AgentReport, AnswerStatus, Comparison, RunMode, SourceReport, SourceStatus};
 pub use sources::{Source, SourceKind, SourcesConfig};
-pub use step::{ExtraQuery, QueryPairs, error_chain};
+pub use step::{ExtraQuery, QueryPairs, error_chain, source_lane, worker_lane};
 
 #[cfg(test)]
 mod test_support;

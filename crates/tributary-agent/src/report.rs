@@ -10,6 +10,7 @@ use crate::sources::Source;
 
 /// How a question ended, by the answer rule ([`crate::step::answer`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AnswerStatus {
     /// An answer, and every source that was asked answered.
@@ -22,6 +23,7 @@ pub enum AnswerStatus {
 
 /// How the sources of a run were scheduled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RunMode {
     /// Every source at once, each response inferred on as it arrives.
@@ -32,6 +34,7 @@ pub enum RunMode {
 
 /// How one source fared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SourceStatus {
     /// It answered and its answer went through inference.
@@ -79,6 +82,7 @@ impl SourceStatus {
 
 /// One source's part in a run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SourceReport {
     /// The source's name.
     pub name: String,
@@ -108,6 +112,7 @@ pub struct SourceReport {
 
 /// The whole run for one question: the answer every driver gives.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentReport {
     /// The question, trimmed; `null` only for a batch line that held no readable question.
     pub question: Option<String>,
@@ -166,6 +171,7 @@ impl AgentReport {
 
 /// `ask --compare`: the sequential baseline and the concurrent agent, one after the other.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Comparison {
     /// The question, trimmed.
     pub question: String,

@@ -2,7 +2,8 @@
 //!
 //! Counted as asks end, from the same `AgentReport` the client gets: asks by outcome, and per source its
 //! fetch latency, status, retries and cache hits. Read at each scrape: asks in flight, and the CPU pool's queue
-//! depth, busy workers and size.
+//! depth, busy workers and size, and the async runtime's loop lag (`tributary::lag`: how late a 10 ms timer
+//! fires; late means something blocked a runtime thread).
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -10,6 +11,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use tributary::lag::LagReport;
 use tributary::pool::ExecutorStats;
 use tributary_agent::AgentReport;
 
@@ -28,6 +30,8 @@ pub struct Metrics {
     pool_queued: Gauge,
     pool_busy: Gauge,
     pool_workers: Gauge,
+    lag_max: Gauge<f64, std::sync::atomic::AtomicU64>,
+    lag_stalls: Gauge,
 }
 
 impl Default for Metrics {
@@ -42,7 +46,7 @@ impl Metrics {
         let asks = Family::<Labels, Counter>::default();
         registry.register(
             "asks",
-            "Asks ended, by outcome: ok, degraded, failed (no answer), rejected (over the in-flight bound), invalid (a bad request)",
+            "Asks ended, by outcome: ok, degraded, failed (no answer), cancelled (the client left), rejected (over the in-flight bound), invalid (a bad request)",
             asks.clone(),
         );
         let in_flight = Gauge::default();
@@ -88,6 +92,18 @@ impl Metrics {
         );
         let pool_workers = Gauge::default();
         registry.register("pool_workers", "CPU workers", pool_workers.clone());
+        let lag_max = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "loop_lag_max_seconds",
+            "The latest the async runtime's 10 ms timer fired since the server started",
+            lag_max.clone(),
+        );
+        let lag_stalls = Gauge::default();
+        registry.register(
+            "loop_stalls",
+            "Times the async runtime's timer fired 100 ms or more late since the server started",
+            lag_stalls.clone(),
+        );
         Self {
             registry,
             asks,
@@ -99,7 +115,14 @@ impl Metrics {
             pool_queued,
             pool_busy,
             pool_workers,
+            lag_max,
+            lag_stalls,
         }
+    }
+
+    /// A run whose client went away before it ended.
+    pub fn cancelled(&self) {
+        self.asks.get_or_create(&outcome_label("cancelled")).inc();
     }
 
     /// An ask that ended without running: `rejected` or `invalid`.
@@ -138,8 +161,11 @@ impl Metrics {
         self.in_flight.set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
-    /// The text exposition, with the pool's gauges read from `pool` now.
-    pub fn render(&self, pool: &ExecutorStats) -> String {
+    /// The text exposition, with the pool's gauges read from `pool` and the loop lag from `lag` now.
+    pub fn render(&self, pool: &ExecutorStats, lag: &LagReport) -> String {
+        self.lag_max.set(lag.max_lag.as_secs_f64());
+        self.lag_stalls
+            .set(i64::try_from(lag.stalls.len()).unwrap_or(i64::MAX));
         let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
         self.pool_queued.set(gauge(pool.jobs.queued));
         self.pool_busy.set(gauge(pool.jobs.running));

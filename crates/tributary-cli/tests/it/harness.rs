@@ -67,3 +67,42 @@ pub fn source<'a>(report: &'a Value, name: &str) -> &'a Value {
         .find(|source| source["name"] == name)
         .unwrap_or_else(|| panic!("no source {name} in {report}"))
 }
+
+/// An outside program a test needs (Chromium, Node.js, schemathesis): the path from `variable` if set, else
+/// the first of `names` on `PATH`. When it is missing the test prints one line saying what was skipped and how
+/// to install it, and passes, unless `TRIBUTARY_REQUIRE_EXTERNAL=1` (as CI sets it), when it fails.
+pub fn outside_program(
+    variable: &str,
+    names: &[&str],
+    test: &str,
+    install: &str,
+) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os(variable)
+        .filter(|value| !value.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| names.iter().find_map(|name| on_path(name)));
+    if found.is_none() {
+        missing(
+            &format!("{} ({variable} or PATH)", names.join("/")),
+            test,
+            install,
+        );
+    }
+    found
+}
+
+/// Reports a missing outside requirement of `test`: a skip, or a failure under `TRIBUTARY_REQUIRE_EXTERNAL=1`.
+pub fn missing(what: &str, test: &str, install: &str) {
+    let message = format!("skipped {test}: {what} not found; install: {install}");
+    assert!(
+        std::env::var("TRIBUTARY_REQUIRE_EXTERNAL").as_deref() != Ok("1"),
+        "{message} (TRIBUTARY_REQUIRE_EXTERNAL=1)"
+    );
+    eprintln!("{message}");
+}
+
+fn on_path(name: &str) -> Option<std::path::PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|directory| directory.join(name))
+        .find(|candidate| candidate.is_file())
+}

@@ -7,7 +7,9 @@ mod batch;
 mod chaos;
 mod harness;
 mod lab;
+mod page;
 mod serve;
+mod serve_stream;
 mod sources;
 
 use harness::tributary;

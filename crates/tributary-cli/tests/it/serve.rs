@@ -9,20 +9,25 @@ use serde_json::Value;
 
 use crate::harness::{FAST, tributary};
 
-const QUESTION: &str = "What's the weather in Paris, and why does the GIL matter?";
+pub const QUESTION: &str = "What's the weather in Paris, and why does the GIL matter?";
 
 /// A `tributary serve` child on a free port, killed on drop if still running.
-struct Server {
+pub struct Server {
     child: Child,
-    address: String,
+    pub address: String,
 }
 
 impl Server {
-    fn start(extra: &[&str]) -> Self {
+    /// On the embedded services at `FAST` latencies, with `extra` flags.
+    pub fn start(extra: &[&str]) -> Self {
+        Self::start_bare(&[FAST, extra].concat())
+    }
+
+    /// With exactly these flags (besides the address).
+    pub fn start_bare(flags: &[&str]) -> Self {
         let mut child = tributary()
             .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(FAST)
-            .args(extra)
+            .args(flags)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -37,7 +42,7 @@ impl Server {
     }
 
     /// One request on a fresh connection: the status, the headers (lowercased names) and the body.
-    fn request(&self, method: &str, path: &str, body: &str) -> (u16, String, String) {
+    pub fn request(&self, method: &str, path: &str, body: &str) -> (u16, String, String) {
         let mut stream = TcpStream::connect(&self.address).expect("connect");
         write!(
             stream,
@@ -59,14 +64,14 @@ impl Server {
         (status, head.to_lowercase(), body.to_owned())
     }
 
-    fn ask(&self, body: &str) -> (u16, String, Value) {
+    pub fn ask(&self, body: &str) -> (u16, String, Value) {
         let (status, head, body) = self.request("POST", "/v1/ask", body);
         let json = serde_json::from_str(&body)
             .unwrap_or_else(|error| panic!("not JSON ({error}): {body}"));
         (status, head, json)
     }
 
-    fn terminate(&self) {
+    pub fn terminate(&self) {
         let killed = std::process::Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -74,7 +79,7 @@ impl Server {
         assert!(killed.success());
     }
 
-    fn wait(&mut self, within: Duration) -> Option<i32> {
+    pub fn wait(&mut self, within: Duration) -> Option<i32> {
         let started = Instant::now();
         while started.elapsed() < within {
             if let Some(status) = self.child.try_wait().expect("wait") {
@@ -93,7 +98,7 @@ impl Drop for Server {
     }
 }
 
-fn source<'a>(report: &'a Value, name: &str) -> &'a Value {
+pub fn source<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["sources"]
         .as_array()
         .and_then(|sources| sources.iter().find(|source| source["name"] == name))

@@ -1,0 +1,691 @@
+//! `tributary serve`: the agent as an HTTP service, on the same step as `ask`.
+//!
+//! - `GET /`: the page (`assets/page.html`, one self-contained file): a question, fault toggles, the run's
+//!   Gantt chart filling live, the sources' statuses, the answer, a comparison with the sequential baseline, the
+//!   run as a Chrome trace.
+//! - `POST /v1/ask` answers one question with the JSON `ask --json` prints (200 with an answer, 502 without);
+//!   `GET /v1/ask/stream` runs one and streams it as Server-Sent Events (`runs.rs`); `GET /v1/runs/{id}/events`
+//!   and `/v1/runs/{id}/trace` read a kept run again; `POST /v1/compare` runs the baseline and the agent.
+//! - `GET /healthz`, `/readyz`, `/metrics` (Prometheus text), `/openapi.json` (`api.rs`), `/v1/sources`.
+//!
+//! At most `--max-in-flight` runs at once: over that a request gets 503 with `Retry-After` at once, rather than
+//! a queue that makes everyone miss the deadline. Every run is a task of the server's tracker, cancelled when
+//! its client leaves and joined before the command ends. Ctrl-C or SIGTERM stops accepting, lets the runs in
+//! flight finish (each is bounded by its deadline), and the command exits 0. The connections are served with
+//! the simulator's limits (a connection cap, a header size and a header timeout, `tributary_sim::serve`).
+
+mod api;
+mod request;
+mod runs;
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tributary::lag::{LagConfig, LagMonitor};
+use tributary::source::ClientOptions;
+use tributary_agent::{Agent, AgentReport, source_lane, worker_lane};
+use tributary_sim::Fault;
+use tributary_sim::serve::{Limits, serve_connections};
+
+use self::api::{CompareResponse, ErrorBody, SpanView, Timelines};
+use self::request::{Ask, AskRequest};
+use self::runs::{Cursor, Drive, LiveRun, RETRY_AFTER_DISCONNECT, Runs, drive};
+use crate::engine::Engine;
+use crate::error::{CliError, ErrorKind, Outcome};
+use crate::metrics::Metrics;
+use crate::printer::Printer;
+use crate::settings::ServeSettings;
+
+/// The largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What a 503 asks the client to wait before trying again.
+const RETRY_AFTER_SECONDS: u64 = 1;
+
+/// The page, served at `/`.
+const PAGE: &str = include_str!("../../../assets/page.html");
+
+/// What every handler shares.
+pub struct AppState {
+    agent: Agent,
+    /// One permit per run in flight.
+    admission: Arc<Semaphore>,
+    max_in_flight: usize,
+    /// Cancelled when the server starts stopping.
+    stopping: CancellationToken,
+    /// The sources' names, for checking a request's faults.
+    sources: Vec<String>,
+    metrics: Arc<Metrics>,
+    runs: Arc<Runs>,
+    /// Every run's task; joined before the command ends.
+    tasks: TaskTracker,
+    /// How late the runtime's timers fire: `/metrics`' loop lag.
+    lag: LagMonitor,
+}
+
+impl AppState {
+    /// Runs in flight now: the admission permits taken.
+    fn in_flight(&self) -> usize {
+        self.max_in_flight - self.admission.available_permits()
+    }
+}
+
+pub async fn run(settings: ServeSettings, printer: Printer) -> Result<Outcome, CliError> {
+    let engine = Engine::start(&settings.engine, ClientOptions::default()).await?;
+    let served = serve(&settings, &engine, printer).await;
+    engine.shutdown().await;
+    served
+}
+
+async fn serve(
+    settings: &ServeSettings,
+    engine: &Engine,
+    printer: Printer,
+) -> Result<Outcome, CliError> {
+    let listener = TcpListener::bind(settings.listen).await.map_err(|error| {
+        CliError::caused(
+            ErrorKind::Environment,
+            format_args!("failed to listen on {}", settings.listen),
+            &error,
+        )
+        .with_hint("pick another address with --listen, or port 0 for any free port")
+    })?;
+    let address = listener.local_addr().map_err(|error| {
+        CliError::caused(
+            ErrorKind::Environment,
+            "failed to read the bound address",
+            &error,
+        )
+    })?;
+    let stopping = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let state = Arc::new(AppState {
+        agent: engine.agent.clone(),
+        admission: Arc::new(Semaphore::new(settings.max_in_flight.get())),
+        max_in_flight: settings.max_in_flight.get(),
+        stopping: stopping.clone(),
+        sources: engine
+            .agent
+            .sources()
+            .iter()
+            .map(|source| source.name().to_owned())
+            .collect(),
+        metrics: Arc::new(Metrics::new()),
+        runs: Arc::default(),
+        tasks: tasks.clone(),
+        lag: LagMonitor::spawn(LagConfig::default()),
+    });
+    // The URL is the command's data (a script reads it); the rest goes to stderr.
+    printer.data_line(&format!("http://{address}"))?;
+    printer.note(&format!(
+        "serving the agent on http://{address}: POST /v1/ask; at most {} asks at once; Ctrl-C or SIGTERM stops",
+        settings.max_in_flight
+    ));
+    let serving = serve_connections(listener, router(state), Limits::default(), stopping.clone());
+    tokio::pin!(serving);
+    let signalled = tokio::select! {
+        () = &mut serving => Ok(()),
+        signal = stop_signal() => signal.map(|signal| {
+            printer.note(&format!("{signal}: stopping; the asks in flight finish first"));
+        }),
+    };
+    stopping.cancel();
+    serving.await;
+    // Runs whose clients left are cancelled; every run's task has ended before the command does.
+    tasks.close();
+    tasks.wait().await;
+    signalled.map(|()| Outcome::Done)
+}
+
+/// Waits for Ctrl-C or (on Unix) SIGTERM; names the one that came.
+async fn stop_signal() -> Result<&'static str, CliError> {
+    let failed = |error: std::io::Error| {
+        CliError::caused(
+            ErrorKind::Environment,
+            "failed to wait for a signal",
+            &error,
+        )
+    };
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .map_err(failed)?;
+        tokio::select! {
+            interrupted = tokio::signal::ctrl_c() => interrupted.map(|()| "Ctrl-C").map_err(failed),
+            _ = terminate.recv() => Ok("SIGTERM"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c()
+            .await
+            .map(|()| "Ctrl-C")
+            .map_err(failed)
+    }
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/v1/ask", post(ask))
+        .route("/v1/ask/stream", get(ask_stream))
+        .route("/v1/compare", post(compare))
+        .route("/v1/sources", get(sources))
+        .route("/v1/runs/{run_id}/events", get(run_events))
+        .route("/v1/runs/{run_id}/trace", get(run_trace))
+        .route("/openapi.json", get(api::openapi_json))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// `{"error": message}` with `status`.
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, axum::Json(json!({ "error": message.to_string() }))).into_response()
+}
+
+/// Why a request was not run: a 4xx for a bad request, a 503 when the server is full or stopping.
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    message: String,
+}
+
+impl Refusal {
+    fn bad_request(message: String) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message,
+        }
+    }
+
+    fn into_response(self) -> Response {
+        let mut response = error(self.status, self.message);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        }
+        response
+    }
+}
+
+/// Admits a checked request to run, or refuses it; a refusal is counted (`rejected` or `invalid`). Admission comes after validation, so a bad request is told so even when the server is full.
+fn admit(
+    state: &AppState,
+    checked: Result<Ask, Refusal>,
+) -> Result<(Ask, OwnedSemaphorePermit), Refusal> {
+    let admitted = checked.and_then(|ask| {
+        let full = || Refusal {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: if state.stopping.is_cancelled() {
+                "the server is stopping".to_owned()
+            } else {
+                format!(
+                    "overloaded: {} asks in flight; retry later",
+                    state.max_in_flight
+                )
+            },
+        };
+        if state.stopping.is_cancelled() {
+            return Err(full());
+        }
+        let permit = Arc::clone(&state.admission)
+            .try_acquire_owned()
+            .map_err(|_| full())?;
+        state.metrics.set_in_flight(state.in_flight());
+        Ok((ask, permit))
+    });
+    admitted.inspect_err(|refusal| {
+        if refusal.status == StatusCode::SERVICE_UNAVAILABLE {
+            state.metrics.refused("rejected");
+        } else {
+            state.metrics.refused("invalid");
+        }
+    })
+}
+
+/// A request's JSON body as an ask.
+fn ask_from_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Ask, Refusal> {
+    // Over the body limit (413), or a body that could not be read.
+    let body = body.map_err(|rejection| Refusal {
+        status: rejection.status(),
+        message: rejection.body_text(),
+    })?;
+    AskRequest::from_body(&body)
+        .and_then(|request| request.check(state, headers))
+        .map_err(Refusal::bad_request)
+}
+
+/// Starts a run of `ask` on the server's tracker.
+fn start_run(
+    state: &AppState,
+    ask: Ask,
+    permit: OwnedSemaphorePermit,
+) -> (Arc<LiveRun>, tokio::sync::oneshot::Receiver<AgentReport>) {
+    let run = state.runs.start();
+    let report = drive(
+        &state.runs,
+        &run,
+        Drive {
+            agent: state.agent.with_settings(ask.settings),
+            question: ask.question,
+            mode: ask.mode,
+            permit,
+            metrics: Arc::clone(&state.metrics),
+        },
+        &state.tasks,
+    );
+    (run, report)
+}
+
+/// Answers one question: the JSON `ask --json` prints.
+#[utoipa::path(
+    post,
+    path = "/v1/ask",
+    request_body = AskRequest,
+    params(("x-deadline-ms" = Option<u64>, Header, description = "The caller's remaining time, in milliseconds")),
+    responses(
+        (status = 200, description = "An answer, maybe degraded", body = AgentReport,
+         headers(("x-run-id" = String, description = "The run, for /v1/runs/{run_id}/trace"))),
+        (status = 502, description = "No answer: the report says why", body = AgentReport),
+        (status = 400, description = "A bad request", body = ErrorBody),
+        (status = 413, description = "A body over 64 KiB", body = ErrorBody),
+        (status = 503, description = "Over the in-flight bound, or stopping", body = ErrorBody,
+         headers(("retry-after" = u64, description = "Seconds to wait"))),
+    )
+)]
+async fn ask(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let (ask, permit) = match admit(&state, ask_from_body(&state, &headers, body)) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let (run, report) = start_run(&state, ask, permit);
+    // A client that disconnects drops this future: the guard cancels the run, which the tracker joins.
+    let cancel_on_disconnect = run.cancel.clone().drop_guard();
+    let report = report.await;
+    cancel_on_disconnect.disarm();
+    let Ok(report) = report else {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error: the run ended without a report (see the server's log)",
+        );
+    };
+    let status = if report.answered() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_GATEWAY
+    };
+    let mut response = (status, axum::Json(report)).into_response();
+    if let Ok(id) = HeaderValue::from_str(&run.id) {
+        response.headers_mut().insert(RUN_ID_HEADER, id);
+    }
+    response
+}
+
+/// The response header naming a `POST /v1/ask`'s run, for `/v1/runs/{id}/trace`.
+const RUN_ID_HEADER: &str = "x-run-id";
+
+/// Runs one question and streams it as Server-Sent Events.
+#[utoipa::path(
+    get,
+    path = "/v1/ask/stream",
+    params(
+        ("question" = String, Query, description = "The question"),
+        ("deadline_ms" = Option<u64>, Query, description = "At most the server's --deadline"),
+        ("per_source_timeout_ms" = Option<u64>, Query, description = "Default the server's"),
+        ("mode" = Option<String>, Query, description = "concurrent (default) or sequential"),
+        ("fault" = Option<Vec<String>>, Query, description = "SOURCE=KIND, repeatable, e.g. news=hang"),
+        ("last-event-id" = Option<String>, Header, description = "Resume that run after that event"),
+        ("x-deadline-ms" = Option<u64>, Header, description = "The caller's remaining time"),
+    ),
+    responses(
+        (status = 200, description = "Events: run, span_started, span, mark, span_closed, source, answer, done; \
+                                      each with the id RUN/POSITION", content_type = "text/event-stream", body = String),
+        (status = 400, description = "A bad request", body = ErrorBody),
+        (status = 404, description = "Last-Event-ID names a run no longer kept", body = ErrorBody),
+        (status = 503, description = "Over the in-flight bound, or stopping", body = ErrorBody),
+    )
+)]
+async fn ask_stream(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    // A browser reconnecting sends the last event it saw: resume that run, do not start another.
+    if let Some(last) = headers.get("last-event-id") {
+        return resume(&state, last);
+    }
+    let checked = AskRequest::from_query(query.as_deref().unwrap_or(""))
+        .and_then(|request| request.check(&state, &headers))
+        .map_err(Refusal::bad_request);
+    let (ask, permit) = match admit(&state, checked) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let (run, _report) = start_run(&state, ask, permit);
+    event_stream(run, 0)
+}
+
+/// Streams a kept run's events from after `Last-Event-ID`.
+fn resume(state: &AppState, last: &HeaderValue) -> Response {
+    let parsed = last.to_str().ok().and_then(|text| {
+        let (run_id, position) = text.trim().rsplit_once('/')?;
+        Some((run_id.to_owned(), position.parse::<Cursor>().ok()?))
+    });
+    let Some((run_id, position)) = parsed else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the Last-Event-ID header must be an event id this server sent (RUN/POSITION)",
+        );
+    };
+    match state.runs.get(&run_id) {
+        Some(run) => event_stream(run, position.saturating_add(1)),
+        None => forgotten(&run_id),
+    }
+}
+
+fn forgotten(run_id: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no run `{run_id}`: runs are kept {} minutes after they end",
+            runs::KEPT_FOR.as_secs() / 60
+        ),
+    )
+}
+
+/// A kept run's events again, from the start or after Last-Event-ID.
+#[utoipa::path(
+    get,
+    path = "/v1/runs/{run_id}/events",
+    params(
+        ("run_id" = String, Path, description = "The run"),
+        ("last-event-id" = Option<String>, Header, description = "Resume after that event"),
+    ),
+    responses(
+        (status = 200, description = "The run's events", content_type = "text/event-stream", body = String),
+        (status = 400, description = "A bad Last-Event-ID", body = ErrorBody),
+        (status = 404, description = "No such run (kept 10 minutes after it ends)", body = ErrorBody),
+    )
+)]
+async fn run_events(
+    State(state): State<Arc<AppState>>,
+    Path(run_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(last) = headers.get("last-event-id") {
+        return resume(&state, last);
+    }
+    match state.runs.get(&run_id) {
+        Some(run) => event_stream(run, 0),
+        None => forgotten(&run_id),
+    }
+}
+
+/// A kept run's timeline as Chrome Trace Event JSON (Perfetto, chrome://tracing).
+#[utoipa::path(
+    get,
+    path = "/v1/runs/{run_id}/trace",
+    params(("run_id" = String, Path, description = "The run")),
+    responses(
+        (status = 200, description = "The trace, as an attachment", body = Object),
+        (status = 404, description = "No such run (kept 10 minutes after it ends)", body = ErrorBody),
+    )
+)]
+async fn run_trace(State(state): State<Arc<AppState>>, Path(run_id): Path<String>) -> Response {
+    let Some(run) = state.runs.get(&run_id) else {
+        return forgotten(&run_id);
+    };
+    let disposition = format!("attachment; filename=\"tributary-{}.trace.json\"", run.id);
+    let mut response = axum::Json(run.timeline.chrome_trace()).into_response();
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, value);
+    }
+    response
+}
+
+/// A run's events from position `from` as Server-Sent Events, each with the id `<run>/<position>`; ends after
+/// `done`. Not compressed (no layer here compresses), not cached, not buffered by a proxy.
+fn event_stream(run: Arc<LiveRun>, from: Cursor) -> Response {
+    let listener = run.listen();
+    let stream = futures::stream::unfold(
+        (run, from, listener, VecDeque::new(), true),
+        |(run, mut cursor, listener, mut pending, mut first)| async move {
+            loop {
+                if let Some(event) = pending.pop_front() {
+                    return Some((
+                        Ok::<Event, Infallible>(event),
+                        (run, cursor, listener, pending, first),
+                    ));
+                }
+                // Read `ended` first: it is set after the last event, so none is missed.
+                let ended = run.is_ended();
+                let events = run.events_since(cursor);
+                if events.is_empty() {
+                    if ended {
+                        return None;
+                    }
+                    run.wait_for_event(cursor).await;
+                    continue;
+                }
+                for event in events {
+                    let mut sse = Event::default()
+                        .event(event.name)
+                        .id(format!("{}/{cursor}", run.id))
+                        .data(event.data.to_string());
+                    if first {
+                        sse = sse.retry(RETRY_AFTER_DISCONNECT);
+                        first = false;
+                    }
+                    pending.push_back(sse);
+                    cursor += 1;
+                }
+            }
+        },
+    );
+    let sse = Sse::new(stream).keep_alive(
+        KeepAlive::new()
+            .interval(runs::KEEP_ALIVE)
+            .text("keep-alive"),
+    );
+    (
+        [
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        sse,
+    )
+        .into_response()
+}
+
+/// The sequential baseline, then the agent, on one question, each with a fresh cache.
+#[utoipa::path(
+    post,
+    path = "/v1/compare",
+    request_body = AskRequest,
+    responses(
+        (status = 200, description = "Both reports, the speed-up and both timelines", body = CompareResponse),
+        (status = 400, description = "A bad request", body = ErrorBody),
+        (status = 413, description = "A body over 64 KiB", body = ErrorBody),
+        (status = 503, description = "Over the in-flight bound, or stopping", body = ErrorBody),
+    )
+)]
+async fn compare(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let (ask, _permit) = match admit(&state, ask_from_body(&state, &headers, body)) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let agent = state.agent.with_settings(ask.settings);
+    let compared = match agent.compare_runs(&ask.question).await {
+        Ok(compared) => compared,
+        Err(cause) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("internal error: failed to build an HTTP client: {cause}"),
+            );
+        }
+    };
+    let spans = |timeline: &tributary::trace::Timeline| -> Vec<SpanView> {
+        timeline.spans().iter().map(SpanView::from).collect()
+    };
+    axum::Json(CompareResponse {
+        timelines: Timelines {
+            sequential: spans(&compared.sequential),
+            concurrent: spans(&compared.concurrent),
+        },
+        lanes: lanes(&agent),
+        comparison: compared.comparison,
+    })
+    .into_response()
+}
+
+/// A run's lanes in display order: a source's, then a CPU worker's.
+fn lanes(agent: &Agent) -> Vec<String> {
+    let mut lanes: Vec<String> = agent
+        .sources()
+        .iter()
+        .map(|source| source_lane(source.name()))
+        .collect();
+    lanes.extend((0..agent.executor().stats().jobs.workers).map(worker_lane));
+    lanes
+}
+
+/// The sources, the fault kinds and the server's settings.
+#[utoipa::path(get, path = "/v1/sources", responses((status = 200, description = "The sources", body = Object)))]
+async fn sources(State(state): State<Arc<AppState>>) -> Response {
+    let settings = state.agent.settings();
+    let sources: Vec<_> = state
+        .agent
+        .sources()
+        .iter()
+        .map(|source| {
+            json!({
+                "name": source.name(),
+                "kind": source.kind.as_str(),
+                "required": source.required,
+            })
+        })
+        .collect();
+    let mut faults: Vec<String> = Fault::NAMES.iter().map(|name| (*name).to_owned()).collect();
+    faults.push("latency:2s".to_owned());
+    axum::Json(json!({
+        "sources": sources,
+        "faults": faults,
+        "deadline_ms": runs::millis(settings.deadline),
+        "per_source_timeout_ms": runs::millis(settings.per_source_timeout),
+        "workers": state.agent.executor().stats().jobs.workers,
+        "max_in_flight": state.max_in_flight,
+    }))
+    .into_response()
+}
+
+async fn page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:",
+            ),
+        ],
+        PAGE,
+    )
+        .into_response()
+}
+
+/// Prometheus (OpenMetrics) text.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    responses((status = 200, description = "The metrics", content_type = "application/openmetrics-text", body = String))
+)]
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    state.metrics.set_in_flight(state.in_flight());
+    let text = state
+        .metrics
+        .render(&state.agent.executor().stats(), &state.lag.snapshot());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// Whether the process runs.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "It runs", body = Object)))]
+async fn healthz() -> Response {
+    axum::Json(json!({ "status": "ok" })).into_response()
+}
+
+/// Whether the server takes asks.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    responses(
+        (status = 200, description = "Ready, with the runs in flight", body = Object),
+        (status = 503, description = "Stopping", body = ErrorBody),
+    )
+)]
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.stopping.is_cancelled() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping");
+    }
+    let in_flight = state.in_flight();
+    axum::Json(json!({
+        "status": "ready",
+        "in_flight": in_flight,
+        "max_in_flight": state.max_in_flight,
+    }))
+    .into_response()
+}
+
+async fn not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "no such endpoint: GET /openapi.json lists them",
+    )
+}
+
+async fn method_not_allowed() -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "wrong method for this endpoint: GET /openapi.json lists them",
+    )
+}

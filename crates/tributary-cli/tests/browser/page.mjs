@@ -1,0 +1,156 @@
+// Drives the live page of `tributary serve` in headless Chromium: ask, ask again with a hanging source, compare
+// with the sequential baseline, fetch the Chrome trace. One line per step; exit 0 on success, 1 on the first
+// failure (with a screenshot). Run by the Rust integration tests against a real server:
+//
+//   TRIBUTARY_URL=http://127.0.0.1:43210 CHROMIUM=/usr/bin/chromium SCREENSHOT_DIR=/tmp/shots node page.mjs
+
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const QUESTION = 'What is the weather in Paris, and what is the news about structured concurrency?';
+/** The whole script: it must never hang the test that runs it. */
+const OVERALL_TIMEOUT_MS = 60_000;
+/** One wait for the page (an answer, a comparison). */
+const WAIT_TIMEOUT_MS = 20_000;
+/** Closing the browser or saving the failure screenshot must not outlive the overall timeout by much. */
+const CLEANUP_TIMEOUT_MS = 5_000;
+const CHROMIUM_ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+];
+
+const baseUrl = requiredEnv('TRIBUTARY_URL');
+const chromiumPath = requiredEnv('CHROMIUM');
+const screenshotDir = requiredEnv('SCREENSHOT_DIR');
+
+let browser;
+let page;
+const pageErrors = [];
+/** Set by the first failure: the watchdog closing the browser makes the running step fail too, once more. */
+let failing = false;
+
+function requiredEnv(name) {
+  const value = process.env[name];
+  if (!value) {
+    console.error(`FAIL: the environment variable ${name} is not set`);
+    process.exit(1);
+  }
+  return value;
+}
+
+function check(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+/** Resolves to `fallback` after `ms`, so a wedged browser cannot stall the cleanup. */
+function within(ms, promise, fallback = undefined) {
+  return Promise.race([promise, new Promise((resolve) => setTimeout(resolve, ms, fallback))]);
+}
+
+async function fail(error) {
+  if (failing) return;
+  failing = true;
+  console.error(`FAIL: ${error.message}`);
+  const shot = path.join(screenshotDir, 'serve-page-failure.png');
+  if (page) {
+    const saved = await within(CLEANUP_TIMEOUT_MS, page.screenshot({ path: shot, fullPage: true }).then(() => true, () => false), false);
+    if (saved) console.error(`saved ${shot}`);
+  }
+  await within(CLEANUP_TIMEOUT_MS, browser?.close().catch(() => {}));
+  process.exit(1);
+}
+
+/** The text of one element, trimmed; null when it is absent. */
+function textOf(selector) {
+  return page.$eval(selector, (element) => element.textContent.trim()).catch(() => null);
+}
+
+async function screenshot(name) {
+  await page.screenshot({ path: path.join(screenshotDir, name), fullPage: true });
+}
+
+const steps = [
+  ['open the page and ask a question that uses all three sources', async () => {
+    await page.goto(`${baseUrl}/`);
+    // The fault selects are filled from GET /v1/sources: the page is ready once they are.
+    await page.waitForSelector('#fault-news option[value="hang"]', { state: 'attached', timeout: WAIT_TIMEOUT_MS });
+    await page.fill('#question', QUESTION);
+    await page.click('#ask');
+  }],
+  ['the answer, the lanes, fetch and inference bars and the sources table are drawn', async () => {
+    await page.waitForFunction(() => {
+      const status = document.querySelector('#answer-status')?.textContent.trim();
+      return ['ok', 'degraded'].includes(status)
+        && document.querySelector('#gantt .bar[data-activity="fetch"]')
+        && document.querySelector('#gantt .bar[data-activity="infer"]');
+    }, null, { timeout: WAIT_TIMEOUT_MS });
+    const lanes = await page.$$eval('#gantt .lane-label', (labels) => labels.map((label) => label.textContent));
+    for (const lane of ['source weather', 'source news', 'source kb', 'worker 1']) {
+      check(lanes.includes(lane), `lane "${lane}" is not drawn; the lanes are ${JSON.stringify(lanes)}`);
+    }
+    const news = await textOf('#sources tr[data-source="news"] .status');
+    check(news === 'ok', `the news row reads "${news}", expected "ok"`);
+    await screenshot('serve-page.png');
+  }],
+  ['with news hanging, Ask by keyboard gives a degraded answer and news timed out', async () => {
+    await page.selectOption('#fault-news', 'hang');
+    await page.focus('#ask');
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() =>
+      document.querySelector('#answer-status')?.textContent.trim() === 'degraded'
+        && document.querySelector('#sources tr[data-source="news"] .status')?.textContent.trim() === 'timed out',
+    null, { timeout: WAIT_TIMEOUT_MS }).catch(async (error) => {
+      const answer = await textOf('#answer-status');
+      const news = await textOf('#sources tr[data-source="news"] .status');
+      throw new Error(`answer status "${answer}", news "${news}"; expected "degraded" and "timed out" (${error.message})`);
+    });
+    await screenshot('serve-page-degraded.png');
+  }],
+  ['Compare shows the sequential and concurrent timelines and the speed-up', async () => {
+    await page.selectOption('#fault-news', 'none');
+    await page.click('#compare');
+    await page.waitForFunction(() => /\d×/.test(document.querySelector('#speedup')?.textContent ?? ''),
+      null, { timeout: WAIT_TIMEOUT_MS }).catch(async (error) => {
+      throw new Error(`#speedup reads "${await textOf('#speedup')}" (${error.message}); #error reads "${await textOf('#error')}"`);
+    });
+    for (const mode of ['sequential', 'concurrent']) {
+      const bars = await page.$$eval(`#gantt-${mode} .bar`, (found) => found.length);
+      check(bars > 0, `the ${mode} chart has no bars`);
+    }
+    await screenshot('serve-page-compare.png');
+  }],
+  ['the trace link downloads a Chrome trace', async () => {
+    const href = await page.$eval('#trace', (link) => link.href);
+    check(href.includes('/v1/runs/'), `the trace link points at "${href}"`);
+    const trace = await page.evaluate(async (url) => {
+      const response = await fetch(url);
+      const text = await response.text();
+      try {
+        const body = JSON.parse(text);
+        return { status: response.status, isArray: Array.isArray(body.traceEvents), events: body.traceEvents?.length };
+      } catch {
+        return { status: response.status, text: text.slice(0, 200) };
+      }
+    }, href);
+    check(trace.status === 200, `GET ${href} answered ${trace.status}`);
+    check(trace.isArray && trace.events > 0, `GET ${href} gave no traceEvents array: ${JSON.stringify(trace)}`);
+  }],
+];
+
+setTimeout(() => fail(new Error(`gave up after ${OVERALL_TIMEOUT_MS / 1000} s`)), OVERALL_TIMEOUT_MS);
+
+try {
+  browser = await chromium.launch({ executablePath: chromiumPath, args: CHROMIUM_ARGS });
+  page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  page.setDefaultTimeout(WAIT_TIMEOUT_MS);
+  page.on('pageerror', (error) => pageErrors.push(error.message));
+  for (const [index, [title, run]] of steps.entries()) {
+    await run();
+    check(pageErrors.length === 0, `the page threw: ${pageErrors.join('; ')}`);
+    console.log(`ok ${index + 1} - ${title}`);
+  }
+  await within(CLEANUP_TIMEOUT_MS, browser.close());
+  process.exit(0);
+} catch (error) {
+  await fail(error);
+}
