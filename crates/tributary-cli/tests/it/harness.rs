@@ -1,5 +1,6 @@
 //! Runs the real binary and decodes what it prints.
 
+use std::io::Write;
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -93,12 +94,14 @@ pub fn outside_program(
 
 /// Reports a missing outside requirement of `test`: a skip, or a failure under `TRIBUTARY_REQUIRE_EXTERNAL=1`.
 pub fn missing(what: &str, test: &str, install: &str) {
-    let message = format!("skipped {test}: {what} not found; install: {install}");
+    let message = format!("{test} needs {what}, which was not found; install: {install}");
     assert!(
         std::env::var("TRIBUTARY_REQUIRE_EXTERNAL").as_deref() != Ok("1"),
-        "{message} (TRIBUTARY_REQUIRE_EXTERNAL=1)"
+        "{message} (required: TRIBUTARY_REQUIRE_EXTERNAL=1)"
     );
-    eprintln!("{message}");
+    // Straight to the process's stderr: the test harness captures `eprintln!` of a passing test, and this
+    // line must be seen.
+    let _ = writeln!(std::io::stderr().lock(), "skipped: {message}");
 }
 
 fn on_path(name: &str) -> Option<std::path::PathBuf> {

@@ -8,6 +8,7 @@ mod chaos;
 mod harness;
 mod lab;
 mod page;
+mod schemathesis;
 mod serve;
 mod serve_stream;
 mod sources;

@@ -41,7 +41,7 @@ use tributary_agent::{Agent, AgentReport, source_lane, worker_lane};
 use tributary_sim::Fault;
 use tributary_sim::serve::{Limits, serve_connections};
 
-use self::api::{CompareResponse, ErrorBody, SpanView, Timelines};
+use self::api::{CompareResponse, ErrorBody, SpanView, StreamEvent, Timelines};
 use self::request::{Ask, AskRequest};
 use self::runs::{Cursor, Drive, LiveRun, RETRY_AFTER_DISCONNECT, Runs, drive};
 use crate::engine::Engine;
@@ -307,7 +307,8 @@ fn start_run(
     post,
     path = "/v1/ask",
     request_body = AskRequest,
-    params(("x-deadline-ms" = Option<u64>, Header, description = "The caller's remaining time, in milliseconds")),
+    params(("x-deadline-ms" = Option<u64>, Header, minimum = 1, maximum = 86_400_000,
+            description = "The caller's remaining time, in milliseconds")),
     responses(
         (status = 200, description = "An answer, maybe degraded", body = AgentReport,
          headers(("x-run-id" = String, description = "The run, for /v1/runs/{run_id}/trace"))),
@@ -358,17 +359,21 @@ const RUN_ID_HEADER: &str = "x-run-id";
     get,
     path = "/v1/ask/stream",
     params(
-        ("question" = String, Query, description = "The question"),
-        ("deadline_ms" = Option<u64>, Query, description = "At most the server's --deadline"),
-        ("per_source_timeout_ms" = Option<u64>, Query, description = "Default the server's"),
-        ("mode" = Option<String>, Query, description = "concurrent (default) or sequential"),
+        ("question" = String, Query, min_length = 1, max_length = 4096, description = "The question"),
+        ("deadline_ms" = Option<u64>, Query, minimum = 1, maximum = 86_400_000,
+         description = "Capped by the server's --deadline"),
+        ("per_source_timeout_ms" = Option<u64>, Query, minimum = 1, maximum = 86_400_000,
+         description = "Default the server's"),
+        ("mode" = Option<String>, Query, pattern = "^(concurrent|sequential)$",
+         description = "concurrent (default) or sequential"),
         ("fault" = Option<Vec<String>>, Query, description = "SOURCE=KIND, repeatable, e.g. news=hang"),
         ("last-event-id" = Option<String>, Header, description = "Resume that run after that event"),
-        ("x-deadline-ms" = Option<u64>, Header, description = "The caller's remaining time"),
+        ("x-deadline-ms" = Option<u64>, Header, minimum = 1, maximum = 86_400_000,
+         description = "The caller's remaining time"),
     ),
     responses(
         (status = 200, description = "Events: run, span_started, span, mark, span_closed, source, answer, done; \
-                                      each with the id RUN/POSITION", content_type = "text/event-stream", body = String),
+                                      each with the id RUN/POSITION", content_type = "text/event-stream", body = StreamEvent),
         (status = 400, description = "A bad request", body = ErrorBody),
         (status = 404, description = "Last-Event-ID names a run no longer kept", body = ErrorBody),
         (status = 503, description = "Over the in-flight bound, or stopping", body = ErrorBody),
@@ -431,7 +436,7 @@ fn forgotten(run_id: &str) -> Response {
         ("last-event-id" = Option<String>, Header, description = "Resume after that event"),
     ),
     responses(
-        (status = 200, description = "The run's events", content_type = "text/event-stream", body = String),
+        (status = 200, description = "The run's events", content_type = "text/event-stream", body = StreamEvent),
         (status = 400, description = "A bad Last-Event-ID", body = ErrorBody),
         (status = 404, description = "No such run (kept 10 minutes after it ends)", body = ErrorBody),
     )

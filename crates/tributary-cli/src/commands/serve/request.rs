@@ -17,14 +17,17 @@ use crate::settings::fault_queries;
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AskRequest {
-    /// The question, at most 4 KiB, no control characters.
+    /// The question: not blank, at most 4 KiB (trimmed), no control characters but tab and line breaks.
+    #[schema(min_length = 1, max_length = 4096)]
     pub question: String,
     /// The time allowed to the whole question; at most the server's `--deadline`, which is also the default.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 86_400_000)]
     pub deadline_ms: Option<u64>,
     /// The time allowed to each source, all its attempts included; default the server's
     /// `--per-source-timeout`.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 86_400_000)]
     pub per_source_timeout_ms: Option<u64>,
     /// Source name to fault kind, as `--fault` takes them (`"hang"`, `"latency:2s"`); for the sources it names,
     /// replaces the server's `--fault` flags for this ask.
@@ -32,6 +35,7 @@ pub struct AskRequest {
     pub faults: BTreeMap<String, String>,
     /// `concurrent` (the agent, the default) or `sequential` (the chapter's baseline).
     #[serde(default)]
+    #[schema(pattern = "^(concurrent|sequential)$")]
     pub mode: Option<String>,
 }
 
@@ -132,16 +136,14 @@ impl AskRequest {
         let server = state.agent.settings();
         let mut deadline = match self.deadline_ms {
             None => server.deadline,
-            Some(0) => return Err("deadline_ms must be at least 1".to_owned()),
-            Some(millis) => Duration::from_millis(millis).min(server.deadline),
+            Some(millis) => milliseconds("deadline_ms", millis)?.min(server.deadline),
         };
         if let Some(millis) = told {
             deadline = deadline.min(Duration::from_millis(millis));
         }
         let per_source_timeout = match self.per_source_timeout_ms {
             None => server.per_source_timeout,
-            Some(0) => return Err("per_source_timeout_ms must be at least 1".to_owned()),
-            Some(millis) => Duration::from_millis(millis).min(MAX_DURATION),
+            Some(millis) => milliseconds("per_source_timeout_ms", millis)?,
         };
         let flags: Vec<String> = self
             .faults
@@ -163,6 +165,18 @@ impl AskRequest {
     }
 }
 
+/// A duration given in milliseconds: from 1 ms to [`MAX_DURATION`] (a day).
+fn milliseconds(name: &str, millis: u64) -> Result<Duration, String> {
+    let duration = Duration::from_millis(millis);
+    if millis == 0 || duration > MAX_DURATION {
+        return Err(format!(
+            "{name} must be from 1 to {} milliseconds (a day)",
+            MAX_DURATION.as_millis()
+        ));
+    }
+    Ok(duration)
+}
+
 /// The caller's remaining time from the `x-deadline-ms` header (as this server's own source requests send it).
 fn told_deadline(headers: &HeaderMap) -> Result<Option<u64>, String> {
     let Some(value) = headers.get(DEADLINE_HEADER) else {
@@ -172,10 +186,13 @@ fn told_deadline(headers: &HeaderMap) -> Result<Option<u64>, String> {
         .to_str()
         .ok()
         .and_then(|text| text.trim().parse::<u64>().ok())
-        .filter(|millis| *millis > 0)
+        .filter(|millis| milliseconds(DEADLINE_HEADER, *millis).is_ok())
         .map(Some)
         .ok_or_else(|| {
-            format!("the {DEADLINE_HEADER} header must be a whole number of milliseconds above 0")
+            format!(
+                "the {DEADLINE_HEADER} header must be a whole number of milliseconds from 1 to {} (a day)",
+                MAX_DURATION.as_millis()
+            )
         })
 }
 
