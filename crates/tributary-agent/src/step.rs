@@ -674,7 +674,13 @@ fn record_fetch_span(
                 timeline.record_event(
                     InstantEvent::new(
                         lane,
-                        format!("retry after {}", humantime::format_duration(*delay)),
+                        // Whole milliseconds: "retry after 67ms", not "67ms 239us 725ns".
+                        format!(
+                            "retry after {}",
+                            humantime::format_duration(Duration::from_millis(
+                                u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)
+                            ))
+                        ),
                         EventKind::Retry,
                         attempt_end,
                     )

@@ -117,7 +117,8 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
 
     /// Asks answered at once; over that, 503 with Retry-After at once (default: what the CPU workers can
-    /// infer within a deadline: workers x deadline / (sources x inference cost), at most 1024).
+    /// infer in the time left after the sources: workers x (deadline - per-source timeout) / (sources x
+    /// inference cost), at most 1024).
     #[arg(long, value_name = "N")]
     pub max_in_flight: Option<usize>,
 

@@ -304,15 +304,22 @@ impl ServeSettings {
     }
 }
 
-/// What the CPU workers can infer within one deadline: workers x deadline / (sources x inference cost), between
-/// 1 and [`MAX_IN_FLIGHT`]. More asks than that at once would only queue for the CPU past their deadlines.
+/// What the CPU workers can infer in the time an ask has left after its sources answered: workers x (deadline -
+/// per-source timeout) / (sources x inference cost), between 1 and [`MAX_IN_FLIGHT`] (half the deadline when the
+/// per-source timeout is not shorter). More asks than that at once would wait for the CPU until their deadline
+/// cut the inference short: every one admitted would come back degraded and late (measured: docs/BENCHMARKS.md).
 fn default_max_in_flight(engine: &EngineSettings, cost: Duration) -> usize {
     let sources = engine.sources.names().len().max(1) as f64;
     let per_ask = cost.as_secs_f64() * sources;
     if per_ask <= 0.0 {
         return MAX_IN_FLIGHT;
     }
-    let fits = engine.workers.get() as f64 * engine.deadline.as_secs_f64() / per_ask;
+    let cpu_time = if engine.per_source_timeout < engine.deadline {
+        engine.deadline - engine.per_source_timeout
+    } else {
+        engine.deadline / 2
+    };
+    let fits = engine.workers.get() as f64 * cpu_time.as_secs_f64() / per_ask;
     (fits.floor() as usize).clamp(1, MAX_IN_FLIGHT)
 }
 

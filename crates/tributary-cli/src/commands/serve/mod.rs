@@ -132,7 +132,8 @@ async fn serve(
     // The URL is the command's data (a script reads it); the rest goes to stderr.
     printer.data_line(&format!("http://{address}"))?;
     printer.note(&format!(
-        "serving the agent on http://{address}: POST /v1/ask; at most {} asks at once; Ctrl-C or SIGTERM stops",
+        "serving the agent on http://{address}: open it in a browser, or POST /v1/ask, GET /v1/ask/stream \
+         (GET /openapi.json lists all); at most {} runs at once; Ctrl-C or SIGTERM stops",
         settings.max_in_flight
     ));
     let serving = serve_connections(listener, router(state), Limits::default(), stopping.clone());
