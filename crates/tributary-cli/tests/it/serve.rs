@@ -284,3 +284,23 @@ fn over_the_in_flight_bound_an_ask_gets_503_at_once_and_sigterm_drains() {
     });
     assert_eq!(server.wait(Duration::from_secs(10)), Some(0));
 }
+
+/// The default bound admits only what the CPU workers can infer in the time an ask has left after its sources:
+/// 2 workers x (2 s - 1 s) / (3 sources x 20 ms) = 33. (It once used the whole deadline, 66, and every ask
+/// admitted under twice the capacity waited for the CPU until its deadline.)
+#[test]
+fn the_default_bound_counts_the_cpu_time_left_after_the_sources() {
+    let server = Server::start_bare(&[
+        "--deadline",
+        "2s",
+        "--per-source-timeout",
+        "1s",
+        "--workers",
+        "2",
+        "--inference-cost",
+        "20ms",
+    ]);
+    let (status, _, body) = server.request("GET", "/readyz", "");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"max_in_flight\":33"), "{body}");
+}
