@@ -43,7 +43,7 @@ use tributary_sim::serve::{Limits, serve_connections};
 
 use self::api::{CompareResponse, ErrorBody, SpanView, StreamEvent, Timelines};
 use self::request::{Ask, AskRequest};
-use self::runs::{Cursor, Drive, LiveRun, RETRY_AFTER_DISCONNECT, Runs, drive};
+use self::runs::{Cursor, Drive, LiveRun, Owner, RETRY_AFTER_DISCONNECT, Runs, drive};
 use crate::engine::Engine;
 use crate::error::{CliError, ErrorKind, Outcome};
 use crate::metrics::Metrics;
@@ -286,8 +286,9 @@ fn start_run(
     state: &AppState,
     ask: Ask,
     permit: OwnedSemaphorePermit,
+    owner: Owner,
 ) -> (Arc<LiveRun>, tokio::sync::oneshot::Receiver<AgentReport>) {
-    let run = state.runs.start();
+    let run = state.runs.start(owner);
     let report = drive(
         &state.runs,
         &run,
@@ -329,7 +330,7 @@ async fn ask(
         Ok(admitted) => admitted,
         Err(refusal) => return refusal.into_response(),
     };
-    let (run, report) = start_run(&state, ask, permit);
+    let (run, report) = start_run(&state, ask, permit, Owner::Request);
     // A client that disconnects drops this future: the guard cancels the run, which the tracker joins.
     let cancel_on_disconnect = run.cancel.clone().drop_guard();
     let report = report.await;
@@ -396,7 +397,7 @@ async fn ask_stream(
         Ok(admitted) => admitted,
         Err(refusal) => return refusal.into_response(),
     };
-    let (run, _report) = start_run(&state, ask, permit);
+    let (run, _report) = start_run(&state, ask, permit, Owner::Listeners);
     event_stream(run, 0)
 }
 

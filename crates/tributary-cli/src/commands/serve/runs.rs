@@ -66,6 +66,9 @@ pub struct LiveRun {
     count: watch::Sender<usize>,
     /// Streams reading the events now.
     listeners: AtomicUsize,
+    /// Who the run belongs to: its streams' listeners (cancelled when they all left) or a request that waits
+    /// for its answer (cancelled when that request's client leaves, whoever else watches).
+    owner: Owner,
     /// When the run ended; `None` while it runs.
     ended: Mutex<Option<Instant>>,
 }
@@ -79,12 +82,21 @@ pub struct Runs {
     next: AtomicU64,
 }
 
+/// Who a run belongs to: what cancels it when its client leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// `GET /v1/ask/stream`: the streams reading it; the last one leaving cancels it.
+    Listeners,
+    /// `POST /v1/ask`: the request waiting for the answer; a stream of its events is only a spectator.
+    Request,
+}
+
 /// Where a listener is in a run's events: the next position to send.
 pub type Cursor = usize;
 
 impl Runs {
     /// A new run with a fresh id, kept until it is forgotten.
-    pub fn start(&self) -> Arc<LiveRun> {
+    pub fn start(&self, owner: Owner) -> Arc<LiveRun> {
         self.forget_old();
         let number = self.next.fetch_add(1, Ordering::Relaxed);
         let id = format!("r{number}-{:08x}", run_salt());
@@ -95,6 +107,7 @@ impl Runs {
             events: Mutex::default(),
             count: watch::Sender::new(0),
             listeners: AtomicUsize::new(0),
+            owner,
             ended: Mutex::new(None),
         });
         lock(&self.by_id).insert(id, Arc::clone(&run));
@@ -188,7 +201,8 @@ impl LiveRun {
 }
 
 /// A stream reading a run's events; when the last one is dropped (the client went away) before the run ended,
-/// the run is cancelled after [`RECONNECT_GRACE`] unless a listener came back.
+/// a run that belongs to its listeners ([`Owner::Listeners`]) is cancelled after [`RECONNECT_GRACE`] unless a
+/// listener came back.
 #[derive(Debug)]
 pub struct Listener {
     run: Arc<LiveRun>,
@@ -196,7 +210,10 @@ pub struct Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if self.run.listeners.fetch_sub(1, Ordering::SeqCst) != 1 || self.run.is_ended() {
+        if self.run.listeners.fetch_sub(1, Ordering::SeqCst) != 1
+            || self.run.owner != Owner::Listeners
+            || self.run.is_ended()
+        {
             return;
         }
         let run = Arc::clone(&self.run);
@@ -389,4 +406,42 @@ pub fn millis(duration: Duration) -> f64 {
 /// The kept runs are only ever appended to or removed from whole, so a panic elsewhere leaves them consistent.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The last listener leaving cancels a stream's run after the grace, but not a run a request waits for.
+    #[tokio::test(start_paused = true)]
+    async fn the_last_listener_leaving_cancels_only_a_run_it_owns() {
+        let runs = Runs::default();
+        let streamed = runs.start(Owner::Listeners);
+        let asked = runs.start(Owner::Request);
+        for run in [&streamed, &asked] {
+            drop(run.listen());
+        }
+        tokio::time::sleep(RECONNECT_GRACE / 2).await;
+        assert!(!streamed.cancel.is_cancelled(), "not within the grace");
+        tokio::time::sleep(RECONNECT_GRACE).await;
+        assert!(streamed.cancel.is_cancelled());
+        assert!(
+            !asked.cancel.is_cancelled(),
+            "a spectator leaving cancels nothing"
+        );
+    }
+
+    /// A listener that comes back within the grace keeps the run going.
+    #[tokio::test(start_paused = true)]
+    async fn a_listener_back_within_the_grace_keeps_the_run() {
+        let runs = Runs::default();
+        let run = runs.start(Owner::Listeners);
+        drop(run.listen());
+        let back = run.listen();
+        tokio::time::sleep(RECONNECT_GRACE * 2).await;
+        assert!(!run.cancel.is_cancelled());
+        drop(back);
+        tokio::time::sleep(RECONNECT_GRACE * 2).await;
+        assert!(run.cancel.is_cancelled());
+    }
 }
