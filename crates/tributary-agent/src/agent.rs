@@ -199,14 +199,27 @@ impl Agent {
         &self,
         question: &Question,
     ) -> Result<(Comparison, Timeline), ClientBuildError> {
-        let compared = self.compare_runs(question).await?;
+        let compared = self
+            .compare_runs(question, CancellationToken::new())
+            .await?;
         Ok((compared.comparison, compared.concurrent))
     }
 
-    /// [`compare`](Self::compare) with both runs' timelines.
-    pub async fn compare_runs(&self, question: &Question) -> Result<Compared, ClientBuildError> {
-        let sequential = self.with_fresh_cache()?.ask_sequential(question).await;
-        let concurrent = self.with_fresh_cache()?.ask(question).await;
+    /// [`compare`](Self::compare) with both runs' timelines; cancelling `cancel` stops the run going (its steps
+    /// joined, as [`ask_watched`](Self::ask_watched)'s) and skips the other.
+    pub async fn compare_runs(
+        &self,
+        question: &Question,
+        cancel: CancellationToken,
+    ) -> Result<Compared, ClientBuildError> {
+        let sequential = self
+            .with_fresh_cache()?
+            .ask_cancellable(question, RunMode::Sequential, cancel.clone())
+            .await;
+        let concurrent = self
+            .with_fresh_cache()?
+            .ask_cancellable(question, RunMode::Concurrent, cancel)
+            .await;
         let speedup = ratio(sequential.report.elapsed_ms, concurrent.report.elapsed_ms);
         let ideal_speedup = ratio(sequential.report.ideal_ms, concurrent.report.ideal_ms);
         let comparison = Comparison {
@@ -250,6 +263,20 @@ impl Agent {
     /// CPU workers of the executor.
     pub(crate) fn workers(&self) -> usize {
         self.executor.stats().jobs.workers
+    }
+
+    /// A run on a fresh timeline that `cancel` stops.
+    async fn ask_cancellable(
+        &self,
+        question: &Question,
+        mode: RunMode,
+        cancel: CancellationToken,
+    ) -> Run {
+        let mut context = self
+            .step_context(question, Instant::now(), Recording::Timeline)
+            .await;
+        context.cancel = cancel;
+        self.run_in(context, mode).await
     }
 
     async fn run(&self, question: &Question, mode: RunMode, started: Instant) -> Run {

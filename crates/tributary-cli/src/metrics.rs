@@ -32,6 +32,7 @@ pub struct Metrics {
     pool_workers: Gauge,
     lag_max: Gauge<f64, std::sync::atomic::AtomicU64>,
     lag_stalls: Gauge,
+    admission_limit: Gauge,
 }
 
 impl Default for Metrics {
@@ -104,6 +105,12 @@ impl Metrics {
             "Times the async runtime's timer fired 100 ms or more late since the server started",
             lag_stalls.clone(),
         );
+        let admission_limit = Gauge::default();
+        registry.register(
+            "admission_limit",
+            "Runs admitted at once now: adapts to how admitted runs fare, up to --max-in-flight",
+            admission_limit.clone(),
+        );
         Self {
             registry,
             asks,
@@ -117,6 +124,7 @@ impl Metrics {
             pool_workers,
             lag_max,
             lag_stalls,
+            admission_limit,
         }
     }
 
@@ -154,6 +162,12 @@ impl Metrics {
                 self.cache_hits.get_or_create(&name).inc();
             }
         }
+    }
+
+    /// The admission limit now.
+    pub fn set_admission_limit(&self, limit: usize) {
+        self.admission_limit
+            .set(i64::try_from(limit).unwrap_or(i64::MAX));
     }
 
     /// Asks running now.

@@ -373,6 +373,39 @@ fn an_ask_whose_client_leaves_is_cancelled_and_joined_at_once() {
 }
 
 #[test]
+fn a_comparison_whose_client_leaves_is_cancelled_and_joined() {
+    let (server, closes, _directory) = server_with_a_hanging_source();
+    let mut stream = TcpStream::connect(&server.address).expect("connect");
+    let body = "{\"question\": \"news about asyncio\"}";
+    write!(
+        stream,
+        "POST /v1/compare HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let started = Instant::now();
+    loop {
+        let (_, _, ready) = server.request("GET", "/readyz", "");
+        if ready.contains("\"in_flight\":1") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{ready}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    drop(stream);
+    // The baseline's hanging request is dropped, the agent's run never starts, and the slot comes free.
+    closes
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the hanging request is dropped");
+    let _ = idle_metrics(&server, Duration::from_secs(10));
+    assert!(
+        closes.recv_timeout(Duration::from_millis(300)).is_err(),
+        "the second run was not started"
+    );
+}
+
+#[test]
 fn a_bad_stream_request_gets_a_4xx_with_a_json_error() {
     let server = Server::start(&[]);
     for (path, headers, expected, message) in [

@@ -14,6 +14,7 @@
 //! flight finish (each is bounded by its deadline), and the command exits 0. The connections are served with
 //! the simulator's limits (a connection cap, a header size and a header timeout, `tributary_sim::serve`).
 
+mod admission;
 mod api;
 mod request;
 mod runs;
@@ -32,7 +33,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tributary::lag::{LagConfig, LagMonitor};
@@ -41,6 +41,7 @@ use tributary_agent::{Agent, AgentReport, source_lane, worker_lane};
 use tributary_sim::Fault;
 use tributary_sim::serve::{Limits, serve_connections};
 
+use self::admission::{Admission, Admitted};
 use self::api::{CompareResponse, ErrorBody, SpanView, StreamEvent, Timelines};
 use self::request::{Ask, AskRequest};
 use self::runs::{Cursor, Drive, LiveRun, Owner, RETRY_AFTER_DISCONNECT, Runs, drive};
@@ -62,9 +63,8 @@ const PAGE: &str = include_str!("../../../assets/page.html");
 /// What every handler shares.
 pub struct AppState {
     agent: Agent,
-    /// One permit per run in flight.
-    admission: Arc<Semaphore>,
-    max_in_flight: usize,
+    /// The adaptive limit on runs in flight, at most `--max-in-flight`.
+    admission: Arc<Admission>,
     /// Cancelled when the server starts stopping.
     stopping: CancellationToken,
     /// The sources' names, for checking a request's faults.
@@ -78,9 +78,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Runs in flight now: the admission permits taken.
+    /// Runs in flight now.
     fn in_flight(&self) -> usize {
-        self.max_in_flight - self.admission.available_permits()
+        self.admission.in_flight()
     }
 }
 
@@ -115,8 +115,7 @@ async fn serve(
     let tasks = TaskTracker::new();
     let state = Arc::new(AppState {
         agent: engine.agent.clone(),
-        admission: Arc::new(Semaphore::new(settings.max_in_flight.get())),
-        max_in_flight: settings.max_in_flight.get(),
+        admission: Arc::new(Admission::new(settings.max_in_flight.get())),
         stopping: stopping.clone(),
         sources: engine
             .agent
@@ -231,10 +230,7 @@ impl Refusal {
 }
 
 /// Admits a checked request to run, or refuses it; a refusal is counted (`rejected` or `invalid`). Admission comes after validation, so a bad request is told so even when the server is full.
-fn admit(
-    state: &AppState,
-    checked: Result<Ask, Refusal>,
-) -> Result<(Ask, OwnedSemaphorePermit), Refusal> {
+fn admit(state: &AppState, checked: Result<Ask, Refusal>) -> Result<(Ask, Admitted), Refusal> {
     let admitted = checked.and_then(|ask| {
         let full = || Refusal {
             status: StatusCode::SERVICE_UNAVAILABLE,
@@ -242,17 +238,16 @@ fn admit(
                 "the server is stopping".to_owned()
             } else {
                 format!(
-                    "overloaded: {} asks in flight; retry later",
-                    state.max_in_flight
+                    "overloaded: {} asks in flight (the limit adapts to how runs fare, up to {}); retry later",
+                    state.admission.limit(),
+                    state.admission.max()
                 )
             },
         };
         if state.stopping.is_cancelled() {
             return Err(full());
         }
-        let permit = Arc::clone(&state.admission)
-            .try_acquire_owned()
-            .map_err(|_| full())?;
+        let permit = state.admission.try_admit().ok_or_else(full)?;
         state.metrics.set_in_flight(state.in_flight());
         Ok((ask, permit))
     });
@@ -285,7 +280,7 @@ fn ask_from_body(
 fn start_run(
     state: &AppState,
     ask: Ask,
-    permit: OwnedSemaphorePermit,
+    permit: Admitted,
     owner: Owner,
 ) -> (Arc<LiveRun>, tokio::sync::oneshot::Receiver<AgentReport>) {
     let run = state.runs.start(owner);
@@ -552,17 +547,37 @@ async fn compare(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let (ask, _permit) = match admit(&state, ask_from_body(&state, &headers, body)) {
+    let (ask, permit) = match admit(&state, ask_from_body(&state, &headers, body)) {
         Ok(admitted) => admitted,
         Err(refusal) => return refusal.into_response(),
     };
     let agent = state.agent.with_settings(ask.settings);
-    let compared = match agent.compare_runs(&ask.question).await {
-        Ok(compared) => compared,
-        Err(cause) => {
+    // Both runs in a task of the server's tracker: a client that leaves cancels them, and they are joined.
+    let cancel = CancellationToken::new();
+    let comparing = state.tasks.spawn({
+        let agent = agent.clone();
+        let cancel = cancel.clone();
+        async move {
+            let compared = agent.compare_runs(&ask.question, cancel).await;
+            drop(permit);
+            compared
+        }
+    });
+    let cancel_on_disconnect = cancel.drop_guard();
+    let compared = comparing.await;
+    cancel_on_disconnect.disarm();
+    let compared = match compared {
+        Ok(Ok(compared)) => compared,
+        Ok(Err(cause)) => {
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("internal error: failed to build an HTTP client: {cause}"),
+            );
+        }
+        Err(_) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error: the comparison ended without a result (see the server's log)",
             );
         }
     };
@@ -615,7 +630,7 @@ async fn sources(State(state): State<Arc<AppState>>) -> Response {
         "deadline_ms": runs::millis(settings.deadline),
         "per_source_timeout_ms": runs::millis(settings.per_source_timeout),
         "workers": state.agent.executor().stats().jobs.workers,
-        "max_in_flight": state.max_in_flight,
+        "max_in_flight": state.admission.max(),
     }))
     .into_response()
 }
@@ -642,6 +657,7 @@ async fn page() -> Response {
 )]
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     state.metrics.set_in_flight(state.in_flight());
+    state.metrics.set_admission_limit(state.admission.limit());
     let text = state
         .metrics
         .render(&state.agent.executor().stats(), &state.lag.snapshot());
@@ -678,7 +694,8 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     axum::Json(json!({
         "status": "ready",
         "in_flight": in_flight,
-        "max_in_flight": state.max_in_flight,
+        "limit": state.admission.limit(),
+        "max_in_flight": state.admission.max(),
     }))
     .into_response()
 }

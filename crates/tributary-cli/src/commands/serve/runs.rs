@@ -20,12 +20,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tributary::trace::{Activity, Outcome as SpanOutcome, Span, Timeline, Update};
 use tributary_agent::{Agent, AgentReport, Question, RunMode};
 
+use super::admission::{Admitted, Fared, cpu_budget, fared};
 use super::api::SpanView;
 use crate::metrics::Metrics;
 
@@ -240,8 +241,8 @@ pub struct Drive {
     pub agent: Agent,
     pub question: Question,
     pub mode: RunMode,
-    /// The admission permit, released when the run's last task has ended.
-    pub permit: OwnedSemaphorePermit,
+    /// The run's admission, released when the run's last task has ended, with how it fared.
+    pub permit: Admitted,
     pub metrics: Arc<Metrics>,
 }
 
@@ -319,8 +320,16 @@ pub fn drive(
         );
         run.push("done", json!({ "run_id": run.id, "outcome": outcome }));
         runs.ended(&run);
-        // The run's tasks have all ended (the agent joins its steps): the ask leaves the in-flight count now.
-        drop(permit);
+        // The run's tasks have all ended (the agent joins its steps): the ask leaves the in-flight count now,
+        // and the limit learns whether the server kept up with it.
+        permit.finish(if cancelled {
+            Fared::Unknown
+        } else {
+            fared(
+                &report,
+                cpu_budget(settings.deadline, settings.per_source_timeout),
+            )
+        });
         let _ = report_sender.send(report);
     });
     report

@@ -1,0 +1,246 @@
+//! Admission: how many runs go at once. A request over the limit is refused at once (503), never queued.
+//!
+//! The limit adapts between 1 and `--max-in-flight` (its start, and the most it grows to) by how the runs it
+//! let in fared, additive increase and multiplicative decrease as in TCP:
+//!
+//! - a run whose **CPU phase** (from its last source's answer to its own end: the wait for a worker and the
+//!   inferences) took more than its CPU budget, or whose inference the deadline cut short, was admitted into a
+//!   server that could not keep up: the limit shrinks by [`DECREASE`], at most once per [`DECREASE_EVERY`] (a
+//!   burst of late runs is one signal, not fifty);
+//! - any other run that got an answer grows it by 1/limit (so by one per limit's worth of good runs).
+//!
+//! The CPU budget is what the default bound counts on: the deadline less the per-source timeout (half the
+//! deadline when that is not shorter). A slow or hanging source makes a run long but not late by this
+//! measure, so it does not shrink the limit: only the server's own queue does. Written here rather than taken
+//! from a crate: the adaptive limiters for tower (tower-acc, vector's) queue a request until a slot frees,
+//! where this must refuse at once, and judge by latency or errors, where the signal that matters is
+//! domain-specific: an ask's CPU phase against its deadline.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tributary_agent::{AgentReport, SourceStatus};
+
+/// What the limit is multiplied by after a late run.
+pub const DECREASE: f64 = 0.9;
+
+/// At most one decrease in this long.
+pub const DECREASE_EVERY: Duration = Duration::from_millis(100);
+
+/// The adaptive limit on runs in flight.
+#[derive(Debug)]
+pub struct Admission {
+    max: usize,
+    in_flight: AtomicUsize,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    limit: f64,
+    last_decrease: Option<Instant>,
+}
+
+/// One admitted run's place; the run leaves the count when it is dropped.
+#[derive(Debug)]
+pub struct Admitted {
+    admission: Arc<Admission>,
+}
+
+/// How an admitted run fared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fared {
+    /// It got its answer within its CPU budget.
+    Well,
+    /// Its CPU phase overran its budget, or the deadline cut its inference.
+    Late,
+    /// Nothing to learn: no source answered, or it was cancelled.
+    Unknown,
+}
+
+impl Admission {
+    /// At most `max` runs at once, the limit starting there.
+    pub fn new(max: usize) -> Self {
+        Self {
+            max: max.max(1),
+            in_flight: AtomicUsize::new(0),
+            state: Mutex::new(State {
+                limit: max.max(1) as f64,
+                last_decrease: None,
+            }),
+        }
+    }
+
+    /// Admits a run if fewer than the limit are in flight.
+    pub fn try_admit(self: &Arc<Self>) -> Option<Admitted> {
+        let limit = self.limit();
+        self.in_flight
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |count| {
+                (count < limit).then_some(count + 1)
+            })
+            .ok()
+            .map(|_| Admitted {
+                admission: Arc::clone(self),
+            })
+    }
+
+    /// Runs in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The most runs admitted at once now.
+    pub fn limit(&self) -> usize {
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "the limit is kept between 1 and max, a usize"
+        )]
+        let limit = self.lock().limit.floor() as usize;
+        limit.clamp(1, self.max)
+    }
+
+    /// The most the limit grows to (`--max-in-flight`).
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Learns from a run that ended.
+    pub fn record(&self, fared: Fared) {
+        self.record_at(fared, Instant::now());
+    }
+
+    fn record_at(&self, fared: Fared, now: Instant) {
+        let mut state = self.lock();
+        match fared {
+            Fared::Unknown => {}
+            Fared::Well => {
+                state.limit = (state.limit + 1.0 / state.limit).min(self.max as f64);
+            }
+            Fared::Late => {
+                let due = state
+                    .last_decrease
+                    .is_none_or(|last| now.duration_since(last) >= DECREASE_EVERY);
+                if due {
+                    state.limit = (state.limit * DECREASE).max(1.0);
+                    state.last_decrease = Some(now);
+                }
+            }
+        }
+    }
+
+    /// The state is two numbers, always valid: a panic elsewhere cannot leave it half-written.
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Admitted {
+    /// Learns how the run fared and leaves the count.
+    pub fn finish(self, fared: Fared) {
+        self.admission.record(fared);
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.admission.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// How a run with this report fared, given the CPU time it could count on after its sources.
+pub fn fared(report: &AgentReport, cpu_budget: Duration) -> Fared {
+    let Some(last_arrival) = report
+        .sources
+        .iter()
+        .filter(|source| source.infer_ms.is_some() || inference_cut(source))
+        .filter_map(|source| source.arrived_at_ms)
+        .reduce(f64::max)
+    else {
+        return Fared::Unknown;
+    };
+    let cpu_phase_ms = report.elapsed_ms - last_arrival;
+    if report.sources.iter().any(inference_cut) || cpu_phase_ms > cpu_budget.as_secs_f64() * 1000.0
+    {
+        Fared::Late
+    } else {
+        Fared::Well
+    }
+}
+
+/// Whether the deadline cut this source's inference short (it answered, and timed out after).
+fn inference_cut(source: &tributary_agent::SourceReport) -> bool {
+    source.status == SourceStatus::TimedOut
+        && source
+            .error
+            .as_deref()
+            .is_some_and(|error| error.contains("inference"))
+}
+
+/// The CPU time an ask can count on after its sources: the deadline less the per-source timeout, or half the
+/// deadline when that is not shorter (the default bound's reckoning too).
+pub fn cpu_budget(deadline: Duration, per_source_timeout: Duration) -> Duration {
+    if per_source_timeout < deadline {
+        deadline - per_source_timeout
+    } else {
+        deadline / 2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admits_up_to_the_limit_and_frees_a_place_on_drop() {
+        let admission = Arc::new(Admission::new(2));
+        let first = admission.try_admit().expect("1 of 2");
+        let _second = admission.try_admit().expect("2 of 2");
+        assert!(admission.try_admit().is_none());
+        assert_eq!(admission.in_flight(), 2);
+        drop(first);
+        assert!(admission.try_admit().is_some());
+    }
+
+    #[test]
+    fn late_runs_shrink_the_limit_once_per_window_and_good_ones_grow_it_back() {
+        let admission = Admission::new(100);
+        let start = Instant::now();
+        // A burst of late runs within one window is one decrease.
+        for offset in 0..50 {
+            admission.record_at(Fared::Late, start + Duration::from_micros(offset));
+        }
+        assert_eq!(admission.limit(), 90);
+        admission.record_at(Fared::Late, start + DECREASE_EVERY);
+        assert_eq!(admission.limit(), 81);
+        // Never below 1.
+        for window in 2..200 {
+            admission.record_at(Fared::Late, start + DECREASE_EVERY * window);
+        }
+        assert_eq!(admission.limit(), 1);
+        // Good runs grow it by 1/limit each, up to the max.
+        for _ in 0..3 {
+            admission.record(Fared::Well);
+        }
+        assert!(admission.limit() >= 2, "{}", admission.limit());
+        for _ in 0..100_000 {
+            admission.record(Fared::Well);
+        }
+        assert_eq!(admission.limit(), 100);
+        admission.record(Fared::Unknown);
+        assert_eq!(admission.limit(), 100);
+    }
+
+    #[test]
+    fn the_cpu_budget_is_what_the_sources_leave() {
+        assert_eq!(
+            cpu_budget(Duration::from_secs(2), Duration::from_secs(1)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            cpu_budget(Duration::from_secs(2), Duration::from_secs(5)),
+            Duration::from_secs(1)
+        );
+    }
+}
