@@ -339,18 +339,15 @@ fn a_stream_whose_client_leaves_is_cancelled_and_joined() {
     );
 }
 
-#[test]
-fn an_ask_whose_client_leaves_is_cancelled_and_joined_at_once() {
-    let (server, closes, _directory) = server_with_a_hanging_source();
+/// Posts `body` to `path`, waits until its run holds its slot, and leaves without reading the answer.
+fn post_and_leave(server: &Server, path: &str, body: &str) {
     let mut stream = TcpStream::connect(&server.address).expect("connect");
-    let body = "{\"question\": \"news about asyncio\"}";
     write!(
         stream,
-        "POST /v1/ask HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .expect("send");
-    // Wait until the ask holds its slot, then leave.
     let started = Instant::now();
     loop {
         let (_, _, ready) = server.request("GET", "/readyz", "");
@@ -362,6 +359,12 @@ fn an_ask_whose_client_leaves_is_cancelled_and_joined_at_once() {
     }
     std::thread::sleep(Duration::from_millis(200));
     drop(stream);
+}
+
+#[test]
+fn an_ask_whose_client_leaves_is_cancelled_and_joined_at_once() {
+    let (server, closes, _directory) = server_with_a_hanging_source();
+    post_and_leave(&server, "/v1/ask", "{\"question\": \"news about asyncio\"}");
     closes
         .recv_timeout(Duration::from_secs(10))
         .expect("the hanging request is dropped");
@@ -375,25 +378,11 @@ fn an_ask_whose_client_leaves_is_cancelled_and_joined_at_once() {
 #[test]
 fn a_comparison_whose_client_leaves_is_cancelled_and_joined() {
     let (server, closes, _directory) = server_with_a_hanging_source();
-    let mut stream = TcpStream::connect(&server.address).expect("connect");
-    let body = "{\"question\": \"news about asyncio\"}";
-    write!(
-        stream,
-        "POST /v1/compare HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("send");
-    let started = Instant::now();
-    loop {
-        let (_, _, ready) = server.request("GET", "/readyz", "");
-        if ready.contains("\"in_flight\":1") {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "{ready}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    std::thread::sleep(Duration::from_millis(200));
-    drop(stream);
+    post_and_leave(
+        &server,
+        "/v1/compare",
+        "{\"question\": \"news about asyncio\"}",
+    );
     // The baseline's hanging request is dropped, the agent's run never starts, and the slot comes free.
     closes
         .recv_timeout(Duration::from_secs(10))
