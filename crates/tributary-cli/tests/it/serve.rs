@@ -304,3 +304,19 @@ fn the_default_bound_counts_the_cpu_time_left_after_the_sources() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"max_in_flight\":33"), "{body}");
 }
+
+/// A hanging source makes an ask last until its deadline, but the server kept up: the admission limit stays.
+/// (It once counted the wait for the hanging source as the CPU's and shrank.)
+#[test]
+fn a_hanging_source_does_not_shrink_the_admission_limit() {
+    let server = Server::start(&["--max-in-flight", "20"]);
+    for _ in 0..3 {
+        let (status, _, report) = server.ask(&format!(
+            "{{\"question\": \"{QUESTION}\", \"deadline_ms\": 1500, \"faults\": {{\"news\": \"hang\"}}}}"
+        ));
+        assert_eq!(status, 200, "{report}");
+        assert_eq!(report["status"], "degraded", "{report}");
+    }
+    let (_, _, ready) = server.request("GET", "/readyz", "");
+    assert!(ready.contains("\"limit\":20"), "{ready}");
+}

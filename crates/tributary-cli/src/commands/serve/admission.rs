@@ -3,8 +3,8 @@
 //! The limit adapts between 1 and `--max-in-flight` (its start, and the most it grows to) by how the runs it
 //! let in fared, additive increase and multiplicative decrease as in TCP:
 //!
-//! - a run whose **CPU phase** (from its last source's answer to its own end: the wait for a worker and the
-//!   inferences) took more than its CPU budget, or whose inference the deadline cut short, was admitted into a
+//! - a run in which a source's **CPU phase** (from its answer's arrival to its inference's end: the wait for a
+//!   worker and the inference) took more than the CPU budget, or whose inference the deadline cut short, was admitted into a
 //!   server that could not keep up: the limit shrinks by [`DECREASE`], at most once per [`DECREASE_EVERY`] (a
 //!   burst of late runs is one signal, not fifty);
 //! - any other run that got an answer grows it by 1/limit (so by one per limit's worth of good runs).
@@ -149,23 +149,38 @@ impl Drop for Admitted {
     }
 }
 
-/// How a run with this report fared, given the CPU time it could count on after its sources.
-pub fn fared(report: &AgentReport, cpu_budget: Duration) -> Fared {
-    let Some(last_arrival) = report
-        .sources
+/// How a run fared, from its report and the end of each inference (source name, end in ms since the run
+/// started, from its timeline), given the CPU time it could count on after its sources: late when a source's
+/// CPU phase (from its answer's arrival to its inference's end) overran the budget, or the deadline cut an
+/// inference short. A source still fetching (a slow or hanging one) does not make another's CPU phase longer.
+pub fn fared(
+    report: &AgentReport,
+    inference_ends: &[(String, f64)],
+    cpu_budget: Duration,
+) -> Fared {
+    if report.sources.iter().any(inference_cut) {
+        return Fared::Late;
+    }
+    let phases: Vec<f64> = inference_ends
         .iter()
-        .filter(|source| source.infer_ms.is_some() || inference_cut(source))
-        .filter_map(|source| source.arrived_at_ms)
-        .reduce(f64::max)
-    else {
-        return Fared::Unknown;
-    };
-    let cpu_phase_ms = report.elapsed_ms - last_arrival;
-    if report.sources.iter().any(inference_cut) || cpu_phase_ms > cpu_budget.as_secs_f64() * 1000.0
-    {
-        Fared::Late
-    } else {
-        Fared::Well
+        .filter_map(|(name, end_ms)| {
+            let source = report.sources.iter().find(|source| source.name == *name)?;
+            Some(end_ms - source.arrived_at_ms?)
+        })
+        .collect();
+    judge(&phases, false, cpu_budget)
+}
+
+/// Late when the deadline cut an inference or a CPU phase overran the budget; unknown without any phase.
+fn judge(cpu_phases_ms: &[f64], inference_cut: bool, cpu_budget: Duration) -> Fared {
+    if inference_cut {
+        return Fared::Late;
+    }
+    let budget_ms = cpu_budget.as_secs_f64() * 1000.0;
+    match cpu_phases_ms.iter().copied().reduce(f64::max) {
+        None => Fared::Unknown,
+        Some(longest) if longest > budget_ms => Fared::Late,
+        Some(_) => Fared::Well,
     }
 }
 
@@ -230,6 +245,15 @@ mod tests {
         assert_eq!(admission.limit(), 100);
         admission.record(Fared::Unknown);
         assert_eq!(admission.limit(), 100);
+    }
+
+    #[test]
+    fn a_run_is_judged_by_its_longest_cpu_phase() {
+        let budget = Duration::from_secs(1);
+        assert_eq!(judge(&[], false, budget), Fared::Unknown);
+        assert_eq!(judge(&[20.0, 900.0], false, budget), Fared::Well);
+        assert_eq!(judge(&[20.0, 1100.0], false, budget), Fared::Late);
+        assert_eq!(judge(&[20.0], true, budget), Fared::Late);
     }
 
     #[test]

@@ -327,12 +327,26 @@ pub fn drive(
         } else {
             fared(
                 &report,
+                &inference_ends(&run.timeline),
                 cpu_budget(settings.deadline, settings.per_source_timeout),
             )
         });
         let _ = report_sender.send(report);
     });
     report
+}
+
+/// Each finished inference's source and end (ms since the run started), from the spans on the workers' lanes.
+fn inference_ends(timeline: &Timeline) -> Vec<(String, f64)> {
+    timeline
+        .spans()
+        .iter()
+        .filter(|span| span.activity == Activity::Infer)
+        .filter_map(|span| {
+            let source = span.args.get("source")?.as_str()?.to_owned();
+            Some((source, millis(span.end)))
+        })
+        .collect()
 }
 
 /// Turns a live timeline's updates into stream events, and follows each source's status.
