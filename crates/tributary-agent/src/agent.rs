@@ -152,13 +152,13 @@ impl Agent {
 
     /// Asks every applicable source at once and infers on each response as it arrives.
     pub async fn ask(&self, question: &Question) -> Run {
-        self.run(question, RunMode::Concurrent, Instant::now())
+        self.ask_arrived_at(question, RunMode::Concurrent, Instant::now())
             .await
     }
 
     /// The chapter's baseline: fetch, infer, fetch, infer, ... one step at a time.
     pub async fn ask_sequential(&self, question: &Question) -> Run {
-        self.run(question, RunMode::Sequential, Instant::now())
+        self.ask_arrived_at(question, RunMode::Sequential, Instant::now())
             .await
     }
 
@@ -171,7 +171,14 @@ impl Agent {
         mode: RunMode,
         arrived: Instant,
     ) -> Run {
-        self.run(question, mode, arrived).await
+        self.run(
+            question,
+            mode,
+            arrived,
+            Recording::Timeline,
+            CancellationToken::new(),
+        )
+        .await
     }
 
     /// Like [`ask_arrived_at`](Self::ask_arrived_at) for a driver that watches the run and may stop it: the
@@ -186,11 +193,8 @@ impl Agent {
         cancel: CancellationToken,
     ) -> Run {
         let started = Instant::from_std(timeline.origin());
-        let mut context = self
-            .step_context(question, started, Recording::Into(timeline))
-            .await;
-        context.cancel = cancel;
-        self.run_in(context, mode).await
+        self.run(question, mode, started, Recording::Into(timeline), cancel)
+            .await
     }
 
     /// The sequential baseline, then the concurrent agent, each with a fresh cache; returns both and the
@@ -214,11 +218,23 @@ impl Agent {
     ) -> Result<Compared, ClientBuildError> {
         let sequential = self
             .with_fresh_cache()?
-            .ask_cancellable(question, RunMode::Sequential, cancel.clone())
+            .run(
+                question,
+                RunMode::Sequential,
+                Instant::now(),
+                Recording::Timeline,
+                cancel.clone(),
+            )
             .await;
         let concurrent = self
             .with_fresh_cache()?
-            .ask_cancellable(question, RunMode::Concurrent, cancel)
+            .run(
+                question,
+                RunMode::Concurrent,
+                Instant::now(),
+                Recording::Timeline,
+                cancel,
+            )
             .await;
         let speedup = ratio(sequential.report.elapsed_ms, concurrent.report.elapsed_ms);
         let ideal_speedup = ratio(sequential.report.ideal_ms, concurrent.report.ideal_ms);
@@ -260,45 +276,37 @@ impl Agent {
         }
     }
 
-    /// CPU workers of the executor.
-    pub(crate) fn workers(&self) -> usize {
-        self.executor.stats().jobs.workers
-    }
-
-    /// A run on a fresh timeline that `cancel` stops.
-    async fn ask_cancellable(
-        &self,
-        question: &Question,
-        mode: RunMode,
-        cancel: CancellationToken,
-    ) -> Run {
-        let mut context = self
-            .step_context(question, Instant::now(), Recording::Timeline)
-            .await;
-        context.cancel = cancel;
-        self.run_in(context, mode).await
-    }
-
-    async fn run(&self, question: &Question, mode: RunMode, started: Instant) -> Run {
-        let context = self
-            .step_context(question, started, Recording::Timeline)
-            .await;
-        self.run_in(context, mode).await
-    }
-
-    async fn run_in(&self, context: StepContext, mode: RunMode) -> Run {
-        let question = &context.question;
-        let started = context.started;
-        let deadline = Deadline::after_from(started, self.settings.deadline);
-        let timeline = context.timeline.clone().expect("a run records a timeline");
-        let workers = self.workers();
+    /// A run's timeline lanes in display order: each source's, then each CPU worker's.
+    pub fn lanes(&self) -> Vec<String> {
         let mut lanes: Vec<String> = self
             .sources
             .iter()
             .map(|source| source_lane(source.name()))
             .collect();
-        lanes.extend((0..workers).map(worker_lane));
-        timeline.set_lane_order(&lanes);
+        lanes.extend((0..self.workers()).map(worker_lane));
+        lanes
+    }
+
+    /// CPU workers of the executor.
+    pub(crate) fn workers(&self) -> usize {
+        self.executor.stats().jobs.workers
+    }
+
+    /// One run of `question` started at `started`, recording as `recording` says, stopped by `cancel`.
+    async fn run(
+        &self,
+        question: &Question,
+        mode: RunMode,
+        started: Instant,
+        recording: Recording,
+        cancel: CancellationToken,
+    ) -> Run {
+        let mut context = self.step_context(question, started, recording).await;
+        context.cancel = cancel;
+        let deadline = Deadline::after_from(started, self.settings.deadline);
+        let timeline = context.timeline.clone().expect("a run records a timeline");
+        let workers = self.workers();
+        timeline.set_lane_order(&self.lanes());
 
         let steps = plan(question, &self.sources, self.settings.places.as_ref());
         let records = match mode {

@@ -41,7 +41,7 @@ pub use places::PlaceFinder;
 pub use question::{MAX_QUESTION_BYTES, Question, QuestionError};
 pub use report::{AgentReport, AnswerStatus, Comparison, RunMode, SourceReport, SourceStatus};
 pub use sources::{Source, SourceKind, SourcesConfig};
-pub use step::{ExtraQuery, QueryPairs, error_chain, source_lane, worker_lane};
+pub use step::{ExtraQuery, QueryPairs, error_chain};
 
 #[cfg(test)]
 mod test_support;

@@ -82,17 +82,9 @@ pub async fn run_sequential(
 ) -> Vec<StepRecord> {
     let mut records = Vec::with_capacity(steps.len());
     for step in steps {
-        if context.cancel.is_cancelled() {
-            records.push(unfinished(
-                context,
-                &step.source,
-                SourceStatus::Failed,
-                "cancelled",
-            ));
-            continue;
-        }
         let source = step.source.clone();
-        // A step spawns nothing (its inference job is abandoned with its future): dropping it stops it.
+        // A step spawns nothing (its inference job is abandoned with its future): dropping it stops it. Biased:
+        // once cancelled, the steps left are never started.
         tokio::select! {
             biased;
             () = context.cancel.cancelled() => {

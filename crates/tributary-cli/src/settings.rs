@@ -23,6 +23,7 @@ use tributary_sim::{Fault, Latency, Service, SimConfig, default_scenario};
 use url::Url;
 
 use crate::cli::{AskArgs, BatchArgs, Command, EngineArgs, LabArgs, ServeArgs, SourcesArgs};
+use crate::commands::serve::cpu_budget;
 use crate::error::{CliError, ErrorKind, question_error};
 use crate::faults::{FaultKind, parse_faults};
 
@@ -314,11 +315,7 @@ fn default_max_in_flight(engine: &EngineSettings, cost: Duration) -> usize {
     if per_ask <= 0.0 {
         return MAX_IN_FLIGHT;
     }
-    let cpu_time = if engine.per_source_timeout < engine.deadline {
-        engine.deadline - engine.per_source_timeout
-    } else {
-        engine.deadline / 2
-    };
+    let cpu_time = cpu_budget(engine.deadline, engine.per_source_timeout);
     let fits = engine.workers.get() as f64 * cpu_time.as_secs_f64() / per_ask;
     (fits.floor() as usize).clamp(1, MAX_IN_FLIGHT)
 }

@@ -158,9 +158,6 @@ pub fn fared(
     inference_ends: &[(String, f64)],
     cpu_budget: Duration,
 ) -> Fared {
-    if report.sources.iter().any(inference_cut) {
-        return Fared::Late;
-    }
     let phases: Vec<f64> = inference_ends
         .iter()
         .filter_map(|(name, end_ms)| {
@@ -168,7 +165,11 @@ pub fn fared(
             Some(end_ms - source.arrived_at_ms?)
         })
         .collect();
-    judge(&phases, false, cpu_budget)
+    judge(
+        &phases,
+        report.sources.iter().any(inference_cut),
+        cpu_budget,
+    )
 }
 
 /// Late when the deadline cut an inference or a CPU phase overran the budget; unknown without any phase.

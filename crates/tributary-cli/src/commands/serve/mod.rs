@@ -37,10 +37,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tributary::lag::{LagConfig, LagMonitor};
 use tributary::source::ClientOptions;
-use tributary_agent::{Agent, AgentReport, source_lane, worker_lane};
+use tributary_agent::{Agent, AgentReport};
 use tributary_sim::Fault;
 use tributary_sim::serve::{Limits, serve_connections};
 
+pub use self::admission::cpu_budget;
 use self::admission::{Admission, Admitted};
 use self::api::{CompareResponse, ErrorBody, SpanView, StreamEvent, Timelines};
 use self::request::{Ask, AskRequest};
@@ -589,21 +590,10 @@ async fn compare(
             sequential: spans(&compared.sequential),
             concurrent: spans(&compared.concurrent),
         },
-        lanes: lanes(&agent),
+        lanes: agent.lanes(),
         comparison: compared.comparison,
     })
     .into_response()
-}
-
-/// A run's lanes in display order: a source's, then a CPU worker's.
-fn lanes(agent: &Agent) -> Vec<String> {
-    let mut lanes: Vec<String> = agent
-        .sources()
-        .iter()
-        .map(|source| source_lane(source.name()))
-        .collect();
-    lanes.extend((0..agent.executor().stats().jobs.workers).map(worker_lane));
-    lanes
 }
 
 /// The sources, the fault kinds and the server's settings.

@@ -266,7 +266,7 @@ pub fn drive(
             metrics,
         } = drive;
         let settings = agent.settings();
-        let lanes = super::lanes(&agent);
+        let lanes = agent.lanes();
         run.push(
             "run",
             json!({
