@@ -28,8 +28,7 @@ use tributary::pool::{CpuPool, Executor, PoolConfig};
 use tributary::source::{ClientOptions, SourceClient};
 use tributary_agent::infer::InferenceCost;
 use tributary_agent::pipeline::{
-    BatchInput, BatchSettings, BatchStats, BatchSummary, CancellationToken, InputFormat, Store,
-    run_batch,
+    BatchInput, BatchSettings, BatchStats, BatchSummary, InputFormat, Shutdown, Store, run_batch,
 };
 use tributary_agent::{Agent, AgentSettings, SourcesConfig};
 use tributary_sim::{Fault, Latency, ServiceBehavior, SimConfig, SimServer, cities, city_named_in};
@@ -178,7 +177,7 @@ async fn run(scenario: &Scenario) -> Measured {
         input,
         store,
         Arc::new(BatchStats::new()),
-        CancellationToken::new(),
+        Shutdown::new(),
     )
     .await
     .expect("the batch runs");

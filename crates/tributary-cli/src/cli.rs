@@ -203,7 +203,10 @@ Output:
 Resuming:
   Every answer is stored under its id, once. Run the same command again after an
   interruption (Ctrl-C, kill -9, a full disk) and it skips the ids already stored and
-  answers the rest. Failed rows count as stored; delete them (DELETE FROM answers WHERE
+  answers the rest. The first Ctrl-C or SIGTERM stops reading, gives the questions in
+  flight --grace to be stored, drops the rest, commits, says what was stored and what is
+  left, and exits 130 (143 for SIGTERM); a second Ctrl-C quits at once, losing nothing
+  committed. Failed rows count as stored; delete them (DELETE FROM answers WHERE
   status = 'failed') to retry them. A duplicated id is stored once, with the answer of
   its earliest line, whatever order the answers arrive in; the other lines count as
   duplicates. A JSON line whose id cannot be read is stored by its line number (exported
@@ -213,7 +216,8 @@ Exit codes:
   0  every line of the input is accounted for (answered, failed, or already stored)
   1  internal error (a bug, or the environment failed, e.g. a port in use)
   2  usage, input or database error (bad flag, unreadable input, a database that cannot
-     be opened or written, full disk); what was committed stays in the database";
+     be opened or written, full disk); what was committed stays in the database
+  130, 143  stopped by Ctrl-C (SIGINT) or SIGTERM; what was stored stays, rerun to resume";
 
 /// Answer every question of a file into a SQLite database: fetch and infer in overlapping stages, resumably.
 #[derive(Debug, Args)]
@@ -236,6 +240,11 @@ pub struct BatchArgs {
 
     #[command(flatten)]
     pub engine: EngineArgs,
+
+    /// On the first Ctrl-C or SIGTERM, reading stops and the questions in flight get this long to finish and
+    /// be stored; then they are dropped (a rerun answers them). A second Ctrl-C quits at once.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub grace: Duration,
 
     /// After the run, write every stored answer to FILE as JSON Lines, in input order.
     #[arg(long, value_name = "FILE.jsonl")]

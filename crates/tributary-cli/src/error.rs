@@ -15,6 +15,8 @@ use tributary_agent::{QuestionError, error_chain};
 use tributary_lab::LabError;
 use tributary_sim::SimError;
 
+use crate::signals::Signal;
+
 /// How a command that did its job ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -24,6 +26,8 @@ pub enum Outcome {
     NoAnswer,
     /// `lab`: an experiment ran and its claim did not hold.
     ClaimFailed,
+    /// `batch`: stopped early by a signal; what it stored is committed and a rerun resumes.
+    Interrupted(Signal),
 }
 
 /// What kind of failure ended a command: decides the exit code.
@@ -64,6 +68,7 @@ pub fn exit_code(result: &Result<Outcome, CliError>) -> u8 {
         Ok(Outcome::Done) => 0,
         Ok(Outcome::NoAnswer) => 3,
         Ok(Outcome::ClaimFailed) => 4,
+        Ok(Outcome::Interrupted(signal)) => signal.exit_code(),
         Err(error) => match error.kind {
             ErrorKind::StdoutClosed => 0,
             ErrorKind::Environment | ErrorKind::Internal => 1,
@@ -262,6 +267,8 @@ mod tests {
         assert_eq!(exit_code(&Ok(Outcome::Done)), 0);
         assert_eq!(exit_code(&Ok(Outcome::NoAnswer)), 3);
         assert_eq!(exit_code(&Ok(Outcome::ClaimFailed)), 4);
+        assert_eq!(exit_code(&Ok(Outcome::Interrupted(Signal::Interrupt))), 130);
+        assert_eq!(exit_code(&Ok(Outcome::Interrupted(Signal::Terminate))), 143);
     }
 
     #[test]

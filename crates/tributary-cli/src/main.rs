@@ -6,7 +6,7 @@
 //! - `printer`: stdout for data, stderr for notes, the colour decision.
 //! - `error`: the one error type and the one mapping to exit codes.
 //! - `engine`: the engine settings turned into a running agent; `faults`: `SOURCE=KIND` flags;
-//!   `render`: the human-readable report; `logging`: tracing to stderr.
+//!   `render`: the human-readable report; `logging`: tracing to stderr; `signals`: Ctrl-C and SIGTERM.
 
 mod cli;
 mod commands;
@@ -18,6 +18,7 @@ mod metrics;
 mod printer;
 mod render;
 mod settings;
+mod signals;
 
 use clap::Parser;
 

@@ -117,6 +117,8 @@ pub struct BatchSettings {
     pub json: bool,
     /// No progress on stderr.
     pub quiet: bool,
+    /// How long the questions in flight get to finish after the first Ctrl-C or SIGTERM.
+    pub grace: Duration,
 }
 
 /// `tributary serve`.
@@ -279,6 +281,7 @@ impl BatchSettings {
             export: args.export,
             json: args.json,
             quiet: args.quiet,
+            grace: args.grace,
         })
     }
 }

@@ -30,6 +30,10 @@ use super::weather;
 /// How long [`SimServer::shutdown`] waits for connections to close before it stops waiting on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// A request whose simulated latency ends within this of a shutdown is answered as usual (the server drains);
+/// a longer one is answered 503 at once. Shorter than [`SHUTDOWN_GRACE`], so a drained answer is never cut.
+const DRAIN_PATIENCE: Duration = Duration::from_secs(3);
+
 /// The running simulated services. Dropping it stops the server too (without waiting).
 #[derive(Debug)]
 pub struct SimServer {
@@ -250,9 +254,16 @@ where
         Err(error) => return error.into_response(),
     };
     let Plan { latency, fault } = plan;
+    let wake = tokio::time::Instant::now() + latency;
     tokio::select! {
-        () = state.shutdown.cancelled() => return shutting_down(),
-        () = tokio::time::sleep(latency) => {}
+        () = state.shutdown.cancelled() => {
+            // Draining: a wait that ends soon is served as usual; a long one is refused now, not cut later.
+            if wake.saturating_duration_since(tokio::time::Instant::now()) > DRAIN_PATIENCE {
+                return shutting_down();
+            }
+            tokio::time::sleep_until(wake).await;
+        }
+        () = tokio::time::sleep_until(wake) => {}
     }
     if fault == Some(Fault::Hang) {
         state.shutdown.cancelled().await;

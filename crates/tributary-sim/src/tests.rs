@@ -198,6 +198,29 @@ async fn fault_unavailable_is_a_503_with_retry_after() {
 }
 
 #[tokio::test]
+async fn shutdown_answers_a_request_whose_latency_ends_soon_and_refuses_a_long_one() {
+    let server = start(SimConfig::instant()).await;
+    let soon = tokio::spawn(client().get(weather_url(&server, "latency_ms=400")).send());
+    let long = tokio::spawn(
+        client()
+            .get(weather_url(&server, "latency_ms=60000"))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::timeout(Duration::from_secs(30), server.shutdown())
+        .await
+        .expect("shutdown drains within its grace");
+    let status = |response: reqwest::Result<reqwest::Response>| {
+        response.expect("an answer, not a cut connection").status()
+    };
+    assert_eq!(status(soon.await.expect("no panic")), StatusCode::OK);
+    assert_eq!(
+        status(long.await.expect("no panic")),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+#[tokio::test]
 async fn fault_hang_never_answers_until_shutdown() {
     let server = start(SimConfig::instant()).await;
     let hanging = tokio::spawn(client().get(weather_url(&server, "fault=hang")).send());

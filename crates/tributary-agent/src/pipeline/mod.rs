@@ -44,13 +44,11 @@ pub mod store;
 pub use input::{InputFormat, InputReader, InputRecord, MAX_LINE_BYTES, RecordId};
 pub use stages::{
     AnswerSink, BATCH_CACHE_ENTRIES, BatchError, BatchInput, BatchSettings, BatchSummary,
-    DEFAULT_IO_CONCURRENCY, DEFAULT_STORE_BATCH_INTERVAL, DEFAULT_STORE_BATCH_ROWS,
+    DEFAULT_IO_CONCURRENCY, DEFAULT_STORE_BATCH_INTERVAL, DEFAULT_STORE_BATCH_ROWS, Shutdown,
     batch_client_options, run_batch,
 };
 pub use stats::{BatchStats, StatsSnapshot};
 pub use store::{AnswerRow, SCHEMA_VERSION, Store, StoreError, StoreReader, StoredCounts, Written};
-/// The type of [`run_batch`]'s `shutdown` token, re-exported so callers need not depend on `tokio-util`.
-pub use tokio_util::sync::CancellationToken;
 
 #[cfg(test)]
 mod tests;

@@ -18,7 +18,9 @@
 //! - Every channel is bounded and every permit is held until the hand-over, so a slow stage stops the stages
 //!   before it: at most [`BatchSettings::max_in_flight`] questions are between reader and store, whatever the
 //!   input's length. That is what keeps memory flat.
-//! - `shutdown` (Ctrl-C) only stops the reader: what was read is finished and stored, so a rerun has less to do.
+//! - A [`Shutdown`] (Ctrl-C) first only stops the reader: what was read is finished and stored, so a rerun has
+//!   less to do. Abandoning (the grace period is over) also drops the questions being fetched or inferred: they
+//!   are not stored, so a rerun answers them. Either way the store commits every row it was handed.
 
 use std::future::Future;
 use std::io::{self, BufRead, BufReader};
@@ -37,7 +39,7 @@ use tributary::source::ClientOptions;
 
 use crate::agent::Agent;
 use crate::pipeline::input::{InputFormat, InputReader, RecordId, count_records};
-use crate::pipeline::stats::{BatchStats, StatsSnapshot};
+use crate::pipeline::stats::{Abandoned, BatchStats, StatsSnapshot};
 use crate::pipeline::steps::{FetchedQuestion, PendingQuestion, fetch_question, infer_question};
 use crate::pipeline::store::{AnswerRow, Store, StoreError, StoredCounts, Written};
 
@@ -76,6 +78,45 @@ pub struct BatchInput {
     format: InputFormat,
     /// A file to count the records of first, for a progress total (not stdin, which can be read only once).
     counted_file: Option<PathBuf>,
+}
+
+/// How a caller stops a run early (Ctrl-C): two steps, each joined and committed like a normal end.
+///
+/// Clones share their state. Both steps are idempotent, and abandoning implies stopping the reader.
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown {
+    /// Stops the reader: no more lines are read; what was read is answered and stored.
+    reading: CancellationToken,
+    /// Drops the questions being fetched or inferred: their rows are not stored, and a rerun answers them.
+    in_flight: CancellationToken,
+}
+
+impl Shutdown {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stops reading the input; the questions already read are answered and stored.
+    pub fn stop_reading(&self) {
+        self.reading.cancel();
+    }
+
+    /// Stops reading and drops every question not yet answered, wherever it is (fetching, waiting for the CPU,
+    /// inferring): its requests are cancelled, its row is not stored. Rows already answered are still committed.
+    pub fn abandon_in_flight(&self) {
+        self.reading.cancel();
+        self.in_flight.cancel();
+    }
+
+    /// Whether the reader was told to stop.
+    pub fn is_stopping(&self) -> bool {
+        self.reading.is_cancelled()
+    }
+
+    /// Whether the questions in flight were abandoned.
+    pub fn is_abandoning(&self) -> bool {
+        self.in_flight.is_cancelled()
+    }
 }
 
 /// The outcome of a finished run.
@@ -224,15 +265,16 @@ impl BatchSummary {
 
 /// Runs the batch on `agent` (its client, pool, sources and settings): every record of `input` not already in `store` is fetched, inferred and stored.
 ///
-/// `stats` is updated as the run goes (for progress). Cancelling `shutdown` stops reading; what was read is
-/// finished and stored, and the summary is returned as usual.
+/// `stats` is updated as the run goes (for progress). [`Shutdown::stop_reading`] stops reading: what was read is
+/// finished and stored. [`Shutdown::abandon_in_flight`] also drops what is not yet answered. Either way the
+/// summary is returned as usual, with [`StatsSnapshot::abandoned`] counting the dropped questions.
 pub async fn run_batch(
     agent: &Agent,
     settings: &BatchSettings,
     input: BatchInput,
     store: Store,
     stats: Arc<BatchStats>,
-    shutdown: CancellationToken,
+    shutdown: Shutdown,
 ) -> Result<BatchSummary, BatchError> {
     let started = Instant::now();
     let done = store.reader()?;
@@ -267,7 +309,7 @@ pub(crate) async fn run_stages<Sink: AnswerSink>(
     sink: Sink,
     is_stored: impl FnMut(&RecordId, u64) -> Result<bool, StoreError> + Send + 'static,
     stats: Arc<BatchStats>,
-    shutdown: CancellationToken,
+    shutdown: Shutdown,
 ) -> Result<Sink, BatchError> {
     let (question_capacity, fetched_capacity, row_capacity) = settings.channel_capacities();
     let (question_tx, question_rx) = flume::bounded::<PendingQuestion>(question_capacity);
@@ -289,7 +331,7 @@ pub(crate) async fn run_stages<Sink: AnswerSink>(
                     agent: &agent,
                     questions: &question_tx,
                     rows: &row_tx,
-                    shutdown: &shutdown,
+                    shutdown: &shutdown.reading,
                     stop: &stop,
                 };
                 lines.run(input, is_stored)
@@ -309,13 +351,20 @@ pub(crate) async fn run_stages<Sink: AnswerSink>(
                 Arc::new(Semaphore::new(io_concurrency)),
                 question_rx,
                 fetched_tx,
+                Abandon {
+                    token: shutdown.in_flight.clone(),
+                    stats: stats.clone(),
+                    unstarted: Abandoned::QueuedForFetch,
+                    running: Abandoned::Fetching,
+                },
                 move |pending| {
                     let (agent, stats) = (agent.clone(), stats.clone());
                     stats.fetch_started();
+                    // Made before the future: one abandoned before its first poll is counted finished too.
+                    let finished = Finished(move || stats.fetch_finished());
                     async move {
-                        let fetched = fetch_question(&agent, pending).await;
-                        stats.fetch_finished();
-                        fetched
+                        let _finished = finished;
+                        fetch_question(&agent, pending).await
                     }
                 },
             )
@@ -331,13 +380,20 @@ pub(crate) async fn run_stages<Sink: AnswerSink>(
                 Arc::new(Semaphore::new(infer_concurrency)),
                 fetched_rx,
                 row_tx,
+                Abandon {
+                    token: shutdown.in_flight.clone(),
+                    stats: stats.clone(),
+                    unstarted: Abandoned::QueuedForInfer,
+                    running: Abandoned::Inferring,
+                },
                 move |fetched| {
                     let (agent, stats) = (agent.clone(), stats.clone());
                     stats.infer_started();
+                    // Made before the future: one abandoned before its first poll is counted finished too.
+                    let finished = Finished(move || stats.infer_finished());
                     async move {
-                        let row = infer_question(&agent, fetched).await;
-                        stats.infer_finished();
-                        row
+                        let _finished = finished;
+                        infer_question(&agent, fetched).await
                     }
                 },
             )
@@ -433,15 +489,39 @@ impl ReadStage<'_> {
     }
 }
 
+/// What a stage does with its work once a shutdown abandons what is in flight.
+#[derive(Clone)]
+struct Abandon {
+    token: CancellationToken,
+    stats: Arc<BatchStats>,
+    /// Where an item received after the abandon was: the queue before the stage.
+    unstarted: Abandoned,
+    /// Where an item whose work was dropped was: the stage itself.
+    running: Abandoned,
+}
+
+/// Calls its closure when dropped: a stage's "finished" counter, bumped whether its work ended or was abandoned.
+struct Finished<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for Finished<F> {
+    fn drop(&mut self) {
+        (self.0)();
+    }
+}
+
 /// Takes items from `input` one permit at a time, runs `work` on each in a child of `group`, and sends the
 /// results on. The permit is held until the result is sent: when the next stage is slow, this one stops taking
 /// work. Returns when `input` is exhausted; the children finish their hand-overs in the group.
+///
+/// Once `abandon` is cancelled, work in progress is dropped (its requests or jobs cancelled) and items still
+/// arriving are dropped unstarted; either way nothing is sent on and the item counts as abandoned.
 async fn concurrent_stage<In, Out, Work, Running>(
     group: Group<BatchError>,
     stage: &'static str,
     permits: Arc<Semaphore>,
     input: flume::Receiver<In>,
     output: flume::Sender<Out>,
+    abandon: Abandon,
     work: Work,
 ) -> Result<(), BatchError>
 where
@@ -458,12 +538,27 @@ where
         let Ok(item) = input.recv_async().await else {
             return Ok(()); // the previous stage is done
         };
+        if abandon.token.is_cancelled() {
+            abandon.stats.add_abandoned(abandon.unstarted);
+            continue;
+        }
         let running = work(item);
-        let output = output.clone();
+        let (output, abandon) = (output.clone(), abandon.clone());
         let child = async move {
-            let result = running.await;
-            // A closed channel means a later stage stopped; it reports why.
-            let _ = output.send_async(result).await;
+            // Biased: once abandoned, a result that is ready at the same moment is dropped too, so that what
+            // "abandoned" means does not depend on timing.
+            let result = tokio::select! {
+                biased;
+                () = abandon.token.cancelled() => None,
+                result = running => Some(result),
+            };
+            match result {
+                // A closed channel means a later stage stopped; it reports why.
+                Some(result) => {
+                    let _ = output.send_async(result).await;
+                }
+                None => abandon.stats.add_abandoned(abandon.running),
+            }
             drop(permit);
             Ok(())
         };

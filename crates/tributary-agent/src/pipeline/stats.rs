@@ -32,6 +32,18 @@ pub struct BatchStats {
     duplicates: AtomicU64,
     /// Input lines whose id was already stored when read, or that were stored by now: the progress numerator.
     lines_done: AtomicU64,
+    /// Questions dropped unanswered by a shutdown's abandon step (not stored; a rerun answers them), by where
+    /// they were: [`Abandoned`] as an index.
+    abandoned: [AtomicU64; 4],
+}
+
+/// Where a question was when a shutdown abandoned it: which gauge it leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Abandoned {
+    QueuedForFetch = 0,
+    Fetching = 1,
+    QueuedForInfer = 2,
+    Inferring = 3,
 }
 
 /// A point-in-time copy of [`BatchStats`], with the derived gauges.
@@ -56,6 +68,8 @@ pub struct StatsSnapshot {
     pub degraded: u64,
     pub failed: u64,
     pub duplicates: u64,
+    /// Questions dropped unanswered when a shutdown abandoned them: not stored; a rerun answers them.
+    pub abandoned: u64,
     /// Lines accounted for: stored now, already stored, or a duplicate.
     pub done: u64,
 }
@@ -80,6 +94,8 @@ impl BatchStats {
             get(&self.stored_failed),
         );
         let duplicates = get(&self.duplicates);
+        let abandoned_at = |place: Abandoned| get(&self.abandoned[place as usize]);
+        let abandoned = self.abandoned.iter().map(get).sum();
         let stored = ok + degraded + failed + duplicates;
         StatsSnapshot {
             total: self
@@ -89,15 +105,25 @@ impl BatchStats {
             read,
             skipped,
             invalid,
-            queued_for_fetch: read.saturating_sub(skipped + invalid + fetch_started),
+            // An abandoned question leaves the gauge it was in and never enters the next (a stage's "finished"
+            // counts it when its work is dropped).
+            queued_for_fetch: read.saturating_sub(
+                skipped + invalid + fetch_started + abandoned_at(Abandoned::QueuedForFetch),
+            ),
             fetching: fetch_started.saturating_sub(fetch_finished),
-            queued_for_infer: fetch_finished.saturating_sub(infer_started),
+            queued_for_infer: fetch_finished.saturating_sub(
+                infer_started
+                    + abandoned_at(Abandoned::Fetching)
+                    + abandoned_at(Abandoned::QueuedForInfer),
+            ),
             inferring: infer_started.saturating_sub(infer_finished),
-            queued_for_store: (infer_finished + invalid).saturating_sub(stored),
+            queued_for_store: (infer_finished + invalid)
+                .saturating_sub(stored + abandoned_at(Abandoned::Inferring)),
             ok,
             degraded,
             failed,
             duplicates,
+            abandoned,
             done: get(&self.lines_done),
         }
     }
@@ -135,6 +161,10 @@ impl BatchStats {
 
     pub(crate) fn infer_finished(&self) {
         self.infer_finished.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_abandoned(&self, place: Abandoned) {
+        self.abandoned[place as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn add_written(&self, written: &Written) {

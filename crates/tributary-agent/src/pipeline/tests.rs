@@ -6,10 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
 use tributary::pool::{CpuPool, Executor, PoolConfig};
 use tributary::source::{ClientOptions, SourceClient};
-use tributary_sim::{SimConfig, SimServer, cities};
+use tributary_sim::{Fault, SimConfig, SimServer, cities};
 
 use super::*;
 use crate::infer::InferenceCost;
@@ -23,11 +22,16 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let (services, sources, places) = simulator_agent_settings(SimConfig::instant()).await;
+    fixture_with(SimConfig::instant(), AgentSettings::default()).await
+}
+
+/// A fixture on services behaving as `config` says, with `settings`' timeouts and free inference.
+async fn fixture_with(config: SimConfig, settings: AgentSettings) -> Fixture {
+    let (services, sources, places) = simulator_agent_settings(config).await;
     let settings = AgentSettings {
         inference_cost: InferenceCost::free(),
         places,
-        ..AgentSettings::default()
+        ..settings
     };
     let pool =
         CpuPool::new(PoolConfig::with_workers(NonZeroUsize::new(2).expect("2"))).expect("pool");
@@ -76,7 +80,7 @@ impl Fixture {
             input,
             store,
             Arc::new(BatchStats::new()),
-            CancellationToken::new(),
+            Shutdown::new(),
         )
         .await
     }
@@ -253,7 +257,7 @@ async fn run_with_slow_sink(
         sink,
         |_, _| Ok(false),
         stats.clone(),
-        CancellationToken::new(),
+        Shutdown::new(),
     )
     .await;
     (result, most_in_flight.load(Ordering::Relaxed), stats)
@@ -292,8 +296,8 @@ async fn a_store_that_fails_stops_the_run_with_its_error() {
 async fn a_shutdown_requested_before_the_start_reads_nothing() {
     let fixture = fixture().await;
     let store = Store::open(&fixture.db()).expect("open the store");
-    let shutdown = CancellationToken::new();
-    shutdown.cancel();
+    let shutdown = Shutdown::new();
+    shutdown.stop_reading();
     let input = BatchInput::from_reader(
         std::io::Cursor::new(questions(50).into_bytes()),
         InputFormat::Text,
@@ -310,4 +314,79 @@ async fn a_shutdown_requested_before_the_start_reads_nothing() {
     .await
     .expect("run");
     assert_eq!((summary.stats.read, summary.in_store.total()), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoning_drops_what_is_in_flight_commits_the_rest_and_a_rerun_finishes() {
+    // The weather answers at once; the news hangs far longer than the test may take, so every question is in
+    // flight until it is abandoned.
+    let mut config = SimConfig::instant();
+    config.news = config.news.with_fault(Fault::Hang, 1.0);
+    let hour = Duration::from_secs(3600);
+    let settings = AgentSettings {
+        per_source_timeout: hour,
+        deadline: hour,
+        ..AgentSettings::default()
+    };
+    let fixture = fixture_with(config, settings).await;
+    let input = questions(20);
+    // A line that cannot be used (too long) is stored as failed without fetching: committed despite the abandon.
+    let input = format!("\n{}\n{input}", "x".repeat(5_000));
+    let store = Store::open(&fixture.db()).expect("open the store");
+    let stats = Arc::new(BatchStats::new());
+    let shutdown = Shutdown::new();
+    let batch_settings = small_settings();
+    let run = run_batch(
+        &fixture.agent,
+        &batch_settings,
+        BatchInput::from_reader(
+            std::io::Cursor::new(input.clone().into_bytes()),
+            InputFormat::Text,
+        ),
+        store,
+        stats.clone(),
+        shutdown.clone(),
+    );
+    let abandon = async {
+        // Wait until questions are being fetched (they hang there), then stop in two steps.
+        while stats.snapshot().fetching == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        shutdown.stop_reading();
+        shutdown.abandon_in_flight();
+    };
+    let (summary, ()) = tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::join!(run, abandon)
+    })
+    .await
+    .expect("an abandoned run ends without waiting for its hanging sources");
+    let summary = summary.expect("an abandoned run ends like any other");
+    let stats = summary.stats;
+    assert!(stats.abandoned > 0, "{stats:?}");
+    assert_eq!(stats.read, stats.abandoned + stats.stored(), "{stats:?}");
+    assert_eq!(
+        (
+            stats.fetching,
+            stats.inferring,
+            stats.queued_for_fetch,
+            stats.queued_for_infer,
+            stats.queued_for_store
+        ),
+        (0, 0, 0, 0, 0),
+        "every gauge is empty once the run has ended: {stats:?}"
+    );
+    assert_eq!(summary.in_store.total(), stats.stored());
+
+    // The rerun (with the news healthy again) answers exactly what was abandoned or never read.
+    let fixture = Fixture {
+        directory: fixture.directory,
+        ..fixture_with(SimConfig::instant(), AgentSettings::default()).await
+    };
+    let rerun = fixture.run(&input, InputFormat::Text).await.expect("rerun");
+    assert_eq!(rerun.stats.skipped, stats.stored(), "{:?}", rerun.stats);
+    assert_eq!(
+        rerun.in_store.total(),
+        21,
+        "20 questions and one unusable line"
+    );
 }

@@ -13,14 +13,15 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use tributary_agent::Agent;
 use tributary_agent::pipeline::{
-    self, BatchStats, BatchSummary, CancellationToken, StatsSnapshot, Store, StoreError,
-    StoreReader, StoredCounts, batch_client_options, run_batch,
+    self, BatchStats, BatchSummary, Shutdown, StatsSnapshot, Store, StoreError, StoreReader,
+    StoredCounts, batch_client_options, run_batch,
 };
 
 use crate::engine::Engine;
 use crate::error::{CliError, ErrorKind, Outcome, batch_error, store_error};
 use crate::printer::Printer;
 use crate::settings::BatchSettings;
+use crate::signals::{Signal, Signals};
 
 /// How often the progress bar is redrawn on a terminal.
 const BAR_REFRESH: Duration = Duration::from_millis(200);
@@ -49,8 +50,14 @@ struct JsonSummary<'a> {
     db: &'a Path,
     /// Rows in the database after the run, by status.
     in_db: StoredCounts,
-    /// Rows written to `--export`, when given.
+    /// Rows written to `--export`, when given (not when interrupted).
     exported: Option<u64>,
+    /// `SIGINT` or `SIGTERM` when a signal stopped the run early, else null.
+    interrupted: Option<&'static str>,
+    /// Questions dropped in flight when the grace period ended (not stored; a rerun answers them).
+    abandoned: u64,
+    /// Input lines not accounted for (never read, or abandoned): what a rerun answers. Null for stdin.
+    left: Option<u64>,
 }
 
 pub async fn run(settings: BatchSettings, printer: Printer) -> Result<Outcome, CliError> {
@@ -62,7 +69,10 @@ pub async fn run(settings: BatchSettings, printer: Printer) -> Result<Outcome, C
         export,
         json,
         quiet,
+        grace,
     } = settings;
+    // Listening first: a Ctrl-C during start-up is kept, and stops the run before it reads anything.
+    let mut signals = Signals::install()?;
     let store = open_store(db.clone()).await?;
     // The same sources, executor and settings as `ask`, with a client whose cache is sized for a batch.
     let engine = Engine::start(&engine, batch_client_options()).await?;
@@ -73,6 +83,8 @@ pub async fn run(settings: BatchSettings, printer: Printer) -> Result<Outcome, C
 
     let stats = Arc::new(BatchStats::new());
     let mut progress = Progress::new(quiet, printer);
+    let shutdown = Shutdown::new();
+    let mut interrupted = None;
     let result = {
         let run = run_batch(
             &engine.agent,
@@ -80,14 +92,45 @@ pub async fn run(settings: BatchSettings, printer: Printer) -> Result<Outcome, C
             input,
             store,
             stats.clone(),
-            CancellationToken::new(),
+            shutdown.clone(),
         );
         tokio::pin!(run);
         let mut ticks = tokio::time::interval(progress.interval());
+        let grace_over = tokio::time::sleep(Duration::MAX);
+        tokio::pin!(grace_over);
         loop {
             tokio::select! {
                 result = &mut run => break result,
                 _ = ticks.tick() => progress.update(&stats.snapshot()),
+                signal = signals.recv() => {
+                    if interrupted.is_some() {
+                        progress.finish();
+                        printer.note(&format!(
+                            "{signal} again: quitting now; every answer committed so far is kept; run the same \
+                             command to resume"
+                        ));
+                        // Nothing to clean up that a rerun needs: SQLite keeps every committed transaction,
+                        // and the worker processes exit when their stdin closes with this process.
+                        std::process::exit(i32::from(signal.exit_code()));
+                    }
+                    interrupted = Some(signal);
+                    shutdown.stop_reading();
+                    grace_over.as_mut().reset(tokio::time::Instant::now() + grace);
+                    progress.note(printer, &format!(
+                        "{signal}: stopping; reading stopped, the {} questions in flight get {} to be stored \
+                         (Ctrl-C again quits at once)",
+                        stats.snapshot().in_flight(),
+                        humantime::format_duration(grace),
+                    ));
+                }
+                () = &mut grace_over, if !shutdown.is_abandoning() => {
+                    shutdown.abandon_in_flight();
+                    progress.note(printer, &format!(
+                        "the grace period is over: dropping the {} questions still in flight (a rerun answers \
+                         them)",
+                        stats.snapshot().in_flight(),
+                    ));
+                }
             }
         }
     };
@@ -95,16 +138,20 @@ pub async fn run(settings: BatchSettings, printer: Printer) -> Result<Outcome, C
     engine.shutdown().await;
     let summary = result.map_err(|error| batch_error(error, &db))?;
 
-    let exported = match &export {
-        Some(path) => Some(export_answers(db.clone(), path.clone()).await?),
-        None => None,
-    };
     let output = Output {
         db: &db,
         export: export.as_deref(),
         json,
     };
-    report(output, printer, &summary, exported)?;
+    if let Some(signal) = interrupted {
+        report(output, printer, &summary, None, Some(signal))?;
+        return Ok(Outcome::Interrupted(signal));
+    }
+    let exported = match &export {
+        Some(path) => Some(export_answers(db.clone(), path.clone()).await?),
+        None => None,
+    };
+    report(output, printer, &summary, exported, None)?;
     Ok(Outcome::Done)
 }
 
@@ -176,8 +223,11 @@ fn report(
     printer: Printer,
     summary: &BatchSummary,
     exported: Option<u64>,
+    interrupted: Option<Signal>,
 ) -> Result<(), CliError> {
     let stats = &summary.stats;
+    // Lines of the input not accounted for: never read, or dropped in flight. Unknown for stdin.
+    let left = stats.total.map(|total| total.saturating_sub(stats.done));
     if output.json {
         let json = JsonSummary {
             read: stats.read,
@@ -192,11 +242,32 @@ fn report(
             db: output.db,
             in_db: summary.in_store,
             exported,
+            interrupted: interrupted.map(|signal| match signal {
+                Signal::Interrupt => "SIGINT",
+                Signal::Terminate => "SIGTERM",
+            }),
+            abandoned: stats.abandoned,
+            left,
         };
         return printer.json_line(&json);
     }
+    if interrupted.is_some() {
+        let left = match left {
+            Some(left) => format!("{left} left"),
+            None => "the rest of the input left".to_owned(),
+        };
+        printer.note(&format!(
+            "interrupted: {} stored, {left}; run the same command to resume",
+            stats.stored()
+        ));
+    }
+    let ended = if interrupted.is_some() {
+        "stopped after"
+    } else {
+        "done in"
+    };
     printer.note(&format!(
-        "done in {}: {} answered (ok {}, degraded {}, failed {}), {} already stored, {} duplicates; {:.1} questions/s",
+        "{ended} {}: {} answered (ok {}, degraded {}, failed {}), {} already stored, {} duplicates; {:.1} questions/s",
         humantime::format_duration(Duration::from_millis(summary.elapsed.as_millis() as u64)),
         stats.stored(),
         stats.ok,
@@ -302,6 +373,14 @@ impl Progress {
     fn finish(&self) {
         if let Self::Bar(bar) = self {
             bar.finish_and_clear();
+        }
+    }
+
+    /// A note on stderr that is not progress (shown even with `--quiet`), above the bar when there is one.
+    fn note(&self, printer: Printer, line: &str) {
+        match self {
+            Self::Bar(bar) => bar.suspend(|| printer.note(line)),
+            Self::Lines { .. } | Self::Quiet => printer.note(line),
         }
     }
 }

@@ -10,7 +10,7 @@ use tributary_agent::pipeline::StoreReader;
 use crate::harness::{code, stderr, stdout, tributary};
 
 /// Fast engine flags: short fixed latencies and cheap inference.
-const FAST: &[&str] = &[
+pub(crate) const FAST: &[&str] = &[
     "--inference-cost",
     "1ms",
     "--fault",
@@ -21,28 +21,28 @@ const FAST: &[&str] = &[
     "kb=latency:20ms",
 ];
 
-struct Workspace {
+pub(crate) struct Workspace {
     directory: tempfile::TempDir,
 }
 
 impl Workspace {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             directory: tempfile::tempdir().expect("temp dir"),
         }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.directory.path().join(name)
     }
 
-    fn write(&self, name: &str, contents: &str) -> PathBuf {
+    pub(crate) fn write(&self, name: &str, contents: &str) -> PathBuf {
         let path = self.path(name);
         std::fs::write(&path, contents).expect("write input");
         path
     }
 
-    fn batch(&self, input: &Path, extra: &[&str]) -> Output {
+    pub(crate) fn batch(&self, input: &Path, extra: &[&str]) -> Output {
         tributary()
             .arg("batch")
             .arg(input)
@@ -54,7 +54,7 @@ impl Workspace {
             .expect("run tributary batch")
     }
 
-    fn stored(&self) -> u64 {
+    pub(crate) fn stored(&self) -> u64 {
         StoreReader::open(&self.path("answers.db"))
             .and_then(|reader| reader.counts())
             .map(|counts| counts.total())
@@ -75,7 +75,7 @@ impl Workspace {
     }
 }
 
-fn summary(output: &Output) -> Value {
+pub(crate) fn summary(output: &Output) -> Value {
     serde_json::from_str(stdout(output).trim()).unwrap_or_else(|error| {
         panic!(
             "no JSON summary ({error}): {}\n{}",
@@ -86,7 +86,7 @@ fn summary(output: &Output) -> Value {
 }
 
 /// Questions that only the knowledge base applies to (no city, no keywords): one cheap inference each.
-fn kb_questions(count: usize) -> String {
+pub(crate) fn kb_questions(count: usize) -> String {
     (0..count).map(|_| "what is it?\n").collect()
 }
 

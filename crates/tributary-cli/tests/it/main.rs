@@ -11,6 +11,7 @@ mod page;
 mod schemathesis;
 mod serve;
 mod serve_stream;
+mod signals;
 mod sources;
 
 use harness::tributary;

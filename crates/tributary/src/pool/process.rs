@@ -555,7 +555,13 @@ impl WorkerProcess {
             program: command.program.clone(),
             source,
         };
-        let mut child = Command::new(&command.program)
+        let mut child = Command::new(&command.program);
+        // A process group of its own: the terminal's Ctrl-C goes to the foreground group, and a worker that got
+        // it would die mid-job while its parent is still finishing its work gracefully. The parent stops its
+        // workers itself: by closing their stdin (the worker exits at end of input) or killing them on drop.
+        #[cfg(unix)]
+        child.process_group(0);
+        let mut child = child
             .args(&command.args)
             .envs(command.env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::piped())

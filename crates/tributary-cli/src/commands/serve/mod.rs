@@ -51,6 +51,7 @@ use crate::error::{CliError, ErrorKind, Outcome};
 use crate::metrics::Metrics;
 use crate::printer::Printer;
 use crate::settings::ServeSettings;
+use crate::signals::Signals;
 
 /// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -86,8 +87,10 @@ impl AppState {
 }
 
 pub async fn run(settings: ServeSettings, printer: Printer) -> Result<Outcome, CliError> {
+    // Listening first: a signal during start-up stops the server once it is up, not the process at once.
+    let signals = Signals::install()?;
     let engine = Engine::start(&settings.engine, ClientOptions::default()).await?;
-    let served = serve(&settings, &engine, printer).await;
+    let served = serve(&settings, &engine, printer, signals).await;
     engine.shutdown().await;
     served
 }
@@ -96,6 +99,7 @@ async fn serve(
     settings: &ServeSettings,
     engine: &Engine,
     printer: Printer,
+    mut signals: Signals,
 ) -> Result<Outcome, CliError> {
     let listener = TcpListener::bind(settings.listen).await.map_err(|error| {
         CliError::caused(
@@ -138,46 +142,18 @@ async fn serve(
     ));
     let serving = serve_connections(listener, router(state), Limits::default(), stopping.clone());
     tokio::pin!(serving);
-    let signalled = tokio::select! {
-        () = &mut serving => Ok(()),
-        signal = stop_signal() => signal.map(|signal| {
+    tokio::select! {
+        () = &mut serving => {}
+        signal = signals.recv() => {
             printer.note(&format!("{signal}: stopping; the asks in flight finish first"));
-        }),
+        }
     };
     stopping.cancel();
     serving.await;
     // Runs whose clients left are cancelled; every run's task has ended before the command does.
     tasks.close();
     tasks.wait().await;
-    signalled.map(|()| Outcome::Done)
-}
-
-/// Waits for Ctrl-C or (on Unix) SIGTERM; names the one that came.
-async fn stop_signal() -> Result<&'static str, CliError> {
-    let failed = |error: std::io::Error| {
-        CliError::caused(
-            ErrorKind::Environment,
-            "failed to wait for a signal",
-            &error,
-        )
-    };
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .map_err(failed)?;
-        tokio::select! {
-            interrupted = tokio::signal::ctrl_c() => interrupted.map(|()| "Ctrl-C").map_err(failed),
-            _ = terminate.recv() => Ok("SIGTERM"),
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c()
-            .await
-            .map(|()| "Ctrl-C")
-            .map_err(failed)
-    }
+    Ok(Outcome::Done)
 }
 
 fn router(state: Arc<AppState>) -> Router {
