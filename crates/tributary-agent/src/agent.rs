@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -301,6 +302,29 @@ impl Agent {
         recording: Recording,
         cancel: CancellationToken,
     ) -> Run {
+        let span = tracing::info_span!(
+            "question",
+            question = question.as_str(),
+            mode = mode.as_str(),
+            status = tracing::field::Empty,
+        );
+        let run = self
+            .run_in_span(question, mode, started, recording, cancel)
+            .instrument(span.clone())
+            .await;
+        span.record("status", run.report.status.as_str());
+        run
+    }
+
+    /// [`run`](Self::run) inside the question's span.
+    async fn run_in_span(
+        &self,
+        question: &Question,
+        mode: RunMode,
+        started: Instant,
+        recording: Recording,
+        cancel: CancellationToken,
+    ) -> Run {
         let mut context = self.step_context(question, started, recording).await;
         context.cancel = cancel;
         let deadline = Deadline::after_from(started, self.settings.deadline);
@@ -343,5 +367,7 @@ fn ratio(numerator: f64, denominator: f64) -> f64 {
     }
 }
 
+#[cfg(test)]
+mod spans;
 #[cfg(test)]
 mod tests;

@@ -15,6 +15,7 @@
 use std::convert::Infallible;
 use std::num::NonZeroUsize;
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use tokio::time::Instant;
 use tributary::group::{Deadline, Outcome, SettleConfig, settle};
@@ -97,9 +98,27 @@ pub async fn run_sequential(
 }
 
 /// One source: fetch within `min(per-source timeout, deadline)`, then infer on the executor within the deadline.
+///
+/// Both run in the source's `tracing` span, so its fetch (with the attempts) and its inference job (on whichever
+/// worker ran it) are its children.
 async fn run_step(context: &StepContext, step: Step, deadline: Deadline) -> StepRecord {
-    let fetch = fetch_source(context, step, deadline).await;
-    infer_source(context, fetch, deadline).await
+    let span = tracing::info_span!(
+        "source",
+        source = step.source.name(),
+        status = tracing::field::Empty,
+        error = tracing::field::Empty,
+    );
+    let record = async {
+        let fetch = fetch_source(context, step, deadline).await;
+        infer_source(context, fetch, deadline).await
+    }
+    .instrument(span.clone())
+    .await;
+    span.record("status", record.report.status.as_str());
+    if let Some(error) = &record.report.error {
+        span.record("error", error.as_str());
+    }
+    record
 }
 
 /// The record of a step the backstop had to give up on.

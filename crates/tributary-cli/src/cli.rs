@@ -38,6 +38,16 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
     pub color: ColorChoice,
 
+    /// Export the spans of what runs (questions, sources, fetches and attempts, cache lookups, pool jobs,
+    /// groups) over OTLP/HTTP to this OpenTelemetry collector, e.g. http://localhost:4318 (/v1/traces is added).
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )]
+    pub otlp_endpoint: Option<url::Url>,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -1,9 +1,32 @@
 //! Logs go to stderr through `tracing`; `-v` raises the level, `RUST_LOG` overrides it.
+//!
+//! The engine and the agent record what they do as `tracing` spans (a question, its sources, each fetch and
+//! attempt, cache lookups, pool jobs, groups and their children). With `--otlp-endpoint` (or
+//! `OTEL_EXPORTER_OTLP_ENDPOINT`) and the `otlp` feature, those spans are also exported over OTLP/HTTP to a
+//! collector, whatever `-v` says; with the `tokio-console` feature, tokio-console can attach.
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
-/// Installs the stderr subscriber. `verbosity` counts `-v` flags; `colour` is the printer's decision for stderr.
-pub fn init(verbosity: u8, colour: bool) {
+use crate::error::CliError;
+
+/// What logging set up that must be ended before the process exits: the OTLP exporter's last batch.
+#[derive(Debug, Default)]
+pub struct Logging {
+    #[cfg(feature = "otlp")]
+    otlp: Option<otlp::Exporter>,
+}
+
+/// Where spans go, besides stderr.
+#[derive(Debug, Clone, Default)]
+pub struct Export {
+    /// An OTLP/HTTP collector's base URL (`/v1/traces` is added).
+    pub otlp_endpoint: Option<url::Url>,
+}
+
+/// Installs the subscriber. `verbosity` counts `-v` flags; `colour` is the printer's decision for stderr.
+pub fn init(verbosity: u8, colour: bool, export: &Export) -> Result<Logging, CliError> {
     let default_level = match verbosity {
         0 => "warn",
         1 => "info",
@@ -12,11 +35,118 @@ pub fn init(verbosity: u8, colour: bool) {
     };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    // A second init (tests calling twice) is harmless: keep the first subscriber.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(colour)
         .with_target(false)
-        .try_init();
+        .with_filter(filter);
+    #[cfg_attr(
+        not(any(feature = "otlp", feature = "tokio-console")),
+        expect(unused_mut, reason = "only the optional exporters add layers")
+    )]
+    let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = vec![stderr.boxed()];
+    #[cfg(feature = "otlp")]
+    let otlp = match &export.otlp_endpoint {
+        Some(endpoint) => {
+            let exporter = otlp::Exporter::start(endpoint)?;
+            layers.push(exporter.layer().boxed());
+            Some(exporter)
+        }
+        None => None,
+    };
+    #[cfg(not(feature = "otlp"))]
+    if let Some(endpoint) = &export.otlp_endpoint {
+        return Err(CliError::argument(format!(
+            "--otlp-endpoint {endpoint}: this tributary was built without the `otlp` feature"
+        )));
+    }
+    #[cfg(feature = "tokio-console")]
+    layers.push(console_subscriber::spawn().boxed());
+    let registry = tracing_subscriber::registry().with(layers);
+    // A second init (tests calling twice) is harmless: keep the first subscriber.
+    let _ = registry.try_init();
+    Ok(Logging {
+        #[cfg(feature = "otlp")]
+        otlp,
+    })
+}
+
+impl Logging {
+    /// Sends what is still buffered; returns a warning to show when the collector could not take it.
+    pub fn finish(self) -> Option<String> {
+        #[cfg(feature = "otlp")]
+        if let Some(otlp) = self.otlp {
+            return otlp.finish();
+        }
+        None
+    }
+}
+
+#[cfg(feature = "otlp")]
+mod otlp {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_otlp::WithExportConfig as _;
+    use opentelemetry_sdk::Resource;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::{Layer, Registry};
+
+    use crate::error::{CliError, ErrorKind};
+
+    /// The OTLP/HTTP exporter: spans are batched on the SDK's own thread and sent as protobuf.
+    #[derive(Debug)]
+    pub struct Exporter {
+        provider: SdkTracerProvider,
+        endpoint: String,
+    }
+
+    impl Exporter {
+        /// Starts exporting to `base` + `/v1/traces`. Must run outside the async runtime: the HTTP client is
+        /// a blocking one, on the exporter's thread.
+        pub fn start(base: &url::Url) -> Result<Self, CliError> {
+            if !matches!(base.scheme(), "http" | "https") {
+                return Err(CliError::argument(format!(
+                    "--otlp-endpoint (or OTEL_EXPORTER_OTLP_ENDPOINT) must be an http or https URL, got {base}"
+                ))
+                .with_hint("an OpenTelemetry collector's OTLP/HTTP port, e.g. http://localhost:4318"));
+            }
+            let endpoint = format!("{}/v1/traces", base.as_str().trim_end_matches('/'));
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_endpoint(&endpoint)
+                .build()
+                .map_err(|error| {
+                    CliError::caused(
+                        ErrorKind::Environment,
+                        format_args!("failed to set up the OTLP exporter for {endpoint}"),
+                        &error,
+                    )
+                })?;
+            let provider = SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(Resource::builder().with_service_name("tributary").build())
+                .build();
+            Ok(Self { provider, endpoint })
+        }
+
+        /// The layer that turns the spans (info and above, whatever `-v` says) into OpenTelemetry spans.
+        pub fn layer(&self) -> impl Layer<Registry> + Send + Sync + 'static {
+            let tracer = self.provider.tracer("tributary");
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(LevelFilter::INFO)
+        }
+
+        /// Flushes and stops the exporter.
+        pub fn finish(self) -> Option<String> {
+            let flushed = self.provider.force_flush();
+            let stopped = self.provider.shutdown();
+            flushed.and(stopped).err().map(|error| {
+                format!(
+                    "warning: failed to export the spans to {}: {error}",
+                    self.endpoint
+                )
+            })
+        }
+    }
 }

@@ -32,9 +32,21 @@ fn main() -> std::process::ExitCode {
     let started = std::time::Instant::now();
     let cli = Cli::parse();
     let printer = Printer::new(cli.color);
-    logging::init(cli.verbose, printer.stderr_colour());
-    let result =
-        CommandSettings::resolve(cli.command).and_then(|settings| run(settings, printer, started));
+    // A worker process of `--executor processes` exports nothing: its parent's span covers its job.
+    let export = match &cli.command {
+        cli::Command::Worker => logging::Export::default(),
+        _ => logging::Export {
+            otlp_endpoint: cli.otlp_endpoint.clone(),
+        },
+    };
+    let result = logging::init(cli.verbose, printer.stderr_colour(), &export).and_then(|logging| {
+        let result = CommandSettings::resolve(cli.command)
+            .and_then(|settings| run(settings, printer, started));
+        if let Some(warning) = logging.finish() {
+            printer.note(&warning);
+        }
+        result
+    });
     if let Err(error) = &result {
         printer.error(error);
     }

@@ -17,8 +17,18 @@ const SIM: &str = "tributary-sim";
 const LAB: &str = "tributary-lab";
 const CLI: &str = "tributary-cli";
 
-/// Packages that only the binary may depend on: argument parsing, terminal progress, installing a subscriber.
-const BINARY_ONLY: &[&str] = &["clap", "indicatif", "tracing-subscriber"];
+/// Packages that only the binary may depend on: argument parsing, terminal progress, installing a subscriber,
+/// exporting spans. The libraries emit `tracing` spans; where they go is the program's choice.
+const BINARY_ONLY: &[&str] = &[
+    "clap",
+    "indicatif",
+    "tracing-subscriber",
+    "opentelemetry",
+    "opentelemetry_sdk",
+    "opentelemetry-otlp",
+    "tracing-opentelemetry",
+    "console-subscriber",
+];
 
 /// Each library crate's forbidden normal dependencies: the crates above it, and what it must not know.
 fn forbidden() -> BTreeMap<&'static str, Vec<&'static str>> {

@@ -7,6 +7,8 @@ mod batch;
 mod chaos;
 mod harness;
 mod lab;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod page;
 mod schemathesis;
 mod serve;

@@ -44,6 +44,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::task::{JoinError, JoinHandle};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::deadline::Deadline;
 use super::fail_fast::{CancelledChild, ChildFailure, GroupConfig, GroupError, ShutdownCause};
@@ -109,6 +110,9 @@ pub(crate) struct Shared<E> {
     /// Notified when `live` drops to zero.
     idle: Notify,
     state: Mutex<State<E>>,
+    /// The group's `tracing` span (`group`, with its policy): a child of the span it was created in, the
+    /// parent of its body's and its children's spans.
+    pub(crate) span: tracing::Span,
 }
 
 /// Never held across an `.await`.
@@ -191,7 +195,7 @@ where
     E: Send + 'static,
 {
     /// A new group configured by `config`, a child of the group whose code is running, if any.
-    pub(crate) fn new(config: &GroupConfig) -> Arc<Self> {
+    pub(crate) fn new(config: &GroupConfig, policy: &'static str) -> Arc<Self> {
         let enclosing = ENCLOSING.try_with(Enclosing::clone).ok();
         let token = match &enclosing {
             Some(enclosing) => enclosing.code.token(enclosing.group.token()).child_token(),
@@ -217,6 +221,7 @@ where
             created_in,
             live: AtomicUsize::new(0),
             idle: Notify::new(),
+            span: tracing::info_span!("group", policy),
             state: Mutex::new(State {
                 children: Children::default(),
                 closed: false,
@@ -246,7 +251,10 @@ where
         code: &Arc<CodeContext>,
         future: F,
     ) -> F::Output {
-        ENCLOSING.scope(self.as_enclosing(code), future).await
+        ENCLOSING
+            .scope(self.as_enclosing(code), future)
+            .instrument(self.span.clone())
+            .await
     }
 
     /// Whether the group is shutting down: its token, or the outside token, was cancelled.
@@ -294,16 +302,18 @@ where
     /// Checked under the lock that failures are recorded under, so a child spawned concurrently with the first
     /// failure is either refused here or sees the cancelled token before its first poll.
     /// `code` holds the child's own token: groups the child creates are cancelled with it.
+    /// `span` is the child's own span (a child of [`Shared::span`]): the task runs in it.
     pub(crate) fn start(
         &self,
         code: &Arc<CodeContext>,
+        span: tracing::Span,
         task: impl Future<Output = ()> + Send + 'static,
     ) -> bool {
         let state = self.lock();
         if state.refuses_spawn() || self.is_cancelled() {
             return false;
         }
-        self.spawn_tracked(state, code, task);
+        self.spawn_tracked(state, code, task.instrument(span));
         true
     }
 
@@ -815,7 +825,11 @@ pub(crate) async fn run_blocking_child<T, E, Work>(
 {
     let _slot = slot;
     let token = code.token(&shared.token).clone();
-    let thread = ThreadWait(Some(tokio::task::spawn_blocking(move || work(token))));
+    // The child's span crosses into the thread: what `work` records is inside it.
+    let span = tracing::Span::current();
+    let thread = ThreadWait(Some(tokio::task::spawn_blocking(move || {
+        span.in_scope(|| work(token))
+    })));
     let exit = match thread.await {
         Ok(Ok(value)) => {
             let _unwanted = sender.send(value);

@@ -47,7 +47,7 @@ where
     BodyFuture: Future<Output = Result<T, E>>,
     E: Send + 'static,
 {
-    let shared = Shared::new(&config);
+    let shared = Shared::new(&config, "fail_fast");
     // Counts this scope in the child (or body) it runs in, so that a cancelled child waits for it to report.
     let _inner = InnerGroup::enter();
     // Aborts every child if this future is dropped before the children are joined (see `AbortOnDrop`).
@@ -426,7 +426,8 @@ where
             sender,
             Arc::clone(&code),
         );
-        if !self.shared.start(&code, task) {
+        let span = tracing::info_span!(parent: &self.shared.span, "group.child", name = %name);
+        if !self.shared.start(&code, span, task) {
             return Err(SpawnError::ShuttingDown { name });
         }
         Ok(ChildHandle { name, value, code })
@@ -439,7 +440,7 @@ where
 {
     /// An empty group with no concurrency limit and no deadline.
     pub fn new() -> Self {
-        let shared = Shared::new(&GroupConfig::new());
+        let shared = Shared::new(&GroupConfig::new(), "owned");
         Self {
             _abort_on_drop: AbortOnDrop(Arc::clone(&shared)),
             shared,

@@ -317,7 +317,7 @@ where
             Some(token) => GroupConfig::new().cancelled_by(token),
             None => GroupConfig::new(),
         };
-        let group = Shared::<Infallible>::new(&group_config);
+        let group = Shared::<Infallible>::new(&group_config, "settle");
         let (sender, outcomes) = mpsc::unbounded_channel();
         // No task is cancelled alone, so the tasks share one context: the group's token, and their inner groups
         // (which a settle task does not wait for when cancelled: it reports a cancellation, and the dropped
@@ -340,7 +340,8 @@ where
             };
             let task_group = Arc::clone(&shared);
             // Refused only if the group was cancelled meanwhile: the dropped task then reports a cancellation.
-            let _started = shared.start(&code, async move {
+            let span = tracing::info_span!(parent: &shared.span, "group.child", index);
+            let _started = shared.start(&code, span, async move {
                 // Checked before every poll and before the first: a cancelled task never runs again.
                 if task_group.check_cancelled(&task_group.token) {
                     return;

@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
 
 use super::error::PoolError;
 use super::global_lock::{GlobalLockPool, SWITCH_INTERVAL};
@@ -331,10 +332,18 @@ impl Executor {
         &self,
         job: J,
     ) -> Result<(J::Output, JobTiming), ExecutorError> {
-        if let Backend::Processes(pool) = &*self.backend {
-            return pool.run(job).await;
+        let span = job_span(J::NAME, self.kind());
+        let result = async {
+            if let Backend::Processes(pool) = &*self.backend {
+                return pool.run(job).await;
+            }
+            self.run_unrecorded(move |should_stop| job.run(should_stop))
+                .await
         }
-        self.run_cpu(move |should_stop| job.run(should_stop)).await
+        .instrument(span.clone())
+        .await;
+        record_job(&span, &result);
+        result
     }
 
     /// Runs a CPU closure and returns its value with when and where it ran.
@@ -349,6 +358,18 @@ impl Executor {
     /// there is nothing to cancel. On `processes` this returns [`ExecutorError::Unsupported`]: use
     /// [`Executor::run_job`], whose jobs can be serialised.
     pub async fn run_cpu<F, R>(&self, job: F) -> Result<(R, JobTiming), ExecutorError>
+    where
+        F: FnOnce(&dyn Fn() -> bool) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let span = job_span("closure", self.kind());
+        let result = self.run_unrecorded(job).instrument(span.clone()).await;
+        record_job(&span, &result);
+        result
+    }
+
+    /// [`run_cpu`](Self::run_cpu) inside the caller's span.
+    async fn run_unrecorded<F, R>(&self, job: F) -> Result<(R, JobTiming), ExecutorError>
     where
         F: FnOnce(&dyn Fn() -> bool) -> R + Send + 'static,
         R: Send + 'static,
@@ -428,6 +449,50 @@ enum Backend {
     GlobalLock(GlobalLockPool),
     Threads(CpuPool),
     Processes(ProcessPool),
+}
+
+/// The span of one job, from queued to finished: a child of the caller's span. The pools enter it on the
+/// worker thread that runs the job, so what the job logs is inside it; the fields are filled in at the end.
+fn job_span(job: &'static str, executor: ExecutorKind) -> tracing::Span {
+    tracing::info_span!(
+        "pool.job",
+        job,
+        executor = executor.name(),
+        worker = tracing::field::Empty,
+        pid = tracing::field::Empty,
+        queue_wait_ms = tracing::field::Empty,
+        run_ms = tracing::field::Empty,
+        error = tracing::field::Empty,
+    )
+}
+
+/// Fills in a finished job's span: which worker ran it, how long it queued and ran, or why it failed.
+fn record_job<R>(span: &tracing::Span, result: &Result<(R, JobTiming), ExecutorError>) {
+    let millis = |duration: std::time::Duration| duration.as_secs_f64() * 1000.0;
+    match result {
+        Ok((_, timing)) => {
+            span.record("worker", timing.worker_index);
+            span.record(
+                "queue_wait_ms",
+                millis(
+                    timing
+                        .started_at
+                        .saturating_duration_since(timing.queued_at),
+                ),
+            );
+            span.record(
+                "run_ms",
+                millis(
+                    timing
+                        .finished_at
+                        .saturating_duration_since(timing.started_at),
+                ),
+            );
+        }
+        Err(error) => {
+            span.record("error", tracing::field::display(error));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -163,7 +163,11 @@ impl Job {
         let state = Arc::new(JobState::new());
         let (reply_sender, reply) = oneshot::channel();
         let job_state = Arc::clone(&state);
+        // The submitter's span crosses into the worker thread: what the job does is recorded inside it (for an
+        // executor's job, its `pool.job` span, a child of the code that asked for the work).
+        let span = tracing::Span::current();
         let run: RunJob = Box::new(move |context: &JobContext, counters: &PoolCounters| {
+            let entered = span.enter();
             let outcome = catch_unwind(AssertUnwindSafe(|| work(context)));
             let timing = JobTiming {
                 worker_index: context.worker_index,
@@ -187,6 +191,9 @@ impl Job {
                 }
             };
             job_state.finish();
+            // The span ends with the job, before the caller can see the result and end the spans above it.
+            drop(entered);
+            drop(span);
             // The caller may have stopped waiting meanwhile; then nobody wants the result.
             let _ = reply_sender.send(reply);
         });

@@ -273,6 +273,8 @@ impl ProcessPool {
                 return Err(error);
             }
         };
+        // The caller's span (an executor's `pool.job`) names the process; the worker itself records nothing.
+        tracing::Span::current().record("pid", process.pid);
         let started_at = Instant::now();
         let exchanged = process.exchange(&frame, id).await;
         let timing = |finished_at| JobTiming {

@@ -9,6 +9,7 @@ use futures::StreamExt;
 use reqwest::header::{ACCEPT, HeaderValue};
 use serde_json::Value;
 use tokio::time::Instant;
+use tracing::Instrument as _;
 use url::Url;
 
 use super::cache::{CacheKey, ResponseCache, SharedFailure};
@@ -142,6 +143,38 @@ impl SourceClient {
         request: &SourceRequest,
         deadline: Deadline,
     ) -> Result<Fetched, FetchError> {
+        let span = tracing::info_span!(
+            "source.fetch",
+            source = %spec.name,
+            path = %request.path,
+            attempts = tracing::field::Empty,
+            cached = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
+        let result = self
+            .fetch_in_span(spec, request, deadline)
+            .instrument(span.clone())
+            .await;
+        match &result {
+            Ok(fetched) => {
+                span.record("attempts", fetched.attempts);
+                span.record("cached", fetched.cached);
+            }
+            Err(error) => {
+                span.record("attempts", error.attempts());
+                span.record("error", tracing::field::display(error.kind()));
+            }
+        }
+        result
+    }
+
+    /// [`fetch`](Self::fetch) inside its span.
+    async fn fetch_in_span(
+        &self,
+        spec: &SourceSpec,
+        request: &SourceRequest,
+        deadline: Deadline,
+    ) -> Result<Fetched, FetchError> {
         let Some(time_to_live) = spec
             .cache_ttl
             .filter(|ttl| !ttl.is_zero())
@@ -151,11 +184,16 @@ impl SourceClient {
         };
         let started = Instant::now();
         loop {
-            let lookup = self.cache.get_or_fetch(
-                CacheKey::new(&spec.name, request),
-                time_to_live,
-                self.fetch_uncached(spec, request, deadline),
-            );
+            // The lookup's span holds the fetch it runs on a miss; `hit` says whether it ran one.
+            let lookup_span = tracing::info_span!("source.cache", hit = tracing::field::Empty);
+            let lookup = self
+                .cache
+                .get_or_fetch(
+                    CacheKey::new(&spec.name, request),
+                    time_to_live,
+                    self.fetch_uncached(spec, request, deadline),
+                )
+                .instrument(lookup_span.clone());
             // This caller may be waiting on another caller's fetch, which runs under *that* caller's deadline:
             // bound the wait by our own. (When we run the fetch ourselves it already stops at our deadline, and
             // it is polled first, so its error, with its attempt log, wins the tie.)
@@ -165,6 +203,9 @@ impl SourceClient {
                     FetchError::new(&spec.name, FetchErrorKind::DeadlineExceeded, Vec::new())
                 })?,
             };
+            if let Ok(lookup) = &lookup {
+                lookup_span.record("hit", !lookup.fetched_by_this_caller);
+            }
             return match lookup {
                 Ok(lookup) if lookup.fetched_by_this_caller => Ok(Fetched::clone(&lookup.fetched)),
                 Ok(lookup) => Ok(Fetched {
@@ -223,14 +264,24 @@ impl SourceClient {
         // Written by the attempt (its record) and by the retry hooks (the decision that followed it); locked
         // only for a push or an update, never across an await.
         let attempt_log = Mutex::new(Vec::<AttemptRecord>::new());
+        // The latest attempt's span, kept open until the retry decision that follows it is recorded on it.
+        let last_attempt = Mutex::new(tracing::Span::none());
 
-        let result = (|| self.attempt(spec, &url, deadline, &attempt_log))
+        let result = (|| self.attempt(spec, &url, deadline, &attempt_log, &last_attempt))
             .retry(self.backoff.full_jitter(spec.retries))
             .sleep(tokio::time::sleep)
             .when(|error: &AttemptError| error.kind.is_retryable())
             .adjust(|error: &AttemptError, backoff| {
                 let decision = retry::decide_retry(backoff, error.retry_after, deadline.remaining());
                 record_decision(&attempt_log, decision);
+                let attempt_span = std::mem::replace(
+                    &mut *last_attempt.lock().unwrap_or_else(PoisonError::into_inner),
+                    tracing::Span::none(),
+                );
+                attempt_span.record("retry", decision_name(decision));
+                if let RetryDecision::Retried { delay } = decision {
+                    attempt_span.record("retry_delay_ms", duration_ms(delay));
+                }
                 match decision {
                     RetryDecision::Retried { delay } => Some(delay),
                     _ => None,
@@ -241,6 +292,7 @@ impl SourceClient {
             })
             .await;
 
+        drop(last_attempt);
         let attempt_log = attempt_log
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner);
@@ -264,9 +316,18 @@ impl SourceClient {
         url: &Url,
         deadline: Deadline,
         attempt_log: &Mutex<Vec<AttemptRecord>>,
+        last_attempt: &Mutex<tracing::Span>,
     ) -> Result<Arc<Value>, AttemptError> {
         let started = Instant::now();
         let number = u32::try_from(lock(attempt_log).len() + 1).unwrap_or(u32::MAX);
+        let span = tracing::info_span!(
+            "source.attempt",
+            attempt = number,
+            status = tracing::field::Empty,
+            error = tracing::field::Empty,
+            retry = tracing::field::Empty,
+            retry_delay_ms = tracing::field::Empty,
+        );
         // What this attempt may take, told to the source so that it can give up when we will (deadline
         // propagation): the earlier of the per-attempt timeout and the caller's deadline.
         let budget = deadline.narrow(Some(spec.timeout)).0.remaining();
@@ -275,6 +336,7 @@ impl SourceClient {
             deadline,
             self.send_and_read(spec, url, budget),
         )
+        .instrument(span.clone())
         .await
         {
             Ok(result) => result,
@@ -297,9 +359,19 @@ impl SourceClient {
             ended: Instant::now(),
             outcome,
         });
-        if let Err(error) = &result {
-            tracing::debug!(source = %spec.name, attempt = number, error = %error.kind, "source attempt failed");
+        match &result {
+            Ok(_) => {
+                span.record("status", 200);
+            }
+            Err(error) => {
+                if let FetchErrorKind::HttpStatus { status } = &error.kind {
+                    span.record("status", status.as_u16());
+                }
+                span.record("error", tracing::field::display(&error.kind));
+                tracing::debug!(parent: &span, source = %spec.name, attempt = number, error = %error.kind, "source attempt failed");
+            }
         }
+        *last_attempt.lock().unwrap_or_else(PoisonError::into_inner) = span;
         result
     }
 
@@ -422,6 +494,21 @@ fn request_url(base_url: &Url, request: &SourceRequest) -> Url {
         url.query_pairs_mut().extend_pairs(&request.query);
     }
     url
+}
+
+/// What followed a failed attempt, as a span field.
+fn decision_name(decision: RetryDecision) -> &'static str {
+    match decision {
+        RetryDecision::Retried { .. } => "retried",
+        RetryDecision::NotRetryable => "not_retryable",
+        RetryDecision::RetriesExhausted => "retries_exhausted",
+        RetryDecision::DeadlineTooClose { .. } => "deadline_too_close",
+    }
+}
+
+/// A duration in whole milliseconds, for a span field.
+fn duration_ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Sets the decision that followed the latest attempt.
