@@ -228,7 +228,22 @@ fn report(
     let stats = &summary.stats;
     // Lines of the input not accounted for: never read, or dropped in flight. Unknown for stdin.
     let left = stats.total.map(|total| total.saturating_sub(stats.done));
+    // For whoever pressed Ctrl-C, with or without --json: what happened and what to do, as the last line.
+    let interrupted_note = || {
+        if interrupted.is_none() {
+            return;
+        }
+        let left = match left {
+            Some(left) => format!("{left} left"),
+            None => "the rest of the input left".to_owned(),
+        };
+        printer.note(&format!(
+            "interrupted: {} stored, {left}; run the same command to resume",
+            stats.stored()
+        ));
+    };
     if output.json {
+        interrupted_note();
         let json = JsonSummary {
             read: stats.read,
             ok: stats.ok,
@@ -250,16 +265,6 @@ fn report(
             left,
         };
         return printer.json_line(&json);
-    }
-    if interrupted.is_some() {
-        let left = match left {
-            Some(left) => format!("{left} left"),
-            None => "the rest of the input left".to_owned(),
-        };
-        printer.note(&format!(
-            "interrupted: {} stored, {left}; run the same command to resume",
-            stats.stored()
-        ));
     }
     let ended = if interrupted.is_some() {
         "stopped after"
@@ -289,6 +294,7 @@ fn report(
     if let (Some(path), Some(rows)) = (output.export, exported) {
         printer.note(&format!("exported {rows} answers to {}", path.display()));
     }
+    interrupted_note();
     Ok(())
 }
 
