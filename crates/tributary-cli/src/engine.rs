@@ -91,13 +91,15 @@ fn start_executor(kind: ExecutorKind, settings: &EngineSettings) -> Result<Execu
     })
 }
 
-/// This executable with its hidden worker command.
+/// This executable with its hidden worker command; when spans are exported, the workers export theirs to the
+/// same collector, each job's span a child of the parent's `pool.job`.
 pub fn worker_command() -> Result<WorkerCommand, CliError> {
-    WorkerCommand::current_exe([WORKER_COMMAND]).map_err(|error| {
+    let command = WorkerCommand::current_exe([WORKER_COMMAND]).map_err(|error| {
         CliError::caused(
             ErrorKind::Environment,
             "failed to find this executable for the worker processes",
             &error,
         )
-    })
+    })?;
+    Ok(crate::logging::trace_workers(command))
 }

@@ -71,6 +71,32 @@ pub fn init(verbosity: u8, colour: bool, export: &Export) -> Result<Logging, Cli
     })
 }
 
+/// `command` (a worker process of `--executor processes`) set up to export its spans where this process does,
+/// and to continue each job's trace; unchanged when nothing is exported.
+pub fn trace_workers(command: tributary::pool::WorkerCommand) -> tributary::pool::WorkerCommand {
+    #[cfg(feature = "otlp")]
+    if let Some(endpoint) = otlp::ENDPOINT.get() {
+        return command
+            .with_env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())
+            .with_trace_context(tributary::pool::TraceContext {
+                inject: otlp::traceparent,
+            });
+    }
+    command
+}
+
+/// The span a worker process runs a job in: `worker.job`, continuing the parent's trace when it sent one.
+pub fn worker_span(job: &str, trace: Option<&str>) -> tracing::Span {
+    let span = tracing::info_span!("worker.job", job, pid = std::process::id());
+    #[cfg(feature = "otlp")]
+    if let Some(traceparent) = trace {
+        otlp::continue_trace(&span, traceparent);
+    }
+    #[cfg(not(feature = "otlp"))]
+    let _ = trace;
+    span
+}
+
 impl Logging {
     /// Sends what is still buffered; returns a warning to show when the collector could not take it.
     pub fn finish(self) -> Option<String> {
@@ -84,14 +110,39 @@ impl Logging {
 
 #[cfg(feature = "otlp")]
 mod otlp {
+    use std::collections::HashMap;
+    use std::sync::OnceLock;
+
+    use opentelemetry::propagation::TextMapPropagator as _;
     use opentelemetry::trace::TracerProvider as _;
     use opentelemetry_otlp::WithExportConfig as _;
     use opentelemetry_sdk::Resource;
+    use opentelemetry_sdk::propagation::TraceContextPropagator;
     use opentelemetry_sdk::trace::SdkTracerProvider;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
     use tracing_subscriber::filter::LevelFilter;
     use tracing_subscriber::{Layer, Registry};
 
     use crate::error::{CliError, ErrorKind};
+
+    /// The collector's base URL, once exporting: what the worker processes are told.
+    pub static ENDPOINT: OnceLock<url::Url> = OnceLock::new();
+
+    /// The current span's context as a W3C `traceparent`: what a worker process continues from.
+    pub fn traceparent() -> Option<String> {
+        let context = tracing::Span::current().context();
+        let mut carrier = HashMap::new();
+        TraceContextPropagator::new().inject_context(&context, &mut carrier);
+        carrier.remove("traceparent")
+    }
+
+    /// Makes `span` a child of the span `traceparent` names (in another process).
+    pub fn continue_trace(span: &tracing::Span, traceparent: &str) {
+        let carrier = HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+        let parent = TraceContextPropagator::new().extract(&carrier);
+        // Fails only when the span is disabled or the layer is missing: then there is nothing to link.
+        let _ = span.set_parent(parent);
+    }
 
     /// The OTLP/HTTP exporter: spans are batched on the SDK's own thread and sent as protobuf.
     #[derive(Debug)]
@@ -126,6 +177,7 @@ mod otlp {
                 .with_batch_exporter(exporter)
                 .with_resource(Resource::builder().with_service_name("tributary").build())
                 .build();
+            let _ = ENDPOINT.set(base.clone());
             Ok(Self { provider, endpoint })
         }
 

@@ -32,12 +32,9 @@ fn main() -> std::process::ExitCode {
     let started = std::time::Instant::now();
     let cli = Cli::parse();
     let printer = Printer::new(cli.color);
-    // A worker process of `--executor processes` exports nothing: its parent's span covers its job.
-    let export = match &cli.command {
-        cli::Command::Worker => logging::Export::default(),
-        _ => logging::Export {
-            otlp_endpoint: cli.otlp_endpoint.clone(),
-        },
+    // A worker process of `--executor processes` gets the endpoint from its parent's environment.
+    let export = logging::Export {
+        otlp_endpoint: cli.otlp_endpoint.clone(),
     };
     let result = logging::init(cli.verbose, printer.stderr_colour(), &export).and_then(|logging| {
         let result = CommandSettings::resolve(cli.command)
@@ -65,10 +62,11 @@ fn run(
         CommandSettings::Serve(settings) => block_on(commands::serve::run(settings, printer)),
         CommandSettings::Sources(settings) => block_on(commands::sources::run(settings, printer)),
         // A worker of `--executor processes`: synchronous, no runtime, jobs on stdin, results on stdout.
-        CommandSettings::Worker => tributary::pool::serve_worker(
+        CommandSettings::Worker => tributary::pool::serve_worker_traced(
             &tributary_lab::worker_jobs(),
             std::io::stdin().lock(),
             std::io::stdout().lock(),
+            logging::worker_span,
         )
         .map(|()| Outcome::Done)
         .map_err(|error| CliError::internal("the worker failed", &error)),

@@ -5,6 +5,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message as _;
+
 use crate::harness::{FAST, code, stderr, tributary};
 
 /// One request the collector got.
@@ -159,4 +162,92 @@ fn a_collector_that_is_down_costs_a_warning_not_the_answer() {
         "{}",
         stderr(&output)
     );
+}
+
+/// A span as the collector got it.
+#[derive(Debug)]
+struct Exported {
+    name: String,
+    trace_id: Vec<u8>,
+    span_id: Vec<u8>,
+    parent_span_id: Vec<u8>,
+    /// The `service.name` of the process that sent it.
+    service: String,
+}
+
+/// Every span in what the collector received, decoded from OTLP protobuf.
+fn decode(received: &[Received]) -> Vec<Exported> {
+    let mut spans = Vec::new();
+    for request in received {
+        let export = ExportTraceServiceRequest::decode(request.body.as_slice())
+            .expect("an OTLP ExportTraceServiceRequest");
+        for resource_spans in export.resource_spans {
+            let service = resource_spans
+                .resource
+                .iter()
+                .flat_map(|resource| &resource.attributes)
+                .find(|attribute| attribute.key == "service.name")
+                .and_then(|attribute| attribute.value.as_ref())
+                .map(|value| format!("{:?}", value.value))
+                .unwrap_or_default();
+            for scope_spans in resource_spans.scope_spans {
+                for span in scope_spans.spans {
+                    spans.push(Exported {
+                        name: span.name,
+                        trace_id: span.trace_id,
+                        span_id: span.span_id,
+                        parent_span_id: span.parent_span_id,
+                        service: service.clone(),
+                    });
+                }
+            }
+        }
+    }
+    spans
+}
+
+#[test]
+fn a_worker_process_continues_the_trace_of_the_job_it_runs() {
+    let (url, received) = collector();
+    let output = tributary()
+        .arg("ask")
+        .args(FAST)
+        .args([
+            "--executor",
+            "processes",
+            "--workers",
+            "2",
+            "--otlp-endpoint",
+            &url,
+            "Is it raining in Paris?",
+        ])
+        .output()
+        .expect("run tributary ask");
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let spans = decode(&received.lock().expect("the list"));
+    let named =
+        |name: &str| -> Vec<&Exported> { spans.iter().filter(|span| span.name == name).collect() };
+    let jobs = named("pool.job");
+    let worker_jobs = named("worker.job");
+    assert!(!jobs.is_empty(), "the parent's job spans were exported");
+    assert_eq!(
+        worker_jobs.len(),
+        jobs.len(),
+        "each job's span in the worker process was exported too"
+    );
+    for worker_job in worker_jobs {
+        let parent = jobs
+            .iter()
+            .find(|job| job.span_id == worker_job.parent_span_id)
+            .expect("a worker's span is the child of the parent's pool.job span");
+        assert_eq!(
+            worker_job.trace_id, parent.trace_id,
+            "one trace across the processes"
+        );
+        assert!(
+            worker_job.service.contains("tributary"),
+            "{}",
+            worker_job.service
+        );
+    }
 }

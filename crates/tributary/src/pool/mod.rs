@@ -109,7 +109,8 @@ pub use job::{JobContext, JobHandle, JobTiming};
 #[doc(hidden)]
 pub use process::fuzzing;
 pub use process::{
-    ProcessPool, ProcessPoolConfig, ProcessPoolStats, WorkerCommand, WorkerJobs, serve_worker,
+    ProcessPool, ProcessPoolConfig, ProcessPoolStats, TraceContext, WorkerCommand, WorkerJobs,
+    serve_worker, serve_worker_traced,
 };
 pub use stats::PoolStats;
 pub use threads::{CpuPool, PoolConfig};

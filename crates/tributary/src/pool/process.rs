@@ -41,6 +41,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::fmt;
 use std::io::{self, BufRead, Write};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -75,7 +76,37 @@ pub struct WorkerCommand {
     pub args: Vec<String>,
     /// Extra environment variables, on top of the parent's environment.
     pub env: Vec<(OsString, OsString)>,
+    /// How a job's span context crosses into the worker, if it should.
+    pub trace_context: Option<TraceContext>,
 }
+
+/// Carries a job's trace context into the worker process, so that the span the worker runs the job in is a
+/// child of the job's span in the parent.
+///
+/// The program provides both ends, because the engine knows `tracing` but not the tracing system behind it
+/// (OpenTelemetry, in the CLI): `inject` runs in the parent inside the job's `pool.job` span and returns that
+/// span's context as text (a W3C `traceparent`, say), which travels with the job; in the worker,
+/// [`serve_worker_traced`] hands the text to its `enter` function, which makes the job's span from it.
+#[derive(Clone, Copy)]
+pub struct TraceContext {
+    /// The current span's context as text, or `None` when there is nothing to carry.
+    pub inject: fn() -> Option<String>,
+}
+
+impl fmt::Debug for TraceContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TraceContext").finish_non_exhaustive()
+    }
+}
+
+/// Two propagations are the same when they call the same function.
+impl PartialEq for TraceContext {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::fn_addr_eq(self.inject, other.inject)
+    }
+}
+
+impl Eq for TraceContext {}
 
 /// How big a process pool to build.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +171,7 @@ impl WorkerCommand {
             program: program.into(),
             args: args.into_iter().map(Into::into).collect(),
             env: Vec::new(),
+            trace_context: None,
         }
     }
 
@@ -152,6 +184,12 @@ impl WorkerCommand {
     /// The same command with one more environment variable.
     pub fn with_env(mut self, name: impl Into<OsString>, value: impl Into<OsString>) -> Self {
         self.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// The same command, sending each job's trace context along (see [`TraceContext`]).
+    pub fn with_trace_context(mut self, trace_context: TraceContext) -> Self {
+        self.trace_context = Some(trace_context);
         self
     }
 }
@@ -256,6 +294,12 @@ impl ProcessPool {
             id,
             job: J::NAME.into(),
             input,
+            // Called here, inside the job's span (see `Executor::run_job`).
+            trace: inner
+                .config
+                .command
+                .trace_context
+                .and_then(|trace_context| (trace_context.inject)()),
         });
 
         let mut accounting = Accounting::queued(&inner.counters);
@@ -357,10 +401,17 @@ impl ProcessPool {
 /// frame that does not parse, or names a job `jobs` does not know, is answered with a `rejected` frame. Returns
 /// an error only when reading or writing fails. Output is flushed before each job runs, so a job that ends the
 /// process (a crash, on purpose or not) loses no earlier answer.
-pub fn serve_worker(
+pub fn serve_worker(jobs: &WorkerJobs, input: impl BufRead, output: impl Write) -> io::Result<()> {
+    serve_worker_traced(jobs, input, output, |_, _| tracing::Span::none())
+}
+
+/// [`serve_worker`], running each job inside the span `enter` makes from the job's name and the trace context
+/// the parent sent with it (see [`TraceContext`]; `None` when the parent sent none).
+pub fn serve_worker_traced(
     jobs: &WorkerJobs,
     input: impl BufRead,
     mut output: impl Write,
+    enter: impl Fn(&str, Option<&str>) -> tracing::Span,
 ) -> io::Result<()> {
     for line in input.lines() {
         let line = line?;
@@ -370,7 +421,9 @@ pub fn serve_worker(
         let response = match serde_json::from_str::<RequestFrame>(payload) {
             Ok(frame) => {
                 output.flush()?;
-                ResponseFrame::answer(frame.id, jobs.run(&frame.job, frame.input))
+                let span = enter(&frame.job, frame.trace.as_deref());
+                let answer = span.in_scope(|| jobs.run(&frame.job, frame.input));
+                ResponseFrame::answer(frame.id, answer)
             }
             Err(error) => ResponseFrame::answer(
                 serde_json::from_str::<FrameId>(payload).map_or(0, |frame| frame.id),
@@ -456,6 +509,9 @@ struct RequestFrame {
     job: String,
     /// The job itself.
     input: Value,
+    /// The job's span context, from [`TraceContext::inject`]; absent when not traced (and from older parents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    trace: Option<String>,
 }
 
 /// Exactly one of `output` and `rejected`.
@@ -761,6 +817,7 @@ pub mod fuzzing {
             id,
             job: job.to_owned(),
             input,
+            trace: None,
         })
     }
 }

@@ -244,6 +244,7 @@ fn the_worker_skips_stray_lines_and_rejects_malformed_frames() {
         id: 9,
         job: SpinJob::NAME.to_owned(),
         input: serde_json::json!({"rounds": 100}),
+        trace: None,
     });
     let input = format!(
         "running 1 test\n{FRAME_TAG}{{\"id\":4,\"job\":\"teleport\",\"input\":{{}}}}\n\
@@ -353,4 +354,45 @@ async fn a_job_dropped_while_waiting_for_a_worker_never_runs() {
     );
     assert_eq!(stats.workers_replaced, 0);
     pool.shutdown().await;
+}
+
+#[test]
+fn a_traced_worker_runs_each_job_in_the_span_made_from_the_context_sent_with_it() {
+    let traced = encode_frame(&RequestFrame {
+        id: 1,
+        job: SpinJob::NAME.to_owned(),
+        input: serde_json::json!({"rounds": 10}),
+        trace: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned()),
+    });
+    let untraced = encode_frame(&RequestFrame {
+        id: 2,
+        job: SpinJob::NAME.to_owned(),
+        input: serde_json::json!({"rounds": 10}),
+        trace: None,
+    });
+    let seen = std::sync::Mutex::new(Vec::new());
+    let mut output = Vec::new();
+    serve_worker_traced(
+        &jobs(),
+        Cursor::new(format!("{traced}{untraced}")),
+        &mut output,
+        |job, trace| {
+            seen.lock()
+                .expect("the list")
+                .push((job.to_owned(), trace.map(str::to_owned)));
+            tracing::Span::none()
+        },
+    )
+    .expect("serve until end of input");
+    assert_eq!(
+        seen.into_inner().expect("the list"),
+        [
+            (
+                "spin".to_owned(),
+                Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned())
+            ),
+            ("spin".to_owned(), None),
+        ]
+    );
+    assert_eq!(String::from_utf8(output).expect("utf-8").lines().count(), 2);
 }
