@@ -368,6 +368,6 @@ fn ratio(numerator: f64, denominator: f64) -> f64 {
 }
 
 #[cfg(test)]
-mod spans;
+pub(crate) mod spans;
 #[cfg(test)]
 mod tests;

@@ -2,6 +2,9 @@
 
 use std::sync::Arc;
 
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use tracing_subscriber::layer::SubscriberExt as _;
 use tributary_sim::{SimConfig, SimServer, city_named_in};
 use url::Url;
 
@@ -19,4 +22,37 @@ pub(crate) async fn simulator_agent_settings(
     let base = Url::parse(&server.base_url()).expect("the simulator's url parses");
     let places: Arc<dyn PlaceFinder> = Arc::new(city_named_in);
     (server, SourcesConfig::all_kinds_at(&base).sources, places)
+}
+
+/// Spans recorded on this thread (as its default subscriber) go to OpenTelemetry's in-memory exporter until the
+/// value is dropped. Run the test on a current-thread runtime so that every task's spans are made here; the
+/// pool's worker threads enter spans made here, which carry the subscriber with them.
+pub(crate) struct SpansInMemory {
+    exporter: InMemorySpanExporter,
+    provider: SdkTracerProvider,
+    _default: tracing::subscriber::DefaultGuard,
+}
+
+impl SpansInMemory {
+    pub(crate) fn start() -> Self {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("tributary-test")));
+        Self {
+            exporter,
+            provider,
+            _default: tracing::subscriber::set_default(subscriber),
+        }
+    }
+
+    /// The spans that have ended so far.
+    pub(crate) fn finished(&self) -> Vec<SpanData> {
+        self.provider.force_flush().expect("flush the spans");
+        self.exporter
+            .get_finished_spans()
+            .expect("the finished spans")
+    }
 }

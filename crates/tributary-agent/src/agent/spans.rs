@@ -5,29 +5,20 @@ use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use opentelemetry::trace::{SpanId, TracerProvider as _};
+use opentelemetry::trace::SpanId;
 use opentelemetry::{KeyValue, Value};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
-use tracing_subscriber::layer::SubscriberExt as _;
+use opentelemetry_sdk::trace::SpanData;
 use tributary::pool::{CpuPool, PoolConfig};
 use tributary_sim::{Fault, SimConfig};
 
 use super::*;
-use crate::test_support::simulator_agent_settings;
+use crate::test_support::{SpansInMemory, simulator_agent_settings};
 
 /// Asks `question` with every span exported to memory; the finished spans.
 async fn exported_spans(config: SimConfig, question: &str) -> Vec<SpanData> {
     // Started first, so that only the run's spans are exported.
     let (services, sources, places) = simulator_agent_settings(config).await;
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(exporter.clone())
-        .build();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("tributary-test")));
-    // A thread's default: the test runs on a current-thread runtime, so every task of the run is polled here;
-    // the pool's worker threads enter spans made here, which carry this subscriber with them.
-    let _default = tracing::subscriber::set_default(subscriber);
+    let spans = SpansInMemory::start();
     let settings = AgentSettings {
         inference_cost: InferenceCost::free(),
         places,
@@ -44,18 +35,17 @@ async fn exported_spans(config: SimConfig, question: &str) -> Vec<SpanData> {
         .await;
     drop(agent);
     drop(services);
-    provider.force_flush().expect("flush the spans");
-    exporter.get_finished_spans().expect("the finished spans")
+    spans.finished()
 }
 
-fn attribute<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
+pub(crate) fn attribute<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
     span.attributes
         .iter()
         .find(|KeyValue { key: name, .. }| name.as_str() == key)
         .map(|KeyValue { value, .. }| value)
 }
 
-fn text(span: &SpanData, key: &str) -> String {
+pub(crate) fn text(span: &SpanData, key: &str) -> String {
     attribute(span, key)
         .map(Value::to_string)
         .unwrap_or_default()

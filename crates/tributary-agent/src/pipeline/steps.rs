@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use futures::{StreamExt as _, stream};
 use tokio::time::Instant;
+use tracing::Instrument as _;
 use tributary::group::Deadline;
 
 use crate::agent::{Agent, Recording};
@@ -46,11 +47,33 @@ pub struct FetchedQuestion {
     fetch_elapsed: Duration,
     /// Whether any source was actually asked.
     fetched_any: bool,
+    /// The question's `tracing` span, from its first fetch to its row: both stages run in it.
+    span: tracing::Span,
 }
 
 /// Fetches every source the plan asks for `pending`, all at once, each within `min(per-source timeout,
 /// deadline)`.
 pub async fn fetch_question(agent: &Agent, pending: PendingQuestion) -> FetchedQuestion {
+    // A trace of its own: a batch of a million questions is a million small traces, not one huge one.
+    let span = tracing::info_span!(
+        parent: None,
+        "question",
+        id = %pending.id,
+        line = pending.line,
+        question = pending.question.as_str(),
+        status = tracing::field::Empty,
+    );
+    fetch_in_span(agent, pending, span.clone())
+        .instrument(span)
+        .await
+}
+
+/// [`fetch_question`] inside the question's span.
+async fn fetch_in_span(
+    agent: &Agent,
+    pending: PendingQuestion,
+    span: tracing::Span,
+) -> FetchedQuestion {
     let started = Instant::now();
     let deadline = Deadline::after_from(started, agent.settings().deadline);
     let context = agent
@@ -79,18 +102,28 @@ pub async fn fetch_question(agent: &Agent, pending: PendingQuestion) -> FetchedQ
         fetches,
         fetch_elapsed: started.elapsed(),
         fetched_any,
+        span,
     }
 }
 
 /// Runs inference on every response on the executor, all at once, within what the deadline has left; then
 /// applies the answer rule and builds the row to store.
 pub async fn infer_question(agent: &Agent, fetched: FetchedQuestion) -> AnswerRow {
+    let span = fetched.span.clone();
+    let row = infer_in_span(agent, fetched).instrument(span.clone()).await;
+    span.record("status", row.status.as_str());
+    row
+}
+
+/// [`infer_question`] inside the question's span.
+async fn infer_in_span(agent: &Agent, fetched: FetchedQuestion) -> AnswerRow {
     let FetchedQuestion {
         pending,
         context,
         fetches,
         fetch_elapsed,
         fetched_any,
+        span: _,
     } = fetched;
     let started = Instant::now();
     let deadline = Deadline::after_from(

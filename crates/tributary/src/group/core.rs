@@ -313,7 +313,12 @@ where
         if state.refuses_spawn() || self.is_cancelled() {
             return false;
         }
-        self.spawn_tracked(state, code, task.instrument(span));
+        // Without a subscriber that wants the span, the child is spawned as it is: no wrapper to poll through.
+        if span.is_disabled() {
+            self.spawn_tracked(state, code, task);
+        } else {
+            self.spawn_tracked(state, code, task.instrument(span));
+        }
         true
     }
 
