@@ -34,7 +34,9 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
-    /// When to use colour: auto (a terminal, and NO_COLOR unset or empty), always, never.
+    /// When to use colour. auto: on a terminal; in auto, NO_COLOR (set, not empty) turns colour off, else
+    /// CLICOLOR_FORCE (set, not empty or 0) turns it on even into a pipe, else CLICOLOR=0 turns it off. always
+    /// and never win over all of them.
     #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
     pub color: ColorChoice,
 
@@ -45,7 +47,7 @@ pub struct Cli {
 /// When to colour the output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ColorChoice {
-    /// On a terminal, unless NO_COLOR is set to a non-empty value.
+    /// On a terminal; NO_COLOR, then CLICOLOR_FORCE, then CLICOLOR=0 decide first.
     Auto,
     /// Always, even into a pipe or with NO_COLOR.
     Always,

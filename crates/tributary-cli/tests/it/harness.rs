@@ -5,10 +5,16 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-/// The binary under test, with logs quiet and no colour.
+/// The binary under test, with logs quiet, no colour, and none of the environment variables that change its
+/// output or its flags' defaults from the environment the tests run in.
 pub fn tributary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tributary"));
-    command.env("NO_COLOR", "1").env_remove("RUST_LOG");
+    command
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .env_remove("CLICOLOR_FORCE")
+        .env_remove("CLICOLOR")
+        .env_remove("COLUMNS");
     command
 }
 
