@@ -12,14 +12,22 @@ use tributary::pool::ExecutorKind;
 use tributary_agent::limits::{MAX_DURATION, check_duration};
 use tributary_agent::pipeline::{DEFAULT_IO_CONCURRENCY, InputFormat};
 
-/// The exit codes, for `--help` (and the README).
+/// Every exit code and the commands that return it, for `tributary --help` (and the README). Each command's
+/// own `--help` lists only the codes that command can return (`*_HELP` and `*_EXIT_CODES` below).
 pub const EXIT_CODES: &str = "\
-Exit codes:
-  0  an answer was produced (possibly degraded), or the command did its job
+Exit codes (each command's --help lists its own):
+  0  the command did its job: an answer (possibly degraded), every input line accounted for,
+     every claim held
   1  internal error (a bug, or the environment failed, e.g. a port in use)
   2  usage, configuration or input error
-  3  no answer: no source answered, or a required source failed
+  3  ask: no answer: no source answered, or a required source failed
   4  lab: an experiment ran and its claim did not hold (FAIL)";
+
+/// The help headings that group a command's options, after its own ("Options").
+const ENGINE: &str = "Engine";
+const SOURCES: &str = "Sources";
+const OUTPUT: &str = "Output";
+const GLOBAL: &str = "Global";
 
 /// Ask many slow sources at once, run CPU-heavy inference on every core, answer within a deadline.
 ///
@@ -31,13 +39,19 @@ Exit codes:
 #[command(name = "tributary", version, about, long_about, after_help = EXIT_CODES)]
 pub struct Cli {
     /// More logs on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,
 
-    /// When to use colour. auto: on a terminal; in auto, NO_COLOR (set, not empty) turns colour off, else
-    /// CLICOLOR_FORCE (set, not empty or 0) turns it on even into a pipe, else CLICOLOR=0 turns it off. always
-    /// and never win over all of them.
-    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    /// When to use colour: auto, always or never. auto colours a terminal, but first NO_COLOR (not empty) turns
+    /// colour off, then CLICOLOR_FORCE (not empty or 0) turns it on even into a pipe, then CLICOLOR=0 turns it
+    /// off; always and never win over all three.
+    #[arg(
+        long,
+        global = true,
+        value_name = "WHEN",
+        default_value = "auto",
+        help_heading = GLOBAL
+    )]
     pub color: ColorChoice,
 
     #[command(subcommand)]
@@ -58,7 +72,7 @@ pub enum ColorChoice {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Ask a question: fetch every source at once, infer on each answer as it arrives, print one answer.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = ASK_EXIT_CODES)]
     Ask(AskArgs),
     /// Answer every question of a file into a SQLite database: fetch and infer in overlapping stages, resumably.
     #[command(after_help = BATCH_HELP)]
@@ -67,7 +81,7 @@ pub enum Command {
     #[command(after_help = SERVE_HELP)]
     Serve(ServeArgs),
     /// Run the simulated weather, news and knowledge-base services standalone on loopback.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = SOURCES_EXIT_CODES)]
     Sources(SourcesArgs),
     /// Run the chapter's claims as experiments on this machine: figures, the claim, PASS or FAIL.
     #[command(after_help = LAB_HELP)]
@@ -77,37 +91,55 @@ pub enum Command {
     Worker,
 }
 
-/// Flags shared by every command that runs the engine (`ask`, `batch`).
+/// Flags shared by every command that runs the engine (`ask`, `batch`, `serve`).
 #[derive(Debug, Clone, Args)]
 pub struct EngineArgs {
     /// Time allowed to each source (all its attempts), inside the overall deadline (at most 1 day).
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "5s",
+        value_parser = parse_duration,
+        help_heading = ENGINE
+    )]
     pub per_source_timeout: Duration,
 
     /// Time allowed to the whole question, counted from when the command started; the answer comes back by
     /// then whatever the sources do (at most 1 day).
-    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "15s",
+        value_parser = parse_duration,
+        help_heading = ENGINE
+    )]
     pub deadline: Duration,
 
     /// CPU time the simulated LLM spends on each response (calibrated on this machine; at most 60s).
-    #[arg(long, value_name = "DURATION", default_value = "300ms", value_parser = parse_duration)]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "300ms",
+        value_parser = parse_duration,
+        help_heading = ENGINE
+    )]
     pub inference_cost: Duration,
 
     /// Inject a fault into a source: SOURCE=KIND, KIND one of error, unavailable, hang, slow-body, malformed,
     /// huge, latency:DURATION (at most 10m). Repeatable: at most one fault and one latency per source.
-    #[arg(long = "fault", value_name = "SOURCE=KIND")]
+    #[arg(long = "fault", value_name = "SOURCE=KIND", help_heading = SOURCES)]
     pub faults: Vec<String>,
 
     /// Sources described in a TOML file, instead of the embedded simulated services.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = SOURCES)]
     pub config: Option<PathBuf>,
 
     /// CPU workers for inference (default: the number of cores; at most 256).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", help_heading = ENGINE)]
     pub workers: Option<usize>,
 
     /// Where inference runs.
-    #[arg(long, value_name = "KIND", default_value = "threads")]
+    #[arg(long, value_name = "KIND", default_value = "threads", help_heading = ENGINE)]
     pub executor: ExecutorArg,
 }
 
@@ -151,15 +183,15 @@ pub struct AskArgs {
     pub engine: EngineArgs,
 
     /// Print the result as JSON on stdout (one object per question, one per line).
-    #[arg(long)]
+    #[arg(long, help_heading = OUTPUT)]
     pub json: bool,
 
     /// Show a Gantt chart of the run: a lane per source and per worker.
-    #[arg(long)]
+    #[arg(long, help_heading = OUTPUT)]
     pub timeline: bool,
 
     /// Write a Chrome Trace Event JSON file of the run (opens in Perfetto).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = OUTPUT)]
     pub trace: Option<PathBuf>,
 
     /// Run the chapter's baseline: fetch, infer, fetch, infer, ... one step at a time.
@@ -188,7 +220,30 @@ API:
                  statuses, retries and cache hits, the CPU pool's queue and busy workers.
 
 Ctrl-C or SIGTERM stops accepting, lets the asks in flight finish (each within its deadline), and
-exits 0.";
+exits 0.
+
+Exit codes:
+  0  stopped by Ctrl-C or SIGTERM, the asks in flight answered
+  1  internal error (a bug, or the environment failed: the address is in use, a worker process
+     cannot start)
+  2  usage or configuration error (a bad flag or sources file)";
+
+/// `tributary ask`'s exit codes: the only command that can end without an answer.
+const ASK_EXIT_CODES: &str = "\
+Exit codes:
+  0  an answer was produced for every question (possibly degraded)
+  1  internal error (a bug, or the environment failed, e.g. a worker process cannot start)
+  2  usage, configuration or input error (a bad flag, sources file or question, a --trace file
+     that cannot be written)
+  3  no answer (to one question or more): no source answered, or a required source failed";
+
+/// `tributary sources`' exit codes.
+const SOURCES_EXIT_CODES: &str = "\
+Exit codes:
+  0  stopped by Ctrl-C
+  1  internal error (a bug, or the environment failed: the address is in use, the services did
+     not stop in time)
+  2  usage error (a bad --listen, --fault or --seed)";
 
 const BATCH_HELP: &str = "\
 Input:
@@ -197,7 +252,7 @@ Input:
   Blank lines are skipped; a line that cannot be used (malformed JSON, no question, too
   long) is reported with its line number and stored as failed.
 
-Output:
+Stored answers:
   Each answer is stored as the same JSON object `tributary ask --json` prints. --export
   writes one per line, in input order, with the row's id, line, fetch_ms, infer_ms and
   stored_at added.
@@ -232,23 +287,23 @@ pub struct BatchArgs {
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<FormatArg>,
 
-    /// Questions fetching at once (each asks its sources in parallel, up to 64 at a time; at most 4096).
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_IO_CONCURRENCY)]
-    pub io_concurrency: NonZeroUsize,
-
     #[command(flatten)]
     pub engine: EngineArgs,
 
+    /// Questions fetching at once (each asks its sources in parallel, up to 64 at a time; at most 4096).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_IO_CONCURRENCY, help_heading = ENGINE)]
+    pub io_concurrency: NonZeroUsize,
+
     /// After the run, write every stored answer to FILE as JSON Lines, in input order.
-    #[arg(long, value_name = "FILE.jsonl")]
+    #[arg(long, value_name = "FILE.jsonl", help_heading = OUTPUT)]
     pub export: Option<PathBuf>,
 
     /// Print the summary as JSON on stdout.
-    #[arg(long)]
+    #[arg(long, help_heading = OUTPUT)]
     pub json: bool,
 
     /// No progress on stderr.
-    #[arg(long, short)]
+    #[arg(long, short, help_heading = OUTPUT)]
     pub quiet: bool,
 }
 
@@ -268,11 +323,11 @@ pub struct SourcesArgs {
     pub listen: SocketAddr,
 
     /// Inject a fault into a service at start-up: SERVICE=KIND (as for `ask --fault`). Repeatable.
-    #[arg(long = "fault", value_name = "SERVICE=KIND")]
+    #[arg(long = "fault", value_name = "SERVICE=KIND", help_heading = SOURCES)]
     pub faults: Vec<String>,
 
     /// Seed of the generated news corpus and weather.
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = 42, help_heading = SOURCES)]
     pub seed: u64,
 }
 
@@ -296,11 +351,11 @@ pub struct LabArgs {
 
     /// Print one JSON object per experiment on stdout, one per line: experiment, title, description, claim,
     /// measured, verdict {pass, reason}.
-    #[arg(long)]
+    #[arg(long, help_heading = OUTPUT)]
     pub json: bool,
 
     /// Write EXPERIMENT.svg (a chart of the run) and EXPERIMENT.trace.json (a Chrome trace) into DIR.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", help_heading = OUTPUT)]
     pub out: Option<PathBuf>,
 }
 
@@ -352,6 +407,183 @@ mod tests {
     #[test]
     fn the_arguments_are_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// The codes each command can return, read off `error::exit_code` and the commands: only `ask` ends with
+    /// `Outcome::NoAnswer` (3) and only `lab` with `Outcome::ClaimFailed` (4); every command that starts a
+    /// runtime, a listener or the engine can fail on its environment (1); clap refuses a bad flag with 2.
+    const CODES: &[(&str, &[u8])] = &[
+        ("ask", &[0, 1, 2, 3]),
+        ("batch", &[0, 1, 2]),
+        ("serve", &[0, 1, 2]),
+        ("sources", &[0, 1, 2]),
+        ("lab", &[0, 1, 2, 4]),
+    ];
+
+    /// The codes listed under "Exit codes" in a rendered help: lines of two spaces, a digit, two spaces.
+    fn listed_codes(help: &str) -> Vec<u8> {
+        let (_, section) = help
+            .split_once("Exit codes")
+            .unwrap_or_else(|| panic!("no \"Exit codes\" in:\n{help}"));
+        section
+            .lines()
+            .filter_map(|line| line.strip_prefix("  "))
+            .filter_map(|rest| rest.split_once("  "))
+            .filter_map(|(code, _)| code.parse().ok())
+            .collect()
+    }
+
+    #[test]
+    fn each_command_lists_exactly_the_exit_codes_it_can_return() {
+        let mut cli = Cli::command();
+        cli.build();
+        let listed: Vec<&str> = CODES.iter().map(|(name, _)| *name).collect();
+        for command in cli.get_subcommands_mut() {
+            let name = command.get_name().to_owned();
+            if command.is_hide_set() || name == "help" {
+                continue;
+            }
+            let expected = CODES
+                .iter()
+                .find(|(command, _)| *command == name)
+                .unwrap_or_else(|| {
+                    panic!("`{name}` is not in CODES {listed:?}: add its exit codes")
+                })
+                .1;
+            for help in [command.render_help(), command.render_long_help()] {
+                let help = help.to_string();
+                assert_eq!(listed_codes(&help), expected, "`{name}`:\n{help}");
+            }
+        }
+        assert_eq!(
+            listed_codes(&cli.render_long_help().to_string()),
+            [0, 1, 2, 3, 4],
+            "tributary --help lists every code"
+        );
+    }
+
+    /// The headings of a rendered help, in order, each with the long flags listed under it.
+    fn sections(help: &str) -> Vec<(String, Vec<String>)> {
+        let mut sections: Vec<(String, Vec<String>)> = Vec::new();
+        for line in help.lines() {
+            if line.ends_with(':') && !line.starts_with(' ') {
+                sections.push((line.trim_end_matches(':').to_owned(), Vec::new()));
+            } else if line.starts_with("  -") || line.starts_with("      --") {
+                // `  -v, --verbose...` or `      --deadline <DURATION>`: the long name.
+                let flag = line.split([' ', ',']).find(|word| word.starts_with("--"));
+                if let (Some((_, flags)), Some(flag)) = (sections.last_mut(), flag) {
+                    flags.push(flag.to_owned());
+                }
+            }
+        }
+        sections
+    }
+
+    /// A heading and the long flags under it.
+    type Section = (&'static str, &'static [&'static str]);
+
+    #[test]
+    fn options_are_grouped_under_headings_and_the_global_ones_come_last() {
+        let mut cli = Cli::command();
+        cli.build();
+        let expected: &[(&str, &[Section])] = &[
+            (
+                "ask",
+                &[
+                    ("Arguments", &[]),
+                    ("Options", &["--sequential", "--compare", "--help"]),
+                    (
+                        "Engine",
+                        &[
+                            "--per-source-timeout",
+                            "--deadline",
+                            "--inference-cost",
+                            "--workers",
+                            "--executor",
+                        ],
+                    ),
+                    ("Sources", &["--fault", "--config"]),
+                    ("Output", &["--json", "--timeline", "--trace"]),
+                    ("Global", &["--verbose...", "--color"]),
+                ],
+            ),
+            (
+                "batch",
+                &[
+                    ("Arguments", &[]),
+                    ("Options", &["--db", "--format", "--help"]),
+                    (
+                        "Engine",
+                        &[
+                            "--per-source-timeout",
+                            "--deadline",
+                            "--inference-cost",
+                            "--workers",
+                            "--executor",
+                            "--io-concurrency",
+                        ],
+                    ),
+                    ("Sources", &["--fault", "--config"]),
+                    ("Output", &["--export", "--json", "--quiet"]),
+                    ("Global", &["--verbose...", "--color"]),
+                ],
+            ),
+            (
+                "serve",
+                &[
+                    ("Options", &["--listen", "--max-in-flight", "--help"]),
+                    (
+                        "Engine",
+                        &[
+                            "--per-source-timeout",
+                            "--deadline",
+                            "--inference-cost",
+                            "--workers",
+                            "--executor",
+                        ],
+                    ),
+                    ("Sources", &["--fault", "--config"]),
+                    ("Global", &["--verbose...", "--color"]),
+                ],
+            ),
+            (
+                "sources",
+                &[
+                    ("Options", &["--listen", "--help"]),
+                    ("Sources", &["--fault", "--seed"]),
+                    ("Global", &["--verbose...", "--color"]),
+                ],
+            ),
+            (
+                "lab",
+                &[
+                    ("Arguments", &[]),
+                    ("Options", &["--quick", "--help"]),
+                    ("Output", &["--json", "--out"]),
+                    ("Global", &["--verbose...", "--color"]),
+                ],
+            ),
+        ];
+        for (name, headings) in expected {
+            let help = cli
+                .find_subcommand_mut(name)
+                .expect("a command")
+                .render_help()
+                .to_string();
+            // Up to the after-help text (exit codes and the like), which follows the last heading of options.
+            let found: Vec<(String, Vec<String>)> =
+                sections(&help).into_iter().take(headings.len()).collect();
+            let expected: Vec<(String, Vec<String>)> = headings
+                .iter()
+                .map(|(heading, flags)| {
+                    (
+                        (*heading).to_owned(),
+                        flags.iter().map(|flag| (*flag).to_owned()).collect(),
+                    )
+                })
+                .collect();
+            assert_eq!(found, expected, "`{name} --help`:\n{help}");
+        }
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! A command returns `Result<Outcome, CliError>`. [`exit_code`] is the only place that turns either into a
 //! number: a [`CliError`] by its [`ErrorKind`], an [`Outcome`] by what the command found. The codes are
-//! documented in `--help` ([`crate::cli::EXIT_CODES`]) and the README.
+//! documented in `tributary --help` ([`crate::cli::EXIT_CODES`]), in each command's `--help` (only the codes
+//! that command can return; a test checks the lists) and in the README.
 
 use std::fmt;
 use std::path::Path;
