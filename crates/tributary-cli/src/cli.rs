@@ -1,15 +1,25 @@
 //! Command-line arguments: one struct per command, the engine flags flattened into the commands that run the
-//! engine. Parsing only: no I/O, no validation beyond what a value's type says; [`crate::settings`] does the rest.
+//! engine. Parsing only: no I/O, and no validation beyond a value's own bounds (a duration longer than zero and
+//! at most a day, a count from 1 to its limit); [`crate::settings`] does the rest.
+//!
+//! The engine flags can also be set by `TRIBUTARY_*` environment variables (a flag beats its variable). Their
+//! bounds are checked while parsing, because only then does clap know where a value came from: [`parse`] reports
+//! a bad value under the name of the variable it came from, which clap alone would report under the flag's.
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::ffi::OsString;
+
 use clap::builder::{PossibleValue, PossibleValuesParser};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
 use tributary::pool::ExecutorKind;
-use tributary_agent::limits::{MAX_DURATION, check_duration};
+use tributary_agent::limits::{
+    MAX_DURATION, MAX_INFERENCE_COST, MAX_IO_CONCURRENCY, MAX_WORKERS, check_duration,
+};
 use tributary_agent::pipeline::{DEFAULT_IO_CONCURRENCY, InputFormat};
 
 /// Every exit code and the commands that return it, for `tributary --help` (and the README). Each command's
@@ -99,7 +109,8 @@ pub struct EngineArgs {
         long,
         value_name = "DURATION",
         default_value = "5s",
-        value_parser = parse_duration,
+        env = "TRIBUTARY_PER_SOURCE_TIMEOUT",
+        value_parser = parse_time_limit,
         help_heading = ENGINE
     )]
     pub per_source_timeout: Duration,
@@ -110,7 +121,8 @@ pub struct EngineArgs {
         long,
         value_name = "DURATION",
         default_value = "15s",
-        value_parser = parse_duration,
+        env = "TRIBUTARY_DEADLINE",
+        value_parser = parse_time_limit,
         help_heading = ENGINE
     )]
     pub deadline: Duration,
@@ -120,7 +132,8 @@ pub struct EngineArgs {
         long,
         value_name = "DURATION",
         default_value = "300ms",
-        value_parser = parse_duration,
+        env = "TRIBUTARY_INFERENCE_COST",
+        value_parser = parse_inference_cost,
         help_heading = ENGINE
     )]
     pub inference_cost: Duration,
@@ -131,15 +144,27 @@ pub struct EngineArgs {
     pub faults: Vec<String>,
 
     /// Sources described in a TOML file, instead of the embedded simulated services.
-    #[arg(long, value_name = "FILE", help_heading = SOURCES)]
+    #[arg(long, value_name = "FILE", env = "TRIBUTARY_CONFIG", help_heading = SOURCES)]
     pub config: Option<PathBuf>,
 
     /// CPU workers for inference (default: the number of cores; at most 256).
-    #[arg(long, value_name = "N", help_heading = ENGINE)]
-    pub workers: Option<usize>,
+    #[arg(
+        long,
+        value_name = "N",
+        env = "TRIBUTARY_WORKERS",
+        value_parser = parse_workers,
+        help_heading = ENGINE
+    )]
+    pub workers: Option<NonZeroUsize>,
 
     /// Where inference runs.
-    #[arg(long, value_name = "KIND", default_value = "threads", help_heading = ENGINE)]
+    #[arg(
+        long,
+        value_name = "KIND",
+        default_value = "threads",
+        env = "TRIBUTARY_EXECUTOR",
+        help_heading = ENGINE
+    )]
     pub executor: ExecutorArg,
 }
 
@@ -291,7 +316,14 @@ pub struct BatchArgs {
     pub engine: EngineArgs,
 
     /// Questions fetching at once (each asks its sources in parallel, up to 64 at a time; at most 4096).
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_IO_CONCURRENCY, help_heading = ENGINE)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = DEFAULT_IO_CONCURRENCY,
+        env = "TRIBUTARY_IO_CONCURRENCY",
+        value_parser = parse_io_concurrency,
+        help_heading = ENGINE
+    )]
     pub io_concurrency: NonZeroUsize,
 
     /// After the run, write every stored answer to FILE as JSON Lines, in input order.
@@ -396,6 +428,120 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|error| format!("`{text}` is not a duration ({error}); try 500ms, 5s or 1m"))?;
     check_duration("a duration", duration, MAX_DURATION)?;
     Ok(duration)
+}
+
+/// `--per-source-timeout`, `--deadline`: a duration longer than zero, at most a day.
+fn parse_time_limit(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.is_zero() {
+        return Err("a time limit must be longer than zero".to_owned());
+    }
+    Ok(duration)
+}
+
+/// `--inference-cost`: at most [`MAX_INFERENCE_COST`].
+fn parse_inference_cost(text: &str) -> Result<Duration, String> {
+    let cost = parse_duration(text)?;
+    check_duration("an inference cost", cost, MAX_INFERENCE_COST)?;
+    Ok(cost)
+}
+
+/// `--workers`: from 1 to [`MAX_WORKERS`].
+fn parse_workers(text: &str) -> Result<NonZeroUsize, String> {
+    parse_count(text, MAX_WORKERS).map_err(|error| {
+        format!("{error} (each worker is an OS thread or process; the default is one per core)")
+    })
+}
+
+/// `--io-concurrency`: from 1 to [`MAX_IO_CONCURRENCY`].
+fn parse_io_concurrency(text: &str) -> Result<NonZeroUsize, String> {
+    parse_count(text, MAX_IO_CONCURRENCY)
+}
+
+/// A whole number from 1 to `max`.
+fn parse_count(text: &str, max: usize) -> Result<NonZeroUsize, String> {
+    let count: usize = text
+        .trim()
+        .parse()
+        .map_err(|error| format!("`{text}` is not a whole number ({error})"))?;
+    match NonZeroUsize::new(count) {
+        None => Err("must be at least 1".to_owned()),
+        Some(count) if count.get() > max => Err(format!("must be at most {max}, got {count}")),
+        Some(count) => Ok(count),
+    }
+}
+
+/// Parses the process's arguments, with the `TRIBUTARY_*` variables, as [`Cli::parse`] does (a mistake prints
+/// clap's message and exits 2), except that a bad value from a variable is reported under the variable's name.
+pub fn parse() -> Cli {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    Cli::try_parse_from(&args).unwrap_or_else(|error| {
+        name_the_variable(error, &args, |name| std::env::var_os(name).is_some()).exit()
+    })
+}
+
+/// clap reports a bad value under its flag (`invalid value 'soon' for '--deadline <DURATION>'`) even when the
+/// value came from the flag's environment variable, which the user may have set long ago and forgotten. When
+/// the flag is not on the command line and its variable is set, the value came from the variable: the error
+/// names the variable instead, and a tip says which flag it sets.
+fn name_the_variable(
+    mut error: clap::Error,
+    args: &[OsString],
+    is_set: impl Fn(&str) -> bool,
+) -> clap::Error {
+    if !matches!(
+        error.kind(),
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue
+    ) {
+        return error;
+    }
+    // `--deadline <DURATION>`
+    let Some(ContextValue::String(flag)) = error.get(ContextKind::InvalidArg) else {
+        return error;
+    };
+    let Some(long) = flag
+        .split(' ')
+        .next()
+        .and_then(|name| name.strip_prefix("--"))
+        .map(str::to_owned)
+    else {
+        return error;
+    };
+    let typed = args.iter().filter_map(|arg| arg.to_str()).any(|arg| {
+        arg.strip_prefix("--")
+            .and_then(|arg| arg.strip_prefix(long.as_str()))
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('='))
+    });
+    let command = Cli::command();
+    // The top level's own (global) flags, then every command's.
+    let variable = command
+        .get_arguments()
+        .chain(
+            command
+                .get_subcommands()
+                .flat_map(|subcommand| subcommand.get_arguments()),
+        )
+        .find(|arg| arg.get_long() == Some(long.as_str()))
+        .and_then(|arg| arg.get_env())
+        .map(|variable| variable.to_string_lossy().into_owned());
+    let Some(variable) = variable.filter(|variable| !typed && is_set(variable)) else {
+        return error;
+    };
+    error.insert(
+        ContextKind::InvalidArg,
+        ContextValue::String(variable.clone()),
+    );
+    error.insert(
+        ContextKind::Suggested,
+        ContextValue::StyledStrs(vec![
+            format!(
+                "the environment variable {variable} sets --{long}: correct or unset it, or give --{long} on \
+                 the command line"
+            )
+            .into(),
+        ]),
+    );
+    error
 }
 
 #[cfg(test)]
@@ -583,6 +729,142 @@ mod tests {
                 })
                 .collect();
             assert_eq!(found, expected, "`{name} --help`:\n{help}");
+        }
+    }
+
+    fn parse_error(args: &[&str]) -> clap::Error {
+        Cli::try_parse_from(std::iter::once("tributary").chain(args.iter().copied()))
+            .expect_err("refused")
+    }
+
+    #[test]
+    fn durations_and_counts_are_checked_against_their_bounds_while_parsing() {
+        for (args, message) in [
+            (
+                &["ask", "x", "--workers", "0"][..],
+                "'--workers <N>': must be at least 1",
+            ),
+            (
+                &["ask", "x", "--workers", "100000"],
+                "'--workers <N>': must be at most 256, got 100000 (each worker is an OS thread",
+            ),
+            (
+                &["ask", "x", "--deadline", "0s"],
+                "'--deadline <DURATION>': a time limit must be longer than zero",
+            ),
+            (
+                &["ask", "x", "--per-source-timeout", "0ms"],
+                "a time limit must be longer than zero",
+            ),
+            (
+                &["ask", "x", "--inference-cost", "2m"],
+                "an inference cost must be at most 1m, got 2m",
+            ),
+            (
+                &["batch", "q.txt", "--db", "a.db", "--io-concurrency", "5000"],
+                "'--io-concurrency <N>': must be at most 4096",
+            ),
+            (
+                &["batch", "q.txt", "--db", "a.db", "--io-concurrency", "many"],
+                "`many` is not a whole number",
+            ),
+        ] {
+            let error = parse_error(args);
+            assert_eq!(error.exit_code(), 2, "{args:?}");
+            assert!(error.to_string().contains(message), "{args:?}: {error}");
+        }
+        let Ok(cli) = Cli::try_parse_from(["tributary", "ask", "x", "--inference-cost", "0s"])
+        else {
+            panic!("no inference at all is allowed");
+        };
+        let Command::Ask(ask) = cli.command else {
+            panic!("ask");
+        };
+        assert!(ask.engine.inference_cost.is_zero());
+    }
+
+    #[test]
+    fn a_bad_value_from_a_variable_is_reported_under_the_variables_name() {
+        // clap's error is the same whether `soon` came from the command line or the variable: what tells them
+        // apart is whether the flag is among the arguments and the variable is set.
+        let error = || parse_error(&["ask", "x", "--deadline", "soon"]);
+        let args: Vec<OsString> = ["tributary", "ask", "x"].map(OsString::from).to_vec();
+        let named = name_the_variable(error(), &args, |name| name == "TRIBUTARY_DEADLINE");
+        let message = named.to_string();
+        assert!(
+            message.contains(
+                "invalid value 'soon' for 'TRIBUTARY_DEADLINE': `soon` is not a duration"
+            ),
+            "{message}"
+        );
+        assert!(
+            message.contains("tip: the environment variable TRIBUTARY_DEADLINE sets --deadline"),
+            "{message}"
+        );
+        assert_eq!(named.exit_code(), 2);
+        // Typed on the command line (either form): the flag's name stays.
+        for typed in [&["--deadline", "soon"][..], &["--deadline=soon"]] {
+            let args: Vec<OsString> = ["tributary", "ask", "x"]
+                .iter()
+                .chain(typed)
+                .map(OsString::from)
+                .collect();
+            let message = name_the_variable(error(), &args, |_| true).to_string();
+            assert!(message.contains("for '--deadline <DURATION>'"), "{message}");
+            assert!(!message.contains("TRIBUTARY_DEADLINE"), "{message}");
+        }
+        // Not typed and no variable set (a default that failed would be a bug, not the user's): unchanged.
+        let message = name_the_variable(error(), &args, |_| false).to_string();
+        assert!(message.contains("for '--deadline <DURATION>'"), "{message}");
+        // A possible-values flag is named the same way.
+        let error = parse_error(&["ask", "x", "--executor", "gpu"]);
+        let message =
+            name_the_variable(error, &args, |name| name == "TRIBUTARY_EXECUTOR").to_string();
+        assert!(
+            message.contains("invalid value 'gpu' for 'TRIBUTARY_EXECUTOR'"),
+            "{message}"
+        );
+        assert!(message.contains("possible values: threads"), "{message}");
+    }
+
+    #[test]
+    fn the_engine_flags_name_their_variables_in_help() {
+        let mut cli = Cli::command();
+        cli.build();
+        for (command, flags) in [
+            (
+                "ask",
+                &[
+                    "deadline",
+                    "per-source-timeout",
+                    "inference-cost",
+                    "workers",
+                    "executor",
+                    "config",
+                ][..],
+            ),
+            ("batch", &["deadline", "io-concurrency", "config"]),
+            ("serve", &["deadline", "workers"]),
+        ] {
+            let command = cli.find_subcommand(command).expect("a command");
+            for flag in flags {
+                let arg = command
+                    .get_arguments()
+                    .find(|arg| arg.get_long() == Some(flag))
+                    .expect("a flag");
+                let expected = format!("TRIBUTARY_{}", flag.to_uppercase().replace('-', "_"));
+                assert_eq!(
+                    arg.get_env(),
+                    Some(std::ffi::OsStr::new(&expected)),
+                    "--{flag}"
+                );
+            }
+            // Faults stay on the command line: a variable would fault every run without a trace in the command.
+            let fault = command
+                .get_arguments()
+                .find(|arg| arg.get_long() == Some("fault"))
+                .expect("--fault");
+            assert_eq!(fault.get_env(), None);
         }
     }
 

@@ -149,8 +149,8 @@ impl From<ConfigError> for CliError {
     fn from(error: ConfigError) -> Self {
         // The error reads after "failed to" and already names the file (and the line, column and field).
         Self::new(ErrorKind::InvalidConfig, format!("failed to {}", error_chain(&error))).with_hint(
-            "--config takes a TOML file of [[source]] tables; the README's \"Sources file\" section lists \
-             their fields",
+            "--config (or TRIBUTARY_CONFIG) takes a TOML file of [[source]] tables; the README's \"Sources \
+             file\" section lists their fields",
         )
     }
 }

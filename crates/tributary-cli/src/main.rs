@@ -19,9 +19,6 @@ mod printer;
 mod render;
 mod settings;
 
-use clap::Parser;
-
-use crate::cli::Cli;
 use crate::error::{CliError, Outcome, exit_code};
 use crate::printer::Printer;
 use crate::settings::CommandSettings;
@@ -29,7 +26,7 @@ use crate::settings::CommandSettings;
 fn main() -> std::process::ExitCode {
     // Deadlines count from here: start-up (the runtime, the services, the pool) is inside them.
     let started = std::time::Instant::now();
-    let cli = Cli::parse();
+    let cli = cli::parse();
     let printer = Printer::new(cli.color);
     logging::init(cli.verbose, printer.stderr_colour());
     let result =

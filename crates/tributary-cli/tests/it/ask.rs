@@ -352,7 +352,7 @@ fn bad_flags_are_refused_before_the_services_start() {
         .expect("run");
     assert_eq!(code(&output), 2);
     assert!(
-        stderr(&output).contains("--workers must be at least 1"),
+        stderr(&output).contains("'--workers <N>': must be at least 1"),
         "{}",
         stderr(&output)
     );
@@ -369,12 +369,12 @@ fn bad_flags_are_refused_before_the_services_start() {
 #[test]
 fn bad_input_is_a_usage_error_with_a_clear_message() {
     let huge = "18446744073709551615s";
-    let cases: [(&[&str], &str); 11] = [
+    let cases: [(&[&str], &str); 12] = [
         (&["   "], "question 1: the question is empty"),
         // Once exit 134 (a stack guard per thread could not be allocated).
         (
             &["x", "--workers", "100000"],
-            "--workers must be at most 256",
+            "'--workers <N>': must be at most 256",
         ),
         // Once exit 101 (`Instant` overflow).
         (&["x", "--deadline", huge], "must be at most 1day"),
@@ -395,7 +395,11 @@ fn bad_input_is_a_usage_error_with_a_clear_message() {
             "unknown fault kind `explode`",
         ),
         (&["x", "--fault", "moon=hang"], "unknown source `moon`"),
-        (&["x", "--workers", "0"], "--workers must be at least 1"),
+        (
+            &["x", "--workers", "0"],
+            "'--workers <N>': must be at least 1",
+        ),
+        (&["x", "--deadline", "0s"], "must be longer than zero"),
         (&["x", "--deadline", "soon"], "not a duration"),
     ];
     for (args, message) in cases {

@@ -15,8 +15,22 @@ pub fn tributary() -> Command {
         .env_remove("CLICOLOR_FORCE")
         .env_remove("CLICOLOR")
         .env_remove("COLUMNS");
+    for variable in ENGINE_VARIABLES {
+        command.env_remove(variable);
+    }
     command
 }
+
+/// The variables that give the engine flags their values when the flags are not given.
+pub const ENGINE_VARIABLES: &[&str] = &[
+    "TRIBUTARY_DEADLINE",
+    "TRIBUTARY_PER_SOURCE_TIMEOUT",
+    "TRIBUTARY_INFERENCE_COST",
+    "TRIBUTARY_WORKERS",
+    "TRIBUTARY_EXECUTOR",
+    "TRIBUTARY_CONFIG",
+    "TRIBUTARY_IO_CONCURRENCY",
+];
 
 /// Fast defaults for `ask`: short simulated latencies and cheap inference, so each run takes well under a second.
 pub const FAST: &[&str] = &[

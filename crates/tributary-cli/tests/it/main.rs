@@ -5,6 +5,7 @@ mod architecture;
 mod ask;
 mod batch;
 mod chaos;
+mod environment;
 mod harness;
 mod lab;
 mod page;
