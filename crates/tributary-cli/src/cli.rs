@@ -96,6 +96,12 @@ pub enum Command {
     /// Run the chapter's claims as experiments on this machine: figures, the claim, PASS or FAIL.
     #[command(after_help = LAB_HELP)]
     Lab(LabArgs),
+    /// Print the completion script of a shell on stdout (the README says where each shell reads it from).
+    #[command(after_help = COMPLETIONS_HELP)]
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) on stdout: tributary(1), then one page per command, e.g. tributary-ask(1).
+    #[command(after_help = MAN_HELP)]
+    Man,
     /// Internal: serve CPU jobs on stdin/stdout for `--executor processes`.
     #[command(name = "__worker", hide = true)]
     Worker,
@@ -370,6 +376,31 @@ Exit codes:
   2  usage error (an unknown experiment, an --out directory that cannot be written)
   4  an experiment ran and its claim did not hold (FAIL)";
 
+const COMPLETIONS_HELP: &str = "\
+Install (the README has more):
+  bash  tributary completions bash > ~/.local/share/bash-completion/completions/tributary
+  zsh   tributary completions zsh > ~/.zfunc/_tributary   (with fpath+=~/.zfunc before compinit)
+  fish  tributary completions fish > ~/.config/fish/completions/tributary.fish
+
+Exit codes:
+  0  the script was printed (or the reader of stdout went away)
+  2  usage error (an unknown shell), or stdout cannot be written";
+
+const MAN_HELP: &str = "\
+Read it with: tributary man | man -l -
+
+Exit codes:
+  0  the page was printed (or the reader of stdout went away)
+  2  usage error, or stdout cannot be written";
+
+/// Arguments of `tributary completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
 /// Arguments of `tributary lab`.
 #[derive(Debug, Args)]
 pub struct LabArgs {
@@ -471,6 +502,25 @@ fn parse_count(text: &str, max: usize) -> Result<NonZeroUsize, String> {
     }
 }
 
+/// The command line as completions and the manual show it: [`Cli`] without the hidden `__worker` command, which
+/// clap keeps among the subcommands, and clap_complete and clap_mangen would offer and document. clap cannot
+/// remove a subcommand, so this is the same top-level command rebuilt with the visible ones only.
+pub fn visible_command() -> clap::Command {
+    let cli = Cli::command();
+    clap::Command::new("tributary")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(cli.get_about().cloned().unwrap_or_default())
+        .long_about(cli.get_long_about().cloned().unwrap_or_default())
+        .after_help(cli.get_after_help().cloned().unwrap_or_default())
+        .subcommand_required(true)
+        .args(cli.get_arguments().cloned())
+        .subcommands(
+            cli.get_subcommands()
+                .filter(|command| !command.is_hide_set())
+                .cloned(),
+        )
+}
+
 /// Parses the process's arguments, with the `TRIBUTARY_*` variables, as [`Cli::parse`] does (a mistake prints
 /// clap's message and exits 2), except that a bad value from a variable is reported under the variable's name.
 pub fn parse() -> Cli {
@@ -564,6 +614,9 @@ mod tests {
         ("serve", &[0, 1, 2]),
         ("sources", &[0, 1, 2]),
         ("lab", &[0, 1, 2, 4]),
+        // No runtime, no engine, no file: what clap refuses and what stdout refuses.
+        ("completions", &[0, 2]),
+        ("man", &[0, 2]),
     ];
 
     /// The codes listed under "Exit codes" in a rendered help: lines of two spaces, a digit, two spaces.
@@ -866,6 +919,33 @@ mod tests {
                 .expect("--fault");
             assert_eq!(fault.get_env(), None);
         }
+    }
+
+    #[test]
+    fn completions_and_the_manual_see_every_command_but_the_hidden_worker() {
+        let cli = Cli::command();
+        let visible = visible_command();
+        visible.clone().debug_assert();
+        let names = |command: &clap::Command, keep_hidden: bool| -> Vec<String> {
+            command
+                .get_subcommands()
+                .filter(|command| keep_hidden || !command.is_hide_set())
+                .map(|command| command.get_name().to_owned())
+                .collect()
+        };
+        assert_eq!(names(&visible, true), names(&cli, false));
+        assert!(names(&cli, true).contains(&"__worker".to_owned()));
+        let arguments = |command: &clap::Command| -> Vec<String> {
+            command
+                .get_arguments()
+                .map(|arg| arg.get_id().to_string())
+                .collect()
+        };
+        assert_eq!(arguments(&visible), arguments(&cli));
+        assert_eq!(
+            visible.get_after_help().map(ToString::to_string),
+            cli.get_after_help().map(ToString::to_string)
+        );
     }
 
     #[test]

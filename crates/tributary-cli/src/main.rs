@@ -48,6 +48,8 @@ fn run(
         CommandSettings::Lab(settings) => block_on(commands::lab::run(settings, printer)),
         CommandSettings::Serve(settings) => block_on(commands::serve::run(settings, printer)),
         CommandSettings::Sources(settings) => block_on(commands::sources::run(settings, printer)),
+        CommandSettings::Completions(shell) => commands::completions::run(shell, printer),
+        CommandSettings::Man => commands::man::run(printer),
         // A worker of `--executor processes`: synchronous, no runtime, jobs on stdin, results on stdout.
         CommandSettings::Worker => tributary::pool::serve_worker(
             &tributary_lab::worker_jobs(),

@@ -119,8 +119,16 @@ impl Printer {
 
     /// Writes `text` to stdout and flushes it.
     pub fn data(&self, text: &str) -> Result<(), CliError> {
+        self.data_with(|out| out.write_all(text.as_bytes()))
+    }
+
+    /// Lets `write` write to stdout, then flushes it; a failed write is reported as [`Printer::data`] reports it.
+    pub fn data_with(
+        &self,
+        write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<(), CliError> {
         let mut out = std::io::stdout().lock();
-        match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        match write(&mut out).and_then(|()| out.flush()) {
             Ok(()) => Ok(()),
             Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {
                 Err(CliError::stdout_closed())

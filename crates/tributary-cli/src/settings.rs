@@ -37,6 +37,10 @@ pub enum CommandSettings {
     Sources(SourcesSettings),
     /// `tributary lab`.
     Lab(LabSettings),
+    /// `tributary completions`: the shell.
+    Completions(clap_complete::Shell),
+    /// `tributary man`.
+    Man,
     /// The hidden worker of `--executor processes`.
     Worker,
 }
@@ -161,6 +165,8 @@ impl CommandSettings {
             Command::Serve(args) => Self::Serve(ServeSettings::resolve(args)?),
             Command::Sources(args) => Self::Sources(SourcesSettings::resolve(args)?),
             Command::Lab(args) => Self::Lab(LabSettings::resolve(args)?),
+            Command::Completions(args) => Self::Completions(args.shell),
+            Command::Man => Self::Man,
             Command::Worker => Self::Worker,
         })
     }

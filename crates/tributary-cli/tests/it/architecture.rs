@@ -17,8 +17,16 @@ const SIM: &str = "tributary-sim";
 const LAB: &str = "tributary-lab";
 const CLI: &str = "tributary-cli";
 
-/// Packages that only the binary may depend on: argument parsing, terminal progress, installing a subscriber.
-const BINARY_ONLY: &[&str] = &["clap", "indicatif", "tracing-subscriber"];
+/// Packages that only the binary may depend on: argument parsing (and the completions and manual generated from
+/// it), the terminal (progress, its size), installing a subscriber.
+const BINARY_ONLY: &[&str] = &[
+    "clap",
+    "clap_complete",
+    "clap_mangen",
+    "indicatif",
+    "terminal_size",
+    "tracing-subscriber",
+];
 
 /// Each library crate's forbidden normal dependencies: the crates above it, and what it must not know.
 fn forbidden() -> BTreeMap<&'static str, Vec<&'static str>> {
