@@ -367,6 +367,11 @@ pub struct SourcesArgs {
     /// Seed of the generated news corpus and weather.
     #[arg(long, default_value_t = 42, help_heading = SOURCES)]
     pub seed: u64,
+
+    /// Print where the services listen as one JSON object on one stdout line: listen (the bound address),
+    /// base_url, endpoints {weather, news, kb} (each service's URL, without a query).
+    #[arg(long, help_heading = OUTPUT)]
+    pub json: bool,
 }
 
 const LAB_HELP: &str = "\
@@ -750,6 +755,7 @@ mod tests {
                 &[
                     ("Options", &["--listen", "--help"]),
                     ("Sources", &["--fault", "--seed"]),
+                    ("Output", &["--json"]),
                     ("Global", &["--verbose...", "--color"]),
                 ],
             ),

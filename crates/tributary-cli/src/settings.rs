@@ -141,6 +141,8 @@ pub struct SourcesSettings {
     pub listen: SocketAddr,
     /// The services' behaviour, faults applied.
     pub config: SimConfig,
+    /// Where the services listen as one JSON line on stdout, instead of a line per service.
+    pub json: bool,
 }
 
 /// `tributary lab`.
@@ -326,6 +328,7 @@ impl SourcesSettings {
         Ok(Self {
             listen: args.listen,
             config,
+            json: args.json,
         })
     }
 }
