@@ -1,25 +1,45 @@
 //! Command-line arguments: one struct per command, the engine flags flattened into the commands that run the
-//! engine. Parsing only: no I/O, no validation beyond what a value's type says; [`crate::settings`] does the rest.
+//! engine. Parsing only: no I/O, and no validation beyond a value's own bounds (a duration longer than zero and
+//! at most a day, a count from 1 to its limit); [`crate::settings`] does the rest.
+//!
+//! The engine flags can also be set by `TRIBUTARY_*` environment variables (a flag beats its variable). Their
+//! bounds are checked while parsing, because only then does clap know where a value came from: [`parse`] reports
+//! a bad value under the name of the variable it came from, which clap alone would report under the flag's.
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::ffi::OsString;
+
 use clap::builder::{PossibleValue, PossibleValuesParser};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
 use tributary::pool::ExecutorKind;
-use tributary_agent::limits::{MAX_DURATION, check_duration};
+use tributary_agent::limits::{
+    MAX_DURATION, MAX_INFERENCE_COST, MAX_IO_CONCURRENCY, MAX_WORKERS, check_duration,
+};
 use tributary_agent::pipeline::{DEFAULT_IO_CONCURRENCY, InputFormat};
 
-/// The exit codes, for `--help` (and the README).
+/// Every exit code and the commands that return it, for `tributary --help` (and the README). Each command's
+/// own `--help` lists only the codes that command can return (`*_HELP` and `*_EXIT_CODES` below).
 pub const EXIT_CODES: &str = "\
-Exit codes:
-  0  an answer was produced (possibly degraded), or the command did its job
+Exit codes (each command's --help lists its own):
+  0  the command did its job: an answer (possibly degraded), every input line accounted for,
+     every claim held
   1  internal error (a bug, or the environment failed, e.g. a port in use)
   2  usage, configuration or input error
-  3  no answer: no source answered, or a required source failed
-  4  lab: an experiment ran and its claim did not hold (FAIL)";
+  3  ask: no answer: no source answered, or a required source failed
+  4  lab: an experiment ran and its claim did not hold (FAIL)
+  130  batch: stopped by Ctrl-C (SIGINT); what was stored stays, rerun to resume
+  143  batch: stopped by SIGTERM; the same";
+
+/// The help headings that group a command's options, after its own ("Options").
+const ENGINE: &str = "Engine";
+const SOURCES: &str = "Sources";
+const OUTPUT: &str = "Output";
+const GLOBAL: &str = "Global";
 
 /// Ask many slow sources at once, run CPU-heavy inference on every core, answer within a deadline.
 ///
@@ -31,11 +51,19 @@ Exit codes:
 #[command(name = "tributary", version, about, long_about, after_help = EXIT_CODES)]
 pub struct Cli {
     /// More logs on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,
 
-    /// When to use colour: auto (a terminal, and NO_COLOR unset or empty), always, never.
-    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    /// When to use colour: auto, always or never. auto colours a terminal, but first NO_COLOR (not empty) turns
+    /// colour off, then CLICOLOR_FORCE (not empty or 0) turns it on even into a pipe, then CLICOLOR=0 turns it
+    /// off; always and never win over all three.
+    #[arg(
+        long,
+        global = true,
+        value_name = "WHEN",
+        default_value = "auto",
+        help_heading = GLOBAL
+    )]
     pub color: ColorChoice,
 
     /// Export the spans of what runs (questions, sources, fetches and attempts, cache lookups, pool jobs,
@@ -44,7 +72,8 @@ pub struct Cli {
         long,
         global = true,
         value_name = "URL",
-        env = "OTEL_EXPORTER_OTLP_ENDPOINT"
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT",
+        help_heading = GLOBAL
     )]
     pub otlp_endpoint: Option<url::Url>,
 
@@ -55,7 +84,7 @@ pub struct Cli {
 /// When to colour the output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ColorChoice {
-    /// On a terminal, unless NO_COLOR is set to a non-empty value.
+    /// On a terminal; NO_COLOR, then CLICOLOR_FORCE, then CLICOLOR=0 decide first.
     Auto,
     /// Always, even into a pipe or with NO_COLOR.
     Always,
@@ -66,7 +95,7 @@ pub enum ColorChoice {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Ask a question: fetch every source at once, infer on each answer as it arrives, print one answer.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = ASK_EXIT_CODES)]
     Ask(AskArgs),
     /// Answer every question of a file into a SQLite database: fetch and infer in overlapping stages, resumably.
     #[command(after_help = BATCH_HELP)]
@@ -75,47 +104,86 @@ pub enum Command {
     #[command(after_help = SERVE_HELP)]
     Serve(ServeArgs),
     /// Run the simulated weather, news and knowledge-base services standalone on loopback.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = SOURCES_EXIT_CODES)]
     Sources(SourcesArgs),
     /// Run the chapter's claims as experiments on this machine: figures, the claim, PASS or FAIL.
     #[command(after_help = LAB_HELP)]
     Lab(LabArgs),
+    /// Print the completion script of a shell on stdout (the README says where each shell reads it from).
+    #[command(after_help = COMPLETIONS_HELP)]
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) on stdout: tributary(1), then one page per command, e.g. tributary-ask(1).
+    #[command(after_help = MAN_HELP)]
+    Man,
     /// Internal: serve CPU jobs on stdin/stdout for `--executor processes`.
     #[command(name = "__worker", hide = true)]
     Worker,
 }
 
-/// Flags shared by every command that runs the engine (`ask`, `batch`).
+/// Flags shared by every command that runs the engine (`ask`, `batch`, `serve`).
 #[derive(Debug, Clone, Args)]
 pub struct EngineArgs {
     /// Time allowed to each source (all its attempts), inside the overall deadline (at most 1 day).
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "5s",
+        env = "TRIBUTARY_PER_SOURCE_TIMEOUT",
+        value_parser = parse_time_limit,
+        help_heading = ENGINE
+    )]
     pub per_source_timeout: Duration,
 
     /// Time allowed to the whole question, counted from when the command started; the answer comes back by
     /// then whatever the sources do (at most 1 day).
-    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "15s",
+        env = "TRIBUTARY_DEADLINE",
+        value_parser = parse_time_limit,
+        help_heading = ENGINE
+    )]
     pub deadline: Duration,
 
     /// CPU time the simulated LLM spends on each response (calibrated on this machine; at most 60s).
-    #[arg(long, value_name = "DURATION", default_value = "300ms", value_parser = parse_duration)]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "300ms",
+        env = "TRIBUTARY_INFERENCE_COST",
+        value_parser = parse_inference_cost,
+        help_heading = ENGINE
+    )]
     pub inference_cost: Duration,
 
     /// Inject a fault into a source: SOURCE=KIND, KIND one of error, unavailable, hang, slow-body, malformed,
     /// huge, latency:DURATION (at most 10m). Repeatable: at most one fault and one latency per source.
-    #[arg(long = "fault", value_name = "SOURCE=KIND")]
+    #[arg(long = "fault", value_name = "SOURCE=KIND", help_heading = SOURCES)]
     pub faults: Vec<String>,
 
     /// Sources described in a TOML file, instead of the embedded simulated services.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "TRIBUTARY_CONFIG", help_heading = SOURCES)]
     pub config: Option<PathBuf>,
 
     /// CPU workers for inference (default: the number of cores; at most 256).
-    #[arg(long, value_name = "N")]
-    pub workers: Option<usize>,
+    #[arg(
+        long,
+        value_name = "N",
+        env = "TRIBUTARY_WORKERS",
+        value_parser = parse_workers,
+        help_heading = ENGINE
+    )]
+    pub workers: Option<NonZeroUsize>,
 
     /// Where inference runs.
-    #[arg(long, value_name = "KIND", default_value = "threads")]
+    #[arg(
+        long,
+        value_name = "KIND",
+        default_value = "threads",
+        env = "TRIBUTARY_EXECUTOR",
+        help_heading = ENGINE
+    )]
     pub executor: ExecutorArg,
 }
 
@@ -159,15 +227,15 @@ pub struct AskArgs {
     pub engine: EngineArgs,
 
     /// Print the result as JSON on stdout (one object per question, one per line).
-    #[arg(long)]
+    #[arg(long, help_heading = OUTPUT)]
     pub json: bool,
 
     /// Show a Gantt chart of the run: a lane per source and per worker.
-    #[arg(long)]
+    #[arg(long, help_heading = OUTPUT)]
     pub timeline: bool,
 
     /// Write a Chrome Trace Event JSON file of the run (opens in Perfetto).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = OUTPUT)]
     pub trace: Option<PathBuf>,
 
     /// Run the chapter's baseline: fetch, infer, fetch, infer, ... one step at a time.
@@ -196,7 +264,30 @@ API:
                  statuses, retries and cache hits, the CPU pool's queue and busy workers.
 
 Ctrl-C or SIGTERM stops accepting, lets the asks in flight finish (each within its deadline), and
-exits 0.";
+exits 0.
+
+Exit codes:
+  0  stopped by Ctrl-C or SIGTERM, the asks in flight answered
+  1  internal error (a bug, or the environment failed: the address is in use, a worker process
+     cannot start)
+  2  usage or configuration error (a bad flag or sources file)";
+
+/// `tributary ask`'s exit codes: the only command that can end without an answer.
+const ASK_EXIT_CODES: &str = "\
+Exit codes:
+  0  an answer was produced for every question (possibly degraded)
+  1  internal error (a bug, or the environment failed, e.g. a worker process cannot start)
+  2  usage, configuration or input error (a bad flag, sources file or question, a --trace file
+     that cannot be written)
+  3  no answer (to one question or more): no source answered, or a required source failed";
+
+/// `tributary sources`' exit codes.
+const SOURCES_EXIT_CODES: &str = "\
+Exit codes:
+  0  stopped by Ctrl-C
+  1  internal error (a bug, or the environment failed: the address is in use, the services did
+     not stop in time)
+  2  usage error (a bad --listen, --fault or --seed)";
 
 const BATCH_HELP: &str = "\
 Input:
@@ -205,7 +296,7 @@ Input:
   Blank lines are skipped; a line that cannot be used (malformed JSON, no question, too
   long) is reported with its line number and stored as failed.
 
-Output:
+Stored answers:
   Each answer is stored as the same JSON object `tributary ask --json` prints. --export
   writes one per line, in input order, with the row's id, line, fetch_ms, infer_ms and
   stored_at added.
@@ -227,7 +318,8 @@ Exit codes:
   1  internal error (a bug, or the environment failed, e.g. a port in use)
   2  usage, input or database error (bad flag, unreadable input, a database that cannot
      be opened or written, full disk); what was committed stays in the database
-  130, 143  stopped by Ctrl-C (SIGINT) or SIGTERM; what was stored stays, rerun to resume";
+  130  stopped by Ctrl-C (SIGINT): what was stored stays; rerun the same command to resume
+  143  stopped by SIGTERM: the same";
 
 /// Answer every question of a file into a SQLite database: fetch and infer in overlapping stages, resumably.
 #[derive(Debug, Args)]
@@ -244,12 +336,19 @@ pub struct BatchArgs {
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<FormatArg>,
 
-    /// Questions fetching at once (each asks its sources in parallel, up to 64 at a time; at most 4096).
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_IO_CONCURRENCY)]
-    pub io_concurrency: NonZeroUsize,
-
     #[command(flatten)]
     pub engine: EngineArgs,
+
+    /// Questions fetching at once (each asks its sources in parallel, up to 64 at a time; at most 4096).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = DEFAULT_IO_CONCURRENCY,
+        env = "TRIBUTARY_IO_CONCURRENCY",
+        value_parser = parse_io_concurrency,
+        help_heading = ENGINE
+    )]
+    pub io_concurrency: NonZeroUsize,
 
     /// On the first Ctrl-C or SIGTERM, reading stops and the questions in flight get this long to finish and
     /// be stored; then they are dropped (a rerun answers them). A second Ctrl-C quits at once.
@@ -257,15 +356,15 @@ pub struct BatchArgs {
     pub grace: Duration,
 
     /// After the run, write every stored answer to FILE as JSON Lines, in input order.
-    #[arg(long, value_name = "FILE.jsonl")]
+    #[arg(long, value_name = "FILE.jsonl", help_heading = OUTPUT)]
     pub export: Option<PathBuf>,
 
     /// Print the summary as JSON on stdout.
-    #[arg(long)]
+    #[arg(long, help_heading = OUTPUT)]
     pub json: bool,
 
     /// No progress on stderr.
-    #[arg(long, short)]
+    #[arg(long, short, help_heading = OUTPUT)]
     pub quiet: bool,
 }
 
@@ -285,12 +384,17 @@ pub struct SourcesArgs {
     pub listen: SocketAddr,
 
     /// Inject a fault into a service at start-up: SERVICE=KIND (as for `ask --fault`). Repeatable.
-    #[arg(long = "fault", value_name = "SERVICE=KIND")]
+    #[arg(long = "fault", value_name = "SERVICE=KIND", help_heading = SOURCES)]
     pub faults: Vec<String>,
 
     /// Seed of the generated news corpus and weather.
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = 42, help_heading = SOURCES)]
     pub seed: u64,
+
+    /// Print where the services listen as one JSON object on one stdout line: listen (the bound address),
+    /// base_url, endpoints {weather, news, kb} (each service's URL, without a query).
+    #[arg(long, help_heading = OUTPUT)]
+    pub json: bool,
 }
 
 const LAB_HELP: &str = "\
@@ -299,6 +403,31 @@ Exit codes:
   1  internal error (a bug, or the environment failed)
   2  usage error (an unknown experiment, an --out directory that cannot be written)
   4  an experiment ran and its claim did not hold (FAIL)";
+
+const COMPLETIONS_HELP: &str = "\
+Install (the README has more):
+  bash  tributary completions bash > ~/.local/share/bash-completion/completions/tributary
+  zsh   tributary completions zsh > ~/.zfunc/_tributary   (with fpath+=~/.zfunc before compinit)
+  fish  tributary completions fish > ~/.config/fish/completions/tributary.fish
+
+Exit codes:
+  0  the script was printed (or the reader of stdout went away)
+  2  usage error (an unknown shell), or stdout cannot be written";
+
+const MAN_HELP: &str = "\
+Read it with: tributary man | man -l -
+
+Exit codes:
+  0  the page was printed (or the reader of stdout went away)
+  2  usage error, or stdout cannot be written";
+
+/// Arguments of `tributary completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
 
 /// Arguments of `tributary lab`.
 #[derive(Debug, Args)]
@@ -313,11 +442,11 @@ pub struct LabArgs {
 
     /// Print one JSON object per experiment on stdout, one per line: experiment, title, description, claim,
     /// measured, verdict {pass, reason}.
-    #[arg(long)]
+    #[arg(long, help_heading = OUTPUT)]
     pub json: bool,
 
     /// Write EXPERIMENT.svg (a chart of the run) and EXPERIMENT.trace.json (a Chrome trace) into DIR.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", help_heading = OUTPUT)]
     pub out: Option<PathBuf>,
 }
 
@@ -360,6 +489,139 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// `--per-source-timeout`, `--deadline`: a duration longer than zero, at most a day.
+fn parse_time_limit(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.is_zero() {
+        return Err("a time limit must be longer than zero".to_owned());
+    }
+    Ok(duration)
+}
+
+/// `--inference-cost`: at most [`MAX_INFERENCE_COST`].
+fn parse_inference_cost(text: &str) -> Result<Duration, String> {
+    let cost = parse_duration(text)?;
+    check_duration("an inference cost", cost, MAX_INFERENCE_COST)?;
+    Ok(cost)
+}
+
+/// `--workers`: from 1 to [`MAX_WORKERS`].
+fn parse_workers(text: &str) -> Result<NonZeroUsize, String> {
+    parse_count(text, MAX_WORKERS).map_err(|error| {
+        format!("{error} (each worker is an OS thread or process; the default is one per core)")
+    })
+}
+
+/// `--io-concurrency`: from 1 to [`MAX_IO_CONCURRENCY`].
+fn parse_io_concurrency(text: &str) -> Result<NonZeroUsize, String> {
+    parse_count(text, MAX_IO_CONCURRENCY)
+}
+
+/// A whole number from 1 to `max`.
+fn parse_count(text: &str, max: usize) -> Result<NonZeroUsize, String> {
+    let count: usize = text
+        .trim()
+        .parse()
+        .map_err(|error| format!("`{text}` is not a whole number ({error})"))?;
+    match NonZeroUsize::new(count) {
+        None => Err("must be at least 1".to_owned()),
+        Some(count) if count.get() > max => Err(format!("must be at most {max}, got {count}")),
+        Some(count) => Ok(count),
+    }
+}
+
+/// The command line as completions and the manual show it: [`Cli`] without the hidden `__worker` command, which
+/// clap keeps among the subcommands, and clap_complete and clap_mangen would offer and document. clap cannot
+/// remove a subcommand, so this is the same top-level command rebuilt with the visible ones only.
+pub fn visible_command() -> clap::Command {
+    let cli = Cli::command();
+    clap::Command::new("tributary")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(cli.get_about().cloned().unwrap_or_default())
+        .long_about(cli.get_long_about().cloned().unwrap_or_default())
+        .after_help(cli.get_after_help().cloned().unwrap_or_default())
+        .subcommand_required(true)
+        .args(cli.get_arguments().cloned())
+        .subcommands(
+            cli.get_subcommands()
+                .filter(|command| !command.is_hide_set())
+                .cloned(),
+        )
+}
+
+/// Parses the process's arguments, with the `TRIBUTARY_*` variables, as [`Cli::parse`] does (a mistake prints
+/// clap's message and exits 2), except that a bad value from a variable is reported under the variable's name.
+pub fn parse() -> Cli {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    Cli::try_parse_from(&args).unwrap_or_else(|error| {
+        name_the_variable(error, &args, |name| std::env::var_os(name).is_some()).exit()
+    })
+}
+
+/// clap reports a bad value under its flag (`invalid value 'soon' for '--deadline <DURATION>'`) even when the
+/// value came from the flag's environment variable, which the user may have set long ago and forgotten. When
+/// the flag is not on the command line and its variable is set, the value came from the variable: the error
+/// names the variable instead, and a tip says which flag it sets.
+fn name_the_variable(
+    mut error: clap::Error,
+    args: &[OsString],
+    is_set: impl Fn(&str) -> bool,
+) -> clap::Error {
+    if !matches!(
+        error.kind(),
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue
+    ) {
+        return error;
+    }
+    // `--deadline <DURATION>`
+    let Some(ContextValue::String(flag)) = error.get(ContextKind::InvalidArg) else {
+        return error;
+    };
+    let Some(long) = flag
+        .split(' ')
+        .next()
+        .and_then(|name| name.strip_prefix("--"))
+        .map(str::to_owned)
+    else {
+        return error;
+    };
+    let typed = args.iter().filter_map(|arg| arg.to_str()).any(|arg| {
+        arg.strip_prefix("--")
+            .and_then(|arg| arg.strip_prefix(long.as_str()))
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('='))
+    });
+    let command = Cli::command();
+    // The top level's own (global) flags, then every command's.
+    let variable = command
+        .get_arguments()
+        .chain(
+            command
+                .get_subcommands()
+                .flat_map(|subcommand| subcommand.get_arguments()),
+        )
+        .find(|arg| arg.get_long() == Some(long.as_str()))
+        .and_then(|arg| arg.get_env())
+        .map(|variable| variable.to_string_lossy().into_owned());
+    let Some(variable) = variable.filter(|variable| !typed && is_set(variable)) else {
+        return error;
+    };
+    error.insert(
+        ContextKind::InvalidArg,
+        ContextValue::String(variable.clone()),
+    );
+    error.insert(
+        ContextKind::Suggested,
+        ContextValue::StyledStrs(vec![
+            format!(
+                "the environment variable {variable} sets --{long}: correct or unset it, or give --{long} on \
+                 the command line"
+            )
+            .into(),
+        ]),
+    );
+    error
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -369,6 +631,351 @@ mod tests {
     #[test]
     fn the_arguments_are_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// The codes each command can return, read off `error::exit_code` and the commands: only `ask` ends with
+    /// `Outcome::NoAnswer` (3) and only `lab` with `Outcome::ClaimFailed` (4); every command that starts a
+    /// runtime, a listener or the engine can fail on its environment (1); clap refuses a bad flag with 2.
+    const CODES: &[(&str, &[u8])] = &[
+        ("ask", &[0, 1, 2, 3]),
+        // A signal ends a batch with 128 + its number, once what was answered is committed.
+        ("batch", &[0, 1, 2, 130, 143]),
+        ("serve", &[0, 1, 2]),
+        ("sources", &[0, 1, 2]),
+        ("lab", &[0, 1, 2, 4]),
+        // No runtime, no engine, no file: what clap refuses and what stdout refuses.
+        ("completions", &[0, 2]),
+        ("man", &[0, 2]),
+    ];
+
+    /// The codes listed under "Exit codes" in a rendered help: lines of two spaces, a digit, two spaces.
+    fn listed_codes(help: &str) -> Vec<u8> {
+        let (_, section) = help
+            .split_once("Exit codes")
+            .unwrap_or_else(|| panic!("no \"Exit codes\" in:\n{help}"));
+        section
+            .lines()
+            .filter_map(|line| line.strip_prefix("  "))
+            .filter_map(|rest| rest.split_once("  "))
+            .filter_map(|(code, _)| code.parse().ok())
+            .collect()
+    }
+
+    #[test]
+    fn each_command_lists_exactly_the_exit_codes_it_can_return() {
+        let mut cli = Cli::command();
+        cli.build();
+        let listed: Vec<&str> = CODES.iter().map(|(name, _)| *name).collect();
+        for command in cli.get_subcommands_mut() {
+            let name = command.get_name().to_owned();
+            if command.is_hide_set() || name == "help" {
+                continue;
+            }
+            let expected = CODES
+                .iter()
+                .find(|(command, _)| *command == name)
+                .unwrap_or_else(|| {
+                    panic!("`{name}` is not in CODES {listed:?}: add its exit codes")
+                })
+                .1;
+            for help in [command.render_help(), command.render_long_help()] {
+                let help = help.to_string();
+                assert_eq!(listed_codes(&help), expected, "`{name}`:\n{help}");
+            }
+        }
+        assert_eq!(
+            listed_codes(&cli.render_long_help().to_string()),
+            [0, 1, 2, 3, 4, 130, 143],
+            "tributary --help lists every code"
+        );
+    }
+
+    /// The headings of a rendered help, in order, each with the long flags listed under it.
+    fn sections(help: &str) -> Vec<(String, Vec<String>)> {
+        let mut sections: Vec<(String, Vec<String>)> = Vec::new();
+        for line in help.lines() {
+            if line.ends_with(':') && !line.starts_with(' ') {
+                sections.push((line.trim_end_matches(':').to_owned(), Vec::new()));
+            } else if line.starts_with("  -") || line.starts_with("      --") {
+                // `  -v, --verbose...` or `      --deadline <DURATION>`: the long name.
+                let flag = line.split([' ', ',']).find(|word| word.starts_with("--"));
+                if let (Some((_, flags)), Some(flag)) = (sections.last_mut(), flag) {
+                    flags.push(flag.to_owned());
+                }
+            }
+        }
+        sections
+    }
+
+    /// A heading and the long flags under it.
+    type Section = (&'static str, &'static [&'static str]);
+
+    #[test]
+    fn options_are_grouped_under_headings_and_the_global_ones_come_last() {
+        let mut cli = Cli::command();
+        cli.build();
+        let expected: &[(&str, &[Section])] = &[
+            (
+                "ask",
+                &[
+                    ("Arguments", &[]),
+                    ("Options", &["--sequential", "--compare", "--help"]),
+                    (
+                        "Engine",
+                        &[
+                            "--per-source-timeout",
+                            "--deadline",
+                            "--inference-cost",
+                            "--workers",
+                            "--executor",
+                        ],
+                    ),
+                    ("Sources", &["--fault", "--config"]),
+                    ("Output", &["--json", "--timeline", "--trace"]),
+                    ("Global", &["--verbose...", "--color"]),
+                ],
+            ),
+            (
+                "batch",
+                &[
+                    ("Arguments", &[]),
+                    ("Options", &["--db", "--format", "--help"]),
+                    (
+                        "Engine",
+                        &[
+                            "--per-source-timeout",
+                            "--deadline",
+                            "--inference-cost",
+                            "--workers",
+                            "--executor",
+                            "--io-concurrency",
+                        ],
+                    ),
+                    ("Sources", &["--fault", "--config"]),
+                    ("Output", &["--export", "--json", "--quiet"]),
+                    ("Global", &["--verbose...", "--color"]),
+                ],
+            ),
+            (
+                "serve",
+                &[
+                    ("Options", &["--listen", "--max-in-flight", "--help"]),
+                    (
+                        "Engine",
+                        &[
+                            "--per-source-timeout",
+                            "--deadline",
+                            "--inference-cost",
+                            "--workers",
+                            "--executor",
+                        ],
+                    ),
+                    ("Sources", &["--fault", "--config"]),
+                    ("Global", &["--verbose...", "--color"]),
+                ],
+            ),
+            (
+                "sources",
+                &[
+                    ("Options", &["--listen", "--help"]),
+                    ("Sources", &["--fault", "--seed"]),
+                    ("Output", &["--json"]),
+                    ("Global", &["--verbose...", "--color"]),
+                ],
+            ),
+            (
+                "lab",
+                &[
+                    ("Arguments", &[]),
+                    ("Options", &["--quick", "--help"]),
+                    ("Output", &["--json", "--out"]),
+                    ("Global", &["--verbose...", "--color"]),
+                ],
+            ),
+        ];
+        for (name, headings) in expected {
+            let help = cli
+                .find_subcommand_mut(name)
+                .expect("a command")
+                .render_help()
+                .to_string();
+            // Up to the after-help text (exit codes and the like), which follows the last heading of options.
+            let found: Vec<(String, Vec<String>)> =
+                sections(&help).into_iter().take(headings.len()).collect();
+            let expected: Vec<(String, Vec<String>)> = headings
+                .iter()
+                .map(|(heading, flags)| {
+                    (
+                        (*heading).to_owned(),
+                        flags.iter().map(|flag| (*flag).to_owned()).collect(),
+                    )
+                })
+                .collect();
+            assert_eq!(found, expected, "`{name} --help`:\n{help}");
+        }
+    }
+
+    fn parse_error(args: &[&str]) -> clap::Error {
+        Cli::try_parse_from(std::iter::once("tributary").chain(args.iter().copied()))
+            .expect_err("refused")
+    }
+
+    #[test]
+    fn durations_and_counts_are_checked_against_their_bounds_while_parsing() {
+        for (args, message) in [
+            (
+                &["ask", "x", "--workers", "0"][..],
+                "'--workers <N>': must be at least 1",
+            ),
+            (
+                &["ask", "x", "--workers", "100000"],
+                "'--workers <N>': must be at most 256, got 100000 (each worker is an OS thread",
+            ),
+            (
+                &["ask", "x", "--deadline", "0s"],
+                "'--deadline <DURATION>': a time limit must be longer than zero",
+            ),
+            (
+                &["ask", "x", "--per-source-timeout", "0ms"],
+                "a time limit must be longer than zero",
+            ),
+            (
+                &["ask", "x", "--inference-cost", "2m"],
+                "an inference cost must be at most 1m, got 2m",
+            ),
+            (
+                &["batch", "q.txt", "--db", "a.db", "--io-concurrency", "5000"],
+                "'--io-concurrency <N>': must be at most 4096",
+            ),
+            (
+                &["batch", "q.txt", "--db", "a.db", "--io-concurrency", "many"],
+                "`many` is not a whole number",
+            ),
+        ] {
+            let error = parse_error(args);
+            assert_eq!(error.exit_code(), 2, "{args:?}");
+            assert!(error.to_string().contains(message), "{args:?}: {error}");
+        }
+        let Ok(cli) = Cli::try_parse_from(["tributary", "ask", "x", "--inference-cost", "0s"])
+        else {
+            panic!("no inference at all is allowed");
+        };
+        let Command::Ask(ask) = cli.command else {
+            panic!("ask");
+        };
+        assert!(ask.engine.inference_cost.is_zero());
+    }
+
+    #[test]
+    fn a_bad_value_from_a_variable_is_reported_under_the_variables_name() {
+        // clap's error is the same whether `soon` came from the command line or the variable: what tells them
+        // apart is whether the flag is among the arguments and the variable is set.
+        let error = || parse_error(&["ask", "x", "--deadline", "soon"]);
+        let args: Vec<OsString> = ["tributary", "ask", "x"].map(OsString::from).to_vec();
+        let named = name_the_variable(error(), &args, |name| name == "TRIBUTARY_DEADLINE");
+        let message = named.to_string();
+        assert!(
+            message.contains(
+                "invalid value 'soon' for 'TRIBUTARY_DEADLINE': `soon` is not a duration"
+            ),
+            "{message}"
+        );
+        assert!(
+            message.contains("tip: the environment variable TRIBUTARY_DEADLINE sets --deadline"),
+            "{message}"
+        );
+        assert_eq!(named.exit_code(), 2);
+        // Typed on the command line (either form): the flag's name stays.
+        for typed in [&["--deadline", "soon"][..], &["--deadline=soon"]] {
+            let args: Vec<OsString> = ["tributary", "ask", "x"]
+                .iter()
+                .chain(typed)
+                .map(OsString::from)
+                .collect();
+            let message = name_the_variable(error(), &args, |_| true).to_string();
+            assert!(message.contains("for '--deadline <DURATION>'"), "{message}");
+            assert!(!message.contains("TRIBUTARY_DEADLINE"), "{message}");
+        }
+        // Not typed and no variable set (a default that failed would be a bug, not the user's): unchanged.
+        let message = name_the_variable(error(), &args, |_| false).to_string();
+        assert!(message.contains("for '--deadline <DURATION>'"), "{message}");
+        // A possible-values flag is named the same way.
+        let error = parse_error(&["ask", "x", "--executor", "gpu"]);
+        let message =
+            name_the_variable(error, &args, |name| name == "TRIBUTARY_EXECUTOR").to_string();
+        assert!(
+            message.contains("invalid value 'gpu' for 'TRIBUTARY_EXECUTOR'"),
+            "{message}"
+        );
+        assert!(message.contains("possible values: threads"), "{message}");
+    }
+
+    #[test]
+    fn the_engine_flags_name_their_variables_in_help() {
+        let mut cli = Cli::command();
+        cli.build();
+        for (command, flags) in [
+            (
+                "ask",
+                &[
+                    "deadline",
+                    "per-source-timeout",
+                    "inference-cost",
+                    "workers",
+                    "executor",
+                    "config",
+                ][..],
+            ),
+            ("batch", &["deadline", "io-concurrency", "config"]),
+            ("serve", &["deadline", "workers"]),
+        ] {
+            let command = cli.find_subcommand(command).expect("a command");
+            for flag in flags {
+                let arg = command
+                    .get_arguments()
+                    .find(|arg| arg.get_long() == Some(flag))
+                    .expect("a flag");
+                let expected = format!("TRIBUTARY_{}", flag.to_uppercase().replace('-', "_"));
+                assert_eq!(
+                    arg.get_env(),
+                    Some(std::ffi::OsStr::new(&expected)),
+                    "--{flag}"
+                );
+            }
+            // Faults stay on the command line: a variable would fault every run without a trace in the command.
+            let fault = command
+                .get_arguments()
+                .find(|arg| arg.get_long() == Some("fault"))
+                .expect("--fault");
+            assert_eq!(fault.get_env(), None);
+        }
+    }
+
+    #[test]
+    fn completions_and_the_manual_see_every_command_but_the_hidden_worker() {
+        let cli = Cli::command();
+        let visible = visible_command();
+        visible.clone().debug_assert();
+        let names = |command: &clap::Command, keep_hidden: bool| -> Vec<String> {
+            command
+                .get_subcommands()
+                .filter(|command| keep_hidden || !command.is_hide_set())
+                .map(|command| command.get_name().to_owned())
+                .collect()
+        };
+        assert_eq!(names(&visible, true), names(&cli, false));
+        assert!(names(&cli, true).contains(&"__worker".to_owned()));
+        let arguments = |command: &clap::Command| -> Vec<String> {
+            command
+                .get_arguments()
+                .map(|arg| arg.get_id().to_string())
+                .collect()
+        };
+        assert_eq!(arguments(&visible), arguments(&cli));
+        assert_eq!(
+            visible.get_after_help().map(ToString::to_string),
+            cli.get_after_help().map(ToString::to_string)
+        );
     }
 
     #[test]

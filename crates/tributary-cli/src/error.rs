@@ -2,7 +2,8 @@
 //!
 //! A command returns `Result<Outcome, CliError>`. [`exit_code`] is the only place that turns either into a
 //! number: a [`CliError`] by its [`ErrorKind`], an [`Outcome`] by what the command found. The codes are
-//! documented in `--help` ([`crate::cli::EXIT_CODES`]) and the README.
+//! documented in `tributary --help` ([`crate::cli::EXIT_CODES`]), in each command's `--help` (only the codes
+//! that command can return; a test checks the lists) and in the README.
 
 use std::fmt;
 use std::path::Path;
@@ -153,8 +154,8 @@ impl From<ConfigError> for CliError {
     fn from(error: ConfigError) -> Self {
         // The error reads after "failed to" and already names the file (and the line, column and field).
         Self::new(ErrorKind::InvalidConfig, format!("failed to {}", error_chain(&error))).with_hint(
-            "--config takes a TOML file of [[source]] tables; the README's \"Sources file\" section lists \
-             their fields",
+            "--config (or TRIBUTARY_CONFIG) takes a TOML file of [[source]] tables; the README's \"Sources \
+             file\" section lists their fields",
         )
     }
 }

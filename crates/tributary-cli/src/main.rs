@@ -20,9 +20,6 @@ mod render;
 mod settings;
 mod signals;
 
-use clap::Parser;
-
-use crate::cli::Cli;
 use crate::error::{CliError, Outcome, exit_code};
 use crate::printer::Printer;
 use crate::settings::CommandSettings;
@@ -30,7 +27,7 @@ use crate::settings::CommandSettings;
 fn main() -> std::process::ExitCode {
     // Deadlines count from here: start-up (the runtime, the services, the pool) is inside them.
     let started = std::time::Instant::now();
-    let cli = Cli::parse();
+    let cli = cli::parse();
     let printer = Printer::new(cli.color);
     // A worker process of `--executor processes` gets the endpoint from its parent's environment.
     let export = logging::Export {
@@ -61,6 +58,8 @@ fn run(
         CommandSettings::Lab(settings) => block_on(commands::lab::run(settings, printer)),
         CommandSettings::Serve(settings) => block_on(commands::serve::run(settings, printer)),
         CommandSettings::Sources(settings) => block_on(commands::sources::run(settings, printer)),
+        CommandSettings::Completions(shell) => commands::completions::run(shell, printer),
+        CommandSettings::Man => commands::man::run(printer),
         // A worker of `--executor processes`: synchronous, no runtime, jobs on stdin, results on stdout.
         CommandSettings::Worker => tributary::pool::serve_worker_traced(
             &tributary_lab::worker_jobs(),

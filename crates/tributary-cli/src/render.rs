@@ -2,15 +2,30 @@
 
 use std::fmt::Write as _;
 
+use unicode_width::UnicodeWidthStr;
+
 use tributary_agent::{AgentReport, Comparison, SourceReport};
 
-/// Width for charts: `COLUMNS` when set, else 100.
-pub fn terminal_width() -> usize {
-    std::env::var("COLUMNS")
-        .ok()
-        .and_then(|columns| columns.parse::<usize>().ok())
-        .filter(|&columns| columns >= 40)
-        .unwrap_or(100)
+/// The width of charts and wrapped prose when neither `COLUMNS` nor a terminal says (a pipe, a file).
+pub const DEFAULT_WIDTH: usize = 100;
+
+/// The narrowest width drawn at: a narrower terminal (or `COLUMNS`) gets this, and wraps.
+pub const MIN_WIDTH: usize = 40;
+
+/// The width to draw at: `COLUMNS` when it holds a number (the user's override, as in `COLUMNS=80 tributary
+/// ask ...`), else the width of the terminal the text goes to, else [`DEFAULT_WIDTH`]; never under
+/// [`MIN_WIDTH`]. A pure function of what [`crate::printer::Printer::new`] reads once.
+pub fn width(columns: Option<&str>, terminal_columns: Option<u16>) -> usize {
+    columns
+        .and_then(|columns| columns.trim().parse::<usize>().ok())
+        .filter(|&columns| columns > 0)
+        .or_else(|| {
+            terminal_columns
+                .map(usize::from)
+                .filter(|&columns| columns > 0)
+        })
+        .unwrap_or(DEFAULT_WIDTH)
+        .max(MIN_WIDTH)
 }
 
 /// The answer, the source table and the totals line.
@@ -105,20 +120,22 @@ fn source_table(sources: &[SourceReport]) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
+    // Columns line up by display width, not bytes or chars: a source named in CJK, or a note with an emoji,
+    // takes two terminal columns per such character.
+    let mut widths = header.map(UnicodeWidthStr::width);
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
+            *width = (*width).max(cell.width());
         }
     }
     let mut out = String::new();
     let mut line = |cells: &[String]| {
         let mut text = String::new();
         for (index, cell) in cells.iter().enumerate() {
-            if index + 1 == cells.len() {
-                text.push_str(cell);
-            } else {
-                let _ = write!(text, "{cell:<width$}  ", width = widths[index]);
+            text.push_str(cell);
+            if index + 1 < cells.len() {
+                let padding = widths[index].saturating_sub(cell.width()) + 2;
+                text.extend(std::iter::repeat_n(' ', padding));
             }
         }
         let _ = writeln!(out, "{}", text.trim_end());
@@ -141,6 +158,7 @@ fn seconds(value_ms: f64) -> String {
 #[cfg(test)]
 mod tests {
     use tributary_agent::{AnswerStatus, RunMode, SourceStatus};
+    use unicode_width::UnicodeWidthChar as _;
 
     use super::*;
 
@@ -204,5 +222,66 @@ mod tests {
             ],
         };
         insta::assert_snapshot!(self::report(&report));
+    }
+
+    #[test]
+    fn the_width_is_columns_then_the_terminal_then_the_default() {
+        assert_eq!(width(None, None), DEFAULT_WIDTH, "a pipe");
+        assert_eq!(width(None, Some(132)), 132, "a terminal");
+        assert_eq!(width(Some("80"), Some(132)), 80, "COLUMNS overrides");
+        assert_eq!(width(Some("80"), None), 80, "COLUMNS into a pipe");
+        for unusable in ["", "wide", "-3", "0"] {
+            assert_eq!(width(Some(unusable), Some(132)), 132, "{unusable:?}");
+            assert_eq!(width(Some(unusable), None), DEFAULT_WIDTH, "{unusable:?}");
+        }
+        assert_eq!(width(Some("20"), None), MIN_WIDTH);
+        assert_eq!(width(None, Some(30)), MIN_WIDTH);
+    }
+
+    #[test]
+    fn the_table_lines_up_by_display_width() {
+        let sources = [
+            source("weather", SourceStatus::Ok, None, Some((1201.2, 298.7, 0))),
+            // Two columns per CJK character and per emoji: padding by chars would be short by one per character.
+            source("天気予報", SourceStatus::Ok, None, Some((980.0, 301.0, 1))),
+            source(
+                "news 📰",
+                SourceStatus::TimedOut,
+                Some("タイムアウト ⏱ per-source timeout"),
+                None,
+            ),
+            source("kb", SourceStatus::Failed, Some("HTTP 500 💥"), None),
+        ];
+        let table = source_table(&sources);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 1 + sources.len(), "{table}");
+        // Where each cell starts, in terminal columns: after two spaces or more (no cell holds two in a row).
+        let starts = |line: &str| -> Vec<usize> {
+            let mut starts = vec![0];
+            let (mut column, mut spaces) = (0, 0);
+            for character in line.chars() {
+                if character == ' ' {
+                    spaces += 1;
+                } else {
+                    if spaces >= 2 {
+                        starts.push(column);
+                    }
+                    spaces = 0;
+                }
+                column += character.width().unwrap_or(0);
+            }
+            starts
+        };
+        let header = starts(lines[0]);
+        assert_eq!(header.len(), 8, "{table}");
+        for line in &lines[1..] {
+            let cells = starts(line);
+            assert_eq!(
+                cells[..],
+                header[..cells.len()],
+                "{line:?} does not line up with the header:\n{table}"
+            );
+        }
+        assert!(table.contains("天気予報  ok"), "{table}");
     }
 }

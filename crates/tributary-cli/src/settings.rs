@@ -12,9 +12,6 @@ use std::time::Duration;
 
 use tributary::pool::{ExecutorKind, PoolConfig};
 use tributary_agent::infer::InferenceCost;
-use tributary_agent::limits::{
-    MAX_INFERENCE_COST, MAX_IO_CONCURRENCY, MAX_WORKERS, check_duration,
-};
 use tributary_agent::pipeline::{BatchInput, InputFormat};
 use tributary_agent::sources::SourcesConfig;
 use tributary_agent::{ExtraQuery, Question};
@@ -40,6 +37,10 @@ pub enum CommandSettings {
     Sources(SourcesSettings),
     /// `tributary lab`.
     Lab(LabSettings),
+    /// `tributary completions`: the shell.
+    Completions(clap_complete::Shell),
+    /// `tributary man`.
+    Man,
     /// The hidden worker of `--executor processes`.
     Worker,
 }
@@ -142,6 +143,8 @@ pub struct SourcesSettings {
     pub listen: SocketAddr,
     /// The services' behaviour, faults applied.
     pub config: SimConfig,
+    /// Where the services listen as one JSON line on stdout, instead of a line per service.
+    pub json: bool,
 }
 
 /// `tributary lab`.
@@ -166,6 +169,8 @@ impl CommandSettings {
             Command::Serve(args) => Self::Serve(ServeSettings::resolve(args)?),
             Command::Sources(args) => Self::Sources(SourcesSettings::resolve(args)?),
             Command::Lab(args) => Self::Lab(LabSettings::resolve(args)?),
+            Command::Completions(args) => Self::Completions(args.shell),
+            Command::Man => Self::Man,
             Command::Worker => Self::Worker,
         })
     }
@@ -173,27 +178,10 @@ impl CommandSettings {
 
 impl EngineSettings {
     fn resolve(args: EngineArgs) -> Result<Self, CliError> {
-        if args.per_source_timeout.is_zero() || args.deadline.is_zero() {
-            return Err(CliError::argument(
-                "--per-source-timeout and --deadline must be longer than zero",
-            ));
-        }
-        if let Err(message) =
-            check_duration("--inference-cost", args.inference_cost, MAX_INFERENCE_COST)
-        {
-            return Err(CliError::argument(message));
-        }
-        let workers = match args.workers {
-            Some(0) => return Err(CliError::argument("--workers must be at least 1")),
-            Some(workers) if workers > MAX_WORKERS => {
-                return Err(CliError::argument(format!(
-                    "--workers must be at most {MAX_WORKERS}, got {workers}"
-                ))
-                .with_hint("each worker is an OS thread or process; the default is one per core"));
-            }
-            Some(workers) => NonZeroUsize::new(workers).unwrap_or(NonZeroUsize::MIN),
-            None => PoolConfig::default().workers,
-        };
+        // Durations and counts were checked against their bounds while parsing (`cli.rs`).
+        let workers = args
+            .workers
+            .unwrap_or_else(|| PoolConfig::default().workers);
         let sources = match &args.config {
             Some(path) => SourcesChoice::Configured(load_sources(path)?),
             None => SourcesChoice::Embedded(default_scenario()),
@@ -265,12 +253,6 @@ impl AskSettings {
 impl BatchSettings {
     fn resolve(args: BatchArgs) -> Result<Self, CliError> {
         let engine = EngineSettings::resolve(args.engine)?;
-        if args.io_concurrency.get() > MAX_IO_CONCURRENCY {
-            return Err(CliError::argument(format!(
-                "--io-concurrency must be at most {MAX_IO_CONCURRENCY}, got {}",
-                args.io_concurrency
-            )));
-        }
         check_batch_paths(&args.input, &args.db, args.export.as_deref())?;
         let input = open_input(&args.input, args.format.map(InputFormat::from))?;
         Ok(Self {
@@ -349,6 +331,7 @@ impl SourcesSettings {
         Ok(Self {
             listen: args.listen,
             config,
+            json: args.json,
         })
     }
 }
@@ -526,27 +509,7 @@ mod tests {
     #[test]
     fn bad_values_are_refused_before_anything_starts() {
         for (args, message) in [
-            (
-                &["ask", "x", "--workers", "0"][..],
-                "--workers must be at least 1",
-            ),
-            (
-                &["ask", "x", "--deadline", "0s"],
-                "must be longer than zero",
-            ),
-            (&["ask", "   "], "question 1: the question is empty"),
-            (
-                &["ask", "x", "--workers", "100000"],
-                "--workers must be at most 256",
-            ),
-            (
-                &["ask", "x", "--inference-cost", "2m"],
-                "--inference-cost must be at most 1m",
-            ),
-            (
-                &["batch", "q.txt", "--db", "a.db", "--io-concurrency", "5000"],
-                "--io-concurrency must be at most 4096",
-            ),
+            (&["ask", "   "][..], "question 1: the question is empty"),
             (
                 &["ask", "x", "--fault", "moon=hang"],
                 "unknown source `moon`",

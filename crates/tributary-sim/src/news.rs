@@ -5,6 +5,7 @@
 //! (counted twice, as a boost), the summary and the body.
 
 use std::collections::HashMap;
+use std::time::{Duration, UNIX_EPOCH};
 
 use rand::Rng;
 use rand::seq::SliceRandom;
@@ -26,7 +27,7 @@ const B: f64 = 0.75;
 /// Body sentences per article.
 const SENTENCES_PER_BODY: usize = 4;
 /// 2026-01-01T00:00:00Z: articles are published over the following 120 days.
-const CORPUS_START_UNIX: i64 = 1_767_225_600;
+const CORPUS_START_UNIX: u64 = 1_767_225_600;
 const CORPUS_SPAN_MINUTES: i64 = 120 * 24 * 60;
 
 /// One generated article.
@@ -270,7 +271,7 @@ fn generate(seed: u64, count: usize) -> Vec<Article> {
                 title,
                 summary,
                 body: body.join(" "),
-                published_at: rfc3339(CORPUS_START_UNIX + minutes * 60),
+                published_at: rfc3339(CORPUS_START_UNIX + minutes.unsigned_abs() * 60),
                 outlet,
                 city: city.name,
                 country: city.country,
@@ -295,30 +296,9 @@ fn fill_template(template: &str, city: &City, outlet: &str, rng: &mut impl Rng) 
     text
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time (days-to-civil conversion from Howard Hinnant's date algorithms).
-fn rfc3339(unix_seconds: i64) -> String {
-    let days = unix_seconds.div_euclid(86_400);
-    let seconds_of_day = unix_seconds.rem_euclid(86_400);
-    let shifted = days + 719_468;
-    let era = shifted.div_euclid(146_097);
-    let day_of_era = shifted.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        seconds_of_day / 3600,
-        seconds_of_day % 3600 / 60,
-        seconds_of_day % 60
-    )
+/// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time.
+fn rfc3339(unix_seconds: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix_seconds)).to_string()
 }
 
 const TOPICS: &[Topic] = &[

@@ -91,9 +91,8 @@ fn print_report<T: serde::Serialize + HumanReport>(
     if settings.json {
         printer.json_line(value)?;
         if settings.timeline {
-            printer.note_raw(
-                &timeline.render_gantt(render::terminal_width(), printer.gantt_style(false)),
-            );
+            printer
+                .note_raw(&timeline.render_gantt(printer.width(false), printer.gantt_style(false)));
         }
         return Ok(());
     }
@@ -103,8 +102,7 @@ fn print_report<T: serde::Serialize + HumanReport>(
     printer.data(&value.human())?;
     if settings.timeline {
         printer.data_line("")?;
-        printer
-            .data(&timeline.render_gantt(render::terminal_width(), printer.gantt_style(true)))?;
+        printer.data(&timeline.render_gantt(printer.width(true), printer.gantt_style(true)))?;
     }
     if let Some(error) = &report.error {
         printer.note(&format!("error: no answer: {error}"));

@@ -7,11 +7,11 @@
 use std::path::Path;
 
 use tributary_lab::{ExperimentReport, LabConfig};
+use unicode_width::UnicodeWidthStr as _;
 
 use crate::engine::worker_command;
 use crate::error::{CliError, ErrorKind, Outcome};
 use crate::printer::Printer;
-use crate::render;
 use crate::settings::LabSettings;
 
 pub async fn run(settings: LabSettings, printer: Printer) -> Result<Outcome, CliError> {
@@ -75,9 +75,9 @@ fn human(report: &ExperimentReport, printer: Printer) -> String {
     let heading = format!("{} — {}", report.experiment.name, report.experiment.title);
     out.push_str(&heading);
     out.push('\n');
-    out.push_str(&"=".repeat(heading.chars().count()));
+    out.push_str(&"=".repeat(heading.width()));
     out.push('\n');
-    out.push_str(&wrap(&report.description, render::terminal_width()));
+    out.push_str(&wrap(&report.description, printer.width(true)));
     out.push_str("\n\nmeasured:\n");
     out.push_str(&figures(&report.measured, 1));
     out.push_str("\nclaim:   ");
@@ -93,7 +93,7 @@ fn human(report: &ExperimentReport, printer: Printer) -> String {
         out.push_str(
             &report
                 .timeline
-                .render_gantt(render::terminal_width(), printer.gantt_style(true)),
+                .render_gantt(printer.width(true), printer.gantt_style(true)),
         );
     }
     out
@@ -162,12 +162,12 @@ fn inline(value: &serde_json::Value) -> String {
     }
 }
 
-/// Wraps prose at `width` columns.
+/// Wraps prose at `width` terminal columns.
 fn wrap(text: &str, width: usize) -> String {
     let mut out = String::new();
     let mut line = String::new();
     for word in text.split_whitespace() {
-        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+        if !line.is_empty() && line.width() + 1 + word.width() > width {
             out.push_str(&line);
             out.push('\n');
             line.clear();

@@ -2,6 +2,8 @@
 
 pub mod ask;
 pub mod batch;
+pub mod completions;
 pub mod lab;
+pub mod man;
 pub mod serve;
 pub mod sources;

@@ -17,11 +17,15 @@ const SIM: &str = "tributary-sim";
 const LAB: &str = "tributary-lab";
 const CLI: &str = "tributary-cli";
 
-/// Packages that only the binary may depend on: argument parsing, terminal progress, installing a subscriber,
-/// exporting spans. The libraries emit `tracing` spans; where they go is the program's choice.
+/// Packages that only the binary may depend on: argument parsing (and the completions and manual generated from
+/// it), the terminal (progress, its size), installing a subscriber, exporting spans. The libraries emit `tracing`
+/// spans; where they go is the program's choice.
 const BINARY_ONLY: &[&str] = &[
     "clap",
+    "clap_complete",
+    "clap_mangen",
     "indicatif",
+    "terminal_size",
     "tracing-subscriber",
     "opentelemetry",
     "opentelemetry_sdk",

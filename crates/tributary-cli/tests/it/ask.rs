@@ -292,6 +292,58 @@ fn colour_is_one_decision_that_the_flag_overrides() {
 }
 
 #[test]
+fn clicolor_force_colours_a_pipe_unless_no_color_says_otherwise() {
+    const ESCAPE: char = '\u{1b}';
+    let run = |no_color: Option<&str>| {
+        let mut command = tributary();
+        command
+            .arg("ask")
+            .args(crate::harness::FAST)
+            .args([QUESTION, "--timeline"])
+            .env("CLICOLOR_FORCE", "1")
+            .env_remove("NO_COLOR");
+        if let Some(value) = no_color {
+            command.env("NO_COLOR", value);
+        }
+        command.output().expect("run")
+    };
+    let forced = run(None);
+    assert_eq!(code(&forced), 0, "{}", stderr(&forced));
+    assert!(stdout(&forced).contains(ESCAPE), "{}", stdout(&forced));
+    let refused = run(Some("1"));
+    assert!(!stdout(&refused).contains(ESCAPE), "{}", stdout(&refused));
+}
+
+#[test]
+fn columns_sets_the_width_of_the_chart() {
+    // Into a pipe, a chart is 100 columns wide unless COLUMNS says otherwise.
+    let widest_chart_line = |columns: Option<&str>| {
+        let mut command = tributary();
+        command
+            .arg("ask")
+            .args(crate::harness::FAST)
+            .args([QUESTION, "--timeline"]);
+        if let Some(columns) = columns {
+            command.env("COLUMNS", columns);
+        }
+        let output = command.output().expect("run");
+        assert_eq!(code(&output), 0, "{}", stderr(&output));
+        stdout(&output)
+            .lines()
+            .filter(|line| line.contains('│'))
+            .map(|line| line.chars().count())
+            .max()
+            .expect("a chart")
+    };
+    let narrow = widest_chart_line(Some("60"));
+    let default = widest_chart_line(None);
+    let wide = widest_chart_line(Some("140"));
+    assert!(narrow <= 60, "{narrow}");
+    assert!(narrow < default && default <= 100, "{default}");
+    assert!(default < wide && wide <= 140, "{wide}");
+}
+
+#[test]
 fn bad_flags_are_refused_before_the_services_start() {
     // Flags are validated before the services or any worker process start: the error comes first and alone.
     let output = tributary()
@@ -300,7 +352,7 @@ fn bad_flags_are_refused_before_the_services_start() {
         .expect("run");
     assert_eq!(code(&output), 2);
     assert!(
-        stderr(&output).contains("--workers must be at least 1"),
+        stderr(&output).contains("'--workers <N>': must be at least 1"),
         "{}",
         stderr(&output)
     );
@@ -317,12 +369,12 @@ fn bad_flags_are_refused_before_the_services_start() {
 #[test]
 fn bad_input_is_a_usage_error_with_a_clear_message() {
     let huge = "18446744073709551615s";
-    let cases: [(&[&str], &str); 11] = [
+    let cases: [(&[&str], &str); 12] = [
         (&["   "], "question 1: the question is empty"),
         // Once exit 134 (a stack guard per thread could not be allocated).
         (
             &["x", "--workers", "100000"],
-            "--workers must be at most 256",
+            "'--workers <N>': must be at most 256",
         ),
         // Once exit 101 (`Instant` overflow).
         (&["x", "--deadline", huge], "must be at most 1day"),
@@ -343,7 +395,11 @@ fn bad_input_is_a_usage_error_with_a_clear_message() {
             "unknown fault kind `explode`",
         ),
         (&["x", "--fault", "moon=hang"], "unknown source `moon`"),
-        (&["x", "--workers", "0"], "--workers must be at least 1"),
+        (
+            &["x", "--workers", "0"],
+            "'--workers <N>': must be at least 1",
+        ),
+        (&["x", "--deadline", "0s"], "must be longer than zero"),
         (&["x", "--deadline", "soon"], "not a duration"),
     ];
     for (args, message) in cases {

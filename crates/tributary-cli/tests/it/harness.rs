@@ -5,12 +5,34 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-/// The binary under test, with logs quiet and no colour.
+/// The binary under test, with logs quiet, no colour, and none of the environment variables that change its
+/// output or its flags' defaults from the environment the tests run in.
 pub fn tributary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tributary"));
-    command.env("NO_COLOR", "1").env_remove("RUST_LOG");
+    command
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .env_remove("CLICOLOR_FORCE")
+        .env_remove("CLICOLOR")
+        .env_remove("COLUMNS")
+        // A developer's collector must not receive the tests' spans (the OTLP tests set their own).
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+    for variable in ENGINE_VARIABLES {
+        command.env_remove(variable);
+    }
     command
 }
+
+/// The variables that give the engine flags their values when the flags are not given.
+pub const ENGINE_VARIABLES: &[&str] = &[
+    "TRIBUTARY_DEADLINE",
+    "TRIBUTARY_PER_SOURCE_TIMEOUT",
+    "TRIBUTARY_INFERENCE_COST",
+    "TRIBUTARY_WORKERS",
+    "TRIBUTARY_EXECUTOR",
+    "TRIBUTARY_CONFIG",
+    "TRIBUTARY_IO_CONCURRENCY",
+];
 
 /// Fast defaults for `ask`: short simulated latencies and cheap inference, so each run takes well under a second.
 pub const FAST: &[&str] = &[

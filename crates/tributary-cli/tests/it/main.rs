@@ -5,6 +5,8 @@ mod architecture;
 mod ask;
 mod batch;
 mod chaos;
+mod completions;
+mod environment;
 mod harness;
 mod lab;
 #[cfg(feature = "otlp")]

@@ -5,7 +5,7 @@
 //!   AWS architecture blog). backon's `ExponentialBuilder::with_jitter` adds a random amount *on top of* the
 //!   exponential delay instead, which does not spread synchronized clients as well.
 //! - [`AttemptRecord`], the per-attempt log that callers draw on their timelines as retry and timeout markers.
-//! - [`retry_after`], the `Retry-After` header in its delay-seconds form.
+//! - [`retry_after`], the `Retry-After` header in both its forms: delay-seconds and an HTTP-date.
 
 use std::time::Duration;
 
@@ -85,12 +85,21 @@ impl Iterator for FullJitter {
     }
 }
 
-/// The delay a server asked for with `Retry-After: <seconds>`.
+/// The delay a server asked for with `Retry-After`: delay-seconds (`Retry-After: 120`) or an HTTP-date
+/// (`Retry-After: Wed, 21 Oct 2015 07:28:00 GMT`, in any of the three formats RFC 9110 allows).
 ///
-/// The HTTP-date form is not understood (no date parser among our dependencies); it falls back to the backoff.
+/// A date in the past asks for no delay at all (zero, so the backoff decides); a value that is neither form is
+/// ignored (`None`, the backoff decides as well).
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(
+        date.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// What happened during one attempt, for timelines and for tests.
@@ -259,15 +268,47 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_reads_delay_seconds_and_ignores_dates() {
+    fn retry_after_reads_delay_seconds() {
         let mut headers = HeaderMap::new();
         assert_eq!(retry_after(&headers), None);
         headers.insert(RETRY_AFTER, HeaderValue::from_static("3"));
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(3)));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static(" 0 "));
+        assert_eq!(retry_after(&headers), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn retry_after_reads_an_http_date() {
+        let mut headers = HeaderMap::new();
+        // A date in the future: the time until then (HTTP dates have whole seconds, so up to a second less).
+        let in_two_minutes = std::time::SystemTime::now() + Duration::from_secs(120);
+        let date = httpdate::fmt_http_date(in_two_minutes);
         headers.insert(
             RETRY_AFTER,
-            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+            HeaderValue::from_str(&date).expect("a header value"),
         );
-        assert_eq!(retry_after(&headers), None);
+        let delay = retry_after(&headers).expect("a date is understood");
+        assert!(
+            delay > Duration::from_secs(100) && delay <= Duration::from_secs(120),
+            "{date}: {delay:?}"
+        );
+        // A date in the past, in each of the three formats RFC 9110 allows: no delay.
+        for past in [
+            "Wed, 21 Oct 2015 07:28:00 GMT",
+            "Wednesday, 21-Oct-15 07:28:00 GMT",
+            "Wed Oct 21 07:28:00 2015",
+        ] {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static(past));
+            assert_eq!(retry_after(&headers), Some(Duration::ZERO), "{past}");
+        }
+    }
+
+    #[test]
+    fn retry_after_ignores_what_is_neither_seconds_nor_a_date() {
+        let mut headers = HeaderMap::new();
+        for value in ["soon", "-3", "1.5", "Wed, 32 Oct 2015 07:28:00 GMT", ""] {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static(value));
+            assert_eq!(retry_after(&headers), None, "{value:?}");
+        }
     }
 }
