@@ -732,14 +732,14 @@ mod tests {
                     ),
                     ("Sources", &["--fault", "--config"]),
                     ("Output", &["--json", "--timeline", "--trace"]),
-                    ("Global", &["--verbose...", "--color"]),
+                    ("Global", &["--verbose...", "--color", "--otlp-endpoint"]),
                 ],
             ),
             (
                 "batch",
                 &[
                     ("Arguments", &[]),
-                    ("Options", &["--db", "--format", "--help"]),
+                    ("Options", &["--db", "--format", "--grace", "--help"]),
                     (
                         "Engine",
                         &[
@@ -753,7 +753,7 @@ mod tests {
                     ),
                     ("Sources", &["--fault", "--config"]),
                     ("Output", &["--export", "--json", "--quiet"]),
-                    ("Global", &["--verbose...", "--color"]),
+                    ("Global", &["--verbose...", "--color", "--otlp-endpoint"]),
                 ],
             ),
             (
@@ -771,7 +771,7 @@ mod tests {
                         ],
                     ),
                     ("Sources", &["--fault", "--config"]),
-                    ("Global", &["--verbose...", "--color"]),
+                    ("Global", &["--verbose...", "--color", "--otlp-endpoint"]),
                 ],
             ),
             (
@@ -780,7 +780,7 @@ mod tests {
                     ("Options", &["--listen", "--help"]),
                     ("Sources", &["--fault", "--seed"]),
                     ("Output", &["--json"]),
-                    ("Global", &["--verbose...", "--color"]),
+                    ("Global", &["--verbose...", "--color", "--otlp-endpoint"]),
                 ],
             ),
             (
@@ -789,7 +789,7 @@ mod tests {
                     ("Arguments", &[]),
                     ("Options", &["--quick", "--help"]),
                     ("Output", &["--json", "--out"]),
-                    ("Global", &["--verbose...", "--color"]),
+                    ("Global", &["--verbose...", "--color", "--otlp-endpoint"]),
                 ],
             ),
         ];

@@ -336,7 +336,8 @@ async fn abandoning_drops_what_is_in_flight_commits_the_rest_and_a_rerun_finishe
     let stats = Arc::new(BatchStats::new());
     let shutdown = Shutdown::new();
     let batch_settings = small_settings();
-    let run = run_batch(
+    // Boxed: the whole pipeline's state machine is large, and the test thread's stack is not.
+    let run = Box::pin(run_batch(
         &fixture.agent,
         &batch_settings,
         BatchInput::from_reader(
@@ -346,7 +347,7 @@ async fn abandoning_drops_what_is_in_flight_commits_the_rest_and_a_rerun_finishe
         store,
         stats.clone(),
         shutdown.clone(),
-    );
+    ));
     let abandon = async {
         // Wait until questions are being fetched (they hang there), then stop in two steps.
         while stats.snapshot().fetching == 0 {

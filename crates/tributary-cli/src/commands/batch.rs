@@ -86,15 +86,15 @@ pub async fn run(settings: BatchSettings, printer: Printer) -> Result<Outcome, C
     let shutdown = Shutdown::new();
     let mut interrupted = None;
     let result = {
-        let run = run_batch(
+        // Boxed: the pipeline's state machine is large; on the heap it costs the stack nothing.
+        let mut run = Box::pin(run_batch(
             &engine.agent,
             &batch,
             input,
             store,
             stats.clone(),
             shutdown.clone(),
-        );
-        tokio::pin!(run);
+        ));
         let mut ticks = tokio::time::interval(progress.interval());
         let grace_over = tokio::time::sleep(Duration::MAX);
         tokio::pin!(grace_over);
