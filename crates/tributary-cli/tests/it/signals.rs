@@ -97,6 +97,27 @@ fn unusable_line() -> String {
     format!("{}\n", "x".repeat(5_000))
 }
 
+/// Starts a batch of an unusable line and `questions` questions to a knowledge base that never answers (and
+/// nothing times out for an hour: only a shutdown ends the run), and waits until the unusable line's row is
+/// committed: the run is reading, and its questions hang in flight.
+fn start_hanging_batch(workspace: &Workspace, questions: usize, extra: &[&str]) -> Child {
+    let input = workspace.write(
+        "questions.txt",
+        &format!("{}{}", unusable_line(), kb_questions(questions)),
+    );
+    let hang = [
+        "--fault",
+        "kb=hang",
+        "--per-source-timeout",
+        "1h",
+        "--deadline",
+        "2h",
+    ];
+    let mut child = start_batch(workspace, &input, &[&hang[..], extra].concat());
+    wait_for_rows(workspace, &mut child, 1);
+    child
+}
+
 #[test]
 fn ctrl_c_lets_the_questions_in_flight_finish_reports_what_is_left_and_a_rerun_finishes() {
     let workspace = Workspace::new();
@@ -137,24 +158,7 @@ fn ctrl_c_lets_the_questions_in_flight_finish_reports_what_is_left_and_a_rerun_f
 #[test]
 fn sigterm_after_the_grace_period_drops_the_hanging_questions_and_exits_143() {
     let workspace = Workspace::new();
-    let input = workspace.write(
-        "questions.txt",
-        &format!("{}{}", unusable_line(), kb_questions(50)),
-    );
-    // The knowledge base never answers, and nothing times out for an hour: only the shutdown ends the run.
-    let hang = [
-        "--fault",
-        "kb=hang",
-        "--per-source-timeout",
-        "1h",
-        "--deadline",
-        "2h",
-        "--grace",
-        "200ms",
-        "--json",
-    ];
-    let mut child = start_batch(&workspace, &input, &hang);
-    wait_for_rows(&workspace, &mut child, 1);
+    let mut child = start_hanging_batch(&workspace, 50, &["--grace", "200ms", "--json"]);
     send(&child, "TERM");
     let exited = exit_code(&mut child, Duration::from_secs(60));
     let (stdout_text, stderr_text) = outputs(&mut child);
@@ -183,22 +187,7 @@ fn sigterm_after_the_grace_period_drops_the_hanging_questions_and_exits_143() {
 #[test]
 fn a_second_ctrl_c_quits_at_once_and_keeps_what_was_committed() {
     let workspace = Workspace::new();
-    let input = workspace.write(
-        "questions.txt",
-        &format!("{}{}", unusable_line(), kb_questions(20)),
-    );
-    let hang = [
-        "--fault",
-        "kb=hang",
-        "--per-source-timeout",
-        "1h",
-        "--deadline",
-        "2h",
-        "--grace",
-        "1h",
-    ];
-    let mut child = start_batch(&workspace, &input, &hang);
-    wait_for_rows(&workspace, &mut child, 1);
+    let mut child = start_hanging_batch(&workspace, 20, &["--grace", "1h"]);
     let stderr_pipe = child.stderr.take().expect("stderr");
     let (lines_tx, lines_rx) = mpsc::channel();
     let reader = std::thread::spawn(move || {
