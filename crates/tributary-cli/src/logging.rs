@@ -195,7 +195,8 @@ mod otlp {
             let stopped = self.provider.shutdown();
             flushed.and(stopped).err().map(|error| {
                 format!(
-                    "warning: failed to export the spans to {}: {error}",
+                    "warning: failed to export the spans to {}: {error}\nhint: is an OpenTelemetry collector \
+                     listening there (OTLP over HTTP, usually port 4318)? The command's own result is not affected",
                     self.endpoint
                 )
             })
