@@ -41,10 +41,14 @@ impl SpansInMemory {
             .build();
         let subscriber = tracing_subscriber::registry()
             .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("tributary-test")));
+        let default = tracing::subscriber::set_default(subscriber);
+        // Whether a span is wanted is cached per call site for the whole process: a test on another thread,
+        // with no subscriber, may have cached "never" for the spans this one needs. Ask every call site again.
+        tracing::callsite::rebuild_interest_cache();
         Self {
             exporter,
             provider,
-            _default: tracing::subscriber::set_default(subscriber),
+            _default: default,
         }
     }
 

@@ -1,6 +1,7 @@
 //! The batch pipeline: millions of questions, read → fetch → infer → store, with every stage bounded.
 //!
-//! - [`input`]: the streaming reader of text or JSON Lines input, one line in memory at a time.
+//! - [`input`]: the streaming reader of text or JSON Lines input, one line in memory at a time; `detached`: stdin
+//!   read on a thread of its own, so that stopping never waits for a writer that sends nothing.
 //! - [`steps`]: what the fetch and infer stages do to one question: the agent's own steps, split at the I/O / CPU
 //!   boundary.
 //! - [`stages`]: the pipeline itself: one fail-fast group of stages, bounded channels, permits, the reader and
@@ -35,6 +36,7 @@
 //! # }
 //! ```
 
+mod detached;
 pub mod input;
 pub mod stages;
 pub mod stats;

@@ -38,6 +38,7 @@ use tributary::group::{Group, GroupConfig, GroupError, SpawnError, panic_message
 use tributary::source::ClientOptions;
 
 use crate::agent::Agent;
+use crate::pipeline::detached::{DetachedReader, Watch};
 use crate::pipeline::input::{InputFormat, InputReader, RecordId, count_records};
 use crate::pipeline::stats::{Abandoned, BatchStats, StatsSnapshot};
 use crate::pipeline::steps::{FetchedQuestion, PendingQuestion, fetch_question, infer_question};
@@ -78,6 +79,8 @@ pub struct BatchInput {
     format: InputFormat,
     /// A file to count the records of first, for a progress total (not stdin, which can be read only once).
     counted_file: Option<PathBuf>,
+    /// For a reader that may block indefinitely (stdin): what tells it to stop waiting for input.
+    watch: Option<Watch>,
 }
 
 /// How a caller stops a run early (Ctrl-C): two steps, each joined and committed like a normal end.
@@ -225,19 +228,39 @@ impl BatchInput {
             reader: Box::new(reader),
             format,
             counted_file: Some(path.to_owned()),
+            watch: None,
         })
     }
 
-    /// Standard input, read once, so the total stays unknown.
+    /// Standard input, read once, so the total stays unknown. It is read on a thread of its own, so that a
+    /// shutdown does not wait for a writer that sends nothing (see [`BatchInput::from_blocking_reader`]).
     pub fn stdin(format: InputFormat) -> Self {
-        Self::from_reader(BufReader::new(io::stdin()), format)
+        Self::from_blocking_reader(io::stdin(), format)
     }
 
+    /// A reader that never blocks for long (a file, bytes in memory).
     pub fn from_reader(reader: impl BufRead + Send + 'static, format: InputFormat) -> Self {
         Self {
             reader: Box::new(reader),
             format,
             counted_file: None,
+            watch: None,
+        }
+    }
+
+    /// A reader that may block for as long as its writer likes (a pipe, a terminal): it is read on a detached
+    /// thread, so that a shutdown (or a failing stage) stops the pipeline's reader without waiting for the next
+    /// line. A line that was being read when the stop came is left for the rerun.
+    pub fn from_blocking_reader(
+        reader: impl io::Read + Send + 'static,
+        format: InputFormat,
+    ) -> Self {
+        let (reader, watch) = DetachedReader::spawn(reader);
+        Self {
+            reader: Box::new(reader),
+            format,
+            counted_file: None,
+            watch: Some(watch),
         }
     }
 }
@@ -455,11 +478,18 @@ impl ReadStage<'_> {
                 Err(error) => tracing::debug!("could not count the input records: {error}"),
             }
         }
+        if let Some(watch) = &input.watch {
+            watch.set(vec![self.shutdown.clone(), self.stop.clone()]);
+        }
         let mut reader = InputReader::new(input.reader, input.format);
         while !self.shutdown.is_cancelled() && !self.stop.is_cancelled() {
             let Some(record) = reader.next_record().map_err(BatchError::Input)? else {
                 break;
             };
+            if self.shutdown.is_cancelled() || self.stop.is_cancelled() {
+                // Told to stop while this record was being read: it may be cut short, so it is left unread.
+                break;
+            }
             self.stats.add_read();
             if is_stored(&record.id, record.line)? {
                 self.stats.add_skipped();

@@ -263,3 +263,33 @@ fn sources_finishes_the_requests_in_flight_on_sigterm_then_exits_0() {
     );
     assert_eq!(exit_code(&mut child, Duration::from_secs(30)), Some(0));
 }
+
+#[test]
+fn sigterm_stops_a_batch_whose_stdin_writer_has_gone_quiet() {
+    let workspace = Workspace::new();
+    let mut child = tributary()
+        .args(["batch", "-", "--db"])
+        .arg(workspace.path("answers.db"))
+        .args(FAST)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tributary batch");
+    // Three questions, then nothing more, with the pipe kept open: the reader waits for a line that never comes.
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(kb_questions(3).as_bytes())
+        .expect("write the questions");
+    stdin.flush().expect("flush");
+    wait_for_rows(&workspace, &mut child, 3);
+    send(&child, "TERM");
+    let exited = exit_code(&mut child, Duration::from_secs(60));
+    let (_, stderr_text) = outputs(&mut child);
+    drop(stdin);
+    assert_eq!(exited, Some(143), "{stderr_text}");
+    assert!(
+        stderr_text.contains("interrupted: 3 stored, the rest of the input left"),
+        "{stderr_text}"
+    );
+}
