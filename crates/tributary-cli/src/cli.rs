@@ -284,7 +284,7 @@ Exit codes:
 /// `tributary sources`' exit codes.
 const SOURCES_EXIT_CODES: &str = "\
 Exit codes:
-  0  stopped by Ctrl-C
+  0  stopped by Ctrl-C or SIGTERM, the requests in flight answered
   1  internal error (a bug, or the environment failed: the address is in use, the services did
      not stop in time)
   2  usage error (a bad --listen, --fault or --seed)";

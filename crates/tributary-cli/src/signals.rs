@@ -35,6 +35,14 @@ impl Signal {
             Self::Terminate => 143,
         }
     }
+
+    /// The signal's own name, for machine-readable output: `SIGINT`, `SIGTERM`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Interrupt => "SIGINT",
+            Self::Terminate => "SIGTERM",
+        }
+    }
 }
 
 impl fmt::Display for Signal {

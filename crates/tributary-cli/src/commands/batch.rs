@@ -257,10 +257,7 @@ fn report(
             db: output.db,
             in_db: summary.in_store,
             exported,
-            interrupted: interrupted.map(|signal| match signal {
-                Signal::Interrupt => "SIGINT",
-                Signal::Terminate => "SIGTERM",
-            }),
+            interrupted: interrupted.map(Signal::name),
             abandoned: stats.abandoned,
             left,
         };
