@@ -43,6 +43,8 @@ pub enum SourceStatus {
     TimedOut,
     /// It answered with an error, an oversized or malformed body, or could not be reached.
     Failed,
+    /// Its circuit breaker is open: it kept failing, so it was not asked this time (answered at once).
+    CircuitOpen,
     /// The plan did not ask it: the question gave it nothing to look up.
     Skipped,
 }
@@ -75,6 +77,7 @@ impl SourceStatus {
             SourceStatus::Ok => "ok",
             SourceStatus::TimedOut => "timed_out",
             SourceStatus::Failed => "failed",
+            SourceStatus::CircuitOpen => "circuit_open",
             SourceStatus::Skipped => "skipped",
         }
     }
@@ -92,8 +95,11 @@ pub struct SourceReport {
     pub status: SourceStatus,
     /// Why it did not answer (or why it was skipped); `null` when `ok`.
     pub error: Option<String>,
-    /// HTTP attempts made (0 when skipped or served from the cache without waiting).
+    /// HTTP requests sent, hedges included (0 when skipped, served from the cache without waiting, or refused by
+    /// an open circuit).
     pub attempts: u32,
+    /// How many of those requests were hedges (a second request sent because the first was slow).
+    pub hedges: u32,
     /// Whether the response came from the cache instead of an upstream call.
     pub cached: bool,
     /// Time from the start of the fetch until the response (or the failure); `null` when skipped.
@@ -151,6 +157,7 @@ impl SourceReport {
             status: SourceStatus::Skipped,
             error: None,
             attempts: 0,
+            hedges: 0,
             cached: false,
             fetch_ms: None,
             infer_ms: None,

@@ -170,7 +170,7 @@ pub async fn fetch_source(context: &StepContext, step: Step, deadline: Deadline)
     let fetched: Fetched = match fetched {
         Err(elapsed) => {
             record_fetch_span(
-                context,
+                context.timeline.as_ref(),
                 &lane,
                 &request,
                 fetch_started,
@@ -194,14 +194,25 @@ pub async fn fetch_source(context: &StepContext, step: Step, deadline: Deadline)
         }
         Ok(Err(error)) => {
             report.attempts = error.attempts();
+            report.hedges = error.hedges();
             let (status, message) = fetch_failure(&error, binding_bound);
+            if let (Some(timeline), FetchErrorKind::CircuitOpen { .. }) =
+                (&context.timeline, error.kind())
+            {
+                timeline.record_event(InstantEvent::new(
+                    &lane,
+                    "circuit open",
+                    EventKind::Failure,
+                    timeline.offset(fetch_ended.into_std()),
+                ));
+            }
             let outcome = if status == SourceStatus::TimedOut {
                 SpanOutcome::TimedOut
             } else {
                 SpanOutcome::Failed
             };
             record_fetch_span(
-                context,
+                context.timeline.as_ref(),
                 &lane,
                 &request,
                 fetch_started,
@@ -217,9 +228,10 @@ pub async fn fetch_source(context: &StepContext, step: Step, deadline: Deadline)
         Ok(Ok(fetched)) => fetched,
     };
     report.attempts = fetched.attempts;
+    report.hedges = fetched.hedges;
     report.cached = fetched.cached;
     record_fetch_span(
-        context,
+        context.timeline.as_ref(),
         &lane,
         &request,
         fetch_started,
@@ -519,6 +531,20 @@ fn fetch_failure(error: &FetchError, binding_bound: ElapsedKind) -> (SourceStatu
             SourceStatus::TimedOut,
             format!("failed to {}", error_chain(error)),
         ),
+        // Said as what happened, not as a failure to do something: the source was not asked.
+        FetchErrorKind::CircuitOpen { .. } => (
+            SourceStatus::CircuitOpen,
+            with_last_attempt(
+                format!(
+                    "not asked: {}",
+                    error
+                        .kind()
+                        .to_string()
+                        .trim_start_matches("ask the source: ")
+                ),
+                error.attempt_log(),
+            ),
+        ),
         _ => (
             SourceStatus::Failed,
             format!("failed to {}", error_chain(error)),
@@ -603,7 +629,7 @@ pub fn elapsed_message(elapsed: Elapsed) -> String {
 /// Draws the fetch on the source's lane: one span per attempt (or one for the whole fetch when there is no
 /// attempt log: a cache hit, or a fetch cut short), with retry and timeout markers.
 fn record_fetch_span(
-    context: &StepContext,
+    timeline: Option<&Timeline>,
     lane: &str,
     request: &SourceRequest,
     started: Instant,
@@ -611,7 +637,7 @@ fn record_fetch_span(
     outcome: SpanOutcome,
     attempts: &[AttemptRecord],
 ) {
-    let Some(timeline) = &context.timeline else {
+    let Some(timeline) = timeline else {
         return;
     };
     let name = format!("GET {}", request.path);
@@ -633,6 +659,10 @@ fn record_fetch_span(
     for attempt in attempts {
         let (attempt_outcome, status): (SpanOutcome, Value) = match &attempt.outcome {
             AttemptOutcome::Succeeded => (SpanOutcome::Ok, "ok".into()),
+            AttemptOutcome::Abandoned => (
+                SpanOutcome::Cancelled,
+                "abandoned: the other request of the attempt answered first".into(),
+            ),
             AttemptOutcome::Failed { error, .. } => {
                 let kind = match error {
                     FetchErrorKind::AttemptTimeout { .. } | FetchErrorKind::DeadlineExceeded => {
@@ -645,19 +675,36 @@ fn record_fetch_span(
             _ => (SpanOutcome::Failed, "unknown".into()),
         };
         let attempt_end = timeline.offset(attempt.ended.into_std());
+        let attempt_start = timeline.offset(attempt.started.into_std());
         timeline.record(
             Span::new(
                 lane,
-                name.clone(),
+                if attempt.hedge {
+                    format!("{name} (hedge)")
+                } else {
+                    name.clone()
+                },
                 Activity::Fetch,
-                timeline.offset(attempt.started.into_std()),
+                attempt_start,
                 attempt_end,
             )
             .with_outcome(attempt_outcome)
             .with_arg("attempt", attempt.number)
+            .with_arg("hedge", attempt.hedge)
             .with_arg("status", status)
             .with_arg("cached", false),
         );
+        if attempt.hedge {
+            timeline.record_event(
+                InstantEvent::new(
+                    lane,
+                    format!("hedge of attempt {}", attempt.number),
+                    EventKind::Note,
+                    attempt_start,
+                )
+                .with_arg("attempt", attempt.number),
+            );
+        }
         if let AttemptOutcome::Failed { next, .. } = &attempt.outcome {
             if attempt_outcome == SpanOutcome::TimedOut {
                 timeline.record_event(
@@ -722,6 +769,69 @@ mod tests {
                 ("fault".to_owned(), "hang".to_owned())
             ]
         );
+    }
+
+    /// A hedged attempt is drawn as both of its requests: the hedge that won, the first one abandoned, and a
+    /// marker where the hedge was sent.
+    #[test]
+    fn a_hedged_attempt_shows_both_requests_and_which_won() {
+        let start = std::time::Instant::now();
+        let timeline = Timeline::starting_at(start);
+        let at = |ms: u64| Instant::from_std(start + Duration::from_millis(ms));
+        let attempts = [
+            AttemptRecord {
+                number: 1,
+                hedge: true,
+                started: at(25),
+                ended: at(45),
+                outcome: AttemptOutcome::Succeeded,
+            },
+            AttemptRecord {
+                number: 1,
+                hedge: false,
+                started: at(0),
+                ended: at(45),
+                outcome: AttemptOutcome::Abandoned,
+            },
+        ];
+        record_fetch_span(
+            Some(&timeline),
+            "source news",
+            &SourceRequest::new("/news"),
+            at(0),
+            at(45),
+            SpanOutcome::Ok,
+            &attempts,
+        );
+        let spans: Vec<(String, SpanOutcome, Value)> = timeline
+            .spans()
+            .into_iter()
+            .map(|span| {
+                let hedge = span.args.get("hedge").cloned().unwrap_or(Value::Null);
+                (span.name, span.outcome, hedge)
+            })
+            .collect();
+        assert_eq!(
+            spans,
+            vec![
+                (
+                    "GET /news (hedge)".to_owned(),
+                    SpanOutcome::Ok,
+                    Value::Bool(true)
+                ),
+                (
+                    "GET /news".to_owned(),
+                    SpanOutcome::Cancelled,
+                    Value::Bool(false)
+                ),
+            ]
+        );
+        let events: Vec<String> = timeline
+            .events()
+            .into_iter()
+            .map(|event| event.name)
+            .collect();
+        assert_eq!(events, vec!["hedge of attempt 1"]);
     }
 
     #[test]

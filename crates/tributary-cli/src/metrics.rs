@@ -2,8 +2,9 @@
 //!
 //! Counted as asks end, from the same `AgentReport` the client gets: asks by outcome, and per source its
 //! fetch latency, status, retries and cache hits. Read at each scrape: asks in flight, and the CPU pool's queue
-//! depth, busy workers and size, and the async runtime's loop lag (`tributary::lag`: how late a 10 ms timer
-//! fires; late means something blocked a runtime thread).
+//! depth, busy workers and size, the async runtime's loop lag (`tributary::lag`: how late a 10 ms timer
+//! fires; late means something blocked a runtime thread), and each source's circuit breaker (its state, and how
+//! often it opened and changed state), from the HTTP client every ask shares.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -13,6 +14,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tributary::lag::LagReport;
 use tributary::pool::ExecutorStats;
+use tributary::source::{CircuitReport, CircuitState};
 use tributary_agent::AgentReport;
 
 type Labels = Vec<(String, String)>;
@@ -27,6 +29,10 @@ pub struct Metrics {
     source_statuses: Family<Labels, Counter>,
     retries: Family<Labels, Counter>,
     cache_hits: Family<Labels, Counter>,
+    hedges: Family<Labels, Counter>,
+    circuit_state: Family<Labels, Gauge>,
+    circuit_opened: Family<Labels, Counter>,
+    circuit_transitions: Family<Labels, Counter>,
     pool_queued: Gauge,
     pool_busy: Gauge,
     pool_workers: Gauge,
@@ -79,6 +85,30 @@ impl Metrics {
             "Answers served from the response cache",
             cache_hits.clone(),
         );
+        let hedges = Family::<Labels, Counter>::default();
+        registry.register(
+            "source_hedges",
+            "Hedged requests: a second identical request sent because a source's first was slow",
+            hedges.clone(),
+        );
+        let circuit_state = Family::<Labels, Gauge>::default();
+        registry.register(
+            "source_circuit_state",
+            "Each source's circuit breaker: 1 for its state now (closed, open, half_open), 0 for the others",
+            circuit_state.clone(),
+        );
+        let circuit_opened = Family::<Labels, Counter>::default();
+        registry.register(
+            "source_circuit_opened",
+            "Times a source's circuit opened (it kept failing, so it is not asked until a cool-down has passed)",
+            circuit_opened.clone(),
+        );
+        let circuit_transitions = Family::<Labels, Counter>::default();
+        registry.register(
+            "source_circuit_transitions",
+            "State changes of a source's circuit breaker, of every kind",
+            circuit_transitions.clone(),
+        );
         let pool_queued = Gauge::default();
         registry.register(
             "pool_queued_jobs",
@@ -119,6 +149,10 @@ impl Metrics {
             source_statuses,
             retries,
             cache_hits,
+            hedges,
+            circuit_state,
+            circuit_opened,
+            circuit_transitions,
             pool_queued,
             pool_busy,
             pool_workers,
@@ -161,6 +195,11 @@ impl Metrics {
             if source.cached {
                 self.cache_hits.get_or_create(&name).inc();
             }
+            if source.hedges > 0 {
+                self.hedges
+                    .get_or_create(&name)
+                    .inc_by(u64::from(source.hedges));
+            }
         }
     }
 
@@ -175,8 +214,39 @@ impl Metrics {
         self.in_flight.set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
-    /// The text exposition, with the pool's gauges read from `pool` and the loop lag from `lag` now.
-    pub fn render(&self, pool: &ExecutorStats, lag: &LagReport) -> String {
+    /// The text exposition, with the pool's gauges read from `pool`, the loop lag from `lag` and the circuit
+    /// breakers from `circuits` now.
+    pub fn render(
+        &self,
+        pool: &ExecutorStats,
+        lag: &LagReport,
+        circuits: &[CircuitReport],
+    ) -> String {
+        for circuit in circuits {
+            for state in [
+                CircuitState::Closed,
+                CircuitState::Open,
+                CircuitState::HalfOpen,
+            ] {
+                let labels = vec![
+                    ("source".to_owned(), circuit.source.clone()),
+                    ("state".to_owned(), state.as_str().to_owned()),
+                ];
+                self.circuit_state
+                    .get_or_create(&labels)
+                    .set(i64::from(circuit.state == state));
+            }
+            let name = vec![("source".to_owned(), circuit.source.clone())];
+            // The client counts; the counters catch up with it.
+            let catch_up = |counter: &Counter, total: u64| {
+                counter.inc_by(total.saturating_sub(counter.get()));
+            };
+            catch_up(&self.circuit_opened.get_or_create(&name), circuit.opened);
+            catch_up(
+                &self.circuit_transitions.get_or_create(&name),
+                circuit.transitions,
+            );
+        }
         self.lag_max.set(lag.max_lag.as_secs_f64());
         self.lag_stalls
             .set(i64::try_from(lag.stalls.len()).unwrap_or(i64::MAX));

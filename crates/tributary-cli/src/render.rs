@@ -102,7 +102,10 @@ fn source_table(sources: &[SourceReport]) -> String {
             [
                 source.name.clone(),
                 source.status.as_str().to_owned(),
-                source.attempts.to_string(),
+                match source.hedges {
+                    0 => source.attempts.to_string(),
+                    hedges => format!("{} ({hedges} hedge)", source.attempts),
+                },
                 if source.cached { "yes" } else { "no" }.to_owned(),
                 source
                     .fetch_ms
@@ -178,6 +181,7 @@ mod tests {
             } else {
                 1
             },
+            hedges: 0,
             cached: false,
             fetch_ms: times.map(|(fetch, _, _)| fetch),
             infer_ms: times.map(|(_, infer, _)| infer),

@@ -150,6 +150,15 @@ fn scaled(mut scenario: SimConfig, scale: u32) -> SimConfig {
                 median: median / scale,
                 sigma,
             },
+            Latency::Stalls {
+                typical,
+                stall,
+                share,
+            } => Latency::Stalls {
+                typical: typical / scale,
+                stall: stall / scale,
+                share,
+            },
             Latency::None => Latency::None,
         };
     }

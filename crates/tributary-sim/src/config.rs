@@ -165,6 +165,17 @@ pub enum Latency {
         /// Standard deviation of the underlying normal distribution (of the log of the latency).
         sigma: f64,
     },
+    /// Usually about `typical` (log-normal, sigma 0.1), but a `share` of requests (0.0 to 1.0) stall for `stall`
+    /// instead: a slow replica, a garbage-collection pause. With `share` = 3% and `stall` = 10 × `typical`, the
+    /// 99th percentile is 10 × the median: the heavy tail hedged requests are for.
+    Stalls {
+        /// The usual latency (the median).
+        typical: Duration,
+        /// The latency of a stalled request.
+        stall: Duration,
+        /// The chance that a request stalls.
+        share: f64,
+    },
 }
 
 /// No sampled latency exceeds this, so a misconfigured sigma cannot park a request for hours.
@@ -176,6 +187,21 @@ impl Latency {
         match *self {
             Latency::None => Duration::ZERO,
             Latency::Fixed(duration) => duration,
+            Latency::Stalls {
+                typical,
+                stall,
+                share,
+            } => {
+                if rng.random_bool(share.clamp(0.0, 1.0)) {
+                    stall.min(MAX_SAMPLED_LATENCY)
+                } else {
+                    Latency::LogNormal {
+                        median: typical,
+                        sigma: 0.1,
+                    }
+                    .sample(rng)
+                }
+            }
             Latency::LogNormal { median, sigma } => {
                 if median.is_zero() {
                     return Duration::ZERO;

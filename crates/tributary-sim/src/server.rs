@@ -346,5 +346,12 @@ fn latency_json(latency: &Latency) -> serde_json::Value {
         Latency::LogNormal { median, sigma } => {
             json!({ "kind": "log-normal", "median_ms": median.as_millis(), "sigma": sigma })
         }
+        Latency::Stalls {
+            typical,
+            stall,
+            share,
+        } => {
+            json!({ "kind": "stalls", "typical_ms": typical.as_millis(), "stall_ms": stall.as_millis(), "share": share })
+        }
     }
 }

@@ -188,3 +188,63 @@ async fn a_cancelled_sequential_run_stops_at_the_step_it_is_on() {
         run.report.sources
     );
 }
+
+/// A source that keeps failing opens its circuit: the questions after it are answered without asking it, each
+/// report saying `circuit_open`, and the timeline marks it.
+#[tokio::test]
+async fn a_source_that_keeps_failing_is_not_asked_once_its_circuit_opens() {
+    let fault = vec![(
+        "news".to_owned(),
+        vec![("fault".to_owned(), "error".to_owned())],
+    )];
+    let (agent, _services) = agent(fault).await;
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for _ in 0..3 {
+        let run = agent.ask(&question()).await;
+        let news = run
+            .report
+            .sources
+            .iter()
+            .find(|source| source.name == "news")
+            .expect("news is reported")
+            .clone();
+        statuses.push((news.status, news.attempts));
+        assert_eq!(
+            run.report.status,
+            AnswerStatus::Degraded,
+            "{:#?}",
+            run.report
+        );
+        last = Some((run, news));
+    }
+    // 3 failed attempts (2 retries), then 2 more open the circuit (5 calls, all failed), then none at all.
+    assert_eq!(
+        statuses,
+        vec![
+            (SourceStatus::Failed, 3),
+            (SourceStatus::CircuitOpen, 2),
+            (SourceStatus::CircuitOpen, 0)
+        ]
+    );
+    let (run, news) = last.expect("three runs");
+    let error = news.error.expect("a reason");
+    assert!(
+        error.starts_with("not asked: its circuit is open"),
+        "{error}"
+    );
+    assert!(
+        run.timeline
+            .events()
+            .iter()
+            .any(|event| event.lane == "source news" && event.name == "circuit open"),
+        "{:#?}",
+        run.timeline.events()
+    );
+    let circuits = agent.client().circuits();
+    let news_circuit = circuits
+        .iter()
+        .find(|circuit| circuit.source == "news")
+        .expect("news has a breaker");
+    assert_eq!(news_circuit.state, tributary::source::CircuitState::Open);
+}

@@ -12,6 +12,17 @@
 //! cache_ttl = "60s"           # optional; absent or "0s" = no cache
 //! required = false            # a required source failing fails the answer; default false
 //! max_body_bytes = 1048576    # optional; default 1 MiB
+//! rate_limit = "600/min"      # optional: at most N requests per s | min | h | day (or any duration: "5/10s")
+//! hedge = "p95"               # optional: "pNN" (1-99), a delay ("250ms"), or "off" (the default)
+//! hedge_budget = "10%"        # hedges per 100 requests; default 10%
+//! user_agent = "my-agent/1.0 (+https://example.org/contact)"   # optional
+//!
+//! [source.breaker]            # optional; on by default with these values; `enabled = false` turns it off
+//! window = "10s"              # how far back the failure rate looks
+//! min_calls = 5               # the fewest calls in the window before the rate counts
+//! failure_rate = "50%"        # at or above this the circuit opens
+//! cool_down = "5s"            # open this long, then probes
+//! probes = 2                  # probes that must succeed to close it again
 //! ```
 //!
 //! Bounds ([`crate::limits`]): at most 10,000 sources; `timeout` at most an hour ([`MAX_TIMEOUT`]); `cache_ttl`
@@ -26,7 +37,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
-use tributary::source::{DEFAULT_MAX_BODY_BYTES, DEFAULT_RETRIES, DEFAULT_TIMEOUT, SourceSpec};
+use tributary::source::{
+    BreakerPolicy, DEFAULT_MAX_BODY_BYTES, DEFAULT_RETRIES, DEFAULT_TIMEOUT, HedgeDelay,
+    HedgePolicy, RateLimit, SourceSpec,
+};
 use url::Url;
 
 use super::kind::SourceKind;
@@ -52,10 +66,13 @@ pub struct Source {
 }
 
 impl Source {
-    /// An optional source of `kind` with the engine's default timeout, retries and size limit, and no cache.
+    /// An optional source of `kind` with the engine's default timeout, retries and size limit, the agent's
+    /// default circuit breaker ([`BreakerPolicy::default`]), and no cache, rate limit or hedging.
     pub fn new(name: impl Into<String>, kind: SourceKind, base_url: Url) -> Self {
+        let mut spec = SourceSpec::new(name, base_url);
+        spec.breaker = Some(BreakerPolicy::default());
         Self {
-            spec: SourceSpec::new(name, base_url),
+            spec,
             kind,
             required: false,
         }
@@ -249,7 +266,12 @@ impl SourcesConfig {
                 }
                 Some(limit) => *limit.get_ref(),
             };
+            let resilience = Resilience::parse(&entry, &invalid)?;
             let mut spec = SourceSpec::new(name, base_url);
+            spec.rate_limit = resilience.rate_limit;
+            spec.hedge = resilience.hedge;
+            spec.breaker = resilience.breaker;
+            spec.user_agent = resilience.user_agent;
             spec.timeout = timeout;
             spec.retries = retries;
             spec.cache_ttl = cache_ttl;
@@ -337,6 +359,215 @@ struct RawSource {
     #[serde(default)]
     required: bool,
     max_body_bytes: Option<Spanned<u64>>,
+    rate_limit: Option<Spanned<String>>,
+    hedge: Option<Spanned<String>>,
+    hedge_budget: Option<Spanned<String>>,
+    user_agent: Option<Spanned<String>>,
+    breaker: Option<Spanned<RawBreaker>>,
+}
+
+/// `[source.breaker]` as written; every field optional.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBreaker {
+    enabled: Option<bool>,
+    window: Option<Spanned<String>>,
+    min_calls: Option<Spanned<u32>>,
+    failure_rate: Option<Spanned<String>>,
+    cool_down: Option<Spanned<String>>,
+    probes: Option<Spanned<u32>>,
+}
+
+/// A source's rate limit, hedging, breaker and User-Agent, validated.
+struct Resilience {
+    rate_limit: Option<RateLimit>,
+    hedge: Option<HedgePolicy>,
+    breaker: Option<BreakerPolicy>,
+    user_agent: Option<String>,
+}
+
+/// The most probes or minimum calls a breaker may ask for.
+const MAX_BREAKER_CALLS: u32 = 10_000;
+
+impl Resilience {
+    fn parse(
+        entry: &RawSource,
+        invalid: &dyn Fn(usize, &str, String) -> ConfigError,
+    ) -> Result<Self, ConfigError> {
+        let rate_limit = match &entry.rate_limit {
+            None => None,
+            Some(limit) => Some(
+                parse_rate_limit(limit.get_ref())
+                    .map_err(|message| invalid(limit.span().start, "rate_limit", message))?,
+            ),
+        };
+        let mut hedge = match &entry.hedge {
+            None => None,
+            Some(hedge) => parse_hedge(hedge.get_ref())
+                .map_err(|message| invalid(hedge.span().start, "hedge", message))?
+                .map(HedgePolicy::new),
+        };
+        if let Some(budget) = &entry.hedge_budget {
+            let percent = parse_percent(budget.get_ref(), 0)
+                .map_err(|message| invalid(budget.span().start, "hedge_budget", message))?;
+            match &mut hedge {
+                Some(policy) => policy.budget_percent = percent,
+                None => {
+                    return Err(invalid(
+                        budget.span().start,
+                        "hedge_budget",
+                        "has no effect without `hedge` (e.g. hedge = \"p95\")".into(),
+                    ));
+                }
+            }
+        }
+        let user_agent = match &entry.user_agent {
+            None => None,
+            Some(agent) => {
+                let value = agent.get_ref().trim();
+                if value.is_empty() || value.len() > 512 || reqwest_header_value_is_invalid(value) {
+                    return Err(invalid(
+                        agent.span().start,
+                        "user_agent",
+                        "must be 1 to 512 visible ASCII characters (e.g. \"my-agent/1.0 (+https://example.org)\")".into(),
+                    ));
+                }
+                Some(value.to_owned())
+            }
+        };
+        let breaker = match &entry.breaker {
+            None => Some(BreakerPolicy::default()),
+            Some(raw) => parse_breaker(raw.get_ref(), invalid)?,
+        };
+        Ok(Self {
+            rate_limit,
+            hedge,
+            breaker,
+            user_agent,
+        })
+    }
+}
+
+/// Whether `value` cannot be sent as a header value: only visible ASCII and spaces are allowed here.
+fn reqwest_header_value_is_invalid(value: &str) -> bool {
+    !value.chars().all(|c| c == ' ' || c.is_ascii_graphic())
+}
+
+fn parse_breaker(
+    raw: &RawBreaker,
+    invalid: &dyn Fn(usize, &str, String) -> ConfigError,
+) -> Result<Option<BreakerPolicy>, ConfigError> {
+    if raw.enabled == Some(false) {
+        return Ok(None);
+    }
+    let mut policy = BreakerPolicy::default();
+    let positive_duration =
+        |value: &Spanned<String>, field: &str| match parse_duration(value, MAX_DURATION) {
+            Ok(Duration::ZERO) => Err(invalid(
+                value.span().start,
+                field,
+                "must be greater than zero".into(),
+            )),
+            Ok(duration) => Ok(duration),
+            Err(message) => Err(invalid(value.span().start, field, message)),
+        };
+    let count = |value: &Spanned<u32>, field: &str| match *value.get_ref() {
+        0 => Err(invalid(
+            value.span().start,
+            field,
+            "must be at least 1".into(),
+        )),
+        count if count > MAX_BREAKER_CALLS => Err(invalid(
+            value.span().start,
+            field,
+            format!("must be at most {MAX_BREAKER_CALLS}"),
+        )),
+        count => Ok(count),
+    };
+    if let Some(window) = &raw.window {
+        policy.window = positive_duration(window, "breaker.window")?;
+    }
+    if let Some(cool_down) = &raw.cool_down {
+        policy.cool_down = positive_duration(cool_down, "breaker.cool_down")?;
+    }
+    if let Some(min_calls) = &raw.min_calls {
+        policy.min_calls = count(min_calls, "breaker.min_calls")?;
+    }
+    if let Some(probes) = &raw.probes {
+        policy.probes = count(probes, "breaker.probes")?;
+    }
+    if let Some(rate) = &raw.failure_rate {
+        policy.failure_percent = parse_percent(rate.get_ref(), 1)
+            .map_err(|message| invalid(rate.span().start, "breaker.failure_rate", message))?;
+    }
+    Ok(Some(policy))
+}
+
+/// `"50%"` (or `"50"`) as a whole percentage from `minimum` to 100.
+fn parse_percent(text: &str, minimum: u32) -> Result<u32, String> {
+    let number = text.trim().trim_end_matches('%').trim();
+    match number.parse::<u32>() {
+        Ok(percent) if (minimum..=100).contains(&percent) => Ok(percent),
+        _ => Err(format!(
+            "invalid percentage `{text}`: write a whole number from {minimum}% to 100%, e.g. \"10%\""
+        )),
+    }
+}
+
+/// `"p95"` → a percentile, `"250ms"` → a fixed delay, `"off"` → no hedging.
+fn parse_hedge(text: &str) -> Result<Option<HedgeDelay>, String> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    if let Some(percentile) = text.strip_prefix(['p', 'P']) {
+        return match percentile.parse::<u8>() {
+            Ok(percentile @ 1..=99) => Ok(Some(HedgeDelay::Percentile(percentile))),
+            _ => Err(format!(
+                "invalid percentile `{text}`: write p1 to p99, e.g. \"p95\""
+            )),
+        };
+    }
+    match humantime::parse_duration(text) {
+        Ok(Duration::ZERO) => Err("a hedge delay must be greater than zero".to_owned()),
+        Ok(delay) if delay <= MAX_TIMEOUT => Ok(Some(HedgeDelay::Fixed(delay))),
+        Ok(_) => Err(format!(
+            "a hedge delay must be at most {}",
+            humantime::format_duration(MAX_TIMEOUT)
+        )),
+        Err(_) => Err(format!(
+            "invalid hedge `{text}`: write a percentile (\"p95\"), a delay (\"250ms\") or \"off\""
+        )),
+    }
+}
+
+/// `"600/min"`, `"10/s"`, `"5000/h"`, `"10000/day"`, or `"N/DURATION"` (`"5/10s"`).
+fn parse_rate_limit(text: &str) -> Result<RateLimit, String> {
+    let usage = || {
+        format!(
+            "invalid rate limit `{text}`: write REQUESTS/PERIOD, e.g. \"600/min\", \"10/s\", \"5000/h\" or \"5/10s\""
+        )
+    };
+    let (requests, period) = text.trim().split_once('/').ok_or_else(usage)?;
+    let requests: u32 = requests.trim().parse().map_err(|_| usage())?;
+    if requests == 0 {
+        return Err("a rate limit must allow at least 1 request".to_owned());
+    }
+    let period = period.trim();
+    let per = match period {
+        "s" | "sec" | "second" => Duration::from_secs(1),
+        "m" | "min" | "minute" => Duration::from_secs(60),
+        "h" | "hour" => Duration::from_secs(60 * 60),
+        "d" | "day" => Duration::from_secs(24 * 60 * 60),
+        other => humantime::parse_duration(other).map_err(|_| usage())?,
+    };
+    if per.is_zero() || per > MAX_DURATION {
+        return Err(format!(
+            "a rate limit's period must be more than zero and at most {}",
+            humantime::format_duration(MAX_DURATION)
+        ));
+    }
+    Ok(RateLimit { requests, per })
 }
 
 /// A duration field, at most `limit`.
@@ -601,6 +832,133 @@ base_url = "http://127.0.0.1:8082/api/"
         let text = VALID.replace("max_body_bytes = 4096", "max_body_bytes = 0");
         let (line, field, _) = invalid(&text);
         assert_eq!((line, field.as_deref()), (10, Some("max_body_bytes")));
+    }
+
+    const RESILIENT: &str = r#"
+[[source]]
+name = "news"
+kind = "news"
+base_url = "http://127.0.0.1:8080"
+rate_limit = "600/min"
+hedge = "p95"
+hedge_budget = "5%"
+user_agent = "my-agent/1.0 (+https://example.org)"
+
+[source.breaker]
+window = "30s"
+min_calls = 3
+failure_rate = "60%"
+cool_down = "2s"
+probes = 1
+
+[[source]]
+name = "kb"
+kind = "kb"
+base_url = "http://127.0.0.1:8080"
+hedge = "250ms"
+breaker = { enabled = false }
+
+[[source]]
+name = "weather"
+kind = "weather"
+base_url = "http://127.0.0.1:8080"
+"#;
+
+    #[test]
+    fn rate_limits_hedging_breakers_and_user_agents_are_read() {
+        let config = SourcesConfig::from_str_named(RESILIENT, FILE).expect("valid");
+        let news = &config.sources[0].spec;
+        assert_eq!(
+            news.rate_limit,
+            Some(RateLimit {
+                requests: 600,
+                per: Duration::from_secs(60)
+            })
+        );
+        let hedge = news.hedge.expect("hedged");
+        assert_eq!(
+            (hedge.delay, hedge.budget_percent),
+            (HedgeDelay::Percentile(95), 5)
+        );
+        let breaker = news.breaker.expect("a breaker");
+        assert_eq!(
+            (
+                breaker.window,
+                breaker.min_calls,
+                breaker.failure_percent,
+                breaker.cool_down,
+                breaker.probes
+            ),
+            (Duration::from_secs(30), 3, 60, Duration::from_secs(2), 1)
+        );
+        assert_eq!(
+            news.user_agent.as_deref(),
+            Some("my-agent/1.0 (+https://example.org)")
+        );
+        let kb = &config.sources[1].spec;
+        assert_eq!(
+            kb.hedge.map(|hedge| (hedge.delay, hedge.budget_percent)),
+            Some((HedgeDelay::Fixed(Duration::from_millis(250)), 10))
+        );
+        assert_eq!(kb.breaker, None);
+        let weather = &config.sources[2].spec;
+        assert_eq!(
+            weather.breaker,
+            Some(BreakerPolicy::default()),
+            "on by default"
+        );
+        assert_eq!(
+            (weather.hedge, weather.rate_limit),
+            (None, None),
+            "off by default"
+        );
+    }
+
+    #[test]
+    fn bad_rate_limits_hedges_and_breakers_name_their_field() {
+        let source = |extra: &str| {
+            format!("[[source]]\nname = \"n\"\nkind = \"news\"\nbase_url = \"http://h\"\n{extra}\n")
+        };
+        for (extra, field, message) in [
+            ("rate_limit = \"600\"", "rate_limit", "REQUESTS/PERIOD"),
+            ("rate_limit = \"0/s\"", "rate_limit", "at least 1 request"),
+            ("rate_limit = \"5/0s\"", "rate_limit", "more than zero"),
+            ("hedge = \"p100\"", "hedge", "p1 to p99"),
+            ("hedge = \"soon\"", "hedge", "a percentile"),
+            ("hedge = \"0ms\"", "hedge", "greater than zero"),
+            ("hedge_budget = \"10%\"", "hedge_budget", "without `hedge`"),
+            (
+                "hedge = \"p95\"\nhedge_budget = \"150%\"",
+                "hedge_budget",
+                "0% to 100%",
+            ),
+            ("user_agent = \"bad\\tline\"", "user_agent", "visible ASCII"),
+            (
+                "[source.breaker]\nfailure_rate = \"0%\"",
+                "breaker.failure_rate",
+                "1% to 100%",
+            ),
+            (
+                "[source.breaker]\nprobes = 0",
+                "breaker.probes",
+                "at least 1",
+            ),
+            (
+                "[source.breaker]\ncool_down = \"0s\"",
+                "breaker.cool_down",
+                "greater than zero",
+            ),
+        ] {
+            let (_, found_field, found_message) = invalid(&source(extra));
+            assert_eq!(
+                found_field.as_deref(),
+                Some(field),
+                "{extra}: {found_message}"
+            );
+            assert!(found_message.contains(message), "{extra}: {found_message}");
+        }
+        let (_, _, message) = invalid(&source("[source.breaker]\nthreshold = 3"));
+        assert!(message.contains("unknown field `threshold`"), "{message}");
     }
 
     #[test]

@@ -147,6 +147,32 @@ fn healthy_asks_are_answered_and_probes_say_ready() {
     }
 }
 
+/// The breaker's state is shared by every ask the server runs: a source that keeps failing is answered
+/// `circuit_open` for the next client, and the metrics say so.
+#[test]
+fn a_failing_source_opens_its_circuit_for_every_client_and_the_metrics_show_it() {
+    let server = Server::start(&[]);
+    let ask = format!("{{\"question\": \"{QUESTION}\", \"faults\": {{\"news\": \"error\"}}}}");
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let (status, _, report) = server.ask(&ask);
+        assert_eq!(status, 200, "{report}");
+        assert_eq!(report["status"], "degraded", "{report}");
+        statuses.push(source(&report, "news")["status"].clone());
+    }
+    assert_eq!(statuses, ["failed", "circuit_open", "circuit_open"]);
+    let (_, _, metrics) = server.request("GET", "/metrics", "");
+    for line in [
+        "tributary_source_circuit_state{source=\"news\",state=\"open\"} 1",
+        "tributary_source_circuit_state{source=\"news\",state=\"closed\"} 0",
+        "tributary_source_circuit_state{source=\"kb\",state=\"closed\"} 1",
+        "tributary_source_circuit_opened_total{source=\"news\"} 1",
+        "tributary_source_statuses_total{source=\"news\",status=\"circuit_open\"} 2",
+    ] {
+        assert!(metrics.contains(line), "no `{line}` in:\n{metrics}");
+    }
+}
+
 #[test]
 fn a_hanging_source_gives_a_degraded_answer_within_the_requested_deadline() {
     let server = Server::start(&[]);

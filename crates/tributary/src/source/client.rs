@@ -414,18 +414,19 @@ impl SourceClient {
         // The attempt's own bound: the earlier of the per-attempt timeout and the caller's deadline. A hedge
         // shares it: it is part of the same attempt.
         let (attempt_deadline, bound) = deadline.narrow(Some(spec.timeout));
+        // Boxed: a request's future (reqwest's, and the body reading) is large, and an attempt may hold two.
         let request = |hedge: bool, permit: Option<Permit>| {
-            self.request(
+            Box::pin(self.request(
                 spec,
                 state,
                 url,
                 (attempt_deadline, bound),
                 RequestRecord::begin(attempt_log, number, hedge),
                 permit,
-            )
+            ))
         };
         state.hedging.note_request();
-        let primary = request(false, permit);
+        let mut primary = request(false, permit);
         let Some((policy, delay)) = spec
             .hedge
             .as_ref()
@@ -433,7 +434,6 @@ impl SourceClient {
         else {
             return primary.await;
         };
-        tokio::pin!(primary);
         tokio::select! {
             biased;
             result = &mut primary => return result,
@@ -443,8 +443,7 @@ impl SourceClient {
             return primary.await;
         };
         span.record("hedged", true);
-        let hedge = request(true, hedge_permit);
-        tokio::pin!(hedge);
+        let mut hedge = request(true, hedge_permit);
         // The first success wins; the other request is dropped (cancelled) when this returns. If one fails,
         // the other may still succeed.
         let (result, winner) = tokio::select! {

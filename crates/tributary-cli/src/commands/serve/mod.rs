@@ -624,9 +624,11 @@ async fn page() -> Response {
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     state.metrics.set_in_flight(state.in_flight());
     state.metrics.set_admission_limit(state.admission.limit());
-    let text = state
-        .metrics
-        .render(&state.agent.executor().stats(), &state.lag.snapshot());
+    let text = state.metrics.render(
+        &state.agent.executor().stats(),
+        &state.lag.snapshot(),
+        &state.agent.client().circuits(),
+    );
     (
         [(
             header::CONTENT_TYPE,
