@@ -532,19 +532,24 @@ fn fetch_failure(error: &FetchError, binding_bound: ElapsedKind) -> (SourceStatu
             format!("failed to {}", error_chain(error)),
         ),
         // Said as what happened, not as a failure to do something: the source was not asked.
-        FetchErrorKind::CircuitOpen { .. } => (
-            SourceStatus::CircuitOpen,
-            with_last_attempt(
-                format!(
-                    "not asked: {}",
-                    error
-                        .kind()
-                        .to_string()
-                        .trim_start_matches("ask the source: ")
+        FetchErrorKind::CircuitOpen { .. } => {
+            let open = format!(
+                "not asked: {}",
+                error
+                    .kind()
+                    .to_string()
+                    .trim_start_matches("ask the source: ")
+            );
+            let message = match last_failure(error.attempt_log()) {
+                // The circuit opened during this fetch's retries.
+                Some(last) => format!(
+                    "{open}; it opened after {} attempt(s) of this fetch, the last failed to {last}",
+                    error.attempt_log().len()
                 ),
-                error.attempt_log(),
-            ),
-        ),
+                None => open,
+            };
+            (SourceStatus::CircuitOpen, message)
+        }
         _ => (
             SourceStatus::Failed,
             format!("failed to {}", error_chain(error)),
@@ -592,9 +597,9 @@ fn with_extra_query(
     request
 }
 
-/// `message`, plus what the last failed attempt saw when there was one: "timed out" alone hides a 500.
-fn with_last_attempt(message: String, attempts: &[AttemptRecord]) -> String {
-    match attempts
+/// What the last failed attempt saw (other than the deadline), if any attempt failed.
+fn last_failure(attempts: &[AttemptRecord]) -> Option<&FetchErrorKind> {
+    attempts
         .iter()
         .rev()
         .find_map(|attempt| match &attempt.outcome {
@@ -604,7 +609,12 @@ fn with_last_attempt(message: String, attempts: &[AttemptRecord]) -> String {
                 Some(error)
             }
             _ => None,
-        }) {
+        })
+}
+
+/// `message`, plus what the last failed attempt saw when there was one: "timed out" alone hides a 500.
+fn with_last_attempt(message: String, attempts: &[AttemptRecord]) -> String {
+    match last_failure(attempts) {
         Some(last) => format!(
             "{message} after {} attempt(s); last attempt failed to {last}",
             attempts.len()

@@ -62,7 +62,8 @@ impl LabServices {
         })
     }
 
-    /// A spec for `service`: one attempt, a generous timeout, no cache (every call reaches the server).
+    /// A spec for `service`: one attempt, a generous timeout, no cache and no circuit breaker (every call reaches
+    /// the server: the experiments measure what a failing or hanging service costs, which a breaker would hide).
     pub(crate) fn spec(&self, service: Service) -> SourceSpec {
         self.source(service).spec
     }
@@ -78,6 +79,7 @@ impl LabServices {
         source.spec.timeout = GENEROUS_TIMEOUT;
         source.spec.retries = 0;
         source.spec.cache_ttl = None;
+        source.spec.breaker = None;
         source
     }
 

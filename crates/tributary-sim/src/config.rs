@@ -392,6 +392,29 @@ mod tests {
     }
 
     #[test]
+    fn stalls_put_the_p99_at_the_stall_and_the_median_at_the_typical_latency() {
+        let latency = Latency::Stalls {
+            typical: Duration::from_millis(20),
+            stall: Duration::from_millis(200),
+            share: 0.03,
+        };
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut samples: Vec<Duration> = (0..10_000).map(|_| latency.sample(&mut rng)).collect();
+        samples.sort();
+        let (p50, p99) = (samples[4_999], samples[9_899]);
+        assert!(
+            p50 > Duration::from_millis(18) && p50 < Duration::from_millis(22),
+            "{p50:?}"
+        );
+        assert_eq!(p99, Duration::from_millis(200));
+        let stalled = samples
+            .iter()
+            .filter(|sample| **sample == Duration::from_millis(200))
+            .count();
+        assert!((200..400).contains(&stalled), "{stalled} of 10,000 stalled");
+    }
+
+    #[test]
     fn invalid_sigma_falls_back_to_the_median() {
         let latency = Latency::LogNormal {
             median: Duration::from_millis(100),
