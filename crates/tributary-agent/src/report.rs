@@ -45,6 +45,10 @@ pub enum SourceStatus {
     Failed,
     /// The plan did not ask it: the question gave it nothing to look up.
     Skipped,
+    /// It answered, but had nothing for this question (no place by that name, zero hits, an ambiguous or
+    /// missing page); `error` says why. Like `skipped`, not a failure of the source: it does not by itself
+    /// degrade the answer.
+    NoResult,
 }
 
 impl AnswerStatus {
@@ -76,6 +80,7 @@ impl SourceStatus {
             SourceStatus::TimedOut => "timed_out",
             SourceStatus::Failed => "failed",
             SourceStatus::Skipped => "skipped",
+            SourceStatus::NoResult => "no_result",
         }
     }
 }

@@ -324,12 +324,15 @@ fn record_inference(timeline: &Timeline, source: &Source, outcome: &InferenceOut
 
 /// The answer rule, the same for every driver:
 ///
-/// - a **required** source that did not answer: `failed`, "required source `kb` did not answer: ...";
+/// - a **required** source that did not answer: `failed`, "required source `kb` did not answer: ..." (or
+///   "... had nothing for the question: ..." when it answered `no_result`);
 /// - no inference at all: `failed`, "no source answered (weather: ...; news: ...)", "2 of 3 source(s)
-///   answered, but no inference finished (...)" when the deadline cut every inference, or "no source applies
-///   to the question (...)" when every source was skipped;
+///   answered, but no inference finished (...)" when the deadline cut every inference, "no source applies
+///   to the question (...)" when every source was skipped, or "no source had anything for the question
+///   (...)" when every source was skipped or answered `no_result`;
 /// - otherwise the aggregated answer: `ok` when every source that was asked answered, `degraded` when some
-///   did not.
+///   did not. A `no_result` source counts as answered, like a skipped one is not missed: it was reached and
+///   said, correctly, that it knows nothing of the question, which is no failure of the source.
 pub fn answer(question: &Question, records: &[StepRecord]) -> Verdict {
     let failed = |why: String| Verdict {
         status: AnswerStatus::Failed,
@@ -340,8 +343,13 @@ pub fn answer(question: &Question, records: &[StepRecord]) -> Verdict {
         .iter()
         .find(|record| record.report.required && record.report.status != SourceStatus::Ok)
     {
+        let what = if missing.report.status == SourceStatus::NoResult {
+            "had nothing for the question"
+        } else {
+            "did not answer"
+        };
         return failed(format!(
-            "required source `{}` did not answer: {}",
+            "required source `{}` {what}: {}",
             missing.report.name,
             missing.report.error.as_deref().unwrap_or("no answer")
         ));
@@ -360,9 +368,17 @@ pub fn answer(question: &Question, records: &[StepRecord]) -> Verdict {
         let all_skipped = records
             .iter()
             .all(|record| record.report.status == SourceStatus::Skipped);
+        let nothing_to_say = records.iter().all(|record| {
+            matches!(
+                record.report.status,
+                SourceStatus::Skipped | SourceStatus::NoResult
+            )
+        });
         let responded = records.iter().filter(|record| record.responded).count();
         return failed(if all_skipped {
             format!("no source applies to the question ({reasons})")
+        } else if nothing_to_say {
+            format!("no source had anything for the question ({reasons})")
         } else if responded > 0 {
             // The sources were there; the time ran out in inference: a different fix (more time, more workers).
             format!(
@@ -415,9 +431,12 @@ pub fn missing_sources(report: &AgentReport) -> String {
     reasons(report.sources.iter().filter(|source| is_missing(source)))
 }
 
-/// Whether a source was asked and gave no answer.
+/// Whether a source was asked and gave no answer (one that answered it had nothing is not missing).
 fn is_missing(report: &SourceReport) -> bool {
-    !matches!(report.status, SourceStatus::Ok | SourceStatus::Skipped)
+    !matches!(
+        report.status,
+        SourceStatus::Ok | SourceStatus::Skipped | SourceStatus::NoResult
+    )
 }
 
 /// `name: why; name: why` for these sources.
@@ -721,6 +740,80 @@ mod tests {
                 ("q".to_owned(), "rust".to_owned()),
                 ("fault".to_owned(), "hang".to_owned())
             ]
+        );
+    }
+
+    fn record(name: &str, status: SourceStatus, error: &str, required: bool) -> StepRecord {
+        let source = Source::new(
+            name,
+            crate::sources::SourceKind::News,
+            url::Url::parse("http://127.0.0.1:1").expect("url"),
+        );
+        let mut report = SourceReport::new_for(&source);
+        report.status = status;
+        report.error = Some(error.to_owned());
+        report.required = required;
+        StepRecord {
+            report,
+            inference: None,
+            responded: false,
+        }
+    }
+
+    #[test]
+    fn sources_that_had_nothing_fail_the_answer_with_their_reasons() {
+        let question = Question::new("Weather in Atlantis?").expect("valid");
+        let records = [
+            record(
+                "weather",
+                SourceStatus::NoResult,
+                "Open-Meteo knows no place named \"Atlantis\"",
+                false,
+            ),
+            record("news", SourceStatus::Skipped, "no keywords", false),
+        ];
+        let verdict = answer(&question, &records);
+        assert_eq!(verdict.status, AnswerStatus::Failed);
+        assert_eq!(
+            verdict.error.as_deref(),
+            Some(
+                "no source had anything for the question (weather: Open-Meteo knows no place named \"Atlantis\"; news: no keywords)"
+            )
+        );
+    }
+
+    #[test]
+    fn a_source_with_no_result_is_not_missing_but_a_required_one_fails_the_answer() {
+        assert!(!is_missing(
+            &record("kb", SourceStatus::NoResult, "zero hits", false).report
+        ));
+        assert!(is_missing(
+            &record("kb", SourceStatus::Failed, "http 500", false).report
+        ));
+        let question = Question::new("What is Lyon?").expect("valid");
+        let verdict = answer(
+            &question,
+            &[record(
+                "wikipedia",
+                SourceStatus::NoResult,
+                "\"Lyon\" is ambiguous on Wikipedia (disambiguation page)",
+                true,
+            )],
+        );
+        assert_eq!(
+            verdict.error.as_deref(),
+            Some(
+                "required source `wikipedia` had nothing for the question: \"Lyon\" is ambiguous on Wikipedia (disambiguation page)"
+            )
+        );
+    }
+
+    #[test]
+    fn a_no_result_status_reads_snake_case() {
+        assert_eq!(SourceStatus::NoResult.as_str(), "no_result");
+        assert_eq!(
+            serde_json::to_value(SourceStatus::NoResult).expect("serializes"),
+            "no_result"
         );
     }
 
