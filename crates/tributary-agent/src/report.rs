@@ -91,8 +91,11 @@ impl SourceStatus {
 pub struct SourceReport {
     /// The source's name.
     pub name: String,
-    /// `weather`, `news` or `kb`.
+    /// The protocol, as the sources file names it: `weather`, `news` or `kb` (the simulated services),
+    /// `open-meteo`, `hn-algolia` or `wikipedia`.
     pub kind: String,
+    /// What the source knows about, whatever its protocol: `weather`, `news` or `knowledge`.
+    pub topic: String,
     /// How it fared.
     pub status: SourceStatus,
     /// Why it did not answer (or why it was skipped); `null` when `ok`.
@@ -153,6 +156,7 @@ impl SourceReport {
         Self {
             name: source.name().to_owned(),
             kind: source.kind.as_str().to_owned(),
+            topic: source.kind.topic().as_str().to_owned(),
             status: SourceStatus::Skipped,
             error: None,
             attempts: 0,

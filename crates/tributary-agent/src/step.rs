@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 use tributary::group::{Deadline, Elapsed, ElapsedKind, with_timeout};
 use tributary::pool::{Executor, ExecutorError, JobTiming};
 use tributary::source::{
-    AttemptOutcome, AttemptRecord, FetchError, FetchErrorKind, Fetched, RetryDecision,
-    SourceClient, SourceRequest,
+    AttemptOutcome, AttemptRecord, FetchError, FetchErrorKind, RetryDecision, SourceClient,
+    SourceRequest,
 };
 use tributary::trace::{
     Activity, EventKind, InstantEvent, OpenSpan, Outcome as SpanOutcome, Span, Timeline,
@@ -28,6 +28,7 @@ use tributary::trace::{
 use crate::extract::document_for;
 use crate::infer::{InferError, Inference, InferenceJob, aggregate};
 use crate::plan::{Action, Step};
+use crate::protocols::{self, Reading};
 use crate::question::Question;
 use crate::report::{AgentReport, AnswerStatus, RunMode, SourceReport, SourceStatus};
 use crate::schedule::{MeasuredJob, efficiency, ideal_makespan};
@@ -125,6 +126,9 @@ impl Fetch {
 /// Fetches `step`'s source within `min(per-source timeout, deadline)`, or reports why it was not asked.
 ///
 /// A source that answers is left `skipped` in its report with its body attached: [`infer_source`] settles it.
+/// A kind that needs two requests (Open-Meteo, Wikipedia: [`crate::protocols`]) makes both here, one after the
+/// other, inside the same per-source deadline, each through [`SourceClient::fetch`] and drawn on the source's
+/// lane; a source that answers it has nothing for the question is reported `no_result`.
 pub async fn fetch_source(context: &StepContext, step: Step, deadline: Deadline) -> Fetch {
     let source = step.source;
     let mut report = SourceReport::new_for(&source);
@@ -138,46 +142,58 @@ pub async fn fetch_source(context: &StepContext, step: Step, deadline: Deadline)
         }
     };
     let lane = source_lane(source.name());
-    // Watchers of a live timeline see the fetch begin; the attempts' spans are recorded when it ends.
-    let open = context
-        .timeline
-        .as_ref()
-        .map(|timeline| timeline.begin(&lane, format!("GET {}", request.path), Activity::Fetch));
 
     let fetch_started = Instant::now();
     let (source_deadline, binding_bound) = deadline.narrow(Some(context.per_source_timeout));
-    let fetched = with_timeout(
+    let mut progress = Progress::default();
+    let chained = with_timeout(
         Some(context.per_source_timeout),
         deadline,
-        context
-            .client
-            .fetch(&source.spec, &request, source_deadline),
+        fetch_chain(
+            context,
+            &source,
+            &lane,
+            request,
+            source_deadline,
+            &mut progress,
+        ),
     )
     .await;
     let fetch_ended = Instant::now();
-    match &fetched {
-        Ok(Ok(fetched)) => {
-            tracing::debug!(source = source.name(), attempts = fetched.attempts, cached = fetched.cached, elapsed = ?(fetch_ended - fetch_started), "fetched")
+    match &chained {
+        Ok(Chain::Answered(_)) => {
+            tracing::debug!(source = source.name(), attempts = progress.attempts, cached = progress.all_cached, elapsed = ?(fetch_ended - fetch_started), "fetched")
         }
-        Ok(Err(error)) => {
+        Ok(Chain::NoResult(why)) => {
+            tracing::debug!(source = source.name(), why = %why, "no result")
+        }
+        Ok(Chain::Broken(why)) => {
+            tracing::warn!(source = source.name(), why = %why, "protocol error")
+        }
+        Ok(Chain::Failed(error)) => {
             tracing::info!(source = source.name(), attempts = error.attempts(), error = %error_chain(error), "fetch failed")
         }
         Err(elapsed) => tracing::info!(source = source.name(), %elapsed, "fetch cut short"),
     }
     report.fetch_ms = Some(millis(fetch_ended - fetch_started));
     report.arrived_at_ms = Some(millis(fetch_ended - context.started));
+    report.attempts = progress.attempts;
 
-    let fetched: Fetched = match fetched {
+    match chained {
         Err(elapsed) => {
-            record_fetch_span(
-                context,
-                &lane,
-                &request,
-                fetch_started,
-                fetch_ended,
-                SpanOutcome::TimedOut,
-                &[],
-            );
+            // The request in flight was dropped with the chain: draw it as cut short.
+            if let Some(in_flight) = progress.in_flight.take() {
+                record_fetch_span(
+                    context,
+                    &lane,
+                    &in_flight.request,
+                    in_flight.started,
+                    fetch_ended,
+                    SpanOutcome::TimedOut,
+                    &[],
+                );
+                close(in_flight.open, SpanOutcome::TimedOut);
+            }
             let message = elapsed_message(elapsed);
             if let Some(timeline) = &context.timeline {
                 timeline.record_event(InstantEvent::new(
@@ -189,50 +205,163 @@ pub async fn fetch_source(context: &StepContext, step: Step, deadline: Deadline)
             }
             report.status = SourceStatus::TimedOut;
             report.error = Some(message);
-            close(open, SpanOutcome::TimedOut);
-            return Fetch::unanswered(source, report);
+            Fetch::unanswered(source, report)
         }
-        Ok(Err(error)) => {
-            report.attempts = error.attempts();
+        Ok(Chain::Broken(why)) => {
+            report.status = SourceStatus::Failed;
+            report.error = Some(why);
+            Fetch::unanswered(source, report)
+        }
+        Ok(Chain::Failed(error)) => {
             let (status, message) = fetch_failure(&error, binding_bound);
-            let outcome = if status == SourceStatus::TimedOut {
-                SpanOutcome::TimedOut
-            } else {
-                SpanOutcome::Failed
-            };
-            record_fetch_span(
-                context,
-                &lane,
-                &request,
-                fetch_started,
-                fetch_ended,
-                outcome,
-                error.attempt_log(),
-            );
-            close(open, outcome);
             report.status = status;
             report.error = Some(message);
-            return Fetch::unanswered(source, report);
+            Fetch::unanswered(source, report)
         }
-        Ok(Ok(fetched)) => fetched,
-    };
-    report.attempts = fetched.attempts;
-    report.cached = fetched.cached;
-    record_fetch_span(
-        context,
-        &lane,
-        &request,
-        fetch_started,
-        fetch_ended,
-        SpanOutcome::Ok,
-        &fetched.attempt_log,
-    );
-    close(open, SpanOutcome::Ok);
-    Fetch {
-        source,
-        report,
-        body: Some(fetched.body),
+        Ok(Chain::NoResult(why)) => {
+            report.cached = progress.all_cached;
+            report.status = SourceStatus::NoResult;
+            report.error = Some(why);
+            Fetch::unanswered(source, report)
+        }
+        Ok(Chain::Answered(body)) => {
+            report.cached = progress.all_cached;
+            Fetch {
+                source,
+                report,
+                body: Some(body),
+            }
+        }
     }
+}
+
+/// How a source's requests ended.
+#[derive(Debug)]
+enum Chain {
+    /// The body inference reads.
+    Answered(Arc<Value>),
+    /// The source has nothing for the question, and why.
+    NoResult(String),
+    /// A request failed (its attempts are already drawn).
+    Failed(FetchError),
+    /// The protocol misbehaved (asked for a third request): a bug, reported as a failure.
+    Broken(String),
+}
+
+/// What a source's requests have done so far: kept outside [`fetch_chain`]'s future, so that what it did is
+/// known when the per-source timeout drops it.
+#[derive(Debug)]
+struct Progress {
+    /// HTTP attempts of the requests that ended.
+    attempts: u32,
+    /// Whether every request that ended came from the cache.
+    all_cached: bool,
+    /// The request on its way, if any.
+    in_flight: Option<InFlight>,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self {
+            attempts: 0,
+            all_cached: true,
+            in_flight: None,
+        }
+    }
+}
+
+/// A request on its way: what to draw if it is cut short.
+#[derive(Debug)]
+struct InFlight {
+    request: SourceRequest,
+    started: Instant,
+    open: Option<OpenSpan>,
+}
+
+/// Sends `first`, then, while the source's protocol asks for one, the next request built from the response
+/// ([`protocols::read`]), at most [`protocols::MAX_REQUESTS`] in all, each within `deadline`.
+async fn fetch_chain(
+    context: &StepContext,
+    source: &Source,
+    lane: &str,
+    first: SourceRequest,
+    deadline: Deadline,
+    progress: &mut Progress,
+) -> Chain {
+    let mut request = first;
+    let mut endpoint = protocols::first_endpoint(source.kind);
+    let mut kept: Option<Value> = None;
+    for _ in 0..protocols::MAX_REQUESTS {
+        let spec = protocols::spec_for(source, endpoint);
+        // Watchers of a live timeline see the request begin; its attempts' spans are recorded when it ends.
+        let started = Instant::now();
+        progress.in_flight = Some(InFlight {
+            request: request.clone(),
+            started,
+            open: context.timeline.as_ref().map(|timeline| {
+                timeline.begin(lane, format!("GET {}", request.path), Activity::Fetch)
+            }),
+        });
+        let fetched = context.client.fetch(&spec, &request, deadline).await;
+        let ended = Instant::now();
+        let open = progress
+            .in_flight
+            .take()
+            .and_then(|in_flight| in_flight.open);
+        let fetched = match fetched {
+            Err(error) => {
+                progress.attempts += error.attempts();
+                progress.all_cached = false;
+                let outcome = match error.kind() {
+                    FetchErrorKind::DeadlineExceeded | FetchErrorKind::AttemptTimeout { .. } => {
+                        SpanOutcome::TimedOut
+                    }
+                    _ => SpanOutcome::Failed,
+                };
+                record_fetch_span(
+                    context,
+                    lane,
+                    &request,
+                    started,
+                    ended,
+                    outcome,
+                    error.attempt_log(),
+                );
+                close(open, outcome);
+                return match protocols::read_failure(source.kind, kept.as_ref(), &error) {
+                    Some(why) => Chain::NoResult(why),
+                    None => Chain::Failed(error),
+                };
+            }
+            Ok(fetched) => fetched,
+        };
+        progress.attempts += fetched.attempts;
+        progress.all_cached &= fetched.cached;
+        record_fetch_span(
+            context,
+            lane,
+            &request,
+            started,
+            ended,
+            SpanOutcome::Ok,
+            &fetched.attempt_log,
+        );
+        close(open, SpanOutcome::Ok);
+        match protocols::read(source.kind, kept.as_ref(), &request, fetched.body) {
+            Reading::Answer(body) => return Chain::Answered(body),
+            Reading::NoResult(why) => return Chain::NoResult(why),
+            Reading::Next(next) => {
+                request = next.request;
+                endpoint = next.endpoint;
+                kept = Some(next.keep);
+            }
+        }
+    }
+    Chain::Broken(format!(
+        "the `{}` protocol asked for more than {} requests",
+        source.kind,
+        protocols::MAX_REQUESTS
+    ))
 }
 
 /// Runs inference on `fetch`'s response on the executor within `deadline`, and settles its report; a source

@@ -5,8 +5,9 @@
 //! ```toml
 //! [[source]]
 //! name = "weather"            # unique
-//! kind = "weather"            # weather | news | kb
+//! kind = "weather"            # weather | news | kb (simulated) | open-meteo | hn-algolia | wikipedia
 //! base_url = "http://127.0.0.1:8080"
+//! geocoding_url = "https://geocoding-api.open-meteo.com"  # open-meteo only; this is the default
 //! timeout = "2s"              # per attempt (humantime); default 2s, at most 1h
 //! retries = 2                 # retries after the first attempt; default 2
 //! cache_ttl = "60s"           # optional; absent or "0s" = no cache
@@ -31,6 +32,10 @@ use url::Url;
 
 use super::kind::SourceKind;
 use crate::limits::{MAX_BODY_BYTES, MAX_DURATION, MAX_SOURCES};
+use crate::protocols;
+
+/// The per-attempt timeout of [`SourcesConfig::public`]'s sources.
+pub const PUBLIC_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// More retries than this is a configuration mistake, not resilience.
 pub const MAX_RETRIES: u32 = 10;
@@ -49,6 +54,9 @@ pub struct Source {
     pub kind: SourceKind,
     /// Whether this source failing makes the whole answer fail rather than degrade.
     pub required: bool,
+    /// `open-meteo` only: where its geocoding API is (`None`: the real one,
+    /// [`OPEN_METEO_GEOCODING_URL`](crate::protocols::OPEN_METEO_GEOCODING_URL)); the forecast API is `spec.base_url`.
+    pub geocoding_url: Option<Url>,
 }
 
 impl Source {
@@ -58,6 +66,7 @@ impl Source {
             spec: SourceSpec::new(name, base_url),
             kind,
             required: false,
+            geocoding_url: None,
         }
     }
 
@@ -91,6 +100,45 @@ impl SourcesConfig {
                 source("weather", SourceKind::Weather, 60),
                 source("news", SourceKind::News, 30),
                 source("kb", SourceKind::KnowledgeBase, 300),
+            ],
+        }
+    }
+
+    /// The three real, keyless public APIs at their real URLs: `weather` (Open-Meteo), `news` (Hacker News
+    /// through Algolia) and `wikipedia` (Wikipedia's REST APIs), none required.
+    ///
+    /// Per-attempt timeout 3 s (a real network, two requests for weather and Wikipedia inside the per-source
+    /// timeout), 2 retries. Caching, which also keeps the agent well inside each API's rate limit: weather 10
+    /// minutes (Open-Meteo's current conditions change every 15 minutes), news 5 minutes, Wikipedia an hour.
+    /// Rate limits the engine should apply once it can (see the README): Open-Meteo 600 a minute, 5,000 an hour
+    /// and 10,000 a day; HN Algolia 10,000 an hour; Wikipedia 200 a second (ask far fewer).
+    pub fn public() -> Self {
+        let source = |name: &str, kind, base_url: &str, cache_ttl| {
+            let mut source = Source::new(name, kind, Url::parse(base_url).expect("a valid URL"));
+            source.spec.timeout = PUBLIC_TIMEOUT;
+            source.spec.cache_ttl = Some(Duration::from_secs(cache_ttl));
+            source
+        };
+        Self {
+            sources: vec![
+                source(
+                    "weather",
+                    SourceKind::OpenMeteo,
+                    protocols::OPEN_METEO_URL,
+                    600,
+                ),
+                source(
+                    "news",
+                    SourceKind::HnAlgolia,
+                    protocols::HN_ALGOLIA_URL,
+                    300,
+                ),
+                source(
+                    "wikipedia",
+                    SourceKind::Wikipedia,
+                    protocols::WIKIPEDIA_URL,
+                    3600,
+                ),
             ],
         }
     }
@@ -159,45 +207,25 @@ impl SourcesConfig {
                     format!("duplicate source name `{name}`"),
                 ));
             }
-            let base_url = Url::parse(entry.base_url.get_ref()).map_err(|error| {
-                invalid(
-                    entry.base_url.span().start,
-                    "base_url",
-                    format!("invalid url: {error}"),
-                )
-            })?;
-            // The url crate reads `http:///news` or `http:/news` as host `news`: a slip, not a host.
-            let after_scheme = entry
-                .base_url
-                .get_ref()
-                .trim()
-                .get(base_url.scheme().len()..)
-                .unwrap_or_default();
-            let Some(authority) = after_scheme.strip_prefix("://") else {
-                return Err(invalid(
-                    entry.base_url.span().start,
-                    "base_url",
-                    format!("write {}://HOST[:PORT]/PATH", base_url.scheme()),
-                ));
+            let base_url = parse_http_url(&entry.base_url)
+                .map_err(|message| invalid(entry.base_url.span().start, "base_url", message))?;
+            let geocoding_url = match &entry.geocoding_url {
+                None => None,
+                Some(url) if entry.kind != SourceKind::OpenMeteo => {
+                    return Err(invalid(
+                        url.span().start,
+                        "geocoding_url",
+                        format!(
+                            "only an `open-meteo` source geocodes, this one is `{}`",
+                            entry.kind
+                        ),
+                    ));
+                }
+                Some(url) => Some(
+                    parse_http_url(url)
+                        .map_err(|message| invalid(url.span().start, "geocoding_url", message))?,
+                ),
             };
-            if authority.starts_with(['/', '\\']) {
-                return Err(invalid(
-                    entry.base_url.span().start,
-                    "base_url",
-                    format!(
-                        "no host after `{}://`: write {}://HOST[:PORT]/PATH",
-                        base_url.scheme(),
-                        base_url.scheme()
-                    ),
-                ));
-            }
-            if !matches!(base_url.scheme(), "http" | "https") {
-                return Err(invalid(
-                    entry.base_url.span().start,
-                    "base_url",
-                    format!("scheme must be http or https, not `{}`", base_url.scheme()),
-                ));
-            }
             let timeout = match &entry.timeout {
                 None => DEFAULT_TIMEOUT,
                 Some(timeout) => match parse_duration(timeout, MAX_TIMEOUT) {
@@ -258,6 +286,7 @@ impl SourcesConfig {
                 spec,
                 kind: entry.kind,
                 required: entry.required,
+                geocoding_url,
             });
         }
         Ok(Self { sources })
@@ -337,6 +366,35 @@ struct RawSource {
     #[serde(default)]
     required: bool,
     max_body_bytes: Option<Spanned<u64>>,
+    geocoding_url: Option<Spanned<String>>,
+}
+
+/// A URL field: http or https, with a host.
+fn parse_http_url(value: &Spanned<String>) -> Result<Url, String> {
+    let url = Url::parse(value.get_ref()).map_err(|error| format!("invalid url: {error}"))?;
+    // The url crate reads `http:///news` or `http:/news` as host `news`: a slip, not a host.
+    let after_scheme = value
+        .get_ref()
+        .trim()
+        .get(url.scheme().len()..)
+        .unwrap_or_default();
+    let Some(authority) = after_scheme.strip_prefix("://") else {
+        return Err(format!("write {}://HOST[:PORT]/PATH", url.scheme()));
+    };
+    if authority.starts_with(['/', '\\']) {
+        return Err(format!(
+            "no host after `{}://`: write {}://HOST[:PORT]/PATH",
+            url.scheme(),
+            url.scheme()
+        ));
+    }
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "scheme must be http or https, not `{}`",
+            url.scheme()
+        ));
+    }
+    Ok(url)
 }
 
 /// A duration field, at most `limit`.
@@ -646,6 +704,105 @@ base_url = "http://127.0.0.1:8082/api/"
         let error = SourcesConfig::from_path(&missing).unwrap_err();
         assert!(matches!(error, ConfigError::Read { .. }));
         assert!(error.to_string().contains("missing.toml"));
+    }
+
+    const PUBLIC: &str = r#"
+[[source]]
+name = "weather"
+kind = "open-meteo"
+base_url = "http://127.0.0.1:9000/forecast"
+geocoding_url = "http://127.0.0.1:9000/geocoding"
+
+[[source]]
+name = "news"
+kind = "hn-algolia"
+base_url = "https://hn.algolia.com"
+
+[[source]]
+name = "wikipedia"
+kind = "wikipedia"
+base_url = "https://en.wikipedia.org"
+"#;
+
+    #[test]
+    fn the_public_kinds_are_read_with_an_optional_geocoding_url() {
+        let config = SourcesConfig::from_str_named(PUBLIC, FILE).unwrap();
+        let weather = config.get("weather").unwrap();
+        assert_eq!(weather.kind, SourceKind::OpenMeteo);
+        assert_eq!(
+            weather.geocoding_url.as_ref().map(Url::as_str),
+            Some("http://127.0.0.1:9000/geocoding")
+        );
+        assert_eq!(config.get("news").unwrap().kind, SourceKind::HnAlgolia);
+        let wikipedia = config.get("wikipedia").unwrap();
+        assert_eq!(wikipedia.kind, SourceKind::Wikipedia);
+        assert_eq!(wikipedia.geocoding_url, None);
+    }
+
+    #[test]
+    fn a_geocoding_url_is_only_for_open_meteo_and_must_be_http() {
+        let text = PUBLIC.replace(
+            "base_url = \"https://hn.algolia.com\"",
+            "base_url = \"https://hn.algolia.com\"\ngeocoding_url = \"https://example.com\"",
+        );
+        let (line, field, message) = invalid(&text);
+        assert_eq!(
+            (line, field.as_deref()),
+            (12, Some("geocoding_url")),
+            "{message}"
+        );
+        assert!(
+            message.ends_with("only an `open-meteo` source geocodes, this one is `hn-algolia`"),
+            "{message}"
+        );
+        for bad in ["ftp://127.0.0.1/", "http:///geocoding", "not a url"] {
+            let text = PUBLIC.replace("http://127.0.0.1:9000/geocoding", bad);
+            let (line, field, message) = invalid(&text);
+            assert_eq!(
+                (line, field.as_deref()),
+                (6, Some("geocoding_url")),
+                "{bad}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_kind_names_every_kind() {
+        let text = PUBLIC.replace("kind = \"wikipedia\"", "kind = \"wikipedai\"");
+        let (line, field, message) = invalid(&text);
+        assert_eq!((line, field.as_deref()), (15, Some("kind")), "{message}");
+        for kind in SourceKind::ALL {
+            assert!(message.contains(&format!("`{kind}`")), "{kind}: {message}");
+        }
+    }
+
+    #[test]
+    fn the_public_sources_are_the_three_apis_at_their_real_urls() {
+        let config = SourcesConfig::public();
+        let kinds: Vec<(&str, SourceKind, &str)> = config
+            .sources
+            .iter()
+            .map(|source| (source.name(), source.kind, source.spec.base_url.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (
+                    "weather",
+                    SourceKind::OpenMeteo,
+                    "https://api.open-meteo.com/"
+                ),
+                ("news", SourceKind::HnAlgolia, "https://hn.algolia.com/"),
+                (
+                    "wikipedia",
+                    SourceKind::Wikipedia,
+                    "https://en.wikipedia.org/"
+                ),
+            ]
+        );
+        assert!(config.sources.iter().all(|source| !source.required
+            && source.spec.cache_ttl.is_some()
+            && source.spec.timeout == PUBLIC_TIMEOUT));
     }
 
     #[test]
