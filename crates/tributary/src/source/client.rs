@@ -6,22 +6,25 @@ use std::time::Duration;
 
 use backon::Retryable;
 use futures::StreamExt;
-use reqwest::header::{ACCEPT, HeaderValue};
+use reqwest::header::{ACCEPT, HeaderValue, USER_AGENT};
 use serde_json::Value;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 use url::Url;
 
+use super::breaker::{CallOutcome, CircuitReport, Permit};
 use super::cache::{CacheKey, ResponseCache, SharedFailure};
 use super::error::{FetchError, FetchErrorKind};
+use super::hedge::HedgePolicy;
 use super::retry::{self, AttemptOutcome, AttemptRecord, BackoffPolicy, RetryDecision};
 use super::spec::{MAX_CACHE_TTL, SourceSpec};
+use super::state::{SourceState, SourceStates};
 
 /// The request header that tells a source how many milliseconds this attempt has left (the earlier of the
 /// per-attempt timeout and the caller's deadline), so that a source can stop working for a caller that has
 /// given up. `tributary serve` reads the same header from its clients.
 pub const DEADLINE_HEADER: &str = "x-deadline-ms";
-use crate::group::{Deadline, Elapsed, with_timeout};
+use crate::group::{Deadline, ElapsedKind, with_timeout};
 
 /// Settings shared by all sources of one client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,13 +63,25 @@ impl Default for ClientOptions {
     }
 }
 
-/// Talks to HTTP sources. Cheap to clone: clones share the connection pool and the cache.
+/// Talks to HTTP sources. Cheap to clone: clones share the connection pool, the cache, and each source's
+/// circuit breaker, rate limiter and hedge budget.
 #[derive(Debug, Clone)]
 pub struct SourceClient {
     http: reqwest::Client,
     backoff: BackoffPolicy,
     cache: ResponseCache,
+    states: Arc<SourceStates>,
 }
+
+/// The `User-Agent` a source gets unless its spec names another: the tool, its version, and where to read
+/// about it (public APIs ask for this).
+pub const USER_AGENT_DEFAULT: &str = concat!(
+    "tributary/",
+    env!("CARGO_PKG_VERSION"),
+    " (+",
+    env!("CARGO_PKG_REPOSITORY"),
+    ")"
+);
 
 /// What to ask a source: a path below its base URL, and query parameters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -98,8 +113,10 @@ impl SourceRequest {
 pub struct Fetched {
     /// The parsed JSON body; shared with the cache and with other callers of the same request.
     pub body: Arc<Value>,
-    /// HTTP requests this caller sent: 1 + retries, or 0 when the answer came from the cache.
+    /// HTTP requests this caller sent: 1 + retries + hedges, or 0 when the answer came from the cache.
     pub attempts: u32,
+    /// How many of those requests were hedges.
+    pub hedges: u32,
     /// Whether the answer came from the cache (or from another caller's identical, concurrent request) rather
     /// than from a request this caller sent.
     pub cached: bool,
@@ -118,7 +135,7 @@ impl SourceClient {
     /// A client with one connection pool for all sources.
     pub fn new(options: ClientOptions) -> Result<Self, ClientBuildError> {
         let http = reqwest::Client::builder()
-            .user_agent(concat!("tributary/", env!("CARGO_PKG_VERSION")))
+            .user_agent(USER_AGENT_DEFAULT)
             .pool_max_idle_per_host(options.max_idle_connections_per_host)
             .tcp_nodelay(true)
             .build()
@@ -127,7 +144,13 @@ impl SourceClient {
             http,
             backoff: options.backoff,
             cache: ResponseCache::new(options.cache_capacity),
+            states: Arc::new(SourceStates::default()),
         })
+    }
+
+    /// Every circuit breaker this client has used, by source name: its state and how often it opened.
+    pub fn circuits(&self) -> Vec<CircuitReport> {
+        self.states.circuits()
     }
 
     /// Asks `spec`'s source for `request`, within `deadline`.
@@ -211,6 +234,7 @@ impl SourceClient {
                 Ok(lookup) => Ok(Fetched {
                     body: Arc::clone(&lookup.fetched.body),
                     attempts: 0,
+                    hedges: 0,
                     cached: true,
                     attempt_log: Vec::new(),
                     elapsed: started.elapsed(),
@@ -267,7 +291,8 @@ impl SourceClient {
         // The latest attempt's span, kept open until the retry decision that follows it is recorded on it.
         let last_attempt = Mutex::new(tracing::Span::none());
 
-        let result = (|| self.attempt(spec, &url, deadline, &attempt_log, &last_attempt))
+        let state = self.states.get(spec);
+        let result = (|| self.attempt(spec, &state, &url, deadline, &attempt_log, &last_attempt))
             .retry(self.backoff.full_jitter(spec.retries))
             .sleep(tokio::time::sleep)
             .when(|error: &AttemptError| error.kind.is_retryable())
@@ -300,6 +325,7 @@ impl SourceClient {
             Ok(body) => Ok(Fetched {
                 body,
                 attempts: u32::try_from(attempt_log.len()).unwrap_or(u32::MAX),
+                hedges: retry::hedges_in(&attempt_log),
                 cached: false,
                 attempt_log,
                 elapsed: started.elapsed(),
@@ -308,18 +334,21 @@ impl SourceClient {
         }
     }
 
-    /// One attempt: send, check the status, read the body within the limit, parse. Bounded by the per-attempt
-    /// timeout and the deadline; logged.
+    /// One attempt: the breaker's permission, a rate-limit slot, then the request (and, when the source hedges
+    /// and the request is slow, one more identical request; the first success wins). Bounded by the per-attempt
+    /// timeout and the deadline; every request sent is logged.
     async fn attempt(
         &self,
         spec: &SourceSpec,
+        state: &SourceState,
         url: &Url,
         deadline: Deadline,
         attempt_log: &Mutex<Vec<AttemptRecord>>,
         last_attempt: &Mutex<tracing::Span>,
     ) -> Result<Arc<Value>, AttemptError> {
-        let started = Instant::now();
-        let number = u32::try_from(lock(attempt_log).len() + 1).unwrap_or(u32::MAX);
+        let number = lock(attempt_log)
+            .last()
+            .map_or(1, |record| record.number.saturating_add(1));
         let span = tracing::info_span!(
             "source.attempt",
             attempt = number,
@@ -327,38 +356,13 @@ impl SourceClient {
             error = tracing::field::Empty,
             retry = tracing::field::Empty,
             retry_delay_ms = tracing::field::Empty,
+            hedged = tracing::field::Empty,
+            winner = tracing::field::Empty,
         );
-        // What this attempt may take, told to the source so that it can give up when we will (deadline
-        // propagation): the earlier of the per-attempt timeout and the caller's deadline.
-        let budget = deadline.narrow(Some(spec.timeout)).0.remaining();
-        let result = match with_timeout(
-            Some(spec.timeout),
-            deadline,
-            self.send_and_read(spec, url, budget),
-        )
-        .instrument(span.clone())
-        .await
-        {
-            Ok(result) => result,
-            Err(Elapsed::PerCallTimeout(timeout)) => {
-                Err(FetchErrorKind::AttemptTimeout { timeout }.into())
-            }
-            Err(Elapsed::DeadlineExceeded) => Err(FetchErrorKind::DeadlineExceeded.into()),
-        };
-        let outcome = match &result {
-            Ok(_) => AttemptOutcome::Succeeded,
-            Err(error) => AttemptOutcome::Failed {
-                error: error.kind.clone(),
-                // Updated by the retry hooks if the failure is retryable.
-                next: RetryDecision::NotRetryable,
-            },
-        };
-        lock(attempt_log).push(AttemptRecord {
-            number,
-            started,
-            ended: Instant::now(),
-            outcome,
-        });
+        let result = self
+            .attempt_in_span(spec, state, url, deadline, number, attempt_log, &span)
+            .instrument(span.clone())
+            .await;
         match &result {
             Ok(_) => {
                 span.record("status", 200);
@@ -375,6 +379,163 @@ impl SourceClient {
         result
     }
 
+    /// [`attempt`](Self::attempt) inside its span.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one attempt's whole context, passed down once"
+    )]
+    async fn attempt_in_span(
+        &self,
+        spec: &SourceSpec,
+        state: &SourceState,
+        url: &Url,
+        deadline: Deadline,
+        number: u32,
+        attempt_log: &Mutex<Vec<AttemptRecord>>,
+        span: &tracing::Span,
+    ) -> Result<Arc<Value>, AttemptError> {
+        // An open circuit answers at once: nothing is sent, nothing is logged as an attempt.
+        let permit = match &state.breaker {
+            None => None,
+            Some(breaker) => Some(breaker.admit().map_err(|refused| {
+                AttemptError::from(FetchErrorKind::CircuitOpen {
+                    retry_in: refused.retry_in,
+                })
+            })?),
+        };
+        if let Some(limiter) = &state.limiter {
+            limiter.take(deadline).await.map_err(|no_slot| {
+                AttemptError::from(FetchErrorKind::RateLimited {
+                    limit: limiter.limit(),
+                    wait: no_slot.wait,
+                })
+            })?;
+        }
+        // The attempt's own bound: the earlier of the per-attempt timeout and the caller's deadline. A hedge
+        // shares it: it is part of the same attempt.
+        let (attempt_deadline, bound) = deadline.narrow(Some(spec.timeout));
+        let request = |hedge: bool, permit: Option<Permit>| {
+            self.request(
+                spec,
+                state,
+                url,
+                (attempt_deadline, bound),
+                RequestRecord::begin(attempt_log, number, hedge),
+                permit,
+            )
+        };
+        state.hedging.note_request();
+        let primary = request(false, permit);
+        let Some((policy, delay)) = spec
+            .hedge
+            .as_ref()
+            .and_then(|policy| Some((policy, state.hedging.delay(policy)?)))
+        else {
+            return primary.await;
+        };
+        tokio::pin!(primary);
+        tokio::select! {
+            biased;
+            result = &mut primary => return result,
+            () = tokio::time::sleep(delay) => {}
+        }
+        let Some(hedge_permit) = self.admit_hedge(state, policy) else {
+            return primary.await;
+        };
+        span.record("hedged", true);
+        let hedge = request(true, hedge_permit);
+        tokio::pin!(hedge);
+        // The first success wins; the other request is dropped (cancelled) when this returns. If one fails,
+        // the other may still succeed.
+        let (result, winner) = tokio::select! {
+            result = &mut primary => match result {
+                Ok(body) => (Ok(body), "primary"),
+                Err(_) => (hedge.await, "hedge"),
+            },
+            result = &mut hedge => match result {
+                Ok(body) => (Ok(body), "hedge"),
+                Err(_) => (primary.await, "primary"),
+            },
+        };
+        if result.is_ok() {
+            span.record("winner", winner);
+        }
+        result
+    }
+
+    /// Whether a slow attempt may be hedged now, and the breaker's permit for the hedge: only while the circuit
+    /// is closed, within the hedge budget, with a rate-limit slot free at once (a hedge never waits).
+    fn admit_hedge(&self, state: &SourceState, policy: &HedgePolicy) -> Option<Option<Permit>> {
+        if state
+            .breaker
+            .as_ref()
+            .is_some_and(|breaker| !breaker.is_closed())
+        {
+            return None;
+        }
+        // The budget before the rate slot: a slot taken and then unused would cost the source's real limit.
+        if !state.hedging.take_hedge(policy) {
+            return None;
+        }
+        if state
+            .limiter
+            .as_ref()
+            .is_some_and(|limiter| !limiter.try_take())
+        {
+            return None;
+        }
+        match &state.breaker {
+            None => Some(None),
+            Some(breaker) => breaker.admit().ok().map(Some),
+        }
+    }
+
+    /// One HTTP request of an attempt, bounded by the attempt's deadline; reports to the breaker and the
+    /// latency record, and logs itself (as abandoned if it is dropped unfinished).
+    async fn request(
+        &self,
+        spec: &SourceSpec,
+        state: &SourceState,
+        url: &Url,
+        (attempt_deadline, bound): (Deadline, ElapsedKind),
+        record: RequestRecord<'_>,
+        permit: Option<Permit>,
+    ) -> Result<Arc<Value>, AttemptError> {
+        let budget = attempt_deadline.remaining();
+        let result = match with_timeout(
+            None,
+            attempt_deadline,
+            self.send_and_read(spec, url, budget),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(match bound {
+                ElapsedKind::PerCallTimeout(timeout) => FetchErrorKind::AttemptTimeout { timeout },
+                ElapsedKind::Deadline => FetchErrorKind::DeadlineExceeded,
+            }
+            .into()),
+        };
+        if let Some(permit) = permit {
+            permit.record(match &result {
+                Err(error) if error.kind.counts_against_source() => CallOutcome::Failure,
+                _ => CallOutcome::Success,
+            });
+        }
+        if result.is_ok() {
+            state.hedging.record_latency(record.started.elapsed());
+        }
+        record.finish(match &result {
+            Ok(_) => AttemptOutcome::Succeeded,
+            Err(error) => AttemptOutcome::Failed {
+                error: error.kind.clone(),
+                // Updated by the retry hooks if the failure is retryable.
+                next: RetryDecision::NotRetryable,
+            },
+        });
+        result
+    }
+
     async fn send_and_read(
         &self,
         spec: &SourceSpec,
@@ -385,6 +546,9 @@ impl SourceClient {
             .http
             .get(url.clone())
             .header(ACCEPT, HeaderValue::from_static("application/json"));
+        if let Some(user_agent) = &spec.user_agent {
+            request = request.header(USER_AGENT, user_agent.as_str());
+        }
         if let Some(budget) = budget {
             request = request.header(DEADLINE_HEADER, budget.as_millis().to_string());
         }
@@ -511,14 +675,63 @@ fn duration_ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Sets the decision that followed the latest attempt.
+/// Sets the decision that followed the latest failed request.
 fn record_decision(attempt_log: &Mutex<Vec<AttemptRecord>>, decision: RetryDecision) {
-    if let Some(AttemptRecord {
-        outcome: AttemptOutcome::Failed { next, .. },
-        ..
-    }) = lock(attempt_log).last_mut()
+    if let Some(next) =
+        lock(attempt_log)
+            .iter_mut()
+            .rev()
+            .find_map(|record| match &mut record.outcome {
+                AttemptOutcome::Failed { next, .. } => Some(next),
+                _ => None,
+            })
     {
         *next = decision;
+    }
+}
+
+/// One request's entry in the attempt log, pushed when it finishes, or as [`AttemptOutcome::Abandoned`] when
+/// it is dropped unfinished (the other request of a hedged attempt won, or the caller went away).
+struct RequestRecord<'log> {
+    log: &'log Mutex<Vec<AttemptRecord>>,
+    number: u32,
+    hedge: bool,
+    started: Instant,
+    finished: bool,
+}
+
+impl<'log> RequestRecord<'log> {
+    fn begin(log: &'log Mutex<Vec<AttemptRecord>>, number: u32, hedge: bool) -> Self {
+        Self {
+            log,
+            number,
+            hedge,
+            started: Instant::now(),
+            finished: false,
+        }
+    }
+
+    fn finish(mut self, outcome: AttemptOutcome) {
+        self.finished = true;
+        self.push(outcome);
+    }
+
+    fn push(&self, outcome: AttemptOutcome) {
+        lock(self.log).push(AttemptRecord {
+            number: self.number,
+            hedge: self.hedge,
+            started: self.started,
+            ended: Instant::now(),
+            outcome,
+        });
+    }
+}
+
+impl Drop for RequestRecord<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.push(AttemptOutcome::Abandoned);
+        }
     }
 }
 

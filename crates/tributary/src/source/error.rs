@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
+use super::rate::RateLimit;
 use super::retry::AttemptRecord;
 
 /// A fetch failed after one or more attempts.
@@ -47,10 +48,16 @@ impl FetchError {
         &self.kind
     }
 
-    /// How many HTTP requests this caller sent (zero when it never got to send one, e.g. the deadline had
-    /// already passed, or it was waiting on another caller's identical request).
+    /// How many HTTP requests this caller sent, hedges included (zero when it never got to send one, e.g. the
+    /// deadline had already passed, the circuit was open, or it was waiting on another caller's identical
+    /// request).
     pub fn attempts(&self) -> u32 {
         self.attempts
+    }
+
+    /// How many of those requests were hedges.
+    pub fn hedges(&self) -> u32 {
+        super::retry::hedges_in(&self.attempt_log)
     }
 
     /// One record per attempt, in order.
@@ -105,6 +112,35 @@ pub enum FetchErrorKind {
     /// Connecting, sending the request or reading the body failed at the transport level (retryable).
     #[error("talk to the source over http")]
     Transport(#[source] Arc<reqwest::Error>),
+    /// The source's circuit breaker is open: it kept failing, so it was not asked (never retried).
+    #[error("ask the source: its circuit is open after repeated failures (next probe {})", next_probe(*retry_in))]
+    CircuitOpen {
+        /// How long until the breaker lets a probe through (zero: probes are in flight now).
+        retry_in: Duration,
+    },
+    /// The source's rate limit has no free slot before the deadline, so the request was not sent (never
+    /// retried).
+    #[error("send within the source's rate limit of {limit} before the deadline (the next slot is {} away)", humantime::format_duration(whole_millis(*wait)))]
+    RateLimited {
+        /// The source's limit.
+        limit: RateLimit,
+        /// How long the next free slot was away.
+        wait: Duration,
+    },
+}
+
+/// "in 3s", or "once the probes in flight report".
+fn next_probe(retry_in: Duration) -> String {
+    if retry_in.is_zero() {
+        "once the probes in flight report".to_owned()
+    } else {
+        format!("in {}", humantime::format_duration(whole_millis(retry_in)))
+    }
+}
+
+/// A duration rounded up to whole milliseconds, for messages ("2s 1ms", not "2s 793us 12ns").
+fn whole_millis(duration: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(duration.as_micros().div_ceil(1000)).unwrap_or(u64::MAX))
 }
 
 impl FetchErrorKind {
@@ -122,7 +158,26 @@ impl FetchErrorKind {
             }
             FetchErrorKind::DeadlineExceeded
             | FetchErrorKind::BodyTooLarge { .. }
-            | FetchErrorKind::MalformedJson { .. } => false,
+            | FetchErrorKind::MalformedJson { .. }
+            | FetchErrorKind::CircuitOpen { .. }
+            | FetchErrorKind::RateLimited { .. } => false,
+        }
+    }
+
+    /// Whether this failure is the source's fault, as a circuit breaker counts it: a transport error, a
+    /// timeout, a 5xx or 429, an oversized or malformed body. A 4xx other than 429 is the request's fault; the
+    /// breaker and the rate limit are the client's own decisions.
+    pub fn counts_against_source(&self) -> bool {
+        match self {
+            FetchErrorKind::HttpStatus { status } => {
+                status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
+            }
+            FetchErrorKind::AttemptTimeout { .. }
+            | FetchErrorKind::DeadlineExceeded
+            | FetchErrorKind::BodyTooLarge { .. }
+            | FetchErrorKind::MalformedJson { .. }
+            | FetchErrorKind::Transport(_) => true,
+            FetchErrorKind::CircuitOpen { .. } | FetchErrorKind::RateLimited { .. } => false,
         }
     }
 

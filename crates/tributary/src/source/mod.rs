@@ -6,6 +6,12 @@
 //! - `retry`: full-jitter backoff, `Retry-After`, and the per-attempt log ([`AttemptRecord`]) that callers draw on
 //!   their timelines.
 //! - `cache`: the TTL cache that also coalesces concurrent identical requests into one upstream call.
+//! - `breaker`: the per-source circuit breaker ([`BreakerPolicy`]): a source that keeps failing is answered at
+//!   once with [`FetchErrorKind::CircuitOpen`] until a cool-down has passed and probes succeed.
+//! - `hedge`: hedged requests ([`HedgePolicy`]): a slow attempt gets one more identical request after a fixed
+//!   delay or the source's own latency percentile, within a budget; the first success wins.
+//! - `rate`: per-source rate limits ([`RateLimit`]), waited for within the deadline.
+//! - `state`: what the client keeps per source between fetches (breaker, limiter, latencies, hedge budget).
 //! - `error`: [`FetchError`] and its [`FetchErrorKind`]s, which the agent maps to statuses.
 //! - `tests`: the client and the cache against scripted servers on loopback.
 //!
@@ -33,16 +39,24 @@
 //! # }
 //! ```
 
+mod breaker;
 mod cache;
 mod client;
 mod error;
+mod hedge;
+mod rate;
 mod retry;
 mod spec;
+mod state;
 
+pub use breaker::{BreakerPolicy, CircuitReport, CircuitState, MAX_WINDOW_CALLS};
 pub use client::{
     ClientBuildError, ClientOptions, DEADLINE_HEADER, Fetched, SourceClient, SourceRequest,
+    USER_AGENT_DEFAULT,
 };
 pub use error::{FetchError, FetchErrorKind};
+pub use hedge::{HedgeDelay, HedgePolicy};
+pub use rate::RateLimit;
 pub use retry::{AttemptOutcome, AttemptRecord, BackoffPolicy, FullJitter, RetryDecision};
 pub use spec::{
     DEFAULT_MAX_BODY_BYTES, DEFAULT_RETRIES, DEFAULT_TIMEOUT, MAX_CACHE_TTL, SourceSpec,

@@ -105,8 +105,11 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// What happened during one attempt, for timelines and for tests.
 #[derive(Debug, Clone)]
 pub struct AttemptRecord {
-    /// 1 for the first attempt, 2 for the first retry, and so on.
+    /// 1 for the first attempt, 2 for the first retry, and so on; a hedge has its attempt's number.
     pub number: u32,
+    /// Whether this request was a hedge: one more identical request sent because the attempt's first one was
+    /// slow.
+    pub hedge: bool,
     /// When the request was started.
     pub started: Instant,
     /// When the response was fully read, or the attempt failed.
@@ -128,6 +131,9 @@ pub enum AttemptOutcome {
         /// What the client decided after this failure.
         next: RetryDecision,
     },
+    /// The request was cancelled unfinished because the other request of its hedged attempt succeeded first
+    /// (or the caller went away).
+    Abandoned,
 }
 
 /// What the client decided after a failed attempt.
@@ -163,6 +169,11 @@ impl AttemptRecord {
             _ => None,
         }
     }
+}
+
+/// How many of `attempt_log`'s requests were hedges.
+pub(crate) fn hedges_in(attempt_log: &[AttemptRecord]) -> u32 {
+    u32::try_from(attempt_log.iter().filter(|record| record.hedge).count()).unwrap_or(u32::MAX)
 }
 
 /// What to do after a retryable failure.

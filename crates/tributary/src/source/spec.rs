@@ -4,6 +4,10 @@ use std::time::Duration;
 
 use url::Url;
 
+use super::breaker::BreakerPolicy;
+use super::hedge::HedgePolicy;
+use super::rate::RateLimit;
+
 /// Per-attempt timeout when none is given.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Retries after the first attempt when none are given.
@@ -35,10 +39,19 @@ pub struct SourceSpec {
     pub cache_ttl: Option<Duration>,
     /// Bodies larger than this are refused while streaming, without buffering them.
     pub max_body_bytes: u64,
+    /// At most this many requests per period, waited for within the caller's deadline; `None`: no limit.
+    pub rate_limit: Option<RateLimit>,
+    /// Hedge slow attempts with one more identical request; `None` (the default): never.
+    pub hedge: Option<HedgePolicy>,
+    /// Stop asking a source that keeps failing until a cool-down has passed; `None` (the default): always ask.
+    pub breaker: Option<BreakerPolicy>,
+    /// The `User-Agent` sent to this source; `None`: the client's (`tributary/VERSION (+URL)`).
+    pub user_agent: Option<String>,
 }
 
 impl SourceSpec {
-    /// A source with the default timeout (2 s), retries (2), size limit (1 MiB) and no cache.
+    /// A source with the default timeout (2 s), retries (2), size limit (1 MiB), and no cache, rate limit, hedging
+    /// or circuit breaker.
     pub fn new(name: impl Into<String>, base_url: Url) -> Self {
         Self {
             name: name.into(),
@@ -47,6 +60,10 @@ impl SourceSpec {
             retries: DEFAULT_RETRIES,
             cache_ttl: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            rate_limit: None,
+            hedge: None,
+            breaker: None,
+            user_agent: None,
         }
     }
 }

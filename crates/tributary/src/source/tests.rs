@@ -35,6 +35,10 @@ enum Reply {
     StallsMidBody,
     /// 200 with a chunked body that never ends (and so has no Content-Length).
     Endless,
+    /// 200 with this JSON text after `delay_ms`.
+    After { delay_ms: u64, json: &'static str },
+    /// 200 with `{"user_agent": "<the request's User-Agent>"}`.
+    EchoUserAgent,
     /// Signals `request_seen`, then waits for a permit from `gate` before answering with this JSON.
     Gated {
         request_seen: Arc<Notify>,
@@ -44,8 +48,19 @@ enum Reply {
 }
 
 impl Reply {
-    async fn into_response(self) -> Response {
+    async fn into_response(self, headers: axum::http::HeaderMap) -> Response {
         match self {
+            Reply::After { delay_ms, json } => {
+                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                json_response(StatusCode::OK, json)
+            }
+            Reply::EchoUserAgent => {
+                let user_agent = headers
+                    .get(header::USER_AGENT)
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or_default();
+                axum::Json(json!({ "user_agent": user_agent })).into_response()
+            }
             Reply::Json(text) => json_response(StatusCode::OK, text),
             Reply::Status(status) => json_response(status, r#"{"error":"scripted"}"#),
             Reply::Unavailable { retry_after_secs } => {
@@ -105,10 +120,10 @@ impl ScriptedServer {
         let requests = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&requests);
         let replies = Arc::new(replies);
-        let router = Router::new().fallback(move || {
+        let router = Router::new().fallback(move |headers: axum::http::HeaderMap| {
             let index = counter.fetch_add(1, Ordering::SeqCst);
             let reply = replies[index.min(replies.len() - 1)].clone();
-            reply.into_response()
+            reply.into_response(headers)
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
@@ -157,6 +172,7 @@ fn decisions(log: &[AttemptRecord]) -> Vec<Option<RetryDecision>> {
         .map(|record| match record.outcome {
             AttemptOutcome::Succeeded => None,
             AttemptOutcome::Failed { next, .. } => Some(next),
+            AttemptOutcome::Abandoned => panic!("no request is abandoned without hedging"),
         })
         .collect()
 }
@@ -819,5 +835,260 @@ async fn each_attempt_tells_the_source_its_remaining_time() {
     assert!(
         (4_500..=5_000).contains(&seen[1]),
         "the attempt timeout binds: {seen:?}"
+    );
+}
+
+// ---- Circuit breakers, hedged requests, rate limits, User-Agent ----
+
+fn breaker(min_calls: u32, cool_down_ms: u64, probes: u32) -> BreakerPolicy {
+    BreakerPolicy {
+        min_calls,
+        failure_percent: 50,
+        cool_down: Duration::from_millis(cool_down_ms),
+        probes,
+        ..BreakerPolicy::default()
+    }
+}
+
+#[tokio::test]
+async fn an_open_circuit_answers_at_once_and_closes_after_a_successful_probe() {
+    let server = ScriptedServer::start(vec![
+        Reply::Status(StatusCode::INTERNAL_SERVER_ERROR),
+        Reply::Status(StatusCode::INTERNAL_SERVER_ERROR),
+        Reply::Status(StatusCode::INTERNAL_SERVER_ERROR),
+        Reply::Json(r#"{"ok": true}"#),
+    ])
+    .await;
+    let client = client();
+    let mut spec = server.spec(0);
+    spec.breaker = Some(breaker(3, 300, 1));
+    for _ in 0..3 {
+        let error = client
+            .fetch(&spec, &request(), ten_seconds())
+            .await
+            .expect_err("500");
+        assert!(matches!(error.kind(), FetchErrorKind::HttpStatus { .. }));
+    }
+    let error = client
+        .fetch(&spec, &request(), ten_seconds())
+        .await
+        .expect_err("open");
+    let FetchErrorKind::CircuitOpen { retry_in } = error.kind() else {
+        panic!("{error:?}");
+    };
+    assert!(*retry_in <= Duration::from_millis(300));
+    assert_eq!(error.attempts(), 0, "nothing was sent");
+    assert_eq!(server.requests(), 3);
+    assert!(!error.kind().is_retryable());
+    assert_eq!(client.circuits()[0].state, CircuitState::Open);
+
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let fetched = client
+        .fetch(&spec, &request(), ten_seconds())
+        .await
+        .expect("the probe succeeds");
+    assert_eq!(fetched.attempts, 1);
+    let circuit = &client.circuits()[0];
+    assert_eq!(
+        (
+            circuit.source.as_str(),
+            circuit.state,
+            circuit.opened,
+            circuit.transitions
+        ),
+        ("test", CircuitState::Closed, 1, 3)
+    );
+}
+
+#[tokio::test]
+async fn a_circuit_that_opens_mid_fetch_stops_the_retries() {
+    let server = ScriptedServer::start(vec![Reply::Status(StatusCode::SERVICE_UNAVAILABLE)]).await;
+    let client = client();
+    let mut spec = server.spec(5);
+    spec.breaker = Some(breaker(2, 60_000, 1));
+    let error = client
+        .fetch(&spec, &request(), ten_seconds())
+        .await
+        .expect_err("503, then open");
+    assert!(
+        matches!(error.kind(), FetchErrorKind::CircuitOpen { .. }),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.attempts(),
+        2,
+        "the third attempt was refused, not sent"
+    );
+    assert_eq!(server.requests(), 2);
+}
+
+#[tokio::test]
+async fn the_requests_fault_does_not_open_the_circuit() {
+    let server = ScriptedServer::start(vec![Reply::Status(StatusCode::NOT_FOUND)]).await;
+    let client = client();
+    let mut spec = server.spec(0);
+    spec.breaker = Some(breaker(2, 60_000, 1));
+    for _ in 0..6 {
+        let error = client
+            .fetch(&spec, &request(), ten_seconds())
+            .await
+            .expect_err("404");
+        assert!(matches!(error.kind(), FetchErrorKind::HttpStatus { .. }));
+    }
+    assert_eq!(client.circuits()[0].state, CircuitState::Closed);
+}
+
+#[tokio::test]
+async fn a_hedge_wins_over_a_slow_first_request_and_the_loser_is_abandoned() {
+    let server = ScriptedServer::start(vec![
+        Reply::After {
+            delay_ms: 5_000,
+            json: r#"{"who": "slow"}"#,
+        },
+        Reply::Json(r#"{"who": "hedge"}"#),
+    ])
+    .await;
+    let client = client();
+    let mut spec = server.spec(0);
+    let mut policy = HedgePolicy::new(HedgeDelay::Fixed(Duration::from_millis(50)));
+    policy.budget_percent = 100;
+    spec.hedge = Some(policy);
+    let fetched = client
+        .fetch(&spec, &request(), ten_seconds())
+        .await
+        .expect("the hedge answers");
+    assert_eq!(fetched.body["who"], "hedge");
+    assert_eq!((fetched.attempts, fetched.hedges), (2, 1));
+    assert!(
+        fetched.elapsed < Duration::from_secs(4),
+        "{:?}",
+        fetched.elapsed
+    );
+    let outcomes: Vec<(u32, bool, bool)> = fetched
+        .attempt_log
+        .iter()
+        .map(|record| {
+            (
+                record.number,
+                record.hedge,
+                matches!(record.outcome, AttemptOutcome::Succeeded),
+            )
+        })
+        .collect();
+    assert_eq!(outcomes, vec![(1, true, true), (1, false, false)]);
+    assert!(matches!(
+        fetched.attempt_log[1].outcome,
+        AttemptOutcome::Abandoned
+    ));
+}
+
+#[tokio::test]
+async fn a_fast_answer_sends_no_hedge_and_the_budget_caps_hedges() {
+    let server = ScriptedServer::start(vec![Reply::After {
+        delay_ms: 30,
+        json: r#"{"ok": true}"#,
+    }])
+    .await;
+    let client = client();
+    let mut spec = server.spec(0);
+    spec.hedge = Some(HedgePolicy::new(HedgeDelay::Fixed(Duration::from_secs(3))));
+    let fetched = client
+        .fetch(&spec, &request(), ten_seconds())
+        .await
+        .expect("ok");
+    assert_eq!((fetched.attempts, fetched.hedges), (1, 0));
+
+    // Every request is slower than the delay: only the budget (10%) limits the hedges.
+    spec.hedge = Some(HedgePolicy::new(HedgeDelay::Fixed(Duration::from_millis(
+        1,
+    ))));
+    let mut hedges = 0;
+    for _ in 0..30 {
+        hedges += client
+            .fetch(&spec, &request(), ten_seconds())
+            .await
+            .expect("ok")
+            .hedges;
+    }
+    assert!((2..=3).contains(&hedges), "{hedges} hedges for 31 requests");
+    assert_eq!(server.requests(), 31 + usize::try_from(hedges).unwrap());
+}
+
+#[tokio::test]
+async fn a_percentile_delay_waits_for_enough_samples() {
+    let server = ScriptedServer::start(vec![Reply::After {
+        delay_ms: 5,
+        json: r#"{"ok": true}"#,
+    }])
+    .await;
+    let client = client();
+    let mut spec = server.spec(0);
+    let mut policy = HedgePolicy::new(HedgeDelay::Percentile(50));
+    policy.budget_percent = 100;
+    policy.min_samples = 5;
+    spec.hedge = Some(policy);
+    let mut hedges = Vec::new();
+    for _ in 0..5 {
+        hedges.push(
+            client
+                .fetch(&spec, &request(), ten_seconds())
+                .await
+                .expect("ok")
+                .hedges,
+        );
+    }
+    assert_eq!(hedges, vec![0; 5], "no delay is known before 5 samples");
+}
+
+#[tokio::test]
+async fn a_rate_limit_waits_for_a_slot_and_refuses_one_past_the_deadline() {
+    let server = ScriptedServer::start(vec![Reply::Json(r#"{"ok": true}"#)]).await;
+    let client = client();
+    let mut spec = server.spec(0);
+    spec.rate_limit = Some(RateLimit {
+        requests: 2,
+        per: Duration::from_secs(60),
+    });
+    for _ in 0..2 {
+        client
+            .fetch(&spec, &request(), ten_seconds())
+            .await
+            .expect("a slot");
+    }
+    let error = client
+        .fetch(&spec, &request(), ten_seconds())
+        .await
+        .expect_err("the next slot is 30 s away");
+    assert!(
+        matches!(error.kind(), FetchErrorKind::RateLimited { .. }),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("test") && error.kind().to_string().contains("2 per 1m"),
+        "{}",
+        error.kind()
+    );
+    assert_eq!(server.requests(), 2);
+}
+
+#[tokio::test]
+async fn each_source_can_send_its_own_user_agent() {
+    let server = ScriptedServer::start(vec![Reply::EchoUserAgent]).await;
+    let client = client();
+    let mut spec = server.spec(0);
+    let fetched = client
+        .fetch(&spec, &request(), ten_seconds())
+        .await
+        .expect("ok");
+    assert_eq!(fetched.body["user_agent"], USER_AGENT_DEFAULT);
+    assert!(USER_AGENT_DEFAULT.starts_with("tributary/"));
+    spec.user_agent = Some("tributary-test/1 (mailto:ops@example.org)".to_owned());
+    let fetched = client
+        .fetch(&spec, &request(), ten_seconds())
+        .await
+        .expect("ok");
+    assert_eq!(
+        fetched.body["user_agent"],
+        "tributary-test/1 (mailto:ops@example.org)"
     );
 }
