@@ -159,3 +159,98 @@ pub(crate) fn sentence(text: &str) -> String {
         format!("{text}.")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::sources::SourcesConfig;
+
+    /// Odd JSON everywhere a field is read: wrong types, nulls, empty containers, huge and negative numbers.
+    fn odd_bodies() -> Vec<Value> {
+        let odd = [
+            json!(null),
+            json!(true),
+            json!(-1),
+            json!(1e308),
+            json!(""),
+            json!([]),
+            json!({}),
+            json!([null, {}]),
+            json!({"": null}),
+        ];
+        let keys = [
+            "results",
+            "pages",
+            "hits",
+            "current",
+            "current_units",
+            "place",
+            "forecast",
+            "title",
+            "extract",
+            "type",
+            "key",
+            "latitude",
+            "longitude",
+            "weather_code",
+            "temperature_2m",
+            "story_text",
+            "points",
+        ];
+        let mut bodies: Vec<Value> = odd.to_vec();
+        for key in keys {
+            for value in &odd {
+                bodies.push(json!({ key: value }));
+                bodies.push(json!({ key: [value] }));
+                bodies.push(
+                    json!({ "place": { key: value }, "forecast": { "current": { key: value } } }),
+                );
+                bodies.push(json!({ "results": [{ key: value, "latitude": 1, "longitude": 2 }] }));
+            }
+        }
+        bodies
+    }
+
+    #[test]
+    fn no_response_of_any_shape_panics_any_kind() {
+        let sources = SourcesConfig::public().sources;
+        for body in odd_bodies() {
+            for kind in SourceKind::ALL {
+                let request = SourceRequest::new("/");
+                let first = read(kind, None, &request, Arc::new(body.clone()));
+                let kept = match first {
+                    Reading::Next(next) => next.keep,
+                    _ => body.clone(),
+                };
+                let _ = read(kind, Some(&kept), &request, Arc::new(body.clone()));
+                let _ = read(kind, Some(&body), &request, Arc::new(kept.clone()));
+                for source in &sources {
+                    let _ = crate::extract::document_for(source, &body);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_first_request_of_open_meteo_goes_to_its_geocoding_host() {
+        let mut source = SourcesConfig::public().sources.remove(0);
+        assert_eq!(first_endpoint(source.kind), Endpoint::Geocoding);
+        assert_eq!(
+            spec_for(&source, Endpoint::Geocoding).base_url.as_str(),
+            "https://geocoding-api.open-meteo.com/"
+        );
+        source.geocoding_url = Some("http://127.0.0.1:9/geo".parse().expect("a url"));
+        let geocoding = spec_for(&source, Endpoint::Geocoding);
+        assert_eq!(geocoding.base_url.as_str(), "http://127.0.0.1:9/geo");
+        assert_eq!(
+            geocoding.name, source.spec.name,
+            "one cache namespace, one rate limit"
+        );
+        assert_eq!(
+            spec_for(&source, Endpoint::Base).base_url,
+            source.spec.base_url
+        );
+    }
+}
