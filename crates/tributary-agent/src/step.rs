@@ -302,7 +302,9 @@ async fn fetch_chain(
                 timeline.begin(lane, format!("GET {}", request.path), Activity::Fetch)
             }),
         });
-        let fetched = context.client.fetch(&spec, &request, deadline).await;
+        // Boxed: the engine's fetch future is large (retries, hedges, the cache), and a chain of two held
+        // inline overflowed a test thread's stack once the step's future was nested in a run's.
+        let fetched = Box::pin(context.client.fetch(&spec, &request, deadline)).await;
         let ended = Instant::now();
         let open = progress
             .in_flight
