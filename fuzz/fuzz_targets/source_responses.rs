@@ -1,5 +1,6 @@
-//! From a source's response body to what inference reads, for every source kind: the client's JSON decoding
-//! (`serde_json::from_slice`, as `SourceClient` does it), `extract::document_for`, then the simulated LLM's text
+//! From a source's response body to what inference reads, for every source kind (the public APIs' included):
+//! the client's JSON decoding (`serde_json::from_slice`, as `SourceClient` does it), `extract::document_for`,
+//! then the simulated LLM's text
 //! processing on the document (an `InferenceJob` with no work units: the reading, summary, key terms, sentiment
 //! and generation, without the budgeted kernel). A body that is not JSON is a fetch error and goes no further.
 //!
@@ -23,11 +24,8 @@ use url::Url;
 /// The id of the one request each job goes out as.
 const REQUEST_ID: u64 = 1;
 
-const KINDS: [SourceKind; 3] = [
-    SourceKind::Weather,
-    SourceKind::News,
-    SourceKind::KnowledgeBase,
-];
+/// Every kind: the simulated protocol's three and the public APIs' (Open-Meteo, HN Algolia, Wikipedia).
+const KINDS: [SourceKind; 6] = SourceKind::ALL;
 
 fuzz_target!(|data: &[u8]| {
     let (question, body) = match data.iter().position(|byte| *byte == b'\n') {

@@ -1,12 +1,14 @@
 //! From a source's JSON response to the text the simulated LLM reads.
 //!
-//! Each kind has a known shape (see [`SourceKind`]); anything else falls back to collecting the
+//! Each kind has a known shape (see [`SourceKind`]; the public APIs' are read in [`crate::protocols`]); anything
+//! else falls back to collecting the
 //! readable string fields of the response in document order, so a configured source with another schema still
 //! gives inference something to read.
 
 use serde_json::Value;
 
 use crate::infer::Document;
+use crate::protocols;
 use crate::sources::{Source, SourceKind};
 
 /// Fields that hold prose, in the order they are worth reading.
@@ -26,6 +28,9 @@ pub fn document_for(source: &Source, body: &Value) -> Document {
     let text = match source.kind {
         SourceKind::Weather => weather_text(body),
         SourceKind::News | SourceKind::KnowledgeBase => None,
+        SourceKind::OpenMeteo => protocols::open_meteo::text(body),
+        SourceKind::HnAlgolia => protocols::hn_algolia::text(body),
+        SourceKind::Wikipedia => protocols::wikipedia::text(body),
     }
     .unwrap_or_else(|| prose(body));
     Document::new(source.name(), text)

@@ -13,6 +13,8 @@
 //! - [`sources`]: the sources the agent asks: their kinds and the sources file.
 //! - [`places`]: how the planner finds the place a question names ([`PlaceFinder`]).
 //! - [`plan`]: which sources apply, with what request; the others are skipped with a reason.
+//! - [`protocols`]: the public APIs' adapters (Open-Meteo, HN Algolia, Wikipedia): what a response means, and the
+//!   second request a two-request kind makes.
 //! - [`extract`]: from a JSON response to the text inference reads.
 //! - [`step`]: fetch one source, infer on its response, the answer rule, the report.
 //! - [`run`]: the concurrent run and the sequential baseline.
@@ -29,6 +31,7 @@ pub mod limits;
 pub mod pipeline;
 pub mod places;
 pub mod plan;
+pub mod protocols;
 pub mod question;
 pub mod report;
 pub mod run;
@@ -40,7 +43,7 @@ pub use agent::{Agent, AgentSettings, Compared, Run};
 pub use places::PlaceFinder;
 pub use question::{MAX_QUESTION_BYTES, Question, QuestionError};
 pub use report::{AgentReport, AnswerStatus, Comparison, RunMode, SourceReport, SourceStatus};
-pub use sources::{Source, SourceKind, SourcesConfig};
+pub use sources::{Source, SourceKind, SourcesConfig, Topic};
 pub use step::{ExtraQuery, QueryPairs, error_chain};
 
 #[cfg(test)]

@@ -2,13 +2,20 @@
 //!
 //! - weather: applies when the agent's [`PlaceFinder`] finds a place in the question;
 //! - news: applies when the question has content words, which become the search keywords;
-//! - knowledge base: always applies, with the whole question.
+//! - knowledge base: always applies, with the whole question;
+//! - open-meteo: applies when [`place_candidate`] finds a name to geocode (no gazetteer: the API resolves it);
+//! - hn-algolia: applies when the question has content words, which become the search keywords;
+//! - wikipedia: applies when the question has content words, which become the page search.
+//!
+//! A two-request kind's first request is planned here; its second is built from the first's response
+//! ([`crate::protocols`]).
 //!
 //! A source that does not apply is planned as [`Action::Skip`] with the reason, and reported `skipped`.
 
 use tributary::source::SourceRequest;
 
-use crate::places::PlaceFinder;
+use crate::places::{PlaceFinder, place_candidate};
+use crate::protocols::{hn_algolia, open_meteo, wikipedia};
 use crate::question::Question;
 use crate::sources::{Source, SourceKind};
 
@@ -66,6 +73,24 @@ fn plan_source(question: &Question, kind: SourceKind, places: &dyn PlaceFinder) 
             }
         }
         SourceKind::KnowledgeBase => Action::Fetch(request("/kb/search", "q", question.as_str())),
+        SourceKind::OpenMeteo => match place_candidate(question.as_str()) {
+            Some(place) => Action::Fetch(open_meteo::geocode_request(&place)),
+            None => Action::Skip {
+                reason: "the question names no place to look up".to_owned(),
+            },
+        },
+        SourceKind::HnAlgolia | SourceKind::Wikipedia => {
+            let keywords = keywords(question.as_str());
+            if keywords.is_empty() {
+                Action::Skip {
+                    reason: "the question has no keywords to search for".to_owned(),
+                }
+            } else if kind == SourceKind::HnAlgolia {
+                Action::Fetch(hn_algolia::search_request(&keywords.join(" ")))
+            } else {
+                Action::Fetch(wikipedia::search_request(&keywords.join(" ")))
+            }
+        }
     }
 }
 
@@ -132,6 +157,50 @@ mod tests {
         let steps = plan(&question, &sources, &NoPlaces);
         assert!(matches!(steps[0].action, Action::Skip { .. }));
         assert!(matches!(steps[2].action, Action::Fetch(_)));
+    }
+
+    #[test]
+    fn the_public_kinds_plan_their_first_request_without_a_gazetteer() {
+        let sources = SourcesConfig::public().sources;
+        let question = Question::new("Will it rain in São Paulo tomorrow?").expect("valid");
+        let steps = plan(&question, &sources, &NoPlaces);
+        assert_eq!(
+            steps[0].action,
+            Action::Fetch(
+                SourceRequest::new("/v1/search")
+                    .with_query("name", "São Paulo")
+                    .with_query("count", "1")
+                    .with_query("language", "en")
+                    .with_query("format", "json")
+            )
+        );
+        assert_eq!(
+            steps[1].action,
+            Action::Fetch(
+                SourceRequest::new("/api/v1/search")
+                    .with_query("query", "rain são paulo")
+                    .with_query("tags", "story")
+                    .with_query("hitsPerPage", "5")
+            )
+        );
+        assert_eq!(
+            steps[2].action,
+            Action::Fetch(
+                SourceRequest::new("/w/rest.php/v1/search/page")
+                    .with_query("q", "rain são paulo")
+                    .with_query("limit", "1")
+            )
+        );
+        let steps = plan(
+            &Question::new("what is it?").expect("valid"),
+            &sources,
+            &NoPlaces,
+        );
+        assert!(
+            steps
+                .iter()
+                .all(|step| matches!(step.action, Action::Skip { .. }))
+        );
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub enum SourceStatus {
     CircuitOpen,
     /// The plan did not ask it: the question gave it nothing to look up.
     Skipped,
+    /// It answered, but had nothing for this question (no place by that name, zero hits, an ambiguous or
+    /// missing page); `error` says why. Like `skipped`, not a failure of the source: it does not by itself
+    /// degrade the answer.
+    NoResult,
 }
 
 impl AnswerStatus {
@@ -79,6 +83,7 @@ impl SourceStatus {
             SourceStatus::Failed => "failed",
             SourceStatus::CircuitOpen => "circuit_open",
             SourceStatus::Skipped => "skipped",
+            SourceStatus::NoResult => "no_result",
         }
     }
 }
@@ -89,8 +94,11 @@ impl SourceStatus {
 pub struct SourceReport {
     /// The source's name.
     pub name: String,
-    /// `weather`, `news` or `kb`.
+    /// The protocol, as the sources file names it: `weather`, `news` or `kb` (the simulated services),
+    /// `open-meteo`, `hn-algolia` or `wikipedia`.
     pub kind: String,
+    /// What the source knows about, whatever its protocol: `weather`, `news` or `knowledge`.
+    pub topic: String,
     /// How it fared.
     pub status: SourceStatus,
     /// Why it did not answer (or why it was skipped); `null` when `ok`.
@@ -154,6 +162,7 @@ impl SourceReport {
         Self {
             name: source.name().to_owned(),
             kind: source.kind.as_str().to_owned(),
+            topic: source.kind.topic().as_str().to_owned(),
             status: SourceStatus::Skipped,
             error: None,
             attempts: 0,

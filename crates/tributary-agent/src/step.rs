@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 use tributary::group::{Deadline, Elapsed, ElapsedKind, with_timeout};
 use tributary::pool::{Executor, ExecutorError, JobTiming};
 use tributary::source::{
-    AttemptOutcome, AttemptRecord, FetchError, FetchErrorKind, Fetched, RetryDecision,
-    SourceClient, SourceRequest,
+    AttemptOutcome, AttemptRecord, FetchError, FetchErrorKind, RetryDecision, SourceClient,
+    SourceRequest,
 };
 use tributary::trace::{
     Activity, EventKind, InstantEvent, OpenSpan, Outcome as SpanOutcome, Span, Timeline,
@@ -28,6 +28,7 @@ use tributary::trace::{
 use crate::extract::document_for;
 use crate::infer::{InferError, Inference, InferenceJob, aggregate};
 use crate::plan::{Action, Step};
+use crate::protocols::{self, Reading};
 use crate::question::Question;
 use crate::report::{AgentReport, AnswerStatus, RunMode, SourceReport, SourceStatus};
 use crate::schedule::{MeasuredJob, efficiency, ideal_makespan};
@@ -125,6 +126,9 @@ impl Fetch {
 /// Fetches `step`'s source within `min(per-source timeout, deadline)`, or reports why it was not asked.
 ///
 /// A source that answers is left `skipped` in its report with its body attached: [`infer_source`] settles it.
+/// A kind that needs two requests (Open-Meteo, Wikipedia: [`crate::protocols`]) makes both here, one after the
+/// other, inside the same per-source deadline, each through [`SourceClient::fetch`] and drawn on the source's
+/// lane; a source that answers it has nothing for the question is reported `no_result`.
 pub async fn fetch_source(context: &StepContext, step: Step, deadline: Deadline) -> Fetch {
     let source = step.source;
     let mut report = SourceReport::new_for(&source);
@@ -138,46 +142,59 @@ pub async fn fetch_source(context: &StepContext, step: Step, deadline: Deadline)
         }
     };
     let lane = source_lane(source.name());
-    // Watchers of a live timeline see the fetch begin; the attempts' spans are recorded when it ends.
-    let open = context
-        .timeline
-        .as_ref()
-        .map(|timeline| timeline.begin(&lane, format!("GET {}", request.path), Activity::Fetch));
 
     let fetch_started = Instant::now();
     let (source_deadline, binding_bound) = deadline.narrow(Some(context.per_source_timeout));
-    let fetched = with_timeout(
+    let mut progress = Progress::default();
+    let chained = with_timeout(
         Some(context.per_source_timeout),
         deadline,
-        context
-            .client
-            .fetch(&source.spec, &request, source_deadline),
+        fetch_chain(
+            context,
+            &source,
+            &lane,
+            request,
+            source_deadline,
+            &mut progress,
+        ),
     )
     .await;
     let fetch_ended = Instant::now();
-    match &fetched {
-        Ok(Ok(fetched)) => {
-            tracing::debug!(source = source.name(), attempts = fetched.attempts, cached = fetched.cached, elapsed = ?(fetch_ended - fetch_started), "fetched")
+    match &chained {
+        Ok(Chain::Answered(_)) => {
+            tracing::debug!(source = source.name(), attempts = progress.attempts, cached = progress.all_cached, elapsed = ?(fetch_ended - fetch_started), "fetched")
         }
-        Ok(Err(error)) => {
+        Ok(Chain::NoResult(why)) => {
+            tracing::debug!(source = source.name(), why = %why, "no result")
+        }
+        Ok(Chain::Broken(why)) => {
+            tracing::warn!(source = source.name(), why = %why, "protocol error")
+        }
+        Ok(Chain::Failed(error)) => {
             tracing::info!(source = source.name(), attempts = error.attempts(), error = %error_chain(error), "fetch failed")
         }
         Err(elapsed) => tracing::info!(source = source.name(), %elapsed, "fetch cut short"),
     }
     report.fetch_ms = Some(millis(fetch_ended - fetch_started));
     report.arrived_at_ms = Some(millis(fetch_ended - context.started));
+    report.attempts = progress.attempts;
+    report.hedges = progress.hedges;
 
-    let fetched: Fetched = match fetched {
+    match chained {
         Err(elapsed) => {
-            record_fetch_span(
-                context.timeline.as_ref(),
-                &lane,
-                &request,
-                fetch_started,
-                fetch_ended,
-                SpanOutcome::TimedOut,
-                &[],
-            );
+            // The request in flight was dropped with the chain: draw it as cut short.
+            if let Some(in_flight) = progress.in_flight.take() {
+                record_fetch_span(
+                    context.timeline.as_ref(),
+                    &lane,
+                    &in_flight.request,
+                    in_flight.started,
+                    fetch_ended,
+                    SpanOutcome::TimedOut,
+                    &[],
+                );
+                close(in_flight.open, SpanOutcome::TimedOut);
+            }
             let message = elapsed_message(elapsed);
             if let Some(timeline) = &context.timeline {
                 timeline.record_event(InstantEvent::new(
@@ -189,62 +206,180 @@ pub async fn fetch_source(context: &StepContext, step: Step, deadline: Deadline)
             }
             report.status = SourceStatus::TimedOut;
             report.error = Some(message);
-            close(open, SpanOutcome::TimedOut);
-            return Fetch::unanswered(source, report);
+            Fetch::unanswered(source, report)
         }
-        Ok(Err(error)) => {
-            report.attempts = error.attempts();
-            report.hedges = error.hedges();
+        Ok(Chain::Broken(why)) => {
+            report.status = SourceStatus::Failed;
+            report.error = Some(why);
+            Fetch::unanswered(source, report)
+        }
+        Ok(Chain::Failed(error)) => {
             let (status, message) = fetch_failure(&error, binding_bound);
-            if let (Some(timeline), FetchErrorKind::CircuitOpen { .. }) =
-                (&context.timeline, error.kind())
-            {
-                timeline.record_event(InstantEvent::new(
-                    &lane,
-                    "circuit open",
-                    EventKind::Failure,
-                    timeline.offset(fetch_ended.into_std()),
-                ));
-            }
-            let outcome = if status == SourceStatus::TimedOut {
-                SpanOutcome::TimedOut
-            } else {
-                SpanOutcome::Failed
-            };
-            record_fetch_span(
-                context.timeline.as_ref(),
-                &lane,
-                &request,
-                fetch_started,
-                fetch_ended,
-                outcome,
-                error.attempt_log(),
-            );
-            close(open, outcome);
             report.status = status;
             report.error = Some(message);
-            return Fetch::unanswered(source, report);
+            Fetch::unanswered(source, report)
         }
-        Ok(Ok(fetched)) => fetched,
-    };
-    report.attempts = fetched.attempts;
-    report.hedges = fetched.hedges;
-    report.cached = fetched.cached;
-    record_fetch_span(
-        context.timeline.as_ref(),
-        &lane,
-        &request,
-        fetch_started,
-        fetch_ended,
-        SpanOutcome::Ok,
-        &fetched.attempt_log,
-    );
-    close(open, SpanOutcome::Ok);
-    Fetch {
-        source,
-        report,
-        body: Some(fetched.body),
+        Ok(Chain::NoResult(why)) => {
+            report.cached = progress.all_cached;
+            report.status = SourceStatus::NoResult;
+            report.error = Some(why);
+            Fetch::unanswered(source, report)
+        }
+        Ok(Chain::Answered(body)) => {
+            report.cached = progress.all_cached;
+            Fetch {
+                source,
+                report,
+                body: Some(body),
+            }
+        }
     }
+}
+
+/// How a source's requests ended.
+#[derive(Debug)]
+enum Chain {
+    /// The body inference reads.
+    Answered(Arc<Value>),
+    /// The source has nothing for the question, and why.
+    NoResult(String),
+    /// A request failed (its attempts are already drawn).
+    Failed(FetchError),
+    /// The protocol misbehaved (asked for a third request): a bug, reported as a failure.
+    Broken(String),
+}
+
+/// What a source's requests have done so far: kept outside [`fetch_chain`]'s future, so that what it did is
+/// known when the per-source timeout drops it.
+#[derive(Debug)]
+struct Progress {
+    /// HTTP attempts of the requests that ended.
+    attempts: u32,
+    /// How many of those attempts were hedges.
+    hedges: u32,
+    /// Whether every request that ended came from the cache.
+    all_cached: bool,
+    /// The request on its way, if any.
+    in_flight: Option<InFlight>,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self {
+            attempts: 0,
+            hedges: 0,
+            all_cached: true,
+            in_flight: None,
+        }
+    }
+}
+
+/// A request on its way: what to draw if it is cut short.
+#[derive(Debug)]
+struct InFlight {
+    request: SourceRequest,
+    started: Instant,
+    open: Option<OpenSpan>,
+}
+
+/// Sends `first`, then, while the source's protocol asks for one, the next request built from the response
+/// ([`protocols::read`]), at most [`protocols::MAX_REQUESTS`] in all, each within `deadline`.
+async fn fetch_chain(
+    context: &StepContext,
+    source: &Source,
+    lane: &str,
+    first: SourceRequest,
+    deadline: Deadline,
+    progress: &mut Progress,
+) -> Chain {
+    let mut request = first;
+    let mut endpoint = protocols::first_endpoint(source.kind);
+    let mut kept: Option<Value> = None;
+    for _ in 0..protocols::MAX_REQUESTS {
+        let spec = protocols::spec_for(source, endpoint);
+        // Watchers of a live timeline see the request begin; its attempts' spans are recorded when it ends.
+        let started = Instant::now();
+        progress.in_flight = Some(InFlight {
+            request: request.clone(),
+            started,
+            open: context.timeline.as_ref().map(|timeline| {
+                timeline.begin(lane, format!("GET {}", request.path), Activity::Fetch)
+            }),
+        });
+        // Boxed: the engine's fetch future is large (retries, hedges, the cache), and a chain of two held
+        // inline overflowed a test thread's stack once the step's future was nested in a run's.
+        let fetched = Box::pin(context.client.fetch(&spec, &request, deadline)).await;
+        let ended = Instant::now();
+        let open = progress
+            .in_flight
+            .take()
+            .and_then(|in_flight| in_flight.open);
+        let fetched = match fetched {
+            Err(error) => {
+                progress.attempts += error.attempts();
+                progress.hedges += error.hedges();
+                progress.all_cached = false;
+                if let (Some(timeline), FetchErrorKind::CircuitOpen { .. }) =
+                    (&context.timeline, error.kind())
+                {
+                    timeline.record_event(InstantEvent::new(
+                        lane,
+                        "circuit open",
+                        EventKind::Failure,
+                        timeline.offset(ended.into_std()),
+                    ));
+                }
+                let outcome = match error.kind() {
+                    FetchErrorKind::DeadlineExceeded | FetchErrorKind::AttemptTimeout { .. } => {
+                        SpanOutcome::TimedOut
+                    }
+                    _ => SpanOutcome::Failed,
+                };
+                record_fetch_span(
+                    context.timeline.as_ref(),
+                    lane,
+                    &request,
+                    started,
+                    ended,
+                    outcome,
+                    error.attempt_log(),
+                );
+                close(open, outcome);
+                return match protocols::read_failure(source.kind, kept.as_ref(), &error) {
+                    Some(why) => Chain::NoResult(why),
+                    None => Chain::Failed(error),
+                };
+            }
+            Ok(fetched) => fetched,
+        };
+        progress.attempts += fetched.attempts;
+        progress.hedges += fetched.hedges;
+        progress.all_cached &= fetched.cached;
+        record_fetch_span(
+            context.timeline.as_ref(),
+            lane,
+            &request,
+            started,
+            ended,
+            SpanOutcome::Ok,
+            &fetched.attempt_log,
+        );
+        close(open, SpanOutcome::Ok);
+        match protocols::read(source.kind, kept.as_ref(), &request, fetched.body) {
+            Reading::Answer(body) => return Chain::Answered(body),
+            Reading::NoResult(why) => return Chain::NoResult(why),
+            Reading::Next(next) => {
+                request = next.request;
+                endpoint = next.endpoint;
+                kept = Some(next.keep);
+            }
+        }
+    }
+    Chain::Broken(format!(
+        "the `{}` protocol asked for more than {} requests",
+        source.kind,
+        protocols::MAX_REQUESTS
+    ))
 }
 
 /// Runs inference on `fetch`'s response on the executor within `deadline`, and settles its report; a source
@@ -336,12 +471,15 @@ fn record_inference(timeline: &Timeline, source: &Source, outcome: &InferenceOut
 
 /// The answer rule, the same for every driver:
 ///
-/// - a **required** source that did not answer: `failed`, "required source `kb` did not answer: ...";
+/// - a **required** source that did not answer: `failed`, "required source `kb` did not answer: ..." (or
+///   "... had nothing for the question: ..." when it answered `no_result`);
 /// - no inference at all: `failed`, "no source answered (weather: ...; news: ...)", "2 of 3 source(s)
-///   answered, but no inference finished (...)" when the deadline cut every inference, or "no source applies
-///   to the question (...)" when every source was skipped;
+///   answered, but no inference finished (...)" when the deadline cut every inference, "no source applies
+///   to the question (...)" when every source was skipped, or "no source had anything for the question
+///   (...)" when every source was skipped or answered `no_result`;
 /// - otherwise the aggregated answer: `ok` when every source that was asked answered, `degraded` when some
-///   did not.
+///   did not. A `no_result` source counts as answered, like a skipped one is not missed: it was reached and
+///   said, correctly, that it knows nothing of the question, which is no failure of the source.
 pub fn answer(question: &Question, records: &[StepRecord]) -> Verdict {
     let failed = |why: String| Verdict {
         status: AnswerStatus::Failed,
@@ -352,8 +490,13 @@ pub fn answer(question: &Question, records: &[StepRecord]) -> Verdict {
         .iter()
         .find(|record| record.report.required && record.report.status != SourceStatus::Ok)
     {
+        let what = if missing.report.status == SourceStatus::NoResult {
+            "had nothing for the question"
+        } else {
+            "did not answer"
+        };
         return failed(format!(
-            "required source `{}` did not answer: {}",
+            "required source `{}` {what}: {}",
             missing.report.name,
             missing.report.error.as_deref().unwrap_or("no answer")
         ));
@@ -372,9 +515,17 @@ pub fn answer(question: &Question, records: &[StepRecord]) -> Verdict {
         let all_skipped = records
             .iter()
             .all(|record| record.report.status == SourceStatus::Skipped);
+        let nothing_to_say = records.iter().all(|record| {
+            matches!(
+                record.report.status,
+                SourceStatus::Skipped | SourceStatus::NoResult
+            )
+        });
         let responded = records.iter().filter(|record| record.responded).count();
         return failed(if all_skipped {
             format!("no source applies to the question ({reasons})")
+        } else if nothing_to_say {
+            format!("no source had anything for the question ({reasons})")
         } else if responded > 0 {
             // The sources were there; the time ran out in inference: a different fix (more time, more workers).
             format!(
@@ -427,9 +578,12 @@ pub fn missing_sources(report: &AgentReport) -> String {
     reasons(report.sources.iter().filter(|source| is_missing(source)))
 }
 
-/// Whether a source was asked and gave no answer.
+/// Whether a source was asked and gave no answer (one that answered it had nothing is not missing).
 fn is_missing(report: &SourceReport) -> bool {
-    !matches!(report.status, SourceStatus::Ok | SourceStatus::Skipped)
+    !matches!(
+        report.status,
+        SourceStatus::Ok | SourceStatus::Skipped | SourceStatus::NoResult
+    )
 }
 
 /// `name: why; name: why` for these sources.
@@ -778,6 +932,80 @@ mod tests {
                 ("q".to_owned(), "rust".to_owned()),
                 ("fault".to_owned(), "hang".to_owned())
             ]
+        );
+    }
+
+    fn record(name: &str, status: SourceStatus, error: &str, required: bool) -> StepRecord {
+        let source = Source::new(
+            name,
+            crate::sources::SourceKind::News,
+            url::Url::parse("http://127.0.0.1:1").expect("url"),
+        );
+        let mut report = SourceReport::new_for(&source);
+        report.status = status;
+        report.error = Some(error.to_owned());
+        report.required = required;
+        StepRecord {
+            report,
+            inference: None,
+            responded: false,
+        }
+    }
+
+    #[test]
+    fn sources_that_had_nothing_fail_the_answer_with_their_reasons() {
+        let question = Question::new("Weather in Atlantis?").expect("valid");
+        let records = [
+            record(
+                "weather",
+                SourceStatus::NoResult,
+                "Open-Meteo knows no place named \"Atlantis\"",
+                false,
+            ),
+            record("news", SourceStatus::Skipped, "no keywords", false),
+        ];
+        let verdict = answer(&question, &records);
+        assert_eq!(verdict.status, AnswerStatus::Failed);
+        assert_eq!(
+            verdict.error.as_deref(),
+            Some(
+                "no source had anything for the question (weather: Open-Meteo knows no place named \"Atlantis\"; news: no keywords)"
+            )
+        );
+    }
+
+    #[test]
+    fn a_source_with_no_result_is_not_missing_but_a_required_one_fails_the_answer() {
+        assert!(!is_missing(
+            &record("kb", SourceStatus::NoResult, "zero hits", false).report
+        ));
+        assert!(is_missing(
+            &record("kb", SourceStatus::Failed, "http 500", false).report
+        ));
+        let question = Question::new("What is Lyon?").expect("valid");
+        let verdict = answer(
+            &question,
+            &[record(
+                "wikipedia",
+                SourceStatus::NoResult,
+                "\"Lyon\" is ambiguous on Wikipedia (disambiguation page)",
+                true,
+            )],
+        );
+        assert_eq!(
+            verdict.error.as_deref(),
+            Some(
+                "required source `wikipedia` had nothing for the question: \"Lyon\" is ambiguous on Wikipedia (disambiguation page)"
+            )
+        );
+    }
+
+    #[test]
+    fn a_no_result_status_reads_snake_case() {
+        assert_eq!(SourceStatus::NoResult.as_str(), "no_result");
+        assert_eq!(
+            serde_json::to_value(SourceStatus::NoResult).expect("serializes"),
+            "no_result"
         );
     }
 

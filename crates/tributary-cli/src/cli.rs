@@ -162,9 +162,22 @@ pub struct EngineArgs {
     #[arg(long = "fault", value_name = "SOURCE=KIND", help_heading = SOURCES)]
     pub faults: Vec<String>,
 
-    /// Sources described in a TOML file, instead of the embedded simulated services.
+    /// Sources described in a TOML file, instead of the embedded simulated services (conflicts with
+    /// --sources: the file says which sources, of which kinds).
     #[arg(long, value_name = "FILE", env = "TRIBUTARY_CONFIG", help_heading = SOURCES)]
     pub config: Option<PathBuf>,
+
+    /// Which sources to ask without a --config file: the simulated services started in-process, or the real,
+    /// keyless public APIs (Open-Meteo, Hacker News through Algolia, Wikipedia) over the internet.
+    #[arg(
+        long,
+        value_name = "SET",
+        default_value = "simulated",
+        env = "TRIBUTARY_SOURCES",
+        conflicts_with = "config",
+        help_heading = SOURCES
+    )]
+    pub sources: SourcesArg,
 
     /// CPU workers for inference (default: the number of cores; at most 256).
     #[arg(
@@ -202,6 +215,15 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+/// `--sources`: which sources the engine asks when no `--config` file names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SourcesArg {
+    /// The simulated weather, news and knowledge-base services, started in-process (the default).
+    Simulated,
+    /// Open-Meteo, Hacker News (Algolia) and Wikipedia at their real URLs: needs the internet.
+    Public,
 }
 
 /// `--executor`: where inference runs.
@@ -730,7 +752,7 @@ mod tests {
                             "--executor",
                         ],
                     ),
-                    ("Sources", &["--fault", "--config"]),
+                    ("Sources", &["--fault", "--config", "--sources"]),
                     ("Output", &["--json", "--timeline", "--trace"]),
                     ("Global", &["--verbose...", "--color", "--otlp-endpoint"]),
                 ],
@@ -751,7 +773,7 @@ mod tests {
                             "--io-concurrency",
                         ],
                     ),
-                    ("Sources", &["--fault", "--config"]),
+                    ("Sources", &["--fault", "--config", "--sources"]),
                     ("Output", &["--export", "--json", "--quiet"]),
                     ("Global", &["--verbose...", "--color", "--otlp-endpoint"]),
                 ],
@@ -770,7 +792,7 @@ mod tests {
                             "--executor",
                         ],
                     ),
-                    ("Sources", &["--fault", "--config"]),
+                    ("Sources", &["--fault", "--config", "--sources"]),
                     ("Global", &["--verbose...", "--color", "--otlp-endpoint"]),
                 ],
             ),
@@ -924,6 +946,7 @@ mod tests {
                     "workers",
                     "executor",
                     "config",
+                    "sources",
                 ][..],
             ),
             ("batch", &["deadline", "io-concurrency", "config"]),

@@ -1,5 +1,5 @@
-//! The engine settings turned into a running agent: the simulated services (unless `--config` names other
-//! sources), the HTTP client, the executor. Shared by every command that runs the engine.
+//! The engine settings turned into a running agent: the simulated services (unless `--config` or `--sources
+//! public` names other sources), the HTTP client, the executor. Shared by every command that runs the engine.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -51,8 +51,10 @@ impl Engine {
         // is timed.
         work_units_off_runtime(settings.inference_cost).await;
         let client = SourceClient::new(options)?;
-        // The weather sources are asked for the cities of the simulator's gazetteer, with --config too: the
-        // `weather` kind speaks the simulator's protocol, `/weather?city=NAME`.
+        // Sources of the `weather` kind are asked for the cities of the simulator's gazetteer, with --config
+        // too: the kind speaks the simulator's protocol, `/weather?city=NAME`. Sources that geocode
+        // (`open-meteo`, as with --sources public) do not use it: the planner takes a place name from the
+        // question's words (`tributary_agent::places::place_candidate`) and the API resolves it.
         let places: Arc<dyn PlaceFinder> = Arc::new(city_named_in);
         let agent_settings = AgentSettings {
             per_source_timeout: settings.per_source_timeout,

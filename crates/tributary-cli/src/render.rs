@@ -174,6 +174,7 @@ mod tests {
         SourceReport {
             name: name.to_owned(),
             kind: name.to_owned(),
+            topic: name.to_owned(),
             status,
             error: error.map(str::to_owned),
             attempts: if status == SourceStatus::Skipped {

@@ -19,7 +19,9 @@ use tributary_lab::Experiment;
 use tributary_sim::{Fault, Latency, Service, SimConfig, default_scenario};
 use url::Url;
 
-use crate::cli::{AskArgs, BatchArgs, Command, EngineArgs, LabArgs, ServeArgs, SourcesArgs};
+use crate::cli::{
+    AskArgs, BatchArgs, Command, EngineArgs, LabArgs, ServeArgs, SourcesArg, SourcesArgs,
+};
 use crate::commands::serve::cpu_budget;
 use crate::error::{CliError, ErrorKind, question_error};
 use crate::faults::{FaultKind, parse_faults};
@@ -182,9 +184,19 @@ impl EngineSettings {
         let workers = args
             .workers
             .unwrap_or_else(|| PoolConfig::default().workers);
-        let sources = match &args.config {
-            Some(path) => SourcesChoice::Configured(load_sources(path)?),
-            None => SourcesChoice::Embedded(default_scenario()),
+        // `--config` and an explicit `--sources` conflict (clap refuses both); a file wins over the default.
+        let sources = match (&args.config, args.sources) {
+            (Some(path), _) => SourcesChoice::Configured(load_sources(path)?),
+            (None, SourcesArg::Simulated) => SourcesChoice::Embedded(default_scenario()),
+            (None, SourcesArg::Public) => {
+                if !args.faults.is_empty() {
+                    return Err(CliError::argument(
+                        "--fault injects faults into the simulated services, and --sources public asks the real APIs",
+                    )
+                    .with_hint("drop --fault, or try the fault with --sources simulated"));
+                }
+                SourcesChoice::Configured(SourcesConfig::public())
+            }
         };
         let extra_query = fault_queries(&args.faults, &sources.names())?;
         Ok(Self {
@@ -547,6 +559,35 @@ mod tests {
             )]
         );
         assert!(matches!(ask.engine.sources, SourcesChoice::Embedded(_)));
+    }
+
+    #[test]
+    fn public_sources_are_the_three_apis_and_refuse_faults_and_a_config_file() {
+        let Ok(CommandSettings::Ask(ask)) = resolve(&["ask", "x", "--sources", "public"]) else {
+            panic!("ask settings");
+        };
+        let SourcesChoice::Configured(config) = &ask.engine.sources else {
+            panic!("the public sources");
+        };
+        assert_eq!(*config, SourcesConfig::public());
+        let error = resolve(&["ask", "x", "--sources", "public", "--fault", "news=hang"])
+            .expect_err("refused");
+        assert!(
+            error.message.contains("--fault injects faults"),
+            "{}",
+            error.message
+        );
+        let conflict = Cli::try_parse_from([
+            "tributary",
+            "ask",
+            "x",
+            "--sources",
+            "public",
+            "--config",
+            "sources.toml",
+        ])
+        .expect_err("a conflict");
+        assert_eq!(conflict.kind(), clap::error::ErrorKind::ArgumentConflict);
     }
 
     #[test]

@@ -5,17 +5,18 @@
 //! ```toml
 //! [[source]]
 //! name = "weather"            # unique
-//! kind = "weather"            # weather | news | kb
+//! kind = "weather"            # weather | news | kb (simulated) | open-meteo | hn-algolia | wikipedia
 //! base_url = "http://127.0.0.1:8080"
+//! geocoding_url = "https://geocoding-api.open-meteo.com"  # open-meteo only; this is the default
+//! rate_limit = "600/min"      # optional: at most N requests per s|min|h|day (or per DURATION: "10/5s")
+//! user_agent = "my-tool/1.0 (+https://example.org/contact)"  # optional; default tributary/VERSION (+URL)
+//! hedge = "p95"               # optional: "pNN" (1-99), a delay ("250ms"), or "off" (the default)
+//! hedge_budget = "10%"        # hedges per 100 requests; default 10%
 //! timeout = "2s"              # per attempt (humantime); default 2s, at most 1h
 //! retries = 2                 # retries after the first attempt; default 2
 //! cache_ttl = "60s"           # optional; absent or "0s" = no cache
 //! required = false            # a required source failing fails the answer; default false
 //! max_body_bytes = 1048576    # optional; default 1 MiB
-//! rate_limit = "600/min"      # optional: at most N requests per s | min | h | day (or any duration: "5/10s")
-//! hedge = "p95"               # optional: "pNN" (1-99), a delay ("250ms"), or "off" (the default)
-//! hedge_budget = "10%"        # hedges per 100 requests; default 10%
-//! user_agent = "my-agent/1.0 (+https://example.org/contact)"   # optional
 //!
 //! [source.breaker]            # optional; on by default with these values; `enabled = false` turns it off
 //! window = "10s"              # how far back the failure rate looks
@@ -45,6 +46,10 @@ use url::Url;
 
 use super::kind::SourceKind;
 use crate::limits::{MAX_BODY_BYTES, MAX_DURATION, MAX_SOURCES};
+use crate::protocols;
+
+/// The per-attempt timeout of [`SourcesConfig::public`]'s sources.
+pub const PUBLIC_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// More retries than this is a configuration mistake, not resilience.
 pub const MAX_RETRIES: u32 = 10;
@@ -63,6 +68,9 @@ pub struct Source {
     pub kind: SourceKind,
     /// Whether this source failing makes the whole answer fail rather than degrade.
     pub required: bool,
+    /// `open-meteo` only: where its geocoding API is (`None`: the real one,
+    /// [`OPEN_METEO_GEOCODING_URL`](crate::protocols::OPEN_METEO_GEOCODING_URL)); the forecast API is `spec.base_url`.
+    pub geocoding_url: Option<Url>,
 }
 
 impl Source {
@@ -75,6 +83,7 @@ impl Source {
             spec,
             kind,
             required: false,
+            geocoding_url: None,
         }
     }
 
@@ -108,6 +117,57 @@ impl SourcesConfig {
                 source("weather", SourceKind::Weather, 60),
                 source("news", SourceKind::News, 30),
                 source("kb", SourceKind::KnowledgeBase, 300),
+            ],
+        }
+    }
+
+    /// The three real, keyless public APIs at their real URLs: `weather` (Open-Meteo), `news` (Hacker News
+    /// through Algolia) and `wikipedia` (Wikipedia's REST APIs), none required.
+    ///
+    /// Per-attempt timeout 3 s (a real network, two requests for weather and Wikipedia inside the per-source
+    /// timeout), 2 retries. Caching, which also keeps the agent well inside each API's rate limit: weather 10
+    /// minutes (Open-Meteo's current conditions change every 15 minutes), news 5 minutes, Wikipedia an hour.
+    /// Rate limits, kept by the engine by waiting within the deadline (one limit per source; both of
+    /// Open-Meteo's hosts share it): Open-Meteo 600 a minute, its free tier's per-minute limit (the tier also
+    /// allows only 5,000 an hour and 10,000 a day, which one limit cannot also keep: a long batch must pace
+    /// itself, or set `rate_limit = "10000/day"` in a sources file); HN Algolia 10,000 an hour, its documented
+    /// limit per IP address; Wikipedia 10 a second, far under the 200 its REST APIs allow, to be gentle.
+    pub fn public() -> Self {
+        let source = |name: &str, kind, base_url: &str, cache_ttl, (requests, per)| {
+            let mut source = Source::new(name, kind, Url::parse(base_url).expect("a valid URL"));
+            source.spec.timeout = PUBLIC_TIMEOUT;
+            source.spec.cache_ttl = Some(Duration::from_secs(cache_ttl));
+            source.spec.rate_limit = Some(RateLimit {
+                requests,
+                per: Duration::from_secs(per),
+            });
+            source
+        };
+        let minute = 60;
+        let hour = 60 * 60;
+        Self {
+            sources: vec![
+                source(
+                    "weather",
+                    SourceKind::OpenMeteo,
+                    protocols::OPEN_METEO_URL,
+                    10 * minute,
+                    (600, minute),
+                ),
+                source(
+                    "news",
+                    SourceKind::HnAlgolia,
+                    protocols::HN_ALGOLIA_URL,
+                    5 * minute,
+                    (10_000, hour),
+                ),
+                source(
+                    "wikipedia",
+                    SourceKind::Wikipedia,
+                    protocols::WIKIPEDIA_URL,
+                    hour,
+                    (10, 1),
+                ),
             ],
         }
     }
@@ -176,45 +236,25 @@ impl SourcesConfig {
                     format!("duplicate source name `{name}`"),
                 ));
             }
-            let base_url = Url::parse(entry.base_url.get_ref()).map_err(|error| {
-                invalid(
-                    entry.base_url.span().start,
-                    "base_url",
-                    format!("invalid url: {error}"),
-                )
-            })?;
-            // The url crate reads `http:///news` or `http:/news` as host `news`: a slip, not a host.
-            let after_scheme = entry
-                .base_url
-                .get_ref()
-                .trim()
-                .get(base_url.scheme().len()..)
-                .unwrap_or_default();
-            let Some(authority) = after_scheme.strip_prefix("://") else {
-                return Err(invalid(
-                    entry.base_url.span().start,
-                    "base_url",
-                    format!("write {}://HOST[:PORT]/PATH", base_url.scheme()),
-                ));
+            let base_url = parse_http_url(&entry.base_url)
+                .map_err(|message| invalid(entry.base_url.span().start, "base_url", message))?;
+            let geocoding_url = match &entry.geocoding_url {
+                None => None,
+                Some(url) if entry.kind != SourceKind::OpenMeteo => {
+                    return Err(invalid(
+                        url.span().start,
+                        "geocoding_url",
+                        format!(
+                            "only an `open-meteo` source geocodes, this one is `{}`",
+                            entry.kind
+                        ),
+                    ));
+                }
+                Some(url) => Some(
+                    parse_http_url(url)
+                        .map_err(|message| invalid(url.span().start, "geocoding_url", message))?,
+                ),
             };
-            if authority.starts_with(['/', '\\']) {
-                return Err(invalid(
-                    entry.base_url.span().start,
-                    "base_url",
-                    format!(
-                        "no host after `{}://`: write {}://HOST[:PORT]/PATH",
-                        base_url.scheme(),
-                        base_url.scheme()
-                    ),
-                ));
-            }
-            if !matches!(base_url.scheme(), "http" | "https") {
-                return Err(invalid(
-                    entry.base_url.span().start,
-                    "base_url",
-                    format!("scheme must be http or https, not `{}`", base_url.scheme()),
-                ));
-            }
             let timeout = match &entry.timeout {
                 None => DEFAULT_TIMEOUT,
                 Some(timeout) => match parse_duration(timeout, MAX_TIMEOUT) {
@@ -266,20 +306,33 @@ impl SourcesConfig {
                 }
                 Some(limit) => *limit.get_ref(),
             };
-            let resilience = Resilience::parse(&entry, &invalid)?;
             let mut spec = SourceSpec::new(name, base_url);
-            spec.rate_limit = resilience.rate_limit;
-            spec.hedge = resilience.hedge;
-            spec.breaker = resilience.breaker;
-            spec.user_agent = resilience.user_agent;
             spec.timeout = timeout;
             spec.retries = retries;
             spec.cache_ttl = cache_ttl;
             spec.max_body_bytes = max_body_bytes;
+            if let Some(limit) = &entry.rate_limit {
+                spec.rate_limit = Some(
+                    parse_rate_limit(limit.get_ref())
+                        .map_err(|message| invalid(limit.span().start, "rate_limit", message))?,
+                );
+            }
+            if let Some(agent) = &entry.user_agent {
+                spec.user_agent = Some(
+                    check_user_agent(agent.get_ref())
+                        .map_err(|message| invalid(agent.span().start, "user_agent", message))?,
+                );
+            }
+            spec.hedge = parse_hedge_fields(&entry, &invalid)?;
+            spec.breaker = match &entry.breaker {
+                None => Some(BreakerPolicy::default()),
+                Some(raw) => parse_breaker(raw.get_ref(), &invalid)?,
+            };
             sources.push(Source {
                 spec,
                 kind: entry.kind,
                 required: entry.required,
+                geocoding_url,
             });
         }
         Ok(Self { sources })
@@ -359,10 +412,11 @@ struct RawSource {
     #[serde(default)]
     required: bool,
     max_body_bytes: Option<Spanned<u64>>,
+    geocoding_url: Option<Spanned<String>>,
     rate_limit: Option<Spanned<String>>,
+    user_agent: Option<Spanned<String>>,
     hedge: Option<Spanned<String>>,
     hedge_budget: Option<Spanned<String>>,
-    user_agent: Option<Spanned<String>>,
     breaker: Option<Spanned<RawBreaker>>,
 }
 
@@ -378,80 +432,39 @@ struct RawBreaker {
     probes: Option<Spanned<u32>>,
 }
 
-/// A source's rate limit, hedging, breaker and User-Agent, validated.
-struct Resilience {
-    rate_limit: Option<RateLimit>,
-    hedge: Option<HedgePolicy>,
-    breaker: Option<BreakerPolicy>,
-    user_agent: Option<String>,
-}
-
 /// The most probes or minimum calls a breaker may ask for.
 const MAX_BREAKER_CALLS: u32 = 10_000;
 
-impl Resilience {
-    fn parse(
-        entry: &RawSource,
-        invalid: &dyn Fn(usize, &str, String) -> ConfigError,
-    ) -> Result<Self, ConfigError> {
-        let rate_limit = match &entry.rate_limit {
-            None => None,
-            Some(limit) => Some(
-                parse_rate_limit(limit.get_ref())
-                    .map_err(|message| invalid(limit.span().start, "rate_limit", message))?,
-            ),
-        };
-        let mut hedge = match &entry.hedge {
-            None => None,
-            Some(hedge) => parse_hedge(hedge.get_ref())
-                .map_err(|message| invalid(hedge.span().start, "hedge", message))?
-                .map(HedgePolicy::new),
-        };
-        if let Some(budget) = &entry.hedge_budget {
-            let percent = parse_percent(budget.get_ref(), 0)
-                .map_err(|message| invalid(budget.span().start, "hedge_budget", message))?;
-            match &mut hedge {
-                Some(policy) => policy.budget_percent = percent,
-                None => {
-                    return Err(invalid(
-                        budget.span().start,
-                        "hedge_budget",
-                        "has no effect without `hedge` (e.g. hedge = \"p95\")".into(),
-                    ));
-                }
+/// `hedge` and `hedge_budget`, validated.
+fn parse_hedge_fields(
+    entry: &RawSource,
+    invalid: &dyn Fn(usize, &str, String) -> ConfigError,
+) -> Result<Option<HedgePolicy>, ConfigError> {
+    let mut hedge = match &entry.hedge {
+        None => None,
+        Some(hedge) => parse_hedge(hedge.get_ref())
+            .map_err(|message| invalid(hedge.span().start, "hedge", message))?
+            .map(HedgePolicy::new),
+    };
+    if let Some(budget) = &entry.hedge_budget {
+        let percent = parse_percent(budget.get_ref(), 0)
+            .map_err(|message| invalid(budget.span().start, "hedge_budget", message))?;
+        match &mut hedge {
+            Some(policy) => policy.budget_percent = percent,
+            None => {
+                return Err(invalid(
+                    budget.span().start,
+                    "hedge_budget",
+                    "has no effect without `hedge` (e.g. hedge = \"p95\")".into(),
+                ));
             }
         }
-        let user_agent = match &entry.user_agent {
-            None => None,
-            Some(agent) => {
-                let value = agent.get_ref().trim();
-                if value.is_empty() || value.len() > 512 || reqwest_header_value_is_invalid(value) {
-                    return Err(invalid(
-                        agent.span().start,
-                        "user_agent",
-                        "must be 1 to 512 visible ASCII characters (e.g. \"my-agent/1.0 (+https://example.org)\")".into(),
-                    ));
-                }
-                Some(value.to_owned())
-            }
-        };
-        let breaker = match &entry.breaker {
-            None => Some(BreakerPolicy::default()),
-            Some(raw) => parse_breaker(raw.get_ref(), invalid)?,
-        };
-        Ok(Self {
-            rate_limit,
-            hedge,
-            breaker,
-            user_agent,
-        })
     }
+    Ok(hedge)
 }
 
-/// Whether `value` cannot be sent as a header value: only visible ASCII and spaces are allowed here.
-fn reqwest_header_value_is_invalid(value: &str) -> bool {
-    !value.chars().all(|c| c == ' ' || c.is_ascii_graphic())
-}
+/// The longest `user_agent` accepted.
+const MAX_USER_AGENT_CHARS: usize = 256;
 
 fn parse_breaker(
     raw: &RawBreaker,
@@ -541,33 +554,80 @@ fn parse_hedge(text: &str) -> Result<Option<HedgeDelay>, String> {
     }
 }
 
-/// `"600/min"`, `"10/s"`, `"5000/h"`, `"10000/day"`, or `"N/DURATION"` (`"5/10s"`).
-fn parse_rate_limit(text: &str) -> Result<RateLimit, String> {
-    let usage = || {
-        format!(
-            "invalid rate limit `{text}`: write REQUESTS/PERIOD, e.g. \"600/min\", \"10/s\", \"5000/h\" or \"5/10s\""
-        )
+/// A `rate_limit` field: `N/UNIT` (`600/min`, `10000/h`, `10/s`, `10000/day`) or `N/DURATION` (`10/5s`).
+fn parse_rate_limit(value: &str) -> Result<RateLimit, String> {
+    let hint = "write REQUESTS/PERIOD, e.g. \"600/min\" or \"10/5s\"";
+    let Some((requests, period)) = value.split_once('/') else {
+        return Err(format!("invalid rate limit `{value}`: {hint}"));
     };
-    let (requests, period) = text.trim().split_once('/').ok_or_else(usage)?;
-    let requests: u32 = requests.trim().parse().map_err(|_| usage())?;
-    if requests == 0 {
-        return Err("a rate limit must allow at least 1 request".to_owned());
-    }
-    let period = period.trim();
-    let per = match period {
+    let requests: u32 = match requests.trim().parse() {
+        Ok(0) | Err(_) => {
+            return Err(format!(
+                "invalid rate limit `{value}`: the number of requests must be a whole number from 1 ({hint})"
+            ));
+        }
+        Ok(requests) => requests,
+    };
+    let per = match period.trim() {
         "s" | "sec" | "second" => Duration::from_secs(1),
-        "m" | "min" | "minute" => Duration::from_secs(60),
+        "min" | "minute" => Duration::from_secs(60),
         "h" | "hour" => Duration::from_secs(60 * 60),
         "d" | "day" => Duration::from_secs(24 * 60 * 60),
-        other => humantime::parse_duration(other).map_err(|_| usage())?,
+        other => humantime::parse_duration(other)
+            .map_err(|error| format!("invalid rate limit `{value}`: {error} ({hint})"))?,
     };
     if per.is_zero() || per > MAX_DURATION {
         return Err(format!(
-            "a rate limit's period must be more than zero and at most {}",
+            "invalid rate limit `{value}`: the period must be more than zero and at most {}",
             humantime::format_duration(MAX_DURATION)
         ));
     }
     Ok(RateLimit { requests, per })
+}
+
+/// A `user_agent` field: what an HTTP header can carry (visible ASCII and spaces), not empty, not too long.
+fn check_user_agent(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    if value.chars().count() > MAX_USER_AGENT_CHARS {
+        return Err(format!("must be at most {MAX_USER_AGENT_CHARS} characters"));
+    }
+    if let Some(bad) = value.chars().find(|c| !(c.is_ascii_graphic() || *c == ' ')) {
+        return Err(format!(
+            "must be visible ASCII (an HTTP header), not {bad:?}"
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+/// A URL field: http or https, with a host.
+fn parse_http_url(value: &Spanned<String>) -> Result<Url, String> {
+    let url = Url::parse(value.get_ref()).map_err(|error| format!("invalid url: {error}"))?;
+    // The url crate reads `http:///news` or `http:/news` as host `news`: a slip, not a host.
+    let after_scheme = value
+        .get_ref()
+        .trim()
+        .get(url.scheme().len()..)
+        .unwrap_or_default();
+    let Some(authority) = after_scheme.strip_prefix("://") else {
+        return Err(format!("write {}://HOST[:PORT]/PATH", url.scheme()));
+    };
+    if authority.starts_with(['/', '\\']) {
+        return Err(format!(
+            "no host after `{}://`: write {}://HOST[:PORT]/PATH",
+            url.scheme(),
+            url.scheme()
+        ));
+    }
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "scheme must be http or https, not `{}`",
+            url.scheme()
+        ));
+    }
+    Ok(url)
 }
 
 /// A duration field, at most `limit`.
@@ -921,7 +981,11 @@ base_url = "http://127.0.0.1:8080"
         };
         for (extra, field, message) in [
             ("rate_limit = \"600\"", "rate_limit", "REQUESTS/PERIOD"),
-            ("rate_limit = \"0/s\"", "rate_limit", "at least 1 request"),
+            (
+                "rate_limit = \"0/s\"",
+                "rate_limit",
+                "a whole number from 1",
+            ),
             ("rate_limit = \"5/0s\"", "rate_limit", "more than zero"),
             ("hedge = \"p100\"", "hedge", "p1 to p99"),
             ("hedge = \"soon\"", "hedge", "a percentile"),
@@ -1004,6 +1068,168 @@ base_url = "http://127.0.0.1:8080"
         let error = SourcesConfig::from_path(&missing).unwrap_err();
         assert!(matches!(error, ConfigError::Read { .. }));
         assert!(error.to_string().contains("missing.toml"));
+    }
+
+    const PUBLIC: &str = r#"
+[[source]]
+name = "weather"
+kind = "open-meteo"
+base_url = "http://127.0.0.1:9000/forecast"
+geocoding_url = "http://127.0.0.1:9000/geocoding"
+
+[[source]]
+name = "news"
+kind = "hn-algolia"
+base_url = "https://hn.algolia.com"
+
+[[source]]
+name = "wikipedia"
+kind = "wikipedia"
+base_url = "https://en.wikipedia.org"
+"#;
+
+    #[test]
+    fn the_public_kinds_are_read_with_an_optional_geocoding_url() {
+        let config = SourcesConfig::from_str_named(PUBLIC, FILE).unwrap();
+        let weather = config.get("weather").unwrap();
+        assert_eq!(weather.kind, SourceKind::OpenMeteo);
+        assert_eq!(
+            weather.geocoding_url.as_ref().map(Url::as_str),
+            Some("http://127.0.0.1:9000/geocoding")
+        );
+        assert_eq!(config.get("news").unwrap().kind, SourceKind::HnAlgolia);
+        let wikipedia = config.get("wikipedia").unwrap();
+        assert_eq!(wikipedia.kind, SourceKind::Wikipedia);
+        assert_eq!(wikipedia.geocoding_url, None);
+    }
+
+    #[test]
+    fn a_geocoding_url_is_only_for_open_meteo_and_must_be_http() {
+        let text = PUBLIC.replace(
+            "base_url = \"https://hn.algolia.com\"",
+            "base_url = \"https://hn.algolia.com\"\ngeocoding_url = \"https://example.com\"",
+        );
+        let (line, field, message) = invalid(&text);
+        assert_eq!(
+            (line, field.as_deref()),
+            (12, Some("geocoding_url")),
+            "{message}"
+        );
+        assert!(
+            message.ends_with("only an `open-meteo` source geocodes, this one is `hn-algolia`"),
+            "{message}"
+        );
+        for bad in ["ftp://127.0.0.1/", "http:///geocoding", "not a url"] {
+            let text = PUBLIC.replace("http://127.0.0.1:9000/geocoding", bad);
+            let (line, field, message) = invalid(&text);
+            assert_eq!(
+                (line, field.as_deref()),
+                (6, Some("geocoding_url")),
+                "{bad}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_kind_names_every_kind() {
+        let text = PUBLIC.replace("kind = \"wikipedia\"", "kind = \"wikipedai\"");
+        let (line, field, message) = invalid(&text);
+        assert_eq!((line, field.as_deref()), (15, Some("kind")), "{message}");
+        for kind in SourceKind::ALL {
+            assert!(message.contains(&format!("`{kind}`")), "{kind}: {message}");
+        }
+    }
+
+    #[test]
+    fn the_public_sources_are_the_three_apis_at_their_real_urls() {
+        let config = SourcesConfig::public();
+        let kinds: Vec<(&str, SourceKind, &str)> = config
+            .sources
+            .iter()
+            .map(|source| (source.name(), source.kind, source.spec.base_url.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (
+                    "weather",
+                    SourceKind::OpenMeteo,
+                    "https://api.open-meteo.com/"
+                ),
+                ("news", SourceKind::HnAlgolia, "https://hn.algolia.com/"),
+                (
+                    "wikipedia",
+                    SourceKind::Wikipedia,
+                    "https://en.wikipedia.org/"
+                ),
+            ]
+        );
+        assert!(config.sources.iter().all(|source| !source.required
+            && source.spec.cache_ttl.is_some()
+            && source.spec.rate_limit.is_some()
+            && source.spec.timeout == PUBLIC_TIMEOUT));
+    }
+
+    #[test]
+    fn a_rate_limit_and_a_user_agent_are_read_and_checked() {
+        let with = |rate_limit: &str, user_agent: &str| {
+            PUBLIC.replace(
+                "base_url = \"https://hn.algolia.com\"",
+                &format!(
+                    "base_url = \"https://hn.algolia.com\"\nrate_limit = \"{rate_limit}\"\nuser_agent = \"{user_agent}\""
+                ),
+            )
+        };
+        for (written, requests, seconds) in [
+            ("600/min", 600, 60),
+            ("10000/h", 10_000, 3600),
+            ("10 / s", 10, 1),
+            ("10000/day", 10_000, 86_400),
+            ("3/5s", 3, 5),
+        ] {
+            let config = SourcesConfig::from_str_named(
+                &with(written, "probe/1 (+https://example.org)"),
+                FILE,
+            )
+            .unwrap_or_else(|error| panic!("{written}: {error}"));
+            let spec = &config.get("news").unwrap().spec;
+            assert_eq!(
+                spec.rate_limit,
+                Some(RateLimit {
+                    requests,
+                    per: Duration::from_secs(seconds)
+                }),
+                "{written}"
+            );
+            assert_eq!(
+                spec.user_agent.as_deref(),
+                Some("probe/1 (+https://example.org)")
+            );
+        }
+        for bad in [
+            "600",
+            "0/min",
+            "-1/min",
+            "many/min",
+            "10/fortnight",
+            "10/0s",
+            "10/2days",
+        ] {
+            let (line, field, message) = invalid(&with(bad, "ok"));
+            assert_eq!(
+                (line, field.as_deref()),
+                (12, Some("rate_limit")),
+                "{bad}: {message}"
+            );
+        }
+        for bad in ["", "caf\u{e9}/1", "tab\\there"] {
+            let (line, field, message) = invalid(&with("1/s", bad));
+            assert_eq!(
+                (line, field.as_deref()),
+                (13, Some("user_agent")),
+                "{bad:?}: {message}"
+            );
+        }
     }
 
     #[test]

@@ -1,42 +1,106 @@
-//! [`SourceKind`]: what a source knows about, which decides the request the planner makes
-//! ([`plan`](crate::plan)) and how its response is read ([`extract`](crate::extract)).
+//! [`SourceKind`]: the protocol a source speaks, which decides the request the planner makes
+//! ([`plan`](crate::plan)), whether a second request follows ([`protocols`](crate::protocols)) and how its response
+//! is read ([`extract`](crate::extract)); and its [`Topic`], what it knows about.
 
 use std::fmt;
 
 use serde::Deserialize;
 
-/// What a source knows about, and so which protocol it speaks (the simulated services speak all three):
+/// The protocol a source speaks. Three are the simulated services' (which speak all three), three are real,
+/// keyless public APIs ([`protocols`](crate::protocols)):
 ///
-/// | kind      | request                  | response read                                  |
-/// |-----------|--------------------------|------------------------------------------------|
-/// | `weather` | `GET /weather?city=NAME` | `summary` and each `forecast[].summary`        |
-/// | `news`    | `GET /news?q=KEYWORDS`   | every prose field (`title`, `summary`, `body`) |
-/// | `kb`      | `GET /kb/search?q=TEXT`  | every prose field (`title`, `text`, `snippet`) |
+/// | kind         | topic     | request(s)                                                    | response read                                  |
+/// |--------------|-----------|---------------------------------------------------------------|------------------------------------------------|
+/// | `weather`    | weather   | `GET /weather?city=NAME`                                      | `summary` and each `forecast[].summary`        |
+/// | `news`       | news      | `GET /news?q=KEYWORDS`                                        | every prose field (`title`, `summary`, `body`) |
+/// | `kb`         | knowledge | `GET /kb/search?q=TEXT`                                       | every prose field (`title`, `text`, `snippet`) |
+/// | `open-meteo` | weather   | `GET /v1/search?name=PLACE` (geocoding), then `GET /v1/forecast?latitude=..&longitude=..&current=..` | the current conditions, in words |
+/// | `hn-algolia` | news      | `GET /api/v1/search?query=KEYWORDS&tags=story`                | each hit's `title`, points and `story_text`    |
+/// | `wikipedia`  | knowledge | `GET /w/rest.php/v1/search/page?q=KEYWORDS&limit=1`, then `GET /api/rest_v1/page/summary/KEY` | `title`, `description`, `extract` |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 pub enum SourceKind {
-    /// Current conditions and forecasts.
+    /// Current conditions and forecasts (the simulated protocol).
     #[serde(rename = "weather")]
     Weather,
-    /// Recent headlines.
+    /// Recent headlines (the simulated protocol).
     #[serde(rename = "news")]
     News,
-    /// Reference articles.
+    /// Reference articles (the simulated protocol).
     #[serde(rename = "kb")]
     KnowledgeBase,
+    /// Open-Meteo's geocoding and forecast APIs: current conditions.
+    #[serde(rename = "open-meteo")]
+    OpenMeteo,
+    /// Hacker News stories through Algolia's search API.
+    #[serde(rename = "hn-algolia")]
+    HnAlgolia,
+    /// Wikipedia's REST APIs: a page search, then the page's summary.
+    #[serde(rename = "wikipedia")]
+    Wikipedia,
+}
+
+/// What a source knows about, whatever protocol it speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// Weather conditions and forecasts.
+    Weather,
+    /// Recent news.
+    News,
+    /// Background knowledge.
+    Knowledge,
 }
 
 impl SourceKind {
-    /// The name used in sources files and reports.
+    /// Every kind, in the order of the table above.
+    pub const ALL: [SourceKind; 6] = [
+        SourceKind::Weather,
+        SourceKind::News,
+        SourceKind::KnowledgeBase,
+        SourceKind::OpenMeteo,
+        SourceKind::HnAlgolia,
+        SourceKind::Wikipedia,
+    ];
+
+    /// The name used in sources files and in reports' `kind`.
     pub fn as_str(&self) -> &'static str {
         match self {
             SourceKind::Weather => "weather",
             SourceKind::News => "news",
             SourceKind::KnowledgeBase => "kb",
+            SourceKind::OpenMeteo => "open-meteo",
+            SourceKind::HnAlgolia => "hn-algolia",
+            SourceKind::Wikipedia => "wikipedia",
+        }
+    }
+
+    /// What a source of this kind knows about.
+    pub fn topic(&self) -> Topic {
+        match self {
+            SourceKind::Weather | SourceKind::OpenMeteo => Topic::Weather,
+            SourceKind::News | SourceKind::HnAlgolia => Topic::News,
+            SourceKind::KnowledgeBase | SourceKind::Wikipedia => Topic::Knowledge,
+        }
+    }
+}
+
+impl Topic {
+    /// The name in reports' `topic`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Topic::Weather => "weather",
+            Topic::News => "news",
+            Topic::Knowledge => "knowledge",
         }
     }
 }
 
 impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for Topic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }

@@ -1,6 +1,6 @@
 //! The sources the agent asks: their kinds and the sources file.
 //!
-//! - `kind`: [`SourceKind`], what a source knows about (weather, news, knowledge base).
+//! - `kind`: [`SourceKind`], the protocol a source speaks (simulated or a public API), and its [`Topic`].
 //! - `config`: [`Source`] (the engine's [`SourceSpec`](tributary::source::SourceSpec) plus a kind and whether
 //!   the answer requires it) and [`SourcesConfig`], loaded from a TOML file with errors that point at the line.
 
@@ -8,4 +8,4 @@ mod config;
 mod kind;
 
 pub use config::{ConfigError, MAX_RETRIES, MAX_TIMEOUT, Source, SourcesConfig};
-pub use kind::SourceKind;
+pub use kind::{SourceKind, Topic};

@@ -12,6 +12,7 @@ mod lab;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod page;
+mod public_sources;
 mod schemathesis;
 mod serve;
 mod serve_stream;
