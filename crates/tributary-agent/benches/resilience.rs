@@ -7,7 +7,8 @@
 //! - **Hedging**: every service usually answers in about 20 ms, but 3% of requests stall for 200 ms (the
 //!   simulator's `Latency::Stalls`: a request's p99 is 10 × its p50). The same questions are asked one at a time,
 //!   each asking its three sources at once, without hedging and with `hedge = "p95"` (budget 10%), after the same
-//!   warm-up. Target: the ask p99 cut at least 2× for at most 10% extra requests.
+//!   warm-up. Target: the ask p99 cut at least 2× for at most 10% extra requests. Then the same with a smooth
+//!   tail of the same p99/p50 (log-normal, sigma 0.99), where a hedge sent at p95 waits longer before it helps.
 //! - **Circuit breaker**: the news service hangs; a batch (the real pipeline, 64 questions fetching at once, the
 //!   default timeouts: 2 s per attempt, 5 s per source) runs without and with the breaker (the agent's default: 10 s window, 5 calls, 50%, 5 s
 //!   cool-down, 2 probes). Target: throughput with it at least 5× without. Then recovery: news is down (nothing
@@ -37,7 +38,26 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        hedging(quick).await;
+        hedging(
+            quick,
+            Latency::Stalls {
+                typical: Duration::from_millis(20),
+                stall: Duration::from_millis(200),
+                share: 0.03,
+            },
+            "~20 ms, 3% of requests stall for 200 ms",
+        )
+        .await;
+        // The same p99/p50 ratio from a smooth tail: log-normal, sigma 0.99 (p99 = e^(2.326 x 0.99) = 10 x p50).
+        hedging(
+            quick,
+            Latency::LogNormal {
+                median: Duration::from_millis(20),
+                sigma: 0.99,
+            },
+            "log-normal, median 20 ms, p99 200 ms",
+        )
+        .await;
         breaker_throughput(quick).await;
         breaker_recovery().await;
     });
@@ -74,13 +94,9 @@ fn percentile(sorted: &[f64], percentile: f64) -> f64 {
     sorted[rank.min(sorted.len()) - 1]
 }
 
-async fn hedging(quick: bool) {
+async fn hedging(quick: bool, latency: Latency, tail: &str) {
     let (warm_up, count) = if quick { (40, 200) } else { (100, 2_000) };
-    let behavior = ServiceBehavior::healthy(Latency::Stalls {
-        typical: Duration::from_millis(20),
-        stall: Duration::from_millis(200),
-        share: 0.03,
-    });
+    let behavior = ServiceBehavior::healthy(latency);
     let services = SimServer::start(
         "127.0.0.1:0".parse().expect("address"),
         SimConfig {
@@ -94,8 +110,7 @@ async fn hedging(quick: bool) {
     .expect("start the simulator");
     let base = Url::parse(&services.base_url()).expect("url");
     println!(
-        "hedging: every service ~20 ms, 3% of requests stall for 200 ms; {count} questions asked one at a time, \
-         after {warm_up} to warm up"
+        "hedging: every service {tail}; {count} questions asked one at a time, after {warm_up} to warm up"
     );
     let mut results = Vec::new();
     for hedge in [None, Some(HedgePolicy::new(HedgeDelay::Percentile(95)))] {
