@@ -26,7 +26,7 @@ use tributary::trace::{
 };
 
 use crate::extract::document_for;
-use crate::infer::{InferError, Inference, InferenceJob, aggregate};
+use crate::infer::{InferError, Inference, InferenceJob, aggregate_by_topic};
 use crate::plan::{Action, Step};
 use crate::protocols::{self, Reading};
 use crate::question::Question;
@@ -501,13 +501,16 @@ pub fn answer(question: &Question, records: &[StepRecord]) -> Verdict {
             missing.report.error.as_deref().unwrap_or("no answer")
         ));
     }
-    let parts: Vec<(&str, &Inference)> = records
+    let parts: Vec<(&str, &str, &Inference)> = records
         .iter()
         .filter_map(|record| {
-            record
-                .inference
-                .as_ref()
-                .map(|inference| (record.report.name.as_str(), inference))
+            record.inference.as_ref().map(|inference| {
+                (
+                    record.report.name.as_str(),
+                    record.report.topic.as_str(),
+                    inference,
+                )
+            })
         })
         .collect();
     if parts.is_empty() {
@@ -543,7 +546,7 @@ pub fn answer(question: &Question, records: &[StepRecord]) -> Verdict {
     };
     Verdict {
         status,
-        answer: Some(aggregate(question.as_str(), &parts).text),
+        answer: Some(aggregate_by_topic(question.as_str(), &parts).text),
         error: None,
     }
 }

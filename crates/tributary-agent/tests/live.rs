@@ -3,6 +3,7 @@
 //! changes, so these check the shape of the outcome, not the words: the fixture tests (`public_sources.rs`)
 //! check the words.
 
+use std::io::Write as _;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
@@ -15,7 +16,12 @@ use tributary_agent::{Agent, AgentSettings, Question, SourceStatus, SourcesConfi
 fn live(what: &str) -> bool {
     let live = std::env::var("TRIBUTARY_LIVE").is_ok_and(|value| value == "1");
     if !live {
-        println!("skipped: {what} (set TRIBUTARY_LIVE=1 to ask the real APIs)");
+        // Straight to the process's stderr: the test harness captures `println!` and `eprintln!` of a passing
+        // test, and a skip must be seen.
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "skipped: {what} (set TRIBUTARY_LIVE=1 to ask the real APIs)"
+        );
     }
     live
 }

@@ -24,9 +24,20 @@ pub struct Answer {
 /// (recognised from its name: `weather`, `news`, `knowledge`/`kb`/`wiki`) and then by name; several parts from
 /// one source (e.g. one per news article) keep their given order and the source is named once.
 pub fn aggregate(question: &str, parts: &[(&str, &Inference)]) -> Answer {
+    let parts: Vec<(&str, &str, &Inference)> = parts
+        .iter()
+        .map(|(name, inference)| (*name, *name, *inference))
+        .collect();
+    aggregate_by_topic(question, &parts)
+}
+
+/// [`aggregate`], with each part's topic given rather than guessed from its name: `(source name, topic,
+/// inference)`, where the topic is `weather`, `news` or `knowledge` (a source's
+/// [`Topic`](crate::sources::Topic)), so a source named `lyon-meteo` still reads as the weather.
+pub fn aggregate_by_topic(question: &str, parts: &[(&str, &str, &Inference)]) -> Answer {
     let mut ordered: Vec<(SourceKind, &str, &Inference)> = parts
         .iter()
-        .map(|(name, inference)| (SourceKind::of(name), *name, *inference))
+        .map(|(name, topic, inference)| (SourceKind::of(topic), *name, *inference))
         .collect();
     ordered.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(b.1)));
 
@@ -139,6 +150,18 @@ mod tests {
             &|| false,
         )
         .expect("never cancelled")
+    }
+
+    #[test]
+    fn the_topic_given_decides_the_line_whatever_the_name() {
+        let weather = inference(
+            "lyon-meteo",
+            None,
+            "Current weather in Lyon: overcast, 12.3 °C.",
+        );
+        let answer = aggregate_by_topic("Weather in Lyon?", &[("lyon-meteo", "weather", &weather)]);
+        assert!(answer.text.starts_with("Weather: "), "{}", answer.text);
+        assert_eq!(answer.sources, ["lyon-meteo"]);
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub mod model;
 mod text;
 pub mod work;
 
-pub use aggregate::{Answer, aggregate};
+pub use aggregate::{Answer, aggregate, aggregate_by_topic};
 pub use jobs::{
     BurnJob, BurnReport, InferenceJob, burn, burn_for, work_units_off_runtime, worker_jobs,
 };

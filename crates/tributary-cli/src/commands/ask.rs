@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use tributary::source::ClientOptions;
 use tributary::trace::Timeline;
-use tributary_agent::{AgentReport, Comparison, RunMode};
+use tributary_agent::{AgentReport, Comparison, RunMode, SourceReport, SourceStatus};
 
 use crate::engine::Engine;
 use crate::error::{CliError, Outcome};
@@ -106,14 +106,45 @@ fn print_report<T: serde::Serialize + HumanReport>(
     }
     if let Some(error) = &report.error {
         printer.note(&format!("error: no answer: {error}"));
-        printer.note(if error.contains("no inference finished") {
-            "hint: the sources answered; inference ran out of time: a longer --deadline, more --workers or a \
-             smaller --inference-cost"
-        } else {
-            "hint: see the per-source errors above; --per-source-timeout and --deadline give sources more time"
-        });
+        printer.note(no_answer_hint(report, error));
     }
     Ok(())
+}
+
+/// What to try when a run has no answer, from how its sources ended.
+fn no_answer_hint(report: &AgentReport, error: &str) -> &'static str {
+    let asked: Vec<_> = report
+        .sources
+        .iter()
+        .filter(|source| source.status != SourceStatus::Skipped)
+        .collect();
+    let all = |matches: &dyn Fn(&SourceReport) -> bool| {
+        !asked.is_empty() && asked.iter().all(|source| matches(source))
+    };
+    let unreachable = |source: &SourceReport| {
+        source.status == SourceStatus::Failed
+            && source.error.as_deref().is_some_and(|error| {
+                ["dns error", "Connection refused", "client error (Connect)"]
+                    .iter()
+                    .any(|sign| error.contains(sign))
+            })
+    };
+    if error.contains("no inference finished") {
+        "hint: the sources answered; inference ran out of time: a longer --deadline, more --workers or a \
+         smaller --inference-cost"
+    } else if all(&unreachable) {
+        "hint: no source could be reached (see the errors above): check the network, or the sources' base_url"
+    } else if all(&|source| source.status == SourceStatus::NoResult) {
+        "hint: every source answered but had nothing for this question: name a place, or a topic they know"
+    } else if asked
+        .iter()
+        .any(|source| source.status == SourceStatus::CircuitOpen)
+    {
+        "hint: a source whose circuit is open failed repeatedly and is not asked until its cool-down has passed \
+         (its [source.breaker] in a sources file)"
+    } else {
+        "hint: see the per-source errors above; --per-source-timeout and --deadline give sources more time"
+    }
 }
 
 /// What the human-readable output of a run or a comparison is.

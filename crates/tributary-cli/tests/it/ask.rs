@@ -546,3 +546,15 @@ fn messages_say_what_happened() {
         "{error}"
     );
 }
+
+/// A source nobody listens on: the run has no answer, and the hint says what to check (not "more time").
+#[test]
+fn sources_that_cannot_be_reached_get_a_network_hint() {
+    let output = ask_with_config("retries = 0");
+    assert_eq!(code(&output), 3, "stderr: {}", stderr(&output));
+    let message = stderr(&output);
+    assert!(
+        message.contains("hint: no source could be reached"),
+        "{message}"
+    );
+}
