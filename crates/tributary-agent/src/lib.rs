@@ -25,6 +25,8 @@
 //! - `agent` (re-exported here): [`Agent`], which ties them together for one question at a time.
 
 mod agent;
+#[cfg(feature = "nats")]
+pub mod distributed;
 pub mod extract;
 pub mod infer;
 pub mod limits;

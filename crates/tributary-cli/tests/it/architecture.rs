@@ -170,6 +170,37 @@ fn every_crate_depends_only_downwards() {
     }
 }
 
+/// Packages that only one workspace crate may declare: the one that owns that kind of outside system.
+const OWNED_BY: &[(&str, &str)] = &[
+    // The NATS client lives in the agent's `distributed/` driver (feature `nats`); the engine stays free of any
+    // broker, and the binary reaches NATS only through the agent.
+    ("async-nats", AGENT),
+];
+
+#[test]
+fn only_the_owning_crate_depends_on_an_outside_system() {
+    let dependencies = normal_dependencies();
+    for (package, owner) in OWNED_BY {
+        for (crate_name, crate_dependencies) in &dependencies {
+            if crate_name == owner {
+                continue;
+            }
+            assert!(
+                !crate_dependencies.iter().any(|name| name == package),
+                "Architecture Invariant broken: {crate_name} depends on {package}, which only {owner} may"
+            );
+        }
+    }
+    // And the engine does not get it through a feature of something else either.
+    for features in [&[][..], &["--all-features"][..]] {
+        let engine = resolved(ENGINE, features);
+        assert!(
+            !engine.iter().any(|name| name == "async-nats"),
+            "Architecture Invariant broken: tributary builds async-nats ({features:?})"
+        );
+    }
+}
+
 #[test]
 fn the_engine_without_default_features_needs_no_http_stack() {
     let packages = resolved(ENGINE, &["--no-default-features"]);

@@ -1,0 +1,3 @@
+//! placeholder
+#[expect(unused_imports, reason = "probe")]
+use async_nats::jetstream;
