@@ -4,12 +4,12 @@
 //! `tributary batch` stores in its database and exports (documented once, in the README). Fields are only ever
 //! added, never renamed or removed; durations are milliseconds as floating-point numbers.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::sources::Source;
 
 /// How a question ended, by the answer rule ([`crate::step::answer`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AnswerStatus {
@@ -22,7 +22,7 @@ pub enum AnswerStatus {
 }
 
 /// How the sources of a run were scheduled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RunMode {
@@ -33,7 +33,7 @@ pub enum RunMode {
 }
 
 /// How one source fared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SourceStatus {
@@ -89,7 +89,7 @@ impl SourceStatus {
 }
 
 /// One source's part in a run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SourceReport {
     /// The source's name.
@@ -125,7 +125,7 @@ pub struct SourceReport {
 }
 
 /// The whole run for one question: the answer every driver gives.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentReport {
     /// The question, trimmed; `null` only for a batch line that held no readable question.
@@ -186,7 +186,7 @@ impl AgentReport {
 }
 
 /// `ask --compare`: the sequential baseline and the concurrent agent, one after the other.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Comparison {
     /// The question, trimmed.

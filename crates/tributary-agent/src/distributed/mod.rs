@@ -1,3 +1,76 @@
-//! placeholder
-#[expect(unused_imports, reason = "probe")]
-use async_nats::jetstream;
+//! Batch over many machines through NATS JetStream: one coordinator, any number of workers.
+//!
+//! ```text
+//!  coordinator                         NATS JetStream                           workers (any machine)
+//!  read input ─ skip stored ─publish─▶ TRIBUTARY_QUESTIONS (work queue) ─pull─▶ fetch → infer (the batch's
+//!   (window of unanswered ids)          consumer tributary-workers               steps, --io-concurrency, CPU)
+//!  store (SQLite, batched) ◀──pull──── TRIBUTARY_ANSWERS (work queue)  ◀─publish, PubAck, then ack question─┘
+//!   ack answer after commit             consumer tributary-coordinator
+//! ```
+//!
+//! - [`wire`]: the question and answer messages (versioned JSON).
+//! - [`streams`]: the streams and consumers, their names and settings.
+//! - [`worker`]: [`work`], what `tributary worker` runs.
+//! - [`coordinator`]: [`coordinate`], what `tributary batch --nats` runs.
+//!
+//! Exactly-once effect: every layer is at-least-once and the store is idempotent (see ARCHITECTURE.md, "a
+//! distributed batch stores every question exactly once").
+
+pub mod coordinator;
+pub mod streams;
+pub mod wire;
+pub mod worker;
+
+pub use coordinator::{CoordinatorSettings, WorkerThroughput, coordinate};
+pub use streams::StreamSettings;
+pub use worker::{WorkerSettings, WorkerStats, WorkerSummary, work};
+
+use crate::pipeline::{BatchError, StoreError};
+
+/// Why a distributed run stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DistributedError {
+    #[error("connect to NATS at {url}")]
+    Connect {
+        url: String,
+        #[source]
+        source: async_nats::Error,
+    },
+    /// A NATS operation failed: `action` reads well after "failed to ".
+    #[error("{action}")]
+    Nats {
+        action: &'static str,
+        #[source]
+        source: async_nats::Error,
+    },
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Wire(#[from] wire::WireError),
+}
+
+impl DistributedError {
+    pub(crate) fn nats(action: &'static str, source: impl Into<async_nats::Error>) -> Self {
+        Self::Nats {
+            action,
+            source: source.into(),
+        }
+    }
+}
+
+/// Connects to the NATS server at `url` as `name` (shown by the server's monitoring). The client reconnects on
+/// its own for as long as the process runs: a broker restarted mid-run is waited for, not an error.
+pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, DistributedError> {
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .max_reconnects(None)
+        .connect(url)
+        .await
+        .map_err(|error| DistributedError::Connect {
+            url: url.to_owned(),
+            source: error.into(),
+        })
+}

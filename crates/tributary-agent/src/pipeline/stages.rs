@@ -89,9 +89,9 @@ pub struct BatchInput {
 #[derive(Debug, Clone, Default)]
 pub struct Shutdown {
     /// Stops the reader: no more lines are read; what was read is answered and stored.
-    reading: CancellationToken,
+    pub(crate) reading: CancellationToken,
     /// Drops the questions being fetched or inferred: their rows are not stored, and a rerun answers them.
-    in_flight: CancellationToken,
+    pub(crate) in_flight: CancellationToken,
 }
 
 impl Shutdown {
@@ -452,21 +452,22 @@ pub(crate) async fn run_stages<Sink: AnswerSink>(
     })
 }
 
-/// The reader's end of the pipeline: what it reads into and what tells it to stop.
-struct ReadStage<'a> {
-    stats: &'a BatchStats,
-    agent: &'a Agent,
-    questions: &'a flume::Sender<PendingQuestion>,
-    rows: &'a flume::Sender<AnswerRow>,
+/// The reader's end of the pipeline: what it reads into and what tells it to stop. (The distributed
+/// coordinator reads through it too.)
+pub(crate) struct ReadStage<'a> {
+    pub(crate) stats: &'a BatchStats,
+    pub(crate) agent: &'a Agent,
+    pub(crate) questions: &'a flume::Sender<PendingQuestion>,
+    pub(crate) rows: &'a flume::Sender<AnswerRow>,
     /// Ctrl-C: stop reading, let what was read finish.
-    shutdown: &'a CancellationToken,
+    pub(crate) shutdown: &'a CancellationToken,
     /// The group is shutting down: a stage failed.
-    stop: &'a CancellationToken,
+    pub(crate) stop: &'a CancellationToken,
 }
 
 impl ReadStage<'_> {
     /// Reads records, skips the stored ones, sends the unusable ones straight to the store as failed rows.
-    fn run(
+    pub(crate) fn run(
         self,
         input: BatchInput,
         mut is_stored: impl FnMut(&RecordId, u64) -> Result<bool, StoreError>,

@@ -167,6 +167,14 @@ impl BatchStats {
         self.abandoned[place as usize].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Lines whose id another line of this run carried to the store first (the distributed coordinator asks
+    /// once per id).
+    #[cfg(feature = "nats")]
+    pub(crate) fn add_duplicates(&self, lines: u64) {
+        self.duplicates.fetch_add(lines, Ordering::Relaxed);
+        self.lines_done.fetch_add(lines, Ordering::Relaxed);
+    }
+
     pub(crate) fn add_written(&self, written: &Written) {
         let inserted = &written.inserted;
         self.stored_ok.fetch_add(inserted.ok, Ordering::Relaxed);

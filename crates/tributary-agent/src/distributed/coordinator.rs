@@ -1,0 +1,546 @@
+//! `tributary batch --nats`: the coordinator. It reads the input as a local batch does, publishes what is not
+//! stored, and stores the answers the workers publish, through the same [`Store`].
+//!
+//! ```text
+//!  reader thread ──questions──▶ publish stage ──▶ TRIBUTARY_QUESTIONS      (workers)
+//!  (blocking I/O)  (bounded)    (window permit    (Nats-Msg-Id = id)
+//!       │                        per unanswered id)
+//!       └── unusable lines, as failed rows ──▶ answer stage ◀── TRIBUTARY_ANSWERS
+//!                                              (SQLite transactions; ack each answer after its commit;
+//!                                               the id's window permit freed)
+//! ```
+//!
+//! Memory is bounded by the window, as a local batch's is by its permits: at most `window` ids are published
+//! and unanswered, and the map of them is all the coordinator keeps per question. The run ends when the input
+//! is read and no published id is unanswered.
+//!
+//! Every step is safe to repeat, which is what makes a killed coordinator resumable: a rerun skips what is
+//! stored, republishes the rest under the same message ids (the stream drops those it still remembers), and
+//! receives every answer not yet acknowledged, which the store's upsert keeps at most once.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::{self, Context, Message};
+use futures::StreamExt as _;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tributary::group::{Group, GroupConfig, scope};
+
+use crate::agent::Agent;
+use crate::distributed::DistributedError;
+use crate::distributed::streams::{
+    QUESTIONS_SUBJECT, StreamSettings, coordinator_consumer, ensure_streams,
+};
+use crate::distributed::wire::{AnswerMessage, QuestionMessage};
+use crate::pipeline::stages::ReadStage;
+use crate::pipeline::steps::PendingQuestion;
+use crate::pipeline::store::{AnswerRow, Store, Written};
+use crate::pipeline::{BatchInput, BatchStats, BatchSummary, Shutdown};
+
+/// How long a question's publish is retried (the broker may be restarting) before the run fails.
+const PUBLISH_RETRY_FOR: Duration = Duration::from_secs(60);
+
+/// How long a publish waits for its PubAck before trying again.
+const PUBLISH_ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default [`CoordinatorSettings::window`].
+pub const DEFAULT_WINDOW: NonZeroUsize = NonZeroUsize::new(1024).expect("1024 is not zero");
+
+/// The coordinator's limits.
+#[derive(Debug, Clone)]
+pub struct CoordinatorSettings {
+    /// Published ids without a stored answer, at most: the coordinator's memory and the streams' depth.
+    pub window: NonZeroUsize,
+    pub streams: StreamSettings,
+    /// Rows per transaction, at most.
+    pub store_batch_rows: NonZeroUsize,
+    /// How long the first row of a transaction waits for others.
+    pub store_batch_interval: Duration,
+}
+
+/// Answers stored per worker, for the progress display's per-worker throughput.
+#[derive(Debug, Default)]
+pub struct WorkerThroughput {
+    answers: Mutex<BTreeMap<String, u64>>,
+}
+
+impl WorkerThroughput {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Each worker's name and the answers of this run it gave, by name.
+    pub fn snapshot(&self) -> Vec<(String, u64)> {
+        let answers = self.answers.lock().unwrap_or_else(PoisonError::into_inner);
+        answers
+            .iter()
+            .map(|(name, count)| (name.clone(), *count))
+            .collect()
+    }
+
+    fn add(&self, worker: &str) {
+        let mut answers = self.answers.lock().unwrap_or_else(PoisonError::into_inner);
+        *answers.entry(worker.to_owned()).or_default() += 1;
+    }
+}
+
+/// A published id waiting for its answer.
+struct Unanswered {
+    line: u64,
+    /// Its place in the window, given back when its answer is committed.
+    _permit: OwnedSemaphorePermit,
+    /// Later lines of the input with the same id: counted as duplicates once it is stored.
+    repeated: u64,
+}
+
+type Window = Arc<Mutex<HashMap<String, Unanswered>>>;
+
+/// Runs the batch over NATS: every record of `input` not already in `store` is published for the workers, and
+/// every answer they publish is stored. [`Shutdown::stop_reading`] stops reading (what was published is still
+/// waited for); [`Shutdown::abandon_in_flight`] commits what has arrived and returns: the questions still out
+/// stay in the stream, and a rerun collects their answers.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the run's inputs, each distinct; a struct would only rename them"
+)]
+pub async fn coordinate(
+    agent: &Agent,
+    client: async_nats::Client,
+    settings: &CoordinatorSettings,
+    input: BatchInput,
+    store: Store,
+    stats: Arc<BatchStats>,
+    workers: Arc<WorkerThroughput>,
+    shutdown: Shutdown,
+) -> Result<BatchSummary, DistributedError> {
+    let started = Instant::now();
+    let jetstream = jetstream::new(client);
+    ensure_streams(&jetstream, &settings.streams).await?;
+    let consumer = coordinator_consumer(&jetstream, &settings.streams).await?;
+    let stored_ids = store.reader()?;
+    let window_size = settings.window.get();
+    let (question_tx, question_rx) = flume::bounded::<PendingQuestion>(window_size);
+    let (row_tx, row_rx) = flume::bounded::<AnswerRow>(window_size);
+    let window: Window = Arc::default();
+    let (published_tx, published_rx) = watch::channel(false);
+    let settings = settings.clone();
+    let run_stats = stats.clone();
+    let summary_stats = stats.clone();
+
+    let body = |group: Group<DistributedError>| async move {
+        let reader = {
+            let (stats, agent, row_tx, reading) = (
+                stats.clone(),
+                agent.clone(),
+                row_tx.clone(),
+                shutdown.reading.clone(),
+            );
+            move |stop: CancellationToken| {
+                let lines = ReadStage {
+                    stats: &stats,
+                    agent: &agent,
+                    questions: &question_tx,
+                    rows: &row_tx,
+                    shutdown: &reading,
+                    stop: &stop,
+                };
+                lines
+                    .run(input, move |id, line| stored_ids.contains(id, line))
+                    .map_err(DistributedError::from)
+            }
+        };
+        group
+            .spawn_blocking("read", reader)
+            .await
+            .map_err(|error| DistributedError::nats("start the reader", error.to_string()))?;
+        let publish = Publish {
+            jetstream,
+            window: window.clone(),
+            permits: Arc::new(Semaphore::new(window_size)),
+            agent: agent.clone(),
+        };
+        group
+            .spawn("publish", async move {
+                publish.run(question_rx, row_tx, published_tx).await
+            })
+            .await
+            .map_err(|error| DistributedError::nats("start publishing", error.to_string()))?;
+        let answers = AnswerStage {
+            window,
+            rows: row_rx,
+            published: published_rx,
+            stats: run_stats,
+            workers,
+            abandon: shutdown.in_flight.clone(),
+            rows_per_batch: settings.store_batch_rows.get(),
+            interval: settings.store_batch_interval,
+        };
+        group
+            .spawn("store", answers.run(consumer, store))
+            .await
+            .map_err(|error| DistributedError::nats("start storing", error.to_string()))
+    };
+    let stored = scope(GroupConfig::new(), body).await.map_err(|error| {
+        let cause = error.cause.to_string();
+        error
+            .into_first_error()
+            .unwrap_or_else(|| DistributedError::nats("run the coordinator", cause))
+    })?;
+    let store = stored
+        .await
+        .map_err(|error| DistributedError::nats("store the answers", error.to_string()))?;
+    let in_store = tokio::task::spawn_blocking(move || store.counts())
+        .await
+        .map_err(|error| DistributedError::nats("count the answers", error.to_string()))??;
+    Ok(BatchSummary {
+        stats: summary_stats.snapshot(),
+        elapsed: started.elapsed(),
+        in_store,
+    })
+}
+
+/// The publish stage: one message per id not yet published, each in the window until its answer is stored.
+struct Publish {
+    jetstream: Context,
+    window: Window,
+    permits: Arc<Semaphore>,
+    agent: Agent,
+}
+
+impl Publish {
+    async fn run(
+        self,
+        questions: flume::Receiver<PendingQuestion>,
+        rows: flume::Sender<AnswerRow>,
+        published: watch::Sender<bool>,
+    ) -> Result<(), DistributedError> {
+        while let Ok(question) = questions.recv_async().await {
+            let Some(id) = question.id.given().map(str::to_owned) else {
+                // Never published: a line without a readable id is stored by line, here.
+                let why = "the line has no readable id".to_owned();
+                let row = AnswerRow::unusable(question.id, question.line, why, &self.agent);
+                if rows.send_async(row).await.is_err() {
+                    break;
+                }
+                continue;
+            };
+            {
+                let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(unanswered) = window.get_mut(&id) {
+                    // Asked once per id; the earliest line's answer is the one kept, as in a local batch.
+                    unanswered.repeated += 1;
+                    continue;
+                }
+            }
+            let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
+                break;
+            };
+            // In the window before it is published: its answer may come back before the PubAck does.
+            self.window
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(
+                    id.clone(),
+                    Unanswered {
+                        line: question.line,
+                        _permit: permit,
+                        repeated: 0,
+                    },
+                );
+            let message = QuestionMessage::new(&id, question.line, question.question.as_str());
+            self.publish(&id, message.encode()?).await?;
+        }
+        published.send_replace(true);
+        Ok(())
+    }
+
+    /// Publishes one question and waits until the stream has it, retrying while the broker is away; a retry
+    /// carries the same message id, so the stream keeps one copy.
+    async fn publish(&self, id: &str, payload: Vec<u8>) -> Result<(), DistributedError> {
+        let give_up = Instant::now() + PUBLISH_RETRY_FOR;
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let message = PublishMessage::build()
+                .payload(payload.clone().into())
+                .message_id(id);
+            let attempt = match self
+                .jetstream
+                .send_publish(QUESTIONS_SUBJECT, message)
+                .await
+            {
+                Ok(acknowledged) => {
+                    match tokio::time::timeout(PUBLISH_ACK_TIMEOUT, acknowledged.into_future())
+                        .await
+                    {
+                        Ok(Ok(_stored)) => return Ok(()),
+                        Ok(Err(error)) => DistributedError::nats("publish a question", error),
+                        Err(elapsed) => {
+                            DistributedError::nats("publish a question in time", elapsed)
+                        }
+                    }
+                }
+                Err(error) => DistributedError::nats("publish a question", error),
+            };
+            if Instant::now() + delay > give_up {
+                return Err(attempt);
+            }
+            tracing::warn!(
+                "{}; trying again in {delay:?}",
+                crate::error_chain(&attempt)
+            );
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+}
+
+/// The answer stage: answers (and the reader's unusable lines) into the store in batched transactions.
+struct AnswerStage {
+    window: Window,
+    rows: flume::Receiver<AnswerRow>,
+    published: watch::Receiver<bool>,
+    stats: Arc<BatchStats>,
+    workers: Arc<WorkerThroughput>,
+    abandon: CancellationToken,
+    rows_per_batch: usize,
+    interval: Duration,
+}
+
+/// What waits for the next commit.
+#[derive(Default)]
+struct Pending {
+    /// Rows this run asked for (a published id's first answer, an unusable line): counted in the progress.
+    counted: Vec<AnswerRow>,
+    /// Rows it did not (a second answer to an id, an answer left by an earlier run): stored all the same,
+    /// since the upsert keeps one per id, but not counted twice.
+    uncounted: Vec<AnswerRow>,
+    /// The answers to acknowledge once the transaction commits.
+    messages: Vec<Message>,
+    /// The counted ids, with who answered.
+    answered: HashSet<String>,
+    by_worker: Vec<String>,
+    commit_by: Option<Instant>,
+}
+
+impl Pending {
+    fn len(&self) -> usize {
+        self.counted.len() + self.uncounted.len()
+    }
+}
+
+impl AnswerStage {
+    async fn run(
+        mut self,
+        consumer: PullConsumer,
+        store: Store,
+    ) -> Result<Store, DistributedError> {
+        let mut store = store;
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|error| DistributedError::nats("consume answers", error))?;
+        let mut pending = Pending::default();
+        let mut published = *self.published.borrow();
+        let mut rows_open = true;
+        loop {
+            let due = pending
+                .commit_by
+                .is_some_and(|commit_by| commit_by <= Instant::now());
+            if pending.len() >= self.rows_per_batch || due {
+                store = self.commit(store, &mut pending).await?;
+            }
+            if published && pending.len() == 0 && self.rows.is_empty() && self.window_is_empty() {
+                break;
+            }
+            let commit_at = pending.commit_by;
+            tokio::select! {
+                biased;
+                () = self.abandon.cancelled() => {
+                    // Stop waiting: commit what arrived; the rest stays in the streams for a rerun.
+                    return self.commit(store, &mut pending).await;
+                }
+                changed = self.published.changed(), if !published => {
+                    // The sender ends only with the publish stage, whose failure is the group's error.
+                    published = changed.is_err() || *self.published.borrow();
+                }
+                row = self.rows.recv_async(), if rows_open => match row {
+                    Ok(row) => self.add(&mut pending, row, None, None),
+                    Err(_) => rows_open = false,
+                },
+                next = messages.next() => match next {
+                    Some(Ok(message)) => self.receive(&mut pending, message).await,
+                    Some(Err(error)) => tracing::warn!("receiving answers: {error}"),
+                    None => {
+                        messages = consumer
+                            .messages()
+                            .await
+                            .map_err(|error| DistributedError::nats("consume answers", error))?;
+                    }
+                },
+                () = sleep_until(commit_at), if commit_at.is_some() => {}
+            }
+        }
+        Ok(store)
+    }
+
+    fn window_is_empty(&self) -> bool {
+        self.window
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    }
+
+    async fn receive(&self, pending: &mut Pending, message: Message) {
+        match AnswerMessage::decode(&message.payload) {
+            Ok(answer) => {
+                let worker = answer.worker.clone();
+                self.add(pending, answer.into_row(), Some(message), Some(worker));
+            }
+            Err(error) => {
+                // Stored as failed under its id when the id is one we wait for, so the run still ends.
+                let id = message
+                    .headers
+                    .as_ref()
+                    .and_then(|headers| headers.get(async_nats::header::NATS_MESSAGE_ID))
+                    .map(|value| value.as_str().to_owned());
+                let line = id.as_ref().and_then(|id| {
+                    let window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
+                    window.get(id).map(|unanswered| unanswered.line)
+                });
+                let why = format!("the answer cannot be read: {}", crate::error_chain(&error));
+                tracing::warn!("{why}");
+                match (id, line) {
+                    (Some(id), Some(line)) => {
+                        let row = failed_row(id, line, why);
+                        self.add(pending, row, Some(message), None);
+                    }
+                    _ => {
+                        let _ = message.ack_with(async_nats::jetstream::AckKind::Term).await;
+                    }
+                }
+            }
+        }
+    }
+
+    fn add(
+        &self,
+        pending: &mut Pending,
+        row: AnswerRow,
+        message: Option<Message>,
+        worker: Option<String>,
+    ) {
+        let counted = match (&message, row.id.given()) {
+            // A row of the reader's own: always this run's.
+            (None, _) | (_, None) => true,
+            (Some(_), Some(id)) => {
+                !pending.answered.contains(id)
+                    && self
+                        .window
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .contains_key(id)
+            }
+        };
+        if counted {
+            if let (Some(id), Some(_)) = (row.id.given(), &message) {
+                pending.answered.insert(id.to_owned());
+            }
+            if let Some(worker) = worker {
+                pending.by_worker.push(worker);
+            }
+            pending.counted.push(row);
+        } else {
+            pending.uncounted.push(row);
+        }
+        pending.messages.extend(message);
+        if pending.commit_by.is_none() {
+            pending.commit_by = Some(Instant::now() + self.interval);
+        }
+    }
+
+    /// Commits what is pending, then acknowledges its answers and frees their ids' places in the window.
+    async fn commit(&self, store: Store, pending: &mut Pending) -> Result<Store, DistributedError> {
+        let taken = std::mem::take(pending);
+        if taken.len() == 0 {
+            return Ok(store);
+        }
+        let Pending {
+            counted,
+            uncounted,
+            messages,
+            answered,
+            by_worker,
+            commit_by: _,
+        } = taken;
+        let (store, written) = tokio::task::spawn_blocking(move || {
+            let mut store = store;
+            let written = store.write_batch(&counted).and_then(|counted| {
+                store
+                    .write_batch(&uncounted)
+                    .map(|_uncounted: Written| counted)
+            });
+            (store, written)
+        })
+        .await
+        .map_err(|error| DistributedError::nats("store answers", error.to_string()))?;
+        let written = written?;
+        self.stats.add_written(&written);
+        for worker in &by_worker {
+            self.workers.add(worker);
+        }
+        // Committed: now the stream may forget them. A lost ack means a redelivery the upsert ignores.
+        for message in messages {
+            if let Err(error) = message.ack().await {
+                tracing::debug!("could not acknowledge an answer: {error}");
+            }
+        }
+        let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
+        for id in answered {
+            if let Some(unanswered) = window.remove(&id) {
+                if unanswered.repeated > 0 {
+                    self.stats.add_duplicates(unanswered.repeated);
+                }
+            }
+        }
+        Ok(store)
+    }
+}
+
+fn failed_row(id: String, line: u64, why: String) -> AnswerRow {
+    use crate::report::{AgentReport, AnswerStatus, RunMode};
+    let report = AgentReport {
+        question: None,
+        status: AnswerStatus::Failed,
+        answer: None,
+        error: Some(why),
+        degraded: false,
+        mode: RunMode::Concurrent,
+        elapsed_ms: 0.0,
+        ideal_ms: 0.0,
+        efficiency: 0.0,
+        workers: 0,
+        deadline_ms: 0.0,
+        per_source_timeout_ms: 0.0,
+        sources: Vec::new(),
+    };
+    AnswerRow::new(
+        crate::pipeline::input::RecordId::new(id),
+        line,
+        report,
+        None,
+        None,
+    )
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,154 @@
+//! The messages on the streams: serde JSON with a version field, so that a coordinator and workers of different
+//! releases refuse each other's messages instead of misreading them.
+//!
+//! A question carries what the worker needs to answer it and what the coordinator needs to store it (its id and
+//! line come back in the answer, so the coordinator keeps no per-question state beyond its window). An answer is
+//! the store's row: the answer object exactly as `ask --json` prints it, plus the columns the row adds.
+
+use serde::{Deserialize, Serialize};
+
+use crate::pipeline::input::RecordId;
+use crate::pipeline::store::AnswerRow;
+use crate::report::{AgentReport, AnswerStatus};
+
+/// The version of both message shapes this code writes and reads.
+pub const WIRE_VERSION: u32 = 1;
+
+/// A question, as the coordinator publishes it (with `Nats-Msg-Id` = `id`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuestionMessage {
+    /// [`WIRE_VERSION`].
+    pub v: u32,
+    /// The input id: the store's primary key, and the message id the stream de-duplicates on.
+    pub id: String,
+    /// The input line it came from.
+    pub line: u64,
+    /// The question's text, as read (the worker validates it again).
+    pub question: String,
+}
+
+/// An answer, as a worker publishes it (with `Nats-Msg-Id` = `id`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnswerMessage {
+    /// [`WIRE_VERSION`].
+    pub v: u32,
+    pub id: String,
+    pub line: u64,
+    /// Which worker answered: the coordinator's per-worker throughput.
+    pub worker: String,
+    pub status: AnswerStatus,
+    /// The answer object, as `ask --json` prints it and the store keeps it.
+    pub answer: AgentReport,
+    pub error: Option<String>,
+    pub fetch_ms: Option<f64>,
+    pub infer_ms: Option<f64>,
+    pub elapsed_ms: f64,
+}
+
+/// Why a message could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    #[error("decode a message")]
+    Decode(#[source] serde_json::Error),
+    #[error("read a message of version {found} (this build reads version {WIRE_VERSION})")]
+    Version { found: u32 },
+    #[error("encode a message")]
+    Encode(#[source] serde_json::Error),
+}
+
+/// Only the version, read first: a message of another version is refused by its version, not by a field it
+/// happens to lack.
+#[derive(Deserialize)]
+struct Versioned {
+    v: u32,
+}
+
+impl QuestionMessage {
+    pub fn new(id: &str, line: u64, question: &str) -> Self {
+        Self {
+            v: WIRE_VERSION,
+            id: id.to_owned(),
+            line,
+            question: question.to_owned(),
+        }
+    }
+
+    pub fn decode(payload: &[u8]) -> Result<Self, WireError> {
+        decode(payload)
+    }
+
+    pub fn encode(&self) -> Result<Vec<u8>, WireError> {
+        serde_json::to_vec(self).map_err(WireError::Encode)
+    }
+}
+
+impl AnswerMessage {
+    /// The message for `row`, answered by `worker`. Only rows with a given id travel: a line whose id cannot be
+    /// read is stored by the coordinator itself.
+    pub fn from_row(row: AnswerRow, id: String, worker: &str) -> Self {
+        Self {
+            v: WIRE_VERSION,
+            id,
+            line: row.line,
+            worker: worker.to_owned(),
+            status: row.status,
+            answer: row.answer,
+            error: row.error,
+            fetch_ms: row.fetch_ms,
+            infer_ms: row.infer_ms,
+            elapsed_ms: row.elapsed_ms,
+        }
+    }
+
+    /// The row to store.
+    pub fn into_row(self) -> AnswerRow {
+        AnswerRow {
+            id: RecordId::new(self.id),
+            line: self.line,
+            question: self.answer.question.clone(),
+            status: self.status,
+            answer: self.answer,
+            error: self.error,
+            fetch_ms: self.fetch_ms,
+            infer_ms: self.infer_ms,
+            elapsed_ms: self.elapsed_ms,
+        }
+    }
+
+    pub fn decode(payload: &[u8]) -> Result<Self, WireError> {
+        decode(payload)
+    }
+
+    pub fn encode(&self) -> Result<Vec<u8>, WireError> {
+        serde_json::to_vec(self).map_err(WireError::Encode)
+    }
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<T, WireError> {
+    let Versioned { v } = serde_json::from_slice(payload).map_err(WireError::Decode)?;
+    if v != WIRE_VERSION {
+        return Err(WireError::Version { found: v });
+    }
+    serde_json::from_slice(payload).map_err(WireError::Decode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_question_round_trips() {
+        let message = QuestionMessage::new("q7", 7, "Is it raining in Lima?");
+        let encoded = message.encode().expect("encodes");
+        assert_eq!(QuestionMessage::decode(&encoded).expect("decodes"), message);
+    }
+
+    #[test]
+    fn another_version_is_refused_by_its_version() {
+        let error = QuestionMessage::decode(br#"{"v": 2, "id": "1"}"#).expect_err("refused");
+        assert!(matches!(error, WireError::Version { found: 2 }), "{error}");
+        let error = QuestionMessage::decode(b"not json").expect_err("refused");
+        assert!(matches!(error, WireError::Decode(_)), "{error}");
+    }
+}

@@ -1,0 +1,328 @@
+//! `tributary worker`: answers questions from the questions stream until told to stop.
+//!
+//! One question's life on a worker:
+//!
+//! 1. pulled (only when a local in-flight permit is free: `--io-concurrency` bounds what this worker holds, the
+//!    consumer's `max_ack_pending` what all workers hold together);
+//! 2. fetched and inferred by the batch's own steps ([`fetch_question`], then [`infer_question`] under a CPU
+//!    permit), while `AckKind::Progress` is sent every third of `ack_wait`, so a long inference is not taken
+//!    for a dead worker;
+//! 3. its answer published (message id = question id) and the PubAck awaited: the answer is on disk;
+//! 4. only then the question double-acked. A worker killed anywhere before this leaves the question unacked,
+//!    and the stream delivers it again after `ack_wait`.
+//!
+//! A question on its `max_deliver`th delivery is not run: every earlier delivery ended without an answer (a
+//! worker crashed, was killed or stalled on it), so it is answered `failed`, saying so, and the batch goes on.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::{self, AckKind, Context, Message};
+use futures::StreamExt as _;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tributary::group::{Group, GroupConfig, scope};
+
+use crate::agent::Agent;
+use crate::distributed::DistributedError;
+use crate::distributed::streams::{ANSWERS_SUBJECT, StreamSettings, workers_consumer};
+use crate::distributed::wire::{AnswerMessage, QuestionMessage};
+use crate::pipeline::input::RecordId;
+use crate::pipeline::steps::{PendingQuestion, fetch_question, infer_question};
+use crate::pipeline::store::AnswerRow;
+use crate::question::Question;
+
+/// How long one pull waits for questions before asking again (and before noticing a stop).
+const PULL_EXPIRES: Duration = Duration::from_secs(1);
+
+/// How long a publish waits for its PubAck before the question is handed back (nak) for another try.
+const PUBLISH_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A worker's limits and name.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Reported with each answer: the coordinator's per-worker throughput. Unique per process by default.
+    pub name: String,
+    /// Questions held at once by this worker (fetching, waiting for the CPU, inferring, publishing).
+    pub in_flight: NonZeroUsize,
+    /// Questions on the CPU stage at once.
+    pub infer_concurrency: NonZeroUsize,
+    pub streams: StreamSettings,
+}
+
+/// Live counters, for progress.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    pulled: AtomicU64,
+    answered: AtomicU64,
+    failed: AtomicU64,
+    handed_back: AtomicU64,
+}
+
+/// What a worker did before it stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerSummary {
+    /// Questions delivered to this worker.
+    pub pulled: u64,
+    /// Answers published and their questions acknowledged.
+    pub answered: u64,
+    /// Of those, answered `failed` (including those given up after `max_deliver`).
+    pub failed: u64,
+    /// Questions handed back to the stream (their answer could not be published) for another delivery.
+    pub handed_back: u64,
+}
+
+impl WorkerStats {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn snapshot(&self) -> WorkerSummary {
+        WorkerSummary {
+            pulled: self.pulled.load(Ordering::Relaxed),
+            answered: self.answered.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            handed_back: self.handed_back.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Answers questions from `client`'s questions stream with `agent` until `stop` is cancelled; then pulls no
+/// more, finishes and acknowledges every question it holds, and returns.
+pub async fn work(
+    agent: &Agent,
+    client: async_nats::Client,
+    settings: &WorkerSettings,
+    stats: Arc<WorkerStats>,
+    stop: CancellationToken,
+) -> Result<WorkerSummary, DistributedError> {
+    let jetstream = jetstream::new(client);
+    let consumer = workers_consumer(&jetstream, &settings.streams).await?;
+    let in_flight = Arc::new(Semaphore::new(settings.in_flight.get()));
+    let cpu = Arc::new(Semaphore::new(settings.infer_concurrency.get()));
+    let answering = Answering {
+        agent: agent.clone(),
+        jetstream,
+        worker: settings.name.clone(),
+        progress_every: settings.streams.ack_wait / 3,
+        max_deliver: settings.streams.max_deliver,
+        cpu,
+        stats: stats.clone(),
+    };
+    let pulled = stats.clone();
+    scope(
+        GroupConfig::new(),
+        |group: Group<DistributedError>| async move {
+            while !stop.is_cancelled() {
+                // Pull only as many as there are free permits: what this worker holds is bounded here.
+                let first = tokio::select! {
+                    biased;
+                    () = stop.cancelled() => break,
+                    permit = Arc::clone(&in_flight).acquire_owned() => permit,
+                };
+                let Ok(first) = first else { break };
+                let mut permits = vec![first];
+                while let Ok(permit) = Arc::clone(&in_flight).try_acquire_owned() {
+                    permits.push(permit);
+                }
+                let batch = consumer
+                    .batch()
+                    .max_messages(permits.len())
+                    .expires(PULL_EXPIRES)
+                    .messages()
+                    .await;
+                let mut batch = match batch {
+                    Ok(batch) => batch,
+                    Err(error) => {
+                        // The broker may be restarting: the client reconnects; try again shortly.
+                        tracing::warn!("could not pull questions: {error}");
+                        tokio::time::sleep(PULL_EXPIRES).await;
+                        continue;
+                    }
+                };
+                loop {
+                    // A stop drops the pull: a question delivered after it is left unacked and redelivered.
+                    let next = tokio::select! {
+                        biased;
+                        () = stop.cancelled() => break,
+                        next = batch.next() => next,
+                    };
+                    let message = match next {
+                        None => break,
+                        Some(Ok(message)) => message,
+                        Some(Err(error)) => {
+                            tracing::debug!("pull ended: {error}");
+                            break;
+                        }
+                    };
+                    let Some(permit) = permits.pop() else {
+                        // Never more messages than asked for; if the server sends one, it waits for ack_wait.
+                        tracing::warn!(
+                            "received more questions than asked for; leaving one for redelivery"
+                        );
+                        continue;
+                    };
+                    pulled.pulled.fetch_add(1, Ordering::Relaxed);
+                    let answering = answering.clone();
+                    let child = async move {
+                        answering.answer(message).await;
+                        drop(permit);
+                        Ok(())
+                    };
+                    if group.spawn("question", child).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            Ok(())
+        },
+    )
+    .await
+    .map_err(|error| {
+        let cause = error.cause.to_string();
+        error
+            .into_first_error()
+            .unwrap_or_else(|| DistributedError::nats("run the worker", cause))
+    })?;
+    Ok(stats.snapshot())
+}
+
+/// What answering one question needs; cloned into each question's task.
+#[derive(Clone)]
+struct Answering {
+    agent: Agent,
+    jetstream: Context,
+    worker: String,
+    progress_every: Duration,
+    max_deliver: u32,
+    cpu: Arc<Semaphore>,
+    stats: Arc<WorkerStats>,
+}
+
+impl Answering {
+    /// Answers `message`, publishes the answer, and acknowledges the question once the answer is stored by the
+    /// stream; hands it back (nak) if the answer could not be published. Never fails: whatever goes wrong
+    /// leaves the question to be delivered again.
+    async fn answer(&self, message: Message) {
+        let Some(id) = message_id(message.headers.as_ref()) else {
+            // Not a question of ours: no id to answer under. Nobody waits for it.
+            tracing::warn!("a question without a message id; terminating it");
+            let _ = message.ack_with(AckKind::Term).await;
+            return;
+        };
+        let delivered = message
+            .info()
+            .map(|info| info.delivered)
+            .unwrap_or_default();
+        let row = self.row(&message, &id, delivered).await;
+        if row.status == crate::report::AnswerStatus::Failed {
+            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        let answer = AnswerMessage::from_row(row, id.clone(), &self.worker);
+        match self.publish(&id, &answer).await {
+            Ok(()) => {
+                // The answer is on disk: the question is done. A lost ack only means a redelivery, whose
+                // answer the stream (same message id) and the store (same primary key) drop.
+                if let Err(error) = message.double_ack().await {
+                    tracing::warn!("could not acknowledge question {id}: {error}");
+                }
+                self.stats.answered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => {
+                tracing::warn!(
+                    "could not publish the answer to {id}: {}; handing it back",
+                    crate::error_chain(&error)
+                );
+                self.stats.handed_back.fetch_add(1, Ordering::Relaxed);
+                let _ = message.ack_with(AckKind::Nak(Some(PULL_EXPIRES))).await;
+            }
+        }
+    }
+
+    /// The answer's row: the agent's answer, or `failed` with why when the question cannot be asked.
+    async fn row(&self, message: &Message, id: &str, delivered: i64) -> AnswerRow {
+        let record_id = RecordId::new(id);
+        let question = match QuestionMessage::decode(&message.payload) {
+            Ok(question) => question,
+            Err(error) => {
+                let why = format!(
+                    "the question message cannot be read: {}",
+                    crate::error_chain(&error)
+                );
+                return AnswerRow::unusable(record_id, 0, why, &self.agent);
+            }
+        };
+        if delivered >= i64::from(self.max_deliver) {
+            let why = format!(
+                "gave up after {delivered} deliveries: every earlier one ended without an answer (a worker \
+                 crashed, was killed, or held it past ack_wait)"
+            );
+            tracing::warn!("question {id}: {why}");
+            return AnswerRow::unusable(record_id, question.line, why, &self.agent);
+        }
+        let pending = match Question::new(&question.question) {
+            Ok(text) => PendingQuestion {
+                id: record_id,
+                line: question.line,
+                question: text,
+            },
+            Err(error) => {
+                let why = format!("line {}: {error}", question.line);
+                return AnswerRow::unusable(record_id, question.line, why, &self.agent);
+            }
+        };
+        let work = async {
+            let fetched = fetch_question(&self.agent, pending).await;
+            // The CPU stage's bound, as in a local batch; the pool's queue bounds the jobs themselves.
+            let _cpu = self.cpu.acquire().await;
+            infer_question(&self.agent, fetched).await
+        };
+        tokio::pin!(work);
+        let mut progress =
+            tokio::time::interval(self.progress_every.max(Duration::from_millis(100)));
+        progress.tick().await; // the first tick is immediate
+        loop {
+            tokio::select! {
+                row = &mut work => return row,
+                _ = progress.tick() => {
+                    // Still working: ack_wait starts again. A lost progress ack risks only a redelivery.
+                    if let Err(error) = message.ack_with(AckKind::Progress).await {
+                        tracing::debug!("could not report progress on {id}: {error}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Publishes `answer` and waits until the answers stream has stored it.
+    async fn publish(&self, id: &str, answer: &AnswerMessage) -> Result<(), DistributedError> {
+        let payload = answer.encode()?;
+        let acknowledged = self
+            .jetstream
+            .send_publish(
+                ANSWERS_SUBJECT,
+                PublishMessage::build()
+                    .payload(payload.into())
+                    .message_id(id),
+            )
+            .await
+            .map_err(|error| DistributedError::nats("publish an answer", error))?;
+        match tokio::time::timeout(PUBLISH_ACK_TIMEOUT, acknowledged.into_future()).await {
+            Ok(Ok(_stored)) => Ok(()),
+            Ok(Err(error)) => Err(DistributedError::nats("store an answer", error)),
+            Err(elapsed) => Err(DistributedError::nats("store an answer in time", elapsed)),
+        }
+    }
+}
+
+/// The question's id, from its `Nats-Msg-Id` header (readable even when the payload is not).
+fn message_id(headers: Option<&HeaderMap>) -> Option<String> {
+    headers?
+        .get(async_nats::header::NATS_MESSAGE_ID)
+        .map(|value| value.as_str().to_owned())
+        .filter(|id| !id.is_empty())
+}
