@@ -39,6 +39,7 @@ Exit codes (each command's --help lists its own):
 const ENGINE: &str = "Engine";
 const SOURCES: &str = "Sources";
 const OUTPUT: &str = "Output";
+const NATS: &str = "Distributed (NATS)";
 const GLOBAL: &str = "Global";
 
 /// Ask many slow sources at once, run CPU-heavy inference on every core, answer within a deadline.
@@ -100,6 +101,10 @@ pub enum Command {
     /// Answer every question of a file into a SQLite database: fetch and infer in overlapping stages, resumably.
     #[command(after_help = BATCH_HELP)]
     Batch(BatchArgs),
+    /// Answer the questions of a distributed batch (`batch --nats`) from NATS JetStream, on any machine, until
+    /// SIGTERM or Ctrl-C.
+    #[command(name = "worker", after_help = WORKER_HELP)]
+    NatsWorker(WorkerArgs),
     /// Serve the agent over HTTP: POST /v1/ask, GET /healthz, /readyz, /metrics, until Ctrl-C or SIGTERM.
     #[command(after_help = SERVE_HELP)]
     Serve(ServeArgs),
@@ -384,6 +389,77 @@ pub struct BatchArgs {
     /// Print the summary as JSON on stdout.
     #[arg(long, help_heading = OUTPUT)]
     pub json: bool,
+
+    /// No progress on stderr.
+    #[arg(long, short, help_heading = OUTPUT)]
+    pub quiet: bool,
+
+    #[command(flatten)]
+    pub nats: NatsArgs,
+}
+
+/// Where a distributed batch's broker is, and how its streams are made (the same on every side).
+#[derive(Debug, Clone, Args)]
+pub struct NatsArgs {
+    /// Distribute the batch: publish the questions to this NATS JetStream server for `tributary worker`
+    /// processes and store their answers (e.g. nats://127.0.0.1:4222).
+    #[arg(long, value_name = "URL", env = "TRIBUTARY_NATS", help_heading = NATS)]
+    pub nats: Option<String>,
+
+    /// How long a question may go without an acknowledgement or progress from its worker before it is
+    /// delivered again (workers report progress every third of it).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, help_heading = NATS)]
+    pub ack_wait: Duration,
+
+    /// Deliveries of one question at most; on the last one it is answered failed, with why, instead of run.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..=1000), help_heading = NATS)]
+    pub max_deliver: u32,
+}
+
+/// `tributary worker`'s exit codes.
+const WORKER_HELP: &str = "\
+Every worker pulls from one durable consumer (tributary-workers) of the stream
+TRIBUTARY_QUESTIONS; a question goes to one worker at a time. Its answer is published to
+TRIBUTARY_ANSWERS, and the question acknowledged only once the server has the answer: a worker
+killed at any moment loses nothing, its questions are delivered again after --ack-wait.
+
+Exit codes:
+  0  stopped by SIGTERM or Ctrl-C, every question it held answered and acknowledged
+  1  internal error (a bug, or the environment failed: the NATS server cannot be reached)
+  2  usage or configuration error (a bad flag or sources file)";
+
+/// Answer the questions of a distributed batch from NATS JetStream.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The NATS JetStream server the coordinator (`batch --nats`) publishes to.
+    #[arg(long, value_name = "URL", env = "TRIBUTARY_NATS", help_heading = NATS)]
+    pub nats: String,
+
+    /// How long a question may go without an acknowledgement or progress before it is delivered again.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, help_heading = NATS)]
+    pub ack_wait: Duration,
+
+    /// Deliveries of one question at most; on the last one it is answered failed, with why, instead of run.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..=1000), help_heading = NATS)]
+    pub max_deliver: u32,
+
+    /// This worker's name in the coordinator's per-worker throughput (default: host and process id).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
+
+    /// Questions this worker holds at once (fetching, inferring, publishing; at most 4096).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = DEFAULT_IO_CONCURRENCY,
+        env = "TRIBUTARY_IO_CONCURRENCY",
+        value_parser = parse_io_concurrency,
+        help_heading = ENGINE
+    )]
+    pub io_concurrency: NonZeroUsize,
 
     /// No progress on stderr.
     #[arg(long, short, help_heading = OUTPUT)]

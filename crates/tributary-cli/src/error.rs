@@ -10,6 +10,7 @@ use std::path::Path;
 
 use tributary::pool::ExecutorError;
 use tributary::source::ClientBuildError;
+use tributary_agent::distributed::DistributedError;
 use tributary_agent::pipeline::{BatchError, StoreError};
 use tributary_agent::sources::ConfigError;
 use tributary_agent::{QuestionError, error_chain};
@@ -243,6 +244,27 @@ pub fn batch_error(error: BatchError, db: &Path) -> CliError {
                 .with_hint("the answers so far are stored; rerun the same command to go on")
         }
         other => CliError::internal("failed to run the batch", &other),
+    }
+}
+
+/// A distributed batch's or worker's failure, with the hint that fits.
+pub fn distributed_error(error: DistributedError, db: Option<&Path>) -> CliError {
+    match error {
+        DistributedError::Batch(error) => match db {
+            Some(db) => batch_error(error, db),
+            None => CliError::internal("failed to run", &error),
+        },
+        DistributedError::Store(error) => match db {
+            Some(db) => store_error(&error, db),
+            None => CliError::internal("failed to store", &error),
+        },
+        DistributedError::Connect { ref url, .. } => {
+            let hint = format!("is a JetStream server listening at {url}? (nats-server -js)");
+            CliError::caused(ErrorKind::Environment, "failed to reach NATS", &error).with_hint(hint)
+        }
+        other => CliError::caused(ErrorKind::Environment, "failed to use NATS", &other).with_hint(
+            "what was stored stays; once the NATS server is back, rerun the same command",
+        ),
     }
 }
 

@@ -58,6 +58,7 @@ fn run(
         CommandSettings::Lab(settings) => block_on(commands::lab::run(settings, printer)),
         CommandSettings::Serve(settings) => block_on(commands::serve::run(settings, printer)),
         CommandSettings::Sources(settings) => block_on(commands::sources::run(settings, printer)),
+        CommandSettings::NatsWorker(settings) => block_on(commands::worker::run(settings, printer)),
         CommandSettings::Completions(shell) => commands::completions::run(shell, printer),
         CommandSettings::Man => commands::man::run(printer),
         // A worker of `--executor processes`: synchronous, no runtime, jobs on stdin, results on stdout.

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tributary::pool::{ExecutorKind, PoolConfig};
+use tributary_agent::distributed::StreamSettings;
 use tributary_agent::infer::InferenceCost;
 use tributary_agent::pipeline::{BatchInput, InputFormat};
 use tributary_agent::sources::SourcesConfig;
@@ -21,6 +22,7 @@ use url::Url;
 
 use crate::cli::{
     AskArgs, BatchArgs, Command, EngineArgs, LabArgs, ServeArgs, SourcesArg, SourcesArgs,
+    WorkerArgs,
 };
 use crate::commands::serve::cpu_budget;
 use crate::error::{CliError, ErrorKind, question_error};
@@ -39,6 +41,8 @@ pub enum CommandSettings {
     Sources(SourcesSettings),
     /// `tributary lab`.
     Lab(LabSettings),
+    /// `tributary worker`.
+    NatsWorker(WorkerSettings),
     /// `tributary completions`: the shell.
     Completions(clap_complete::Shell),
     /// `tributary man`.
@@ -122,6 +126,27 @@ pub struct BatchSettings {
     pub quiet: bool,
     /// How long the questions in flight get to finish after the first Ctrl-C or SIGTERM.
     pub grace: Duration,
+    /// `--nats`: distribute the batch through this broker.
+    pub nats: Option<NatsSettings>,
+}
+
+/// A broker and how its streams are made.
+#[derive(Debug, Clone)]
+pub struct NatsSettings {
+    pub url: String,
+    pub streams: StreamSettings,
+}
+
+/// `tributary worker`.
+#[derive(Debug)]
+pub struct WorkerSettings {
+    pub nats: NatsSettings,
+    /// The name reported with each answer.
+    pub name: String,
+    /// Questions held at once.
+    pub in_flight: NonZeroUsize,
+    pub engine: EngineSettings,
+    pub quiet: bool,
 }
 
 /// `tributary serve`.
@@ -171,6 +196,7 @@ impl CommandSettings {
             Command::Serve(args) => Self::Serve(ServeSettings::resolve(args)?),
             Command::Sources(args) => Self::Sources(SourcesSettings::resolve(args)?),
             Command::Lab(args) => Self::Lab(LabSettings::resolve(args)?),
+            Command::NatsWorker(args) => Self::NatsWorker(WorkerSettings::resolve(args)?),
             Command::Completions(args) => Self::Completions(args.shell),
             Command::Man => Self::Man,
             Command::Worker => Self::Worker,
@@ -276,7 +302,39 @@ impl BatchSettings {
             json: args.json,
             quiet: args.quiet,
             grace: args.grace,
+            nats: args.nats.nats.map(|url| NatsSettings {
+                url,
+                streams: stream_settings(args.nats.ack_wait, args.nats.max_deliver),
+            }),
         })
+    }
+}
+
+impl WorkerSettings {
+    fn resolve(args: WorkerArgs) -> Result<Self, CliError> {
+        let engine = EngineSettings::resolve(args.engine)?;
+        let name = args.name.unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_owned());
+            format!("{host}-{}", std::process::id())
+        });
+        Ok(Self {
+            nats: NatsSettings {
+                url: args.nats,
+                streams: stream_settings(args.ack_wait, args.max_deliver),
+            },
+            name,
+            in_flight: args.io_concurrency,
+            engine,
+            quiet: args.quiet,
+        })
+    }
+}
+
+fn stream_settings(ack_wait: Duration, max_deliver: u32) -> StreamSettings {
+    StreamSettings {
+        ack_wait,
+        max_deliver,
+        ..StreamSettings::default()
     }
 }
 

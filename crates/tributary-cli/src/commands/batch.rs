@@ -3,22 +3,26 @@
 //! The work is the agent's `pipeline::run_batch`; this command shows progress on stderr (a bar on a terminal, a plain line every few seconds otherwise), and prints the summary: a sentence on
 //! stderr, or JSON on stdout with `--json`.
 
+use std::future::Future;
 use std::io::{IsTerminal, Write as _};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use tributary_agent::Agent;
+use tributary_agent::distributed::coordinator::DEFAULT_WINDOW;
+use tributary_agent::distributed::{self, CoordinatorSettings, WorkerThroughput, coordinate};
 use tributary_agent::pipeline::{
     self, BatchStats, BatchSummary, Shutdown, StatsSnapshot, Store, StoreError, StoreReader,
     StoredCounts, batch_client_options, run_batch,
 };
 
 use crate::engine::Engine;
-use crate::error::{CliError, ErrorKind, Outcome, batch_error, store_error};
+use crate::error::{CliError, ErrorKind, Outcome, batch_error, distributed_error, store_error};
 use crate::printer::Printer;
 use crate::settings::BatchSettings;
 use crate::signals::{Signal, Signals};
@@ -70,10 +74,19 @@ pub async fn run(settings: BatchSettings, printer: Printer) -> Result<Outcome, C
         json,
         quiet,
         grace,
+        nats,
     } = settings;
     // Listening first: a Ctrl-C during start-up is kept, and stops the run before it reads anything.
     let mut signals = Signals::install()?;
     let store = open_store(db.clone()).await?;
+    let client = match &nats {
+        Some(nats) => Some(
+            distributed::connect(&nats.url, "tributary-coordinator")
+                .await
+                .map_err(|error| distributed_error(error, Some(&db)))?,
+        ),
+        None => None,
+    };
     // The same sources, executor and settings as `ask`, with a client whose cache is sized for a batch.
     let engine = Engine::start(&engine, batch_client_options()).await?;
     let batch = pipeline::BatchSettings {
@@ -82,19 +95,61 @@ pub async fn run(settings: BatchSettings, printer: Printer) -> Result<Outcome, C
     };
 
     let stats = Arc::new(BatchStats::new());
+    let throughput = Arc::new(WorkerThroughput::new());
     let mut progress = Progress::new(quiet, printer);
+    if client.is_some() {
+        progress.show_workers(throughput.clone());
+    }
     let shutdown = Shutdown::new();
     let mut interrupted = None;
     let result = {
         // Boxed: the pipeline's state machine is large; on the heap it costs the stack nothing.
-        let mut run = Box::pin(run_batch(
-            &engine.agent,
-            &batch,
-            input,
-            store,
-            stats.clone(),
-            shutdown.clone(),
-        ));
+        let mut run: Pin<Box<dyn Future<Output = Result<BatchSummary, CliError>> + Send>> =
+            match (client, &nats) {
+                (Some(client), Some(nats)) => {
+                    let coordinator = CoordinatorSettings {
+                        window: DEFAULT_WINDOW,
+                        streams: nats.streams,
+                        store_batch_rows: batch.store_batch_rows,
+                        store_batch_interval: batch.store_batch_interval,
+                    };
+                    let (agent, stats, throughput, shutdown, db) = (
+                        engine.agent.clone(),
+                        stats.clone(),
+                        throughput.clone(),
+                        shutdown.clone(),
+                        db.clone(),
+                    );
+                    Box::pin(async move {
+                        coordinate(
+                            &agent,
+                            client,
+                            &coordinator,
+                            input,
+                            store,
+                            stats,
+                            throughput,
+                            shutdown,
+                        )
+                        .await
+                        .map_err(|error| distributed_error(error, Some(&db)))
+                    })
+                }
+                _ => {
+                    let (agent, batch, stats, shutdown, db) = (
+                        engine.agent.clone(),
+                        batch.clone(),
+                        stats.clone(),
+                        shutdown.clone(),
+                        db.clone(),
+                    );
+                    Box::pin(async move {
+                        run_batch(&agent, &batch, input, store, stats, shutdown)
+                            .await
+                            .map_err(|error| batch_error(error, &db))
+                    })
+                }
+            };
         let mut ticks = tokio::time::interval(progress.interval());
         let grace_over = tokio::time::sleep(Duration::MAX);
         tokio::pin!(grace_over);
@@ -136,7 +191,7 @@ pub async fn run(settings: BatchSettings, printer: Printer) -> Result<Outcome, C
     };
     progress.finish();
     engine.shutdown().await;
-    let summary = result.map_err(|error| batch_error(error, &db))?;
+    let summary = result?;
 
     let output = Output {
         db: &db,
@@ -295,8 +350,14 @@ fn report(
     Ok(())
 }
 
-/// Progress on stderr: a bar on a terminal, a plain line now and then otherwise, nothing with `--quiet`.
-enum Progress {
+/// Progress on stderr: a bar on a terminal, a plain line now and then otherwise, nothing with `--quiet`; for a
+/// distributed batch, each worker's answers and rate too.
+struct Progress {
+    display: Display,
+    workers: Option<Arc<WorkerThroughput>>,
+}
+
+enum Display {
     Bar(ProgressBar),
     Lines {
         last: std::time::Instant,
@@ -307,6 +368,73 @@ enum Progress {
 }
 
 impl Progress {
+    fn new(quiet: bool, printer: Printer) -> Self {
+        Self {
+            display: Display::new(quiet, printer),
+            workers: None,
+        }
+    }
+
+    /// Adds each worker's answers and rate to the progress (a distributed batch).
+    fn show_workers(&mut self, workers: Arc<WorkerThroughput>) {
+        self.workers = Some(workers);
+    }
+
+    fn interval(&self) -> Duration {
+        match self.display {
+            Display::Bar(_) => BAR_REFRESH,
+            Display::Lines { .. } | Display::Quiet => PLAIN_PROGRESS_EVERY,
+        }
+    }
+
+    fn update(&mut self, stats: &StatsSnapshot) {
+        let workers = self.workers.as_deref();
+        match &mut self.display {
+            Display::Bar(bar) => {
+                if let Some(total) = stats.total {
+                    bar.set_length(total);
+                }
+                bar.set_position(stats.done);
+                bar.set_message(activity(stats, bar.elapsed(), workers));
+            }
+            Display::Lines {
+                last,
+                started,
+                printer,
+            } => {
+                if last.elapsed() < PLAIN_PROGRESS_EVERY {
+                    return;
+                }
+                *last = std::time::Instant::now();
+                let done = match stats.total {
+                    Some(total) => format!("{}/{total}", stats.done),
+                    None => stats.done.to_string(),
+                };
+                printer.note(&format!(
+                    "batch: {done} done, {}",
+                    activity(stats, started.elapsed(), workers)
+                ));
+            }
+            Display::Quiet => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Display::Bar(bar) = &self.display {
+            bar.finish_and_clear();
+        }
+    }
+
+    /// A note on stderr that is not progress (shown even with `--quiet`), above the bar when there is one.
+    fn note(&self, printer: Printer, line: &str) {
+        match &self.display {
+            Display::Bar(bar) => bar.suspend(|| printer.note(line)),
+            Display::Lines { .. } | Display::Quiet => printer.note(line),
+        }
+    }
+}
+
+impl Display {
     fn new(quiet: bool, printer: Printer) -> Self {
         if quiet {
             return Self::Quiet;
@@ -334,68 +462,42 @@ impl Progress {
             ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(style);
         Self::Bar(bar)
     }
-
-    fn interval(&self) -> Duration {
-        match self {
-            Self::Bar(_) => BAR_REFRESH,
-            Self::Lines { .. } | Self::Quiet => PLAIN_PROGRESS_EVERY,
-        }
-    }
-
-    fn update(&mut self, stats: &StatsSnapshot) {
-        match self {
-            Self::Bar(bar) => {
-                if let Some(total) = stats.total {
-                    bar.set_length(total);
-                }
-                bar.set_position(stats.done);
-                bar.set_message(activity(stats, bar.elapsed()));
-            }
-            Self::Lines {
-                last,
-                started,
-                printer,
-            } => {
-                if last.elapsed() < PLAIN_PROGRESS_EVERY {
-                    return;
-                }
-                *last = std::time::Instant::now();
-                let done = match stats.total {
-                    Some(total) => format!("{}/{total}", stats.done),
-                    None => stats.done.to_string(),
-                };
-                printer.note(&format!(
-                    "batch: {done} done, {}",
-                    activity(stats, started.elapsed())
-                ));
-            }
-            Self::Quiet => {}
-        }
-    }
-
-    fn finish(&self) {
-        if let Self::Bar(bar) = self {
-            bar.finish_and_clear();
-        }
-    }
-
-    /// A note on stderr that is not progress (shown even with `--quiet`), above the bar when there is one.
-    fn note(&self, printer: Printer, line: &str) {
-        match self {
-            Self::Bar(bar) => bar.suspend(|| printer.note(line)),
-            Self::Lines { .. } | Self::Quiet => printer.note(line),
-        }
-    }
 }
 
 /// Rate, fetches in flight and queue depths: where the pipeline is waiting.
-fn activity(stats: &StatsSnapshot, elapsed: Duration) -> String {
+fn activity(
+    stats: &StatsSnapshot,
+    elapsed: Duration,
+    workers: Option<&WorkerThroughput>,
+) -> String {
     let seconds = elapsed.as_secs_f64();
-    let rate = if seconds > 0.0 {
-        stats.stored() as f64 / seconds
-    } else {
-        0.0
+    let per_second = |count: u64| {
+        if seconds > 0.0 {
+            count as f64 / seconds
+        } else {
+            0.0
+        }
     };
+    let rate = per_second(stats.stored());
+    if let Some(workers) = workers {
+        // Distributed: the local stages are idle; who answered, and how fast, is what tells.
+        let each: Vec<String> = workers
+            .snapshot()
+            .into_iter()
+            .map(|(name, answers)| format!("{name} {answers} ({:.1}/s)", per_second(answers)))
+            .collect();
+        return format!(
+            "{rate:.1}/s | ok {} degraded {} failed {} | workers: {}",
+            stats.ok,
+            stats.degraded,
+            stats.failed,
+            if each.is_empty() {
+                "none yet".to_owned()
+            } else {
+                each.join(", ")
+            },
+        );
+    }
     format!(
         "{rate:.1}/s | fetching {} | queued: fetch {} infer {} (on CPU {}) store {} | ok {} degraded {} failed {}",
         stats.fetching,

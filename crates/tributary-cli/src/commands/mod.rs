@@ -7,3 +7,4 @@ pub mod lab;
 pub mod man;
 pub mod serve;
 pub mod sources;
+pub mod worker;

@@ -1,0 +1,98 @@
+//! `tributary worker`: answers a distributed batch's questions from NATS JetStream until SIGTERM or Ctrl-C.
+//!
+//! The work is the agent's `distributed::work`; this command connects, starts the engine as `batch` does, shows
+//! a progress line now and then on stderr, and turns the first signal into "stop pulling, finish what is held".
+//! A second signal quits at once: what it held is delivered again to another worker after `--ack-wait`.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tributary_agent::distributed::{self, WorkerStats, WorkerSummary};
+use tributary_agent::pipeline::batch_client_options;
+
+use crate::engine::Engine;
+use crate::error::{CliError, Outcome, distributed_error};
+use crate::printer::Printer;
+use crate::settings::WorkerSettings;
+use crate::signals::Signals;
+
+/// How often a progress line is printed.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+pub async fn run(settings: WorkerSettings, printer: Printer) -> Result<Outcome, CliError> {
+    let WorkerSettings {
+        nats,
+        name,
+        in_flight,
+        engine,
+        quiet,
+    } = settings;
+    let mut signals = Signals::install()?;
+    let client = distributed::connect(&nats.url, &name)
+        .await
+        .map_err(|error| distributed_error(error, None))?;
+    let engine = Engine::start(&engine, batch_client_options()).await?;
+    let workers = NonZeroUsize::new(engine.agent.executor().stats().jobs.workers)
+        .unwrap_or(NonZeroUsize::MIN);
+    let worker = distributed::WorkerSettings {
+        name: name.clone(),
+        in_flight,
+        // As a local batch: twice the CPU workers keeps every one busy.
+        infer_concurrency: workers
+            .saturating_mul(NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN)),
+        streams: nats.streams,
+    };
+    let stats = Arc::new(WorkerStats::new());
+    let stop = CancellationToken::new();
+    if !quiet {
+        printer.note(&format!(
+            "worker {name}: pulling questions from {}",
+            nats.url
+        ));
+    }
+    let result = {
+        let mut run = Box::pin(distributed::work(
+            &engine.agent,
+            client,
+            &worker,
+            stats.clone(),
+            stop.clone(),
+        ));
+        let mut ticks = tokio::time::interval(PROGRESS_EVERY);
+        ticks.tick().await;
+        loop {
+            tokio::select! {
+                result = &mut run => break result,
+                _ = ticks.tick(), if !quiet => printer.note(&progress(&name, &stats.snapshot())),
+                signal = signals.recv() => {
+                    if stop.is_cancelled() {
+                        printer.note(&format!(
+                            "{signal} again: quitting now; the questions held are delivered again after --ack-wait"
+                        ));
+                        std::process::exit(i32::from(signal.exit_code()));
+                    }
+                    stop.cancel();
+                    printer.note(&format!(
+                        "{signal}: no more pulling; finishing the questions held (again quits at once)"
+                    ));
+                }
+            }
+        }
+    };
+    engine.shutdown().await;
+    let summary = result.map_err(|error| distributed_error(error, None))?;
+    if !quiet {
+        printer.note(&format!("stopped: {}", progress(&name, &summary)));
+    }
+    // Asked to stop and stopped cleanly, having lost nothing: that is this command's success.
+    Ok(Outcome::Done)
+}
+
+fn progress(name: &str, stats: &WorkerSummary) -> String {
+    format!(
+        "worker {name}: {} answered ({} failed), {} handed back, {} pulled",
+        stats.answered, stats.failed, stats.handed_back, stats.pulled
+    )
+}
