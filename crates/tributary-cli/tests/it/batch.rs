@@ -61,7 +61,7 @@ impl Workspace {
             .unwrap_or(0)
     }
 
-    fn exported(&self) -> Vec<Value> {
+    pub(crate) fn exported(&self) -> Vec<Value> {
         let mut out = Vec::new();
         StoreReader::open(&self.path("answers.db"))
             .expect("open the database")

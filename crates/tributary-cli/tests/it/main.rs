@@ -9,6 +9,7 @@ mod completions;
 mod environment;
 mod harness;
 mod lab;
+mod nats;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod page;
