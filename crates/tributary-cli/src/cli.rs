@@ -744,6 +744,8 @@ mod tests {
         // No runtime, no engine, no file: what clap refuses and what stdout refuses.
         ("completions", &[0, 2]),
         ("man", &[0, 2]),
+        // SIGTERM is how a worker is told to stop: finishing what it holds is its success, 0.
+        ("worker", &[0, 1, 2]),
     ];
 
     /// The codes listed under "Exit codes" in a rendered help: lines of two spaces, a digit, two spaces.
@@ -851,6 +853,10 @@ mod tests {
                     ),
                     ("Sources", &["--fault", "--config", "--sources"]),
                     ("Output", &["--export", "--json", "--quiet"]),
+                    (
+                        "Distributed (NATS)",
+                        &["--nats", "--ack-wait", "--max-deliver"],
+                    ),
                     ("Global", &["--verbose...", "--color", "--otlp-endpoint"]),
                 ],
             ),
