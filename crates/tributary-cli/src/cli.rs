@@ -464,6 +464,11 @@ pub struct WorkerArgs {
     /// No progress on stderr.
     #[arg(long, short, help_heading = OUTPUT)]
     pub quiet: bool,
+
+    /// Tests only: hold a question containing TEXT without an answer or progress until stopped, as a stuck
+    /// worker would, so that it runs out --ack-wait on every delivery and meets --max-deliver.
+    #[arg(long, value_name = "TEXT", hide = true)]
+    pub stall_on: Option<String>,
 }
 
 /// `--format` of `batch`.

@@ -147,6 +147,8 @@ pub struct WorkerSettings {
     pub in_flight: NonZeroUsize,
     pub engine: EngineSettings,
     pub quiet: bool,
+    /// The hidden `--stall-on` (tests only).
+    pub stall_on: Option<String>,
 }
 
 /// `tributary serve`.
@@ -326,6 +328,7 @@ impl WorkerSettings {
             in_flight: args.io_concurrency,
             engine,
             quiet: args.quiet,
+            stall_on: args.stall_on,
         })
     }
 }

@@ -52,6 +52,10 @@ pub struct WorkerSettings {
     /// Questions on the CPU stage at once.
     pub infer_concurrency: NonZeroUsize,
     pub streams: StreamSettings,
+    /// For tests of `max_deliver` only (`tributary worker`'s hidden `--stall-on`): a question whose text
+    /// contains this is held without an answer or progress until the worker stops, as a stuck worker would, so
+    /// every delivery of it runs out its `ack_wait`. `None` in every real run.
+    pub stall_on: Option<String>,
 }
 
 /// Live counters, for progress.
@@ -112,6 +116,8 @@ pub async fn work(
         max_deliver: settings.streams.max_deliver,
         cpu,
         stats: stats.clone(),
+        stall_on: settings.stall_on.clone(),
+        stop: stop.clone(),
     };
     let pulled = stats.clone();
     scope(
@@ -201,6 +207,8 @@ struct Answering {
     max_deliver: u32,
     cpu: Arc<Semaphore>,
     stats: Arc<WorkerStats>,
+    stall_on: Option<String>,
+    stop: CancellationToken,
 }
 
 impl Answering {
@@ -218,6 +226,12 @@ impl Answering {
             .info()
             .map(|info| info.delivered)
             .unwrap_or_default();
+        if delivered < i64::from(self.max_deliver) && self.stalls_on(&message) {
+            // The test's stuck worker: no answer, no progress, no ack; the stream delivers it again.
+            tracing::warn!("question {id}: stalling on it (--stall-on)");
+            self.stop.cancelled().await;
+            return;
+        }
         let row = self.row(&message, &id, delivered).await;
         if row.status == crate::report::AnswerStatus::Failed {
             self.stats.failed.fetch_add(1, Ordering::Relaxed);
@@ -241,6 +255,15 @@ impl Answering {
                 let _ = message.ack_with(AckKind::Nak(Some(PULL_EXPIRES))).await;
             }
         }
+    }
+
+    /// Whether `message` is the question `stall_on` names (never, outside tests).
+    fn stalls_on(&self, message: &Message) -> bool {
+        let Some(text) = self.stall_on.as_deref() else {
+            return false;
+        };
+        QuestionMessage::decode(&message.payload)
+            .is_ok_and(|question| question.question.contains(text))
     }
 
     /// The answer's row: the agent's answer, or `failed` with why when the question cannot be asked.

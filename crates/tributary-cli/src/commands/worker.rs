@@ -28,6 +28,7 @@ pub async fn run(settings: WorkerSettings, printer: Printer) -> Result<Outcome, 
         in_flight,
         engine,
         quiet,
+        stall_on,
     } = settings;
     let mut signals = Signals::install()?;
     let client = distributed::connect(&nats.url, &name)
@@ -43,6 +44,7 @@ pub async fn run(settings: WorkerSettings, printer: Printer) -> Result<Outcome, 
         infer_concurrency: workers
             .saturating_mul(NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN)),
         streams: nats.streams,
+        stall_on,
     };
     let stats = Arc::new(WorkerStats::new());
     let stop = CancellationToken::new();
