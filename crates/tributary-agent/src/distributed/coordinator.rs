@@ -99,7 +99,21 @@ struct Unanswered {
     repeated: u64,
 }
 
-type Window = Arc<Mutex<HashMap<String, Unanswered>>>;
+/// What the publish and answer stages know about ids, under one lock: a check and the insert it decides must be
+/// one step, or an answer could slip between them.
+#[derive(Default)]
+struct Ids {
+    /// Published ids waiting for their answer: the window.
+    unanswered: HashMap<String, Unanswered>,
+    /// Ids this run stored an answer to without waiting for one: answers a killed earlier run left in the
+    /// answers stream (or a late second answer). The reader may have read such an id before its answer was
+    /// committed; published again, the question would be dropped by the stream's duplicate window, and its
+    /// answer, already taken, would never come: the run would wait forever. So the publish stage skips these.
+    /// At most what earlier runs left unstored (their windows), not the whole batch.
+    answered_unasked: HashSet<String>,
+}
+
+type Window = Arc<Mutex<Ids>>;
 
 /// Runs the batch over NATS: every record of `input` not already in `store` is published for the workers, and
 /// every answer they publish is stored. [`Shutdown::stop_reading`] stops reading (what was published is still
@@ -164,6 +178,7 @@ pub async fn coordinate(
             window: window.clone(),
             permits: Arc::new(Semaphore::new(window_size)),
             agent: agent.clone(),
+            stats: stats.clone(),
         };
         group
             .spawn("publish", async move {
@@ -211,6 +226,7 @@ struct Publish {
     window: Window,
     permits: Arc<Semaphore>,
     agent: Agent,
+    stats: Arc<BatchStats>,
 }
 
 impl Publish {
@@ -232,7 +248,7 @@ impl Publish {
             };
             {
                 let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
-                if let Some(unanswered) = window.get_mut(&id) {
+                if let Some(unanswered) = window.unanswered.get_mut(&id) {
                     // Asked once per id; the earliest line's answer is the one kept, as in a local batch.
                     unanswered.repeated += 1;
                     continue;
@@ -241,11 +257,15 @@ impl Publish {
             let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
                 break;
             };
-            // In the window before it is published: its answer may come back before the PubAck does.
-            self.window
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(
+            {
+                let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
+                if window.answered_unasked.contains(&id) {
+                    // An earlier run's answer to it is stored (or about to be): as if the reader had skipped it.
+                    self.stats.add_skipped();
+                    continue;
+                }
+                // In the window before it is published: its answer may come back before the PubAck does.
+                window.unanswered.insert(
                     id.clone(),
                     Unanswered {
                         line: question.line,
@@ -253,6 +273,7 @@ impl Publish {
                         repeated: 0,
                     },
                 );
+            }
             let message = QuestionMessage::new(&id, question.line, question.question.as_str());
             self.publish(&id, message.encode()?).await?;
         }
@@ -393,6 +414,7 @@ impl AnswerStage {
         self.window
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .unanswered
             .is_empty()
     }
 
@@ -411,7 +433,7 @@ impl AnswerStage {
                     .map(|value| value.as_str().to_owned());
                 let line = id.as_ref().and_then(|id| {
                     let window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
-                    window.get(id).map(|unanswered| unanswered.line)
+                    window.unanswered.get(id).map(|unanswered| unanswered.line)
                 });
                 let why = format!("the answer cannot be read: {}", crate::error_chain(&error));
                 tracing::warn!("{why}");
@@ -439,12 +461,12 @@ impl AnswerStage {
             // A row of the reader's own: always this run's.
             (None, _) | (_, None) => true,
             (Some(_), Some(id)) => {
-                !pending.answered.contains(id)
-                    && self
-                        .window
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .contains_key(id)
+                let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
+                let waited_for = window.unanswered.contains_key(id);
+                if !waited_for {
+                    window.answered_unasked.insert(id.to_owned());
+                }
+                waited_for && !pending.answered.contains(id)
             }
         };
         if counted {
@@ -502,7 +524,7 @@ impl AnswerStage {
         }
         let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
         for id in answered {
-            if let Some(unanswered) = window.remove(&id) {
+            if let Some(unanswered) = window.unanswered.remove(&id) {
                 if unanswered.repeated > 0 {
                     self.stats.add_duplicates(unanswered.repeated);
                 }

@@ -137,9 +137,10 @@ fn on_path(name: &str) -> Option<std::path::PathBuf> {
 /// a restart keeps the streams), killed when dropped.
 pub struct NatsServer {
     child: std::process::Child,
+    binary: std::path::PathBuf,
     port: u16,
-    /// Kept for the server's life: its streams' files.
-    _store: tempfile::TempDir,
+    /// Its streams' files, kept for the server's life and across a restart.
+    store: tempfile::TempDir,
 }
 
 impl NatsServer {
@@ -157,8 +158,9 @@ impl NatsServer {
         let child = spawn_nats(&binary, port, store.path());
         let server = Self {
             child,
+            binary,
             port,
-            _store: store,
+            store,
         };
         server.wait_until_ready();
         Some(server)
@@ -166,6 +168,15 @@ impl NatsServer {
 
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL: no clean shutdown) and starts it again on the same port with the same store
+    /// directory, as an operator restarting a crashed broker would; returns once it is ready.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_nats(&self.binary, self.port, self.store.path());
+        self.wait_until_ready();
     }
 
     /// Waits until the server accepts connections and says it is ready (its INFO line).

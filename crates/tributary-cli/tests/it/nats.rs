@@ -1,15 +1,34 @@
 //! `tributary batch --nats` and `tributary worker`: the real binary against a real `nats-server -js`.
 
-use std::process::{Child, Stdio};
+use std::path::Path;
+use std::process::{Child, Output, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::batch::{FAST, Workspace, summary};
 use crate::harness::{NatsServer, code, stderr, tributary};
 
+/// How long a distributed batch of these tests may take before it is taken for hung: far past what one needs
+/// (seconds), so only a question that is never answered reaches it.
+const HUNG_AFTER: Duration = Duration::from_secs(90);
+
+/// One test of this file at a time: each runs a broker, three or four processes of the binary and their
+/// engines, which together would starve one another on a 2-core machine (and answers would turn degraded).
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static RUNNING: Mutex<()> = Mutex::new(());
+    RUNNING.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Starts a worker against `server`, quiet, with the fast engine flags and a short `ack_wait`.
 fn worker(server: &NatsServer, name: &str) -> Child {
+    worker_with(server, name, &["--ack-wait", "3s"])
+}
+
+/// Starts a worker against `server`, quiet, with the fast engine flags and `extra`.
+fn worker_with(server: &NatsServer, name: &str, extra: &[&str]) -> Child {
     tributary()
         .args(["worker", "--nats", &server.url(), "--name", name, "--quiet"])
-        .args(["--ack-wait", "3s"])
+        .args(extra)
         .args(FAST)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -28,6 +47,75 @@ fn terminate(child: Child) -> i32 {
     let output = child.wait_with_output().expect("the worker ends");
     assert!(output.status.code().is_some(), "{}", stderr(&output));
     code(&output)
+}
+
+/// Starts `batch --nats` (quiet, a JSON summary) in the background.
+fn start_batch(workspace: &Workspace, input: &Path, server: &NatsServer, extra: &[&str]) -> Child {
+    tributary()
+        .arg("batch")
+        .arg(input)
+        .arg("--db")
+        .arg(workspace.path("answers.db"))
+        .args(FAST)
+        .args(["--nats", &server.url(), "--json", "--quiet"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tributary batch --nats")
+}
+
+/// Waits for `batch` to end; a batch still running after [`HUNG_AFTER`] is killed and fails the test (a
+/// question lost on the way is a batch that never ends).
+fn finish(mut batch: Child) -> Output {
+    let give_up = Instant::now() + HUNG_AFTER;
+    while batch.try_wait().expect("poll the batch").is_none() {
+        if Instant::now() > give_up {
+            let _ = batch.kill();
+            let output = batch.wait_with_output().expect("reap the batch");
+            panic!(
+                "the batch did not end within {HUNG_AFTER:?}: {}",
+                stderr(&output)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    batch.wait_with_output().expect("the batch's output")
+}
+
+/// Waits until at least `rows` answers are committed while `batch` runs: the middle of the run.
+fn wait_until_stored(workspace: &Workspace, batch: &mut Child, rows: u64) {
+    let give_up = Instant::now() + HUNG_AFTER;
+    while workspace.stored() < rows {
+        assert!(
+            Instant::now() < give_up,
+            "fewer than {rows} answers within {HUNG_AFTER:?}"
+        );
+        assert!(
+            batch.try_wait().expect("poll the batch").is_none(),
+            "the batch ended before {rows} answers were stored"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Ends a process with SIGKILL (`kill -9`: no signal handler, no clean-up) and reaps it.
+fn kill_9(child: &mut Child) {
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+}
+
+/// Asserts that a finished batch stored every one of `count` questions once, all answered.
+fn assert_every_id_once(workspace: &Workspace, output: &Output, count: u64) {
+    assert_eq!(code(output), 0, "{}", stderr(output));
+    let summary = summary(output);
+    assert_eq!(summary["left"], 0, "{summary}");
+    assert_eq!(summary["in_db"]["failed"], 0, "{summary}");
+    // Degraded (a source slow on a busy machine) is still an answer: what matters here is one per id.
+    let answered = summary["in_db"]["ok"].as_u64().unwrap_or(0)
+        + summary["in_db"]["degraded"].as_u64().unwrap_or(0);
+    assert_eq!(answered, count, "{summary}");
+    assert_eq!(rows_and_ids(workspace), (count, count));
 }
 
 fn questions(count: usize) -> String {
@@ -51,6 +139,7 @@ fn rows_and_ids(workspace: &Workspace) -> (u64, u64) {
 
 #[test]
 fn three_workers_answer_every_question_once_and_a_rerun_resumes() {
+    let _running = one_at_a_time();
     let Some(server) = NatsServer::start("nats::three_workers_answer_every_question_once") else {
         return;
     };
@@ -74,6 +163,137 @@ fn three_workers_answer_every_question_once_and_a_rerun_resumes() {
     assert_eq!(again["already_stored"], 300, "{again}");
     assert_eq!(rows_and_ids(&workspace), (300, 300));
 
+    for child in workers {
+        assert_eq!(terminate(child), 0, "a worker stops cleanly on SIGTERM");
+    }
+}
+
+#[test]
+fn a_worker_killed_mid_run_loses_no_question_and_stores_none_twice() {
+    let _running = one_at_a_time();
+    let Some(server) = NatsServer::start("nats::a_worker_killed_mid_run_loses_no_question") else {
+        return;
+    };
+    let workspace = Workspace::new();
+    let input = workspace.write("questions.txt", &questions(2000));
+    let mut workers: Vec<Child> = ["a", "b", "c"]
+        .iter()
+        .map(|name| worker(&server, name))
+        .collect();
+    let mut batch = start_batch(&workspace, &input, &server, &[]);
+    wait_until_stored(&workspace, &mut batch, 300);
+    // Its questions in flight are neither answered nor acknowledged: only ack_wait brings them back.
+    let mut killed = workers.remove(1);
+    kill_9(&mut killed);
+    let output = finish(batch);
+    assert_every_id_once(&workspace, &output, 2000);
+    for child in workers {
+        assert_eq!(terminate(child), 0, "a worker stops cleanly on SIGTERM");
+    }
+}
+
+#[test]
+fn a_coordinator_killed_mid_run_is_finished_by_a_rerun_with_every_id_once() {
+    let _running = one_at_a_time();
+    let Some(server) = NatsServer::start("nats::a_coordinator_killed_mid_run") else {
+        return;
+    };
+    let workspace = Workspace::new();
+    let input = workspace.write("questions.txt", &questions(2000));
+    let workers: Vec<Child> = ["a", "b", "c"]
+        .iter()
+        .map(|name| worker(&server, name))
+        .collect();
+    let mut batch = start_batch(&workspace, &input, &server, &[]);
+    wait_until_stored(&workspace, &mut batch, 300);
+    // Questions published and unanswered, answers published and not stored: all left in the streams.
+    kill_9(&mut batch);
+    let before = workspace.stored();
+    assert!(
+        before < 2000,
+        "the batch finished before the kill; make it bigger"
+    );
+    let output = finish(start_batch(&workspace, &input, &server, &[]));
+    assert_every_id_once(&workspace, &output, 2000);
+    let rerun = summary(&output);
+    assert!(
+        rerun["already_stored"].as_u64() >= Some(before),
+        "the rerun skips what was stored: {rerun}"
+    );
+    for child in workers {
+        assert_eq!(terminate(child), 0, "a worker stops cleanly on SIGTERM");
+    }
+}
+
+#[test]
+fn a_question_no_worker_finishes_is_answered_failed_after_max_deliver() {
+    let _running = one_at_a_time();
+    let Some(server) = NatsServer::start("nats::a_question_no_worker_finishes") else {
+        return;
+    };
+    let workspace = Workspace::new();
+    let mut lines = questions(40);
+    lines.push_str("What is the news about the poison pill?\n");
+    lines.push_str(&questions(9));
+    let input = workspace.write("questions.txt", &lines);
+    // Every worker stalls on it: each delivery runs out ack_wait, the second is the last.
+    let streams = ["--ack-wait", "1s", "--max-deliver", "2"];
+    let workers: Vec<Child> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            worker_with(
+                &server,
+                name,
+                &[&streams[..], &["--stall-on", "poison"]].concat(),
+            )
+        })
+        .collect();
+    let output = finish(start_batch(&workspace, &input, &server, &streams));
+    let summary = summary(&output);
+    // A batch's failed answers are stored, not an exit code: the run itself succeeded.
+    assert_eq!(code(&output), 0, "{summary}: {}", stderr(&output));
+    assert_eq!(summary["in_db"]["ok"], 49, "{summary}");
+    assert_eq!(summary["in_db"]["failed"], 1, "{summary}");
+    assert_eq!(rows_and_ids(&workspace), (50, 50));
+    let rows = workspace.exported();
+    let poison = rows
+        .iter()
+        .find(|row| row["line"] == 41)
+        .expect("the poison line's row");
+    assert_eq!(poison["status"], "failed", "{poison}");
+    let why = poison["error"].as_str().unwrap_or_default();
+    assert!(why.contains("gave up after 2 deliveries"), "{poison}");
+    for child in workers {
+        assert_eq!(
+            terminate(child),
+            0,
+            "a stalled worker still stops on SIGTERM"
+        );
+    }
+}
+
+#[test]
+fn a_broker_restarted_mid_run_still_ends_with_every_id_once() {
+    let _running = one_at_a_time();
+    let Some(mut server) = NatsServer::start("nats::a_broker_restarted_mid_run") else {
+        return;
+    };
+    let workspace = Workspace::new();
+    let input = workspace.write("questions.txt", &questions(2000));
+    let workers: Vec<Child> = ["a", "b", "c"]
+        .iter()
+        .map(|name| worker(&server, name))
+        .collect();
+    let mut batch = start_batch(&workspace, &input, &server, &[]);
+    wait_until_stored(&workspace, &mut batch, 300);
+    // SIGKILL, then the same port and store directory: the streams come back from disk.
+    server.restart();
+    assert!(
+        workspace.stored() < 2000,
+        "the batch finished before the restart; make it bigger"
+    );
+    let output = finish(batch);
+    assert_every_id_once(&workspace, &output, 2000);
     for child in workers {
         assert_eq!(terminate(child), 0, "a worker stops cleanly on SIGTERM");
     }
