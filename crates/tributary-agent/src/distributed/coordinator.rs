@@ -18,7 +18,7 @@
 //! stored, republishes the rest under the same message ids (the stream drops those it still remembers), and
 //! receives every answer not yet acknowledged, which the store's upsert keeps at most once.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -101,7 +101,6 @@ struct Unanswered {
 
 /// What the publish and answer stages know about ids, under one lock: a check and the insert it decides must be
 /// one step, or an answer could slip between them.
-#[derive(Default)]
 struct Ids {
     /// Published ids waiting for their answer: the window.
     unanswered: HashMap<String, Unanswered>,
@@ -111,6 +110,42 @@ struct Ids {
     /// answer, already taken, would never come: the run would wait forever. So the publish stage skips these.
     /// At most what earlier runs left unstored (their windows), not the whole batch.
     answered_unasked: HashSet<String>,
+    /// The ids whose answer this run stored last, oldest first, at most [`Ids::recent_capacity`]: a later line
+    /// repeating one of them may have been read before that answer was committed (so the reader did not skip
+    /// it) and reach the publish stage after its id left the window; published again, it would be dropped as a
+    /// duplicate and wait forever. The reader is at most a window's worth of lines ahead of the publish stage,
+    /// which holds at most a window of ids, so twice the window (and one) covers every such line.
+    recent: VecDeque<String>,
+    recent_set: HashSet<String>,
+    recent_capacity: usize,
+}
+
+impl Ids {
+    fn new(window: usize) -> Self {
+        Self {
+            unanswered: HashMap::new(),
+            answered_unasked: HashSet::new(),
+            recent: VecDeque::new(),
+            recent_set: HashSet::new(),
+            recent_capacity: window.saturating_mul(2).saturating_add(1),
+        }
+    }
+
+    /// Whether this run has stored (or is storing) an answer to `id` without it being in the window.
+    fn stored_by_this_run(&self, id: &str) -> bool {
+        self.answered_unasked.contains(id) || self.recent_set.contains(id)
+    }
+
+    fn remember_stored(&mut self, id: String) {
+        if self.recent_set.insert(id.clone()) {
+            self.recent.push_back(id);
+        }
+        while self.recent.len() > self.recent_capacity {
+            if let Some(oldest) = self.recent.pop_front() {
+                self.recent_set.remove(&oldest);
+            }
+        }
+    }
 }
 
 type Window = Arc<Mutex<Ids>>;
@@ -141,7 +176,7 @@ pub async fn coordinate(
     let window_size = settings.window.get();
     let (question_tx, question_rx) = flume::bounded::<PendingQuestion>(window_size);
     let (row_tx, row_rx) = flume::bounded::<AnswerRow>(window_size);
-    let window: Window = Arc::default();
+    let window: Window = Arc::new(Mutex::new(Ids::new(window_size)));
     let (published_tx, published_rx) = watch::channel(false);
     let settings = settings.clone();
     let run_stats = stats.clone();
@@ -262,6 +297,12 @@ impl Publish {
                 if window.answered_unasked.contains(&id) {
                     // An earlier run's answer to it is stored (or about to be): as if the reader had skipped it.
                     self.stats.add_skipped();
+                    continue;
+                }
+                if window.stored_by_this_run(&id) {
+                    // A repeat of an id this run asked and stored: one question per id, as for a repeat
+                    // found in the window.
+                    self.stats.add_duplicates(1);
                     continue;
                 }
                 // In the window before it is published: its answer may come back before the PubAck does.
@@ -529,6 +570,7 @@ impl AnswerStage {
                     self.stats.add_duplicates(unanswered.repeated);
                 }
             }
+            window.remember_stored(id);
         }
         Ok(store)
     }

@@ -298,3 +298,38 @@ fn a_broker_restarted_mid_run_still_ends_with_every_id_once() {
         assert_eq!(terminate(child), 0, "a worker stops cleanly on SIGTERM");
     }
 }
+
+#[test]
+fn an_id_repeated_after_its_answer_is_stored_is_not_asked_again() {
+    let _running = one_at_a_time();
+    let Some(server) = NatsServer::start("nats::an_id_repeated_after_its_answer_is_stored") else {
+        return;
+    };
+    let workspace = Workspace::new();
+    // 1,200 ids, then the first 600 again: each repeat is read while its first line is still in flight or
+    // just stored, and published again it would be dropped by the stream's duplicate window.
+    let lines: String = (0..1800)
+        .map(|n| {
+            format!(
+                "{{\"id\": \"q{}\", \"question\": \"What is the news about rust {n}?\"}}\n",
+                n % 1200
+            )
+        })
+        .collect();
+    let input = workspace.write("questions.jsonl", &lines);
+    let workers: Vec<Child> = ["a", "b"]
+        .iter()
+        .map(|name| worker(&server, name))
+        .collect();
+    let output = finish(start_batch(&workspace, &input, &server, &[]));
+    assert_every_id_once(&workspace, &output, 1200);
+    // A repeat read after its id was stored is skipped by the reader (already stored); one read before, a
+    // duplicate: each of the 600 is one or the other.
+    let summary = summary(&output);
+    let repeats = summary["duplicates"].as_u64().unwrap_or(0)
+        + summary["already_stored"].as_u64().unwrap_or(0);
+    assert_eq!(repeats, 600, "{summary}");
+    for child in workers {
+        assert_eq!(terminate(child), 0, "a worker stops cleanly on SIGTERM");
+    }
+}
