@@ -10,12 +10,12 @@
 //!
 //! # A kind that needs two requests
 //! The planner makes the first request ([`crate::plan`]). [`crate::step::fetch_source`] sends it through the
-//! engine's `SourceClient::fetch` and hands the body to [`read`], which says what it means: the [`Reading`] is
-//! the answer, nothing for the question ([`Reading::NoResult`], reported `no_result`), or the next request,
-//! built from this response, and the part of it to keep ([`Reading::Next`]). The second request goes through
+//! engine's `SourceClient::fetch` and hands the body to `read`, which says what it means: the `Reading` is
+//! the answer, nothing for the question (`Reading::NoResult`, reported `no_result`), or the next request,
+//! built from this response, and the part of it to keep (`Reading::Next`). The second request goes through
 //! `fetch` too (retries, cache, its spans on the source's timeline lane), within the same per-source deadline;
 //! its body and what was kept make the answer. A failed request that means "nothing here" (Wikipedia's 404 for
-//! a missing page) is read by [`read_failure`].
+//! a missing page) is read by `read_failure`.
 //!
 //! Every field of every response is optional: a missing or odd field gives `no_result` or a shorter text,
 //! never a panic.

@@ -257,17 +257,8 @@ impl SourcesConfig {
             };
             let timeout = match &entry.timeout {
                 None => DEFAULT_TIMEOUT,
-                Some(timeout) => match parse_duration(timeout, MAX_TIMEOUT) {
-                    Ok(Duration::ZERO) => {
-                        return Err(invalid(
-                            timeout.span().start,
-                            "timeout",
-                            "must be greater than zero".into(),
-                        ));
-                    }
-                    Ok(duration) => duration,
-                    Err(message) => return Err(invalid(timeout.span().start, "timeout", message)),
-                },
+                Some(timeout) => parse_positive_duration(timeout, MAX_TIMEOUT)
+                    .map_err(|message| invalid(timeout.span().start, "timeout", message))?,
             };
             let retries = match &entry.retries {
                 None => DEFAULT_RETRIES,
@@ -474,16 +465,10 @@ fn parse_breaker(
         return Ok(None);
     }
     let mut policy = BreakerPolicy::default();
-    let positive_duration =
-        |value: &Spanned<String>, field: &str| match parse_duration(value, MAX_DURATION) {
-            Ok(Duration::ZERO) => Err(invalid(
-                value.span().start,
-                field,
-                "must be greater than zero".into(),
-            )),
-            Ok(duration) => Ok(duration),
-            Err(message) => Err(invalid(value.span().start, field, message)),
-        };
+    let positive_duration = |value: &Spanned<String>, field: &str| {
+        parse_positive_duration(value, MAX_DURATION)
+            .map_err(|message| invalid(value.span().start, field, message))
+    };
     let count = |value: &Spanned<u32>, field: &str| match *value.get_ref() {
         0 => Err(invalid(
             value.span().start,
@@ -628,6 +613,14 @@ fn parse_http_url(value: &Spanned<String>) -> Result<Url, String> {
         ));
     }
     Ok(url)
+}
+
+/// A duration field that must be more than zero, at most `limit`.
+fn parse_positive_duration(value: &Spanned<String>, limit: Duration) -> Result<Duration, String> {
+    match parse_duration(value, limit)? {
+        Duration::ZERO => Err("must be greater than zero".to_owned()),
+        duration => Ok(duration),
+    }
 }
 
 /// A duration field, at most `limit`.

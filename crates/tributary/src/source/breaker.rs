@@ -38,7 +38,9 @@ use tokio::time::Instant;
 /// calls rather than the whole duration, and its memory stays bounded.
 pub const MAX_WINDOW_CALLS: usize = 1_000;
 
-/// When a source's circuit opens and how it recovers. See the [module docs](self) for the state machine.
+/// When a source's circuit opens and how it recovers: closed → open when the failure rate over the window
+/// reaches `failure_percent` (with at least `min_calls` calls), open → half-open after `cool_down`, half-open →
+/// closed after `probes` successful probes, or open again after one failed probe.
 ///
 /// The defaults suit an agent that makes a few calls a second: a 10 s window, at least 5 calls, 50% failures,
 /// a 5 s cool-down, 2 probes.

@@ -270,6 +270,10 @@ impl SourceClient {
     /// Retries: transport errors, per-attempt timeouts, 5xx and 429, after a full-jitter backoff or the server's
     /// `Retry-After` if that is longer. Never: other 4xx, oversized or malformed bodies, an expired deadline, or
     /// when the delay would end past the deadline (the last failure is returned at once instead).
+    ///
+    /// Each attempt first asks the source's circuit breaker (an open circuit ends the fetch at once with
+    /// [`FetchErrorKind::CircuitOpen`]) and waits for a rate-limit slot within `deadline`; a slow attempt of a
+    /// hedged source may send one more identical request, the first success winning.
     pub async fn fetch_uncached(
         &self,
         spec: &SourceSpec,
