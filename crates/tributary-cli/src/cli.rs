@@ -419,9 +419,10 @@ pub struct NatsArgs {
 /// `tributary worker`'s exit codes.
 const WORKER_HELP: &str = "\
 Every worker pulls from one durable consumer (tributary-workers) of the stream
-TRIBUTARY_QUESTIONS; a question goes to one worker at a time. Its answer is published to
-TRIBUTARY_ANSWERS, and the question acknowledged only once the server has the answer: a worker
-killed at any moment loses nothing, its questions are delivered again after --ack-wait.
+TRIBUTARY_QUESTIONS, for every batch on the server; a question goes to one worker at a time. Its
+answer is published to TRIBUTARY_ANSWERS for the batch that asked, and the question acknowledged
+only once the server has the answer: a worker killed at any moment loses nothing, its questions are
+delivered again after --ack-wait.
 
 Exit codes:
   0  stopped by SIGTERM or Ctrl-C, every question it held answered and acknowledged

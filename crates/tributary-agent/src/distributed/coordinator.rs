@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  reader thread ──questions──▶ publish stage ──▶ TRIBUTARY_QUESTIONS      (workers)
-//!  (blocking I/O)  (bounded)    (window permit    (Nats-Msg-Id = id)
+//!  (blocking I/O)  (bounded)    (window permit    (Nats-Msg-Id = BATCH:ID)
 //!       │                        per unanswered id)
 //!       └── unusable lines, as failed rows ──▶ answer stage ◀── TRIBUTARY_ANSWERS
 //!                                              (SQLite transactions; ack each answer after its commit;
@@ -35,7 +35,7 @@ use tributary::group::{Group, GroupConfig, scope};
 use crate::agent::Agent;
 use crate::distributed::DistributedError;
 use crate::distributed::streams::{
-    QUESTIONS_SUBJECT, StreamSettings, coordinator_consumer, ensure_streams,
+    BatchKey, StreamSettings, coordinator_consumer, delete_coordinator_consumer, ensure_streams,
 };
 use crate::distributed::wire::{AnswerMessage, QuestionMessage};
 use crate::pipeline::stages::ReadStage;
@@ -170,8 +170,17 @@ pub async fn coordinate(
 ) -> Result<BatchSummary, DistributedError> {
     let started = Instant::now();
     let jetstream = jetstream::new(client);
+    let (store, key) = tokio::task::spawn_blocking(move || {
+        let mut store = store;
+        let key = store.batch_key();
+        (store, key)
+    })
+    .await
+    .map_err(|error| DistributedError::nats("read the batch key", error.to_string()))?;
+    let batch = BatchKey::new(&key?)?;
+    tracing::info!("batch {batch}: publishing to {}", batch.questions_subject());
     ensure_streams(&jetstream, &settings.streams).await?;
-    let consumer = coordinator_consumer(&jetstream, &settings.streams).await?;
+    let consumer = coordinator_consumer(&jetstream, &settings.streams, &batch).await?;
     let stored_ids = store.reader()?;
     let window_size = settings.window.get();
     let (question_tx, question_rx) = flume::bounded::<PendingQuestion>(window_size);
@@ -182,6 +191,7 @@ pub async fn coordinate(
     let run_stats = stats.clone();
     let summary_stats = stats.clone();
 
+    let (publish_jetstream, publish_batch) = (jetstream.clone(), batch.clone());
     let body = |group: Group<DistributedError>| async move {
         let reader = {
             let (stats, agent, row_tx, reading) = (
@@ -209,7 +219,8 @@ pub async fn coordinate(
             .await
             .map_err(|error| DistributedError::nats("start the reader", error.to_string()))?;
         let publish = Publish {
-            jetstream,
+            jetstream: publish_jetstream,
+            batch: publish_batch,
             window: window.clone(),
             permits: Arc::new(Semaphore::new(window_size)),
             agent: agent.clone(),
@@ -242,9 +253,15 @@ pub async fn coordinate(
             .into_first_error()
             .unwrap_or_else(|| DistributedError::nats("run the coordinator", cause))
     })?;
-    let store = stored
+    let (store, finished) = stored
         .await
         .map_err(|error| DistributedError::nats("store the answers", error.to_string()))?;
+    if finished {
+        // Every answer of the batch is stored and acknowledged: its consumer holds nothing a rerun could need.
+        if let Err(error) = delete_coordinator_consumer(&jetstream, &batch).await {
+            tracing::warn!("{}", crate::error_chain(&error));
+        }
+    }
     let in_store = tokio::task::spawn_blocking(move || store.counts())
         .await
         .map_err(|error| DistributedError::nats("count the answers", error.to_string()))??;
@@ -258,6 +275,7 @@ pub async fn coordinate(
 /// The publish stage: one message per id not yet published, each in the window until its answer is stored.
 struct Publish {
     jetstream: Context,
+    batch: BatchKey,
     window: Window,
     permits: Arc<Semaphore>,
     agent: Agent,
@@ -315,7 +333,12 @@ impl Publish {
                     },
                 );
             }
-            let message = QuestionMessage::new(&id, question.line, question.question.as_str());
+            let message = QuestionMessage::new(
+                self.batch.as_str(),
+                &id,
+                question.line,
+                question.question.as_str(),
+            );
             self.publish(&id, message.encode()?).await?;
         }
         published.send_replace(true);
@@ -326,16 +349,13 @@ impl Publish {
     /// carries the same message id, so the stream keeps one copy.
     async fn publish(&self, id: &str, payload: Vec<u8>) -> Result<(), DistributedError> {
         let give_up = Instant::now() + PUBLISH_RETRY_FOR;
+        let (subject, message_id) = (self.batch.questions_subject(), self.batch.message_id(id));
         let mut delay = Duration::from_millis(50);
         loop {
             let message = PublishMessage::build()
                 .payload(payload.clone().into())
-                .message_id(id);
-            let attempt = match self
-                .jetstream
-                .send_publish(QUESTIONS_SUBJECT, message)
-                .await
-            {
+                .message_id(message_id.as_str());
+            let attempt = match self.jetstream.send_publish(subject.clone(), message).await {
                 Ok(acknowledged) => {
                     match tokio::time::timeout(PUBLISH_ACK_TIMEOUT, acknowledged.into_future())
                         .await
@@ -397,11 +417,12 @@ impl Pending {
 }
 
 impl AnswerStage {
+    /// Stores answers until every published id is answered (then `true`) or the run is abandoned (`false`).
     async fn run(
         mut self,
         consumer: PullConsumer,
         store: Store,
-    ) -> Result<Store, DistributedError> {
+    ) -> Result<(Store, bool), DistributedError> {
         let mut store = store;
         let mut messages = consumer
             .messages()
@@ -425,7 +446,8 @@ impl AnswerStage {
                 biased;
                 () = self.abandon.cancelled() => {
                     // Stop waiting: commit what arrived; the rest stays in the streams for a rerun.
-                    return self.commit(store, &mut pending).await;
+                    let store = self.commit(store, &mut pending).await?;
+                    return Ok((store, false));
                 }
                 changed = self.published.changed(), if !published => {
                     // The sender ends only with the publish stage, whose failure is the group's error.
@@ -448,7 +470,7 @@ impl AnswerStage {
                 () = sleep_until(commit_at), if commit_at.is_some() => {}
             }
         }
-        Ok(store)
+        Ok((store, true))
     }
 
     fn window_is_empty(&self) -> bool {
@@ -471,7 +493,8 @@ impl AnswerStage {
                     .headers
                     .as_ref()
                     .and_then(|headers| headers.get(async_nats::header::NATS_MESSAGE_ID))
-                    .map(|value| value.as_str().to_owned());
+                    .and_then(|value| BatchKey::split_message_id(value.as_str()))
+                    .map(|(_batch, id)| id.to_owned());
                 let line = id.as_ref().and_then(|id| {
                     let window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
                     window.unanswered.get(id).map(|unanswered| unanswered.line)

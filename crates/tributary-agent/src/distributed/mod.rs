@@ -3,9 +3,11 @@
 //! ```text
 //!  coordinator                         NATS JetStream                           workers (any machine)
 //!  read input ─ skip stored ─publish─▶ TRIBUTARY_QUESTIONS (work queue) ─pull─▶ fetch → infer (the batch's
-//!   (window of unanswered ids)          consumer tributary-workers               steps, --io-concurrency, CPU)
+//!   (window of unanswered ids)          tributary.questions.BATCH                steps, --io-concurrency, CPU)
+//!                                       consumer tributary-workers                              │
 //!  store (SQLite, batched) ◀──pull──── TRIBUTARY_ANSWERS (work queue)  ◀─publish, PubAck, then ack question─┘
-//!   ack answer after commit             consumer tributary-coordinator
+//!   ack answer after commit             tributary.answers.BATCH
+//!                                       consumer tributary-coordinator-BATCH
 //! ```
 //!
 //! - [`wire`]: the question and answer messages (versioned JSON).
@@ -44,6 +46,10 @@ pub enum DistributedError {
         #[source]
         source: async_nats::Error,
     },
+    #[error(
+        "use the batch key {key:?} from the database's `batch` table: a key is 1 to 64 letters, digits, - or _"
+    )]
+    BatchKey { key: String },
     #[error(transparent)]
     Batch(#[from] BatchError),
     #[error(transparent)]

@@ -2,29 +2,41 @@
 //!
 //! Both streams keep their messages on disk (file storage), so a broker restarted mid-run still has every
 //! question not yet acknowledged and every answer not yet stored. Both use work-queue retention: a message is
-//! removed once its one consumer acknowledges it, so the streams hold what is in flight, never the whole batch.
+//! removed once its consumer acknowledges it, so the streams hold what is in flight, never the whole batch.
+//!
+//! # Many batches on one server
+//! Every batch has a key (its database's, see [`Store::batch_key`](crate::pipeline::Store::batch_key)), and
+//! everything of a batch carries it: its questions' and answers' subjects (`tributary.questions.KEY`,
+//! `tributary.answers.KEY`), their message ids (`KEY:ID`: the duplicate window is the stream's, and two input
+//! files both have a line 1) and its coordinator's consumer (`tributary-coordinator-KEY`, filtered on its
+//! answers' subject). So batches run side by side, or one right after another, without taking each other's
+//! questions or answers; workers serve them all from one consumer, in the order they were published, and send
+//! each answer to the subject its question names.
 
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
-use async_nats::jetstream::stream::{Config, DiscardPolicy, RetentionPolicy, StorageType};
-use async_nats::jetstream::{self, Context};
+use async_nats::jetstream::stream::{
+    Config, ConsumerErrorKind, DiscardPolicy, RetentionPolicy, StorageType,
+};
+use async_nats::jetstream::{self, Context, ErrorCode};
 
 use crate::distributed::DistributedError;
 
 /// The stream of questions waiting for a worker.
 pub const QUESTIONS_STREAM: &str = "TRIBUTARY_QUESTIONS";
-/// The subject questions are published on.
-pub const QUESTIONS_SUBJECT: &str = "tributary.questions";
+/// The questions stream's subjects: one per batch, `tributary.questions.KEY`.
+pub const QUESTIONS_SUBJECTS: &str = "tributary.questions.*";
 /// The one durable consumer every worker pulls from: a question goes to one worker at a time.
 pub const WORKERS_CONSUMER: &str = "tributary-workers";
 
 /// The stream of answers waiting to be stored.
 pub const ANSWERS_STREAM: &str = "TRIBUTARY_ANSWERS";
-/// The subject answers are published on.
-pub const ANSWERS_SUBJECT: &str = "tributary.answers";
-/// The coordinator's durable consumer: a rerun continues where a killed coordinator stopped.
-pub const COORDINATOR_CONSUMER: &str = "tributary-coordinator";
+/// The answers stream's subjects: one per batch, `tributary.answers.KEY`.
+pub const ANSWERS_SUBJECTS: &str = "tributary.answers.*";
+/// The start of a coordinator's durable consumer's name, `tributary-coordinator-KEY`: a rerun on the same
+/// database continues where a killed coordinator stopped.
+pub const COORDINATOR_CONSUMER_PREFIX: &str = "tributary-coordinator-";
 
 /// Default [`StreamSettings::ack_wait`].
 pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
@@ -34,6 +46,64 @@ pub const DEFAULT_MAX_DELIVER: u32 = 5;
 pub const DEFAULT_MAX_ACK_PENDING: u32 = 4096;
 /// Default [`StreamSettings::duplicate_window`]: NATS's own default.
 pub const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+/// A batch's key, checked: it goes into subjects and a consumer's name, which allow no `.`, `*`, `>`, spaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchKey(String);
+
+impl BatchKey {
+    /// `key` if it is 1 to 64 ASCII letters, digits, `-` or `_`.
+    pub fn new(key: &str) -> Result<Self, DistributedError> {
+        let usable = !key.is_empty()
+            && key.len() <= 64
+            && key
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_');
+        if usable {
+            Ok(Self(key.to_owned()))
+        } else {
+            Err(DistributedError::BatchKey {
+                key: key.to_owned(),
+            })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Where this batch's questions are published.
+    pub fn questions_subject(&self) -> String {
+        format!("tributary.questions.{}", self.0)
+    }
+
+    /// Where answers to this batch's questions are published.
+    pub fn answers_subject(&self) -> String {
+        format!("tributary.answers.{}", self.0)
+    }
+
+    /// The coordinator's durable consumer of this batch's answers.
+    pub fn coordinator_consumer(&self) -> String {
+        format!("{COORDINATOR_CONSUMER_PREFIX}{}", self.0)
+    }
+
+    /// The message id of this batch's question (and answer) `id`: `KEY:ID`.
+    pub fn message_id(&self, id: &str) -> String {
+        format!("{}:{id}", self.0)
+    }
+
+    /// The batch and the input id a message id names, if it is one of ours.
+    pub fn split_message_id(message_id: &str) -> Option<(Self, &str)> {
+        let (key, id) = message_id.split_once(':')?;
+        Some((Self::new(key).ok()?, id))
+    }
+}
+
+impl std::fmt::Display for BatchKey {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
 
 /// How the streams and consumers are made. They are made once, by whichever of the coordinator and the workers
 /// comes first; a later side with other settings uses the existing ones (NATS does not change a consumer on
@@ -71,7 +141,7 @@ pub async fn ensure_streams(
     let questions = jetstream
         .get_or_create_stream(work_queue(
             QUESTIONS_STREAM,
-            QUESTIONS_SUBJECT,
+            QUESTIONS_SUBJECTS,
             settings.duplicate_window,
         ))
         .await
@@ -79,7 +149,7 @@ pub async fn ensure_streams(
     let answers = jetstream
         .get_or_create_stream(work_queue(
             ANSWERS_STREAM,
-            ANSWERS_SUBJECT,
+            ANSWERS_SUBJECTS,
             settings.duplicate_window,
         ))
         .await
@@ -102,22 +172,49 @@ pub async fn workers_consumer(
         .map_err(|error| DistributedError::nats("create the workers' consumer", error))
 }
 
-/// The coordinator's consumer of answers. Its answers are acknowledged after their transaction commits, which
-/// takes a fraction of a second; a generous `ack_wait` keeps a slow disk from causing redeliveries.
+/// A coordinator's consumer of its batch's answers. Its answers are acknowledged after their transaction
+/// commits, which takes a fraction of a second; a generous `ack_wait` keeps a slow disk from causing
+/// redeliveries.
 pub async fn coordinator_consumer(
     jetstream: &Context,
     settings: &StreamSettings,
+    batch: &BatchKey,
 ) -> Result<PullConsumer, DistributedError> {
     let (_, answers) = ensure_streams(jetstream, settings).await?;
+    let name = batch.coordinator_consumer();
     let config = pull::Config {
         // An answer is only ever stored, never "failed": redeliver it as often as it takes.
         max_deliver: -1,
-        ..durable(COORDINATOR_CONSUMER, DEFAULT_ACK_WAIT, settings)
+        filter_subject: batch.answers_subject(),
+        ..durable(&name, DEFAULT_ACK_WAIT, settings)
     };
     answers
-        .get_or_create_consumer(COORDINATOR_CONSUMER, config)
+        .get_or_create_consumer(&name, config)
         .await
         .map_err(|error| DistributedError::nats("create the coordinator's consumer", error))
+}
+
+/// Deletes a finished batch's consumer, which holds nothing any more: a server running batch after batch does
+/// not keep one consumer per batch forever. A consumer already gone is not an error.
+pub async fn delete_coordinator_consumer(
+    jetstream: &Context,
+    batch: &BatchKey,
+) -> Result<(), DistributedError> {
+    let answers = jetstream
+        .get_stream(ANSWERS_STREAM)
+        .await
+        .map_err(|error| DistributedError::nats("find the answers stream", error))?;
+    match answers.delete_consumer(&batch.coordinator_consumer()).await {
+        Ok(_) => Ok(()),
+        Err(error) => match error.kind() {
+            ConsumerErrorKind::JetStream(cause)
+                if cause.error_code() == ErrorCode::CONSUMER_NOT_FOUND =>
+            {
+                Ok(())
+            }
+            _ => Err(DistributedError::nats("delete the batch's consumer", error)),
+        },
+    }
 }
 
 fn work_queue(name: &str, subject: &str, duplicate_window: Duration) -> Config {

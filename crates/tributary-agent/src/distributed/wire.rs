@@ -14,11 +14,14 @@ use crate::report::{AgentReport, AnswerStatus};
 /// The version of both message shapes this code writes and reads.
 pub const WIRE_VERSION: u32 = 1;
 
-/// A question, as the coordinator publishes it (with `Nats-Msg-Id` = `id`).
+/// A question, as the coordinator publishes it (on `tributary.questions.BATCH`, with `Nats-Msg-Id` =
+/// `BATCH:ID`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuestionMessage {
     /// [`WIRE_VERSION`].
     pub v: u32,
+    /// The batch's key: the answer goes to `tributary.answers.BATCH`.
+    pub batch: String,
     /// The input id: the store's primary key, and the message id the stream de-duplicates on.
     pub id: String,
     /// The input line it came from.
@@ -27,7 +30,7 @@ pub struct QuestionMessage {
     pub question: String,
 }
 
-/// An answer, as a worker publishes it (with `Nats-Msg-Id` = `id`).
+/// An answer, as a worker publishes it (on `tributary.answers.BATCH`, with `Nats-Msg-Id` = `BATCH:ID`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AnswerMessage {
     /// [`WIRE_VERSION`].
@@ -65,9 +68,10 @@ struct Versioned {
 }
 
 impl QuestionMessage {
-    pub fn new(id: &str, line: u64, question: &str) -> Self {
+    pub fn new(batch: &str, id: &str, line: u64, question: &str) -> Self {
         Self {
             v: WIRE_VERSION,
+            batch: batch.to_owned(),
             id: id.to_owned(),
             line,
             question: question.to_owned(),
@@ -139,7 +143,7 @@ mod tests {
 
     #[test]
     fn a_question_round_trips() {
-        let message = QuestionMessage::new("q7", 7, "Is it raining in Lima?");
+        let message = QuestionMessage::new("0123abcd", "q7", 7, "Is it raining in Lima?");
         let encoded = message.encode().expect("encodes");
         assert_eq!(QuestionMessage::decode(&encoded).expect("decodes"), message);
     }

@@ -29,7 +29,7 @@ use tributary::group::{Group, GroupConfig, scope};
 
 use crate::agent::Agent;
 use crate::distributed::DistributedError;
-use crate::distributed::streams::{ANSWERS_SUBJECT, StreamSettings, workers_consumer};
+use crate::distributed::streams::{BatchKey, StreamSettings, workers_consumer};
 use crate::distributed::wire::{AnswerMessage, QuestionMessage};
 use crate::pipeline::input::RecordId;
 use crate::pipeline::steps::{PendingQuestion, fetch_question, infer_question};
@@ -216,9 +216,9 @@ impl Answering {
     /// stream; hands it back (nak) if the answer could not be published. Never fails: whatever goes wrong
     /// leaves the question to be delivered again.
     async fn answer(&self, message: Message) {
-        let Some(id) = message_id(message.headers.as_ref()) else {
-            // Not a question of ours: no id to answer under. Nobody waits for it.
-            tracing::warn!("a question without a message id; terminating it");
+        let Some((batch, id)) = message_id(message.headers.as_ref()) else {
+            // Not a question of ours: no batch and id to answer under. Nobody waits for it.
+            tracing::warn!("a question without a batch:id message id; terminating it");
             let _ = message.ack_with(AckKind::Term).await;
             return;
         };
@@ -237,7 +237,7 @@ impl Answering {
             self.stats.failed.fetch_add(1, Ordering::Relaxed);
         }
         let answer = AnswerMessage::from_row(row, id.clone(), &self.worker);
-        match self.publish(&id, &answer).await {
+        match self.publish(&batch, &id, &answer).await {
             Ok(()) => {
                 // The answer is on disk: the question is done. A lost ack only means a redelivery, whose
                 // answer the stream (same message id) and the store (same primary key) drop.
@@ -321,16 +321,21 @@ impl Answering {
         }
     }
 
-    /// Publishes `answer` and waits until the answers stream has stored it.
-    async fn publish(&self, id: &str, answer: &AnswerMessage) -> Result<(), DistributedError> {
+    /// Publishes `answer` to its batch's coordinator and waits until the answers stream has stored it.
+    async fn publish(
+        &self,
+        batch: &BatchKey,
+        id: &str,
+        answer: &AnswerMessage,
+    ) -> Result<(), DistributedError> {
         let payload = answer.encode()?;
         let acknowledged = self
             .jetstream
             .send_publish(
-                ANSWERS_SUBJECT,
+                batch.answers_subject(),
                 PublishMessage::build()
                     .payload(payload.into())
-                    .message_id(id),
+                    .message_id(batch.message_id(id).as_str()),
             )
             .await
             .map_err(|error| DistributedError::nats("publish an answer", error))?;
@@ -342,10 +347,10 @@ impl Answering {
     }
 }
 
-/// The question's id, from its `Nats-Msg-Id` header (readable even when the payload is not).
-fn message_id(headers: Option<&HeaderMap>) -> Option<String> {
-    headers?
-        .get(async_nats::header::NATS_MESSAGE_ID)
-        .map(|value| value.as_str().to_owned())
-        .filter(|id| !id.is_empty())
+/// The question's batch and id, from its `Nats-Msg-Id` header, `BATCH:ID` (readable even when the payload is
+/// not, so that even an unreadable question is answered to the coordinator waiting for it).
+fn message_id(headers: Option<&HeaderMap>) -> Option<(BatchKey, String)> {
+    let value = headers?.get(async_nats::header::NATS_MESSAGE_ID)?;
+    let (batch, id) = BatchKey::split_message_id(value.as_str())?;
+    (!id.is_empty()).then(|| (batch, id.to_owned()))
 }

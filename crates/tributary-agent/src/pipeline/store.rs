@@ -2,7 +2,7 @@
 //!
 //! Every method here blocks; the pipeline calls them from its own threads, never from the async runtime.
 //!
-//! # Schema (version 2, in `PRAGMA user_version`; `PRAGMA application_id` = 0x54524942, "TRIB")
+//! # Schema (version 3, in `PRAGMA user_version`; `PRAGMA application_id` = 0x54524942, "TRIB")
 //!
 //! ```sql
 //! CREATE TABLE answers (
@@ -24,14 +24,23 @@
 //!     error      TEXT NOT NULL,              -- why the line cannot be used
 //!     stored_at  TEXT NOT NULL
 //! );
+//! CREATE TABLE batch (                       -- at most one row: this database's batch, for a distributed run
+//!     key        TEXT PRIMARY KEY NOT NULL,  -- 16 random hex digits, made the first time it is asked for
+//!     created_at TEXT NOT NULL
+//! );
 //! ```
 //!
 //! A line whose id cannot be read is kept in `rejected`, not under a made-up id in `answers`: a made-up
 //! `line:N` once collided with a line whose given id was `"line:N"`, and the valid question was dropped.
 //! A repeated id keeps the answer of its earliest line, whatever order the answers arrive in.
 //!
-//! Version 1 (no `rejected` table; unreadable lines under `line:N` in `answers`) is migrated in place, in one
-//! transaction, the first time a batch opens it.
+//! Version 1 (no `rejected` table; unreadable lines under `line:N` in `answers`) and version 2 (no `batch`
+//! table) are migrated in place, in one transaction, the first time a batch opens them. The export reads
+//! version 2 as it is: its answers are the same.
+//!
+//! The `batch` key names this database's batch on a NATS server (`batch --nats`): its subjects, message ids
+//! and consumer carry it, so two batches on one server never take each other's questions or answers, and a
+//! rerun on the same database (the same key) finds what its killed run left.
 //!
 //! # Foreign files
 //! Nothing is written to a file before it is known to be ours: a new or empty database, or one with our
@@ -62,7 +71,7 @@ use crate::pipeline::input::RecordId;
 use crate::report::{AgentReport, AnswerStatus};
 
 /// The schema version this code writes, kept in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// `PRAGMA application_id` of an answers database: "TRIB".
 pub const APPLICATION_ID: i64 = 0x5452_4942;
@@ -79,6 +88,12 @@ const ANSWERS_COLUMNS: &[(&str, &str, bool, bool)] = &[
     ("infer_ms", "REAL", false, false),
     ("elapsed_ms", "REAL", true, false),
     ("stored_at", "TEXT", true, false),
+];
+
+/// The columns of `batch`.
+const BATCH_COLUMNS: &[(&str, &str, bool, bool)] = &[
+    ("key", "TEXT", true, true),
+    ("created_at", "TEXT", true, false),
 ];
 
 /// The columns of `rejected`.
@@ -111,6 +126,10 @@ const CREATE_SCHEMA: &str = "
         answer     TEXT NOT NULL,
         error      TEXT NOT NULL,
         stored_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    );
+    CREATE TABLE IF NOT EXISTS batch (
+        key        TEXT PRIMARY KEY NOT NULL,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
     );
 ";
 
@@ -229,8 +248,8 @@ impl StoreError {
 }
 
 impl Store {
-    /// Opens the database at `path`, creating it (and its schema) if needed, in WAL mode; a version 1 database
-    /// is migrated. A file that is not ours is refused before anything is written to it.
+    /// Opens the database at `path`, creating it (and its schema) if needed, in WAL mode; a version 1 or 2
+    /// database is migrated. A file that is not ours is refused before anything is written to it.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let open_error = |source| StoreError::Open {
             path: path.to_owned(),
@@ -280,6 +299,27 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// This database's batch key: 16 hex digits, made at random (by SQLite) the first time it is asked for and
+    /// the same ever after, so a rerun on this database is the same batch to a NATS server.
+    pub fn batch_key(&mut self) -> Result<String, StoreError> {
+        let transaction = self.connection.transaction().map_err(StoreError::Write)?;
+        transaction
+            .execute(
+                "INSERT INTO batch (key) SELECT lower(hex(randomblob(8))) WHERE NOT EXISTS (SELECT 1 FROM batch)",
+                [],
+            )
+            .map_err(StoreError::Write)?;
+        let key = transaction
+            .query_row(
+                "SELECT key FROM batch ORDER BY created_at LIMIT 1",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(StoreError::Read)?;
+        transaction.commit().map_err(StoreError::Write)?;
+        Ok(key)
     }
 
     /// A second, read-only connection, for resume checks while this one writes.
@@ -385,7 +425,8 @@ impl StoreReader {
         .map_err(open_error)?;
         connection.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
         let facts = Facts::read(&connection).map_err(open_error)?;
-        let current = facts.version == SCHEMA_VERSION;
+        // Version 2 lacks only the `batch` table, which the export does not read.
+        let current = facts.version >= 2;
         facts
             .check_ours(&connection)
             .and_then(|()| {
@@ -520,7 +561,7 @@ impl Facts {
     /// `Ok` if this is an answers database of ours (this version or one this code migrates), else why not.
     fn check_ours(&self, connection: &Connection) -> Result<(), String> {
         match (self.application_id, self.version) {
-            (APPLICATION_ID, SCHEMA_VERSION) | (APPLICATION_ID | 0, 1) => {}
+            (APPLICATION_ID, SCHEMA_VERSION | 2) | (APPLICATION_ID | 0, 1) => {}
             (APPLICATION_ID, version) if version > SCHEMA_VERSION => {
                 return Err(format!(
                     "schema version {version} is newer than this tributary's {SCHEMA_VERSION}"
@@ -539,10 +580,10 @@ impl Facts {
                 ));
             }
         }
-        let expected: &[&str] = if self.version == 1 {
-            &["answers"]
-        } else {
-            &["answers", "rejected"]
+        let expected: &[&str] = match self.version {
+            1 => &["answers"],
+            2 => &["answers", "rejected"],
+            _ => &["answers", "batch", "rejected"],
         };
         if self.tables != expected {
             return Err(format!(
@@ -554,6 +595,9 @@ impl Facts {
         check_columns(connection, "answers", ANSWERS_COLUMNS)?;
         if self.version >= 2 {
             check_columns(connection, "rejected", REJECTED_COLUMNS)?;
+        }
+        if self.version >= 3 {
+            check_columns(connection, "batch", BATCH_COLUMNS)?;
         }
         Ok(())
     }
@@ -990,6 +1034,40 @@ mod tests {
             )
             .expect("pragmas");
         assert_eq!((version, application_id), (SCHEMA_VERSION, APPLICATION_ID));
+    }
+
+    /// A version 2 database (no `batch` table) is exported as it is, and migrated by the first batch to open it;
+    /// its key is made once and kept.
+    #[test]
+    fn a_version_2_database_is_read_as_it_is_and_migrated_with_a_lasting_batch_key() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let path = directory.path().join("answers.db");
+        {
+            let mut store = Store::open(&path).expect("create");
+            store
+                .write_batch(&[row("a", 1, AnswerStatus::Ok)])
+                .expect("write");
+            store
+                .connection
+                .execute_batch("DROP TABLE batch; PRAGMA user_version = 2;")
+                .expect("made a version 2 database");
+        }
+        let reader = StoreReader::open(&path).expect("version 2 is readable");
+        assert_eq!(exported(&reader).len(), 1);
+        drop(reader);
+        let mut store = Store::open(&path).expect("migrated");
+        let key = store.batch_key().expect("a key");
+        assert_eq!(key.len(), 16, "{key}");
+        assert!(key.bytes().all(|byte| byte.is_ascii_hexdigit()), "{key}");
+        assert_eq!(store.batch_key().expect("the same key"), key);
+        drop(store);
+        let mut reopened = Store::open(&path).expect("reopened");
+        assert_eq!(reopened.batch_key().expect("kept"), key);
+        assert_eq!(reopened.counts().expect("counts").total(), 1);
+        let other = Store::open(&directory.path().join("other.db"))
+            .and_then(|mut other| other.batch_key())
+            .expect("another database's key");
+        assert_ne!(other, key, "two databases, two batches");
     }
 
     /// A file with another `answers` table was once switched to WAL before the check failed, and a crafted

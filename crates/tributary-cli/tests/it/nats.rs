@@ -333,3 +333,50 @@ fn an_id_repeated_after_its_answer_is_stored_is_not_asked_again() {
         assert_eq!(terminate(child), 0, "a worker stops cleanly on SIGTERM");
     }
 }
+
+/// Two input files both have a line 1: before batches had keys, a second batch within the stream's duplicate
+/// window (two minutes) had every question dropped as a repeat of the first's and waited forever, and two at
+/// once took each other's answers.
+#[test]
+fn batches_on_one_server_one_after_another_or_at_once_keep_their_own_questions_and_answers() {
+    let _running = one_at_a_time();
+    let Some(server) = NatsServer::start("nats::batches_on_one_server_keep_their_own") else {
+        return;
+    };
+    let about = |topic: &str| -> String {
+        (1..=150)
+            .map(|n| format!("What is the news about {topic} {n}?\n"))
+            .collect()
+    };
+    let workers: Vec<Child> = ["a", "b"]
+        .iter()
+        .map(|name| worker(&server, name))
+        .collect();
+    let first = Workspace::new();
+    let input = first.write("questions.txt", &about("rust"));
+    let output = finish(start_batch(&first, &input, &server, &[]));
+    assert_every_id_once(&first, &output, 150);
+
+    let (second, third) = (Workspace::new(), Workspace::new());
+    let second_input = second.write("questions.txt", &about("python"));
+    let third_input = third.write("questions.txt", &about("haskell"));
+    let second_batch = start_batch(&second, &second_input, &server, &[]);
+    let third_batch = start_batch(&third, &third_input, &server, &[]);
+    let (second_output, third_output) = (finish(second_batch), finish(third_batch));
+    assert_every_id_once(&second, &second_output, 150);
+    assert_every_id_once(&third, &third_output, 150);
+    for (workspace, topic) in [(&first, "rust"), (&second, "python"), (&third, "haskell")] {
+        for row in workspace.exported() {
+            let question = row["question"].as_str().unwrap_or_default();
+            let line = row["line"].as_u64().unwrap_or_default();
+            assert_eq!(
+                question,
+                format!("What is the news about {topic} {line}?"),
+                "each database holds its own questions' answers: {row}"
+            );
+        }
+    }
+    for child in workers {
+        assert_eq!(terminate(child), 0, "a worker stops cleanly on SIGTERM");
+    }
+}
