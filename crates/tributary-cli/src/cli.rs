@@ -398,7 +398,7 @@ pub struct BatchArgs {
     pub nats: NatsArgs,
 }
 
-/// Where a distributed batch's broker is, and how its streams are made (the same on every side).
+/// Where a distributed batch's broker is, and how often its questions may be delivered.
 #[derive(Debug, Clone, Args)]
 pub struct NatsArgs {
     /// Distribute the batch: publish the questions to this NATS JetStream server for `tributary worker`
@@ -406,13 +406,10 @@ pub struct NatsArgs {
     #[arg(long, value_name = "URL", env = "TRIBUTARY_NATS", help_heading = NATS)]
     pub nats: Option<String>,
 
-    /// How long a question may go without an acknowledgement or progress from its worker before it is
-    /// delivered again (workers report progress every third of it).
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, help_heading = NATS)]
-    pub ack_wait: Duration,
-
-    /// Deliveries of one question at most; on the last one it is answered failed, with why, instead of run.
-    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..=1000), help_heading = NATS)]
+    /// Deliveries of one of this batch's questions at most; on the last one a worker answers it failed, with
+    /// why, instead of running it (each delivery before ended without an answer: a worker crashed, was killed,
+    /// or stalled on it).
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..=1000), requires = "nats", help_heading = NATS)]
     pub max_deliver: u32,
 }
 
@@ -436,13 +433,11 @@ pub struct WorkerArgs {
     #[arg(long, value_name = "URL", env = "TRIBUTARY_NATS", help_heading = NATS)]
     pub nats: String,
 
-    /// How long a question may go without an acknowledgement or progress before it is delivered again.
+    /// How long a question may go without an acknowledgement or progress before it is delivered again to
+    /// another worker (workers report progress every third of it). It is set by the worker that creates the
+    /// shared consumer; a later worker with another value uses the consumer's, and says so.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, help_heading = NATS)]
     pub ack_wait: Duration,
-
-    /// Deliveries of one question at most; on the last one it is answered failed, with why, instead of run.
-    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..=1000), help_heading = NATS)]
-    pub max_deliver: u32,
 
     /// This worker's name in the coordinator's per-worker throughput (default: host and process id).
     #[arg(long, value_name = "NAME")]
@@ -467,7 +462,8 @@ pub struct WorkerArgs {
     pub quiet: bool,
 
     /// Tests only: hold a question containing TEXT without an answer or progress until stopped, as a stuck
-    /// worker would, so that it runs out --ack-wait on every delivery and meets --max-deliver.
+    /// worker would, so that it runs out --ack-wait on every delivery (the last included) and meets the batch's
+    /// --max-deliver.
     #[arg(long, value_name = "TEXT", hide = true)]
     pub stall_on: Option<String>,
 }
@@ -859,10 +855,7 @@ mod tests {
                     ),
                     ("Sources", &["--fault", "--config", "--sources"]),
                     ("Output", &["--export", "--json", "--quiet"]),
-                    (
-                        "Distributed (NATS)",
-                        &["--nats", "--ack-wait", "--max-deliver"],
-                    ),
+                    ("Distributed (NATS)", &["--nats", "--max-deliver"]),
                     ("Global", &["--verbose...", "--color", "--otlp-endpoint"]),
                 ],
             ),

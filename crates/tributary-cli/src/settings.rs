@@ -128,6 +128,8 @@ pub struct BatchSettings {
     pub grace: Duration,
     /// `--nats`: distribute the batch through this broker.
     pub nats: Option<NatsSettings>,
+    /// `--max-deliver`: deliveries of one of a distributed batch's questions at most.
+    pub max_deliver: u32,
 }
 
 /// A broker and how its streams are made.
@@ -306,8 +308,9 @@ impl BatchSettings {
             grace: args.grace,
             nats: args.nats.nats.map(|url| NatsSettings {
                 url,
-                streams: stream_settings(args.nats.ack_wait, args.nats.max_deliver),
+                streams: StreamSettings::default(),
             }),
+            max_deliver: args.nats.max_deliver,
         })
     }
 }
@@ -322,7 +325,10 @@ impl WorkerSettings {
         Ok(Self {
             nats: NatsSettings {
                 url: args.nats,
-                streams: stream_settings(args.ack_wait, args.max_deliver),
+                streams: StreamSettings {
+                    ack_wait: args.ack_wait,
+                    ..StreamSettings::default()
+                },
             },
             name,
             in_flight: args.io_concurrency,
@@ -330,14 +336,6 @@ impl WorkerSettings {
             quiet: args.quiet,
             stall_on: args.stall_on,
         })
-    }
-}
-
-fn stream_settings(ack_wait: Duration, max_deliver: u32) -> StreamSettings {
-    StreamSettings {
-        ack_wait,
-        max_deliver,
-        ..StreamSettings::default()
     }
 }
 

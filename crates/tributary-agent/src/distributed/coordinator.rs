@@ -58,6 +58,8 @@ pub struct CoordinatorSettings {
     /// Published ids without a stored answer, at most: the coordinator's memory and the streams' depth.
     pub window: NonZeroUsize,
     pub streams: StreamSettings,
+    /// Deliveries of one question at most; travels with each question (see [`QuestionMessage::max_deliver`]).
+    pub max_deliver: u32,
     /// Rows per transaction, at most.
     pub store_batch_rows: NonZeroUsize,
     /// How long the first row of a transaction waits for others.
@@ -221,6 +223,7 @@ pub async fn coordinate(
         let publish = Publish {
             jetstream: publish_jetstream,
             batch: publish_batch,
+            max_deliver: settings.max_deliver,
             window: window.clone(),
             permits: Arc::new(Semaphore::new(window_size)),
             agent: agent.clone(),
@@ -276,6 +279,7 @@ pub async fn coordinate(
 struct Publish {
     jetstream: Context,
     batch: BatchKey,
+    max_deliver: u32,
     window: Window,
     permits: Arc<Semaphore>,
     agent: Agent,
@@ -338,6 +342,7 @@ impl Publish {
                 &id,
                 question.line,
                 question.question.as_str(),
+                self.max_deliver,
             );
             self.publish(&id, message.encode()?).await?;
         }

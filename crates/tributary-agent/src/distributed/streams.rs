@@ -40,7 +40,8 @@ pub const COORDINATOR_CONSUMER_PREFIX: &str = "tributary-coordinator-";
 
 /// Default [`StreamSettings::ack_wait`].
 pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
-/// Default [`StreamSettings::max_deliver`].
+/// Default deliveries of a question at most
+/// ([`QuestionMessage::max_deliver`](crate::distributed::wire::QuestionMessage::max_deliver)).
 pub const DEFAULT_MAX_DELIVER: u32 = 5;
 /// Default [`StreamSettings::max_ack_pending`].
 pub const DEFAULT_MAX_ACK_PENDING: u32 = 4096;
@@ -114,8 +115,6 @@ pub struct StreamSettings {
     /// send progress every third of it while a question is in flight, so only a dead or stuck worker lets it
     /// expire.
     pub ack_wait: Duration,
-    /// Deliveries of one question at most; on its last one a worker answers it `failed` instead of running it.
-    pub max_deliver: u32,
     /// Questions delivered and not yet acknowledged, over all workers: the cluster's in-flight bound.
     pub max_ack_pending: u32,
     /// How long the questions stream remembers a message id: a question republished within it is dropped.
@@ -126,7 +125,6 @@ impl Default for StreamSettings {
     fn default() -> Self {
         Self {
             ack_wait: DEFAULT_ACK_WAIT,
-            max_deliver: DEFAULT_MAX_DELIVER,
             max_ack_pending: DEFAULT_MAX_ACK_PENDING,
             duplicate_window: DEFAULT_DUPLICATE_WINDOW,
         }
@@ -236,7 +234,9 @@ fn durable(name: &str, ack_wait: Duration, settings: &StreamSettings) -> pull::C
         ack_policy: AckPolicy::Explicit,
         deliver_policy: DeliverPolicy::All,
         ack_wait,
-        max_deliver: i64::from(settings.max_deliver),
+        // Unlimited at the server: the limit is each batch's, kept by the workers (see
+        // `QuestionMessage::max_deliver`).
+        max_deliver: -1,
         max_ack_pending: i64::from(settings.max_ack_pending),
         ..pull::Config::default()
     }

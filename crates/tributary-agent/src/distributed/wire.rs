@@ -28,6 +28,14 @@ pub struct QuestionMessage {
     pub line: u64,
     /// The question's text, as read (the worker validates it again).
     pub question: String,
+    /// Deliveries of this question at most (the batch's `--max-deliver`): on that one, the worker answers it
+    /// `failed` instead of running it, since every delivery before ended without an answer.
+    ///
+    /// The workers keep this limit, not the server: the consumer redelivers without end. With the server's own
+    /// `max_deliver`, a worker killed (or a broker restarted) during a question's last delivery left it
+    /// delivered to nobody ever again, and its batch waiting forever; now the next delivery is answered
+    /// `failed` too. It also makes the limit the batch's, not whichever side made the consumer first.
+    pub max_deliver: u32,
 }
 
 /// An answer, as a worker publishes it (on `tributary.answers.BATCH`, with `Nats-Msg-Id` = `BATCH:ID`).
@@ -68,13 +76,14 @@ struct Versioned {
 }
 
 impl QuestionMessage {
-    pub fn new(batch: &str, id: &str, line: u64, question: &str) -> Self {
+    pub fn new(batch: &str, id: &str, line: u64, question: &str, max_deliver: u32) -> Self {
         Self {
             v: WIRE_VERSION,
             batch: batch.to_owned(),
             id: id.to_owned(),
             line,
             question: question.to_owned(),
+            max_deliver,
         }
     }
 
@@ -143,7 +152,7 @@ mod tests {
 
     #[test]
     fn a_question_round_trips() {
-        let message = QuestionMessage::new("0123abcd", "q7", 7, "Is it raining in Lima?");
+        let message = QuestionMessage::new("0123abcd", "q7", 7, "Is it raining in Lima?", 5);
         let encoded = message.encode().expect("encodes");
         assert_eq!(QuestionMessage::decode(&encoded).expect("decodes"), message);
     }

@@ -11,8 +11,10 @@
 //! 4. only then the question double-acked. A worker killed anywhere before this leaves the question unacked,
 //!    and the stream delivers it again after `ack_wait`.
 //!
-//! A question on its `max_deliver`th delivery is not run: every earlier delivery ended without an answer (a
-//! worker crashed, was killed or stalled on it), so it is answered `failed`, saying so, and the batch goes on.
+//! A question on its `max_deliver`th delivery (its batch's limit, carried in the message) is not run: every
+//! earlier delivery ended without an answer (a worker crashed, was killed or stalled on it), so it is answered
+//! `failed`, saying so, and the batch goes on. Nor is any later delivery, should the worker holding the last one
+//! die before answering it.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -30,7 +32,7 @@ use tributary::group::{Group, GroupConfig, scope};
 use crate::agent::Agent;
 use crate::distributed::DistributedError;
 use crate::distributed::streams::{BatchKey, StreamSettings, workers_consumer};
-use crate::distributed::wire::{AnswerMessage, QuestionMessage};
+use crate::distributed::wire::{AnswerMessage, QuestionMessage, WireError};
 use crate::pipeline::input::RecordId;
 use crate::pipeline::steps::{PendingQuestion, fetch_question, infer_question};
 use crate::pipeline::store::AnswerRow;
@@ -54,7 +56,8 @@ pub struct WorkerSettings {
     pub streams: StreamSettings,
     /// For tests of `max_deliver` only (`tributary worker`'s hidden `--stall-on`): a question whose text
     /// contains this is held without an answer or progress until the worker stops, as a stuck worker would, so
-    /// every delivery of it runs out its `ack_wait`. `None` in every real run.
+    /// every delivery of it to this worker, the last included, runs out its `ack_wait`. `None` in every real
+    /// run.
     pub stall_on: Option<String>,
 }
 
@@ -105,15 +108,29 @@ pub async fn work(
     stop: CancellationToken,
 ) -> Result<WorkerSummary, DistributedError> {
     let jetstream = jetstream::new(client);
-    let consumer = workers_consumer(&jetstream, &settings.streams).await?;
+    let mut consumer = workers_consumer(&jetstream, &settings.streams).await?;
+    // The consumer is made once, by the first worker: its ack_wait is the one that counts.
+    let ack_wait = match consumer.info().await {
+        Ok(info) => info.config.ack_wait,
+        Err(error) => {
+            tracing::warn!("could not read the consumer's ack_wait ({error}); assuming ours");
+            settings.streams.ack_wait
+        }
+    };
+    if ack_wait != settings.streams.ack_wait {
+        tracing::warn!(
+            "the workers' consumer exists with ack_wait {ack_wait:?}, not --ack-wait {:?}: using it, and sending \
+             progress every third of it (delete the consumer tributary-workers to change it)",
+            settings.streams.ack_wait
+        );
+    }
     let in_flight = Arc::new(Semaphore::new(settings.in_flight.get()));
     let cpu = Arc::new(Semaphore::new(settings.infer_concurrency.get()));
     let answering = Answering {
         agent: agent.clone(),
         jetstream,
         worker: settings.name.clone(),
-        progress_every: settings.streams.ack_wait / 3,
-        max_deliver: settings.streams.max_deliver,
+        progress_every: ack_wait / 3,
         cpu,
         stats: stats.clone(),
         stall_on: settings.stall_on.clone(),
@@ -204,7 +221,6 @@ struct Answering {
     jetstream: Context,
     worker: String,
     progress_every: Duration,
-    max_deliver: u32,
     cpu: Arc<Semaphore>,
     stats: Arc<WorkerStats>,
     stall_on: Option<String>,
@@ -226,13 +242,14 @@ impl Answering {
             .info()
             .map(|info| info.delivered)
             .unwrap_or_default();
-        if delivered < i64::from(self.max_deliver) && self.stalls_on(&message) {
+        let question = QuestionMessage::decode(&message.payload);
+        if self.stalls_on(question.as_ref().ok()) {
             // The test's stuck worker: no answer, no progress, no ack; the stream delivers it again.
             tracing::warn!("question {id}: stalling on it (--stall-on)");
             self.stop.cancelled().await;
             return;
         }
-        let row = self.row(&message, &id, delivered).await;
+        let row = self.row(&message, question, &id, delivered).await;
         if row.status == crate::report::AnswerStatus::Failed {
             self.stats.failed.fetch_add(1, Ordering::Relaxed);
         }
@@ -257,19 +274,24 @@ impl Answering {
         }
     }
 
-    /// Whether `message` is the question `stall_on` names (never, outside tests).
-    fn stalls_on(&self, message: &Message) -> bool {
-        let Some(text) = self.stall_on.as_deref() else {
-            return false;
-        };
-        QuestionMessage::decode(&message.payload)
-            .is_ok_and(|question| question.question.contains(text))
+    /// Whether `question` is the one `stall_on` names (never, outside tests).
+    fn stalls_on(&self, question: Option<&QuestionMessage>) -> bool {
+        match (self.stall_on.as_deref(), question) {
+            (Some(text), Some(question)) => question.question.contains(text),
+            _ => false,
+        }
     }
 
     /// The answer's row: the agent's answer, or `failed` with why when the question cannot be asked.
-    async fn row(&self, message: &Message, id: &str, delivered: i64) -> AnswerRow {
+    async fn row(
+        &self,
+        message: &Message,
+        question: Result<QuestionMessage, WireError>,
+        id: &str,
+        delivered: i64,
+    ) -> AnswerRow {
         let record_id = RecordId::new(id);
-        let question = match QuestionMessage::decode(&message.payload) {
+        let question = match question {
             Ok(question) => question,
             Err(error) => {
                 let why = format!(
@@ -279,10 +301,11 @@ impl Answering {
                 return AnswerRow::unusable(record_id, 0, why, &self.agent);
             }
         };
-        if delivered >= i64::from(self.max_deliver) {
+        if delivered >= i64::from(question.max_deliver) {
             let why = format!(
-                "gave up after {delivered} deliveries: every earlier one ended without an answer (a worker \
-                 crashed, was killed, or held it past ack_wait)"
+                "not run: delivered {delivered} times (the batch allows {}), and each delivery before ended \
+                 without an answer (a worker crashed, was killed, or held it past ack_wait)",
+                question.max_deliver
             );
             tracing::warn!("question {id}: {why}");
             return AnswerRow::unusable(record_id, question.line, why, &self.agent);

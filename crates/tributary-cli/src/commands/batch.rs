@@ -75,6 +75,7 @@ pub async fn run(settings: BatchSettings, printer: Printer) -> Result<Outcome, C
         quiet,
         grace,
         nats,
+        max_deliver,
     } = settings;
     // Listening first: a Ctrl-C during start-up is kept, and stops the run before it reads anything.
     let mut signals = Signals::install()?;
@@ -110,6 +111,7 @@ pub async fn run(settings: BatchSettings, printer: Printer) -> Result<Outcome, C
                     let coordinator = CoordinatorSettings {
                         window: DEFAULT_WINDOW,
                         streams: nats.streams,
+                        max_deliver,
                         store_batch_rows: batch.store_batch_rows,
                         store_batch_interval: batch.store_batch_interval,
                     };
