@@ -62,6 +62,8 @@ struct JsonSummary<'a> {
     abandoned: u64,
     /// Input lines not accounted for (never read, or abandoned): what a rerun answers. Null for stdin.
     left: Option<u64>,
+    /// `--nats`: this run's answers by the worker that gave them, by name; null for a local batch.
+    workers: Option<std::collections::BTreeMap<String, u64>>,
 }
 
 pub async fn run(settings: BatchSettings, printer: Printer) -> Result<Outcome, CliError> {
@@ -196,6 +198,7 @@ pub async fn run(settings: BatchSettings, printer: Printer) -> Result<Outcome, C
     let summary = result?;
 
     let output = Output {
+        workers: nats.is_some().then_some(&*throughput),
         db: &db,
         export: export.as_deref(),
         json,
@@ -273,6 +276,8 @@ struct Output<'a> {
     db: &'a Path,
     export: Option<&'a Path>,
     json: bool,
+    /// A distributed run's answers by worker.
+    workers: Option<&'a WorkerThroughput>,
 }
 
 fn report(
@@ -317,6 +322,9 @@ fn report(
             interrupted: interrupted.map(Signal::name),
             abandoned: stats.abandoned,
             left,
+            workers: output
+                .workers
+                .map(|workers| workers.snapshot().into_iter().collect()),
         };
         return printer.json_line(&json);
     }
@@ -336,6 +344,22 @@ fn report(
         stats.duplicates,
         summary.throughput(),
     ));
+    if let Some(workers) = output.workers {
+        let seconds = summary.elapsed.as_secs_f64().max(f64::EPSILON);
+        let each: Vec<String> = workers
+            .snapshot()
+            .into_iter()
+            .map(|(name, answers)| format!("{name} {answers} ({:.1}/s)", answers as f64 / seconds))
+            .collect();
+        if !each.is_empty() {
+            let noun = if each.len() == 1 { "worker" } else { "workers" };
+            printer.note(&format!(
+                "answered by {} {noun}: {}",
+                each.len(),
+                each.join(", ")
+            ));
+        }
+    }
     let in_db = &summary.in_store;
     printer.note(&format!(
         "{} holds {} answers (ok {}, degraded {}, failed {})",

@@ -5,6 +5,8 @@ use std::process::{Child, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+
 use crate::batch::{FAST, Workspace, summary};
 use crate::harness::{NatsServer, code, stderr, tributary};
 
@@ -155,6 +157,16 @@ fn three_workers_answer_every_question_once_and_a_rerun_resumes() {
     assert_eq!(first["left"], 0, "{first}");
     assert_eq!(first["in_db"]["failed"], 0, "{first}");
     assert_eq!(rows_and_ids(&workspace), (300, 300));
+    // Who answered what, by the names the workers were given.
+    let by_worker = first["workers"].as_object().expect("answers by worker");
+    assert!(
+        by_worker
+            .keys()
+            .all(|name| ["a", "b", "c"].contains(&name.as_str())),
+        "{first}"
+    );
+    let answered: u64 = by_worker.values().filter_map(Value::as_u64).sum();
+    assert_eq!(answered, 300, "{first}");
 
     // Everything is stored: a rerun publishes nothing and ends at once.
     let output = workspace.batch(&input, &["--nats", &server.url(), "--json", "--quiet"]);
