@@ -15,7 +15,7 @@ use std::ffi::OsString;
 
 use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 use tributary::pool::ExecutorKind;
 use tributary_agent::limits::{
     MAX_DURATION, MAX_INFERENCE_COST, MAX_IO_CONCURRENCY, MAX_WORKERS, check_duration,
@@ -402,7 +402,8 @@ pub struct BatchArgs {
 #[derive(Debug, Clone, Args)]
 pub struct NatsArgs {
     /// Distribute the batch: publish the questions to this NATS JetStream server for `tributary worker`
-    /// processes and store their answers (e.g. nats://127.0.0.1:4222).
+    /// processes and store their answers (e.g. nats://127.0.0.1:4222). The engine and sources flags are then
+    /// the workers': give them to `tributary worker`, not here.
     #[arg(long, value_name = "URL", env = "TRIBUTARY_NATS", help_heading = NATS)]
     pub nats: Option<String>,
 
@@ -653,9 +654,62 @@ pub fn visible_command() -> clap::Command {
 /// clap's message and exits 2), except that a bad value from a variable is reported under the variable's name.
 pub fn parse() -> Cli {
     let args: Vec<OsString> = std::env::args_os().collect();
-    Cli::try_parse_from(&args).unwrap_or_else(|error| {
+    try_parse(&args).unwrap_or_else(|error| {
         name_the_variable(error, &args, |name| std::env::var_os(name).is_some()).exit()
     })
+}
+
+/// The arguments, or clap's error (exit code 2), including a worker's flag given to `batch --nats`.
+fn try_parse(args: &[OsString]) -> Result<Cli, clap::Error> {
+    let matches = Cli::command().try_get_matches_from(args)?;
+    if let Some(("batch", batch)) = matches.subcommand() {
+        refuse_workers_flags(batch)?;
+    }
+    Cli::from_arg_matches(&matches)
+}
+
+/// The flags of `batch` that say how questions are answered, by their clap ids and spellings.
+const ANSWERING_FLAGS: &[(&str, &str)] = &[
+    ("per_source_timeout", "--per-source-timeout"),
+    ("deadline", "--deadline"),
+    ("inference_cost", "--inference-cost"),
+    ("faults", "--fault"),
+    ("config", "--config"),
+    ("sources", "--sources"),
+    ("workers", "--workers"),
+    ("executor", "--executor"),
+    ("io_concurrency", "--io-concurrency"),
+];
+
+/// With `--nats`, the workers answer the questions, each with its own engine and sources flags; the
+/// coordinator's would change nothing, and a user who gives them expects otherwise. Only the command line
+/// counts: a variable such as `TRIBUTARY_WORKERS` set for the workers on this machine is not an error.
+fn refuse_workers_flags(batch: &clap::ArgMatches) -> Result<(), clap::Error> {
+    if batch.value_source("nats").is_none() {
+        return Ok(());
+    }
+    let given: Vec<&str> = ANSWERING_FLAGS
+        .iter()
+        .filter(|(id, _)| batch.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+        .map(|(_, flag)| *flag)
+        .collect();
+    if given.is_empty() {
+        return Ok(());
+    }
+    let mut command = Cli::command();
+    // Built, so the usage line says `tributary batch`.
+    command.build();
+    let batch_command = command
+        .find_subcommand_mut("batch")
+        .expect("batch is a subcommand");
+    Err(batch_command.error(
+        ErrorKind::ArgumentConflict,
+        format!(
+            "{} cannot be used with --nats: the workers answer the questions, so give {} to `tributary worker`",
+            given.join(", "),
+            if given.len() == 1 { "it" } else { "them" }
+        ),
+    ))
 }
 
 /// clap reports a bad value under its flag (`invalid value 'soon' for '--deadline <DURATION>'`) even when the

@@ -51,14 +51,13 @@ fn terminate(child: Child) -> i32 {
     code(&output)
 }
 
-/// Starts `batch --nats` (quiet, a JSON summary) in the background.
+/// Starts `batch --nats` (quiet, a JSON summary) in the background. No engine flags: they are the workers'.
 fn start_batch(workspace: &Workspace, input: &Path, server: &NatsServer, extra: &[&str]) -> Child {
     tributary()
         .arg("batch")
         .arg(input)
         .arg("--db")
         .arg(workspace.path("answers.db"))
-        .args(FAST)
         .args(["--nats", &server.url(), "--json", "--quiet"])
         .args(extra)
         .stdout(Stdio::piped())
@@ -151,7 +150,7 @@ fn three_workers_answer_every_question_once_and_a_rerun_resumes() {
         .iter()
         .map(|name| worker(&server, name))
         .collect();
-    let output = workspace.batch(&input, &["--nats", &server.url(), "--json", "--quiet"]);
+    let output = finish(start_batch(&workspace, &input, &server, &[]));
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     let first = summary(&output);
     assert_eq!(first["left"], 0, "{first}");
@@ -169,7 +168,7 @@ fn three_workers_answer_every_question_once_and_a_rerun_resumes() {
     assert_eq!(answered, 300, "{first}");
 
     // Everything is stored: a rerun publishes nothing and ends at once.
-    let output = workspace.batch(&input, &["--nats", &server.url(), "--json", "--quiet"]);
+    let output = finish(start_batch(&workspace, &input, &server, &[]));
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     let again = summary(&output);
     assert_eq!(again["already_stored"], 300, "{again}");
@@ -394,4 +393,48 @@ fn batches_on_one_server_one_after_another_or_at_once_keep_their_own_questions_a
     for child in workers {
         assert_eq!(terminate(child), 0, "a worker stops cleanly on SIGTERM");
     }
+}
+
+/// The engine and sources flags say how questions are answered, and with `--nats` the workers answer them: given
+/// to the coordinator they changed nothing, silently. Now they are refused before anything is made; a variable
+/// set for the workers on the same machine is not.
+#[test]
+fn batch_with_nats_refuses_the_workers_flags_but_not_their_variables() {
+    let workspace = Workspace::new();
+    let input = workspace.write("questions.txt", &questions(3));
+    // FAST: --inference-cost and three --fault.
+    let output = workspace.batch(&input, &["--nats", "nats://127.0.0.1:9", "--workers", "2"]);
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(
+            "--inference-cost, --fault, --workers cannot be used with --nats: the workers answer the \
+             questions, so give them to `tributary worker`"
+        ),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        stderr(&output).contains("tributary batch"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!workspace.path("answers.db").exists());
+
+    // From the environment they pass; nothing listens on port 9, so the run fails to connect (exit 1).
+    let output = tributary()
+        .arg("batch")
+        .arg(&input)
+        .arg("--db")
+        .arg(workspace.path("answers.db"))
+        .args(["--nats", "nats://127.0.0.1:9", "--quiet"])
+        .env("TRIBUTARY_WORKERS", "2")
+        .env("TRIBUTARY_INFERENCE_COST", "1ms")
+        .output()
+        .expect("run tributary batch");
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("connect to NATS"),
+        "{}",
+        stderr(&output)
+    );
 }
