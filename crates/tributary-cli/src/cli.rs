@@ -447,7 +447,8 @@ pub struct WorkerArgs {
     #[command(flatten)]
     pub engine: EngineArgs,
 
-    /// Questions this worker holds at once (fetching, inferring, publishing; at most 4096).
+    /// Questions fetching at once, as in a local batch (at most 4096). The worker holds a few more: those
+    /// waiting for the CPU, being inferred or being published.
     #[arg(
         long,
         value_name = "N",

@@ -145,8 +145,8 @@ pub struct WorkerSettings {
     pub nats: NatsSettings,
     /// The name reported with each answer.
     pub name: String,
-    /// Questions held at once.
-    pub in_flight: NonZeroUsize,
+    /// Questions fetching at once.
+    pub io_concurrency: NonZeroUsize,
     pub engine: EngineSettings,
     pub quiet: bool,
     /// The hidden `--stall-on` (tests only).
@@ -331,7 +331,7 @@ impl WorkerSettings {
                 },
             },
             name,
-            in_flight: args.io_concurrency,
+            io_concurrency: args.io_concurrency,
             engine,
             quiet: args.quiet,
             stall_on: args.stall_on,

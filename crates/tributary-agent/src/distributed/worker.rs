@@ -2,11 +2,13 @@
 //!
 //! One question's life on a worker:
 //!
-//! 1. pulled (only when a local in-flight permit is free: `--io-concurrency` bounds what this worker holds, the
-//!    consumer's `max_ack_pending` what all workers hold together);
-//! 2. fetched and inferred by the batch's own steps ([`fetch_question`], then [`infer_question`] under a CPU
-//!    permit), while `AckKind::Progress` is sent every third of `ack_wait`, so a long inference is not taken
-//!    for a dead worker;
+//! 1. pulled, only when a local permit is free: a worker holds at most [`WorkerSettings::held`] questions, the
+//!    consumer's `max_ack_pending` bounds what all workers hold together;
+//! 2. fetched and inferred by the batch's own steps, each under its own bound as in a local batch:
+//!    [`fetch_question`] under an I/O permit (`--io-concurrency` questions fetch at once), then
+//!    [`infer_question`] under a CPU permit. A question waiting for the CPU or being published holds no I/O
+//!    permit, so the fetches never wait on inference; `AckKind::Progress` is sent every third of `ack_wait`
+//!    meanwhile, so a long inference is not taken for a dead worker;
 //! 3. its answer published (message id = question id) and the PubAck awaited: the answer is on disk;
 //! 4. only then the question double-acked. A worker killed anywhere before this leaves the question unacked,
 //!    and the stream delivers it again after `ack_wait`.
@@ -49,8 +51,8 @@ const PUBLISH_ACK_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct WorkerSettings {
     /// Reported with each answer: the coordinator's per-worker throughput. Unique per process by default.
     pub name: String,
-    /// Questions held at once by this worker (fetching, waiting for the CPU, inferring, publishing).
-    pub in_flight: NonZeroUsize,
+    /// Questions fetching at once: the worker's I/O bound, as `--io-concurrency` is a local batch's.
+    pub io_concurrency: NonZeroUsize,
     /// Questions on the CPU stage at once.
     pub infer_concurrency: NonZeroUsize,
     pub streams: StreamSettings,
@@ -59,6 +61,16 @@ pub struct WorkerSettings {
     /// every delivery of it to this worker, the last included, runs out its `ack_wait`. `None` in every real
     /// run.
     pub stall_on: Option<String>,
+}
+
+impl WorkerSettings {
+    /// Questions this worker holds at once: those fetching, and twice the CPU stage's share, so that while
+    /// some are inferred and some published, the next ones are already pulled and an I/O permit freed by a
+    /// finished fetch never waits for the broker.
+    pub fn held(&self) -> NonZeroUsize {
+        self.io_concurrency
+            .saturating_add(self.infer_concurrency.get().saturating_mul(2))
+    }
 }
 
 /// Live counters, for progress.
@@ -124,14 +136,16 @@ pub async fn work(
             settings.streams.ack_wait
         );
     }
-    let in_flight = Arc::new(Semaphore::new(settings.in_flight.get()));
+    let in_flight = Arc::new(Semaphore::new(settings.held().get()));
     let cpu = Arc::new(Semaphore::new(settings.infer_concurrency.get()));
+    let fetching = Arc::new(Semaphore::new(settings.io_concurrency.get()));
     let answering = Answering {
         agent: agent.clone(),
         jetstream,
         worker: settings.name.clone(),
         progress_every: ack_wait / 3,
         cpu,
+        fetching,
         stats: stats.clone(),
         stall_on: settings.stall_on.clone(),
         stop: stop.clone(),
@@ -222,6 +236,7 @@ struct Answering {
     worker: String,
     progress_every: Duration,
     cpu: Arc<Semaphore>,
+    fetching: Arc<Semaphore>,
     stats: Arc<WorkerStats>,
     stall_on: Option<String>,
     stop: CancellationToken,
@@ -322,7 +337,10 @@ impl Answering {
             }
         };
         let work = async {
-            let fetched = fetch_question(&self.agent, pending).await;
+            let fetched = {
+                let _io = self.fetching.acquire().await;
+                fetch_question(&self.agent, pending).await
+            };
             // The CPU stage's bound, as in a local batch; the pool's queue bounds the jobs themselves.
             let _cpu = self.cpu.acquire().await;
             infer_question(&self.agent, fetched).await

@@ -25,7 +25,7 @@ pub async fn run(settings: WorkerSettings, printer: Printer) -> Result<Outcome, 
     let WorkerSettings {
         nats,
         name,
-        in_flight,
+        io_concurrency,
         engine,
         quiet,
         stall_on,
@@ -39,7 +39,7 @@ pub async fn run(settings: WorkerSettings, printer: Printer) -> Result<Outcome, 
         .unwrap_or(NonZeroUsize::MIN);
     let worker = distributed::WorkerSettings {
         name: name.clone(),
-        in_flight,
+        io_concurrency,
         // As a local batch: twice the CPU workers keeps every one busy.
         infer_concurrency: workers
             .saturating_mul(NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN)),
