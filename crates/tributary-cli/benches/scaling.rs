@@ -23,6 +23,13 @@
 //!   per worker. Past the machine's cores the processes share cores, and the efficiency falls towards
 //!   cores / N.
 //!
+//! - **Ceiling**: what one distributed batch costs per question, process by process, when nothing waits:
+//!   sources answer at once, inference is free, two workers hold 64 questions each; 20,000 questions. Each
+//!   process's CPU time (user + system, from `/proc/PID/stat`) divided by the questions gives the CPU per
+//!   question of the coordinator, the broker and the workers, and so how many questions a second one core of
+//!   each can carry: the figures docs/SCALING.md reasons from. On 2 cores they share the machine, so the
+//!   throughput is this machine's ceiling, not the coordinator's.
+//!
 //! After every run the database is checked: every question stored exactly once (a panic says what is wrong).
 //! The workers run without `--quiet`: the line each prints once it is connected and its engine is ready
 //! ("pulling questions from ...") is what the clock waits for; the benchmark reads their stderr to the end.
@@ -69,7 +76,7 @@ struct Load {
     latency: &'static str,
     /// `--inference-cost`: CPU per inference, three inferences per question.
     inference_cost: &'static str,
-    /// `--io-concurrency`: questions a worker (or the local batch) holds at once.
+    /// `--io-concurrency`: questions a worker (or the local batch) fetches at once.
     io_concurrency: usize,
     /// Questions one worker answers per second at best.
     bound_per_worker: f64,
@@ -81,6 +88,13 @@ impl Load {
         inference_cost: "1ms",
         io_concurrency: 8,
         bound_per_worker: 8.0 / 0.2,
+    };
+    /// Nothing to wait for: what is left is the cost of moving a question through the processes.
+    const FREE: Self = Self {
+        latency: "0ms",
+        inference_cost: "0ms",
+        io_concurrency: 64,
+        bound_per_worker: f64::INFINITY,
     };
     const CPU_BOUND: Self = Self {
         latency: "5ms",
@@ -201,10 +215,11 @@ fn main() {
     );
     println!();
 
-    let scenarios: [(&str, Scenario); 3] = [
+    let scenarios: [(&str, Scenario); 4] = [
         ("I/O-bound scaling", io_bound_scaling),
         ("broker overhead", broker_overhead),
         ("CPU-bound scaling", cpu_bound_scaling),
+        ("ceiling", ceiling),
     ];
     for (name, scenario) in scenarios {
         let selected = filters.is_empty() || filters.iter().any(|filter| name.contains(filter));
@@ -223,7 +238,7 @@ fn io_bound_scaling(bench: &Bench) {
     let load = Load::IO_BOUND;
     let per_worker = if bench.quick { 64 } else { 640 };
     println!(
-        "## I/O-bound scaling: sources 200 ms, inference 1 ms, 8 held per worker, 1 CPU worker each"
+        "## I/O-bound scaling: sources 200 ms, inference 1 ms, 8 fetching per worker, 1 CPU worker each"
     );
     print_commands(&load);
     let runs = scaling_runs(bench, &load, per_worker);
@@ -299,6 +314,75 @@ fn cpu_bound_scaling(bench: &Bench) {
     println!(
         "{cores} cores: past {cores} worker processes they share the cores (with the coordinator and the broker), \
          so throughput stops growing and the efficiency falls towards {cores} / N."
+    );
+    println!();
+}
+
+/// Two workers with nothing to wait for; the CPU each process spent per question.
+fn ceiling(bench: &Bench) {
+    let load = Load::FREE;
+    let questions = if bench.quick { 1_000 } else { 20_000 };
+    println!(
+        "## Ceiling: {questions} questions, sources at once, inference free, 2 workers fetching 64 each"
+    );
+    print_commands(&load);
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let input = write_questions(directory.path(), questions);
+    let db = directory.path().join("answers.db");
+    let server = NatsServer::start(&bench.nats_server);
+    let pool: Vec<Worker> = (1..=2)
+        .map(|index| Worker::spawn(bench, &server.url(), &load, &format!("w{index}")))
+        .collect();
+    for worker in &pool {
+        worker.wait_until_pulling();
+    }
+    let (broker_before, workers_before) = (
+        cpu_seconds(server.child.id()),
+        pool.iter()
+            .map(|worker| cpu_seconds(worker.child.id()))
+            .sum::<f64>(),
+    );
+    let mut coordinator = tributary(bench);
+    coordinator
+        .arg("batch")
+        .arg(&input)
+        .arg("--db")
+        .arg(&db)
+        .args(["--nats", &server.url(), "--json", "-q"]);
+    let patience = Duration::from_secs(600);
+    let (run, coordinator_cpu) = timed_batch_with_cpu(coordinator, questions, patience);
+    let broker_cpu = cpu_seconds(server.child.id()) - broker_before;
+    let workers_cpu = pool
+        .iter()
+        .map(|worker| cpu_seconds(worker.child.id()))
+        .sum::<f64>()
+        - workers_before;
+    for worker in pool {
+        worker.stop();
+    }
+    drop(server);
+    check_every_question_once(&run, &db);
+    let per_question = |cpu: f64| cpu / questions as f64 * 1e6;
+    println!("| process | CPU | CPU per question | questions/s one core carries |");
+    println!("| --- | --- | --- | --- |");
+    for (process, cpu) in [
+        ("coordinator (batch --nats)", coordinator_cpu),
+        ("nats-server", broker_cpu),
+        ("2 workers together", workers_cpu),
+    ] {
+        println!(
+            "| {process} | {cpu:.2} s | {:.0} µs | {:.0} |",
+            per_question(cpu),
+            1e6 / per_question(cpu)
+        );
+    }
+    println!();
+    println!(
+        "{questions} questions in {:.2} s: {:.0} questions/s, {} ({} cores shared by all of them)",
+        run.elapsed.as_secs_f64(),
+        run.throughput(),
+        run.statuses(),
+        bench.cores
     );
     println!();
 }
@@ -401,6 +485,64 @@ fn timed_batch(mut command: Command, questions: usize, patience: Duration) -> Ru
         summary: json_summary(&output),
         answered_by_worker: Vec::new(),
     }
+}
+
+/// As [`timed_batch`], and the batch's CPU time (user + system), read from `/proc` every 20 ms while it runs:
+/// what it used after the last reading is missed, at most 20 ms of CPU.
+fn timed_batch_with_cpu(mut command: Command, questions: usize, patience: Duration) -> (Run, f64) {
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let started = Instant::now();
+    let child = command.spawn().expect("start tributary batch");
+    let pid = child.id();
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || {
+        let output = child.wait_with_output();
+        let _ = done.send((started.elapsed(), output));
+    });
+    let mut cpu = 0.0_f64;
+    let (elapsed, output) = loop {
+        match finished.recv_timeout(Duration::from_millis(20)) {
+            Ok((elapsed, output)) => break (elapsed, output.expect("wait for tributary batch")),
+            Err(RecvTimeoutError::Timeout) if started.elapsed() < patience => {
+                cpu = cpu.max(cpu_seconds(pid));
+            }
+            Err(_) => {
+                signal(pid, "-KILL");
+                panic!("tributary batch did not end within {patience:?} (killed)");
+            }
+        }
+    };
+    assert!(
+        output.status.success(),
+        "tributary batch failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let run = Run {
+        questions,
+        elapsed,
+        summary: json_summary(&output),
+        answered_by_worker: Vec::new(),
+    };
+    (run, cpu)
+}
+
+/// A running process's CPU time so far, user and system, in seconds (0 once it is gone).
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name, which is in parentheses and may hold spaces: state is field 3,
+    // utime 14 and stime 15, in clock ticks (100 a second on Linux).
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|field| field.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Four times the ideal duration, and a minute on top for start-up and a slow machine.
