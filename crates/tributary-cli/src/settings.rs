@@ -130,6 +130,8 @@ pub struct BatchSettings {
     pub nats: Option<NatsSettings>,
     /// `--max-deliver`: deliveries of one of a distributed batch's questions at most.
     pub max_deliver: u32,
+    /// `--window`: a distributed batch's published and unanswered questions, at most.
+    pub window: NonZeroUsize,
 }
 
 /// A broker and how its streams are made.
@@ -311,6 +313,10 @@ impl BatchSettings {
                 streams: StreamSettings::default(),
             }),
             max_deliver: args.nats.max_deliver,
+            window: usize::try_from(args.nats.window)
+                .ok()
+                .and_then(NonZeroUsize::new)
+                .unwrap_or(NonZeroUsize::MIN),
         })
     }
 }

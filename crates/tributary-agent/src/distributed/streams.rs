@@ -44,7 +44,9 @@ pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
 /// ([`QuestionMessage::max_deliver`](crate::distributed::wire::QuestionMessage::max_deliver)).
 pub const DEFAULT_MAX_DELIVER: u32 = 5;
 /// Default [`StreamSettings::max_ack_pending`].
-pub const DEFAULT_MAX_ACK_PENDING: u32 = 4096;
+/// As many as the largest coordinator window: the windows and each worker's own bounds are what hold work back;
+/// this only keeps a runaway from taking the whole stream.
+pub const DEFAULT_MAX_ACK_PENDING: u32 = 65_536;
 /// Default [`StreamSettings::duplicate_window`]: NATS's own default.
 pub const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 

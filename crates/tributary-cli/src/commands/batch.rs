@@ -14,7 +14,6 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use tributary_agent::Agent;
-use tributary_agent::distributed::coordinator::DEFAULT_WINDOW;
 use tributary_agent::distributed::{self, CoordinatorSettings, WorkerThroughput, coordinate};
 use tributary_agent::pipeline::{
     self, BatchStats, BatchSummary, Shutdown, StatsSnapshot, Store, StoreError, StoreReader,
@@ -78,6 +77,7 @@ pub async fn run(settings: BatchSettings, printer: Printer) -> Result<Outcome, C
         grace,
         nats,
         max_deliver,
+        window,
     } = settings;
     // Listening first: a Ctrl-C during start-up is kept, and stops the run before it reads anything.
     let mut signals = Signals::install()?;
@@ -111,7 +111,7 @@ pub async fn run(settings: BatchSettings, printer: Printer) -> Result<Outcome, C
             match (client, &nats) {
                 (Some(client), Some(nats)) => {
                     let coordinator = CoordinatorSettings {
-                        window: DEFAULT_WINDOW,
+                        window,
                         streams: nats.streams,
                         max_deliver,
                         store_batch_rows: batch.store_batch_rows,
