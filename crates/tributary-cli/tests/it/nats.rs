@@ -151,7 +151,12 @@ fn three_workers_answer_every_question_once_and_a_rerun_resumes() {
         .map(|name| worker(&server, name))
         .collect();
     // A window of 16: publishing waits for answers all along, and the run still ends with every id.
-    let output = finish(start_batch(&workspace, &input, &server, &["--window", "16"]));
+    let output = finish(start_batch(
+        &workspace,
+        &input,
+        &server,
+        &["--window", "16"],
+    ));
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     let first = summary(&output);
     assert_eq!(first["left"], 0, "{first}");
