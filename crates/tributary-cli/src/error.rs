@@ -258,6 +258,12 @@ pub fn distributed_error(error: DistributedError, db: Option<&Path>) -> CliError
             Some(db) => store_error(&error, db),
             None => CliError::internal("failed to store", &error),
         },
+        DistributedError::BatchKey { .. } => {
+            let hint = "the database's `batch` table was edited: restore its key, or start the batch on a new \
+                        database";
+            CliError::caused(ErrorKind::Database, "failed to name the batch", &error)
+                .with_hint(hint)
+        }
         DistributedError::Connect { ref url, .. } => {
             let hint = format!("is a JetStream server listening at {url}? (nats-server -js)");
             CliError::caused(ErrorKind::Environment, "failed to reach NATS", &error).with_hint(hint)
@@ -292,6 +298,19 @@ mod tests {
         assert_eq!(exit_code(&Ok(Outcome::ClaimFailed)), 4);
         assert_eq!(exit_code(&Ok(Outcome::Interrupted(Signal::Interrupt))), 130);
         assert_eq!(exit_code(&Ok(Outcome::Interrupted(Signal::Terminate))), 143);
+    }
+
+    /// A batch key edited into something subjects cannot carry is the database's problem (exit 2), not the
+    /// broker's: it once read "failed to use NATS ... once the NATS server is back, rerun".
+    #[test]
+    fn a_bad_batch_key_is_a_database_error() {
+        let key = tributary_agent::distributed::streams::BatchKey::new("a.b").expect_err("refused");
+        let error = distributed_error(key, Some(Path::new("answers.db")));
+        let text = error.to_string();
+        assert!(text.contains("failed to name the batch"), "{text}");
+        assert!(text.contains("\"a.b\""), "{text}");
+        assert!(text.contains("`batch` table was edited"), "{text}");
+        assert_eq!(exit_code(&Err(error)), 2);
     }
 
     #[test]

@@ -183,8 +183,7 @@ pub async fn coordinator_consumer(
     let (_, answers) = ensure_streams(jetstream, settings).await?;
     let name = batch.coordinator_consumer();
     let config = pull::Config {
-        // An answer is only ever stored, never "failed": redeliver it as often as it takes.
-        max_deliver: -1,
+        // An answer is only ever stored, never "failed": it is redelivered as often as it takes (`durable`).
         filter_subject: batch.answers_subject(),
         ..durable(&name, DEFAULT_ACK_WAIT, settings)
     };
