@@ -451,44 +451,14 @@ fn local_batch(bench: &Bench, load: &Load, questions: usize) -> Run {
     run
 }
 
-/// Runs a batch command to its end and times it, from its start to its exit; a batch still running after
-/// `patience` is taken for hung: it is killed, and the benchmark panics with what it printed.
-fn timed_batch(mut command: Command, questions: usize, patience: Duration) -> Run {
-    command.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let started = Instant::now();
-    let child = command.spawn().expect("start tributary batch");
-    let pid = child.id();
-    // Waited for on a thread: a blocked pipe can never stall the clock, and the main thread can give up.
-    let (done, finished) = mpsc::channel();
-    std::thread::spawn(move || {
-        let output = child.wait_with_output();
-        let _ = done.send((started.elapsed(), output));
-    });
-    let (elapsed, output) = match finished.recv_timeout(patience) {
-        Ok((elapsed, output)) => (elapsed, output.expect("wait for tributary batch")),
-        Err(_) => {
-            signal(pid, "-KILL");
-            panic!(
-                "tributary batch did not end within {patience:?} (killed): a question lost on the way?"
-            );
-        }
-    };
-    assert!(
-        output.status.success(),
-        "tributary batch failed ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Run {
-        questions,
-        elapsed,
-        summary: json_summary(&output),
-        answered_by_worker: Vec::new(),
-    }
+/// [`timed_batch_with_cpu`], without the CPU time.
+fn timed_batch(command: Command, questions: usize, patience: Duration) -> Run {
+    timed_batch_with_cpu(command, questions, patience).0
 }
 
-/// As [`timed_batch`], and the batch's CPU time (user + system), read from `/proc` every 20 ms while it runs:
-/// what it used after the last reading is missed, at most 20 ms of CPU.
+/// A batch run to its end, timed from its start to its exit, and its CPU time (user + system), read from `/proc`
+/// every 20 ms while it runs (what it used after the last reading is missed: at most 20 ms of CPU). A batch
+/// still running after `patience` is taken for hung: it is killed, and the benchmark panics.
 fn timed_batch_with_cpu(mut command: Command, questions: usize, patience: Duration) -> (Run, f64) {
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
     let started = Instant::now();

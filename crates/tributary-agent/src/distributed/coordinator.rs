@@ -38,6 +38,7 @@ use crate::distributed::streams::{
     BatchKey, StreamSettings, coordinator_consumer, delete_coordinator_consumer, ensure_streams,
 };
 use crate::distributed::wire::{AnswerMessage, QuestionMessage};
+use crate::pipeline::input::RecordId;
 use crate::pipeline::stages::ReadStage;
 use crate::pipeline::steps::PendingQuestion;
 use crate::pipeline::store::{AnswerRow, Store, Written};
@@ -243,6 +244,7 @@ pub async fn coordinate(
             .await
             .map_err(|error| DistributedError::nats("start publishing", error.to_string()))?;
         let answers = AnswerStage {
+            agent: agent.clone(),
             window,
             rows: row_rx,
             published: published_rx,
@@ -429,6 +431,8 @@ impl Publisher {
 
 /// The answer stage: answers (and the reader's unusable lines) into the store in batched transactions.
 struct AnswerStage {
+    /// For the row of an answer that cannot be read.
+    agent: Agent,
     window: Window,
     rows: flume::Receiver<AnswerRow>,
     published: watch::Receiver<bool>,
@@ -548,7 +552,7 @@ impl AnswerStage {
                 tracing::warn!("{why}");
                 match (id, line) {
                     (Some(id), Some(line)) => {
-                        let row = failed_row(id, line, why);
+                        let row = AnswerRow::unusable(RecordId::new(id), line, why, &self.agent);
                         self.add(pending, row, Some(message), None);
                     }
                     _ => {
@@ -642,32 +646,6 @@ impl AnswerStage {
         }
         Ok(store)
     }
-}
-
-fn failed_row(id: String, line: u64, why: String) -> AnswerRow {
-    use crate::report::{AgentReport, AnswerStatus, RunMode};
-    let report = AgentReport {
-        question: None,
-        status: AnswerStatus::Failed,
-        answer: None,
-        error: Some(why),
-        degraded: false,
-        mode: RunMode::Concurrent,
-        elapsed_ms: 0.0,
-        ideal_ms: 0.0,
-        efficiency: 0.0,
-        workers: 0,
-        deadline_ms: 0.0,
-        per_source_timeout_ms: 0.0,
-        sources: Vec::new(),
-    };
-    AnswerRow::new(
-        crate::pipeline::input::RecordId::new(id),
-        line,
-        report,
-        None,
-        None,
-    )
 }
 
 async fn sleep_until(at: Option<Instant>) {
