@@ -714,13 +714,18 @@ fn fetch_failure(error: &FetchError, binding_bound: ElapsedKind) -> (SourceStatu
     }
 }
 
-/// An error and its causes, `: `-separated, as one line.
+/// An error and its causes, `: `-separated, as one line. A cause whose text its parent already ends with is
+/// not repeated: some errors print their source themselves (async-nats's "IO error: Connection refused" has the
+/// I/O error as its source too), and the line once read "...: Connection refused: Connection refused".
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut message = error.to_string();
     let mut cause = error.source();
     while let Some(inner) = cause {
-        message.push_str(": ");
-        message.push_str(&inner.to_string());
+        let text = inner.to_string();
+        if !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
         cause = inner.source();
     }
     message
@@ -914,6 +919,34 @@ pub(crate) fn millis(duration: Duration) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An error that prints its source itself, as async-nats's connect error does.
+    #[derive(Debug)]
+    struct Repeats(std::io::Error);
+
+    impl std::fmt::Display for Repeats {
+        fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(formatter, "IO error: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Repeats {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_cause_its_parent_already_printed_is_not_repeated() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let text = refused.to_string();
+        let chain = error_chain(&Repeats(refused));
+        assert_eq!(chain, format!("IO error: {text}"));
+        let chain = error_chain(&std::io::Error::other(Repeats(std::io::Error::from(
+            std::io::ErrorKind::TimedOut,
+        ))));
+        assert_eq!(chain.matches("timed out").count(), 1, "{chain}");
+    }
 
     #[test]
     fn extra_query_applies_only_to_its_source() {
