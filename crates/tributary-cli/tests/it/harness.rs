@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde_json::Value;
 
@@ -226,4 +227,12 @@ fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())
         .expect("a free port")
+}
+
+/// One at a time: the tests that load the machine with many processes (a broker, its workers, a coordinator) and
+/// the tests whose bound is a tight wall-clock one (chaos's 100 ms past a deadline). On two cores, together, the
+/// first starved the second: a chaos run ended 102 ms past its deadline while a NATS test ran beside it.
+pub fn heavy() -> MutexGuard<'static, ()> {
+    static HEAVY: Mutex<()> = Mutex::new(());
+    HEAVY.lock().unwrap_or_else(PoisonError::into_inner)
 }

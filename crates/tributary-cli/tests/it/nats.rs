@@ -2,7 +2,7 @@
 
 use std::path::Path;
 use std::process::{Child, Output, Stdio};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -14,11 +14,11 @@ use crate::harness::{NatsServer, code, stderr, tributary};
 /// (seconds), so only a question that is never answered reaches it.
 const HUNG_AFTER: Duration = Duration::from_secs(90);
 
-/// One test of this file at a time: each runs a broker, three or four processes of the binary and their
-/// engines, which together would starve one another on a 2-core machine (and answers would turn degraded).
+/// One test of this file at a time, and none beside a test with a tight wall-clock bound: each runs a broker,
+/// three or four processes of the binary and their engines, which together would starve one another on a 2-core
+/// machine (and answers would turn degraded).
 fn one_at_a_time() -> MutexGuard<'static, ()> {
-    static RUNNING: Mutex<()> = Mutex::new(());
-    RUNNING.lock().unwrap_or_else(PoisonError::into_inner)
+    crate::harness::heavy()
 }
 
 /// Starts a worker against `server`, quiet, with the fast engine flags and a short `ack_wait`.

@@ -350,6 +350,8 @@ const RUN_ID_HEADER: &str = "x-run-id";
                                       each with the id RUN/POSITION", content_type = "text/event-stream", body = StreamEvent),
         (status = 400, description = "A bad request", body = ErrorBody),
         (status = 404, description = "Last-Event-ID names a run no longer kept", body = ErrorBody),
+        (status = 431, description = "The query and headers are too large for the HTTP server to read (refused \
+                                      before any handler, with an empty body)"),
         (status = 503, description = "Over the in-flight bound, or stopping", body = ErrorBody),
     )
 )]
