@@ -33,11 +33,11 @@ use tokio_util::sync::CancellationToken;
 use tributary::group::{Group, GroupConfig, scope};
 
 use crate::agent::Agent;
-use crate::distributed::DistributedError;
 use crate::distributed::streams::{
     BatchKey, StreamSettings, coordinator_consumer, delete_coordinator_consumer, ensure_streams,
 };
 use crate::distributed::wire::{AnswerMessage, QuestionMessage};
+use crate::distributed::{DistributedError, first_error};
 use crate::pipeline::input::RecordId;
 use crate::pipeline::stages::ReadStage;
 use crate::pipeline::steps::PendingQuestion;
@@ -259,12 +259,9 @@ pub async fn coordinate(
             .await
             .map_err(|error| DistributedError::nats("start storing", error.to_string()))
     };
-    let stored = scope(GroupConfig::new(), body).await.map_err(|error| {
-        let cause = error.cause.to_string();
-        error
-            .into_first_error()
-            .unwrap_or_else(|| DistributedError::nats("run the coordinator", cause))
-    })?;
+    let stored = scope(GroupConfig::new(), body)
+        .await
+        .map_err(first_error("run the coordinator"))?;
     let (store, finished) = stored
         .await
         .map_err(|error| DistributedError::nats("store the answers", error.to_string()))?;
@@ -307,12 +304,7 @@ impl Publish {
             self.publish_all(&group, questions, rows).await
         })
         .await
-        .map_err(|error| {
-            let cause = error.cause.to_string();
-            error
-                .into_first_error()
-                .unwrap_or_else(|| DistributedError::nats("publish the questions", cause))
-        })?;
+        .map_err(first_error("publish the questions"))?;
         published.send_replace(true);
         Ok(())
     }

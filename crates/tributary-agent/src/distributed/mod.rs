@@ -67,6 +67,19 @@ impl DistributedError {
     }
 }
 
+/// The error that shut a group of the driver down: its first child's, else (the group stopped without a
+/// failure of its own, which is a bug) why, as the failure to `action`.
+pub(crate) fn first_error(
+    action: &'static str,
+) -> impl FnOnce(tributary::group::GroupError<DistributedError>) -> DistributedError {
+    move |error| {
+        let cause = error.cause.to_string();
+        error
+            .into_first_error()
+            .unwrap_or_else(|| DistributedError::nats(action, cause))
+    }
+}
+
 /// Connects to the NATS server at `url` as `name` (shown by the server's monitoring). The client reconnects on
 /// its own for as long as the process runs: a broker restarted mid-run is waited for, not an error.
 pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, DistributedError> {

@@ -32,9 +32,9 @@ use tokio_util::sync::CancellationToken;
 use tributary::group::{Group, GroupConfig, scope};
 
 use crate::agent::Agent;
-use crate::distributed::DistributedError;
 use crate::distributed::streams::{BatchKey, StreamSettings, workers_consumer};
 use crate::distributed::wire::{AnswerMessage, QuestionMessage, WireError};
+use crate::distributed::{DistributedError, first_error};
 use crate::pipeline::input::RecordId;
 use crate::pipeline::steps::{PendingQuestion, fetch_question, infer_question};
 use crate::pipeline::store::AnswerRow;
@@ -219,12 +219,7 @@ pub async fn work(
         },
     )
     .await
-    .map_err(|error| {
-        let cause = error.cause.to_string();
-        error
-            .into_first_error()
-            .unwrap_or_else(|| DistributedError::nats("run the worker", cause))
-    })?;
+    .map_err(first_error("run the worker"))?;
     Ok(stats.snapshot())
 }
 
