@@ -345,12 +345,7 @@ fn report(
         summary.throughput(),
     ));
     if let Some(workers) = output.workers {
-        let seconds = summary.elapsed.as_secs_f64().max(f64::EPSILON);
-        let each: Vec<String> = workers
-            .snapshot()
-            .into_iter()
-            .map(|(name, answers)| format!("{name} {answers} ({:.1}/s)", answers as f64 / seconds))
-            .collect();
+        let each = each_worker(workers, summary.elapsed);
         if !each.is_empty() {
             let noun = if each.len() == 1 { "worker" } else { "workers" };
             printer.note(&format!(
@@ -491,27 +486,34 @@ impl Display {
 }
 
 /// Rate, fetches in flight and queue depths: where the pipeline is waiting.
+/// `count` over `elapsed`, or 0 before any time has passed.
+fn per_second(count: u64, elapsed: Duration) -> f64 {
+    let seconds = elapsed.as_secs_f64();
+    if seconds > 0.0 {
+        count as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
+/// Each worker's answers and rate over `elapsed`, by name: "left 102 (0.9/s)".
+fn each_worker(workers: &WorkerThroughput, elapsed: Duration) -> Vec<String> {
+    workers
+        .snapshot()
+        .into_iter()
+        .map(|(name, answers)| format!("{name} {answers} ({:.1}/s)", per_second(answers, elapsed)))
+        .collect()
+}
+
 fn activity(
     stats: &StatsSnapshot,
     elapsed: Duration,
     workers: Option<&WorkerThroughput>,
 ) -> String {
-    let seconds = elapsed.as_secs_f64();
-    let per_second = |count: u64| {
-        if seconds > 0.0 {
-            count as f64 / seconds
-        } else {
-            0.0
-        }
-    };
-    let rate = per_second(stats.stored());
+    let rate = per_second(stats.stored(), elapsed);
     if let Some(workers) = workers {
         // Distributed: the local stages are idle; who answered, and how fast, is what tells.
-        let each: Vec<String> = workers
-            .snapshot()
-            .into_iter()
-            .map(|(name, answers)| format!("{name} {answers} ({:.1}/s)", per_second(answers)))
-            .collect();
+        let each = each_worker(workers, elapsed);
         return format!(
             "{rate:.1}/s | ok {} degraded {} failed {} | workers: {}",
             stats.ok,
