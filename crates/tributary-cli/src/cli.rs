@@ -675,32 +675,12 @@ fn try_parse(args: &[OsString]) -> Result<Cli, clap::Error> {
     Cli::from_arg_matches(&matches)
 }
 
-/// The flags of `batch` that say how questions are answered, by their clap ids and spellings.
-const ANSWERING_FLAGS: &[(&str, &str)] = &[
-    ("per_source_timeout", "--per-source-timeout"),
-    ("deadline", "--deadline"),
-    ("inference_cost", "--inference-cost"),
-    ("faults", "--fault"),
-    ("config", "--config"),
-    ("sources", "--sources"),
-    ("workers", "--workers"),
-    ("executor", "--executor"),
-    ("io_concurrency", "--io-concurrency"),
-];
-
-/// With `--nats`, the workers answer the questions, each with its own engine and sources flags; the
-/// coordinator's would change nothing, and a user who gives them expects otherwise. Only the command line
-/// counts: a variable such as `TRIBUTARY_WORKERS` set for the workers on this machine is not an error.
+/// With `--nats`, the workers answer the questions, each with its own engine and sources flags (those under the
+/// Engine and Sources headings of `batch --help`); the coordinator's would change nothing, and a user who gives
+/// them expects otherwise. Only the command line counts: a variable such as `TRIBUTARY_WORKERS` set for the
+/// workers on this machine is not an error.
 fn refuse_workers_flags(batch: &clap::ArgMatches) -> Result<(), clap::Error> {
     if batch.value_source("nats").is_none() {
-        return Ok(());
-    }
-    let given: Vec<&str> = ANSWERING_FLAGS
-        .iter()
-        .filter(|(id, _)| batch.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
-        .map(|(_, flag)| *flag)
-        .collect();
-    if given.is_empty() {
         return Ok(());
     }
     let mut command = Cli::command();
@@ -709,6 +689,18 @@ fn refuse_workers_flags(batch: &clap::ArgMatches) -> Result<(), clap::Error> {
     let batch_command = command
         .find_subcommand_mut("batch")
         .expect("batch is a subcommand");
+    let given: Vec<String> = batch_command
+        .get_arguments()
+        .filter(|arg| matches!(arg.get_help_heading(), Some(ENGINE | SOURCES)))
+        .filter(|arg| {
+            batch.value_source(arg.get_id().as_str())
+                == Some(clap::parser::ValueSource::CommandLine)
+        })
+        .filter_map(|arg| arg.get_long().map(|long| format!("--{long}")))
+        .collect();
+    if given.is_empty() {
+        return Ok(());
+    }
     Err(batch_command.error(
         ErrorKind::ArgumentConflict,
         format!(
