@@ -143,6 +143,17 @@ struct Run {
     summary: Value,
     /// What each worker says it answered when it stops, in start order (empty for a local batch).
     answered_by_worker: Vec<u64>,
+    /// A distributed run's CPU time (user + system), process by process; `None` for a local batch.
+    cpu: Option<ProcessCpu>,
+}
+
+/// Seconds of CPU each process of a distributed run spent while the coordinator ran.
+#[derive(Debug, Clone, Copy)]
+struct ProcessCpu {
+    coordinator: f64,
+    broker: f64,
+    /// All the workers together.
+    workers: f64,
 }
 
 impl Run {
@@ -273,7 +284,7 @@ fn broker_overhead(bench: &Bench) {
     println!("| --- | --- | --- | --- |");
     for round in 1..=rounds {
         let local_run = local_batch(bench, &load, questions);
-        let nats_run = distributed_batch(bench, &load, 1, questions);
+        let nats_run = distributed_batch(bench, &load, 1, questions, patience(&load, 1, questions));
         println!(
             "| {round} | {:.1} ({:.2} s) | {:.1} ({:.2} s) | {:.1}% |",
             local_run.throughput(),
@@ -326,49 +337,16 @@ fn ceiling(bench: &Bench) {
         "## Ceiling: {questions} questions, sources at once, inference free, 2 workers fetching 64 each"
     );
     print_commands(&load);
-    let directory = tempfile::tempdir().expect("a temporary directory");
-    let input = write_questions(directory.path(), questions);
-    let db = directory.path().join("answers.db");
-    let server = NatsServer::start(&bench.nats_server);
-    let pool: Vec<Worker> = (1..=2)
-        .map(|index| Worker::spawn(bench, &server.url(), &load, &format!("w{index}")))
-        .collect();
-    for worker in &pool {
-        worker.wait_until_pulling();
-    }
-    let (broker_before, workers_before) = (
-        cpu_seconds(server.child.id()),
-        pool.iter()
-            .map(|worker| cpu_seconds(worker.child.id()))
-            .sum::<f64>(),
-    );
-    let mut coordinator = tributary(bench);
-    coordinator
-        .arg("batch")
-        .arg(&input)
-        .arg("--db")
-        .arg(&db)
-        .args(["--nats", &server.url(), "--json", "-q"]);
-    let patience = Duration::from_secs(600);
-    let (run, coordinator_cpu) = timed_batch_with_cpu(coordinator, questions, patience);
-    let broker_cpu = cpu_seconds(server.child.id()) - broker_before;
-    let workers_cpu = pool
-        .iter()
-        .map(|worker| cpu_seconds(worker.child.id()))
-        .sum::<f64>()
-        - workers_before;
-    for worker in pool {
-        worker.stop();
-    }
-    drop(server);
-    check_every_question_once(&run, &db);
+    // Nothing bounds it but the machine: ten minutes, far past the minute or so it takes on two cores.
+    let run = distributed_batch(bench, &load, 2, questions, Duration::from_secs(600));
+    let cpu = run.cpu.expect("a distributed run's CPU");
     let per_question = |cpu: f64| cpu / questions as f64 * 1e6;
     println!("| process | CPU | CPU per question | questions/s one core carries |");
     println!("| --- | --- | --- | --- |");
     for (process, cpu) in [
-        ("coordinator (batch --nats)", coordinator_cpu),
-        ("nats-server", broker_cpu),
-        ("2 workers together", workers_cpu),
+        ("coordinator (batch --nats)", cpu.coordinator),
+        ("nats-server", cpu.broker),
+        ("2 workers together", cpu.workers),
     ] {
         println!(
             "| {process} | {cpu:.2} s | {:.0} µs | {:.0} |",
@@ -394,7 +372,13 @@ fn scaling_runs(bench: &Bench, load: &Load, per_worker: usize) -> Vec<(usize, Ru
         .map(|&workers| {
             (
                 workers,
-                distributed_batch(bench, load, workers, per_worker * workers),
+                distributed_batch(
+                    bench,
+                    load,
+                    workers,
+                    per_worker * workers,
+                    patience(load, workers, per_worker * workers),
+                ),
             )
         })
         .collect()
@@ -405,7 +389,13 @@ fn scaling_runs(bench: &Bench, load: &Load, per_worker: usize) -> Vec<(usize, Ru
 // ---------------------------------------------------------------------------------------------------------------
 
 /// `questions` answered by `workers` worker processes over a fresh `nats-server`; the coordinator is timed.
-fn distributed_batch(bench: &Bench, load: &Load, workers: usize, questions: usize) -> Run {
+fn distributed_batch(
+    bench: &Bench,
+    load: &Load,
+    workers: usize,
+    questions: usize,
+    patience: Duration,
+) -> Run {
     let directory = tempfile::tempdir().expect("a temporary directory");
     let input = write_questions(directory.path(), questions);
     let db = directory.path().join("answers.db");
@@ -423,12 +413,24 @@ fn distributed_batch(bench: &Bench, load: &Load, workers: usize, questions: usiz
         .arg("--db")
         .arg(&db)
         .args(["--nats", &server.url(), "--json", "-q"]);
-    let run = timed_batch(coordinator, questions, patience(load, workers, questions));
+    let workers_cpu = || {
+        pool.iter()
+            .map(|worker| cpu_seconds(worker.child.id()))
+            .sum::<f64>()
+    };
+    let (broker_before, workers_before) = (cpu_seconds(server.child.id()), workers_cpu());
+    let (run, coordinator) = timed_batch_with_cpu(coordinator, questions, patience);
+    let cpu = ProcessCpu {
+        coordinator,
+        broker: cpu_seconds(server.child.id()) - broker_before,
+        workers: workers_cpu() - workers_before,
+    };
     let answered_by_worker = pool.into_iter().map(Worker::stop).collect();
     drop(server);
     check_every_question_once(&run, &db);
     Run {
         answered_by_worker,
+        cpu: Some(cpu),
         ..run
     }
 }
@@ -493,6 +495,7 @@ fn timed_batch_with_cpu(mut command: Command, questions: usize, patience: Durati
         elapsed,
         summary: json_summary(&output),
         answered_by_worker: Vec::new(),
+        cpu: None,
     };
     (run, cpu)
 }
