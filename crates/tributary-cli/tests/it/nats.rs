@@ -38,6 +38,18 @@ fn worker_with(server: &NatsServer, name: &str, extra: &[&str]) -> Child {
         .expect("start a worker")
 }
 
+/// Starts a worker for each of `names` (see [`worker`]).
+fn start_workers(server: &NatsServer, names: &[&str]) -> Vec<Child> {
+    names.iter().map(|name| worker(server, name)).collect()
+}
+
+/// Stops every one of `workers` with SIGTERM, each of which must exit 0.
+fn stop_workers(workers: Vec<Child>) {
+    for child in workers {
+        assert_eq!(terminate(child), 0, "a worker stops cleanly on SIGTERM");
+    }
+}
+
 /// Stops a worker with SIGTERM and returns its exit code.
 fn terminate(child: Child) -> i32 {
     let pid = child.id().to_string();
@@ -146,10 +158,7 @@ fn three_workers_answer_every_question_once_and_a_rerun_resumes() {
     };
     let workspace = Workspace::new();
     let input = workspace.write("questions.txt", &questions(300));
-    let workers: Vec<Child> = ["a", "b", "c"]
-        .iter()
-        .map(|name| worker(&server, name))
-        .collect();
+    let workers = start_workers(&server, &["a", "b", "c"]);
     // A window of 16: publishing waits for answers all along, and the run still ends with every id.
     let output = finish(start_batch(
         &workspace,
@@ -180,9 +189,7 @@ fn three_workers_answer_every_question_once_and_a_rerun_resumes() {
     assert_eq!(again["already_stored"], 300, "{again}");
     assert_eq!(rows_and_ids(&workspace), (300, 300));
 
-    for child in workers {
-        assert_eq!(terminate(child), 0, "a worker stops cleanly on SIGTERM");
-    }
+    stop_workers(workers);
 }
 
 #[test]
@@ -193,10 +200,7 @@ fn a_worker_killed_mid_run_loses_no_question_and_stores_none_twice() {
     };
     let workspace = Workspace::new();
     let input = workspace.write("questions.txt", &questions(2000));
-    let mut workers: Vec<Child> = ["a", "b", "c"]
-        .iter()
-        .map(|name| worker(&server, name))
-        .collect();
+    let mut workers = start_workers(&server, &["a", "b", "c"]);
     let mut batch = start_batch(&workspace, &input, &server, &[]);
     wait_until_stored(&workspace, &mut batch, 300);
     // Its questions in flight are neither answered nor acknowledged: only ack_wait brings them back.
@@ -204,9 +208,7 @@ fn a_worker_killed_mid_run_loses_no_question_and_stores_none_twice() {
     kill_9(&mut killed);
     let output = finish(batch);
     assert_every_id_once(&workspace, &output, 2000);
-    for child in workers {
-        assert_eq!(terminate(child), 0, "a worker stops cleanly on SIGTERM");
-    }
+    stop_workers(workers);
 }
 
 #[test]
@@ -217,10 +219,7 @@ fn a_coordinator_killed_mid_run_is_finished_by_a_rerun_with_every_id_once() {
     };
     let workspace = Workspace::new();
     let input = workspace.write("questions.txt", &questions(2000));
-    let workers: Vec<Child> = ["a", "b", "c"]
-        .iter()
-        .map(|name| worker(&server, name))
-        .collect();
+    let workers = start_workers(&server, &["a", "b", "c"]);
     let mut batch = start_batch(&workspace, &input, &server, &[]);
     wait_until_stored(&workspace, &mut batch, 300);
     // Questions published and unanswered, answers published and not stored: all left in the streams.
@@ -237,9 +236,7 @@ fn a_coordinator_killed_mid_run_is_finished_by_a_rerun_with_every_id_once() {
         rerun["already_stored"].as_u64() >= Some(before),
         "the rerun skips what was stored: {rerun}"
     );
-    for child in workers {
-        assert_eq!(terminate(child), 0, "a worker stops cleanly on SIGTERM");
-    }
+    stop_workers(workers);
 }
 
 /// A question no worker finishes is answered `failed` once it has been delivered `--max-deliver` times, by
@@ -300,10 +297,7 @@ fn a_broker_restarted_mid_run_still_ends_with_every_id_once() {
     };
     let workspace = Workspace::new();
     let input = workspace.write("questions.txt", &questions(2000));
-    let workers: Vec<Child> = ["a", "b", "c"]
-        .iter()
-        .map(|name| worker(&server, name))
-        .collect();
+    let workers = start_workers(&server, &["a", "b", "c"]);
     let mut batch = start_batch(&workspace, &input, &server, &[]);
     wait_until_stored(&workspace, &mut batch, 300);
     // SIGKILL, then the same port and store directory: the streams come back from disk.
@@ -314,9 +308,7 @@ fn a_broker_restarted_mid_run_still_ends_with_every_id_once() {
     );
     let output = finish(batch);
     assert_every_id_once(&workspace, &output, 2000);
-    for child in workers {
-        assert_eq!(terminate(child), 0, "a worker stops cleanly on SIGTERM");
-    }
+    stop_workers(workers);
 }
 
 #[test]
@@ -337,10 +329,7 @@ fn an_id_repeated_after_its_answer_is_stored_is_not_asked_again() {
         })
         .collect();
     let input = workspace.write("questions.jsonl", &lines);
-    let workers: Vec<Child> = ["a", "b"]
-        .iter()
-        .map(|name| worker(&server, name))
-        .collect();
+    let workers = start_workers(&server, &["a", "b"]);
     let output = finish(start_batch(&workspace, &input, &server, &[]));
     assert_every_id_once(&workspace, &output, 1200);
     // A repeat read after its id was stored is skipped by the reader (already stored); one read before, a
@@ -349,9 +338,7 @@ fn an_id_repeated_after_its_answer_is_stored_is_not_asked_again() {
     let repeats = summary["duplicates"].as_u64().unwrap_or(0)
         + summary["already_stored"].as_u64().unwrap_or(0);
     assert_eq!(repeats, 600, "{summary}");
-    for child in workers {
-        assert_eq!(terminate(child), 0, "a worker stops cleanly on SIGTERM");
-    }
+    stop_workers(workers);
 }
 
 /// Two input files both have a line 1: before batches had keys, a second batch within the stream's duplicate
@@ -368,10 +355,7 @@ fn batches_on_one_server_one_after_another_or_at_once_keep_their_own_questions_a
             .map(|n| format!("What is the news about {topic} {n}?\n"))
             .collect()
     };
-    let workers: Vec<Child> = ["a", "b"]
-        .iter()
-        .map(|name| worker(&server, name))
-        .collect();
+    let workers = start_workers(&server, &["a", "b"]);
     let first = Workspace::new();
     let input = first.write("questions.txt", &about("rust"));
     let output = finish(start_batch(&first, &input, &server, &[]));
@@ -396,9 +380,7 @@ fn batches_on_one_server_one_after_another_or_at_once_keep_their_own_questions_a
             );
         }
     }
-    for child in workers {
-        assert_eq!(terminate(child), 0, "a worker stops cleanly on SIGTERM");
-    }
+    stop_workers(workers);
 }
 
 /// The engine and sources flags say how questions are answered, and with `--nats` the workers answer them: given
