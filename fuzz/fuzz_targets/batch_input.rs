@@ -17,8 +17,8 @@ use std::io::BufReader;
 
 use libfuzzer_sys::fuzz_target;
 use tributary_agent::MAX_QUESTION_BYTES;
-use tributary_agent::pipeline::input::count_records;
-use tributary_agent::pipeline::{InputFormat, InputReader, InputRecord, MAX_LINE_BYTES};
+use tributary_batch::input::count_records;
+use tributary_batch::{InputFormat, InputReader, InputRecord, MAX_LINE_BYTES};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&control, rest)) = data.split_first() else {

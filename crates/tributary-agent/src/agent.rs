@@ -80,7 +80,7 @@ pub struct Agent {
 
 /// Whether a question's steps record a timeline.
 #[derive(Debug, Clone)]
-pub(crate) enum Recording {
+pub enum Recording {
     /// Record spans and events for a chart, on a new timeline starting when the question did.
     Timeline,
     /// Record on this timeline (a live one a driver streams).
@@ -254,7 +254,7 @@ impl Agent {
     }
 
     /// A context for the steps of one question started at `started`, recording on a fresh timeline or not.
-    pub(crate) async fn step_context(
+    pub async fn step_context(
         &self,
         question: &Question,
         started: Instant,
@@ -289,7 +289,7 @@ impl Agent {
     }
 
     /// CPU workers of the executor.
-    pub(crate) fn workers(&self) -> usize {
+    pub fn workers(&self) -> usize {
         self.executor.stats().jobs.workers
     }
 

@@ -4,9 +4,11 @@
 //! agent plans which sources apply, asks them all at once over HTTP, runs the (simulated, CPU-bound) LLM on each
 //! response the moment it arrives, and answers within the deadline, degraded if some source did not answer.
 //!
-//! One step, many drivers: `ask`, `batch` (and later the server and distributed workers) run the same fetch
-//! step, the same infer step and the same answer rule ([`step`]), and give the same answer shape
-//! ([`AgentReport`]).
+//! This crate is the domain only: planning, sources, the steps, inference, the answer rule and the reports. It
+//! knows no database, no broker and no HTTP server: the drivers (`tributary-batch`, with its SQLite store and
+//! its NATS coordinator and worker, and `tributary-serve`) build on it. One step, many drivers: `ask`, `batch`,
+//! `worker` and `serve` run the same fetch step, the same infer step and the same answer rule ([`step`]), and
+//! give the same answer shape ([`AgentReport`]).
 //!
 //! # Layout
 //! - [`question`]: a validated question.
@@ -21,16 +23,12 @@
 //! - [`schedule`]: the ideal schedule, the yardstick for efficiency.
 //! - [`report`]: the answer shape ([`AgentReport`]).
 //! - [`infer`]: the deterministic, CPU-bound simulated LLM and its jobs for the engine's executors.
-//! - [`pipeline`]: batch: read → fetch → infer → store for millions of questions, resumable, memory bounded.
 //! - `agent` (re-exported here): [`Agent`], which ties them together for one question at a time.
 
 mod agent;
-#[cfg(feature = "nats")]
-pub mod distributed;
 pub mod extract;
 pub mod infer;
 pub mod limits;
-pub mod pipeline;
 pub mod places;
 pub mod plan;
 pub mod protocols;
@@ -41,7 +39,7 @@ pub mod schedule;
 pub mod sources;
 pub mod step;
 
-pub use agent::{Agent, AgentSettings, Compared, Run};
+pub use agent::{Agent, AgentSettings, Compared, Recording, Run};
 pub use places::PlaceFinder;
 pub use question::{MAX_QUESTION_BYTES, Question, QuestionError};
 pub use report::{AgentReport, AnswerStatus, Comparison, RunMode, SourceReport, SourceStatus};

@@ -2,7 +2,7 @@
 //!
 //! `ask` runs [`fetch_source`] then [`infer_source`] for each source as one task ([`crate::run`]); `batch` runs
 //! every source's fetch in its fetch stage and every inference in its infer stage, with a bounded channel in
-//! between ([`crate::pipeline`]). Both then apply the same [`answer`] rule and build the same [`AgentReport`]
+//! between (`tributary-batch`). Both then apply the same [`answer`] rule and build the same [`AgentReport`]
 //! with [`report`]. What differs between drivers is only scheduling, never what a step does or how a question
 //! ends.
 //!
@@ -912,7 +912,7 @@ fn record_fetch_span(
 }
 
 /// Milliseconds as a float, rounded to microseconds (the schema's unit).
-pub(crate) fn millis(duration: Duration) -> f64 {
+pub fn millis(duration: Duration) -> f64 {
     (duration.as_secs_f64() * 1_000_000.0).round() / 1_000.0
 }
 

@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tempfile::TempDir;
-use tributary_agent::pipeline::StoreReader;
+use tributary_batch::StoreReader;
 use tributary_sim::cities;
 
 /// How to get a `nats-server`.

@@ -20,7 +20,7 @@ use tributary::pool::ExecutorKind;
 use tributary_agent::limits::{
     MAX_DURATION, MAX_INFERENCE_COST, MAX_IO_CONCURRENCY, MAX_WORKERS, check_duration,
 };
-use tributary_agent::pipeline::{DEFAULT_IO_CONCURRENCY, InputFormat};
+use tributary_batch::{DEFAULT_IO_CONCURRENCY, InputFormat};
 
 /// Every exit code and the commands that return it, for `tributary --help` (and the README). Each command's
 /// own `--help` lists only the codes that command can return (`*_HELP` and `*_EXIT_CODES` below).

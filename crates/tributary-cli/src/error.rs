@@ -10,10 +10,10 @@ use std::path::Path;
 
 use tributary::pool::ExecutorError;
 use tributary::source::ClientBuildError;
-use tributary_agent::distributed::DistributedError;
-use tributary_agent::pipeline::{BatchError, StoreError};
 use tributary_agent::sources::ConfigError;
 use tributary_agent::{QuestionError, error_chain};
+use tributary_batch::distributed::DistributedError;
+use tributary_batch::{BatchError, StoreError};
 use tributary_lab::LabError;
 use tributary_sim::SimError;
 
@@ -304,7 +304,7 @@ mod tests {
     /// broker's: it once read "failed to use NATS ... once the NATS server is back, rerun".
     #[test]
     fn a_bad_batch_key_is_a_database_error() {
-        let key = tributary_agent::distributed::streams::BatchKey::new("a.b").expect_err("refused");
+        let key = tributary_batch::distributed::streams::BatchKey::new("a.b").expect_err("refused");
         let error = distributed_error(key, Some(Path::new("answers.db")));
         let text = error.to_string();
         assert!(text.contains("failed to name the batch"), "{text}");

@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tributary::pool::{ExecutorKind, PoolConfig};
-use tributary_agent::distributed::StreamSettings;
 use tributary_agent::infer::InferenceCost;
-use tributary_agent::pipeline::{BatchInput, InputFormat};
 use tributary_agent::sources::SourcesConfig;
 use tributary_agent::{ExtraQuery, Question};
+use tributary_batch::distributed::StreamSettings;
+use tributary_batch::{BatchInput, InputFormat};
 use tributary_lab::Experiment;
 use tributary_sim::{Fault, Latency, Service, SimConfig, default_scenario};
 use url::Url;
@@ -24,9 +24,8 @@ use crate::cli::{
     AskArgs, BatchArgs, Command, EngineArgs, LabArgs, ServeArgs, SourcesArg, SourcesArgs,
     WorkerArgs,
 };
-use crate::commands::serve::cpu_budget;
 use crate::error::{CliError, ErrorKind, question_error};
-use crate::faults::{FaultKind, parse_faults};
+use tributary_sim::faults::{FaultFlagError, FaultKind, parse_faults};
 
 /// One command's settings.
 #[derive(Debug)]
@@ -165,9 +164,6 @@ pub struct ServeSettings {
     /// The engine; its deadline is each ask's longest.
     pub engine: EngineSettings,
 }
-
-/// The most asks `serve` answers at once.
-pub const MAX_IN_FLIGHT: usize = 1024;
 
 /// `tributary sources`.
 #[derive(Debug)]
@@ -351,13 +347,20 @@ impl ServeSettings {
         let engine = EngineSettings::resolve(args.engine)?;
         let max_in_flight = match args.max_in_flight {
             Some(0) => return Err(CliError::argument("--max-in-flight must be at least 1")),
-            Some(count) if count > MAX_IN_FLIGHT => {
+            Some(count) if count > tributary_serve::MAX_IN_FLIGHT => {
                 return Err(CliError::argument(format!(
-                    "--max-in-flight must be at most {MAX_IN_FLIGHT}, got {count}"
+                    "--max-in-flight must be at most {}, got {count}",
+                    tributary_serve::MAX_IN_FLIGHT
                 )));
             }
             Some(count) => count,
-            None => default_max_in_flight(&engine, cost),
+            None => tributary_serve::default_max_in_flight(
+                engine.workers,
+                engine.sources.names().len(),
+                engine.deadline,
+                engine.per_source_timeout,
+                cost,
+            ),
         };
         Ok(Self {
             listen: args.listen,
@@ -367,28 +370,13 @@ impl ServeSettings {
     }
 }
 
-/// What the CPU workers can infer in the time an ask has left after its sources answered: workers x (deadline -
-/// per-source timeout) / (sources x inference cost), between 1 and [`MAX_IN_FLIGHT`] (half the deadline when the
-/// per-source timeout is not shorter). More asks than that at once would wait for the CPU until their deadline
-/// cut the inference short: every one admitted would come back degraded and late (measured: docs/BENCHMARKS.md).
-fn default_max_in_flight(engine: &EngineSettings, cost: Duration) -> usize {
-    let sources = engine.sources.names().len().max(1) as f64;
-    let per_ask = cost.as_secs_f64() * sources;
-    if per_ask <= 0.0 {
-        return MAX_IN_FLIGHT;
-    }
-    let cpu_time = cpu_budget(engine.deadline, engine.per_source_timeout);
-    let fits = engine.workers.get() as f64 * cpu_time.as_secs_f64() / per_ask;
-    (fits.floor() as usize).clamp(1, MAX_IN_FLIGHT)
-}
-
 impl SourcesSettings {
     fn resolve(args: SourcesArgs) -> Result<Self, CliError> {
         let mut config = SimConfig {
             seed: args.seed,
             ..SimConfig::default()
         };
-        for flag in parse_faults(&args.faults)? {
+        for flag in parse_faults(&args.faults).map_err(fault_flag_error)? {
             let service: Service = flag.target.parse().map_err(|_| {
                 CliError::argument(format!("unknown service `{}` in --fault", flag.target))
                     .with_hint("the services are weather, news and kb")
@@ -547,27 +535,16 @@ fn open_input(path: &Path, format: Option<InputFormat>) -> Result<BatchInput, Cl
 
 /// `--fault SOURCE=KIND` as query parameters the simulated services understand (`fault=`, `latency_ms=`).
 pub fn fault_queries(flags: &[String], sources: &[String]) -> Result<ExtraQuery, CliError> {
-    let mut queries: ExtraQuery = Vec::new();
-    for flag in parse_faults(flags)? {
-        if !sources.contains(&flag.target) {
-            return Err(CliError::argument(format!(
-                "--fault names an unknown source `{}`",
-                flag.target
-            ))
-            .with_hint(format!("the sources are: {}", sources.join(", "))));
-        }
-        let pair = match flag.fault {
-            FaultKind::Named(name) => ("fault".to_owned(), name),
-            FaultKind::Latency(latency) => {
-                ("latency_ms".to_owned(), latency.as_millis().to_string())
-            }
-        };
-        match queries.iter_mut().find(|(name, _)| *name == flag.target) {
-            Some((_, pairs)) => pairs.push(pair),
-            None => queries.push((flag.target, vec![pair])),
-        }
+    tributary_sim::faults::fault_queries(flags, sources).map_err(fault_flag_error)
+}
+
+/// A bad `--fault` as the command line reports it.
+fn fault_flag_error(error: FaultFlagError) -> CliError {
+    let FaultFlagError { message, hint } = error;
+    match hint {
+        Some(hint) => CliError::argument(message).with_hint(hint),
+        None => CliError::argument(message),
     }
-    Ok(queries)
 }
 
 #[cfg(test)]

@@ -91,7 +91,8 @@
 //! - `config.rs`: [`Service`], [`Fault`], [`Latency`], [`ServiceBehavior`], [`SimConfig`], and
 //!   [`default_scenario`], the latencies `tributary ask` runs on.
 //! - `server.rs`: [`SimServer`]: binding, routing, request counting, shutdown.
-//! - `fault.rs`: per-request plans (latency, fault) and the misbehaving responses.
+//! - `fault.rs`: per-request plans (latency, fault) and the misbehaving responses; [`faults`]: `SOURCE=KIND`, how
+//!   a driver asks for a fault (parsed, checked, turned into the override parameters).
 //! - `weather.rs`, `cities.rs`: the weather service and its city table ([`find_city_in_text`] for the planner).
 //! - `news.rs`: the generated news corpus and its in-memory BM25 index.
 //! - `kb.rs`, `kb/articles/*.md`: the knowledge base (SQLite FTS5) and its articles.
@@ -102,6 +103,7 @@ mod cities;
 mod config;
 mod error;
 mod fault;
+pub mod faults;
 mod kb;
 mod news;
 mod seed;

@@ -14,9 +14,9 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use tributary_agent::Agent;
-use tributary_agent::distributed::{self, CoordinatorSettings, WorkerThroughput, coordinate};
-use tributary_agent::pipeline::{
-    self, BatchStats, BatchSummary, Shutdown, StatsSnapshot, Store, StoreError, StoreReader,
+use tributary_batch::distributed::{self, CoordinatorSettings, WorkerThroughput, coordinate};
+use tributary_batch::{
+    BatchStats, BatchSummary, Shutdown, StatsSnapshot, Store, StoreError, StoreReader,
     StoredCounts, batch_client_options, run_batch,
 };
 
@@ -92,9 +92,9 @@ pub async fn run(settings: BatchSettings, printer: Printer) -> Result<Outcome, C
     };
     // The same sources, executor and settings as `ask`, with a client whose cache is sized for a batch.
     let engine = Engine::start(&engine, batch_client_options()).await?;
-    let batch = pipeline::BatchSettings {
+    let batch = tributary_batch::BatchSettings {
         io_concurrency,
-        ..pipeline::BatchSettings::for_workers(workers(&engine.agent))
+        ..tributary_batch::BatchSettings::for_workers(workers(&engine.agent))
     };
 
     let stats = Arc::new(BatchStats::new());

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tributary_agent::distributed::{self, WorkerStats, WorkerSummary};
-use tributary_agent::pipeline::batch_client_options;
+use tributary_batch::batch_client_options;
+use tributary_batch::distributed::{self, WorkerStats, WorkerSummary};
 
 use crate::engine::Engine;
 use crate::error::{CliError, Outcome, distributed_error};

@@ -13,12 +13,15 @@ use serde_json::Value;
 /// The workspace's crates, from the bottom of the graph up.
 const ENGINE: &str = "tributary";
 const AGENT: &str = "tributary-agent";
+const BATCH: &str = "tributary-batch";
+const SERVE: &str = "tributary-serve";
 const SIM: &str = "tributary-sim";
 const LAB: &str = "tributary-lab";
 const CLI: &str = "tributary-cli";
 
 /// Packages that only the binary may depend on: argument parsing (and the completions and manual generated from
-/// it), the terminal (progress, its size), installing a subscriber, exporting spans. The libraries emit `tracing`
+/// it: so no driver parses arguments), the terminal (progress, its size), installing a subscriber, exporting
+/// spans. The libraries emit `tracing`
 /// spans; where they go is the program's choice.
 const BINARY_ONLY: &[&str] = &[
     "clap",
@@ -42,6 +45,8 @@ fn forbidden() -> BTreeMap<&'static str, Vec<&'static str>> {
             ENGINE,
             vec![
                 AGENT,
+                BATCH,
+                SERVE,
                 SIM,
                 LAB,
                 CLI,
@@ -51,11 +56,29 @@ fn forbidden() -> BTreeMap<&'static str, Vec<&'static str>> {
                 "hyper-util",
             ],
         ),
-        // The application does not depend on the simulated services it is usually pointed at.
-        (AGENT, vec![SIM, LAB, CLI, "axum"]),
+        // The domain knows no driver, no database, no broker, no HTTP server, and not the simulated services it
+        // is usually pointed at.
+        (
+            AGENT,
+            vec![
+                BATCH,
+                SERVE,
+                SIM,
+                LAB,
+                CLI,
+                "axum",
+                "hyper-util",
+                "rusqlite",
+                "async-nats",
+            ],
+        ),
+        // The drivers know neither each other nor what sits above them.
+        (BATCH, vec![SERVE, LAB, CLI, "axum"]),
+        (SERVE, vec![BATCH, LAB, CLI, "rusqlite", "async-nats"]),
         // The simulated services are standalone: they know nothing of the agent that asks them.
-        (SIM, vec![AGENT, LAB, CLI, "reqwest"]),
-        (LAB, vec![CLI]),
+        (SIM, vec![AGENT, BATCH, SERVE, LAB, CLI, "reqwest"]),
+        // The lab measures the engine and the agent, not a driver.
+        (LAB, vec![BATCH, SERVE, CLI]),
     ])
 }
 
@@ -143,7 +166,7 @@ fn resolved(package: &str, flags: &[&str]) -> Vec<String> {
 #[test]
 fn every_crate_depends_only_downwards() {
     let dependencies = normal_dependencies();
-    for crate_name in [ENGINE, AGENT, SIM, LAB, CLI] {
+    for crate_name in [ENGINE, AGENT, BATCH, SERVE, SIM, LAB, CLI] {
         assert!(
             dependencies.contains_key(crate_name),
             "{crate_name} is not in the workspace"
@@ -170,24 +193,28 @@ fn every_crate_depends_only_downwards() {
     }
 }
 
-/// Packages that only one workspace crate may declare: the one that owns that kind of outside system.
-const OWNED_BY: &[(&str, &str)] = &[
-    // The NATS client lives in the agent's `distributed/` driver (feature `nats`); the engine stays free of any
-    // broker, and the binary reaches NATS only through the agent.
-    ("async-nats", AGENT),
+/// Packages that only some workspace crates may declare: those that own that kind of outside system.
+const OWNED_BY: &[(&str, &[&str])] = &[
+    // The NATS client lives in the batch driver's `distributed/` (feature `nats`); the engine and the domain
+    // stay free of any broker, and the binary reaches NATS only through the batch crate.
+    ("async-nats", &[BATCH]),
+    // SQLite: the batch's answers database, and the simulated knowledge base's FTS5 index.
+    ("rusqlite", &[BATCH, SIM]),
+    // An HTTP server: the serve driver's routes, and the simulated services.
+    ("axum", &[SERVE, SIM]),
 ];
 
 #[test]
 fn only_the_owning_crate_depends_on_an_outside_system() {
     let dependencies = normal_dependencies();
-    for (package, owner) in OWNED_BY {
+    for (package, owners) in OWNED_BY {
         for (crate_name, crate_dependencies) in &dependencies {
-            if crate_name == owner {
+            if owners.contains(&crate_name.as_str()) {
                 continue;
             }
             assert!(
                 !crate_dependencies.iter().any(|name| name == package),
-                "Architecture Invariant broken: {crate_name} depends on {package}, which only {owner} may"
+                "Architecture Invariant broken: {crate_name} depends on {package}, which only {owners:?} may"
             );
         }
     }
@@ -198,6 +225,21 @@ fn only_the_owning_crate_depends_on_an_outside_system() {
             !engine.iter().any(|name| name == "async-nats"),
             "Architecture Invariant broken: tributary builds async-nats ({features:?})"
         );
+    }
+}
+
+/// The domain builds no database, broker or HTTP server, through any of its features or anyone else's.
+#[test]
+fn the_domain_builds_no_database_broker_or_server() {
+    for features in [&[][..], &["--all-features"][..]] {
+        let packages = resolved(AGENT, features);
+        assert!(packages.iter().any(|name| name == ENGINE), "{packages:?}");
+        for outside in ["rusqlite", "libsqlite3-sys", "async-nats", "axum"] {
+            assert!(
+                !packages.iter().any(|name| name == outside),
+                "Architecture Invariant broken: {AGENT} builds {outside} ({features:?})"
+            );
+        }
     }
 }
 
@@ -221,7 +263,7 @@ fn the_engine_without_default_features_needs_no_http_stack() {
 #[test]
 fn no_library_crate_writes_to_stdout() {
     let root = workspace_root();
-    for crate_name in [ENGINE, AGENT, SIM, LAB] {
+    for crate_name in [ENGINE, AGENT, BATCH, SERVE, SIM, LAB] {
         let mut files = Vec::new();
         rust_files(
             &root.join("crates").join(crate_name).join("src"),

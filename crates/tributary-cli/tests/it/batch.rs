@@ -5,7 +5,7 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tributary_agent::pipeline::StoreReader;
+use tributary_batch::StoreReader;
 
 use crate::harness::{code, stderr, stdout, tributary};
 

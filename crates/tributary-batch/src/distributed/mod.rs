@@ -27,7 +27,7 @@ pub use coordinator::{CoordinatorSettings, WorkerThroughput, coordinate};
 pub use streams::StreamSettings;
 pub use worker::{WorkerSettings, WorkerStats, WorkerSummary, work};
 
-use crate::pipeline::{BatchError, StoreError};
+use crate::{BatchError, StoreError};
 
 /// Why a distributed run stopped.
 #[derive(Debug, thiserror::Error)]

@@ -10,8 +10,9 @@ use tributary::source::DEADLINE_HEADER;
 use tributary_agent::limits::MAX_DURATION;
 use tributary_agent::{AgentSettings, Question, RunMode};
 
-use super::AppState;
-use crate::settings::fault_queries;
+use tributary_sim::faults::fault_queries;
+
+use crate::routes::AppState;
 
 /// The body of `POST /v1/ask` and `POST /v1/compare`; the query of `GET /v1/ask/stream` says the same.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]

@@ -7,9 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::pipeline::input::RecordId;
-use crate::pipeline::store::AnswerRow;
-use crate::report::{AgentReport, AnswerStatus};
+use crate::input::RecordId;
+use crate::store::AnswerRow;
+use tributary_agent::report::{AgentReport, AnswerStatus};
 
 /// The version of both message shapes this code writes and reads.
 pub const WIRE_VERSION: u32 = 1;

@@ -5,7 +5,7 @@
 //! removed once its consumer acknowledges it, so the streams hold what is in flight, never the whole batch.
 //!
 //! # Many batches on one server
-//! Every batch has a key (its database's, see [`Store::batch_key`](crate::pipeline::Store::batch_key)), and
+//! Every batch has a key (its database's, see [`Store::batch_key`](crate::Store::batch_key)), and
 //! everything of a batch carries it: its questions' and answers' subjects (`tributary.questions.KEY`,
 //! `tributary.answers.KEY`), their message ids (`KEY:ID`: the duplicate window is the stream's, and two input
 //! files both have a line 1) and its coordinator's consumer (`tributary-coordinator-KEY`, filtered on its

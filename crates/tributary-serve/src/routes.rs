@@ -1,26 +1,10 @@
-//! `tributary serve`: the agent as an HTTP service, on the same step as `ask`.
-//!
-//! - `GET /`: the page (`assets/page.html`, one self-contained file): a question, fault toggles, the run's
-//!   Gantt chart filling live, the sources' statuses, the answer, a comparison with the sequential baseline, the
-//!   run as a Chrome trace.
-//! - `POST /v1/ask` answers one question with the JSON `ask --json` prints (200 with an answer, 502 without);
-//!   `GET /v1/ask/stream` runs one and streams it as Server-Sent Events (`runs.rs`); `GET /v1/runs/{id}/events`
-//!   and `/v1/runs/{id}/trace` read a kept run again; `POST /v1/compare` runs the baseline and the agent.
-//! - `GET /healthz`, `/readyz`, `/metrics` (Prometheus text), `/openapi.json` (`api.rs`), `/v1/sources`.
-//!
-//! At most `--max-in-flight` runs at once: over that a request gets 503 with `Retry-After` at once, rather than
-//! a queue that makes everyone miss the deadline. Every run is a task of the server's tracker, cancelled when
-//! its client leaves and joined before the command ends. Ctrl-C or SIGTERM stops accepting, lets the runs in
-//! flight finish (each is bounded by its deadline), and the command exits 0. The connections are served with
-//! the simulator's limits (a connection cap, a header size and a header timeout, `tributary_sim::serve`).
-
-mod admission;
-mod api;
-mod request;
-mod runs;
+//! The routes and their handlers: the page, the ask and compare endpoints, the event streams, the kept runs,
+//! health, readiness, metrics and the OpenAPI document.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::fmt;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use axum::Router;
@@ -32,26 +16,17 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tributary::lag::{LagConfig, LagMonitor};
-use tributary::source::ClientOptions;
 use tributary_agent::{Agent, AgentReport};
 use tributary_sim::Fault;
-use tributary_sim::serve::{Limits, serve_connections};
 
-pub use self::admission::cpu_budget;
-use self::admission::{Admission, Admitted};
-use self::api::{CompareResponse, ErrorBody, SpanView, StreamEvent, Timelines};
-use self::request::{Ask, AskRequest};
-use self::runs::{Cursor, Drive, LiveRun, Owner, RETRY_AFTER_DISCONNECT, Runs, drive};
-use crate::engine::Engine;
-use crate::error::{CliError, ErrorKind, Outcome};
+use crate::admission::{Admission, Admitted};
+use crate::api::{self, CompareResponse, ErrorBody, SpanView, StreamEvent, Timelines};
 use crate::metrics::Metrics;
-use crate::printer::Printer;
-use crate::settings::ServeSettings;
-use crate::signals::Signals;
+use crate::request::{Ask, AskRequest};
+use crate::runs::{self, Cursor, Drive, LiveRun, Owner, RETRY_AFTER_DISCONNECT, Runs, drive};
 
 /// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -60,17 +35,17 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 const RETRY_AFTER_SECONDS: u64 = 1;
 
 /// The page, served at `/`.
-const PAGE: &str = include_str!("../../../assets/page.html");
+const PAGE: &str = include_str!("../assets/page.html");
 
-/// What every handler shares.
+/// What every handler shares: the agent, admission, the kept runs, the metrics, and every run's task.
 pub struct AppState {
-    agent: Agent,
+    pub(crate) agent: Agent,
     /// The adaptive limit on runs in flight, at most `--max-in-flight`.
     admission: Arc<Admission>,
     /// Cancelled when the server starts stopping.
     stopping: CancellationToken,
     /// The sources' names, for checking a request's faults.
-    sources: Vec<String>,
+    pub(crate) sources: Vec<String>,
     metrics: Arc<Metrics>,
     runs: Arc<Runs>,
     /// Every run's task; joined before the command ends.
@@ -80,83 +55,61 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The state of a server answering with `agent`, at most `max_in_flight` runs at once.
+    pub fn new(agent: Agent, max_in_flight: NonZeroUsize) -> Arc<Self> {
+        let sources = agent
+            .sources()
+            .iter()
+            .map(|source| source.name().to_owned())
+            .collect();
+        Arc::new(Self {
+            agent,
+            admission: Arc::new(Admission::new(max_in_flight.get())),
+            stopping: CancellationToken::new(),
+            sources,
+            metrics: Arc::new(Metrics::new()),
+            runs: Arc::default(),
+            tasks: TaskTracker::new(),
+            lag: LagMonitor::spawn(LagConfig::default()),
+        })
+    }
+
+    /// Starts stopping: from now on every ask is refused (503) and `/readyz` says so.
+    pub fn stop(&self) {
+        self.stopping.cancel();
+    }
+
+    /// Cancelled once the server starts stopping.
+    pub fn stopping(&self) -> &CancellationToken {
+        &self.stopping
+    }
+
+    /// Waits until every run has ended: the runs of clients that left are cancelled, the others finish within
+    /// their deadline. Call after [`stop`](Self::stop), once no request can start a run.
+    pub async fn join_runs(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
     /// Runs in flight now.
     fn in_flight(&self) -> usize {
         self.admission.in_flight()
     }
 }
 
-pub async fn run(settings: ServeSettings, printer: Printer) -> Result<Outcome, CliError> {
-    // Listening first: a signal during start-up stops the server once it is up, not the process at once.
-    let signals = Signals::install()?;
-    let engine = Engine::start(&settings.engine, ClientOptions::default()).await?;
-    let served = serve(&settings, &engine, printer, signals).await;
-    engine.shutdown().await;
-    served
+impl fmt::Debug for AppState {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("AppState")
+            .field("sources", &self.sources)
+            .field("in_flight", &self.in_flight())
+            .field("stopping", &self.stopping.is_cancelled())
+            .finish_non_exhaustive()
+    }
 }
 
-async fn serve(
-    settings: &ServeSettings,
-    engine: &Engine,
-    printer: Printer,
-    mut signals: Signals,
-) -> Result<Outcome, CliError> {
-    let listener = TcpListener::bind(settings.listen).await.map_err(|error| {
-        CliError::caused(
-            ErrorKind::Environment,
-            format_args!("failed to listen on {}", settings.listen),
-            &error,
-        )
-        .with_hint("pick another address with --listen, or port 0 for any free port")
-    })?;
-    let address = listener.local_addr().map_err(|error| {
-        CliError::caused(
-            ErrorKind::Environment,
-            "failed to read the bound address",
-            &error,
-        )
-    })?;
-    let stopping = CancellationToken::new();
-    let tasks = TaskTracker::new();
-    let state = Arc::new(AppState {
-        agent: engine.agent.clone(),
-        admission: Arc::new(Admission::new(settings.max_in_flight.get())),
-        stopping: stopping.clone(),
-        sources: engine
-            .agent
-            .sources()
-            .iter()
-            .map(|source| source.name().to_owned())
-            .collect(),
-        metrics: Arc::new(Metrics::new()),
-        runs: Arc::default(),
-        tasks: tasks.clone(),
-        lag: LagMonitor::spawn(LagConfig::default()),
-    });
-    // The URL is the command's data (a script reads it); the rest goes to stderr.
-    printer.data_line(&format!("http://{address}"))?;
-    printer.note(&format!(
-        "serving the agent on http://{address}: open it in a browser, or POST /v1/ask, GET /v1/ask/stream \
-         (GET /openapi.json lists all); at most {} runs at once; Ctrl-C or SIGTERM stops",
-        settings.max_in_flight
-    ));
-    let serving = serve_connections(listener, router(state), Limits::default(), stopping.clone());
-    tokio::pin!(serving);
-    tokio::select! {
-        () = &mut serving => {}
-        signal = signals.recv() => {
-            printer.note(&format!("{signal}: stopping; the asks in flight finish first"));
-        }
-    };
-    stopping.cancel();
-    serving.await;
-    // Runs whose clients left are cancelled; every run's task has ended before the command does.
-    tasks.close();
-    tasks.wait().await;
-    Ok(Outcome::Done)
-}
-
-fn router(state: Arc<AppState>) -> Router {
+/// The server's routes on `state`: what [`run`](crate::run) serves, and what a test drives in-process.
+pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(page))
         .route("/v1/ask", post(ask))

@@ -15,16 +15,16 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 use tributary::group::Deadline;
 
-use crate::agent::{Agent, Recording};
-use crate::limits::MAX_SOURCES_IN_FLIGHT;
-use crate::pipeline::input::RecordId;
-use crate::pipeline::store::AnswerRow;
-use crate::plan::{Action, plan};
-use crate::question::Question;
-use crate::report::{AgentReport, AnswerStatus, RunMode};
-use crate::step::{
+use crate::input::RecordId;
+use crate::store::AnswerRow;
+use tributary_agent::Question;
+use tributary_agent::limits::MAX_SOURCES_IN_FLIGHT;
+use tributary_agent::plan::{Action, plan};
+use tributary_agent::report::{AgentReport, AnswerStatus, RunMode};
+use tributary_agent::step::{
     Fetch, RunFacts, StepContext, fetch_source, infer_source, millis, missing_sources, report,
 };
+use tributary_agent::{Agent, Recording};
 
 /// A question waiting to be fetched.
 #[derive(Debug, Clone)]

@@ -8,8 +8,8 @@ use tributary::trace::Span;
 use tributary_agent::{AgentReport, AnswerStatus, Comparison, RunMode, SourceReport, SourceStatus};
 use utoipa::{OpenApi, ToSchema};
 
-use super::request::AskRequest;
-use super::runs::millis;
+use crate::request::AskRequest;
+use crate::runs::millis;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,15 +20,15 @@ use super::runs::millis;
                        gets 503 with Retry-After at once."
     ),
     paths(
-        super::ask,
-        super::ask_stream,
-        super::compare,
-        super::sources,
-        super::run_events,
-        super::run_trace,
-        super::healthz,
-        super::readyz,
-        super::metrics,
+        crate::routes::ask,
+        crate::routes::ask_stream,
+        crate::routes::compare,
+        crate::routes::sources,
+        crate::routes::run_events,
+        crate::routes::run_trace,
+        crate::routes::healthz,
+        crate::routes::readyz,
+        crate::routes::metrics,
         openapi_json,
     ),
     components(schemas(

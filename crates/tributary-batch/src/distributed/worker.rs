@@ -31,14 +31,14 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tributary::group::{Group, GroupConfig, scope};
 
-use crate::agent::Agent;
 use crate::distributed::streams::{BatchKey, StreamSettings, workers_consumer};
 use crate::distributed::wire::{AnswerMessage, QuestionMessage, WireError};
 use crate::distributed::{DistributedError, first_error};
-use crate::pipeline::input::RecordId;
-use crate::pipeline::steps::{PendingQuestion, fetch_question, infer_question};
-use crate::pipeline::store::AnswerRow;
-use crate::question::Question;
+use crate::input::RecordId;
+use crate::steps::{PendingQuestion, fetch_question, infer_question};
+use crate::store::AnswerRow;
+use tributary_agent::Agent;
+use tributary_agent::Question;
 
 /// How long one pull waits for questions before asking again (and before noticing a stop).
 const PULL_EXPIRES: Duration = Duration::from_secs(1);
@@ -260,7 +260,7 @@ impl Answering {
             return;
         }
         let row = self.row(&message, question, &id, delivered).await;
-        if row.status == crate::report::AnswerStatus::Failed {
+        if row.status == tributary_agent::report::AnswerStatus::Failed {
             self.stats.failed.fetch_add(1, Ordering::Relaxed);
         }
         let answer = AnswerMessage::from_row(row, id.clone(), &self.worker);
@@ -276,7 +276,7 @@ impl Answering {
             Err(error) => {
                 tracing::warn!(
                     "could not publish the answer to {id}: {}; handing it back",
-                    crate::error_chain(&error)
+                    tributary_agent::error_chain(&error)
                 );
                 self.stats.handed_back.fetch_add(1, Ordering::Relaxed);
                 let _ = message.ack_with(AckKind::Nak(Some(PULL_EXPIRES))).await;
@@ -306,7 +306,7 @@ impl Answering {
             Err(error) => {
                 let why = format!(
                     "the question message cannot be read: {}",
-                    crate::error_chain(&error)
+                    tributary_agent::error_chain(&error)
                 );
                 return AnswerRow::unusable(record_id, 0, why, &self.agent);
             }

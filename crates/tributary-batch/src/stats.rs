@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::Serialize;
 
-use crate::pipeline::store::Written;
+use crate::store::Written;
 
 /// Counters shared by the stages of one run. Cheap to read at any time from any thread.
 #[derive(Debug, Default)]

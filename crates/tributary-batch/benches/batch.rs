@@ -27,10 +27,10 @@ use std::time::Duration;
 use tributary::pool::{CpuPool, Executor, PoolConfig};
 use tributary::source::{ClientOptions, SourceClient};
 use tributary_agent::infer::InferenceCost;
-use tributary_agent::pipeline::{
+use tributary_agent::{Agent, AgentSettings, SourcesConfig};
+use tributary_batch::{
     BatchInput, BatchSettings, BatchStats, BatchSummary, InputFormat, Shutdown, Store, run_batch,
 };
-use tributary_agent::{Agent, AgentSettings, SourcesConfig};
 use tributary_sim::{Fault, Latency, ServiceBehavior, SimConfig, SimServer, cities, city_named_in};
 use url::Url;
 

@@ -1,15 +1,52 @@
-//! `SOURCE=KIND` fault flags, shared by `ask`, `batch` and `sources`.
+//! `SOURCE=KIND`: how a driver asks the simulated services for a fault (the `--fault` flags of `ask`, `batch`
+//! and `sources`, the `faults` of a `serve` request), and the query parameters that carry it (`fault=`,
+//! `latency_ms=`).
 
+use std::fmt;
 use std::time::Duration;
 
-use tributary_sim::{Fault, MAX_LATENCY_OVERRIDE};
+use crate::{Fault, MAX_LATENCY_OVERRIDE};
 
-use crate::error::CliError;
+/// A fault flag that cannot be used: what is wrong, and how to write it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultFlagError {
+    /// What is wrong, naming the flag as given.
+    pub message: String,
+    /// How to fix it, when there is something to say.
+    pub hint: Option<String>,
+}
+
+impl FaultFlagError {
+    fn new(message: String) -> Self {
+        Self {
+            message,
+            hint: None,
+        }
+    }
+
+    fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl fmt::Display for FaultFlagError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for FaultFlagError {}
+
+/// Extra query parameters per source name: what the simulated services read a fault from.
+pub type FaultQueries = Vec<(String, Vec<(String, String)>)>;
 
 /// One parsed `--fault` flag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FaultFlag {
+    /// The source (or, for `tributary sources`, the service) it names.
     pub target: String,
+    /// What to inject.
     pub fault: FaultKind,
 }
 
@@ -23,12 +60,12 @@ pub enum FaultKind {
 }
 
 /// Parses `SOURCE=KIND`.
-pub fn parse_fault(text: &str) -> Result<FaultFlag, CliError> {
+pub fn parse_fault(text: &str) -> Result<FaultFlag, FaultFlagError> {
     let usage_hint = "write SOURCE=KIND, e.g. --fault news=hang or --fault weather=latency:2s; KIND is one of \
                       error, unavailable, hang, slow-body, malformed, huge, latency:DURATION";
     let Some((target, kind)) = text.split_once('=') else {
         return Err(
-            CliError::argument(format!("invalid --fault `{text}`: missing `=`"))
+            FaultFlagError::new(format!("invalid --fault `{text}`: missing `=`"))
                 .with_hint(usage_hint),
         );
     };
@@ -36,20 +73,20 @@ pub fn parse_fault(text: &str) -> Result<FaultFlag, CliError> {
     let kind = kind.trim();
     if target.is_empty() {
         return Err(
-            CliError::argument(format!("invalid --fault `{text}`: no source named"))
+            FaultFlagError::new(format!("invalid --fault `{text}`: no source named"))
                 .with_hint(usage_hint),
         );
     }
     let fault = if let Some(duration) = kind.strip_prefix("latency:") {
         // Parsed without `cli::parse_duration`'s one-day bound: this one is tighter.
         let latency = humantime::parse_duration(duration.trim()).map_err(|error| {
-            CliError::argument(format!(
+            FaultFlagError::new(format!(
                 "invalid --fault `{text}`: `{duration}` is not a duration ({error})"
             ))
             .with_hint(usage_hint)
         })?;
         if latency > MAX_LATENCY_OVERRIDE {
-            return Err(CliError::argument(format!(
+            return Err(FaultFlagError::new(format!(
                 "invalid --fault `{text}`: the latency must be at most {}",
                 humantime::format_duration(MAX_LATENCY_OVERRIDE)
             ))
@@ -59,7 +96,7 @@ pub fn parse_fault(text: &str) -> Result<FaultFlag, CliError> {
     } else if Fault::NAMES.contains(&kind) {
         FaultKind::Named(kind.to_owned())
     } else {
-        return Err(CliError::argument(format!(
+        return Err(FaultFlagError::new(format!(
             "invalid --fault `{text}`: unknown fault kind `{kind}`"
         ))
         .with_hint(usage_hint));
@@ -72,7 +109,7 @@ pub fn parse_fault(text: &str) -> Result<FaultFlag, CliError> {
 
 /// Parses every flag, stopping at the first bad one. A source may have one named fault and one latency; a
 /// second of either is refused rather than silently replacing the first.
-pub fn parse_faults(flags: &[String]) -> Result<Vec<FaultFlag>, CliError> {
+pub fn parse_faults(flags: &[String]) -> Result<Vec<FaultFlag>, FaultFlagError> {
     let parsed: Vec<FaultFlag> = flags
         .iter()
         .map(|flag| parse_fault(flag))
@@ -88,7 +125,7 @@ pub fn parse_faults(flags: &[String]) -> Result<Vec<FaultFlag>, CliError> {
                 FaultKind::Latency(_) => "latency",
                 FaultKind::Named(_) => "fault",
             };
-            return Err(CliError::argument(format!(
+            return Err(FaultFlagError::new(format!(
                 "--fault gives `{}` a {what} twice: `{}` and `{}`",
                 flag.target, flags[earlier], flags[index]
             ))
@@ -96,6 +133,31 @@ pub fn parse_faults(flags: &[String]) -> Result<Vec<FaultFlag>, CliError> {
         }
     }
     Ok(parsed)
+}
+
+/// Fault flags for the sources named `sources`, as query parameters the simulated services understand (`fault=`, `latency_ms=`).
+pub fn fault_queries(flags: &[String], sources: &[String]) -> Result<FaultQueries, FaultFlagError> {
+    let mut queries: FaultQueries = Vec::new();
+    for flag in parse_faults(flags)? {
+        if !sources.contains(&flag.target) {
+            return Err(FaultFlagError::new(format!(
+                "--fault names an unknown source `{}`",
+                flag.target
+            ))
+            .with_hint(format!("the sources are: {}", sources.join(", "))));
+        }
+        let pair = match flag.fault {
+            FaultKind::Named(name) => ("fault".to_owned(), name),
+            FaultKind::Latency(latency) => {
+                ("latency_ms".to_owned(), latency.as_millis().to_string())
+            }
+        };
+        match queries.iter_mut().find(|(name, _)| *name == flag.target) {
+            Some((_, pairs)) => pairs.push(pair),
+            None => queries.push((flag.target, vec![pair])),
+        }
+    }
+    Ok(queries)
 }
 
 #[cfg(test)]

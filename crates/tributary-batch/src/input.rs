@@ -17,10 +17,10 @@ use std::str::FromStr;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::question::Question;
+use tributary_agent::Question;
 
 /// The longest input line read; the rest of a longer line is skipped and the line is recorded as failed.
-/// Generous next to [`MAX_QUESTION_BYTES`](crate::MAX_QUESTION_BYTES): JSON escapes and an `id` fit.
+/// Generous next to [`MAX_QUESTION_BYTES`](tributary_agent::MAX_QUESTION_BYTES): JSON escapes and an `id` fit.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
 /// How the input is laid out.
@@ -394,7 +394,10 @@ mod tests {
     #[test]
     fn invalid_utf8_and_over_long_questions_are_failed_records() {
         let mut input = b"\xff\xfe\n".to_vec();
-        input.extend(std::iter::repeat_n(b'b', crate::MAX_QUESTION_BYTES + 1));
+        input.extend(std::iter::repeat_n(
+            b'b',
+            tributary_agent::MAX_QUESTION_BYTES + 1,
+        ));
         let records = read_all(&input, InputFormat::Text);
         assert!(
             records[0]

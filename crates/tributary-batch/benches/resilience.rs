@@ -24,10 +24,10 @@ use std::time::{Duration, Instant};
 use tributary::pool::{CpuPool, Executor, PoolConfig};
 use tributary::source::{CircuitState, ClientOptions, HedgeDelay, HedgePolicy, SourceClient};
 use tributary_agent::infer::InferenceCost;
-use tributary_agent::pipeline::{
+use tributary_agent::{Agent, AgentSettings, Question, Source, SourcesConfig};
+use tributary_batch::{
     BatchInput, BatchSettings, BatchStats, InputFormat, Shutdown, Store, run_batch,
 };
-use tributary_agent::{Agent, AgentSettings, Question, Source, SourcesConfig};
 use tributary_sim::{Fault, Latency, ServiceBehavior, SimConfig, SimServer, cities, city_named_in};
 use url::Url;
 

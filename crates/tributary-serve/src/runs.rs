@@ -26,8 +26,8 @@ use tokio_util::task::TaskTracker;
 use tributary::trace::{Activity, Outcome as SpanOutcome, Span, Timeline, Update};
 use tributary_agent::{Agent, AgentReport, Question, RunMode};
 
-use super::admission::{Admitted, Fared, cpu_budget, fared};
-use super::api::SpanView;
+use crate::admission::{Admitted, Fared, cpu_budget, fared};
+use crate::api::SpanView;
 use crate::metrics::Metrics;
 
 /// How long a run is kept after it ends, for a reconnect or its trace.

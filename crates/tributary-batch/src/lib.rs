@@ -1,4 +1,9 @@
-//! The batch pipeline: millions of questions, read → fetch → infer → store, with every stage bounded.
+//! # tributary-batch
+//!
+//! The batch drivers of the [`tributary_agent`] step: millions of questions, read → fetch → infer → store, with
+//! every stage bounded, into a resumable SQLite database; and (feature `nats`) the same batch spread over
+//! machines through NATS JetStream ([`distributed`]). The questions are answered by the agent's own steps
+//! ([`tributary_agent::step`]): this crate decides only how they are scheduled and where the answers go.
 //!
 //! - [`input`]: the streaming reader of text or JSON Lines input, one line in memory at a time; `detached`: stdin
 //!   read on a thread of its own, so that stopping never waits for a writer that sends nothing.
@@ -8,6 +13,7 @@
 //!   store threads, [`run_batch`].
 //! - [`store`]: the SQLite answers database (WAL, batched transactions, resumable) and its JSONL export.
 //! - [`stats`]: live counters for progress displays.
+//! - `distributed` (feature `nats`): the coordinator and the worker of a batch over NATS JetStream.
 //!
 //! # Invariants
 //! - Memory is bounded by [`BatchSettings::max_in_flight`] questions, never by the input's length: every channel
@@ -24,7 +30,7 @@
 //! # async fn example(agent: tributary_agent::Agent) -> Result<(), Box<dyn std::error::Error>> {
 //! use std::num::NonZeroUsize;
 //! use std::sync::Arc;
-//! use tributary_agent::pipeline::{BatchInput, BatchSettings, BatchStats, InputFormat, Store, run_batch};
+//! use tributary_batch::{BatchInput, BatchSettings, BatchStats, InputFormat, Store, run_batch};
 //!
 //! let store = Store::open("answers.db".as_ref())?;
 //! let input = BatchInput::open("questions.txt".as_ref(), InputFormat::Text)?;
@@ -52,5 +58,10 @@ pub use stages::{
 pub use stats::{BatchStats, StatsSnapshot};
 pub use store::{AnswerRow, SCHEMA_VERSION, Store, StoreError, StoreReader, StoredCounts, Written};
 
+#[cfg(feature = "nats")]
+pub mod distributed;
+
+#[cfg(test)]
+mod test_support;
 #[cfg(test)]
 mod tests;

@@ -32,17 +32,17 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tributary::group::{Group, GroupConfig, scope};
 
-use crate::agent::Agent;
 use crate::distributed::streams::{
     BatchKey, StreamSettings, coordinator_consumer, delete_coordinator_consumer, ensure_streams,
 };
 use crate::distributed::wire::{AnswerMessage, QuestionMessage};
 use crate::distributed::{DistributedError, first_error};
-use crate::pipeline::input::RecordId;
-use crate::pipeline::stages::ReadStage;
-use crate::pipeline::steps::PendingQuestion;
-use crate::pipeline::store::{AnswerRow, Store, Written};
-use crate::pipeline::{BatchInput, BatchStats, BatchSummary, Shutdown};
+use crate::input::RecordId;
+use crate::stages::ReadStage;
+use crate::steps::PendingQuestion;
+use crate::store::{AnswerRow, Store, Written};
+use crate::{BatchInput, BatchStats, BatchSummary, Shutdown};
+use tributary_agent::Agent;
 
 /// How long a question's publish is retried (the broker may be restarting) before the run fails.
 const PUBLISH_RETRY_FOR: Duration = Duration::from_secs(60);
@@ -268,7 +268,7 @@ pub async fn coordinate(
     if finished {
         // Every answer of the batch is stored and acknowledged: its consumer holds nothing a rerun could need.
         if let Err(error) = delete_coordinator_consumer(&jetstream, &batch).await {
-            tracing::warn!("{}", crate::error_chain(&error));
+            tracing::warn!("{}", tributary_agent::error_chain(&error));
         }
     }
     let in_store = tokio::task::spawn_blocking(move || store.counts())
@@ -413,7 +413,7 @@ impl Publisher {
             }
             tracing::warn!(
                 "{}; trying again in {delay:?}",
-                crate::error_chain(&attempt)
+                tributary_agent::error_chain(&attempt)
             );
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(2));
@@ -540,7 +540,10 @@ impl AnswerStage {
                     let window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
                     window.unanswered.get(id).map(|unanswered| unanswered.line)
                 });
-                let why = format!("the answer cannot be read: {}", crate::error_chain(&error));
+                let why = format!(
+                    "the answer cannot be read: {}",
+                    tributary_agent::error_chain(&error)
+                );
                 tracing::warn!("{why}");
                 match (id, line) {
                     (Some(id), Some(line)) => {

@@ -67,8 +67,8 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::pipeline::input::RecordId;
-use crate::report::{AgentReport, AnswerStatus};
+use crate::input::RecordId;
+use tributary_agent::report::{AgentReport, AnswerStatus};
 
 /// The schema version this code writes, kept in `PRAGMA user_version`.
 pub const SCHEMA_VERSION: i64 = 3;
@@ -673,7 +673,7 @@ fn count_by_status(connection: &Connection) -> Result<StoredCounts, StoreError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::RunMode;
+    use tributary_agent::report::RunMode;
 
     fn report(answer: &str, status: AnswerStatus) -> AgentReport {
         AgentReport {

@@ -37,12 +37,12 @@ use tokio_util::sync::CancellationToken;
 use tributary::group::{Group, GroupConfig, GroupError, SpawnError, panic_message, scope};
 use tributary::source::ClientOptions;
 
-use crate::agent::Agent;
-use crate::pipeline::detached::{DetachedReader, Watch};
-use crate::pipeline::input::{InputFormat, InputReader, RecordId, count_records};
-use crate::pipeline::stats::{Abandoned, BatchStats, StatsSnapshot};
-use crate::pipeline::steps::{FetchedQuestion, PendingQuestion, fetch_question, infer_question};
-use crate::pipeline::store::{AnswerRow, Store, StoreError, StoredCounts, Written};
+use crate::detached::{DetachedReader, Watch};
+use crate::input::{InputFormat, InputReader, RecordId, count_records};
+use crate::stats::{Abandoned, BatchStats, StatsSnapshot};
+use crate::steps::{FetchedQuestion, PendingQuestion, fetch_question, infer_question};
+use crate::store::{AnswerRow, Store, StoreError, StoredCounts, Written};
+use tributary_agent::Agent;
 
 /// The response cache of a batch's HTTP client, in entries. The client's default (10,000) suits `ask`, whose
 /// questions repeat; a batch of distinct questions would fill it with parsed JSON bodies (over 100 MB at 10,000
@@ -59,7 +59,7 @@ pub const DEFAULT_STORE_BATCH_ROWS: NonZeroUsize = NonZeroUsize::new(256).expect
 /// Default [`BatchSettings::store_batch_interval`].
 pub const DEFAULT_STORE_BATCH_INTERVAL: Duration = Duration::from_millis(100);
 
-/// The pipeline's own limits (the agent's are in [`AgentSettings`](crate::AgentSettings)).
+/// The pipeline's own limits (the agent's are in [`AgentSettings`](tributary_agent::AgentSettings)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchSettings {
     /// Questions fetching at once (each asks all its sources in parallel).

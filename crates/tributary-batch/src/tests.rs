@@ -11,9 +11,9 @@ use tributary::source::{ClientOptions, SourceClient};
 use tributary_sim::{Fault, SimConfig, SimServer, cities};
 
 use super::*;
-use crate::infer::InferenceCost;
 use crate::test_support::simulator_agent_settings;
-use crate::{Agent, AgentSettings};
+use tributary_agent::infer::InferenceCost;
+use tributary_agent::{Agent, AgentSettings};
 
 struct Fixture {
     agent: Agent,
@@ -394,8 +394,7 @@ async fn abandoning_drops_what_is_in_flight_commits_the_rest_and_a_rerun_finishe
 
 #[tokio::test(flavor = "current_thread")]
 async fn each_batch_question_is_a_trace_of_its_own_with_its_fetches_and_jobs() {
-    use crate::agent::spans::text;
-    use crate::test_support::SpansInMemory;
+    use crate::test_support::{SpansInMemory, text};
 
     let fixture = fixture().await;
     let spans = SpansInMemory::start();
