@@ -24,7 +24,7 @@
 //! - `experiment`: [`Experiment`], [`LabConfig`], [`ExperimentReport`], [`LabError`].
 //! - [`verdict`]: [`Verdict`] and the helpers the claims share; it knows no experiment.
 //! - `services`: the simulated services and the HTTP client every experiment shares the set-up of.
-//! - `jobs`: [`CrashJob`], the job that crashes a worker process on purpose, and [`worker_jobs`].
+//! - `jobs`: [`CrashJob`], the job that crashes a worker process on purpose.
 //! - one module per experiment, in the `experiments!` list.
 
 mod experiment;
@@ -33,7 +33,7 @@ mod services;
 pub mod verdict;
 
 pub use experiment::{Experiment, ExperimentReport, LabConfig, LabError, UnknownExperiment};
-pub use jobs::{CrashJob, worker_jobs};
+pub use jobs::CrashJob;
 pub use verdict::Verdict;
 
 /// Declares each experiment's module and lists its `EXPERIMENT` in [`EXPERIMENTS`], so an experiment is its file
