@@ -50,6 +50,7 @@ macro_rules! experiments {
 experiments! {
     sync_vs_async,
     blocking,
+    to_thread,
     fail_fast,
     timeouts,
     parallelism,
