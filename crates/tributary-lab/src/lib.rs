@@ -17,8 +17,13 @@
 //! Write one file, `src/NAME.rs`, that defines its `Measured` figures, its `judge` (the claim as a pure function
 //! of them, with its thresholds and its unit tests on injected figures), its `run` and its `EXPERIMENT` (name,
 //! title, `run`); then add `NAME` to the `experiments!` list at the end of `lib.rs`, which declares the module and
-//! puts its `EXPERIMENT` in [`EXPERIMENTS`]. Nothing else names an experiment: the command line lists, validates
+//! puts its `EXPERIMENT` in [`EXPERIMENTS`]. Nothing else has to name it: the command line lists, validates
 //! and runs the registry's, and its tests run every one of them.
+//!
+//! Adding [`to_thread`] (`to-thread`) touched 2 files: `to_thread.rs` (new) and one line of `lib.rs`, as
+//! `git show --stat` of its commit shows; the command line and its tests ran it with no change. Telling readers
+//! about it (`docs/CONCEPTS.md`, the README's list) was a commit of its own, like this paragraph: documentation
+//! is welcome, not required.
 //!
 //! # Layout
 //! - `experiment`: [`Experiment`], [`LabConfig`], [`ExperimentReport`], [`LabError`].
