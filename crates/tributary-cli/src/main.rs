@@ -59,9 +59,11 @@ fn run(
         CommandSettings::NatsWorker(settings) => block_on(commands::worker::run(settings, printer)),
         CommandSettings::Completions(shell) => commands::completions::run(shell, printer),
         CommandSettings::Man => commands::man::run(printer),
-        // A worker of `--executor processes`: synchronous, no runtime, jobs on stdin, results on stdout.
+        // A worker of `--executor processes`: synchronous, no runtime, jobs on stdin, results on stdout. It serves
+        // the agent's jobs, and the lab's `CrashJob`, which `tributary lab parallelism` sends to these workers to
+        // show that a crashed worker fails only its job.
         CommandSettings::Worker => tributary::pool::serve_worker_traced(
-            &tributary_lab::worker_jobs(),
+            &tributary_agent::infer::worker_jobs().with::<tributary_lab::CrashJob>(),
             std::io::stdin().lock(),
             std::io::stdout().lock(),
             logging::worker_span,

@@ -22,7 +22,10 @@ use tributary::trace::{Activity, EventKind, InstantEvent, Outcome as SpanOutcome
 use tributary_agent::infer::{Document, InferenceCost, calibration, infer};
 
 use super::experiment::{Experiment, ExperimentReport, ExperimentRun, LabConfig, LabError, millis};
-use super::verdict::{self, BLOCKED_FRACTION};
+use super::verdict::Verdict;
+
+/// Run directly, the job must hold the loop for at least this fraction of its duration.
+pub const BLOCKED_FRACTION: f64 = 0.8;
 
 /// How often each ticker wants to run.
 pub const TICK_PERIOD: Duration = Duration::from_millis(20);
@@ -88,7 +91,7 @@ pub async fn run(config: &LabConfig) -> Result<ExperimentReport, LabError> {
     })
     .await
     .map_err(|error| LabError::EventLoop(std::io::Error::other(error.to_string())))??;
-    let verdict = verdict::blocking(&measured);
+    let verdict = judge(&measured);
     ExperimentReport::new(
         &EXPERIMENT,
         format!(
@@ -108,6 +111,37 @@ pub async fn run(config: &LabConfig) -> Result<ExperimentReport, LabError> {
         verdict,
         timeline,
     )
+}
+
+/// Judges the claim: inline, the loop's lag and the tickers' worst delay are at least [`BLOCKED_FRACTION`] of the job;
+/// through the pool, no stall and no tick as late as the stall threshold.
+pub fn judge(measured: &Measured) -> Verdict {
+    let inline = &measured.inline;
+    let pool = &measured.pool;
+    let frozen = inline.job_ms * BLOCKED_FRACTION;
+    let threshold = measured.stall_threshold_ms;
+    Verdict::all([
+        Verdict::check(
+            inline.max_lag_ms >= frozen && inline.worst_tick_delay_ms >= frozen,
+            format!(
+                "directly: the {:.0} ms job froze the loop for {:.0} ms and delayed a tick by {:.0} ms \
+                 (at least {frozen:.0} ms expected; {} of {} ticks late)",
+                inline.job_ms,
+                inline.max_lag_ms,
+                inline.worst_tick_delay_ms,
+                inline.delayed_ticks,
+                inline.ticks
+            ),
+        ),
+        Verdict::check(
+            pool.stalls == 0 && pool.worst_tick_delay_ms < threshold && pool.max_lag_ms < threshold,
+            format!(
+                "through the pool: worst lag {:.1} ms, worst tick delay {:.1} ms, {} stall(s) (under \
+                 {threshold:.0} ms and none expected)",
+                pool.max_lag_ms, pool.worst_tick_delay_ms, pool.stalls
+            ),
+        ),
+    ])
 }
 
 /// One tick: when it was due and how late it came.
@@ -360,4 +394,57 @@ fn document() -> Document {
         "An event loop runs one callback at a time. A coroutine that computes for a long time without awaiting \
          keeps every other task waiting. Move CPU-bound work to an executor and await its result.",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn phase(
+        job_ms: f64,
+        max_lag_ms: f64,
+        worst_tick_delay_ms: f64,
+        stalls: usize,
+    ) -> PhaseFigures {
+        PhaseFigures {
+            job_ms,
+            max_lag_ms,
+            stalls,
+            ticks: 30,
+            delayed_ticks: stalls * 3,
+            worst_tick_delay_ms,
+        }
+    }
+
+    fn textbook_blocking() -> Measured {
+        Measured {
+            job_cpu_ms: 1000.0,
+            stall_threshold_ms: 100.0,
+            inline: phase(1010.0, 1005.0, 1003.0, 1),
+            pool: phase(1008.0, 1.2, 1.5, 0),
+        }
+    }
+
+    #[test]
+    fn blocking_passes_a_textbook_run() {
+        let verdict = judge(&textbook_blocking());
+        assert!(verdict.pass, "{}", verdict.reason);
+    }
+
+    #[test]
+    fn blocking_fails_when_the_pool_lags_or_the_inline_job_did_not_freeze_the_loop() {
+        let mut measured = textbook_blocking();
+        measured.pool = phase(1008.0, 150.0, 140.0, 1);
+        let verdict = judge(&measured);
+        assert!(!verdict.pass);
+        assert!(
+            verdict.reason.starts_with("through the pool"),
+            "{}",
+            verdict.reason
+        );
+
+        let mut measured = textbook_blocking();
+        measured.inline = phase(1010.0, 12.0, 10.0, 0);
+        assert!(!judge(&measured).pass);
+    }
 }

@@ -20,7 +20,12 @@ use url::Url;
 
 use super::experiment::{Experiment, ExperimentReport, ExperimentRun, LabConfig, LabError};
 use super::services::calibrated_pool;
-use super::verdict::{self, CAPSTONE_MIN_EFFICIENCY, CAPSTONE_MIN_SPEEDUP};
+use super::verdict::Verdict;
+
+/// The agent must be at least this many times faster than its sequential baseline.
+pub const CAPSTONE_MIN_SPEEDUP: f64 = 2.0;
+/// And within 10 % of the ideal schedule.
+pub const CAPSTONE_MIN_EFFICIENCY: f64 = 0.90;
 
 /// The question: it names a city (weather), has keywords (news) and asks about concurrency (knowledge base).
 pub const QUESTION: &str = "What's the weather in Paris, and why does the GIL matter?";
@@ -116,7 +121,7 @@ pub async fn run(config: &LabConfig) -> Result<ExperimentReport, LabError> {
         sources: comparison.concurrent.sources.len(),
         answered: comparison.sequential.answered() && comparison.concurrent.answered(),
     };
-    let verdict = verdict::capstone(&measured);
+    let verdict = judge(&measured);
     ExperimentReport::new(
         &EXPERIMENT,
         format!(
@@ -138,6 +143,36 @@ pub async fn run(config: &LabConfig) -> Result<ExperimentReport, LabError> {
         verdict,
         timeline,
     )
+}
+
+/// Judges the claim: both runs answered from every source; speed-up at least [`CAPSTONE_MIN_SPEEDUP`] and efficiency
+/// at least [`CAPSTONE_MIN_EFFICIENCY`].
+pub fn judge(measured: &Measured) -> Verdict {
+    if !measured.answered || measured.sources_ok < measured.sources {
+        return Verdict::fail(format!(
+            "only {} of {} sources answered (answer produced: {}), so the timings mean nothing",
+            measured.sources_ok, measured.sources, measured.answered
+        ));
+    }
+    Verdict::all([
+        Verdict::check(
+            measured.speedup >= CAPSTONE_MIN_SPEEDUP,
+            format!(
+                "{:.2}x faster ({:.0} ms against {:.0} ms; at least {CAPSTONE_MIN_SPEEDUP:.1}x claimed, {:.2}x ideal)",
+                measured.speedup,
+                measured.concurrent_ms,
+                measured.sequential_ms,
+                measured.ideal_speedup
+            ),
+        ),
+        Verdict::check(
+            measured.efficiency >= CAPSTONE_MIN_EFFICIENCY,
+            format!(
+                "efficiency {:.2} against the ideal {:.0} ms (at least {CAPSTONE_MIN_EFFICIENCY:.2})",
+                measured.efficiency, measured.ideal_ms
+            ),
+        ),
+    ])
 }
 
 /// `scenario` with every latency divided by `scale`.
@@ -163,4 +198,47 @@ fn scaled(mut scenario: SimConfig, scale: u32) -> SimConfig {
         };
     }
     scenario
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn capstone_measured(concurrent_ms: f64, ideal_ms: f64) -> Measured {
+        Measured {
+            workers: 2,
+            infer_cpu_ms: 300.0,
+            sequential_ms: 4800.0,
+            concurrent_ms,
+            speedup: 4800.0 / concurrent_ms,
+            ideal_ms,
+            efficiency: (ideal_ms / concurrent_ms).min(1.0),
+            ideal_speedup: 4800.0 / ideal_ms,
+            sources_ok: 3,
+            sources: 3,
+            answered: true,
+        }
+    }
+
+    #[test]
+    fn capstone_passes_near_the_ideal_and_fails_when_slow_or_wasteful() {
+        assert!(judge(&capstone_measured(1850.0, 1800.0)).pass);
+        let slow = judge(&capstone_measured(2500.0, 2400.0));
+        assert!(!slow.pass);
+        assert!(slow.reason.contains("1.92x faster"), "{}", slow.reason);
+        let wasteful = judge(&capstone_measured(2300.0, 1800.0));
+        assert!(!wasteful.pass);
+        assert!(
+            wasteful.reason.starts_with("efficiency 0.78"),
+            "{}",
+            wasteful.reason
+        );
+    }
+
+    #[test]
+    fn capstone_fails_when_a_source_did_not_answer() {
+        let mut measured = capstone_measured(1850.0, 1800.0);
+        measured.sources_ok = 2;
+        assert!(!judge(&measured).pass);
+    }
 }

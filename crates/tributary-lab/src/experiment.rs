@@ -230,7 +230,7 @@ mod tests {
         }
         let error = Experiment::named("sync").unwrap_err();
         assert!(
-            error.to_string().contains("sync-vs-async, blocking"),
+            error.to_string().contains(&Experiment::names().join(", ")),
             "{error}"
         );
     }

@@ -28,7 +28,7 @@ use tributary_sim::Service;
 
 use super::experiment::{Experiment, ExperimentReport, ExperimentRun, LabConfig, LabError, millis};
 use super::services::{LabServices, request};
-use super::verdict;
+use super::verdict::Verdict;
 
 /// How many fetches each run starts.
 pub const CHILDREN: usize = 10;
@@ -192,7 +192,7 @@ pub async fn run(config: &LabConfig) -> Result<ExperimentReport, LabError> {
     }
     services.shutdown().await;
     let measured = Measured { cases };
-    let verdict = verdict::fail_fast_vs_settle(&measured);
+    let verdict = judge(&measured);
     ExperimentReport::new(
         &EXPERIMENT,
         format!(
@@ -209,6 +209,82 @@ pub async fn run(config: &LabConfig) -> Result<ExperimentReport, LabError> {
         verdict,
         timeline,
     )
+}
+
+/// Judges the claim: in every case the group fails once and cancels every sibling (and, nested, the inner
+/// group cancels its own), before settle, which returns all but one result and exactly one error.
+pub fn judge(measured: &Measured) -> Verdict {
+    Verdict::all(measured.cases.iter().map(|case| {
+        let group = &case.fail_fast;
+        let settle = &case.settle;
+        let siblings = CHILDREN - 1;
+        let mut problems = Vec::new();
+        if group.failed.len() != 1 {
+            problems.push(format!("the group reported {} failures, not 1", group.failed.len()));
+        }
+        if group.cancelled.len() != siblings || group.succeeded != 0 {
+            problems.push(format!(
+                "the group cancelled {} of the {siblings} siblings ({} had already finished)",
+                group.cancelled.len(),
+                group.succeeded
+            ));
+        }
+        if settle.ok != siblings || settle.errors.len() != 1 || settle.other != 0 {
+            problems.push(format!(
+                "settle returned {} results, {} errors and {} other outcomes, not {siblings}, 1 and 0",
+                settle.ok,
+                settle.errors.len(),
+                settle.other
+            ));
+        }
+        if group.total_ms >= settle.total_ms {
+            problems.push(format!(
+                "the group took {:.0} ms, not less than settle's {:.0} ms",
+                group.total_ms, settle.total_ms
+            ));
+        }
+        match case.case {
+            Case::OneFailingFetch => {}
+            Case::TimeoutInside => {
+                if !group.failed_by_timeout || !settle.error_is_timeout {
+                    problems.push("the one error was not the child's timeout".to_owned());
+                }
+            }
+            Case::NestedGroup => {
+                let inner_siblings = INNER_CHILDREN - 1;
+                if group.inner_cancelled.len() != inner_siblings
+                    || settle.inner_cancelled.len() != inner_siblings
+                {
+                    problems.push(format!(
+                        "the nested group cancelled {} (fail-fast outside) and {} (settle outside) of its \
+                         {inner_siblings} siblings",
+                        group.inner_cancelled.len(),
+                        settle.inner_cancelled.len()
+                    ));
+                }
+            }
+        }
+        let label = serde_json::to_value(case.case)
+            .ok()
+            .and_then(|value| value.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        if problems.is_empty() {
+            Verdict::pass(format!(
+                "{label}: group failed at {:.0} ms and cancelled {}{}, settle {} results + 1 error at {:.0} ms",
+                group.shut_down_at_ms,
+                group.cancelled.len(),
+                if group.inner_cancelled.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (+{} inner)", group.inner_cancelled.len())
+                },
+                settle.ok,
+                settle.total_ms
+            ))
+        } else {
+            Verdict::fail(format!("{label}: {}", problems.join(", ")))
+        }
+    }))
 }
 
 /// The ten children of `case`, each with its name and timeline lane (started when first polled).
@@ -470,5 +546,97 @@ fn case_label(case: Case) -> &'static str {
         Case::OneFailingFetch => "one failing fetch",
         Case::TimeoutInside => "a timeout inside",
         Case::NestedGroup => "a nested group",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn child(name: &str, at_ms: f64) -> ChildFigure {
+        ChildFigure {
+            name: name.to_owned(),
+            at_ms,
+            error: None,
+        }
+    }
+
+    /// A textbook run of `case`: one failure at 40 ms, nine cancelled, settle 9 + 1 at 420 ms.
+    fn textbook_case(case: Case) -> CaseFigures {
+        let inner_cancelled = if case == Case::NestedGroup {
+            vec![child("inner 0", 40.0), child("inner 1", 40.0)]
+        } else {
+            Vec::new()
+        };
+        CaseFigures {
+            case,
+            fail_fast: FailFastFigures {
+                total_ms: 41.0,
+                cause: "child `fetch 3` failed".to_owned(),
+                shut_down_at_ms: 40.0,
+                failed: vec![child("fetch 3", 40.0)],
+                cancelled: (0..9)
+                    .map(|index| child(&format!("fetch {index}"), 40.5))
+                    .collect(),
+                succeeded: 0,
+                failed_by_timeout: case == Case::TimeoutInside,
+                inner_cancelled: inner_cancelled.clone(),
+            },
+            settle: SettleFigures {
+                total_ms: 420.0,
+                ok: 9,
+                errors: vec!["fetch 3: boom".to_owned()],
+                other: 0,
+                error_is_timeout: case == Case::TimeoutInside,
+                inner_cancelled,
+            },
+        }
+    }
+
+    fn textbook_fail_fast() -> Measured {
+        Measured {
+            cases: vec![
+                textbook_case(Case::OneFailingFetch),
+                textbook_case(Case::TimeoutInside),
+                textbook_case(Case::NestedGroup),
+            ],
+        }
+    }
+
+    #[test]
+    fn fail_fast_vs_settle_passes_a_textbook_run() {
+        let verdict = judge(&textbook_fail_fast());
+        assert!(verdict.pass, "{}", verdict.reason);
+    }
+
+    #[test]
+    fn fail_fast_vs_settle_fails_when_a_sibling_finished_or_settle_lost_a_result() {
+        let mut measured = textbook_fail_fast();
+        measured.cases[0].fail_fast.cancelled.pop();
+        measured.cases[0].fail_fast.succeeded = 1;
+        let verdict = judge(&measured);
+        assert!(!verdict.pass);
+        assert!(
+            verdict.reason.contains("cancelled 8 of the 9"),
+            "{}",
+            verdict.reason
+        );
+
+        let mut measured = textbook_fail_fast();
+        measured.cases[2].settle.ok = 8;
+        measured.cases[2].settle.other = 1;
+        assert!(!judge(&measured).pass);
+    }
+
+    #[test]
+    fn fail_fast_vs_settle_fails_when_the_error_was_not_the_timeout_or_the_inner_group_kept_running()
+     {
+        let mut measured = textbook_fail_fast();
+        measured.cases[1].fail_fast.failed_by_timeout = false;
+        assert!(!judge(&measured).pass);
+
+        let mut measured = textbook_fail_fast();
+        measured.cases[2].fail_fast.inner_cancelled.clear();
+        assert!(!judge(&measured).pass);
     }
 }

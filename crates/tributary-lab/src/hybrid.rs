@@ -24,7 +24,10 @@ use tributary_sim::Service;
 
 use super::experiment::{Experiment, ExperimentReport, ExperimentRun, LabConfig, LabError, millis};
 use super::services::{LabServices, calibrated_pool, request};
-use super::verdict::{self, HYBRID_MIN_REDUCTION};
+use super::verdict::Verdict;
+
+/// The overlapped pipeline must save at least this share of the sequential time (SC-008).
+pub const HYBRID_MIN_REDUCTION: f64 = 0.40;
 
 /// The figures of the experiment.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -127,7 +130,7 @@ pub async fn run(config: &LabConfig) -> Result<ExperimentReport, LabError> {
         efficiency: efficiency(ideal, overlapped_total),
         failed_items,
     };
-    let verdict = verdict::hybrid(&measured);
+    let verdict = judge(&measured);
     ExperimentReport::new(
         &EXPERIMENT,
         format!(
@@ -147,6 +150,29 @@ pub async fn run(config: &LabConfig) -> Result<ExperimentReport, LabError> {
         &measured,
         verdict,
         timeline,
+    )
+}
+
+/// Judges the claim: every item processed, and the overlapped run at least [`HYBRID_MIN_REDUCTION`] shorter.
+pub fn judge(measured: &Measured) -> Verdict {
+    if measured.failed_items > 0 {
+        return Verdict::fail(format!(
+            "{} item(s) failed, so the timings mean nothing",
+            measured.failed_items
+        ));
+    }
+    Verdict::check(
+        measured.reduction >= HYBRID_MIN_REDUCTION,
+        format!(
+            "overlapped {:.0} ms against sequential {:.0} ms: {:.0}% less time (at least {:.0}% claimed); \
+             efficiency {:.2} against the ideal {:.0} ms",
+            measured.overlapped_ms,
+            measured.sequential_ms,
+            measured.reduction * 100.0,
+            HYBRID_MIN_REDUCTION * 100.0,
+            measured.efficiency,
+            measured.ideal_ms
+        ),
     )
 }
 
@@ -272,4 +298,40 @@ fn record(
         timeline.offset(started.into_std()),
         timeline.offset(ended.into_std()),
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hybrid_measured(sequential_ms: f64, overlapped_ms: f64) -> Measured {
+        Measured {
+            items: 8,
+            workers: 2,
+            latencies_ms: vec![600.0, 1400.0],
+            infer_cpu_ms: 250.0,
+            sequential_ms,
+            overlapped_ms,
+            reduction: 1.0 - overlapped_ms / sequential_ms,
+            ideal_ms: 1650.0,
+            efficiency: 1650.0 / overlapped_ms,
+            failed_items: 0,
+        }
+    }
+
+    #[test]
+    fn hybrid_passes_at_forty_percent_less_and_fails_below() {
+        assert!(judge(&hybrid_measured(10_000.0, 1700.0)).pass);
+        assert!(judge(&hybrid_measured(10_000.0, 6000.0)).pass);
+        let verdict = judge(&hybrid_measured(10_000.0, 6100.0));
+        assert!(!verdict.pass);
+        assert!(verdict.reason.contains("39% less"), "{}", verdict.reason);
+    }
+
+    #[test]
+    fn hybrid_fails_when_an_item_failed() {
+        let mut measured = hybrid_measured(10_000.0, 1700.0);
+        measured.failed_items = 1;
+        assert!(!judge(&measured).pass);
+    }
 }

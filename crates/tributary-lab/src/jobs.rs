@@ -1,8 +1,9 @@
 //! [`CrashJob`]: the job that crashes a worker process on purpose, for the `parallelism` experiment's crash
-//! demo, and [`worker_jobs`], every job a worker process of the lab runs.
+//! demo. The worker processes it is sent to belong to the program that runs the lab, so that program registers
+//! it with its own jobs (the binary's `__worker` command does).
 
 use serde::{Deserialize, Serialize};
-use tributary::pool::{CpuJob, WorkerJobs};
+use tributary::pool::CpuJob;
 
 /// Aborts the process that runs it, as a native crash (a segfault, the OOM killer) would: no unwinding, no
 /// destructors.
@@ -19,13 +20,4 @@ impl CpuJob for CrashJob {
     fn run(self, _should_stop: &dyn Fn() -> bool) {
         std::process::abort()
     }
-}
-
-/// The jobs a worker process serves for `tributary ask`, `batch` and `lab`: the agent's ([`InferenceJob`],
-/// [`BurnJob`]) and [`CrashJob`].
-///
-/// [`InferenceJob`]: tributary_agent::infer::InferenceJob
-/// [`BurnJob`]: tributary_agent::infer::BurnJob
-pub fn worker_jobs() -> WorkerJobs {
-    tributary_agent::infer::worker_jobs().with::<CrashJob>()
 }

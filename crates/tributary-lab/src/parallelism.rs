@@ -34,7 +34,12 @@ use tributary_agent::infer::{BurnJob, InferenceCost, burn};
 use crate::jobs::CrashJob;
 
 use super::experiment::{Experiment, ExperimentReport, ExperimentRun, LabConfig, LabError, millis};
-use super::verdict::{self, GLOBAL_LOCK_MAX_SPEEDUP, POOL_MIN_SPEEDUP_PER_CORE};
+use super::verdict::Verdict;
+
+/// The global-lock model may be at most this much faster than inline.
+pub const GLOBAL_LOCK_MAX_SPEEDUP: f64 = 1.2;
+/// The thread pool must be at least this many times faster than inline, per core.
+pub const POOL_MIN_SPEEDUP_PER_CORE: f64 = 0.9;
 
 /// What a process hop costs, in words: the verdict's explanation.
 pub const OVERHEAD_EXPLANATION: &str = "a thread hop is a channel send, a worker wake-up and a oneshot reply \
@@ -265,7 +270,7 @@ pub async fn run(config: &LabConfig) -> Result<ExperimentReport, LabError> {
         crash,
         saturation,
     };
-    let verdict = verdict::parallelism(&measured);
+    let verdict = judge(&measured);
     ExperimentReport::new(
         &EXPERIMENT,
         format!(
@@ -287,6 +292,108 @@ pub async fn run(config: &LabConfig) -> Result<ExperimentReport, LabError> {
         verdict,
         timeline,
     )
+}
+
+/// Judges the claim: global-lock speed-up at most [`GLOBAL_LOCK_MAX_SPEEDUP`]; threads at least
+/// [`POOL_MIN_SPEEDUP_PER_CORE`] × cores; a process hop measured and dearer than a thread hop; a crashed worker
+/// fails only its job and is replaced; a saturated pool never runs more jobs than workers, queues the rest, makes
+/// submitters wait and refuses `try_submit`.
+pub fn judge(measured: &Measured) -> Verdict {
+    let speedup = |kind: ExecutorKind| {
+        measured
+            .executors
+            .iter()
+            .find(|figures| figures.executor == kind)
+            .map(|figures| (figures.speedup, figures.failed))
+    };
+    let failed: usize = measured
+        .executors
+        .iter()
+        .map(|figures| figures.failed)
+        .sum();
+    let jobs_ran = Verdict::check(
+        failed == 0,
+        format!("{failed} job(s) failed across the executors"),
+    );
+    let global_lock = match speedup(ExecutorKind::GlobalLock) {
+        Some((speedup, _)) => Verdict::check(
+            speedup <= GLOBAL_LOCK_MAX_SPEEDUP,
+            format!(
+                "global-lock (GIL model) {speedup:.2}x (at most {GLOBAL_LOCK_MAX_SPEEDUP:.1}x)"
+            ),
+        ),
+        None => Verdict::fail("global-lock was not measured"),
+    };
+    let wanted = POOL_MIN_SPEEDUP_PER_CORE * measured.cores as f64;
+    let threads = match speedup(ExecutorKind::Threads) {
+        Some((speedup, _)) => Verdict::check(
+            speedup >= wanted,
+            format!(
+                "threads {speedup:.2}x (at least {wanted:.2}x on {} cores)",
+                measured.cores
+            ),
+        ),
+        None => Verdict::fail("threads were not measured"),
+    };
+    let overhead = &measured.overhead;
+    let hop = match overhead.processes_us {
+        Some(processes_us) => Verdict::check(
+            processes_us > overhead.threads_us,
+            format!(
+                "per-job overhead: processes {processes_us:.0} µs against threads {:.0} µs ({:.0}x)",
+                overhead.threads_us,
+                processes_us / overhead.threads_us.max(f64::MIN_POSITIVE)
+            ),
+        ),
+        None => {
+            Verdict::fail("the process hop was not measured: no worker processes in this build")
+        }
+    };
+    let crash = match &measured.crash {
+        Some(crash) => Verdict::check(
+            crash.job_failed && crash.next_job_ok && crash.workers_replaced >= 1,
+            format!(
+                "crashed worker: its job {}, the next job {}, {} worker(s) replaced",
+                if crash.job_failed {
+                    "failed"
+                } else {
+                    "did not fail"
+                },
+                if crash.next_job_ok { "ran" } else { "failed" },
+                crash.workers_replaced
+            ),
+        ),
+        None => {
+            Verdict::fail("the worker crash was not measured: no worker processes in this build")
+        }
+    };
+    let saturation = &measured.saturation;
+    let saturated = Verdict::check(
+        saturation.max_running <= saturation.workers as u64
+            && saturation.max_queued >= 1
+            && saturation.submitters_blocked >= 1
+            && saturation.try_submit_refused,
+        format!(
+            "saturated pool: at most {} running on {} workers, up to {} queued, {} of {} submitters waited \
+             (up to {:.0} ms), try_submit {}",
+            saturation.max_running,
+            saturation.workers,
+            saturation.max_queued,
+            saturation.submitters_blocked,
+            saturation.submitters,
+            saturation.max_submit_wait_ms,
+            if saturation.try_submit_refused {
+                "refused"
+            } else {
+                "accepted"
+            }
+        ),
+    );
+    if failed == 0 {
+        Verdict::all([global_lock, threads, hop, crash, saturated])
+    } else {
+        Verdict::all([jobs_ran, global_lock, threads, hop, crash, saturated])
+    }
 }
 
 /// The executor of `kind`, or `None` for `processes` when this build has no worker command.
@@ -608,5 +715,103 @@ mod tests {
         assert_eq!(thinned.last().map(|sample| sample.at_ms), Some(999));
         let few: Vec<QueueSample> = (0..3).map(sample).collect();
         assert_eq!(thin(&few), few);
+    }
+
+    fn executor(executor: ExecutorKind, speedup: f64) -> ExecutorFigures {
+        ExecutorFigures {
+            executor,
+            description: String::new(),
+            total_ms: 2000.0 / speedup,
+            speedup,
+            mean_job_ms: 250.0,
+            failed: 0,
+        }
+    }
+
+    fn textbook_parallelism(cores: usize, threads_speedup: f64) -> Measured {
+        Measured {
+            cores,
+            jobs: 4 * cores,
+            job_cpu_ms: 250.0,
+            executors: vec![
+                executor(ExecutorKind::Inline, 1.0),
+                executor(ExecutorKind::GlobalLock, 1.01),
+                executor(ExecutorKind::Threads, threads_speedup),
+                executor(ExecutorKind::Processes, threads_speedup * 0.97),
+            ],
+            global_lock_handoffs: 400,
+            overhead: OverheadFigures {
+                round_trips: 200,
+                threads_us: 12.0,
+                processes_us: Some(85.0),
+                explanation: String::new(),
+            },
+            crash: Some(CrashFigures {
+                job_failed: true,
+                error: "crashed".to_owned(),
+                next_job_ok: true,
+                workers_replaced: 1,
+            }),
+            saturation: SaturationFigures {
+                workers: cores,
+                queue_capacity: cores,
+                submitters: 12,
+                max_queued: 10,
+                max_running: cores as u64,
+                submitters_blocked: 8,
+                max_submit_wait_ms: 300.0,
+                max_queue_wait_ms: 500.0,
+                try_submit_refused: true,
+                sampled_at_ms: vec![0, 5],
+                queued_over_time: vec![10, 9],
+                running_over_time: vec![2, 2],
+            },
+        }
+    }
+
+    #[test]
+    fn parallelism_passes_a_textbook_run_and_the_threshold_scales_with_cores() {
+        let verdict = judge(&textbook_parallelism(2, 1.9));
+        assert!(verdict.pass, "{}", verdict.reason);
+        // 1.9x is a pass on 2 cores (at least 1.8x) and a fail on 4 (at least 3.6x).
+        let verdict = judge(&textbook_parallelism(4, 1.9));
+        assert!(!verdict.pass);
+        assert!(
+            verdict.reason.contains("at least 3.60x on 4 cores"),
+            "{}",
+            verdict.reason
+        );
+    }
+
+    #[test]
+    fn parallelism_fails_when_the_gil_model_speeds_up_or_a_crash_is_not_contained() {
+        let mut measured = textbook_parallelism(2, 1.9);
+        measured.executors[1] = executor(ExecutorKind::GlobalLock, 1.5);
+        assert!(!judge(&measured).pass);
+
+        let mut measured = textbook_parallelism(2, 1.9);
+        if let Some(crash) = &mut measured.crash {
+            crash.next_job_ok = false;
+        }
+        assert!(!judge(&measured).pass);
+
+        let mut measured = textbook_parallelism(2, 1.9);
+        measured.crash = None;
+        measured.overhead.processes_us = None;
+        let verdict = judge(&measured);
+        assert!(!verdict.pass);
+        assert!(
+            verdict.reason.contains("not measured"),
+            "{}",
+            verdict.reason
+        );
+    }
+
+    #[test]
+    fn parallelism_fails_when_the_pool_never_pushed_back() {
+        let mut measured = textbook_parallelism(2, 1.9);
+        measured.saturation.submitters_blocked = 0;
+        measured.saturation.try_submit_refused = false;
+        assert!(!judge(&measured).pass);
     }
 }

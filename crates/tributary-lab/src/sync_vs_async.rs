@@ -15,7 +15,10 @@ use tributary_sim::Service;
 
 use super::experiment::{Experiment, ExperimentReport, ExperimentRun, LabConfig, LabError, millis};
 use super::services::{LabServices, request};
-use super::verdict::{self, CONCURRENT_TOLERANCE};
+use super::verdict::Verdict;
+
+/// The concurrent total may exceed the longest call by at most this fraction.
+pub const CONCURRENT_TOLERANCE: f64 = 0.10;
 
 /// The figures of one run of the experiment.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -91,7 +94,7 @@ pub async fn run(config: &LabConfig) -> Result<ExperimentReport, LabError> {
         concurrent_total_ms: millis(concurrent_total),
         speedup: sequential_total.as_secs_f64() / concurrent_total.as_secs_f64().max(1e-9),
     };
-    let verdict = verdict::sync_vs_async(&measured);
+    let verdict = judge(&measured);
     ExperimentReport::new(
         &EXPERIMENT,
         format!(
@@ -107,6 +110,37 @@ pub async fn run(config: &LabConfig) -> Result<ExperimentReport, LabError> {
         &measured,
         verdict,
         timeline,
+    )
+}
+
+/// Judges the claim: the concurrent total is within [`CONCURRENT_TOLERANCE`] of the longest call, and every call
+/// succeeded (a failed call would make the run trivially short).
+pub fn judge(measured: &Measured) -> Verdict {
+    let failed = measured
+        .sequential_calls
+        .iter()
+        .chain(&measured.concurrent_calls)
+        .filter(|call| !call.ok)
+        .count();
+    if failed > 0 {
+        return Verdict::fail(format!(
+            "{failed} call(s) failed, so the timings mean nothing"
+        ));
+    }
+    let limit = measured.longest_call_ms * (1.0 + CONCURRENT_TOLERANCE);
+    let over = measured.concurrent_total_ms / measured.longest_call_ms.max(f64::MIN_POSITIVE) - 1.0;
+    Verdict::check(
+        measured.concurrent_total_ms <= limit,
+        format!(
+            "concurrent total {:.0} ms is {:+.1}% of the longest call ({:.0} ms; limit +{:.0}%), against {:.0} ms \
+             sequentially ({:.2}x)",
+            measured.concurrent_total_ms,
+            over * 100.0,
+            measured.longest_call_ms,
+            CONCURRENT_TOLERANCE * 100.0,
+            measured.sequential_total_ms,
+            measured.speedup,
+        ),
     )
 }
 
@@ -211,4 +245,47 @@ fn record_call(
             SpanOutcome::Failed
         }),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn calls(ms: &[f64]) -> Vec<CallFigure> {
+        ms.iter()
+            .map(|&ms| CallFigure {
+                service: "weather".to_owned(),
+                ms,
+                ok: true,
+            })
+            .collect()
+    }
+
+    fn sync_vs_async_measured(concurrent_total_ms: f64) -> Measured {
+        Measured {
+            call_latency_ms: 1000.0,
+            sequential_calls: calls(&[1002.0, 1003.0, 1004.0]),
+            sequential_total_ms: 3010.0,
+            sum_of_calls_ms: 3009.0,
+            longest_call_ms: 1004.0,
+            concurrent_calls: calls(&[1005.0, 1006.0, 1007.0]),
+            concurrent_total_ms,
+            speedup: 3010.0 / concurrent_total_ms,
+        }
+    }
+
+    #[test]
+    fn sync_vs_async_passes_near_the_longest_call_and_fails_past_ten_percent() {
+        assert!(judge(&sync_vs_async_measured(1008.0)).pass);
+        let slow = judge(&sync_vs_async_measured(1200.0));
+        assert!(!slow.pass);
+        assert!(slow.reason.contains("+19.5%"), "{}", slow.reason);
+    }
+
+    #[test]
+    fn sync_vs_async_fails_when_a_call_failed() {
+        let mut measured = sync_vs_async_measured(1008.0);
+        measured.concurrent_calls[1].ok = false;
+        assert!(!judge(&measured).pass);
+    }
 }

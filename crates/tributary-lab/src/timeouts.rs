@@ -19,7 +19,7 @@ use tributary_sim::{Fault, Latency, Service, ServiceBehavior, SimConfig};
 
 use super::experiment::{Experiment, ExperimentReport, ExperimentRun, LabConfig, LabError, millis};
 use super::services::{LabServices, request};
-use super::verdict;
+use super::verdict::{Verdict, timer_tolerance};
 
 /// The share of the flaky service's requests that fail.
 const FLAKY_FAILURE_PROBABILITY: f64 = 0.6;
@@ -144,7 +144,7 @@ pub async fn run(config: &LabConfig) -> Result<ExperimentReport, LabError> {
         inner_sooner,
         retry,
     };
-    let verdict = verdict::timeouts(&measured);
+    let verdict = judge(&measured);
     ExperimentReport::new(
         &EXPERIMENT,
         format!(
@@ -164,6 +164,78 @@ pub async fn run(config: &LabConfig) -> Result<ExperimentReport, LabError> {
         verdict,
         timeline,
     )
+}
+
+/// Judges the claim: each cut call ended at the bound that should win, on time; the flaky fetch succeeded after at
+/// least one retry, every delay within its doubling bound.
+pub fn judge(measured: &Measured) -> Verdict {
+    let cut = |label: &str, figure: &TimeoutFigure, expected: Winner| {
+        let bound = match expected {
+            Winner::Outer => figure.outer_ms.unwrap_or(figure.inner_ms),
+            Winner::Inner | Winner::None => figure.inner_ms,
+        };
+        let on_time = figure.ended_at_ms >= bound - 1.0
+            && figure.ended_at_ms <= bound + timer_tolerance(bound);
+        Verdict::check(
+            figure.winner == expected && on_time,
+            format!(
+                "{label}: cut by the {:?} bound at {:.0} ms (expected the {expected:?} bound at {bound:.0} ms, \
+                 +{:.0} ms at most)",
+                figure.winner,
+                figure.ended_at_ms,
+                timer_tolerance(bound)
+            )
+            .to_lowercase(),
+        )
+    };
+    let retry = &measured.retry;
+    let delays_within_bounds = retry.attempts.iter().all(|attempt| {
+        match (attempt.delay_after_ms, attempt.delay_bound_ms) {
+            (Some(delay), Some(bound)) => delay <= bound + 0.001,
+            _ => true,
+        }
+    });
+    let delays: Vec<String> = retry
+        .attempts
+        .iter()
+        .filter_map(|attempt| {
+            Some(format!(
+                "{:.0}/{:.0}",
+                attempt.delay_after_ms?, attempt.delay_bound_ms?
+            ))
+        })
+        .collect();
+    let retried = Verdict::check(
+        retry.succeeded && retry.attempts.len() >= 2 && delays_within_bounds,
+        format!(
+            "flaky fetch {} after {} attempt(s), delays/bounds {} ms",
+            if retry.succeeded {
+                "succeeded"
+            } else {
+                "failed"
+            },
+            retry.attempts.len(),
+            if delays.is_empty() {
+                "none".to_owned()
+            } else {
+                delays.join(", ")
+            },
+        ),
+    );
+    Verdict::all([
+        cut("hanging call", &measured.hanging, Winner::Inner),
+        cut(
+            "inner 2x inside outer 1x",
+            &measured.outer_sooner,
+            Winner::Outer,
+        ),
+        cut(
+            "inner 1x inside outer 2x",
+            &measured.inner_sooner,
+            Winner::Inner,
+        ),
+        retried,
+    ])
 }
 
 /// A call that hangs, bounded by `timeout` inside the `outer` deadline (if any).
@@ -335,5 +407,85 @@ mod tests {
             .collect();
         assert_eq!(bounds, [100, 200, 400, 500, 500]);
         assert_eq!(delay_bound(backoff, 200), backoff.cap);
+    }
+
+    fn cut(
+        outer_ms: Option<f64>,
+        inner_ms: f64,
+        ended_at_ms: f64,
+        winner: Winner,
+    ) -> TimeoutFigure {
+        TimeoutFigure {
+            outer_ms,
+            inner_ms,
+            ended_at_ms,
+            winner,
+            error: String::new(),
+        }
+    }
+
+    fn attempt(number: u32, delay: Option<(f64, f64)>) -> AttemptFigure {
+        AttemptFigure {
+            number,
+            started_ms: 0.0,
+            ms: 20.0,
+            outcome: "ok".to_owned(),
+            delay_after_ms: delay.map(|(delay, _)| delay),
+            delay_bound_ms: delay.map(|(_, bound)| bound),
+        }
+    }
+
+    fn textbook_timeouts() -> Measured {
+        Measured {
+            hanging: cut(None, 1000.0, 1002.0, Winner::Inner),
+            outer_sooner: cut(Some(1000.0), 2000.0, 1001.0, Winner::Outer),
+            inner_sooner: cut(Some(2000.0), 1000.0, 1003.0, Winner::Inner),
+            retry: RetryFigures {
+                failure_probability: 0.6,
+                base_ms: 100.0,
+                cap_ms: 2000.0,
+                succeeded: true,
+                attempts: vec![
+                    attempt(1, Some((80.0, 100.0))),
+                    attempt(2, Some((150.0, 200.0))),
+                    attempt(3, None),
+                ],
+                total_ms: 300.0,
+            },
+        }
+    }
+
+    #[test]
+    fn timeouts_pass_a_textbook_run() {
+        let verdict = judge(&textbook_timeouts());
+        assert!(verdict.pass, "{}", verdict.reason);
+    }
+
+    #[test]
+    fn timeouts_fail_when_the_wrong_bound_wins_or_fires_late() {
+        let mut measured = textbook_timeouts();
+        measured.outer_sooner.winner = Winner::Inner;
+        assert!(!judge(&measured).pass);
+
+        let mut measured = textbook_timeouts();
+        measured.hanging.ended_at_ms = 1300.0;
+        let verdict = judge(&measured);
+        assert!(!verdict.pass);
+        assert!(
+            verdict.reason.starts_with("hanging call"),
+            "{}",
+            verdict.reason
+        );
+    }
+
+    #[test]
+    fn timeouts_fail_without_a_retry_or_with_a_delay_past_its_bound() {
+        let mut measured = textbook_timeouts();
+        measured.retry.attempts = vec![attempt(1, None)];
+        assert!(!judge(&measured).pass);
+
+        let mut measured = textbook_timeouts();
+        measured.retry.attempts[1] = attempt(2, Some((250.0, 200.0)));
+        assert!(!judge(&measured).pass);
     }
 }
