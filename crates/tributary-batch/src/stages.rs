@@ -111,11 +111,6 @@ impl Shutdown {
         self.in_flight.cancel();
     }
 
-    /// Whether the reader was told to stop.
-    pub fn is_stopping(&self) -> bool {
-        self.reading.is_cancelled()
-    }
-
     /// Whether the questions in flight were abandoned.
     pub fn is_abandoning(&self) -> bool {
         self.in_flight.is_cancelled()
@@ -311,7 +306,7 @@ pub async fn run_batch(
         shutdown,
     )
     .await?;
-    let in_store = tokio::task::spawn_blocking(move || store.counts())
+    let in_store = tributary::group::blocking("count the answers", move || store.counts())
         .await
         .map_err(|error| BatchError::Internal {
             stage: "store",

@@ -103,8 +103,8 @@ pub enum Command {
     Batch(BatchArgs),
     /// Answer the questions of a distributed batch (`batch --nats`) from NATS JetStream, on any machine, until
     /// SIGTERM or Ctrl-C.
-    #[command(name = "worker", after_help = WORKER_HELP)]
-    NatsWorker(WorkerArgs),
+    #[command(after_help = WORKER_HELP)]
+    Worker(WorkerArgs),
     /// Serve the agent over HTTP: POST /v1/ask, GET /healthz, /readyz, /metrics, until Ctrl-C or SIGTERM.
     #[command(after_help = SERVE_HELP)]
     Serve(ServeArgs),
@@ -122,7 +122,7 @@ pub enum Command {
     Man,
     /// Internal: serve CPU jobs on stdin/stdout for `--executor processes`.
     #[command(name = "__worker", hide = true)]
-    Worker,
+    PoolWorker,
 }
 
 /// Flags shared by every command that runs the engine (`ask`, `batch`, `serve`).

@@ -5,15 +5,15 @@
 //! - `commands`: one module per command, each a function of its settings and the printer.
 //! - `printer`: stdout for data, stderr for notes, the colour decision.
 //! - `error`: the one error type and the one mapping to exit codes.
-//! - `engine`: the engine settings turned into a running agent; `faults`: `SOURCE=KIND` flags;
+//! - `ready_agent`: the engine settings turned into a running agent (the simulated services, the executor);
 //!   `render`: the human-readable report; `logging`: tracing to stderr; `signals`: Ctrl-C and SIGTERM.
 
 mod cli;
 mod commands;
-mod engine;
 mod error;
 mod logging;
 mod printer;
+mod ready_agent;
 mod render;
 mod settings;
 mod signals;
@@ -56,13 +56,13 @@ fn run(
         CommandSettings::Lab(settings) => block_on(commands::lab::run(settings, printer)),
         CommandSettings::Serve(settings) => block_on(commands::serve::run(settings, printer)),
         CommandSettings::Sources(settings) => block_on(commands::sources::run(settings, printer)),
-        CommandSettings::NatsWorker(settings) => block_on(commands::worker::run(settings, printer)),
+        CommandSettings::Worker(settings) => block_on(commands::worker::run(settings, printer)),
         CommandSettings::Completions(shell) => commands::completions::run(shell, printer),
         CommandSettings::Man => commands::man::run(printer),
         // A worker of `--executor processes`: synchronous, no runtime, jobs on stdin, results on stdout. It serves
         // the agent's jobs, and the lab's `CrashJob`, which `tributary lab parallelism` sends to these workers to
         // show that a crashed worker fails only its job.
-        CommandSettings::Worker => tributary::pool::serve_worker_traced(
+        CommandSettings::PoolWorker => tributary::pool::serve_worker_traced(
             &tributary_agent::infer::worker_jobs().with::<tributary_lab::CrashJob>(),
             std::io::stdin().lock(),
             std::io::stdout().lock(),

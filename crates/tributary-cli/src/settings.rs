@@ -40,14 +40,14 @@ pub enum CommandSettings {
     Sources(SourcesSettings),
     /// `tributary lab`.
     Lab(LabSettings),
-    /// `tributary worker`.
-    NatsWorker(WorkerSettings),
+    /// `tributary worker`: a worker of a distributed batch.
+    Worker(WorkerSettings),
     /// `tributary completions`: the shell.
     Completions(clap_complete::Shell),
     /// `tributary man`.
     Man,
-    /// The hidden worker of `--executor processes`.
-    Worker,
+    /// The hidden `__worker`: a worker process of `--executor processes`.
+    PoolWorker,
 }
 
 /// How the engine runs questions (`ask`, `batch`).
@@ -198,10 +198,10 @@ impl CommandSettings {
             Command::Serve(args) => Self::Serve(ServeSettings::resolve(args)?),
             Command::Sources(args) => Self::Sources(SourcesSettings::resolve(args)?),
             Command::Lab(args) => Self::Lab(LabSettings::resolve(args)?),
-            Command::NatsWorker(args) => Self::NatsWorker(WorkerSettings::resolve(args)?),
+            Command::Worker(args) => Self::Worker(WorkerSettings::resolve(args)?),
             Command::Completions(args) => Self::Completions(args.shell),
             Command::Man => Self::Man,
-            Command::Worker => Self::Worker,
+            Command::PoolWorker => Self::PoolWorker,
         })
     }
 }

@@ -80,7 +80,7 @@ pub async fn run(config: &LabConfig) -> Result<ExperimentReport, LabError> {
     let job_cpu = config.duration(1000, 300);
     let timeline = Timeline::new();
     let recording = timeline.clone();
-    let measured = tokio::task::spawn_blocking(move || {
+    let measured = tributary::group::blocking("the one-thread event loop", move || {
         // Calibrating is CPU work too: do it before the event loop starts, so it is not measured.
         let _ = calibration();
         let event_loop = tokio::runtime::Builder::new_current_thread()

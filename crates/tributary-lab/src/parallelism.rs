@@ -172,7 +172,9 @@ pub async fn run(config: &LabConfig) -> Result<ExperimentReport, LabError> {
     let workers = config.cores;
     let jobs = config.pick(4, 2) * workers.get();
     let job_cpu = config.duration(250, 60);
-    let units = tokio::task::spawn_blocking(move || InferenceCost::cpu(job_cpu).work_units())
+    let units = tributary::group::blocking("calibrate inference", move || {
+        InferenceCost::cpu(job_cpu).work_units()
+    })
         .await
         .map_err(|error| LabError::EventLoop(std::io::Error::other(error.to_string())))?;
     let timeline = Timeline::new();

@@ -102,7 +102,7 @@ pub async fn run(config: &LabConfig) -> Result<ExperimentReport, LabError> {
     };
     let timeline = Timeline::new();
     let recording = timeline.clone();
-    let measured = tokio::task::spawn_blocking(move || {
+    let measured = tributary::group::blocking("the one-thread event loop", move || {
         let event_loop = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

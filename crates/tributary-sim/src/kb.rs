@@ -2,7 +2,7 @@
 //!
 //! The articles live in `kb/articles/*.md` (a `# Title` line, a blank line, then the text) and are compiled into
 //! the binary. At start-up they are loaded into an in-memory SQLite database with an FTS5 table using the Porter
-//! stemmer and accent folding. SQLite calls block, so every query runs in `spawn_blocking`.
+//! stemmer and accent folding. SQLite calls block, so every query runs off the runtime threads (`tributary::group::blocking`).
 
 use std::sync::{Arc, Mutex};
 
@@ -44,12 +44,12 @@ pub(crate) struct Passage {
 /// The in-memory FTS5 database. Cloning shares the connection.
 #[derive(Debug, Clone)]
 pub(crate) struct KnowledgeBase {
-    /// A std mutex: it is only locked inside `spawn_blocking`, never on a runtime thread or across an `.await`.
+    /// A std mutex: it is only locked inside a blocking call, never on a runtime thread or across an `.await`.
     connection: Arc<Mutex<Connection>>,
 }
 
 impl KnowledgeBase {
-    /// Creates and fills the database. Blocking: call it from `spawn_blocking`.
+    /// Creates and fills the database. Blocking: call it off the runtime threads.
     pub(crate) fn build() -> Result<Self, rusqlite::Error> {
         let connection = Connection::open_in_memory()?;
         connection.execute_batch(
@@ -101,7 +101,7 @@ impl KnowledgeBase {
             });
         };
         let connection = Arc::clone(&self.connection);
-        let (total, results) = tokio::task::spawn_blocking(move || {
+        let (total, results) = tributary::group::blocking("knowledge-base search", move || {
             let connection = connection
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());

@@ -89,9 +89,11 @@ pub async fn work_units_off_runtime(cost: InferenceCost) -> u64 {
         InferenceCost::Units(units) => units,
         InferenceCost::Cpu(duration) if is_calibrated() => calibration().units_for(duration),
         InferenceCost::Cpu(_) => {
-            match tokio::task::spawn_blocking(move || cost.work_units()).await {
+            match tributary::group::blocking("calibrate inference", move || cost.work_units()).await
+            {
                 Ok(units) => units,
-                Err(join_error) => std::panic::resume_unwind(join_error.into_panic()),
+                // The calibration's own panic, passed on as before (it never panics on any input).
+                Err(panicked) => panic!("{panicked}"),
             }
         }
     }

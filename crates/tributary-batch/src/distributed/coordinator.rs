@@ -178,7 +178,7 @@ pub async fn coordinate(
 ) -> Result<BatchSummary, DistributedError> {
     let started = Instant::now();
     let jetstream = jetstream::new(client);
-    let (store, key) = tokio::task::spawn_blocking(move || {
+    let (store, key) = tributary::group::blocking("read the batch key", move || {
         let mut store = store;
         let key = store.batch_key();
         (store, key)
@@ -271,7 +271,7 @@ pub async fn coordinate(
             tracing::warn!("{}", tributary_agent::error_chain(&error));
         }
     }
-    let in_store = tokio::task::spawn_blocking(move || store.counts())
+    let in_store = tributary::group::blocking("count the answers", move || store.counts())
         .await
         .map_err(|error| DistributedError::nats("count the answers", error.to_string()))??;
     Ok(BatchSummary {
@@ -608,7 +608,7 @@ impl AnswerStage {
             by_worker,
             commit_by: _,
         } = taken;
-        let (store, written) = tokio::task::spawn_blocking(move || {
+        let (store, written) = tributary::group::blocking("store answers", move || {
             let mut store = store;
             let written = store.write_batch(&counted).and_then(|counted| {
                 store

@@ -29,6 +29,9 @@ pub use worker::{WorkerSettings, WorkerStats, WorkerSummary, work};
 
 use crate::{BatchError, StoreError};
 
+/// A connection to a NATS server, as [`connect`] makes it: what [`coordinate`] and [`work`] take.
+pub type Connection = async_nats::Client;
+
 /// Why a distributed run stopped.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -82,7 +85,7 @@ pub(crate) fn first_error(
 
 /// Connects to the NATS server at `url` as `name` (shown by the server's monitoring). The client reconnects on
 /// its own for as long as the process runs: a broker restarted mid-run is waited for, not an error.
-pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, DistributedError> {
+pub async fn connect(url: &str, name: &str) -> Result<Connection, DistributedError> {
     async_nats::ConnectOptions::new()
         .name(name)
         .max_reconnects(None)

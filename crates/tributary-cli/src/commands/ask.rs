@@ -6,9 +6,9 @@ use tributary::source::ClientOptions;
 use tributary::trace::Timeline;
 use tributary_agent::{AgentReport, Comparison, RunMode, SourceReport, SourceStatus};
 
-use crate::engine::Engine;
 use crate::error::{CliError, Outcome};
 use crate::printer::Printer;
+use crate::ready_agent::ReadyAgent;
 use crate::render;
 use crate::settings::{AskMode, AskSettings};
 
@@ -19,19 +19,19 @@ pub async fn run(
     printer: Printer,
     process_started: std::time::Instant,
 ) -> Result<Outcome, CliError> {
-    let engine = Engine::start(&settings.engine, ClientOptions::default()).await?;
-    let result = ask_all(&settings, &engine, printer, process_started).await;
-    engine.shutdown().await;
+    let ready = ReadyAgent::start(&settings.engine, ClientOptions::default()).await?;
+    let result = ask_all(&settings, &ready, printer, process_started).await;
+    ready.shutdown().await;
     result
 }
 
 async fn ask_all(
     settings: &AskSettings,
-    engine: &Engine,
+    ready: &ReadyAgent,
     printer: Printer,
     process_started: std::time::Instant,
 ) -> Result<Outcome, CliError> {
-    let agent = &engine.agent;
+    let agent = &ready.agent;
     let count = settings.questions.len();
     let mut outcome = Outcome::Done;
     for (index, question) in settings.questions.iter().enumerate() {

@@ -14,15 +14,17 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use tributary_agent::Agent;
-use tributary_batch::distributed::{self, CoordinatorSettings, WorkerThroughput, coordinate};
+use tributary_batch::distributed::{
+    self, CoordinatorSettings, StreamSettings, WorkerThroughput, coordinate,
+};
 use tributary_batch::{
     BatchStats, BatchSummary, Shutdown, StatsSnapshot, Store, StoreError, StoreReader,
     StoredCounts, batch_client_options, run_batch,
 };
 
-use crate::engine::Engine;
 use crate::error::{CliError, ErrorKind, Outcome, batch_error, distributed_error, store_error};
 use crate::printer::Printer;
+use crate::ready_agent::ReadyAgent;
 use crate::settings::BatchSettings;
 use crate::signals::{Signal, Signals};
 
@@ -31,6 +33,17 @@ const BAR_REFRESH: Duration = Duration::from_millis(200);
 
 /// How often a progress line is printed when stderr is not a terminal.
 const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// Who answers the questions: this process, or the `tributary worker`s of a NATS server.
+enum Answerers {
+    /// This process's pipeline (`batch` without `--nats`).
+    Local,
+    /// The workers of a distributed batch, through the server `--nats` names.
+    Workers {
+        connection: distributed::Connection,
+        streams: StreamSettings,
+    },
+}
 
 /// The `--json` summary.
 #[derive(Debug, Serialize)]
@@ -82,25 +95,26 @@ pub async fn run(settings: BatchSettings, printer: Printer) -> Result<Outcome, C
     // Listening first: a Ctrl-C during start-up is kept, and stops the run before it reads anything.
     let mut signals = Signals::install()?;
     let store = open_store(db.clone()).await?;
-    let client = match &nats {
-        Some(nats) => Some(
-            distributed::connect(&nats.url, "tributary-coordinator")
+    let answerers = match &nats {
+        Some(nats) => Answerers::Workers {
+            connection: distributed::connect(&nats.url, "tributary-coordinator")
                 .await
                 .map_err(|error| distributed_error(error, Some(&db)))?,
-        ),
-        None => None,
+            streams: nats.streams,
+        },
+        None => Answerers::Local,
     };
     // The same sources, executor and settings as `ask`, with a client whose cache is sized for a batch.
-    let engine = Engine::start(&engine, batch_client_options()).await?;
+    let ready = ReadyAgent::start(&engine, batch_client_options()).await?;
     let batch = tributary_batch::BatchSettings {
         io_concurrency,
-        ..tributary_batch::BatchSettings::for_workers(workers(&engine.agent))
+        ..tributary_batch::BatchSettings::for_workers(workers(&ready.agent))
     };
 
     let stats = Arc::new(BatchStats::new());
     let throughput = Arc::new(WorkerThroughput::new());
     let mut progress = Progress::new(quiet, printer);
-    if client.is_some() {
+    if matches!(answerers, Answerers::Workers { .. }) {
         progress.show_workers(throughput.clone());
     }
     let shutdown = Shutdown::new();
@@ -108,17 +122,20 @@ pub async fn run(settings: BatchSettings, printer: Printer) -> Result<Outcome, C
     let result = {
         // Boxed: the pipeline's state machine is large; on the heap it costs the stack nothing.
         let mut run: Pin<Box<dyn Future<Output = Result<BatchSummary, CliError>> + Send>> =
-            match (client, &nats) {
-                (Some(client), Some(nats)) => {
+            match answerers {
+                Answerers::Workers {
+                    connection,
+                    streams,
+                } => {
                     let coordinator = CoordinatorSettings {
                         window,
-                        streams: nats.streams,
+                        streams,
                         max_deliver,
                         store_batch_rows: batch.store_batch_rows,
                         store_batch_interval: batch.store_batch_interval,
                     };
                     let (agent, stats, throughput, shutdown, db) = (
-                        engine.agent.clone(),
+                        ready.agent.clone(),
                         stats.clone(),
                         throughput.clone(),
                         shutdown.clone(),
@@ -127,7 +144,7 @@ pub async fn run(settings: BatchSettings, printer: Printer) -> Result<Outcome, C
                     Box::pin(async move {
                         coordinate(
                             &agent,
-                            client,
+                            connection,
                             &coordinator,
                             input,
                             store,
@@ -139,9 +156,9 @@ pub async fn run(settings: BatchSettings, printer: Printer) -> Result<Outcome, C
                         .map_err(|error| distributed_error(error, Some(&db)))
                     })
                 }
-                _ => {
+                Answerers::Local => {
                     let (agent, batch, stats, shutdown, db) = (
-                        engine.agent.clone(),
+                        ready.agent.clone(),
                         batch.clone(),
                         stats.clone(),
                         shutdown.clone(),
@@ -194,7 +211,7 @@ pub async fn run(settings: BatchSettings, printer: Printer) -> Result<Outcome, C
         }
     };
     progress.finish();
-    engine.shutdown().await;
+    ready.shutdown().await;
     let summary = result?;
 
     let output = Output {
@@ -221,7 +238,7 @@ fn workers(agent: &Agent) -> NonZeroUsize {
 }
 
 async fn open_store(path: PathBuf) -> Result<Store, CliError> {
-    let opened = tokio::task::spawn_blocking({
+    let opened = tributary::group::blocking("open the database", {
         let path = path.clone();
         move || Store::open(&path)
     })
@@ -231,7 +248,7 @@ async fn open_store(path: PathBuf) -> Result<Store, CliError> {
 }
 
 async fn export_answers(db: PathBuf, path: PathBuf) -> Result<u64, CliError> {
-    let exported = tokio::task::spawn_blocking({
+    let exported = tributary::group::blocking("export the answers", {
         let path = path.clone();
         move || -> Result<u64, StoreError> {
             let store = StoreReader::open(&db)?;

@@ -9,9 +9,9 @@ use std::path::Path;
 use tributary_lab::{ExperimentReport, LabConfig};
 use unicode_width::UnicodeWidthStr as _;
 
-use crate::engine::worker_command;
 use crate::error::{CliError, ErrorKind, Outcome};
 use crate::printer::Printer;
+use crate::ready_agent::worker_command;
 use crate::settings::LabSettings;
 
 pub async fn run(settings: LabSettings, printer: Printer) -> Result<Outcome, CliError> {

@@ -6,16 +6,16 @@ use tributary::source::ClientOptions;
 use tributary_serve::ServeConfig;
 use tributary_sim::serve::Limits;
 
-use crate::engine::Engine;
 use crate::error::{CliError, ErrorKind, Outcome};
 use crate::printer::Printer;
+use crate::ready_agent::ReadyAgent;
 use crate::settings::ServeSettings;
 use crate::signals::Signals;
 
 pub async fn run(settings: ServeSettings, printer: Printer) -> Result<Outcome, CliError> {
     // Listening first: a signal during start-up stops the server once it is up, not the process at once.
     let mut signals = Signals::install()?;
-    let engine = Engine::start(&settings.engine, ClientOptions::default()).await?;
+    let ready = ReadyAgent::start(&settings.engine, ClientOptions::default()).await?;
     let served = async {
         let listener = TcpListener::bind(settings.listen).await.map_err(|error| {
             CliError::caused(
@@ -47,10 +47,10 @@ pub async fn run(settings: ServeSettings, printer: Printer) -> Result<Outcome, C
             let signal = signals.recv().await;
             printer.note(&format!("{signal}: stopping; the asks in flight finish first"));
         };
-        tributary_serve::run(listener, engine.agent.clone(), config, shutdown).await;
+        tributary_serve::run(listener, ready.agent.clone(), config, shutdown).await;
         Ok(Outcome::Done)
     }
     .await;
-    engine.shutdown().await;
+    ready.shutdown().await;
     served
 }

@@ -12,9 +12,9 @@ use tokio_util::sync::CancellationToken;
 use tributary_batch::batch_client_options;
 use tributary_batch::distributed::{self, WorkerStats, WorkerSummary};
 
-use crate::engine::Engine;
 use crate::error::{CliError, Outcome, distributed_error};
 use crate::printer::Printer;
+use crate::ready_agent::ReadyAgent;
 use crate::settings::WorkerSettings;
 use crate::signals::Signals;
 
@@ -34,9 +34,9 @@ pub async fn run(settings: WorkerSettings, printer: Printer) -> Result<Outcome, 
     let client = distributed::connect(&nats.url, &name)
         .await
         .map_err(|error| distributed_error(error, None))?;
-    let engine = Engine::start(&engine, batch_client_options()).await?;
-    let workers = NonZeroUsize::new(engine.agent.executor().stats().jobs.workers)
-        .unwrap_or(NonZeroUsize::MIN);
+    let ready = ReadyAgent::start(&engine, batch_client_options()).await?;
+    let workers =
+        NonZeroUsize::new(ready.agent.executor().stats().jobs.workers).unwrap_or(NonZeroUsize::MIN);
     let worker = distributed::WorkerSettings {
         name: name.clone(),
         io_concurrency,
@@ -56,7 +56,7 @@ pub async fn run(settings: WorkerSettings, printer: Printer) -> Result<Outcome, 
     }
     let result = {
         let mut run = Box::pin(distributed::work(
-            &engine.agent,
+            &ready.agent,
             client,
             &worker,
             stats.clone(),
@@ -83,7 +83,7 @@ pub async fn run(settings: WorkerSettings, printer: Printer) -> Result<Outcome, 
             }
         }
     };
-    engine.shutdown().await;
+    ready.shutdown().await;
     let summary = result.map_err(|error| distributed_error(error, None))?;
     if !quiet {
         printer.note(&format!("stopped: {}", progress(&name, &summary)));

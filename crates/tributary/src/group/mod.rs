@@ -14,6 +14,8 @@
 //!   first `n` values) and [`settle_until`] (any predicate over the outcomes so far).
 //! - [`Deadline`] and [`with_timeout`]: an absolute overall deadline carried down to children, and per-call
 //!   timeouts nested in it.
+//! - [`blocking`]: one blocking call awaited where it is made, a group of its own around it (`asyncio.to_thread`
+//!   for code outside a group): never detached, unlike a bare `spawn_blocking`.
 //!
 //! # Fail-fast groups
 //!
@@ -107,11 +109,13 @@
 //! `min(now + per_call_timeout, parent_deadline)`. When the effective deadline fires, the error says which of the
 //! two bounds won ([`ElapsedKind`]), so a caller can tell "this one call was slow" from "we are out of time".
 
+mod blocking;
 mod core;
 mod deadline;
 mod fail_fast;
 mod settle;
 
+pub use blocking::{BlockingPanicked, blocking};
 pub use deadline::{Deadline, Elapsed, ElapsedKind, with_timeout};
 pub use fail_fast::{
     CancelledChild, ChildFailure, ChildHandle, ChildLost, Group, GroupConfig, GroupError,

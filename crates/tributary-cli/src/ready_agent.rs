@@ -20,14 +20,14 @@ pub const WORKER_COMMAND: &str = "__worker";
 
 /// A ready agent, and the simulated services it asks when it runs on the embedded default.
 #[derive(Debug)]
-pub struct Engine {
+pub struct ReadyAgent {
     /// The agent.
     pub agent: Agent,
     /// The simulated services, when the engine runs on the embedded default (no `--config`).
     embedded: Option<SimServer>,
 }
 
-impl Engine {
+impl ReadyAgent {
     /// Starts the simulated services unless the settings name other sources, then the executor, with
     /// `options` for the HTTP client.
     pub async fn start(
