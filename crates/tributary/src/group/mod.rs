@@ -122,6 +122,8 @@ pub use settle::{Outcome, SettleConfig, Settling, first_success, quorum, settle,
 pub use crate::panics::panic_message;
 
 #[cfg(test)]
+mod cpython_taskgroups;
+#[cfg(test)]
 mod cpython_timeouts;
 #[cfg(test)]
 mod properties;
