@@ -5,15 +5,19 @@
 //!   the difference is what naming, cancellation, error collection, the value channel and the structure
 //!   (self-removal, the task-local of the enclosing group) cost per child. Target: within 2x of the floor.
 //! - **Memory**: a long-lived group runs 1,000,000 short children one after another; its resident memory is
-//!   sampled as it goes. A group that kept finished children until its end would grow by the million.
+//!   sampled as it goes. A group that kept finished children until its end would grow by the million. Twice:
+//!   an `OwnedGroup`, then a `Supervisor` whose every other child fails (a failure is reported, then forgotten).
 //!
-//! Run with `cargo bench -p tributary --bench group` (`-- --quick` for a short run).
+//! Run with `cargo bench -p tributary --bench group` (`-- --quick` for a short run, `-- --memory` for the memory
+//! part alone: it measures no time, so it means something on a busy machine too).
 
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Runtime;
 use tokio::task::JoinSet;
-use tributary::group::{GroupConfig, Outcome, OwnedGroup, SettleConfig, scope, settle};
+use tributary::group::{
+    GroupConfig, Outcome, OwnedGroup, SettleConfig, Supervisor, SupervisorConfig, scope, settle,
+};
 
 const CHILDREN: usize = 100_000;
 const ROUNDS: usize = 5;
@@ -25,16 +29,37 @@ fn main() {
         .enable_all()
         .build()
         .expect("build the benchmark runtime");
+    let flag = |name: &str| std::env::args().any(|argument| argument == name);
+    let sequential = if flag("--quick") {
+        SEQUENTIAL_CHILDREN / 10
+    } else {
+        SEQUENTIAL_CHILDREN
+    };
+    if !flag("--memory") {
+        overhead(&runtime);
+        println!();
+    }
+    println!("memory: one long-lived group running {sequential} short children one after another");
+    runtime.block_on(children_one_after_another(sequential));
+    println!();
+    println!(
+        "memory: one supervisor running {sequential} short children one after another, every other one failing"
+    );
+    runtime.block_on(supervised_one_after_another(sequential));
+}
 
+/// Spawns and joins trivial children in a `JoinSet`, a fail-fast group and settle, interleaved, best of
+/// `ROUNDS`.
+fn overhead(runtime: &Runtime) {
     println!(
         "group bench: {CHILDREN} trivial children, 2 worker threads, best of {ROUNDS} rounds, interleaved"
     );
     // Rounds go round the three, so a busy spell of the machine hits them all alike.
     let mut best = [Duration::MAX; 3];
     for _ in 0..ROUNDS {
-        best[0] = best[0].min(time(&runtime, bare_join_set()));
-        best[1] = best[1].min(time(&runtime, fail_fast_group()));
-        best[2] = best[2].min(time(&runtime, settle_all()));
+        best[0] = best[0].min(time(runtime, bare_join_set()));
+        best[1] = best[1].min(time(runtime, fail_fast_group()));
+        best[2] = best[2].min(time(runtime, settle_all()));
     }
     report("bare tokio JoinSet (reference)", best[0]);
     report("fail-fast group (scope + spawn)", best[1]);
@@ -45,15 +70,6 @@ fn main() {
         ratio(1),
         ratio(2)
     );
-
-    let sequential = if std::env::args().any(|argument| argument == "--quick") {
-        SEQUENTIAL_CHILDREN / 10
-    } else {
-        SEQUENTIAL_CHILDREN
-    };
-    println!();
-    println!("memory: one long-lived group running {sequential} short children one after another");
-    runtime.block_on(children_one_after_another(sequential));
 }
 
 /// Spawns `count` children into one owned group, each awaited before the next, sampling resident memory.
@@ -81,6 +97,43 @@ async fn children_one_after_another(count: usize) {
         }
     }
     background.shutdown().await.expect("nothing failed");
+}
+
+/// Spawns `count` children into one supervisor, each awaited before the next, every other one failing, sampling
+/// resident memory.
+async fn supervised_one_after_another(count: usize) {
+    let supervisor = Supervisor::new(SupervisorConfig::new());
+    let runs = supervisor.handle();
+    let samples = 5;
+    println!("{:>10}  {:>10}  {:>8}", "children", "RSS MB", "running");
+    println!("{:>10}  {:>10.1}  {:>8}", 0, rss_mb(), supervisor.running());
+    for index in 0..count {
+        let child = runs
+            .spawn("short", async move {
+                if index % 2 == 0 {
+                    Ok(index)
+                } else {
+                    Err("an odd child fails")
+                }
+            })
+            .expect("the supervisor is open");
+        let _value_or_failure = child.await;
+        if (index + 1) % (count / samples) == 0 {
+            // Let the child that just sent its outcome finish removing itself.
+            tokio::task::yield_now().await;
+            println!(
+                "{:>10}  {:>10.1}  {:>8}",
+                index + 1,
+                rss_mb(),
+                supervisor.running()
+            );
+        }
+    }
+    let stats = supervisor.shutdown().await;
+    println!(
+        "succeeded {}, failed {}, panicked {}, cancelled {}",
+        stats.succeeded, stats.failed, stats.panicked, stats.cancelled
+    );
 }
 
 /// Resident memory of this process, from `/proc/self/status` (Linux); 0 where it cannot be read.

@@ -9,7 +9,7 @@
 //! and a CPU worker pool that async code awaits (`InterpreterPoolExecutor` + `run_in_executor`).
 //!
 //! # Layout
-//! - [`group`]: structured concurrency: fail-fast groups, settle (collect-all), deadlines.
+//! - [`group`]: structured concurrency: fail-fast groups, supervisors, settle (collect-all), deadlines.
 //! - [`pool`]: CPU executors, the only place that runs blocking or CPU-heavy work.
 //! - [`lag`]: the loop-lag monitor, which notices when something blocks the async runtime.
 //! - [`trace`]: the timeline recorder and its exports (terminal Gantt chart, SVG, Chrome Trace Event JSON).

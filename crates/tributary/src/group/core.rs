@@ -1,6 +1,7 @@
 //! The one engine under every group: [`scope`](super::scope), [`OwnedGroup`](super::OwnedGroup),
-//! [`settle`](super::settle) and the completion policies ([`first_success`](super::first_success),
-//! [`settle_until`](super::settle_until)) all spawn, cancel, join and report through [`Shared`].
+//! [`Supervisor`](super::Supervisor), [`settle`](super::settle) and the completion policies
+//! ([`first_success`](super::first_success), [`settle_until`](super::settle_until)) all spawn, cancel, join and
+//! report through [`Shared`].
 //!
 //! # How no descendant outlives its scope
 //!
@@ -27,7 +28,8 @@
 //! and removes its handle if the group's lock is free at that moment; a spawn prunes the handles of children that
 //! ended while the lock was busy. So a long-lived group holds only the children still running (plus, under
 //! contention, a bounded number of finished handles), however many it ran before. Panics are caught around the child *and* around its destruction (a
-//! destructor that panics while the group cancels it), recorded, and resumed by the group's owner.
+//! destructor that panics while the group cancels it), recorded, and resumed by the group's owner; a supervisor,
+//! which isolates failures, has a panic sink that reports them instead.
 
 use std::any::Any;
 use std::future::Future;
@@ -113,7 +115,14 @@ pub(crate) struct Shared<E> {
     /// The group's `tracing` span (`group`, with its policy): a child of the span it was created in, the
     /// parent of its body's and its children's spans.
     pub(crate) span: tracing::Span,
+    /// Set for a group that isolates failures (a supervisor): takes the panics caught outside a child's own
+    /// code (a destructor run as the child is aborted, an adopted task) instead of `State::panic`, where they
+    /// would cancel the group and resume on its owner.
+    panic_sink: OnceLock<PanicSink>,
 }
+
+/// Where a group that isolates failures reports a panic no child's handle can carry.
+pub(crate) type PanicSink = Box<dyn Fn(PanicPayload) + Send + Sync>;
 
 /// Never held across an `.await`.
 pub(crate) struct State<E> {
@@ -222,6 +231,7 @@ where
             live: AtomicUsize::new(0),
             idle: Notify::new(),
             span: tracing::info_span!("group", policy),
+            panic_sink: OnceLock::new(),
             state: Mutex::new(State {
                 children: Children::default(),
                 closed: false,
@@ -367,7 +377,16 @@ where
         self.token.cancel();
     }
 
+    /// Makes this group isolate panics caught outside a child's own code: `sink` reports them, and they neither
+    /// cancel the group nor resume on its owner. Set once, before the first child.
+    pub(crate) fn isolate_panics(&self, sink: PanicSink) {
+        let _first = self.panic_sink.set(sink);
+    }
+
     pub(crate) fn record_panic(&self, payload: Box<dyn Any + Send>) {
+        if let Some(sink) = self.panic_sink.get() {
+            return sink(payload);
+        }
         self.lock().panic.get_or_insert(payload);
         self.token.cancel();
     }
@@ -558,6 +577,12 @@ pub(crate) struct ChildKey {
 impl Children {
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Entries held, finished children not yet pruned included: what a long-lived group's memory grows with.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
+        self.len
     }
 
     /// A key for a task about to be spawned.
@@ -920,12 +945,12 @@ impl CodeContext {
         self.alone.wake();
     }
 
-    fn is_cancelled_alone(&self) -> bool {
+    pub(crate) fn is_cancelled_alone(&self) -> bool {
         self.cancelled_alone.load(Ordering::SeqCst)
     }
 
     /// Resolves once this code is cancelled alone.
-    async fn cancelled_alone(&self) {
+    pub(crate) async fn cancelled_alone(&self) {
         std::future::poll_fn(|context| {
             if self.is_cancelled_alone() {
                 return Poll::Ready(());

@@ -1,12 +1,16 @@
-//! Structured concurrency: fail-fast groups, settle (collect-all) and deadlines.
+//! Structured concurrency: fail-fast groups, supervisors, settle (collect-all) and deadlines.
 //!
-//! Every task this module spawns belongs to a group or a settle call that joins it before returning; dropping
-//! either one aborts its tasks. Nothing here detaches a task.
+//! Every task this module spawns belongs to a group, a supervisor or a settle call that joins it before
+//! returning; dropping any of them aborts its tasks. Nothing here detaches a task.
 //!
 //! - [`scope`] and [`OwnedGroup`]: asyncio `TaskGroup` semantics: the first child error or panic cancels the
 //!   rest, every error is collected into one [`GroupError`], and a panic resumes on the caller after the
 //!   children are joined. [`scope`] for a group that lives as long as a call; [`OwnedGroup`] for one a
 //!   long-lived value owns.
+//! - [`Supervisor`]: Kotlin's `supervisorScope`, Erlang's `one_for_one` without the restart: a long-lived group
+//!   whose children fail alone. A child's error or panic is reported (its handle, a log event, counters) and
+//!   cancels nothing else; [`Supervisor::shutdown`] cancels and joins everything. For independent units of work
+//!   that a service runs for as long as it lives: a server's requests.
 //! - [`settle`]: `gather(return_exceptions=True)` semantics: run everything, never fail as a whole, one
 //!   [`Outcome`] per task (also available as a stream of results in completion order, [`Settling`]).
 //! - The other completion policies, like Java's `StructuredTaskScope` joiners: [`first_success`] (the first
@@ -76,6 +80,47 @@
 //! to take an inner group's result, and is stopped at its next `.await` once no inner group is running; its
 //! error then counts only if an inner group failed (it carries that failure), else it is a cancellation.
 //!
+//! # Supervisors
+//!
+//! A [`Supervisor`] is owned by one value (a server) and spawned into from anywhere through a cloneable
+//! [`SupervisorHandle`] (an HTTP handler). Each [`SupervisedChild`] handle yields the child's value, or a
+//! [`ChildError`] saying whether it failed, panicked or was cancelled. The rules:
+//!
+//! - **A failure ends one child.** A child's error or panic is reported (its handle yields
+//!   [`ChildError::Failed`] or [`ChildError::Panicked`], a `warn` or `error` event names it, the counters count
+//!   it), and nothing else is cancelled. A panic is caught and never resumed.
+//! - **One child can be cancelled alone** through its handle ([`SupervisedChild::cancel`]); the groups created
+//!   in it are cancelled with it. Dropping a handle does not cancel its child: the child still belongs to the
+//!   supervisor and is joined by it.
+//! - **Shutting down joins everything.** [`Supervisor::shutdown`] (or the token of
+//!   [`SupervisorConfig::cancelled_by`]) cancels every child at its next `.await`, and waits until they have all
+//!   ended, with every group nested inside them. [`Supervisor::join`] waits the same way without cancelling,
+//!   for children that end on their own (a server's runs, each bounded by its deadline). From the moment either
+//!   starts, spawning is refused with [`SpawnError::ShuttingDown`].
+//! - **Memory stays flat.** A child removes itself as it ends: a supervisor holds only the children still
+//!   running, however many it ran (measured in `docs/BENCHMARKS.md`).
+//!
+//! Pick it over an [`OwnedGroup`] when the children are independent (a failure of one says nothing about the
+//! others), and over tokio-util's `TaskTracker` because a tracker is not structured: it cannot cancel its
+//! tasks, a group dropped inside one of them (a timeout around a scope) leaves its aborted tasks unjoined, a
+//! panic is an `Err` in a handle nobody may read, and a dropped tracker detaches its tasks.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use tributary::group::{ChildError, Supervisor, SupervisorConfig};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let supervisor = Supervisor::new(SupervisorConfig::new());
+//! let runs = supervisor.handle(); // cheap to clone: what a server's handlers keep
+//! let broken = runs.spawn("broken", async { Err::<u32, _>("the source is down") }).expect("open");
+//! let fine = runs.spawn("fine", async { Ok::<_, Infallible>(21 * 2) }).expect("open");
+//! assert!(matches!(broken.await, Err(ChildError::Failed { .. })));
+//! assert_eq!(fine.await.expect("a sibling's failure does not touch it"), 42);
+//! let stats = supervisor.shutdown().await;
+//! assert_eq!((stats.succeeded, stats.failed), (1, 1));
+//! # }
+//! ```
+//!
 //! # Settle
 //!
 //! Each task runs as its own tokio task (so a panic is caught and reported, and tasks interleave), bounded by
@@ -114,6 +159,7 @@ mod core;
 mod deadline;
 mod fail_fast;
 mod settle;
+mod supervisor;
 
 pub use blocking::{BlockingPanicked, blocking};
 pub use deadline::{Deadline, Elapsed, ElapsedKind, with_timeout};
@@ -122,9 +168,14 @@ pub use fail_fast::{
     GroupPanic, OwnedGroup, ShutdownCause, SpawnError, scope,
 };
 pub use settle::{Outcome, SettleConfig, Settling, first_success, quorum, settle, settle_until};
+pub use supervisor::{
+    ChildError, SupervisedChild, Supervisor, SupervisorConfig, SupervisorHandle, SupervisorStats,
+};
 
 pub use crate::panics::panic_message;
 
+#[cfg(test)]
+mod cpython_taskgroups;
 #[cfg(test)]
 mod cpython_timeouts;
 #[cfg(test)]

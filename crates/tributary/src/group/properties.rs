@@ -18,6 +18,16 @@
 //!   multi-thread runtime a sibling can be in the middle of a poll on another thread when the failure happens,
 //!   which is cooperative cancellation, not a bug).
 //!
+//! Trees with supervisors ([`Supervisor`]) mix in a third kind of node: a supervisor whose children are leaves,
+//! groups or more supervisors, stopped after a while by its shutdown, by the token of its config, or by being
+//! dropped (an outer timeout). On top of the checks above, which then cover only errors outside supervisors:
+//!
+//! - **Siblings are unaffected by failures**: every supervised child's handle says what its code did (a value,
+//!   an error, a panic) or that it was cancelled, and on the current-thread runtime no child is cancelled before
+//!   its supervisor stops, whatever its siblings did. The supervisor's counters agree with its handles.
+//! - **No child runs after its supervisor shut down or was dropped**, and spawning is then refused (the strict
+//!   check above, with the supervisor's flag set as it stops).
+//!
 //! Time is paused on the current-thread runtime (the sleeps cost nothing and the runs are reproducible from
 //! proptest's seed); the multi-thread runtime runs real, short sleeps.
 
@@ -51,6 +61,12 @@ enum Node {
         delay_ms: u64,
         fate: Fate,
     },
+    /// A supervisor, stopped after `stop_after_ms` by `stop`.
+    Supervisor {
+        children: Vec<Node>,
+        stop_after_ms: u64,
+        stop: Stop,
+    },
     Group {
         children: Vec<Node>,
         /// A nested group the body runs itself (not as a child).
@@ -64,6 +80,27 @@ enum Node {
         /// Dropped by an outer timeout after this long (never at the top of the tree).
         drop_after_ms: Option<u64>,
     },
+}
+
+/// How a supervisor is stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// [`Supervisor::shutdown`].
+    Shutdown,
+    /// The token of [`SupervisorConfig::cancelled_by`], then [`Supervisor::join`].
+    Token,
+    /// Dropped by an outer timeout, running.
+    Drop,
+}
+
+/// What a supervised child's code did, as seen from inside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Returned {
+    /// Still running, or cancelled.
+    Nothing,
+    Value,
+    Error,
+    Panic,
 }
 
 /// What every node of one run shares.
@@ -81,7 +118,14 @@ struct Run {
 
 /// A group's view, passed down: the flags of this group and every group above it.
 #[derive(Debug, Clone, Default)]
-struct Ancestry(Vec<Arc<AtomicBool>>);
+struct Ancestry {
+    /// Set when the group shuts down, one per level, the nearest last.
+    flags: Vec<Arc<AtomicBool>>,
+    /// Below a supervisor: errors end at its handles, never in the top scope's error.
+    supervised: bool,
+    /// The nearest group is a supervisor: a failing child does not shut it down.
+    in_supervisor: bool,
+}
 
 #[derive(Debug)]
 enum TreeError {
@@ -126,14 +170,30 @@ impl Drop for Live {
 }
 
 impl Ancestry {
+    /// The view from inside a fail-fast group with the flag `flag`.
     fn with(&self, flag: Arc<AtomicBool>) -> Self {
-        let mut flags = self.0.clone();
+        let mut flags = self.flags.clone();
         flags.push(flag);
-        Self(flags)
+        Self {
+            flags,
+            supervised: self.supervised,
+            in_supervisor: false,
+        }
+    }
+
+    /// The view from inside a supervisor with the flag `flag`.
+    fn supervised_by(&self, flag: Arc<AtomicBool>) -> Self {
+        let mut flags = self.flags.clone();
+        flags.push(flag);
+        Self {
+            flags,
+            supervised: true,
+            in_supervisor: true,
+        }
     }
 
     fn shut_down(&self) -> bool {
-        self.0.iter().any(|flag| flag.load(Ordering::SeqCst))
+        self.flags.iter().any(|flag| flag.load(Ordering::SeqCst))
     }
 }
 
@@ -169,9 +229,13 @@ fn run_node(
                 match fate {
                     Fate::Succeed => Ok(()),
                     Fate::Fail => {
-                        run.raised.lock().expect("raised").insert(id);
-                        // The group shuts down as this error is recorded: from here on its code must not run.
-                        if let Some(own) = ancestry.0.last() {
+                        if !ancestry.supervised {
+                            run.raised.lock().expect("raised").insert(id);
+                        }
+                        // A fail-fast group shuts down as this error is recorded: from here on its code must not
+                        // run. A supervisor carries on.
+                        if let Some(own) = ancestry.flags.last().filter(|_| !ancestry.in_supervisor)
+                        {
                             own.store(true, Ordering::SeqCst);
                         }
                         Err(TreeError::Leaf(id))
@@ -180,6 +244,11 @@ fn run_node(
                     Fate::Hang => std::future::pending().await,
                 }
             }
+            Node::Supervisor {
+                children,
+                stop_after_ms,
+                stop,
+            } => run_supervisor(children, stop_after_ms, stop, run, ancestry, strict).await,
             Node::Group {
                 drop_after_ms: Some(after),
                 ..
@@ -254,7 +323,7 @@ fn run_node(
                                 tokio::time::sleep(Duration::from_millis(after)).await;
                                 run.line(&inside, "a failing body", strict);
                                 inside
-                                    .0
+                                    .flags
                                     .last()
                                     .expect("own flag")
                                     .store(true, Ordering::SeqCst);
@@ -277,6 +346,139 @@ fn run_node(
             }
         }
     })
+}
+
+/// Runs a supervisor node: spawns its children, stops it after `stop_after_ms`, then checks each child's handle
+/// against what the child's code did, and the counters against the handles. Always `Ok`: a supervisor keeps its
+/// children's failures.
+async fn run_supervisor(
+    children: Vec<Node>,
+    stop_after_ms: u64,
+    stop: Stop,
+    run: Arc<Run>,
+    ancestry: Ancestry,
+    strict: bool,
+) -> Result<(), TreeError> {
+    let _live = Live::enter(&run);
+    let flag = Arc::new(AtomicBool::new(false));
+    let inside = ancestry.supervised_by(Arc::clone(&flag));
+    let token = CancellationToken::new();
+    let supervisor = Supervisor::new(SupervisorConfig::new().cancelled_by(token.clone()));
+    let spawner = supervisor.handle();
+    let mut spawned = Vec::new();
+    for (index, child) in children.into_iter().enumerate() {
+        let returned = Arc::new(Mutex::new(Returned::Nothing));
+        let code = {
+            let (run, inside, returned) = (Arc::clone(&run), inside.clone(), Arc::clone(&returned));
+            async move {
+                let result = AssertUnwindSafe(run_node(child, run, inside, strict))
+                    .catch_unwind()
+                    .await;
+                *returned.lock().expect("returned") = match &result {
+                    Ok(Ok(())) => Returned::Value,
+                    Ok(Err(_)) => Returned::Error,
+                    Err(_) => Returned::Panic,
+                };
+                result.unwrap_or_else(|payload| std::panic::resume_unwind(payload))
+            }
+        };
+        let handle = spawner
+            .spawn(format!("child {index}"), code)
+            .expect("a supervisor takes children until it stops");
+        spawned.push((handle, returned));
+    }
+    let stop_after = Duration::from_millis(stop_after_ms);
+    if stop == Stop::Drop {
+        // Dropped while it runs: its children are aborted and handed to the enclosing group, which joins them.
+        let _elapsed = tokio::time::timeout(stop_after, async move {
+            let _owned = (supervisor, spawned);
+            std::future::pending::<()>().await;
+        })
+        .await;
+        flag.store(true, Ordering::SeqCst);
+        return Ok(());
+    }
+    tokio::time::sleep(stop_after).await;
+    // Nothing cancels a supervised child before its supervisor stops: not a sibling's failure or panic. Checked
+    // on the current-thread runtime, where nothing above can be cancelling this very supervisor meanwhile.
+    let mut early = Vec::new();
+    for (handle, _) in &mut spawned {
+        let outcome = handle.now_or_never();
+        if strict && matches!(outcome, Some(Err(ChildError::Cancelled { .. }))) {
+            run.violations.lock().expect("violations").push(format!(
+                "supervised `{}` was cancelled before its supervisor stopped",
+                handle.name()
+            ));
+        }
+        early.push(outcome);
+    }
+    let stats = match stop {
+        Stop::Shutdown => {
+            flag.store(true, Ordering::SeqCst);
+            supervisor.shutdown().await
+        }
+        // Not flagged until joined, like a fail-fast group's outside token: the supervisor notices the token
+        // when one of its children is next polled, so a grandchild woken at this same instant may run one more
+        // step (see `SupervisorConfig::cancelled_by`).
+        Stop::Token | Stop::Drop => {
+            token.cancel();
+            let stats = supervisor.join().await;
+            flag.store(true, Ordering::SeqCst);
+            stats
+        }
+    };
+    if spawner
+        .spawn("late", async { Ok::<_, TreeError>(()) })
+        .is_ok()
+    {
+        run.violations
+            .lock()
+            .expect("violations")
+            .push("a stopped supervisor took a child".to_owned());
+    }
+    let mut counted = SupervisorStats::default();
+    for ((handle, returned), early) in spawned.into_iter().zip(early) {
+        let name = handle.name().to_owned();
+        let outcome = match early {
+            Some(outcome) => outcome,
+            None => handle.await,
+        };
+        let returned = *returned.lock().expect("returned");
+        let consistent = match &outcome {
+            Ok(()) => {
+                counted.succeeded += 1;
+                returned == Returned::Value
+            }
+            Err(ChildError::Failed { .. }) => {
+                counted.failed += 1;
+                returned == Returned::Error
+            }
+            Err(ChildError::Panicked { .. }) => {
+                counted.panicked += 1;
+                returned == Returned::Panic
+            }
+            // Cancelled by the stop; a drained child may have returned its inner groups' cancellation.
+            Err(ChildError::Cancelled { .. }) => {
+                counted.cancelled += 1;
+                matches!(returned, Returned::Nothing | Returned::Error)
+            }
+        };
+        if !consistent {
+            run.miscounted.lock().expect("miscounted").push(format!(
+                "supervised `{name}` did {returned:?}, its handle says {outcome:?}"
+            ));
+        }
+    }
+    // A dropped group inside a child hands its aborted tasks, and a panic it had caught, to the supervisor,
+    // which counts that panic without a handle to carry it.
+    counted.spawned = stats.spawned;
+    counted.panicked = counted.panicked.max(stats.panicked);
+    if counted != stats {
+        run.miscounted.lock().expect("miscounted").push(format!(
+            "the supervisor counted {stats:?}, its handles {counted:?}"
+        ));
+    }
+    Ok(())
 }
 
 /// Each leaf of the group that returned its error is among the group's failures exactly once.
@@ -368,6 +570,43 @@ fn tree(max_delay: u64, panics: bool) -> impl Strategy<Value = Node> {
     })
 }
 
+/// Trees up to three levels deep of fail-fast groups and supervisors, with up to four children a node.
+fn tree_with_supervisors(max_delay: u64) -> impl Strategy<Value = Node> {
+    let maybe = move || proptest::option::weighted(0.3, 0..=max_delay);
+    let stop = prop_oneof![Just(Stop::Shutdown), Just(Stop::Token), Just(Stop::Drop)];
+    leaf(max_delay, true).prop_recursive(3, 24, 4, move |inner| {
+        let group = (
+            proptest::collection::vec(inner.clone(), 0..4),
+            proptest::option::weighted(0.3, inner.clone()),
+            maybe(),
+            maybe(),
+            maybe(),
+            maybe(),
+        )
+            .prop_map(
+                |(children, in_body, body_fails, deadline, cancel, drop_after)| Node::Group {
+                    children,
+                    in_body: in_body.map(Box::new),
+                    body_fails_after_ms: body_fails,
+                    deadline_ms: deadline,
+                    cancel_after_ms: cancel,
+                    drop_after_ms: drop_after,
+                },
+            );
+        let supervisor = (
+            proptest::collection::vec(inner, 0..4),
+            0..=max_delay,
+            stop.clone(),
+        )
+            .prop_map(|(children, stop_after_ms, stop)| Node::Supervisor {
+                children,
+                stop_after_ms,
+                stop,
+            });
+        prop_oneof![group, supervisor]
+    })
+}
+
 /// Every leaf id in an error tree, with repeats.
 fn leaf_ids(error: &TreeError, ids: &mut Vec<usize>) {
     match error {
@@ -388,6 +627,8 @@ fn leaf_ids(error: &TreeError, ids: &mut Vec<usize>) {
 fn may_lose_errors(node: &Node) -> bool {
     match node {
         Node::Leaf { fate, .. } => *fate == Fate::Panic,
+        // Below a supervisor, errors end at its handles and panics are caught there: none is the top's to lose.
+        Node::Supervisor { .. } => false,
         Node::Group {
             children,
             in_body,
@@ -480,6 +721,38 @@ proptest! {
     /// Real time on the multi-thread runtime: nothing outlives the scope, errors counted once.
     #[test]
     fn random_trees_on_the_multi_thread_runtime(node in tree(4, true)) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(check_tree(node, false, 30))?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Supervisors among the groups, paused time on the current-thread runtime: every property, the strict ones
+    /// included.
+    #[test]
+    fn random_trees_with_supervisors_on_the_current_thread_runtime(node in tree_with_supervisors(50)) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        runtime.block_on(check_tree(node, true, 1_000))?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Supervisors among the groups, real time on the multi-thread runtime: nothing outlives the top scope,
+    /// handles and counters agree with what the children did.
+    #[test]
+    fn random_trees_with_supervisors_on_the_multi_thread_runtime(node in tree_with_supervisors(4)) {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

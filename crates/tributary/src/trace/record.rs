@@ -97,7 +97,7 @@ pub struct InstantEvent {
 pub struct Lane {
     /// The lane's name, e.g. `worker 1`.
     pub name: String,
-    /// The group, e.g. `worker`: by default the lane name up to its first space.
+    /// The group, e.g. `worker`: the lane name up to its first space.
     pub group: String,
 }
 
@@ -215,20 +215,6 @@ impl Timeline {
         recording.explicit_order = lanes.iter().map(|lane| lane.as_ref().to_owned()).collect();
         for lane in lanes {
             recording.touch_lane(lane.as_ref());
-        }
-    }
-
-    /// Put `lane` in `group` instead of the default (its name up to the first space).
-    pub fn set_lane_group(&self, lane: &str, group: impl Into<String>) {
-        let mut recording = self.lock();
-        recording.touch_lane(lane);
-        let group = group.into();
-        if let Some(existing) = recording
-            .lanes
-            .iter_mut()
-            .find(|existing| existing.name == lane)
-        {
-            existing.group = group;
         }
     }
 

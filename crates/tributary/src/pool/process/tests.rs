@@ -2,7 +2,7 @@
 //!
 //! # How the test binary becomes a worker
 //!
-//! [`test_worker_command`](super::test_worker_command) starts `current_exe()` with
+//! [`test_worker_command`] starts `current_exe()` with
 //! `--exact pool::process::tests::process_worker_entry --nocapture --test-threads=1` and
 //! `TRIBUTARY_TEST_WORKER=<mode>`. libtest runs only [`process_worker_entry`], which sees the variable, serves
 //! the protocol on stdin and stdout and exits the process at end of input, before libtest reports anything.
@@ -12,13 +12,40 @@
 //!
 //! Waits that would hang if the pool were broken are bounded by [`PATIENCE`].
 
-use std::io::Cursor;
-use std::time::Duration;
+use std::io::{self, BufRead, Cursor, Write};
+use std::num::NonZeroUsize;
+use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
+use super::frame::{FRAME_TAG, RequestFrame, ResponseFrame, encode_frame, frame_payload};
 use super::*;
 use crate::pool::test_jobs::{CrashJob, SpinJob, jobs};
+use crate::pool::{CpuJob, ExecutorError, JobTiming};
 
 const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Environment variable that turns the test binary into a worker (see [`process_worker_entry`]).
+const TEST_WORKER_ENV: &str = "TRIBUTARY_TEST_WORKER";
+
+/// The test binary itself as a well-behaved worker serving [`test_jobs`](crate::pool::test_jobs).
+pub(crate) fn test_worker_command() -> WorkerCommand {
+    test_worker_command_in_mode("serve")
+}
+
+fn test_worker_command_in_mode(mode: &str) -> WorkerCommand {
+    let test_binary = std::env::current_exe().expect("the test binary knows its path");
+    WorkerCommand::new(
+        test_binary,
+        [
+            "--exact",
+            "pool::process::tests::process_worker_entry",
+            "--nocapture",
+            "--test-threads=1",
+        ],
+    )
+    .with_env(TEST_WORKER_ENV, mode)
+}
 
 /// Not a test: the worker side of these tests (see the module docs). Returns at once in an ordinary run.
 #[test]
