@@ -13,7 +13,7 @@
 //! - `GET /healthz`, `/readyz`, `/metrics` (Prometheus text), `/openapi.json` (`api.rs`), `/v1/sources`.
 //!
 //! At most [`ServeConfig::max_in_flight`] runs at once: over that a request gets 503 with `Retry-After` at once,
-//! rather than a queue that makes everyone miss the deadline. Every run is a task of the server's tracker,
+//! rather than a queue that makes everyone miss the deadline. Every run is a child of the server's supervisor,
 //! cancelled when its client leaves and joined before [`run`] returns. The shutdown future stops accepting, lets
 //! the runs in flight finish (each is bounded by its deadline), and [`run`] returns. The connections are served
 //! with the simulator's limits (a connection cap, a header size and a header timeout, `tributary_sim::serve`).

@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
+use std::sync::{Mutex, PoisonError};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -17,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use tributary::group::{SupervisedChild, Supervisor, SupervisorConfig, SupervisorHandle};
 use tributary::lag::{LagConfig, LagMonitor};
 use tributary_agent::{Agent, AgentReport};
 use tributary_sim::Fault;
@@ -48,8 +49,11 @@ pub struct AppState {
     pub(crate) sources: Vec<String>,
     metrics: Arc<Metrics>,
     runs: Arc<Runs>,
-    /// Every run's task; joined before the command ends.
-    tasks: TaskTracker,
+    /// Every run's task is a child of this supervisor: one run's failure or panic touches no other run, and
+    /// [`join_runs`](Self::join_runs) waits for them all.
+    runs_supervisor: SupervisorHandle,
+    /// The supervisor itself, taken by [`join_runs`](Self::join_runs).
+    supervisor: Mutex<Option<Supervisor>>,
     /// How late the runtime's timers fire: `/metrics`' loop lag.
     lag: LagMonitor,
 }
@@ -62,6 +66,7 @@ impl AppState {
             .iter()
             .map(|source| source.name().to_owned())
             .collect();
+        let supervisor = Supervisor::new(SupervisorConfig::new());
         Arc::new(Self {
             agent,
             admission: Arc::new(Admission::new(max_in_flight.get())),
@@ -69,7 +74,8 @@ impl AppState {
             sources,
             metrics: Arc::new(Metrics::new()),
             runs: Arc::default(),
-            tasks: TaskTracker::new(),
+            runs_supervisor: supervisor.handle(),
+            supervisor: Mutex::new(Some(supervisor)),
             lag: LagMonitor::spawn(LagConfig::default()),
         })
     }
@@ -87,8 +93,19 @@ impl AppState {
     /// Waits until every run has ended: the runs of clients that left are cancelled, the others finish within
     /// their deadline. Call after [`stop`](Self::stop), once no request can start a run.
     pub async fn join_runs(&self) {
-        self.tasks.close();
-        self.tasks.wait().await;
+        let supervisor = self
+            .supervisor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(supervisor) = supervisor {
+            let stats = supervisor.join().await;
+            tracing::info!(
+                runs = stats.spawned,
+                panicked = stats.panicked,
+                "every run has ended"
+            );
+        }
     }
 
     /// Runs in flight now.
@@ -141,6 +158,13 @@ struct Refusal {
 }
 
 impl Refusal {
+    fn stopping() -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: "the server is stopping".to_owned(),
+        }
+    }
+
     fn bad_request(message: String) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
@@ -206,13 +230,14 @@ fn ask_from_body(
         .map_err(Refusal::bad_request)
 }
 
-/// Starts a run of `ask` on the server's tracker.
+/// Starts a run of `ask` as a child of the server's supervisor; refused (503) if the server began stopping
+/// since the request was admitted.
 fn start_run(
     state: &AppState,
     ask: Ask,
     permit: Admitted,
     owner: Owner,
-) -> (Arc<LiveRun>, tokio::sync::oneshot::Receiver<AgentReport>) {
+) -> Result<(Arc<LiveRun>, SupervisedChild<AgentReport, Infallible>), Refusal> {
     let run = state.runs.start(owner);
     let report = drive(
         &state.runs,
@@ -224,9 +249,15 @@ fn start_run(
             permit,
             metrics: Arc::clone(&state.metrics),
         },
-        &state.tasks,
+        &state.runs_supervisor,
     );
-    (run, report)
+    match report {
+        Ok(report) => Ok((run, report)),
+        Err(_stopping) => {
+            state.runs.ended(&run);
+            Err(Refusal::stopping())
+        }
+    }
 }
 
 /// Answers one question: the JSON `ask --json` prints.
@@ -255,8 +286,11 @@ async fn ask(
         Ok(admitted) => admitted,
         Err(refusal) => return refusal.into_response(),
     };
-    let (run, report) = start_run(&state, ask, permit, Owner::Request);
-    // A client that disconnects drops this future: the guard cancels the run, which the tracker joins.
+    let (run, report) = match start_run(&state, ask, permit, Owner::Request) {
+        Ok(started) => started,
+        Err(refusal) => return refusal.into_response(),
+    };
+    // A client that disconnects drops this future: the guard cancels the run, which the supervisor joins.
     let cancel_on_disconnect = run.cancel.clone().drop_guard();
     let report = report.await;
     cancel_on_disconnect.disarm();
@@ -324,8 +358,11 @@ async fn ask_stream(
         Ok(admitted) => admitted,
         Err(refusal) => return refusal.into_response(),
     };
-    let (run, _report) = start_run(&state, ask, permit, Owner::Listeners);
-    event_stream(run, 0)
+    match start_run(&state, ask, permit, Owner::Listeners) {
+        // The stream reads the run's events; the report's handle is not needed (dropping it cancels nothing).
+        Ok((run, _report)) => event_stream(run, 0),
+        Err(refusal) => refusal.into_response(),
+    }
 }
 
 /// Streams a kept run's events from after `Last-Event-ID`.
@@ -484,17 +521,20 @@ async fn compare(
         Err(refusal) => return refusal.into_response(),
     };
     let agent = state.agent.with_settings(ask.settings);
-    // Both runs in a task of the server's tracker: a client that leaves cancels them, and they are joined.
+    // Both runs in a child of the server's supervisor: a client that leaves cancels them, and they are joined.
     let cancel = CancellationToken::new();
-    let comparing = state.tasks.spawn({
+    let comparing = state.runs_supervisor.spawn("compare", {
         let agent = agent.clone();
         let cancel = cancel.clone();
         async move {
             let compared = agent.compare_runs(&ask.question, cancel).await;
             drop(permit);
-            compared
+            Ok::<_, Infallible>(compared)
         }
     });
+    let Ok(comparing) = comparing else {
+        return Refusal::stopping().into_response();
+    };
     let cancel_on_disconnect = cancel.drop_guard();
     let compared = comparing.await;
     cancel_on_disconnect.disarm();

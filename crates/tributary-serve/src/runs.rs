@@ -15,6 +15,7 @@
 //! and joined the same way, at once.
 
 use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use tributary::group::{SpawnError, SupervisedChild, SupervisorHandle};
 use tributary::trace::{Activity, Outcome as SpanOutcome, Span, Timeline, Update};
 use tributary_agent::{Agent, AgentReport, Question, RunMode};
 
@@ -122,7 +123,7 @@ impl Runs {
     }
 
     /// Marks `run` ended: it is kept for [`KEPT_FOR`] from now.
-    fn ended(&self, run: &LiveRun) {
+    pub(crate) fn ended(&self, run: &LiveRun) {
         let now = Instant::now();
         *lock(&run.ended) = Some(now);
         lock(&self.ended).push_back((now, run.id.clone()));
@@ -246,18 +247,19 @@ pub struct Drive {
     pub metrics: Arc<Metrics>,
 }
 
-/// Starts driving `run` on `tasks` (joined when the server stops): the agent's run, its events as they come,
-/// the answer and `done`. Returns at once; the report arrives on the returned channel (which may be ignored).
+/// Starts driving `run` as a child of the server's supervisor (joined when the server stops; its panic is
+/// reported without touching the other runs): the agent's run, its events as they come, the answer and `done`.
+/// Returns at once; the returned handle yields the report (and may be dropped: that does not cancel the run).
+/// Refused once the server is stopping.
 pub fn drive(
     runs: &Arc<Runs>,
     run: &Arc<LiveRun>,
     drive: Drive,
-    tasks: &TaskTracker,
-) -> tokio::sync::oneshot::Receiver<AgentReport> {
-    let (report_sender, report) = tokio::sync::oneshot::channel();
+    supervisor: &SupervisorHandle,
+) -> Result<SupervisedChild<AgentReport, Infallible>, SpawnError> {
     let runs = Arc::clone(runs);
     let run = Arc::clone(run);
-    tasks.spawn(async move {
+    supervisor.spawn(format!("run {}", run.id), async move {
         let Drive {
             agent,
             question,
@@ -331,9 +333,8 @@ pub fn drive(
                 cpu_budget(settings.deadline, settings.per_source_timeout),
             )
         });
-        let _ = report_sender.send(report);
-    });
-    report
+        Ok(report)
+    })
 }
 
 /// Each finished inference's source and end (ms since the run started), from the spans on the workers' lanes.

@@ -8,18 +8,20 @@
 //! request's headers within [`HEADER_READ_TIMEOUT`] is disconnected, which also ends idle keep-alive
 //! connections.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tributary::group::{Supervisor, SupervisorConfig, SupervisorHandle};
 
 /// The most connections served at once.
 pub const MAX_CONNECTIONS: usize = 1024;
@@ -65,7 +67,10 @@ pub async fn serve_connections(
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
-    let mut builder = Builder::new(TokioExecutor::new());
+    // Every connection, and every HTTP/2 stream hyper runs beside one, is a child of this supervisor: one
+    // connection's failure touches no other, dropping `serve` aborts them all, and the end joins them.
+    let connections = Supervisor::new(SupervisorConfig::new());
+    let mut builder = Builder::new(Supervised(connections.handle()));
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -74,12 +79,10 @@ pub async fn serve_connections(
     builder
         .http2()
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-    // Owned here, so that dropping `serve` aborts them; finished ones are reaped as they end.
-    let mut connections = JoinSet::new();
+    let spawner = connections.handle();
     loop {
         let permit = tokio::select! {
             () = stop.cancelled() => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             permit = Arc::clone(&permits).acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_) => break, // never closed
@@ -103,17 +106,40 @@ pub async fn serve_connections(
             )
             .into_owned();
         let connection = graceful.watch(connection);
-        connections.spawn(async move {
+        let served = spawner.spawn("connection", async move {
             let _slot = permit;
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "simulated services: a connection ended with an error");
             }
+            Ok::<(), Infallible>(())
         });
+        if served.is_err() {
+            break; // the supervisor was shut down under us: nothing more to serve
+        }
     }
     drop(listener);
     // Open connections finish their current response (hanging ones end on the shutdown token) and close.
     graceful.shutdown().await;
-    while connections.join_next().await.is_some() {}
+    connections.join().await;
+}
+
+/// hyper's executor (the tasks it starts beside a connection, such as HTTP/2 streams) on the connections'
+/// supervisor, instead of a bare `tokio::spawn`.
+#[derive(Debug, Clone)]
+struct Supervised(SupervisorHandle);
+
+impl<Task> hyper::rt::Executor<Task> for Supervised
+where
+    Task: Future + Send + 'static,
+    Task::Output: Send + 'static,
+{
+    fn execute(&self, task: Task) {
+        // Refused only while the supervisor shuts down, when the connection that asked is being stopped too.
+        let _refused = self.0.spawn("http task", async move {
+            task.await;
+            Ok::<(), Infallible>(())
+        });
+    }
 }
 
 #[cfg(test)]

@@ -292,6 +292,70 @@ fn no_library_crate_writes_to_stdout() {
     }
 }
 
+/// Ways to start a task or a thread that no group owns.
+const DETACHED_SPAWNS: &[&str] = &[
+    "tokio::spawn",
+    "task::spawn",
+    "spawn_local(",
+    "thread::spawn",
+    "thread::Builder",
+    "thread::scope",
+    "JoinSet",
+    "TaskTracker",
+    "Handle::current().spawn",
+];
+
+/// The one place outside the engine that starts a thread of its own, and why (ARCHITECTURE.md says it too).
+const SPAWN_EXCEPTIONS: &[(&str, &str)] = &[(
+    "tributary-batch/src/detached.rs",
+    "a blocking read of stdin cannot be interrupted, so its thread is detached on purpose",
+)];
+
+/// Every task belongs to a group, and CPU work goes through the pool: no library but the engine starts a task or
+/// a thread itself. A library runs concurrent work as children of the engine's groups (`scope`, `OwnedGroup`,
+/// `Supervisor`, the settle policies), blocking calls through `group::blocking` or `Group::spawn_blocking`, and
+/// CPU work on an `Executor`.
+#[test]
+fn no_library_but_the_engine_spawns_a_task_or_a_thread() {
+    let root = workspace_root();
+    for crate_name in [AGENT, BATCH, SERVE, SIM, LAB] {
+        let mut files = Vec::new();
+        rust_files(
+            &root.join("crates").join(crate_name).join("src"),
+            &mut files,
+        );
+        for file in files {
+            let relative = file
+                .strip_prefix(root.join("crates"))
+                .expect("below crates/")
+                .to_string_lossy()
+                .replace('\\', "/");
+            if SPAWN_EXCEPTIONS
+                .iter()
+                .any(|(path, _why)| *path == relative)
+            {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).expect("read a source file");
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for (number, line) in code.lines().enumerate() {
+                let line = line.trim_start();
+                if line.starts_with("//") {
+                    continue;
+                }
+                for spawn in DETACHED_SPAWNS {
+                    assert!(
+                        !line.contains(spawn),
+                        "Architecture Invariant broken: {relative}:{} starts work no group owns ({spawn}); \
+                         spawn it as a child of a group of tributary::group",
+                        number + 1
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Every `.rs` file below `directory`, except test-only files.
 fn rust_files(directory: &Path, files: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(directory).expect("read a source directory") {
