@@ -11,9 +11,10 @@
 //!
 //! - **Cancellation happens at a poll boundary, and reaches down at once.** A child is cancelled by its token,
 //!   checked before the child is polled (and before its very first poll): once the group shuts down, a child's
-//!   code never runs again. A group created inside a child takes a child token of that child's token, so the
-//!   cancellation reaches every level below in the same instant. The child's future is then dropped inside its
-//!   own task, so the task ends right after.
+//!   code does not run again, but for the one poll a started child was already due when a failure shut the
+//!   group (or a group above it) down (see [`run_child`]). A group created inside a child takes a child token
+//!   of that child's token, so the cancellation reaches every level below in the same instant. The child's
+//!   future is then dropped inside its own task, so the task ends right after.
 //! - **Dropped groups hand their tasks up.** Dropping a child's future drops every group inside it (a scope in
 //!   a child's code, an owned group a child owns). A dropped group cannot wait (a destructor cannot await), so it
 //!   aborts its tasks and hands the set to the *enclosing* group, the group whose child or body was running the
@@ -36,9 +37,9 @@ use std::future::Future;
 use std::mem;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 
 use futures::FutureExt as _;
 use futures::task::AtomicWaker;
@@ -64,6 +65,24 @@ struct Enclosing {
     code: Arc<CodeContext>,
 }
 
+/// Ticks once each time something shuts a group down (a failure, or a stop: the deadline, a token, a shutdown,
+/// a drop with children left) or cancels a child alone, anywhere in the process: a clock that orders a child's
+/// wake-up against the shutdowns that reach it. A child woken before the tick of a failure (at the same
+/// instant, by what it was waiting for) still runs the poll that was due; one woken by the failure or after it
+/// does not, nor one a stop reached first (see [`run_child`]). Only shutdowns write it, which are rare (a group
+/// that ends by itself, its children joined, takes no tick); a wake-up only reads it, so it costs no contention.
+static SHUTDOWN_CLOCK: AtomicU64 = AtomicU64::new(0);
+
+/// "Never": nothing shut the group down, or the child was not woken since its last poll.
+const NEVER: u64 = u64::MAX;
+
+/// Takes a tick of the [`SHUTDOWN_CLOCK`] for a shutdown, noted as a group's `shut_down_at` is: the tick
+/// doubled, plus one if a failure caused it. The earliest of two notes is the smaller.
+fn shutdown_tick(failure: bool) -> u64 {
+    let tick = SHUTDOWN_CLOCK.fetch_add(1, Ordering::SeqCst) + 1;
+    tick << 1 | u64::from(failure)
+}
+
 /// The code of one child or one body: what cancels it, how many groups that wind down by themselves (scopes,
 /// settles) created in it are still running, and whether one of them ended with an error, so that a cancelled
 /// child can be polled until they have reported. One allocation per child, shared by its task, its handle and
@@ -80,10 +99,17 @@ pub(crate) struct CodeContext {
     own: OnceLock<CancellationToken>,
     /// Cancelled alone, whether or not `own` exists yet.
     cancelled_alone: AtomicBool,
+    /// The [`shutdown_tick`] of that cancellation, or [`NEVER`]: a stop for every group created in this code.
+    cancelled_alone_at: AtomicU64,
     /// Woken when cancelled alone.
     alone: AtomicWaker,
     running_groups: AtomicUsize,
     failed: AtomicBool,
+    /// The task's own waker, for a child polled through [`WakeRecorded`]: woken by the child's waker (this
+    /// context) once it has noted the wake-up.
+    task: AtomicWaker,
+    /// The [`SHUTDOWN_CLOCK`] at the child's first wake-up since its last poll, or [`NEVER`].
+    woken_at: AtomicU64,
 }
 
 /// Counts a group in the code it was created in, for as long as it runs.
@@ -106,6 +132,10 @@ pub(crate) struct Shared<E> {
     me: Weak<Shared<E>>,
     /// The code this group was created in: told when the group ends with an error.
     created_in: Option<Arc<CodeContext>>,
+    /// The [`shutdown_tick`] of what first shut this group down, saying whether it was a failure (a child's or
+    /// the body's error or panic) or a stop, or [`NEVER`]: not shut down, or only through the token of a group
+    /// above or of the code it was created in, whose own note then counts.
+    shut_down_at: AtomicU64,
     /// Children whose task has not ended: what the join waits on. Incremented under the state lock (with the
     /// spawn), decremented by the ending task without it.
     live: AtomicUsize,
@@ -152,6 +182,11 @@ pub(crate) trait Adopt: Send + Sync {
     fn adopt(&self, orphans: Orphans);
     /// The group's token.
     fn token(&self) -> &CancellationToken;
+    /// The [`shutdown_tick`] of what first shut this group down, or cancelled the code it was created in alone,
+    /// or [`NEVER`].
+    fn shut_down_at(&self) -> u64;
+    /// The group this one was created in, if any.
+    fn parent(&self) -> Option<&Arc<dyn Adopt>>;
 }
 
 /// Aborted tasks of a dropped group (or a blocking thread of a dropped child), as a future that ends when they
@@ -170,7 +205,12 @@ pub(crate) struct AbortOnDrop<E: Send + 'static>(pub(crate) Arc<Shared<E>>);
 
 impl<E: Send + 'static> Drop for AbortOnDrop<E> {
     fn drop(&mut self) {
-        self.0.token.cancel();
+        if self.0.running() > 0 {
+            self.0.stop();
+        } else {
+            // Ended, or never started a child: nothing below can be polled again, so no tick is needed.
+            self.0.token.cancel();
+        }
         let children = {
             let mut state = self.0.lock();
             state.closed = true;
@@ -228,6 +268,7 @@ where
             parent,
             me: me.clone(),
             created_in,
+            shut_down_at: AtomicU64::new(NEVER),
             live: AtomicUsize::new(0),
             idle: Notify::new(),
             span: tracing::info_span!("group", policy),
@@ -366,7 +407,7 @@ where
     /// Records the first shutdown cause, then cancels every child and the body.
     pub(crate) fn shut_down(&self, cause: ShutdownCause) {
         self.lock().begin_shutdown(cause);
-        self.token.cancel();
+        self.stop();
     }
 
     pub(crate) fn record_body_error(&self, error: E) {
@@ -374,7 +415,7 @@ where
         state.body_error = Some(error);
         state.begin_shutdown(ShutdownCause::BodyFailed);
         drop(state);
-        self.token.cancel();
+        self.fail();
     }
 
     /// Makes this group isolate panics caught outside a child's own code: `sink` reports them, and they neither
@@ -388,6 +429,32 @@ where
             return sink(payload);
         }
         self.lock().panic.get_or_insert(payload);
+        self.fail();
+    }
+
+    /// Cancels every child and the body because something failed. The failure that shuts the group down (if
+    /// nothing had yet) first takes a tick of the shutdown clock: children woken before it still run the poll
+    /// that was due (see [`run_child`]).
+    fn fail(&self) {
+        self.cancel_all(true);
+    }
+
+    /// Cancels every child and the body for anything but a failure (the deadline, a token, a shutdown, a drop):
+    /// no child runs another poll, not even one it was due, nor does any below it when a failure above follows.
+    pub(crate) fn stop(&self) {
+        self.cancel_all(false);
+    }
+
+    fn cancel_all(&self, failure: bool) {
+        if !self.token.is_cancelled() {
+            // An outside token cancelled before, though not noticed yet, reached the group first: not a failure.
+            let outside = self
+                .outside
+                .as_ref()
+                .is_some_and(CancellationToken::is_cancelled);
+            self.shut_down_at
+                .fetch_min(shutdown_tick(failure && !outside), Ordering::SeqCst);
+        }
         self.token.cancel();
     }
 
@@ -424,7 +491,7 @@ where
         }
         drop(state);
         if cancel {
-            self.token.cancel();
+            self.fail();
         }
     }
 
@@ -521,6 +588,17 @@ impl<E: Send + 'static> Adopt for Shared<E> {
 
     fn token(&self) -> &CancellationToken {
         &self.token
+    }
+
+    fn shut_down_at(&self) -> u64 {
+        let own = self.shut_down_at.load(Ordering::SeqCst);
+        self.created_in.as_ref().map_or(own, |code| {
+            own.min(code.cancelled_alone_at.load(Ordering::SeqCst))
+        })
+    }
+
+    fn parent(&self) -> Option<&Arc<dyn Adopt>> {
+        self.parent.as_ref()
     }
 }
 
@@ -789,8 +867,15 @@ impl Drop for Reaper {
 /// One child task: runs the child until it ends or its token is cancelled, then reports how it ended.
 ///
 /// The token is checked first, before every poll of the child and before the first one: once the group shuts
-/// down (or the child's handle is cancelled) the child's code never runs again, and a child that had not started
-/// never starts.
+/// down (or the child's handle is cancelled) the child's code does not run again, and a child that had not
+/// started never starts. One exception, asyncio's: when a failure (a child's or the body's) shut the group, or a
+/// group above it, down, a started child that had already been woken at that moment, by what it awaited (a
+/// timer due at the same instant, a message), runs that one poll, the step it was due, and what it returns
+/// counts. asyncio cancels a failed task's siblings from a callback that runs after the steps already scheduled
+/// in that turn of the event loop. The child's waker ([`WakeRecorded`]) notes each wake-up on the
+/// [`SHUTDOWN_CLOCK`]; a child woken by the failure itself (its token, a failed sibling's handle) or after it is
+/// not due, nor is one that a stop (a deadline, a token, a shutdown, a supervisor's included) reached first,
+/// whatever fails above it afterwards.
 pub(crate) async fn run_child<T, E, Child>(
     shared: Arc<Shared<E>>,
     name: Arc<str>,
@@ -807,7 +892,7 @@ pub(crate) async fn run_child<T, E, Child>(
     let exit = if shared.check_cancelled(&shared.token) || code.is_cancelled_alone() {
         Some(ChildExit::Cancelled)
     } else {
-        let child = AssertUnwindSafe(child).catch_unwind();
+        let child = WakeRecorded::new(AssertUnwindSafe(child).catch_unwind(), &code);
         tokio::pin!(child);
         let ended = tokio::select! {
             biased;
@@ -817,10 +902,22 @@ pub(crate) async fn run_child<T, E, Child>(
         };
         // Cancelled with inner groups still running: let them wind down and report (see the module docs). The
         // error a drained child returns counts only when an inner group failed: it then carries that failure;
-        // otherwise it is the inner groups' cancellation, passed on.
+        // otherwise it is the inner groups' cancellation, passed on. The same holds for the poll a child was
+        // due when a failure shut the group down, if inner groups were running then.
         let (ended, error_counts) = match ended {
             Some(result) => (Some(result), true),
-            None => (drain(child.as_mut(), &code).await, code.failed()),
+            None => {
+                let own_error = code.running_groups() == 0;
+                let due = if code.was_due(&*shared) {
+                    poll_once(child.as_mut()).await
+                } else {
+                    None
+                };
+                match due {
+                    Some(result) => (Some(result), own_error || code.failed()),
+                    None => (drain(child.as_mut(), &code).await, code.failed()),
+                }
+            }
         };
         match ended {
             Some(Ok(Ok(value))) => {
@@ -836,6 +933,71 @@ pub(crate) async fn run_child<T, E, Child>(
     // Recorded (and the group cancelled) before `sender` drops, so a sibling or the body awaiting this child's
     // handle is cancelled rather than woken with `ChildLost`.
     shared.record_child_exit(name, exit);
+}
+
+/// Polls `future` once: its output if that poll finished it.
+async fn poll_once<F: Future>(mut future: Pin<&mut F>) -> Option<F::Output> {
+    std::future::poll_fn(|context| match future.as_mut().poll(context) {
+        Poll::Ready(output) => Poll::Ready(Some(output)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
+}
+
+pin_project_lite::pin_project! {
+    /// A child's future, polled with a waker of its own (its [`CodeContext`]) that notes when the child is woken
+    /// before it wakes the task: how [`run_child`] tells a child that was already due when its group failed. The
+    /// waker is made once per child (it is the context's `Arc`), so a poll allocates nothing.
+    struct WakeRecorded<F> {
+        #[pin]
+        future: F,
+        code: Arc<CodeContext>,
+        waker: Waker,
+    }
+
+    impl<F> PinnedDrop for WakeRecorded<F> {
+        fn drop(this: Pin<&mut Self>) {
+            // The child's handle may keep the context long after the task ended: it must not keep the task too.
+            drop(this.code.task.take());
+        }
+    }
+}
+
+impl<F> WakeRecorded<F> {
+    fn new(future: F, code: &Arc<CodeContext>) -> Self {
+        Self {
+            future,
+            code: Arc::clone(code),
+            waker: Waker::from(Arc::clone(code)),
+        }
+    }
+}
+
+impl<F: Future> Future for WakeRecorded<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        this.code.task.register(context.waker());
+        // This poll is the step any earlier wake-up asked for.
+        this.code.woken_at.store(NEVER, Ordering::SeqCst);
+        this.future.poll(&mut Context::from_waker(this.waker))
+    }
+}
+
+/// A child's waker: notes the wake-up, then wakes the task.
+impl Wake for CodeContext {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        // The first wake-up since the last poll is the one that counts: woken before a failure, then again by
+        // it, the child was still due.
+        self.woken_at
+            .fetch_min(SHUTDOWN_CLOCK.load(Ordering::SeqCst), Ordering::SeqCst);
+        self.task.wake();
+    }
 }
 
 /// One blocking child: runs `work` on tokio's blocking threads and waits for it, cancelled or not (a thread
@@ -909,9 +1071,12 @@ impl CodeContext {
         Arc::new(Self {
             own: OnceLock::new(),
             cancelled_alone: AtomicBool::new(false),
+            cancelled_alone_at: AtomicU64::new(NEVER),
             alone: AtomicWaker::new(),
             running_groups: AtomicUsize::new(0),
             failed: AtomicBool::new(false),
+            task: AtomicWaker::new(),
+            woken_at: AtomicU64::new(NEVER),
         })
     }
 
@@ -937,6 +1102,8 @@ impl CodeContext {
 
     /// Cancels this code alone (and the groups created in it), not its group.
     pub(crate) fn cancel_alone(&self) {
+        self.cancelled_alone_at
+            .fetch_min(shutdown_tick(false), Ordering::SeqCst);
         self.cancelled_alone.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         if let Some(own) = self.own.get() {
@@ -963,6 +1130,24 @@ impl CodeContext {
             }
         })
         .await;
+    }
+
+    /// Whether this child, just cancelled by `group`'s token, was due a poll: the first shutdown to reach it
+    /// (the earliest of `group`'s, of every group above it, and of the codes they were created in cancelled
+    /// alone) was a failure, and the child was woken (since its last poll) before it. Never for a child
+    /// cancelled alone, nor for one never polled (nothing can wake it).
+    fn was_due(&self, group: &dyn Adopt) -> bool {
+        if self.is_cancelled_alone() {
+            return false;
+        }
+        let woken_at = self.woken_at.load(Ordering::SeqCst);
+        let mut first = NEVER;
+        let mut next = Some(group);
+        while let Some(group) = next {
+            first = first.min(group.shut_down_at());
+            next = group.parent().map(|parent| &**parent);
+        }
+        first != NEVER && first & 1 == 1 && woken_at < first >> 1
     }
 
     fn running_groups(&self) -> usize {

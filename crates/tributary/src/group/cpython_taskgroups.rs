@@ -181,10 +181,11 @@ async fn taskgroup_04_children_cancelled_on_first_error() {
 /// Ports `test_cancel_children_on_child_error`: three children failing at the same moment are all
 /// collected, the fourth is cancelled, and so is the body.
 ///
-/// The three failures are due at the same instant. The first one polled shuts the group down, and from then
-/// on no child's code runs: the other two are cancelled before they get to fail. (CPython's test allows the
-/// same: "if the cancellation happens in the middle, we'll see partial sub errors".) Every `foo1` is
-/// accounted for exactly once, as failed or as cancelled.
+/// The three failures are due at the same instant, and all three are reported: the first one polled shuts the
+/// group down, but the other two were already woken then, so they run that step and fail too, as asyncio runs
+/// the steps already scheduled before its cancellation (CPython's test tolerates fewer, "if the cancellation
+/// happens in the middle", only for a busy host). `foo2` and the body, not due then, are cancelled. The strict
+/// port, and the same on the multi-thread runtime, are in `same_instant.rs`.
 #[tokio::test(start_paused = true)]
 async fn cancel_children_on_child_error_collects_every_error() {
     let (dropped, mut dropped_names) = mpsc::unbounded_channel();
@@ -206,20 +207,16 @@ async fn cancel_children_on_child_error_collects_every_error() {
     })
     .await;
     let error = result.unwrap_err();
-    assert!(!error.failed.is_empty());
     assert!(
         error
             .failed
             .iter()
             .all(|failure| matches!(failure.error, TestError::ZeroDivision))
     );
-    let mut accounted: Vec<&str> = error
-        .failed_names()
-        .chain(error.cancelled_names())
-        .collect();
-    accounted.sort_unstable();
-    assert_eq!(accounted, ["foo1-a", "foo1-b", "foo1-c", "foo2"]);
-    assert!(error.cancelled_names().any(|name| name == "foo2"));
+    let mut failed: Vec<&str> = error.failed_names().collect();
+    failed.sort_unstable();
+    assert_eq!(failed, ["foo1-a", "foo1-b", "foo1-c"]);
+    assert_eq!(error.cancelled_names().collect::<Vec<_>>(), ["foo2"]);
     assert!(error.body_error.is_none());
     assert_eq!(drain(&mut dropped_names), ["body", "foo2"]);
 }

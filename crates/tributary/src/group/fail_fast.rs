@@ -462,7 +462,7 @@ where
     /// Cancels every child, waits until all of them (and the children they spawned) have ended, and reports
     /// what failed before. A shutdown asked for is not itself an error: `Ok` when nothing failed.
     pub async fn shutdown(self) -> Result<(), GroupError<E>> {
-        self.shared.token.cancel();
+        self.shared.stop();
         self.shared.join_all().await;
         self.shared.finish(Some(()), true)
     }

@@ -36,12 +36,25 @@
 //!   their own, at their next `.await`, without running another line. See [`scope`].
 //! - **The first failure cancels everything.** The first child error or panic (or a body error, or the group's
 //!   deadline) cancels all siblings and the body, and from then on [`Group::spawn`] is refused.
-//! - **Every error is kept.** Children that fail at the same time are all reported in [`GroupError::failed`];
-//!   children the group cancelled are listed apart in [`GroupError::cancelled`], with the instant, and are not
-//!   errors.
-//! - **A cancelled child never runs again; an unstarted one never starts.** A child checks its group's token
-//!   before every poll, its first one included. A child awaiting the handle of a sibling that failed is
-//!   cancelled with the rest, not reported as a second failure.
+//! - **Every error is kept, and nothing of the failure's instant is lost.** Children that fail at the same
+//!   instant are all reported in [`GroupError::failed`], a value returned at that instant reaches its handle,
+//!   and a panic raised then resumes (see below). Children the group cancelled are listed apart in
+//!   [`GroupError::cancelled`], with the instant, and are not errors.
+//! - **A cancelled child runs no further than the step it was due; an unstarted one never starts.** A child
+//!   checks its group's token before every poll, its first one included. The one exception is asyncio's: when a
+//!   failure (a child's or the body's error or panic) shuts the group, or a group above it, down, a started
+//!   child that had already been woken by what it awaits (a timer that ended at that instant, a message sent
+//!   before the failure) runs that one poll, and what it returns counts. asyncio cancels the siblings of a
+//!   failed task from a callback that runs after the steps already scheduled in that turn of its event loop.
+//!   Under tokio's paused time "already woken" is exactly "due at the same instant" (the timer driver wakes
+//!   every timer due at an instant before it polls their tasks); on a running multi-thread runtime it is what
+//!   was woken before the failure happened. A child woken by the failure itself (its cancellation, the handle of
+//!   the sibling that failed) or later is not due and is cancelled without another poll, so a child awaiting the
+//!   handle of a sibling that failed is cancelled with the rest, not reported as a second failure. A deadline,
+//!   the token of [`GroupConfig::cancelled_by`], [`OwnedGroup::shutdown`], [`ChildHandle::cancel`] and a
+//!   [`Supervisor`]'s shutdown are not failures: they stop every child they reach before its next poll, and a
+//!   failure above that follows at the same instant does not give the step back. The body is not a child: it
+//!   is cancelled without its step.
 //! - **Panics are not swallowed, and errors are not lost beside them.** A child (or body) panic is caught, the
 //!   siblings are cancelled and joined, then the panic resumes on the caller with
 //!   [`std::panic::resume_unwind`]: its own payload if nothing else failed, a [`GroupPanic`] carrying the
@@ -96,7 +109,11 @@
 //!   [`SupervisorConfig::cancelled_by`]) cancels every child at its next `.await`, and waits until they have all
 //!   ended, with every group nested inside them. [`Supervisor::join`] waits the same way without cancelling,
 //!   for children that end on their own (a server's runs, each bounded by its deadline). From the moment either
-//!   starts, spawning is refused with [`SpawnError::ShuttingDown`].
+//!   starts, spawning is refused with [`SpawnError::ShuttingDown`]. A shutdown is not a failure: it stops a child
+//!   due at its instant without that step, and every child below it too, unless a failure had already shut
+//!   that child's group down at that instant. A supervised child never runs such a step, even when the failure
+//!   of a group above cancels the supervisor; a fail-fast group inside a child keeps its own rule (see # Fail-fast
+//!   groups).
 //! - **Memory stays flat.** A child removes itself as it ends: a supervisor holds only the children still
 //!   running, however many it ran (measured in `docs/BENCHMARKS.md`).
 //!
@@ -180,5 +197,7 @@ mod cpython_taskgroups;
 mod cpython_timeouts;
 #[cfg(test)]
 mod properties;
+#[cfg(test)]
+mod same_instant;
 #[cfg(test)]
 mod tests;

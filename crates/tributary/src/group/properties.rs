@@ -12,11 +12,14 @@
 //!   twice in the tree's error; in a tree with no group dropped by a timeout and no panic, every leaf error
 //!   appears in it (a failure deep in a subtree cancelled from above is still reported, as asyncio's nested
 //!   task groups report theirs); and a tree that returned `Ok` raised no error anywhere.
-//! - **No child code runs after its group shut down**: a failing leaf or body marks its group as shut down the
-//!   moment it returns its error; no leaf or body whose group (or any group above it) is marked runs another
-//!   line. This one is checked on the current-thread runtime, where "after" is well defined (on the
-//!   multi-thread runtime a sibling can be in the middle of a poll on another thread when the failure happens,
-//!   which is cooperative cancellation, not a bug).
+//! - **No child code runs after its group shut down, but the step it was due**: a failing leaf or body marks
+//!   its group as shut down, with the instant, the moment it returns its error; no leaf or body whose group (or
+//!   any group above it) is marked runs another line, except a leaf whose sleep ended at the very instant of
+//!   the failure that marked a group above it first (asyncio's rule: a failure cancels the others after the
+//!   steps already due at that instant; a stop that came first, a supervisor's, gives no such step). This one
+//!   is checked on the current-thread runtime, where "after" is well defined (on the multi-thread runtime a
+//!   sibling can be in the middle of a poll on another thread when the failure happens, which is cooperative
+//!   cancellation, not a bug).
 //!
 //! Trees with supervisors ([`Supervisor`]) mix in a third kind of node: a supervisor whose children are leaves,
 //! groups or more supervisors, stopped after a while by its shutdown, by the token of its config, or by being
@@ -25,8 +28,15 @@
 //! - **Siblings are unaffected by failures**: every supervised child's handle says what its code did (a value,
 //!   an error, a panic) or that it was cancelled, and on the current-thread runtime no child is cancelled before
 //!   its supervisor stops, whatever its siblings did. The supervisor's counters agree with its handles.
-//! - **No child runs after its supervisor shut down or was dropped**, and spawning is then refused (the strict
-//!   check above, with the supervisor's flag set as it stops).
+//! - **No child runs after its supervisor shut down or was dropped**, and spawning is then refused (the check
+//!   above, with the supervisor's flag set as it stops, and strict: a supervisor's stop is not a failure, so
+//!   no leaf below it gets the step it was due). A supervised leaf gets no such step either when a failure
+//!   above the supervisor cancels it; a leaf of a fail-fast group inside a supervised child does.
+//!
+//! A second property runs flat groups of leaves (some nested one level down) and checks the rule for failures
+//! at the same instant exactly: the first failure is at instant `T`; every leaf due at `T` or earlier ran past
+//! its sleep and no other did, and the group reports exactly the errors raised at `T`. A third runs the same
+//! group as the code of a supervised child and checks the same through the child's handle.
 //!
 //! Time is paused on the current-thread runtime (the sleeps cost nothing and the runs are reproducible from
 //! proptest's seed); the multi-thread runtime runs real, short sleeps.
@@ -35,12 +45,13 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::FutureExt as _;
 use proptest::prelude::*;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
@@ -120,11 +131,27 @@ struct Run {
 #[derive(Debug, Clone, Default)]
 struct Ancestry {
     /// Set when the group shuts down, one per level, the nearest last.
-    flags: Vec<Arc<AtomicBool>>,
+    flags: Vec<Arc<ShutDown>>,
     /// Below a supervisor: errors end at its handles, never in the top scope's error.
     supervised: bool,
-    /// The nearest group is a supervisor: a failing child does not shut it down.
+    /// The nearest group is a supervisor: a failing child does not shut it down, and a child it cancels gets
+    /// no step it was due.
     in_supervisor: bool,
+}
+
+/// Whether a group has shut down, as the test sees it: when, whether a failure (a leaf's or the body's) did
+/// it, and the mark's place among all marks (what came first within one instant). The first mark stays.
+#[derive(Debug, Default)]
+struct ShutDown(Mutex<Option<(Instant, Mark, usize)>>);
+
+/// Orders the marks: several groups can shut down at one instant of paused time, and which came first decides.
+static MARKS: AtomicUsize = AtomicUsize::new(0);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    Failure,
+    /// Ended, or stopped by something other than a failure (a deadline, a token, a supervisor's stop).
+    Ended,
 }
 
 #[derive(Debug)]
@@ -169,9 +196,22 @@ impl Drop for Live {
     }
 }
 
+impl ShutDown {
+    fn mark(&self, mark: Mark) {
+        self.0
+            .lock()
+            .expect("shut down")
+            .get_or_insert_with(|| (Instant::now(), mark, MARKS.fetch_add(1, Ordering::SeqCst)));
+    }
+
+    fn get(&self) -> Option<(Instant, Mark, usize)> {
+        *self.0.lock().expect("shut down")
+    }
+}
+
 impl Ancestry {
     /// The view from inside a fail-fast group with the flag `flag`.
-    fn with(&self, flag: Arc<AtomicBool>) -> Self {
+    fn with(&self, flag: Arc<ShutDown>) -> Self {
         let mut flags = self.flags.clone();
         flags.push(flag);
         Self {
@@ -182,7 +222,7 @@ impl Ancestry {
     }
 
     /// The view from inside a supervisor with the flag `flag`.
-    fn supervised_by(&self, flag: Arc<AtomicBool>) -> Self {
+    fn supervised_by(&self, flag: Arc<ShutDown>) -> Self {
         let mut flags = self.flags.clone();
         flags.push(flag);
         Self {
@@ -193,7 +233,25 @@ impl Ancestry {
     }
 
     fn shut_down(&self) -> bool {
-        self.flags.iter().any(|flag| flag.load(Ordering::SeqCst))
+        self.flags.iter().any(|flag| flag.get().is_some())
+    }
+
+    /// Whether the first shutdown of a group above was a failure at this very instant: the failure's
+    /// cancellation came after the steps already due. A stop that came before it (a supervisor's) was not a
+    /// failure and stopped every step below it.
+    fn failed_just_now(&self) -> bool {
+        self.flags
+            .iter()
+            .filter_map(|flag| flag.get())
+            .min_by_key(|&(_, _, order)| order)
+            .is_some_and(|(at, mark, _)| at == Instant::now() && mark == Mark::Failure)
+    }
+
+    /// Marks the innermost group as shut down by a failure, if it is a fail-fast group: a supervisor carries on.
+    fn fail(&self) {
+        if let Some(own) = self.flags.last().filter(|_| !self.in_supervisor) {
+            own.mark(Mark::Failure);
+        }
     }
 }
 
@@ -201,11 +259,27 @@ impl Run {
     /// A line of code of `what`: a violation if its group or one above it has shut down.
     fn line(&self, ancestry: &Ancestry, what: &str, strict: bool) {
         if strict && ancestry.shut_down() {
-            self.violations
-                .lock()
-                .expect("violations")
-                .push(format!("{what} ran after its group shut down"));
+            self.violate(what);
         }
+    }
+
+    /// A line a leaf runs in the poll its wake-up asked for: allowed after a shutdown if the first to shut a
+    /// group above it down was a failure at this very instant (the step was due when it failed), unless the
+    /// leaf is a supervisor's child (a supervisor stops its children at once, whatever cancels it).
+    fn due_line(&self, ancestry: &Ancestry, what: &str, strict: bool) {
+        if ancestry.in_supervisor {
+            return self.line(ancestry, what, strict);
+        }
+        if strict && ancestry.shut_down() && !ancestry.failed_just_now() {
+            self.violate(what);
+        }
+    }
+
+    fn violate(&self, what: &str) {
+        self.violations
+            .lock()
+            .expect("violations")
+            .push(format!("{what} ran after its group shut down"));
     }
 }
 
@@ -225,7 +299,7 @@ fn run_node(
                 let id = run.next_id.fetch_add(1, Ordering::SeqCst);
                 run.line(&ancestry, "a leaf's first line", strict);
                 tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-                run.line(&ancestry, "a leaf after its sleep", strict);
+                run.due_line(&ancestry, "a leaf after its sleep", strict);
                 match fate {
                     Fate::Succeed => Ok(()),
                     Fate::Fail => {
@@ -233,11 +307,8 @@ fn run_node(
                             run.raised.lock().expect("raised").insert(id);
                         }
                         // A fail-fast group shuts down as this error is recorded: from here on its code must not
-                        // run. A supervisor carries on.
-                        if let Some(own) = ancestry.flags.last().filter(|_| !ancestry.in_supervisor)
-                        {
-                            own.store(true, Ordering::SeqCst);
-                        }
+                        // run, but for the steps already due. A supervisor carries on.
+                        ancestry.fail();
                         Err(TreeError::Leaf(id))
                     }
                     Fate::Panic => panic!("leaf {id} panicked"),
@@ -273,7 +344,7 @@ fn run_node(
                 drop_after_ms: None,
             } => {
                 let _live = Live::enter(&run);
-                let flag = Arc::new(AtomicBool::new(false));
+                let flag = Arc::new(ShutDown::default());
                 let inside = ancestry.with(Arc::clone(&flag));
                 let token = CancellationToken::new();
                 let mut config = GroupConfig::new().cancelled_by(token.clone());
@@ -322,11 +393,7 @@ fn run_node(
                             Some(after) => {
                                 tokio::time::sleep(Duration::from_millis(after)).await;
                                 run.line(&inside, "a failing body", strict);
-                                inside
-                                    .flags
-                                    .last()
-                                    .expect("own flag")
-                                    .store(true, Ordering::SeqCst);
+                                inside.fail();
                                 Err(TreeError::Body)
                             }
                             None => Ok(()),
@@ -335,7 +402,7 @@ fn run_node(
                     .await
                 };
                 // Deadline and outside cancellation shut the group down too; they are not failures to check.
-                flag.store(true, Ordering::SeqCst);
+                flag.mark(Mark::Ended);
                 match result {
                     Ok(()) => Ok(()),
                     Err(error) => {
@@ -360,7 +427,7 @@ async fn run_supervisor(
     strict: bool,
 ) -> Result<(), TreeError> {
     let _live = Live::enter(&run);
-    let flag = Arc::new(AtomicBool::new(false));
+    let flag = Arc::new(ShutDown::default());
     let inside = ancestry.supervised_by(Arc::clone(&flag));
     let token = CancellationToken::new();
     let supervisor = Supervisor::new(SupervisorConfig::new().cancelled_by(token.clone()));
@@ -395,7 +462,7 @@ async fn run_supervisor(
             std::future::pending::<()>().await;
         })
         .await;
-        flag.store(true, Ordering::SeqCst);
+        flag.mark(Mark::Ended);
         return Ok(());
     }
     tokio::time::sleep(stop_after).await;
@@ -414,7 +481,7 @@ async fn run_supervisor(
     }
     let stats = match stop {
         Stop::Shutdown => {
-            flag.store(true, Ordering::SeqCst);
+            flag.mark(Mark::Ended);
             supervisor.shutdown().await
         }
         // Not flagged until joined, like a fail-fast group's outside token: the supervisor notices the token
@@ -423,7 +490,7 @@ async fn run_supervisor(
         Stop::Token | Stop::Drop => {
             token.cancel();
             let stats = supervisor.join().await;
-            flag.store(true, Ordering::SeqCst);
+            flag.mark(Mark::Ended);
             stats
         }
     };
@@ -698,6 +765,173 @@ async fn check_tree(node: Node, strict: bool, deadline_ms: u64) -> Result<(), Te
         Err(_panic) => {}
     }
     Ok(())
+}
+
+/// A leaf of a flat group: sleeps `delay_ms` (at least 1, so that every leaf has started before anything can
+/// fail), then ends as `fate` says. A `nested` leaf is the one child of a group run by a child of the flat group.
+#[derive(Debug, Clone)]
+struct TimedLeaf {
+    delay_ms: u64,
+    fate: Fate,
+    nested: bool,
+}
+
+fn timed_leaf() -> impl Strategy<Value = TimedLeaf> {
+    let fates = prop_oneof![
+        4 => Just(Fate::Succeed),
+        3 => Just(Fate::Fail),
+        1 => Just(Fate::Panic),
+        1 => Just(Fate::Hang),
+    ];
+    // Four instants for up to six leaves: most runs have several leaves due at the same instant.
+    (1..=4_u64, fates, any::<bool>()).prop_map(|(delay_ms, fate, nested)| TimedLeaf {
+        delay_ms,
+        fate,
+        nested,
+    })
+}
+
+/// What the flat group of [`check_same_instant`] ended with: its result, or the panic it resumed.
+type FlatOutcome = Result<Result<(), GroupError<TreeError>>, Box<dyn std::any::Any + Send>>;
+
+/// Runs `leaves` in one group (bounded by a deadline, for the leaves that hang) and checks the same-instant
+/// rule exactly: with `T` the instant of the first failure (error or panic), the leaves that ran past their
+/// sleep are exactly those due at `T` or before, and the group reports exactly the errors raised at `T`, or
+/// resumes a panic raised at `T`. With `supervised`, the group is the code of a supervisor's child and its
+/// outcome is read from the child's handle: a fail-fast group keeps its rule under a supervisor.
+async fn check_same_instant(leaves: Vec<TimedLeaf>, supervised: bool) -> Result<(), TestCaseError> {
+    let woke = Arc::new(Mutex::new(BTreeSet::new()));
+    let spawned = leaves.clone();
+    let woke_inside = Arc::clone(&woke);
+    let config = GroupConfig::new().deadline(Deadline::after(Duration::from_millis(100)));
+    let group = scope(config, move |group| async move {
+        for (id, leaf) in spawned.into_iter().enumerate() {
+            let woke = Arc::clone(&woke_inside);
+            let life = async move {
+                tokio::time::sleep(Duration::from_millis(leaf.delay_ms)).await;
+                woke.lock().expect("woke").insert(id);
+                match leaf.fate {
+                    Fate::Succeed => Ok(()),
+                    Fate::Fail => Err(TreeError::Leaf(id)),
+                    Fate::Panic => panic!("leaf {id} panicked"),
+                    Fate::Hang => std::future::pending::<Result<(), TreeError>>().await,
+                }
+            };
+            if leaf.nested {
+                let runner = scope(GroupConfig::new(), move |inner| async move {
+                    inner.spawn(format!("leaf {id}"), life).await?;
+                    Ok(())
+                });
+                group
+                    .spawn(format!("runner {id}"), async move {
+                        runner
+                            .await
+                            .map_err(|error| TreeError::Group(Box::new(error)))
+                    })
+                    .await?;
+            } else {
+                group.spawn(format!("leaf {id}"), life).await?;
+            }
+        }
+        Ok::<(), TreeError>(())
+    });
+    let outcome: FlatOutcome = if supervised {
+        let supervisor = Supervisor::new(SupervisorConfig::new());
+        let child = supervisor
+            .spawn("flat group", group)
+            .expect("a new supervisor takes children");
+        let outcome: FlatOutcome = match child.await {
+            Ok(()) => Ok(Ok(())),
+            Err(ChildError::Failed { error, .. }) => Ok(Err(error)),
+            // The handle carries the panic's message, not its payload: only whether there was one is checked.
+            Err(ChildError::Panicked { message, .. }) => Err(Box::new(message)),
+            Err(cancelled) => {
+                return Err(TestCaseError::fail(format!(
+                    "nothing cancels the flat group: {cancelled:?}"
+                )));
+            }
+        };
+        let stats = supervisor.shutdown().await;
+        prop_assert_eq!(
+            stats.panicked,
+            u64::from(outcome.is_err()),
+            "panics counted"
+        );
+        outcome
+    } else {
+        AssertUnwindSafe(group).catch_unwind().await
+    };
+
+    let first_failure = leaves
+        .iter()
+        .filter(|leaf| matches!(leaf.fate, Fate::Fail | Fate::Panic))
+        .map(|leaf| leaf.delay_ms)
+        .min();
+    let at_first_failure = |leaf: &TimedLeaf, fates: &[Fate]| {
+        Some(leaf.delay_ms) == first_failure && fates.contains(&leaf.fate)
+    };
+    let due: BTreeSet<usize> = (0..leaves.len())
+        .filter(|&id| first_failure.is_none_or(|instant| leaves[id].delay_ms <= instant))
+        .collect();
+    let woke = woke.lock().expect("woke").clone();
+    prop_assert_eq!(&woke, &due, "the leaves that ran past their sleep");
+    let raised: BTreeSet<usize> = (0..leaves.len())
+        .filter(|&id| at_first_failure(&leaves[id], &[Fate::Fail]))
+        .collect();
+    let panicked = leaves
+        .iter()
+        .any(|leaf| at_first_failure(leaf, &[Fate::Panic]));
+    match outcome {
+        Err(_panic) => prop_assert!(panicked, "a panic nobody raised"),
+        Ok(_) if panicked => prop_assert!(false, "a panic at the first failure was lost"),
+        Ok(Ok(())) => prop_assert!(raised.is_empty(), "errors lost: {:?}", raised),
+        Ok(Err(error)) => {
+            let mut ids = Vec::new();
+            leaf_ids(&TreeError::Group(Box::new(error)), &mut ids);
+            let reported: BTreeSet<usize> = ids.iter().copied().collect();
+            prop_assert_eq!(reported.len(), ids.len(), "an error reported twice");
+            prop_assert_eq!(
+                reported,
+                raised,
+                "the errors of the first failure's instant"
+            );
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Failures at the same instant, on paused time (only there is "the same instant" exact: the multi-thread
+    /// runtime can poll a failing child on one worker while the timer driver is still waking its siblings).
+    #[test]
+    fn failures_at_the_same_instant(leaves in proptest::collection::vec(timed_leaf(), 1..=6)) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        runtime.block_on(check_same_instant(leaves, false))?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// The same, the flat group running as a supervised child's code: a supervisor does not change the rule of
+    /// a fail-fast group inside it.
+    #[test]
+    fn failures_at_the_same_instant_in_a_supervised_child(
+        leaves in proptest::collection::vec(timed_leaf(), 1..=6),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        runtime.block_on(check_same_instant(leaves, true))?;
+    }
 }
 
 proptest! {

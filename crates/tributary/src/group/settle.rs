@@ -425,7 +425,7 @@ where
 
     /// Cancels the tasks that have not ended; they are reported as [`Outcome::Cancelled`].
     pub fn cancel_remaining(&self) {
-        self.group.token.cancel();
+        self.group.stop();
     }
 
     /// The outcomes as a stream, in completion order.

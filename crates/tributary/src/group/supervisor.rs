@@ -384,6 +384,9 @@ fn count(counter: &AtomicU64) {
 /// The tokens are checked first, before every poll of the child and before the first one, as in a fail-fast
 /// group: once the supervisor shuts down (or the handle cancels the child) the child's code never runs again. A
 /// cancelled child with groups of its own still winding down is polled until they have reported (`drain`).
+/// Unlike `core::run_child`, a child already woken when it is cancelled gets no poll it was due: that step is
+/// for the siblings of a failure, and a supervisor never fails. What cancels it (its shutdown, its token, a
+/// group above, failed or not) stops every child at once. A fail-fast group inside a child keeps its rule.
 async fn run_supervised<T, E, Child>(
     shared: Arc<Shared<Infallible>>,
     counters: Arc<Counters>,
