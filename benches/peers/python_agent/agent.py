@@ -9,7 +9,7 @@ The shape is the chapter's (Python 3.14 asyncio; it runs on 3.11 too):
 - the CPU-bound inference in a `ProcessPoolExecutor`, awaited with `loop.run_in_executor` the moment its
   response arrives.
 
-It plans and answers as tributary does (crates/tributary-agent/src/plan.rs and step.rs): weather when the
+It plans and answers as tributary does (crates/tributary-agent/src/plan.rs and step/): weather when the
 question names a city, news when it has content words (the keywords), the knowledge base always; `ok` when
 every source asked answered, `degraded` when some did not, `failed` when none did.
 

@@ -1,0 +1,413 @@
+//! The fetch half of a step: one source within `min(per-source timeout, deadline)`, its requests one after the
+//! other when its kind needs two, and how a fetch that gave no response is reported.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::time::Instant;
+use tributary::group::{Deadline, Elapsed, ElapsedKind, with_timeout};
+use tributary::source::{AttemptOutcome, AttemptRecord, FetchError, FetchErrorKind, SourceRequest};
+use tributary::trace::{Activity, EventKind, InstantEvent, OpenSpan, Outcome as SpanOutcome};
+
+use super::answer::millis;
+use super::messages::{elapsed_message, error_chain};
+use super::timeline::{close, record_fetch_span, source_lane};
+use super::{QueryPairs, StepContext};
+use crate::plan::{Action, Step};
+use crate::protocols::{self, Reading};
+use crate::report::{SourceReport, SourceStatus};
+use crate::sources::Source;
+
+/// One source after its fetch: its report so far, and the response when there is one.
+#[derive(Debug, Clone)]
+pub struct Fetch {
+    /// The source.
+    pub source: Source,
+    /// Its report: `skipped`, `failed` or `timed_out` with why, or (with a body) waiting for inference.
+    pub report: SourceReport,
+    /// The response body, when the fetch succeeded.
+    pub body: Option<Arc<Value>>,
+}
+
+impl Fetch {
+    /// A source that gave no response, with its report saying why.
+    fn unanswered(source: Source, report: SourceReport) -> Self {
+        Self {
+            source,
+            report,
+            body: None,
+        }
+    }
+}
+
+/// Fetches `step`'s source within `min(per-source timeout, deadline)`, or reports why it was not asked.
+///
+/// A source that answers is left `skipped` in its report with its body attached:
+/// [`infer_source`](super::infer_source) settles it. A kind that needs two requests (Open-Meteo, Wikipedia:
+/// [`crate::protocols`]) makes both here, one after the other, inside the same per-source deadline, each through
+/// [`SourceClient::fetch`](tributary::source::SourceClient::fetch) and drawn on the source's lane; a source that
+/// answers it has nothing for the question is reported `no_result`.
+pub async fn fetch_source(context: &StepContext, step: Step, deadline: Deadline) -> Fetch {
+    let source = step.source;
+    let mut report = SourceReport::new_for(&source);
+    let request = match step.action {
+        Action::Skip { reason } => {
+            report.error = Some(reason);
+            return Fetch::unanswered(source, report);
+        }
+        Action::Fetch(request) => {
+            with_extra_query(request, context.extra_query.as_slice(), source.name())
+        }
+    };
+    let lane = source_lane(source.name());
+
+    let fetch_started = Instant::now();
+    let (source_deadline, binding_bound) = deadline.narrow(Some(context.per_source_timeout));
+    let mut progress = Progress::default();
+    let chained = with_timeout(
+        Some(context.per_source_timeout),
+        deadline,
+        fetch_chain(
+            context,
+            &source,
+            &lane,
+            request,
+            source_deadline,
+            &mut progress,
+        ),
+    )
+    .await;
+    let fetch_ended = Instant::now();
+    match &chained {
+        Ok(Chain::Answered(_)) => {
+            tracing::debug!(source = source.name(), attempts = progress.attempts, cached = progress.all_cached, elapsed = ?(fetch_ended - fetch_started), "fetched")
+        }
+        Ok(Chain::NoResult(why)) => {
+            tracing::debug!(source = source.name(), why = %why, "no result")
+        }
+        Ok(Chain::Broken(why)) => {
+            tracing::warn!(source = source.name(), why = %why, "protocol error")
+        }
+        Ok(Chain::Failed(error)) => {
+            tracing::info!(source = source.name(), attempts = error.attempts(), error = %error_chain(error), "fetch failed")
+        }
+        Err(elapsed) => tracing::info!(source = source.name(), %elapsed, "fetch cut short"),
+    }
+    report.fetch_ms = Some(millis(fetch_ended - fetch_started));
+    report.arrived_at_ms = Some(millis(fetch_ended - context.started));
+    report.attempts = progress.attempts;
+    report.hedges = progress.hedges;
+
+    match chained {
+        Err(elapsed) => {
+            // The request in flight was dropped with the chain: draw it as cut short.
+            if let Some(in_flight) = progress.in_flight.take() {
+                record_fetch_span(
+                    context.timeline.as_ref(),
+                    &lane,
+                    &in_flight.request,
+                    in_flight.started,
+                    fetch_ended,
+                    SpanOutcome::TimedOut,
+                    &[],
+                );
+                close(in_flight.open, SpanOutcome::TimedOut);
+            }
+            let message = elapsed_message(elapsed);
+            if let Some(timeline) = &context.timeline {
+                timeline.record_event(InstantEvent::new(
+                    &lane,
+                    message.clone(),
+                    EventKind::Timeout,
+                    timeline.offset(fetch_ended.into_std()),
+                ));
+            }
+            report.status = SourceStatus::TimedOut;
+            report.error = Some(message);
+            Fetch::unanswered(source, report)
+        }
+        Ok(Chain::Broken(why)) => {
+            report.status = SourceStatus::Failed;
+            report.error = Some(why);
+            Fetch::unanswered(source, report)
+        }
+        Ok(Chain::Failed(error)) => {
+            let (status, message) = fetch_failure(&error, binding_bound);
+            report.status = status;
+            report.error = Some(message);
+            Fetch::unanswered(source, report)
+        }
+        Ok(Chain::NoResult(why)) => {
+            report.cached = progress.all_cached;
+            report.status = SourceStatus::NoResult;
+            report.error = Some(why);
+            Fetch::unanswered(source, report)
+        }
+        Ok(Chain::Answered(body)) => {
+            report.cached = progress.all_cached;
+            Fetch {
+                source,
+                report,
+                body: Some(body),
+            }
+        }
+    }
+}
+
+/// How a source's requests ended.
+#[derive(Debug)]
+enum Chain {
+    /// The body inference reads.
+    Answered(Arc<Value>),
+    /// The source has nothing for the question, and why.
+    NoResult(String),
+    /// A request failed (its attempts are already drawn).
+    Failed(FetchError),
+    /// The protocol misbehaved (asked for a third request): a bug, reported as a failure.
+    Broken(String),
+}
+
+/// What a source's requests have done so far: kept outside [`fetch_chain`]'s future, so that what it did is
+/// known when the per-source timeout drops it.
+#[derive(Debug)]
+struct Progress {
+    /// HTTP attempts of the requests that ended.
+    attempts: u32,
+    /// How many of those attempts were hedges.
+    hedges: u32,
+    /// Whether every request that ended came from the cache.
+    all_cached: bool,
+    /// The request on its way, if any.
+    in_flight: Option<InFlight>,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self {
+            attempts: 0,
+            hedges: 0,
+            all_cached: true,
+            in_flight: None,
+        }
+    }
+}
+
+/// A request on its way: what to draw if it is cut short.
+#[derive(Debug)]
+struct InFlight {
+    request: SourceRequest,
+    started: Instant,
+    open: Option<OpenSpan>,
+}
+
+/// Sends `first`, then, while the source's protocol asks for one, the next request built from the response
+/// ([`protocols::read`]), at most [`protocols::MAX_REQUESTS`] in all, each within `deadline`.
+async fn fetch_chain(
+    context: &StepContext,
+    source: &Source,
+    lane: &str,
+    first: SourceRequest,
+    deadline: Deadline,
+    progress: &mut Progress,
+) -> Chain {
+    let mut request = first;
+    let mut endpoint = protocols::first_endpoint(source.kind);
+    let mut kept: Option<Value> = None;
+    for _ in 0..protocols::MAX_REQUESTS {
+        let spec = protocols::spec_for(source, endpoint);
+        // Watchers of a live timeline see the request begin; its attempts' spans are recorded when it ends.
+        let started = Instant::now();
+        progress.in_flight = Some(InFlight {
+            request: request.clone(),
+            started,
+            open: context.timeline.as_ref().map(|timeline| {
+                timeline.begin(lane, format!("GET {}", request.path), Activity::Fetch)
+            }),
+        });
+        // Boxed: the engine's fetch future is large (retries, hedges, the cache), and a chain of two held
+        // inline overflowed a test thread's stack once the step's future was nested in a run's.
+        let fetched = Box::pin(context.client.fetch(&spec, &request, deadline)).await;
+        let ended = Instant::now();
+        let open = progress
+            .in_flight
+            .take()
+            .and_then(|in_flight| in_flight.open);
+        let fetched = match fetched {
+            Err(error) => {
+                progress.attempts += error.attempts();
+                progress.hedges += error.hedges();
+                progress.all_cached = false;
+                if let (Some(timeline), FetchErrorKind::CircuitOpen { .. }) =
+                    (&context.timeline, error.kind())
+                {
+                    timeline.record_event(InstantEvent::new(
+                        lane,
+                        "circuit open",
+                        EventKind::Failure,
+                        timeline.offset(ended.into_std()),
+                    ));
+                }
+                let outcome = match error.kind() {
+                    FetchErrorKind::DeadlineExceeded | FetchErrorKind::AttemptTimeout { .. } => {
+                        SpanOutcome::TimedOut
+                    }
+                    _ => SpanOutcome::Failed,
+                };
+                record_fetch_span(
+                    context.timeline.as_ref(),
+                    lane,
+                    &request,
+                    started,
+                    ended,
+                    outcome,
+                    error.attempt_log(),
+                );
+                close(open, outcome);
+                return match protocols::read_failure(source.kind, kept.as_ref(), &error) {
+                    Some(why) => Chain::NoResult(why),
+                    None => Chain::Failed(error),
+                };
+            }
+            Ok(fetched) => fetched,
+        };
+        progress.attempts += fetched.attempts;
+        progress.hedges += fetched.hedges;
+        progress.all_cached &= fetched.cached;
+        record_fetch_span(
+            context.timeline.as_ref(),
+            lane,
+            &request,
+            started,
+            ended,
+            SpanOutcome::Ok,
+            &fetched.attempt_log,
+        );
+        close(open, SpanOutcome::Ok);
+        match protocols::read(source.kind, kept.as_ref(), &request, fetched.body) {
+            Reading::Answer(body) => return Chain::Answered(body),
+            Reading::NoResult(why) => return Chain::NoResult(why),
+            Reading::Next(next) => {
+                request = next.request;
+                endpoint = next.endpoint;
+                kept = Some(next.keep);
+            }
+        }
+    }
+    Chain::Broken(format!(
+        "the `{}` protocol asked for more than {} requests",
+        source.kind,
+        protocols::MAX_REQUESTS
+    ))
+}
+
+/// How a fetch that gave no response is reported: its status and why. `binding_bound` is the bound the source's
+/// deadline came from, so an expired deadline reads as the per-source timeout or as the overall deadline, with
+/// what the last failed attempt saw.
+fn fetch_failure(error: &FetchError, binding_bound: ElapsedKind) -> (SourceStatus, String) {
+    match error.kind() {
+        FetchErrorKind::DeadlineExceeded => (
+            SourceStatus::TimedOut,
+            with_last_attempt(
+                elapsed_message(Elapsed::from(binding_bound)),
+                error.attempt_log(),
+            ),
+        ),
+        // The engine's messages read after "failed to " (a bare "read a response body within the limit" reads
+        // like success).
+        FetchErrorKind::AttemptTimeout { .. } => (
+            SourceStatus::TimedOut,
+            format!("failed to {}", error_chain(error)),
+        ),
+        // Said as what happened, not as a failure to do something: the source was not asked.
+        FetchErrorKind::CircuitOpen { .. } => {
+            let open = format!(
+                "not asked: {}",
+                error
+                    .kind()
+                    .to_string()
+                    .trim_start_matches("ask the source: ")
+            );
+            let message = match last_failure(error.attempt_log()) {
+                // The circuit opened during this fetch's retries.
+                Some(last) => format!(
+                    "{open}; it opened after {} attempt(s) of this fetch, the last failed to {last}",
+                    error.attempt_log().len()
+                ),
+                None => open,
+            };
+            (SourceStatus::CircuitOpen, message)
+        }
+        _ => (
+            SourceStatus::Failed,
+            format!("failed to {}", error_chain(error)),
+        ),
+    }
+}
+
+/// `request` plus the extra query parameters configured for `source` (fault injection: `fault=hang`).
+fn with_extra_query(
+    mut request: SourceRequest,
+    extra: &[(String, QueryPairs)],
+    source: &str,
+) -> SourceRequest {
+    for (name, pairs) in extra {
+        if name == source {
+            request.query.extend(pairs.iter().cloned());
+        }
+    }
+    request
+}
+
+/// What the last failed attempt saw (other than the deadline), if any attempt failed.
+fn last_failure(attempts: &[AttemptRecord]) -> Option<&FetchErrorKind> {
+    attempts
+        .iter()
+        .rev()
+        .find_map(|attempt| match &attempt.outcome {
+            AttemptOutcome::Failed { error, .. }
+                if !matches!(error, FetchErrorKind::DeadlineExceeded) =>
+            {
+                Some(error)
+            }
+            _ => None,
+        })
+}
+
+/// `message`, plus what the last failed attempt saw when there was one: "timed out" alone hides a 500.
+fn with_last_attempt(message: String, attempts: &[AttemptRecord]) -> String {
+    match last_failure(attempts) {
+        Some(last) => format!(
+            "{message} after {} attempt(s); last attempt failed to {last}",
+            attempts.len()
+        ),
+        None => message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_query_applies_only_to_its_source() {
+        let request = SourceRequest::new("/news").with_query("q", "rust");
+        let extra = vec![
+            (
+                "news".to_owned(),
+                vec![("fault".to_owned(), "hang".to_owned())],
+            ),
+            (
+                "weather".to_owned(),
+                vec![("fault".to_owned(), "error".to_owned())],
+            ),
+        ];
+        let request = with_extra_query(request, &extra, "news");
+        assert_eq!(
+            request.query,
+            vec![
+                ("q".to_owned(), "rust".to_owned()),
+                ("fault".to_owned(), "hang".to_owned())
+            ]
+        );
+    }
+}

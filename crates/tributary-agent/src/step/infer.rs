@@ -1,0 +1,119 @@
+//! The inference half of a step: the simulated LLM on a source's response, on the executor within the
+//! deadline, and how its outcome settles the source's report.
+
+use tributary::group::{Deadline, Elapsed, with_timeout};
+use tributary::pool::{ExecutorError, JobTiming};
+use tributary::trace::{Activity, Outcome as SpanOutcome};
+
+use super::StepContext;
+use super::answer::millis;
+use super::fetch::Fetch;
+use super::messages::{error_chain, inference_cut_short};
+use super::timeline::{close, record_inference, source_lane};
+use crate::extract::document_for;
+use crate::infer::{InferError, Inference, InferenceJob};
+use crate::report::{SourceReport, SourceStatus};
+
+/// What one step produced: its report line, and its inference when it got that far.
+#[derive(Debug, Clone)]
+pub struct StepRecord {
+    /// The source's report.
+    pub report: SourceReport,
+    /// Its inference, when it got that far.
+    pub inference: Option<Inference>,
+    /// Whether the source gave a response (whatever became of its inference).
+    pub responded: bool,
+}
+
+/// Runs inference on `fetch`'s response on the executor within `deadline`, and settles its report; a source
+/// without a response keeps the report its fetch gave it.
+pub async fn infer_source(context: &StepContext, fetch: Fetch, deadline: Deadline) -> StepRecord {
+    let Fetch {
+        source,
+        mut report,
+        body,
+    } = fetch;
+    let Some(body) = body else {
+        return StepRecord {
+            report,
+            inference: None,
+            responded: false,
+        };
+    };
+    // Extraction happens here, on the caller's side: the job must be plain data for a `processes` executor.
+    let job = InferenceJob::new(
+        context.question.as_str(),
+        document_for(&source, &body),
+        context.inference_units,
+    );
+    // Watchers see the inference begin (queued for a worker) on the source's lane.
+    let open = context.timeline.as_ref().map(|timeline| {
+        timeline.begin(
+            source_lane(source.name()),
+            format!("infer {}", source.name()),
+            Activity::Infer,
+        )
+    });
+    let outcome = with_timeout(None, deadline, context.executor.run_job(job)).await;
+    if let Some(timeline) = &context.timeline {
+        record_inference(timeline, &source, &outcome);
+    }
+    close(
+        open,
+        match &outcome {
+            Ok(Ok((Ok(_), _))) => SpanOutcome::Ok,
+            Ok(Ok((Err(_), _))) => SpanOutcome::Cancelled,
+            Ok(Err(_)) => SpanOutcome::Failed,
+            Err(_) => SpanOutcome::TimedOut,
+        },
+    );
+    let inference = apply_inference(&mut report, outcome);
+    StepRecord {
+        report,
+        inference,
+        responded: true,
+    }
+}
+
+/// A source's inference as the executor and the deadline left it: cut short by the deadline, failed in the
+/// executor (a crashed worker, a shut-down pool), or run (to the end, or cancelled) on a worker.
+pub(super) type InferenceOutcome =
+    Result<Result<(Result<Inference, InferError>, JobTiming), ExecutorError>, Elapsed>;
+
+/// Records an inference's outcome in `report` (status, error, worker, CPU time, summary) and returns the
+/// inference when there is one.
+fn apply_inference(report: &mut SourceReport, outcome: InferenceOutcome) -> Option<Inference> {
+    let (status, error, inference) = match outcome {
+        Err(elapsed) => (
+            SourceStatus::TimedOut,
+            Some(inference_cut_short(elapsed)),
+            None,
+        ),
+        Ok(Err(executor_error)) => (
+            SourceStatus::Failed,
+            Some(format!(
+                "inference failed: {}",
+                error_chain(&executor_error)
+            )),
+            None,
+        ),
+        Ok(Ok((result, timing))) => {
+            report.worker = Some(timing.worker_index);
+            report.infer_ms = Some(millis(timing.run_time()));
+            match result {
+                Ok(inference) => {
+                    report.summary = Some(inference.summary.join(" "));
+                    (SourceStatus::Ok, None, Some(inference))
+                }
+                Err(InferError::Cancelled { .. }) => (
+                    SourceStatus::TimedOut,
+                    Some("inference cancelled".to_owned()),
+                    None,
+                ),
+            }
+        }
+    };
+    report.status = status;
+    report.error = error;
+    inference
+}
