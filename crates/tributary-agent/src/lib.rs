@@ -21,7 +21,8 @@
 //! - [`step`]: fetch one source, infer on its response, the answer rule, the report.
 //! - [`run`]: the concurrent run and the sequential baseline.
 //! - [`schedule`]: the ideal schedule, the yardstick for efficiency.
-//! - [`report`]: the answer shape ([`AgentReport`]).
+//! - [`report`]: the answer shape ([`AgentReport`]) and why a source or an answer failed, as kinds
+//!   ([`SourceFailure`], [`AnswerFailure`]).
 //! - [`infer`]: the deterministic, CPU-bound simulated LLM and its jobs for the engine's executors.
 //! - `agent` (re-exported here): [`Agent`], which ties them together for one question at a time.
 
@@ -42,7 +43,10 @@ pub mod step;
 pub use agent::{Agent, AgentSettings, Compared, Recording, Run};
 pub use places::PlaceFinder;
 pub use question::{MAX_QUESTION_BYTES, Question, QuestionError};
-pub use report::{AgentReport, AnswerStatus, Comparison, RunMode, SourceReport, SourceStatus};
+pub use report::{
+    AgentReport, AnswerFailure, AnswerStatus, Comparison, RunMode, SourceFailure, SourceReport,
+    SourceStatus,
+};
 pub use sources::{Source, SourceKind, SourcesConfig, Topic};
 pub use step::{ExtraQuery, QueryPairs, error_chain};
 

@@ -22,7 +22,7 @@ use tributary::group::{Deadline, Outcome, SettleConfig, settle};
 
 use crate::limits::MAX_SOURCES_IN_FLIGHT;
 use crate::plan::Step;
-use crate::report::{SourceReport, SourceStatus};
+use crate::report::{SourceFailure, SourceReport, SourceStatus};
 use crate::sources::Source;
 use crate::step::{StepContext, StepRecord, fetch_source, infer_source, millis};
 
@@ -62,13 +62,15 @@ pub async fn run_concurrent(
                 context,
                 &source,
                 SourceStatus::TimedOut,
+                SourceFailure::Deadline,
                 "overall deadline exceeded",
             ),
-            Outcome::Cancelled => unfinished(context, &source, SourceStatus::Failed, "cancelled"),
+            Outcome::Cancelled => cancelled(context, &source),
             Outcome::Panicked(message) => unfinished(
                 context,
                 &source,
                 SourceStatus::Failed,
+                SourceFailure::Internal,
                 &format!("internal error: the step panicked: {message}"),
             ),
         })
@@ -89,7 +91,7 @@ pub async fn run_sequential(
         tokio::select! {
             biased;
             () = context.cancel.cancelled() => {
-                records.push(unfinished(context, &source, SourceStatus::Failed, "cancelled"));
+                records.push(cancelled(context, &source));
             }
             record = run_step(context, step, deadline) => records.push(record),
         }
@@ -106,6 +108,7 @@ async fn run_step(context: &StepContext, step: Step, deadline: Deadline) -> Step
         "source",
         source = step.source.name(),
         status = tracing::field::Empty,
+        failure = tracing::field::Empty,
         error = tracing::field::Empty,
     );
     let record = async {
@@ -115,10 +118,24 @@ async fn run_step(context: &StepContext, step: Step, deadline: Deadline) -> Step
     .instrument(span.clone())
     .await;
     span.record("status", record.report.status.as_str());
+    if let Some(failure) = record.report.failure {
+        span.record("failure", failure.as_str());
+    }
     if let Some(error) = &record.report.error {
         span.record("error", error.as_str());
     }
     record
+}
+
+/// The record of a step the run's token stopped.
+fn cancelled(context: &StepContext, source: &Source) -> StepRecord {
+    unfinished(
+        context,
+        source,
+        SourceStatus::Failed,
+        SourceFailure::Cancelled,
+        "cancelled",
+    )
 }
 
 /// The record of a step the backstop had to give up on.
@@ -126,12 +143,12 @@ fn unfinished(
     context: &StepContext,
     source: &Source,
     status: SourceStatus,
+    failure: SourceFailure,
     message: &str,
 ) -> StepRecord {
     let mut report = SourceReport::new_for(source);
     report.arrived_at_ms = Some(millis(Instant::now() - context.started));
-    report.status = status;
-    report.error = Some(message.to_owned());
+    report.settle(status, failure, message.to_owned());
     StepRecord {
         report,
         inference: None,

@@ -12,7 +12,8 @@ use tributary::source::{ClientOptions, SourceClient};
 use tributary::trace::Outcome;
 use tributary_agent::infer::InferenceCost;
 use tributary_agent::{
-    Agent, AgentSettings, AnswerStatus, Question, Run, SourceReport, SourceStatus, SourcesConfig,
+    Agent, AgentSettings, AnswerFailure, AnswerStatus, Question, Run, SourceFailure, SourceReport,
+    SourceStatus, SourcesConfig,
 };
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -250,10 +251,12 @@ async fn nothing_found_anywhere_is_no_result_and_a_failed_answer_with_the_reason
     ] {
         let report = source(&run, name);
         assert_eq!(report.status, SourceStatus::NoResult, "{report:#?}");
+        assert_eq!(report.failure, Some(SourceFailure::NoResult));
         assert_eq!(report.error.as_deref(), Some(why));
         assert_eq!(report.attempts, 1, "{name}: no second request");
     }
     assert_eq!(run.report.status, AnswerStatus::Failed);
+    assert_eq!(run.report.failure, Some(AnswerFailure::NothingFound));
     assert!(!run.report.degraded, "no source failed");
     let error = run.report.error.as_deref().expect("why");
     assert!(
@@ -309,6 +312,11 @@ async fn a_missing_page_is_no_result_and_its_title_is_one_encoded_path_segment()
     let run = ask(&agent, "What is AC/DC?").await;
     let wikipedia = source(&run, "wikipedia");
     assert_eq!(wikipedia.status, SourceStatus::NoResult, "{wikipedia:#?}");
+    // A missing page is the answer "nothing here", not a failed request: no `http_status` kind.
+    assert_eq!(
+        (wikipedia.failure, wikipedia.http_status),
+        (Some(SourceFailure::NoResult), None)
+    );
     assert_eq!(
         wikipedia.error.as_deref(),
         Some("Wikipedia has no page \"AC/DC\" (HTTP 404)")
@@ -339,6 +347,10 @@ async fn an_api_error_is_a_failure_of_the_source() {
     let run = ask(&agent, "Weather in Lyon?").await;
     let weather = source(&run, "weather");
     assert_eq!(weather.status, SourceStatus::Failed, "{weather:#?}");
+    assert_eq!(
+        (weather.failure, weather.http_status),
+        (Some(SourceFailure::HttpStatus), Some(400))
+    );
     let error = weather.error.as_deref().expect("why");
     assert!(error.contains("400"), "{error}");
     assert_eq!(run.report.status, AnswerStatus::Failed);
@@ -362,5 +374,6 @@ async fn a_body_that_is_not_json_at_all_is_a_failure_not_a_panic() {
     let agent = agent(&server, &["news", "wikipedia"]);
     let run = ask(&agent, "What is new about Rust?").await;
     assert_eq!(source(&run, "news").status, SourceStatus::Failed);
+    assert_eq!(source(&run, "news").failure, Some(SourceFailure::Malformed));
     assert_eq!(source(&run, "wikipedia").status, SourceStatus::NoResult);
 }

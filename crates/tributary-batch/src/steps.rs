@@ -20,7 +20,7 @@ use crate::store::AnswerRow;
 use tributary_agent::Question;
 use tributary_agent::limits::MAX_SOURCES_IN_FLIGHT;
 use tributary_agent::plan::{Action, plan};
-use tributary_agent::report::{AgentReport, AnswerStatus, RunMode};
+use tributary_agent::report::{AgentReport, AnswerFailure, AnswerStatus, RunMode};
 use tributary_agent::step::{
     Fetch, RunFacts, StepContext, fetch_source, infer_source, millis, missing_sources, report,
 };
@@ -190,13 +190,25 @@ impl AnswerRow {
         }
     }
 
-    /// The row of a line that could not be asked: `failed`, with why.
+    /// The row of a line that could not be asked: `failed`, `unusable_line`, with why.
     pub fn unusable(id: RecordId, line: u64, why: String, agent: &Agent) -> Self {
+        Self::not_asked(id, line, AnswerFailure::UnusableLine, why, agent)
+    }
+
+    /// The row of a question that was not asked: `failed`, with why as `failure` (a kind) and `why` (words).
+    pub fn not_asked(
+        id: RecordId,
+        line: u64,
+        failure: AnswerFailure,
+        why: String,
+        agent: &Agent,
+    ) -> Self {
         let report = AgentReport {
             question: None,
             status: AnswerStatus::Failed,
             answer: None,
             error: Some(why),
+            failure: Some(failure),
             degraded: false,
             mode: RunMode::Concurrent,
             elapsed_ms: 0.0,

@@ -681,6 +681,7 @@ mod tests {
             status,
             answer: Some(answer.to_owned()),
             error: None,
+            failure: None,
             degraded: status == AnswerStatus::Degraded,
             mode: RunMode::Concurrent,
             elapsed_ms: 4.0,

@@ -170,14 +170,25 @@ async fn malformed_lines_are_failed_rows_and_the_batch_goes_on() {
             .expect("error")
             .starts_with("line 2: malformed JSON")
     );
+    assert_eq!(line_two["failure"], "unusable_line");
     let empty = rows
         .iter()
         .find(|row| row["id"] == "c")
         .expect("c is stored");
     assert_eq!(
-        (empty["status"].as_str(), empty["line"].as_u64()),
-        (Some("failed"), Some(4))
+        (
+            empty["status"].as_str(),
+            empty["line"].as_u64(),
+            empty["failure"].as_str()
+        ),
+        (Some("failed"), Some(4), Some("unusable_line"))
     );
+    // An answered row has no failure kind.
+    let answered = rows
+        .iter()
+        .find(|row| row["id"] == "a")
+        .expect("a is stored");
+    assert_eq!(answered["failure"], serde_json::Value::Null);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

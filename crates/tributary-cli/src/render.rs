@@ -160,7 +160,7 @@ fn seconds(value_ms: f64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use tributary_agent::{AnswerStatus, RunMode, SourceStatus};
+    use tributary_agent::{AnswerStatus, RunMode, SourceFailure, SourceKind, SourceStatus, Topic};
     use unicode_width::UnicodeWidthChar as _;
 
     use super::*;
@@ -173,10 +173,19 @@ mod tests {
     ) -> SourceReport {
         SourceReport {
             name: name.to_owned(),
-            kind: name.to_owned(),
-            topic: name.to_owned(),
+            kind: SourceKind::News,
+            topic: Topic::News,
             status,
             error: error.map(str::to_owned),
+            failure: match status {
+                SourceStatus::Ok => None,
+                SourceStatus::Skipped => Some(SourceFailure::Skipped),
+                SourceStatus::NoResult => Some(SourceFailure::NoResult),
+                SourceStatus::CircuitOpen => Some(SourceFailure::CircuitOpen),
+                SourceStatus::TimedOut => Some(SourceFailure::TimedOut),
+                SourceStatus::Failed => Some(SourceFailure::Transport),
+            },
+            http_status: None,
             attempts: if status == SourceStatus::Skipped {
                 0
             } else {
@@ -202,6 +211,7 @@ mod tests {
                 "Weather: Light rain in Lima, Peru, at 18.0°C.\nSources: weather.".to_owned(),
             ),
             error: None,
+            failure: None,
             degraded: true,
             mode: RunMode::Concurrent,
             elapsed_ms: 2003.4,

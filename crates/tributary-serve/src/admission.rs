@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use tributary_agent::{AgentReport, SourceStatus};
+use tributary_agent::{AgentReport, SourceFailure};
 
 /// What the limit is multiplied by after a late run.
 pub const DECREASE: f64 = 0.9;
@@ -185,13 +185,9 @@ fn judge(cpu_phases_ms: &[f64], inference_cut: bool, cpu_budget: Duration) -> Fa
     }
 }
 
-/// Whether the deadline cut this source's inference short (it answered, and timed out after).
+/// Whether the deadline cut this source's inference short (it answered, and timed out after), by its kind.
 fn inference_cut(source: &tributary_agent::SourceReport) -> bool {
-    source.status == SourceStatus::TimedOut
-        && source
-            .error
-            .as_deref()
-            .is_some_and(|error| error.contains("inference"))
+    source.failure == Some(SourceFailure::InferenceTimedOut)
 }
 
 /// The CPU time an ask can count on after its sources: the deadline less the per-source timeout, or half the
@@ -255,6 +251,44 @@ mod tests {
         assert_eq!(judge(&[20.0, 900.0], false, budget), Fared::Well);
         assert_eq!(judge(&[20.0, 1100.0], false, budget), Fared::Late);
         assert_eq!(judge(&[20.0], true, budget), Fared::Late);
+    }
+
+    /// A run is late when the deadline cut an inference, told by the source's failure kind; a fetch the deadline
+    /// cut is the network's doing, not the CPU's, and a source that failed otherwise says nothing either way.
+    #[test]
+    fn an_inference_cut_by_the_deadline_makes_the_run_late_by_its_kind() {
+        let report = |failure: SourceFailure| {
+            let source = tributary_agent::Source::new(
+                "kb",
+                tributary_agent::SourceKind::KnowledgeBase,
+                url::Url::parse("http://127.0.0.1:1").expect("url"),
+            );
+            let mut source = tributary_agent::SourceReport::new_for(&source);
+            source.status = tributary_agent::SourceStatus::TimedOut;
+            source.failure = Some(failure);
+            source.error = Some("whatever the words".to_owned());
+            let mut report: AgentReport = serde_json::from_value(serde_json::json!({
+                "question": "q", "status": "degraded", "answer": "a", "error": null, "degraded": true,
+                "mode": "concurrent", "elapsed_ms": 1.0, "ideal_ms": 1.0, "efficiency": 1.0, "workers": 1,
+                "deadline_ms": 1000.0, "per_source_timeout_ms": 500.0, "sources": [],
+            }))
+            .expect("a report");
+            report.sources.push(source);
+            report
+        };
+        let budget = Duration::from_secs(1);
+        assert_eq!(
+            fared(&report(SourceFailure::InferenceTimedOut), &[], budget),
+            Fared::Late
+        );
+        assert_eq!(
+            fared(&report(SourceFailure::Deadline), &[], budget),
+            Fared::Unknown
+        );
+        assert_eq!(
+            fared(&report(SourceFailure::Cancelled), &[], budget),
+            Fared::Unknown
+        );
     }
 
     #[test]

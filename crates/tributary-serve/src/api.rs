@@ -5,7 +5,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tributary::trace::Span;
-use tributary_agent::{AgentReport, AnswerStatus, Comparison, RunMode, SourceReport, SourceStatus};
+use tributary_agent::{
+    AgentReport, AnswerFailure, AnswerStatus, Comparison, RunMode, SourceFailure, SourceKind,
+    SourceReport, SourceStatus, Topic,
+};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::request::AskRequest;
@@ -36,7 +39,11 @@ use crate::runs::millis;
         AgentReport,
         SourceReport,
         AnswerStatus,
+        AnswerFailure,
         SourceStatus,
+        SourceFailure,
+        SourceKind,
+        Topic,
         RunMode,
         Comparison,
         CompareResponse,

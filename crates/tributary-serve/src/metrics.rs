@@ -1,7 +1,8 @@
 //! `tributary serve`'s metrics, in the Prometheus (OpenMetrics) text format at `GET /metrics`.
 //!
-//! Counted as asks end, from the same `AgentReport` the client gets: asks by outcome, and per source its
-//! fetch latency, status, retries and cache hits. Read at each scrape: asks in flight, and the CPU pool's queue
+//! Counted as asks end, from the same `AgentReport` the client gets: asks by outcome and failed asks by their
+//! failure kind, and per source its fetch latency, status, failure kind, retries and cache hits. Every label is
+//! a kind's name from the report, never words from a message. Read at each scrape: asks in flight, and the CPU pool's queue
 //! depth, busy workers and size, the async runtime's loop lag (`tributary::lag`: how late a 10 ms timer
 //! fires; late means something blocked a runtime thread), and each source's circuit breaker (its state, and how
 //! often it opened and changed state), from the HTTP client every ask shares.
@@ -24,9 +25,11 @@ type Labels = Vec<(String, String)>;
 pub struct Metrics {
     registry: Registry,
     asks: Family<Labels, Counter>,
+    ask_failures: Family<Labels, Counter>,
     in_flight: Gauge,
     fetch_seconds: Family<Labels, Histogram>,
     source_statuses: Family<Labels, Counter>,
+    source_failures: Family<Labels, Counter>,
     retries: Family<Labels, Counter>,
     cache_hits: Family<Labels, Counter>,
     hedges: Family<Labels, Counter>,
@@ -56,6 +59,13 @@ impl Metrics {
             "Asks ended, by outcome: ok, degraded, failed (no answer), cancelled (the client left), rejected (over the in-flight bound), invalid (a bad request)",
             asks.clone(),
         );
+        let ask_failures = Family::<Labels, Counter>::default();
+        registry.register(
+            "ask_failures",
+            "Asks that ended without an answer, by the report's failure kind (no_source_answered, \
+             no_inference_finished, required_source_failed, ...)",
+            ask_failures.clone(),
+        );
         let in_flight = Gauge::default();
         registry.register("asks_in_flight", "Asks running now", in_flight.clone());
         // 5 ms to about 41 s.
@@ -72,6 +82,13 @@ impl Metrics {
             "source_statuses",
             "Sources' ends per ask, by source and status (ok, failed, timed_out, skipped)",
             source_statuses.clone(),
+        );
+        let source_failures = Family::<Labels, Counter>::default();
+        registry.register(
+            "source_failures",
+            "Sources' failures per ask, by source and the report's failure kind (connect, timed_out, deadline, \
+             http_status, malformed, circuit_open, inference_timed_out, skipped, no_result, ...)",
+            source_failures.clone(),
         );
         let retries = Family::<Labels, Counter>::default();
         registry.register(
@@ -144,9 +161,11 @@ impl Metrics {
         Self {
             registry,
             asks,
+            ask_failures,
             in_flight,
             fetch_seconds,
             source_statuses,
+            source_failures,
             retries,
             cache_hits,
             hedges,
@@ -177,6 +196,11 @@ impl Metrics {
         self.asks
             .get_or_create(&outcome_label(report.status.as_str()))
             .inc();
+        if let Some(failure) = report.failure {
+            self.ask_failures
+                .get_or_create(&vec![("failure".to_owned(), failure.as_str().to_owned())])
+                .inc();
+        }
         for source in &report.sources {
             let name = vec![("source".to_owned(), source.name.clone())];
             if let Some(fetch_ms) = source.fetch_ms {
@@ -187,6 +211,11 @@ impl Metrics {
             let mut status = name.clone();
             status.push(("status".to_owned(), source.status.as_str().to_owned()));
             self.source_statuses.get_or_create(&status).inc();
+            if let Some(failure) = source.failure {
+                let mut failed = name.clone();
+                failed.push(("failure".to_owned(), failure.as_str().to_owned()));
+                self.source_failures.get_or_create(&failed).inc();
+            }
             if source.attempts > 1 {
                 self.retries
                     .get_or_create(&name)

@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tributary::group::{SpawnError, SupervisedChild, SupervisorHandle};
 use tributary::trace::{Activity, Outcome as SpanOutcome, Span, Timeline, Update};
+use tributary_agent::step::source_lane;
 use tributary_agent::{Agent, AgentReport, Question, RunMode};
 
 use crate::admission::{Admitted, Fared, cpu_budget, fared};
@@ -280,7 +281,7 @@ pub fn drive(
                 "lanes": lanes,
             }),
         );
-        let mut translator = Translator::default();
+        let mut translator = Translator::for_sources(&agent);
         let ask = agent.ask_watched(&question, mode, run.timeline.clone(), run.cancel.clone());
         tokio::pin!(ask);
         let mut cursor = 0;
@@ -300,6 +301,8 @@ pub fn drive(
                 json!({
                     "source": source.name,
                     "status": source.status.as_str(),
+                    "failure": source.failure,
+                    "http_status": source.http_status,
                     "error": source.error,
                 }),
             );
@@ -351,13 +354,28 @@ fn inference_ends(timeline: &Timeline) -> Vec<(String, f64)> {
 }
 
 /// Turns a live timeline's updates into stream events, and follows each source's status.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Translator {
+    /// Each source's lane, as the agent names it ([`source_lane`]), to the source's name: a lane is looked up,
+    /// never taken apart.
+    sources_by_lane: HashMap<String, String>,
     /// What each begun piece of work is: its source and activity.
     begun: HashMap<u64, (String, Activity)>,
 }
 
 impl Translator {
+    /// A translator for the runs of `agent`, which knows its sources' lanes.
+    fn for_sources(agent: &Agent) -> Self {
+        Self {
+            sources_by_lane: agent
+                .sources()
+                .iter()
+                .map(|source| (source_lane(source.name()), source.name().to_owned()))
+                .collect(),
+            begun: HashMap::new(),
+        }
+    }
+
     /// Pushes the events for the timeline's updates from `cursor` on; returns the next cursor.
     fn translate(&mut self, run: &LiveRun, cursor: usize) -> usize {
         let updates = run.timeline.updates_since(cursor);
@@ -378,13 +396,13 @@ impl Translator {
                             "activity": activity.as_str(), "at_ms": millis(at),
                         }),
                     );
-                    if let Some(source) = lane.strip_prefix("source ") {
+                    if let Some(source) = self.sources_by_lane.get(&lane) {
                         let status = match activity {
                             Activity::Infer => "inferring",
                             _ => "fetching",
                         };
                         run.push("source", json!({ "source": source, "status": status }));
-                        self.begun.insert(id, (source.to_owned(), activity));
+                        self.begun.insert(id, (source.clone(), activity));
                     }
                 }
                 Update::Closed { id, outcome, at } => {

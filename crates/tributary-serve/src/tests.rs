@@ -181,6 +181,38 @@ async fn a_faulted_required_answer_is_a_502_with_the_report() {
     let report = json(&body);
     assert_eq!(report["status"], "failed");
     assert!(report["answer"].is_null());
+    // Why, as kinds: the answer's and each source's (the question names no city: weather is not asked).
+    assert_eq!(report["failure"], "no_source_answered");
+    let source = |name: &str| {
+        report["sources"]
+            .as_array()
+            .expect("sources")
+            .iter()
+            .find(|source| source["name"] == name)
+            .cloned()
+            .expect("reported")
+    };
+    assert_eq!(
+        (
+            source("kb")["failure"].clone(),
+            source("kb")["http_status"].clone()
+        ),
+        (serde_json::json!("http_status"), serde_json::json!(500))
+    );
+    assert_eq!(source("weather")["failure"], "skipped");
+    // The metrics are labelled by the same kinds.
+    let (_, _, body) = send(&state, get("/metrics")).await;
+    let metrics = String::from_utf8(body).expect("text");
+    for line in [
+        "tributary_ask_failures_total{failure=\"no_source_answered\"} 1",
+        "tributary_source_failures_total{source=\"kb\",failure=\"http_status\"} 1",
+        "tributary_source_failures_total{source=\"weather\",failure=\"skipped\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|metric| metric == line),
+            "{line}: {metrics}"
+        );
+    }
     fixture.stop(state).await;
 }
 

@@ -176,6 +176,7 @@ async fn each_attempt_has_its_status_and_the_retry_that_followed() {
         .find(|span| text(span, "source") == "weather")
         .expect("the weather's span");
     assert_eq!(text(weather, "status"), "failed");
+    assert_eq!(text(weather, "failure"), "http_status");
     let mut attempts: Vec<&SpanData> = tree
         .named("source.attempt")
         .into_iter()

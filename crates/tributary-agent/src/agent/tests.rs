@@ -8,7 +8,7 @@ use tributary::trace::{Activity, Outcome as SpanOutcome, Update};
 use tributary_sim::{SimConfig, SimServer};
 
 use super::*;
-use crate::report::{AnswerStatus, SourceStatus};
+use crate::report::{AnswerStatus, SourceFailure, SourceStatus};
 use crate::test_support::simulator_agent_settings;
 
 const QUESTION: &str = "What is the weather in Paris, and the news about structured concurrency?";
@@ -134,6 +134,7 @@ async fn cancelling_a_watched_run_stops_and_joins_its_steps() {
         .expect("news is reported");
     assert_eq!(news.status, SourceStatus::Failed);
     assert_eq!(news.error.as_deref(), Some("cancelled"));
+    assert_eq!(news.failure, Some(SourceFailure::Cancelled));
     // The hanging fetch ended as cancelled on the timeline before the run returned: the step was joined.
     let updates = timeline.updates_since(0);
     let news_fetch = updates
@@ -183,7 +184,8 @@ async fn a_cancelled_sequential_run_stops_at_the_step_it_is_on() {
         run.report
             .sources
             .iter()
-            .all(|source| source.error.as_deref() == Some("cancelled")),
+            .all(|source| source.error.as_deref() == Some("cancelled")
+                && source.failure == Some(SourceFailure::Cancelled)),
         "{:#?}",
         run.report.sources
     );
@@ -228,9 +230,10 @@ async fn a_source_that_keeps_failing_is_not_asked_once_its_circuit_opens() {
         ]
     );
     let (run, news) = last.expect("three runs");
+    assert_eq!(news.failure, Some(SourceFailure::CircuitOpen));
     let error = news.error.expect("a reason");
     assert!(
-        error.starts_with("not asked: its circuit is open"),
+        error.starts_with("not asked: its circuit is open after repeated failures (next probe "),
         "{error}"
     );
     assert!(

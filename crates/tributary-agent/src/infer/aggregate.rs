@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::model::{Inference, Sentiment, round3};
+use crate::sources::Topic;
 
 /// The unified answer to a question.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -18,34 +19,24 @@ pub struct Answer {
     pub sentiment: Sentiment,
 }
 
-/// Compose one answer from per-source results, given as `(source name, inference)`.
+/// Compose one answer from per-source results, given as `(source name, topic, inference)`.
 ///
-/// The order of `parts` does not matter (sources finish in any order): lines are sorted by the kind of source
-/// (recognised from its name: `weather`, `news`, `knowledge`/`kb`/`wiki`) and then by name; several parts from
-/// one source (e.g. one per news article) keep their given order and the source is named once.
-pub fn aggregate(question: &str, parts: &[(&str, &Inference)]) -> Answer {
-    let parts: Vec<(&str, &str, &Inference)> = parts
+/// The order of `parts` does not matter (sources finish in any order): lines are sorted by the source's
+/// [`Topic`] (weather, news, knowledge), given rather than guessed from its name, so a source named
+/// `lyon-meteo` still reads as the weather, and then by name; several parts from one source (e.g. one per news
+/// article) keep their given order and the source is named once.
+pub fn aggregate(question: &str, parts: &[(&str, Topic, &Inference)]) -> Answer {
+    let mut ordered: Vec<(Topic, &str, &Inference)> = parts
         .iter()
-        .map(|(name, inference)| (*name, *name, *inference))
-        .collect();
-    aggregate_by_topic(question, &parts)
-}
-
-/// [`aggregate`], with each part's topic given rather than guessed from its name: `(source name, topic,
-/// inference)`, where the topic is `weather`, `news` or `knowledge` (a source's
-/// [`Topic`](crate::sources::Topic)), so a source named `lyon-meteo` still reads as the weather.
-pub fn aggregate_by_topic(question: &str, parts: &[(&str, &str, &Inference)]) -> Answer {
-    let mut ordered: Vec<(SourceKind, &str, &Inference)> = parts
-        .iter()
-        .map(|(name, topic, inference)| (SourceKind::of(topic), *name, *inference))
+        .map(|(name, topic, inference)| (*topic, *name, *inference))
         .collect();
     ordered.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(b.1)));
 
     let mut lines = Vec::new();
     let mut sources: Vec<String> = Vec::new();
     let mut contributing_scores = Vec::new();
-    for (kind, name, inference) in &ordered {
-        if let Some(line) = kind.line(name, inference) {
+    for (topic, name, inference) in &ordered {
+        if let Some(line) = line(*topic, inference) {
             lines.push(line);
             contributing_scores.push(inference.sentiment.score);
             // A source may contribute several documents (news articles); name it once.
@@ -76,62 +67,34 @@ pub fn aggregate_by_topic(question: &str, parts: &[(&str, &str, &Inference)]) ->
     }
 }
 
-/// What a source is about, which decides where and how its line appears.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum SourceKind {
-    Weather,
-    News,
-    Knowledge,
-    Other,
-}
-
-impl SourceKind {
-    fn of(name: &str) -> Self {
-        let name = name.to_lowercase();
-        if name.contains("weather") {
-            Self::Weather
-        } else if name.contains("news") {
-            Self::News
-        } else if ["knowledge", "kb", "wiki"]
+/// The line a source on `topic` contributes, or `None` when its inference found nothing to say.
+fn line(topic: Topic, inference: &Inference) -> Option<String> {
+    let sentences = |count: usize| {
+        let picked: Vec<&str> = inference
+            .summary
             .iter()
-            .any(|hint| name.contains(hint))
-        {
-            Self::Knowledge
+            .take(count)
+            .map(String::as_str)
+            .collect();
+        if picked.is_empty() {
+            // Fall back on the generated text when no sentence was found relevant.
+            (!inference.generated.is_empty()).then(|| inference.generated.clone())
         } else {
-            Self::Other
+            Some(picked.join(" "))
         }
-    }
-
-    /// The line this source contributes, or `None` when its inference found nothing to say.
-    fn line(self, name: &str, inference: &Inference) -> Option<String> {
-        let sentences = |count: usize| {
-            let picked: Vec<&str> = inference
-                .summary
-                .iter()
-                .take(count)
-                .map(String::as_str)
-                .collect();
-            if picked.is_empty() {
-                // Fall back on the generated text when no sentence was found relevant.
-                (!inference.generated.is_empty()).then(|| inference.generated.clone())
-            } else {
-                Some(picked.join(" "))
+    };
+    match topic {
+        Topic::Weather => sentences(1).map(|text| format!("Weather: {text}")),
+        Topic::News => {
+            let body = sentences(2);
+            match (&inference.title, body) {
+                (Some(title), Some(body)) => Some(format!("In the news: {title}. {body}")),
+                (Some(title), None) => Some(format!("In the news: {title}.")),
+                (None, Some(body)) => Some(format!("In the news: {body}")),
+                (None, None) => None,
             }
-        };
-        match self {
-            Self::Weather => sentences(1).map(|text| format!("Weather: {text}")),
-            Self::News => {
-                let body = sentences(2);
-                match (&inference.title, body) {
-                    (Some(title), Some(body)) => Some(format!("In the news: {title}. {body}")),
-                    (Some(title), None) => Some(format!("In the news: {title}.")),
-                    (None, Some(body)) => Some(format!("In the news: {body}")),
-                    (None, None) => None,
-                }
-            }
-            Self::Knowledge => sentences(2).map(|text| format!("Background: {text}")),
-            Self::Other => sentences(1).map(|text| format!("From {name}: {text}")),
         }
+        Topic::Knowledge => sentences(2).map(|text| format!("Background: {text}")),
     }
 }
 
@@ -159,7 +122,10 @@ mod tests {
             None,
             "Current weather in Lyon: overcast, 12.3 °C.",
         );
-        let answer = aggregate_by_topic("Weather in Lyon?", &[("lyon-meteo", "weather", &weather)]);
+        let answer = aggregate(
+            "Weather in Lyon?",
+            &[("lyon-meteo", Topic::Weather, &weather)],
+        );
         assert!(answer.text.starts_with("Weather: "), "{}", answer.text);
         assert_eq!(answer.sources, ["lyon-meteo"]);
     }
@@ -185,9 +151,9 @@ mod tests {
         let answer = aggregate(
             "Should I cycle to work tomorrow?",
             &[
-                ("knowledge", &knowledge),
-                ("news", &news),
-                ("weather", &weather),
+                ("knowledge", Topic::Knowledge, &knowledge),
+                ("news", Topic::News, &news),
+                ("weather", Topic::Weather, &weather),
             ],
         );
         let lines: Vec<&str> = answer.text.lines().collect();
@@ -225,7 +191,11 @@ mod tests {
         let empty = inference("weather", None, "");
         let answer = aggregate(
             "news?",
-            &[("news", &first), ("weather", &empty), ("news", &second)],
+            &[
+                ("news", Topic::News, &first),
+                ("weather", Topic::Weather, &empty),
+                ("news", Topic::News, &second),
+            ],
         );
         assert_eq!(answer.sources, ["news"]);
         assert_eq!(
@@ -243,7 +213,7 @@ mod tests {
     #[test]
     fn answer_without_sources_says_so() {
         let empty = inference("news", None, "");
-        let answer = aggregate("Is it raining?", &[("news", &empty)]);
+        let answer = aggregate("Is it raining?", &[("news", Topic::News, &empty)]);
         assert_eq!(
             answer.text,
             "No source had anything to say about \"Is it raining?\"."

@@ -4,15 +4,17 @@
 //! [`Inference`]: an extractive summary, key terms, sentiment, and a short text generated token by token from a
 //! bigram model of the document. Its CPU cost is real work (an attention-like kernel scoring the vocabulary for
 //! each generated token) sized by an [`InferenceCost`], so running several inferences on a pool is genuinely
-//! faster than running them one after another. [`aggregate()`] then composes one [`Answer`] from all sources.
+//! faster than running them one after another. [`aggregate()`] then composes one [`Answer`] from all sources, each
+//! line placed by its source's [`Topic`](crate::sources::Topic).
 //!
 //! ```
+//! use tributary_agent::Topic;
 //! use tributary_agent::infer::{Document, InferenceCost, aggregate, infer};
 //!
 //! let weather = Document::new("weather", "Sunny and warm today. Light wind from the west.");
 //! let result = infer("Will it be sunny?", &weather, InferenceCost::units(10_000), &|| false)?;
 //! assert_eq!(result.summary[0], "Sunny and warm today.");
-//! let answer = aggregate("Will it be sunny?", &[("weather", &result)]);
+//! let answer = aggregate("Will it be sunny?", &[("weather", Topic::Weather, &result)]);
 //! assert!(answer.text.starts_with("Weather: Sunny and warm today."));
 //! # Ok::<(), tributary_agent::infer::InferError>(())
 //! ```
@@ -29,7 +31,7 @@ pub mod model;
 mod text;
 pub mod work;
 
-pub use aggregate::{Answer, aggregate, aggregate_by_topic};
+pub use aggregate::{Answer, aggregate};
 pub use jobs::{
     BurnJob, BurnReport, InferenceJob, burn, burn_for, work_units_off_runtime, worker_jobs,
 };

@@ -1,10 +1,13 @@
 //! [`SourceKind`]: the protocol a source speaks, which decides the request the planner makes
 //! ([`plan`](crate::plan)), whether a second request follows ([`protocols`](crate::protocols)) and how its response
 //! is read ([`extract`](crate::extract)); and its [`Topic`], what it knows about.
+//!
+//! Both are the one place these names are spelled: a sources file's `kind`, a report's `kind` and `topic`, and the
+//! order of an answer's lines all come from here.
 
 use std::fmt;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The protocol a source speaks. Three are the simulated services' (which speak all three), three are real,
 /// keyless public APIs ([`protocols`](crate::protocols)):
@@ -17,7 +20,8 @@ use serde::Deserialize;
 /// | `open-meteo` | weather   | `GET /v1/search?name=PLACE` (geocoding), then `GET /v1/forecast?latitude=..&longitude=..&current=..` | the current conditions, in words |
 /// | `hn-algolia` | news      | `GET /api/v1/search?query=KEYWORDS&tags=story`                | each hit's `title`, points and `story_text`    |
 /// | `wikipedia`  | knowledge | `GET /w/rest.php/v1/search/page?q=KEYWORDS&limit=1`, then `GET /api/rest_v1/page/summary/KEY` | `title`, `description`, `extract` |
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum SourceKind {
     /// Current conditions and forecasts (the simulated protocol).
     #[serde(rename = "weather")]
@@ -39,8 +43,11 @@ pub enum SourceKind {
     Wikipedia,
 }
 
-/// What a source knows about, whatever protocol it speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What a source knows about, whatever protocol it speaks. The order of the variants is the order of an
+/// answer's lines: weather first, then news, then background knowledge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
 pub enum Topic {
     /// Weather conditions and forecasts.
     Weather,
@@ -103,5 +110,27 @@ impl fmt::Display for SourceKind {
 impl fmt::Display for Topic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reports carried these names as strings before they were enums: the JSON must not change by a byte.
+    #[test]
+    fn serde_names_are_the_names_reports_always_had() {
+        for kind in SourceKind::ALL {
+            let json = serde_json::to_value(kind).expect("serializes");
+            assert_eq!(json, kind.as_str(), "{kind:?}");
+            let back: SourceKind = serde_json::from_value(json).expect("reads back");
+            assert_eq!(back, kind);
+        }
+        for topic in [Topic::Weather, Topic::News, Topic::Knowledge] {
+            let json = serde_json::to_value(topic).expect("serializes");
+            assert_eq!(json, topic.as_str(), "{topic:?}");
+            let back: Topic = serde_json::from_value(json).expect("reads back");
+            assert_eq!(back, topic);
+        }
     }
 }

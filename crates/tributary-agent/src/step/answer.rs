@@ -3,10 +3,13 @@
 use std::time::Duration;
 
 use super::infer::StepRecord;
-use crate::infer::{Inference, aggregate_by_topic};
+use crate::infer::{Inference, aggregate};
 use crate::question::Question;
-use crate::report::{AgentReport, AnswerStatus, RunMode, SourceReport, SourceStatus};
+use crate::report::{
+    AgentReport, AnswerFailure, AnswerStatus, RunMode, SourceReport, SourceStatus,
+};
 use crate::schedule::{MeasuredJob, efficiency, ideal_makespan};
+use crate::sources::Topic;
 
 /// How a question ended by the answer rule: its status, the answer, or why there is none.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +20,8 @@ pub struct Verdict {
     pub answer: Option<String>,
     /// Why there is no answer (`failed` only).
     pub error: Option<String>,
+    /// Why there is no answer, as a kind (`failed` only).
+    pub failure: Option<AnswerFailure>,
 }
 
 /// What a run measured, besides its steps: for [`report`].
@@ -36,46 +41,52 @@ pub struct RunFacts {
 
 /// The answer rule, the same for every driver:
 ///
-/// - a **required** source that did not answer: `failed`, "required source `kb` did not answer: ..." (or
-///   "... had nothing for the question: ..." when it answered `no_result`);
-/// - no inference at all: `failed`, "no source answered (weather: ...; news: ...)", "2 of 3 source(s)
-///   answered, but no inference finished (...)" when the deadline cut every inference, "no source applies
-///   to the question (...)" when every source was skipped, or "no source had anything for the question
-///   (...)" when every source was skipped or answered `no_result`;
+/// - a **required** source that did not answer: `failed`, `required_source_failed`, "required source `kb` did
+///   not answer: ..." (or `required_source_no_result`, "... had nothing for the question: ..." when it answered
+///   `no_result`);
+/// - no inference at all: `failed`, `no_source_answered`, "no source answered (weather: ...; news: ...)";
+///   `no_inference_finished`, "2 of 3 source(s) answered, but no inference finished (...)" when the deadline
+///   cut every inference; `no_source_applies`, "no source applies to the question (...)" when every source
+///   was skipped; or `nothing_found`, "no source had anything for the question (...)" when every source was
+///   skipped or answered `no_result`;
 /// - otherwise the aggregated answer: `ok` when every source that was asked answered, `degraded` when some
 ///   did not. A `no_result` source counts as answered, like a skipped one is not missed: it was reached and
 ///   said, correctly, that it knows nothing of the question, which is no failure of the source.
 pub fn answer(question: &Question, records: &[StepRecord]) -> Verdict {
-    let failed = |why: String| Verdict {
+    let failed = |failure: AnswerFailure, why: String| Verdict {
         status: AnswerStatus::Failed,
         answer: None,
         error: Some(why),
+        failure: Some(failure),
     };
     if let Some(missing) = records
         .iter()
         .find(|record| record.report.required && record.report.status != SourceStatus::Ok)
     {
-        let what = if missing.report.status == SourceStatus::NoResult {
-            "had nothing for the question"
+        let (failure, what) = if missing.report.status == SourceStatus::NoResult {
+            (
+                AnswerFailure::RequiredSourceNoResult,
+                "had nothing for the question",
+            )
         } else {
-            "did not answer"
+            (AnswerFailure::RequiredSourceFailed, "did not answer")
         };
-        return failed(format!(
-            "required source `{}` {what}: {}",
-            missing.report.name,
-            missing.report.error.as_deref().unwrap_or("no answer")
-        ));
+        return failed(
+            failure,
+            format!(
+                "required source `{}` {what}: {}",
+                missing.report.name,
+                missing.report.error.as_deref().unwrap_or("no answer")
+            ),
+        );
     }
-    let parts: Vec<(&str, &str, &Inference)> = records
+    let parts: Vec<(&str, Topic, &Inference)> = records
         .iter()
         .filter_map(|record| {
-            record.inference.as_ref().map(|inference| {
-                (
-                    record.report.name.as_str(),
-                    record.report.topic.as_str(),
-                    inference,
-                )
-            })
+            record
+                .inference
+                .as_ref()
+                .map(|inference| (record.report.name.as_str(), record.report.topic, inference))
         })
         .collect();
     if parts.is_empty() {
@@ -90,19 +101,31 @@ pub fn answer(question: &Question, records: &[StepRecord]) -> Verdict {
             )
         });
         let responded = records.iter().filter(|record| record.responded).count();
-        return failed(if all_skipped {
-            format!("no source applies to the question ({reasons})")
+        return if all_skipped {
+            failed(
+                AnswerFailure::NoSourceApplies,
+                format!("no source applies to the question ({reasons})"),
+            )
         } else if nothing_to_say {
-            format!("no source had anything for the question ({reasons})")
+            failed(
+                AnswerFailure::NothingFound,
+                format!("no source had anything for the question ({reasons})"),
+            )
         } else if responded > 0 {
             // The sources were there; the time ran out in inference: a different fix (more time, more workers).
-            format!(
-                "{responded} of {} source(s) answered, but no inference finished ({reasons})",
-                records.len()
+            failed(
+                AnswerFailure::NoInferenceFinished,
+                format!(
+                    "{responded} of {} source(s) answered, but no inference finished ({reasons})",
+                    records.len()
+                ),
             )
         } else {
-            format!("no source answered ({reasons})")
-        });
+            failed(
+                AnswerFailure::NoSourceAnswered,
+                format!("no source answered ({reasons})"),
+            )
+        };
     }
     let status = if records.iter().any(|record| is_missing(&record.report)) {
         AnswerStatus::Degraded
@@ -111,8 +134,9 @@ pub fn answer(question: &Question, records: &[StepRecord]) -> Verdict {
     };
     Verdict {
         status,
-        answer: Some(aggregate_by_topic(question.as_str(), &parts).text),
+        answer: Some(aggregate(question.as_str(), &parts).text),
         error: None,
+        failure: None,
     }
 }
 
@@ -129,6 +153,7 @@ pub fn report(question: &Question, records: Vec<StepRecord>, facts: RunFacts) ->
         status: verdict.status,
         answer: verdict.answer,
         error: verdict.error,
+        failure: verdict.failure,
         degraded,
         mode: facts.mode,
         elapsed_ms: millis(facts.elapsed),
@@ -200,6 +225,7 @@ pub fn millis(duration: Duration) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::SourceFailure;
     use crate::sources::Source;
 
     fn record(name: &str, status: SourceStatus, error: &str, required: bool) -> StepRecord {
@@ -209,14 +235,64 @@ mod tests {
             url::Url::parse("http://127.0.0.1:1").expect("url"),
         );
         let mut report = SourceReport::new_for(&source);
-        report.status = status;
-        report.error = Some(error.to_owned());
+        let failure = match status {
+            SourceStatus::Skipped => SourceFailure::Skipped,
+            SourceStatus::NoResult => SourceFailure::NoResult,
+            SourceStatus::TimedOut => SourceFailure::TimedOut,
+            SourceStatus::CircuitOpen => SourceFailure::CircuitOpen,
+            SourceStatus::Failed | SourceStatus::Ok => SourceFailure::HttpStatus,
+        };
+        report.settle(status, failure, error.to_owned());
         report.required = required;
         StepRecord {
             report,
             inference: None,
             responded: false,
         }
+    }
+
+    /// A source that answered but whose inference the deadline cut short.
+    fn responded(name: &str) -> StepRecord {
+        let mut record = record(
+            name,
+            SourceStatus::TimedOut,
+            "inference cut short: overall deadline exceeded",
+            false,
+        );
+        record.report.failure = Some(SourceFailure::InferenceTimedOut);
+        record.responded = true;
+        record
+    }
+
+    /// Each way to have no answer has its kind, and an answer has none.
+    #[test]
+    fn every_failed_verdict_says_its_kind() {
+        let question = Question::new("Weather in Atlantis?").expect("valid");
+        let kind = |records: &[StepRecord]| answer(&question, records).failure;
+        let skipped = || record("news", SourceStatus::Skipped, "no keywords", false);
+        let no_result = || record("kb", SourceStatus::NoResult, "zero hits", false);
+        let failed = || record("weather", SourceStatus::Failed, "http 500", false);
+        assert_eq!(kind(&[skipped()]), Some(AnswerFailure::NoSourceApplies));
+        assert_eq!(
+            kind(&[skipped(), no_result()]),
+            Some(AnswerFailure::NothingFound)
+        );
+        assert_eq!(
+            kind(&[failed(), skipped()]),
+            Some(AnswerFailure::NoSourceAnswered)
+        );
+        assert_eq!(
+            kind(&[failed(), responded("news")]),
+            Some(AnswerFailure::NoInferenceFinished)
+        );
+        assert_eq!(
+            kind(&[record("kb", SourceStatus::TimedOut, "slow", true)]),
+            Some(AnswerFailure::RequiredSourceFailed)
+        );
+        assert_eq!(
+            kind(&[record("kb", SourceStatus::NoResult, "zero hits", true)]),
+            Some(AnswerFailure::RequiredSourceNoResult)
+        );
     }
 
     #[test]
@@ -233,6 +309,7 @@ mod tests {
         ];
         let verdict = answer(&question, &records);
         assert_eq!(verdict.status, AnswerStatus::Failed);
+        assert_eq!(verdict.failure, Some(AnswerFailure::NothingFound));
         assert_eq!(
             verdict.error.as_deref(),
             Some(

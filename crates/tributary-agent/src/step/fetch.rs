@@ -2,6 +2,7 @@
 //! other when its kind needs two, and how a fetch that gave no response is reported.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::time::Instant;
@@ -15,7 +16,7 @@ use super::timeline::{close, record_fetch_span, source_lane};
 use super::{QueryPairs, StepContext};
 use crate::plan::{Action, Step};
 use crate::protocols::{self, Reading};
-use crate::report::{SourceReport, SourceStatus};
+use crate::report::{SourceFailure, SourceReport, SourceStatus};
 use crate::sources::Source;
 
 /// One source after its fetch: its report so far, and the response when there is one.
@@ -52,7 +53,7 @@ pub async fn fetch_source(context: &StepContext, step: Step, deadline: Deadline)
     let mut report = SourceReport::new_for(&source);
     let request = match step.action {
         Action::Skip { reason } => {
-            report.error = Some(reason);
+            report.settle(SourceStatus::Skipped, SourceFailure::Skipped, reason);
             return Fetch::unanswered(source, report);
         }
         Action::Fetch(request) => {
@@ -122,25 +123,22 @@ pub async fn fetch_source(context: &StepContext, step: Step, deadline: Deadline)
                     timeline.offset(fetch_ended.into_std()),
                 ));
             }
-            report.status = SourceStatus::TimedOut;
-            report.error = Some(message);
+            report.settle(SourceStatus::TimedOut, elapsed_failure(elapsed), message);
             Fetch::unanswered(source, report)
         }
         Ok(Chain::Broken(why)) => {
-            report.status = SourceStatus::Failed;
-            report.error = Some(why);
+            report.settle(SourceStatus::Failed, SourceFailure::Protocol, why);
             Fetch::unanswered(source, report)
         }
         Ok(Chain::Failed(error)) => {
-            let (status, message) = fetch_failure(&error, binding_bound);
-            report.status = status;
-            report.error = Some(message);
+            let failed = fetch_failure(&error, binding_bound);
+            report.settle(failed.status, failed.failure, failed.message);
+            report.http_status = failed.http_status;
             Fetch::unanswered(source, report)
         }
         Ok(Chain::NoResult(why)) => {
             report.cached = progress.all_cached;
-            report.status = SourceStatus::NoResult;
-            report.error = Some(why);
+            report.settle(SourceStatus::NoResult, SourceFailure::NoResult, why);
             Fetch::unanswered(source, report)
         }
         Ok(Chain::Answered(body)) => {
@@ -300,32 +298,47 @@ async fn fetch_chain(
     ))
 }
 
-/// How a fetch that gave no response is reported: its status and why. `binding_bound` is the bound the source's
-/// deadline came from, so an expired deadline reads as the per-source timeout or as the overall deadline, with
-/// what the last failed attempt saw.
-fn fetch_failure(error: &FetchError, binding_bound: ElapsedKind) -> (SourceStatus, String) {
+/// How a fetch that gave no response is reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FetchFailure {
+    status: SourceStatus,
+    failure: SourceFailure,
+    message: String,
+    /// The status the source answered with, when that is the failure.
+    http_status: Option<u16>,
+}
+
+/// How a fetch that gave no response is reported: its status, its kind and why. `binding_bound` is the bound the
+/// source's deadline came from, so an expired deadline reads (and is kinded) as the per-source timeout or as the
+/// overall deadline, with what the last failed attempt saw.
+fn fetch_failure(error: &FetchError, binding_bound: ElapsedKind) -> FetchFailure {
+    let failed = |status, failure, message| FetchFailure {
+        status,
+        failure,
+        message,
+        http_status: None,
+    };
     match error.kind() {
-        FetchErrorKind::DeadlineExceeded => (
-            SourceStatus::TimedOut,
-            with_last_attempt(
-                elapsed_message(Elapsed::from(binding_bound)),
-                error.attempt_log(),
-            ),
-        ),
+        FetchErrorKind::DeadlineExceeded => {
+            let elapsed = Elapsed::from(binding_bound);
+            failed(
+                SourceStatus::TimedOut,
+                elapsed_failure(elapsed),
+                with_last_attempt(elapsed_message(elapsed), error.attempt_log()),
+            )
+        }
         // The engine's messages read after "failed to " (a bare "read a response body within the limit" reads
         // like success).
-        FetchErrorKind::AttemptTimeout { .. } => (
+        FetchErrorKind::AttemptTimeout { .. } => failed(
             SourceStatus::TimedOut,
+            SourceFailure::TimedOut,
             format!("failed to {}", error_chain(error)),
         ),
         // Said as what happened, not as a failure to do something: the source was not asked.
-        FetchErrorKind::CircuitOpen { .. } => {
+        FetchErrorKind::CircuitOpen { retry_in } => {
             let open = format!(
-                "not asked: {}",
-                error
-                    .kind()
-                    .to_string()
-                    .trim_start_matches("ask the source: ")
+                "not asked: its circuit is open after repeated failures (next probe {})",
+                next_probe(*retry_in)
             );
             let message = match last_failure(error.attempt_log()) {
                 // The circuit opened during this fetch's retries.
@@ -335,13 +348,63 @@ fn fetch_failure(error: &FetchError, binding_bound: ElapsedKind) -> (SourceStatu
                 ),
                 None => open,
             };
-            (SourceStatus::CircuitOpen, message)
+            failed(
+                SourceStatus::CircuitOpen,
+                SourceFailure::CircuitOpen,
+                message,
+            )
         }
-        _ => (
+        FetchErrorKind::HttpStatus { status } => FetchFailure {
+            http_status: Some(status.as_u16()),
+            ..failed(
+                SourceStatus::Failed,
+                SourceFailure::HttpStatus,
+                format!("failed to {}", error_chain(error)),
+            )
+        },
+        kind => failed(
             SourceStatus::Failed,
+            failure_of(kind),
             format!("failed to {}", error_chain(error)),
         ),
     }
+}
+
+/// The kind of a fetch failure that is not a bound, the breaker or a status ([`fetch_failure`] kinds those, with
+/// what they need to know).
+fn failure_of(kind: &FetchErrorKind) -> SourceFailure {
+    match kind {
+        FetchErrorKind::BodyTooLarge { .. } => SourceFailure::BodyTooLarge,
+        FetchErrorKind::MalformedJson { .. } => SourceFailure::Malformed,
+        FetchErrorKind::RateLimited { .. } => SourceFailure::RateLimited,
+        // reqwest says whether the connection could be made at all (a name that does not resolve, a refused or
+        // unreachable host): the user's fix is the address or the network, not more time.
+        FetchErrorKind::Transport(error) if error.is_connect() => SourceFailure::Connect,
+        FetchErrorKind::Transport(_) => SourceFailure::Transport,
+        // A kind the engine added after this version.
+        _ => SourceFailure::Other,
+    }
+}
+
+/// The kind of a call cut short by a bound: the source's own (its per-source timeout), or the overall deadline.
+pub(super) fn elapsed_failure(elapsed: Elapsed) -> SourceFailure {
+    match elapsed {
+        Elapsed::PerCallTimeout(_) => SourceFailure::TimedOut,
+        Elapsed::DeadlineExceeded => SourceFailure::Deadline,
+    }
+}
+
+/// "in 3s", or "once the probes in flight report", as the engine says it.
+fn next_probe(retry_in: Duration) -> String {
+    if retry_in.is_zero() {
+        return "once the probes in flight report".to_owned();
+    }
+    // Whole milliseconds, rounded up: "2s 1ms", not "2s 793us 12ns".
+    let millis = u64::try_from(retry_in.as_micros().div_ceil(1000)).unwrap_or(u64::MAX);
+    format!(
+        "in {}",
+        humantime::format_duration(Duration::from_millis(millis))
+    )
 }
 
 /// `request` plus the extra query parameters configured for `source` (fault injection: `fault=hang`).

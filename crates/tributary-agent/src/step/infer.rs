@@ -12,7 +12,7 @@ use super::messages::{error_chain, inference_cut_short};
 use super::timeline::{close, record_inference, source_lane};
 use crate::extract::document_for;
 use crate::infer::{InferError, Inference, InferenceJob};
-use crate::report::{SourceReport, SourceStatus};
+use crate::report::{SourceFailure, SourceReport, SourceStatus};
 
 /// What one step produced: its report line, and its inference when it got that far.
 #[derive(Debug, Clone)]
@@ -80,40 +80,109 @@ pub async fn infer_source(context: &StepContext, fetch: Fetch, deadline: Deadlin
 pub(super) type InferenceOutcome =
     Result<Result<(Result<Inference, InferError>, JobTiming), ExecutorError>, Elapsed>;
 
-/// Records an inference's outcome in `report` (status, error, worker, CPU time, summary) and returns the
+/// Records an inference's outcome in `report` (status, failure, error, worker, CPU time, summary) and returns the
 /// inference when there is one.
 fn apply_inference(report: &mut SourceReport, outcome: InferenceOutcome) -> Option<Inference> {
-    let (status, error, inference) = match outcome {
-        Err(elapsed) => (
-            SourceStatus::TimedOut,
-            Some(inference_cut_short(elapsed)),
-            None,
-        ),
-        Ok(Err(executor_error)) => (
-            SourceStatus::Failed,
-            Some(format!(
-                "inference failed: {}",
-                error_chain(&executor_error)
-            )),
-            None,
-        ),
+    match outcome {
+        Err(elapsed) => {
+            report.settle(
+                SourceStatus::TimedOut,
+                SourceFailure::InferenceTimedOut,
+                inference_cut_short(elapsed),
+            );
+            None
+        }
+        Ok(Err(executor_error)) => {
+            report.settle(
+                SourceStatus::Failed,
+                SourceFailure::InferenceFailed,
+                format!("inference failed: {}", error_chain(&executor_error)),
+            );
+            None
+        }
         Ok(Ok((result, timing))) => {
             report.worker = Some(timing.worker_index);
             report.infer_ms = Some(millis(timing.run_time()));
             match result {
                 Ok(inference) => {
                     report.summary = Some(inference.summary.join(" "));
-                    (SourceStatus::Ok, None, Some(inference))
+                    report.status = SourceStatus::Ok;
+                    report.failure = None;
+                    report.error = None;
+                    Some(inference)
                 }
-                Err(InferError::Cancelled { .. }) => (
-                    SourceStatus::TimedOut,
-                    Some("inference cancelled".to_owned()),
-                    None,
-                ),
+                Err(InferError::Cancelled { .. }) => {
+                    report.settle(
+                        SourceStatus::TimedOut,
+                        SourceFailure::Cancelled,
+                        "inference cancelled".to_owned(),
+                    );
+                    None
+                }
             }
         }
-    };
-    report.status = status;
-    report.error = error;
-    inference
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::sources::{Source, SourceKind};
+
+    fn fetched() -> SourceReport {
+        let source = Source::new(
+            "kb",
+            SourceKind::KnowledgeBase,
+            url::Url::parse("http://127.0.0.1:1").expect("url"),
+        );
+        SourceReport::new_for(&source)
+    }
+
+    fn timing() -> JobTiming {
+        let now = Instant::now();
+        JobTiming {
+            worker_index: 1,
+            queued_at: now,
+            started_at: now,
+            finished_at: now + Duration::from_millis(5),
+        }
+    }
+
+    /// Each way an inference can end without one has its kind: the deadline, the executor, a cancelled job.
+    #[test]
+    fn each_inference_outcome_has_its_kind() {
+        let kind = |outcome: InferenceOutcome| {
+            let mut report = fetched();
+            let inference = apply_inference(&mut report, outcome);
+            assert!(inference.is_none());
+            assert!(report.error.is_some(), "{report:#?}");
+            (report.status, report.failure)
+        };
+        assert_eq!(
+            kind(Err(Elapsed::DeadlineExceeded)),
+            (
+                SourceStatus::TimedOut,
+                Some(SourceFailure::InferenceTimedOut)
+            )
+        );
+        assert_eq!(
+            kind(Ok(Err(ExecutorError::WorkerCrashed {
+                worker: 0,
+                detail: "signal 9".to_owned(),
+            }))),
+            (SourceStatus::Failed, Some(SourceFailure::InferenceFailed))
+        );
+        assert_eq!(
+            kind(Ok(Ok((
+                Err(InferError::Cancelled {
+                    units_done: 1,
+                    units_budget: 2,
+                }),
+                timing(),
+            )))),
+            (SourceStatus::TimedOut, Some(SourceFailure::Cancelled))
+        );
+    }
 }

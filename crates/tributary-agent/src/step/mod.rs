@@ -71,3 +71,6 @@ pub struct StepContext {
     /// went away); a step it stops is reported failed, "cancelled".
     pub cancel: CancellationToken,
 }
+
+#[cfg(test)]
+mod tests;

@@ -42,7 +42,7 @@ use crate::stages::ReadStage;
 use crate::steps::PendingQuestion;
 use crate::store::{AnswerRow, Store, Written};
 use crate::{BatchInput, BatchStats, BatchSummary, Shutdown};
-use tributary_agent::Agent;
+use tributary_agent::{Agent, AnswerFailure};
 
 /// How long a question's publish is retried (the broker may be restarting) before the run fails.
 const PUBLISH_RETRY_FOR: Duration = Duration::from_secs(60);
@@ -547,7 +547,13 @@ impl AnswerStage {
                 tracing::warn!("{why}");
                 match (id, line) {
                     (Some(id), Some(line)) => {
-                        let row = AnswerRow::unusable(RecordId::new(id), line, why, &self.agent);
+                        let row = AnswerRow::not_asked(
+                            RecordId::new(id),
+                            line,
+                            AnswerFailure::UnreadableMessage,
+                            why,
+                            &self.agent,
+                        );
                         self.add(pending, row, Some(message), None);
                     }
                     _ => {

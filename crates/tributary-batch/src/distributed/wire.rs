@@ -149,12 +149,71 @@ fn decode<T: for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<T, WireError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tributary_agent::report::{AnswerFailure, RunMode};
 
     #[test]
     fn a_question_round_trips() {
         let message = QuestionMessage::new("0123abcd", "q7", 7, "Is it raining in Lima?", 5);
         let encoded = message.encode().expect("encodes");
         assert_eq!(QuestionMessage::decode(&encoded).expect("decodes"), message);
+    }
+
+    fn answer_message(failure: Option<AnswerFailure>) -> AnswerMessage {
+        AnswerMessage {
+            v: WIRE_VERSION,
+            id: "q7".to_owned(),
+            line: 7,
+            worker: "host:1".to_owned(),
+            status: AnswerStatus::Failed,
+            answer: AgentReport {
+                question: Some("Is it raining in Lima?".to_owned()),
+                status: AnswerStatus::Failed,
+                answer: None,
+                error: Some("no source answered (...)".to_owned()),
+                failure,
+                degraded: true,
+                mode: RunMode::Concurrent,
+                elapsed_ms: 4.0,
+                ideal_ms: 3.0,
+                efficiency: 0.75,
+                workers: 2,
+                deadline_ms: 15_000.0,
+                per_source_timeout_ms: 5_000.0,
+                sources: Vec::new(),
+            },
+            error: Some("no source answered (...)".to_owned()),
+            fetch_ms: Some(1.0),
+            infer_ms: None,
+            elapsed_ms: 4.0,
+        }
+    }
+
+    /// The failure kinds were added to the answer object without a new wire version: an answer from a worker
+    /// that predates them (no `failure` key) reads with no kind, and a key a reader does not know is ignored,
+    /// which is how a version-1 reader that predates them reads this version's answers.
+    #[test]
+    fn answers_with_and_without_the_failure_kinds_read_as_version_1() {
+        let message = answer_message(Some(AnswerFailure::NoSourceAnswered));
+        let encoded = message.encode().expect("encodes");
+        let mut json: serde_json::Value = serde_json::from_slice(&encoded).expect("json");
+        assert_eq!(json["v"], 1);
+        assert_eq!(json["answer"]["failure"], "no_source_answered");
+        assert_eq!(AnswerMessage::decode(&encoded).expect("decodes"), message);
+
+        let answer = json["answer"].as_object_mut().expect("an object");
+        answer.remove("failure");
+        let older = serde_json::to_vec(&json).expect("encodes");
+        assert_eq!(
+            AnswerMessage::decode(&older).expect("an older worker's answer decodes"),
+            answer_message(None)
+        );
+
+        json["answer"]["a_field_from_a_newer_version"] = serde_json::json!(true);
+        let newer = serde_json::to_vec(&json).expect("encodes");
+        assert_eq!(
+            AnswerMessage::decode(&newer).expect("a newer worker's answer decodes"),
+            answer_message(None)
+        );
     }
 
     #[test]

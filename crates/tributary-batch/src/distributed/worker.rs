@@ -37,8 +37,8 @@ use crate::distributed::{DistributedError, first_error};
 use crate::input::RecordId;
 use crate::steps::{PendingQuestion, fetch_question, infer_question};
 use crate::store::AnswerRow;
-use tributary_agent::Agent;
 use tributary_agent::Question;
+use tributary_agent::{Agent, AnswerFailure};
 
 /// How long one pull waits for questions before asking again (and before noticing a stop).
 const PULL_EXPIRES: Duration = Duration::from_secs(1);
@@ -308,7 +308,13 @@ impl Answering {
                     "the question message cannot be read: {}",
                     tributary_agent::error_chain(&error)
                 );
-                return AnswerRow::unusable(record_id, 0, why, &self.agent);
+                return AnswerRow::not_asked(
+                    record_id,
+                    0,
+                    AnswerFailure::UnreadableMessage,
+                    why,
+                    &self.agent,
+                );
             }
         };
         if delivered >= i64::from(question.max_deliver) {
@@ -318,7 +324,13 @@ impl Answering {
                 question.max_deliver
             );
             tracing::warn!("question {id}: {why}");
-            return AnswerRow::unusable(record_id, question.line, why, &self.agent);
+            return AnswerRow::not_asked(
+                record_id,
+                question.line,
+                AnswerFailure::DeliveryLimit,
+                why,
+                &self.agent,
+            );
         }
         let pending = match Question::new(&question.question) {
             Ok(text) => PendingQuestion {

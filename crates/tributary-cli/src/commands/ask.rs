@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use tributary::source::ClientOptions;
 use tributary::trace::Timeline;
-use tributary_agent::{AgentReport, Comparison, RunMode, SourceReport, SourceStatus};
+use tributary_agent::{
+    AgentReport, AnswerFailure, Comparison, RunMode, SourceFailure, SourceReport,
+};
 
 use crate::error::{CliError, Outcome};
 use crate::printer::Printer;
@@ -106,39 +108,32 @@ fn print_report<T: serde::Serialize + HumanReport>(
     }
     if let Some(error) = &report.error {
         printer.note(&format!("error: no answer: {error}"));
-        printer.note(no_answer_hint(report, error));
+        printer.note(no_answer_hint(report));
     }
     Ok(())
 }
 
-/// What to try when a run has no answer, from how its sources ended.
-fn no_answer_hint(report: &AgentReport, error: &str) -> &'static str {
-    let asked: Vec<_> = report
+/// What to try when a run has no answer, chosen by the kinds the report gives (the answer's `failure` and each
+/// source's), never by its messages.
+fn no_answer_hint(report: &AgentReport) -> &'static str {
+    let asked: Vec<&SourceReport> = report
         .sources
         .iter()
-        .filter(|source| source.status != SourceStatus::Skipped)
+        .filter(|source| source.failure != Some(SourceFailure::Skipped))
         .collect();
-    let all = |matches: &dyn Fn(&SourceReport) -> bool| {
-        !asked.is_empty() && asked.iter().all(|source| matches(source))
+    let all = |failure: SourceFailure| {
+        !asked.is_empty() && asked.iter().all(|source| source.failure == Some(failure))
     };
-    let unreachable = |source: &SourceReport| {
-        source.status == SourceStatus::Failed
-            && source.error.as_deref().is_some_and(|error| {
-                ["dns error", "Connection refused", "client error (Connect)"]
-                    .iter()
-                    .any(|sign| error.contains(sign))
-            })
-    };
-    if error.contains("no inference finished") {
+    if report.failure == Some(AnswerFailure::NoInferenceFinished) {
         "hint: the sources answered; inference ran out of time: a longer --deadline, more --workers or a \
          smaller --inference-cost"
-    } else if all(&unreachable) {
+    } else if all(SourceFailure::Connect) {
         "hint: no source could be reached (see the errors above): check the network, or the sources' base_url"
-    } else if all(&|source| source.status == SourceStatus::NoResult) {
+    } else if all(SourceFailure::NoResult) {
         "hint: every source answered but had nothing for this question: name a place, or a topic they know"
     } else if asked
         .iter()
-        .any(|source| source.status == SourceStatus::CircuitOpen)
+        .any(|source| source.failure == Some(SourceFailure::CircuitOpen))
     {
         "hint: a source whose circuit is open failed repeatedly and is not asked until its cool-down has passed \
          (its [source.breaker] in a sources file)"
@@ -210,7 +205,79 @@ async fn write_trace(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+
+    /// A failed report whose answer failed as `failure`, with one source per `(status, failure)`; every message
+    /// says the same thing, so only the kinds can tell the hints apart.
+    fn failed(failure: &str, sources: &[(&str, &str)]) -> AgentReport {
+        let sources: Vec<_> = sources
+            .iter()
+            .enumerate()
+            .map(|(index, (status, failure))| {
+                json!({
+                    "name": format!("source{index}"), "kind": "news", "topic": "news", "status": status,
+                    "error": "dns error: connection refused; no inference finished", "failure": failure,
+                    "attempts": 1, "hedges": 0, "cached": false, "fetch_ms": 1.0, "infer_ms": null,
+                    "arrived_at_ms": 1.0, "worker": null, "required": false, "summary": null,
+                })
+            })
+            .collect();
+        serde_json::from_value(json!({
+            "question": "q?", "status": "failed", "answer": null,
+            "error": "dns error: connection refused; no inference finished", "failure": failure,
+            "degraded": true, "mode": "concurrent", "elapsed_ms": 1.0, "ideal_ms": 1.0, "efficiency": 1.0,
+            "workers": 1, "deadline_ms": 1.0, "per_source_timeout_ms": 1.0, "sources": sources,
+        }))
+        .expect("a report")
+    }
+
+    /// The hint follows the kinds: the same words in every message give four different hints.
+    #[test]
+    fn the_hint_is_chosen_by_the_failure_kinds_not_the_messages() {
+        let hint = |report: &AgentReport| no_answer_hint(report);
+        assert!(
+            hint(&failed(
+                "no_inference_finished",
+                &[("timed_out", "inference_timed_out"), ("skipped", "skipped")]
+            ))
+            .contains("inference ran out of time")
+        );
+        assert!(
+            hint(&failed(
+                "no_source_answered",
+                &[
+                    ("failed", "connect"),
+                    ("failed", "connect"),
+                    ("skipped", "skipped")
+                ]
+            ))
+            .contains("no source could be reached")
+        );
+        assert!(
+            hint(&failed(
+                "nothing_found",
+                &[("no_result", "no_result"), ("skipped", "skipped")]
+            ))
+            .contains("had nothing for this question")
+        );
+        assert!(
+            hint(&failed(
+                "no_source_answered",
+                &[("failed", "connect"), ("circuit_open", "circuit_open")]
+            ))
+            .contains("circuit is open")
+        );
+        // One source reached and failed otherwise: not "could not be reached", whatever its message says.
+        assert!(
+            hint(&failed(
+                "no_source_answered",
+                &[("failed", "connect"), ("failed", "http_status")]
+            ))
+            .contains("see the per-source errors above")
+        );
+    }
 
     #[test]
     fn trace_paths_are_numbered_only_for_several_questions() {

@@ -104,6 +104,11 @@ const steps = [
       const news = await textOf('#sources tr[data-source="news"] .status');
       throw new Error(`answer status "${answer}", news "${news}"; expected "degraded" and "timed out" (${error.message})`);
     });
+    // The badge comes from the report's failure kind, not from the message.
+    const failure = await page.$eval('#sources tr[data-source="news"] .failure', (badge) => badge.dataset.failure)
+      .catch(() => null);
+    check(['timed_out', 'deadline'].includes(failure),
+      `the news row's failure badge is ${JSON.stringify(failure)}, expected "timed_out" or "deadline"`);
     await screenshot('serve-page-degraded.png');
   }],
   ['Compare shows the sequential and concurrent timelines and the speed-up', async () => {

@@ -1,5 +1,6 @@
 //! The rules of ARCHITECTURE.md that a machine can check, checked: which crate may depend on which, what the
-//! engine pulls in without its default features, and that no library crate writes to stdout.
+//! engine pulls in without its default features, that no library crate writes to stdout, and that no driver
+//! decides anything by reading error text.
 //!
 //! The dependency rules read `cargo metadata` (declared dependencies) and `cargo tree` (what a build resolves),
 //! offline: everything they need was downloaded to build this test.
@@ -354,6 +355,198 @@ fn no_library_but_the_engine_spawns_a_task_or_a_thread() {
             }
         }
     }
+}
+
+/// String searches that read text: on an error or a message, each is a decision made from words that are free to
+/// change. Rust's, then the page's JavaScript.
+const TEXT_SEARCHES: &[&str] = &[
+    ".contains(",
+    ".starts_with(",
+    ".ends_with(",
+    ".strip_prefix(",
+    ".strip_suffix(",
+    ".find(",
+    ".rfind(",
+    ".trim_start_matches(",
+    ".trim_end_matches(",
+];
+const PAGE_TEXT_SEARCHES: &[&str] = &[
+    ".includes(",
+    ".indexOf(",
+    ".startsWith(",
+    ".endsWith(",
+    ".match(",
+    ".test(",
+    ".search(",
+];
+
+/// Words that name error or message text in an expression (`error`, `report.error`, `message`, `why`, ...).
+const MESSAGE_WORDS: &[&str] = &["error", "message", "reason", "why"];
+
+/// The searches the rule allows, each a `(file, text of the call)` with why it reads no error text. Each entry
+/// must still match: a stale one fails the test.
+const TEXT_SEARCHES_ALLOWED: &[(&str, &str, &str)] = &[
+    (
+        "crates/tributary-agent/src/infer/work.rs",
+        ".strip_suffix(\"unit",
+        "parses an inference cost the user wrote: `250000 units`",
+    ),
+    (
+        "crates/tributary-agent/src/sources/config.rs",
+        ".strip_prefix(\"://\")",
+        "reads a URL in a sources file",
+    ),
+    (
+        "crates/tributary-cli/src/cli.rs",
+        ".strip_prefix(\"--\")",
+        "reads a flag's name from the command line and from clap's context for it",
+    ),
+    (
+        "crates/tributary-agent/src/step/messages.rs",
+        "message.ends_with(&text)",
+        "writes the message itself (a cause its parent already printed is not repeated): words, not a decision",
+    ),
+    (
+        "crates/tributary-serve/assets/page.html",
+        "key.endsWith(\"_ms\")",
+        "formats a span's arguments: a key ending in `_ms` is a duration",
+    ),
+];
+
+/// Meaning in types, not strings: a status, a failure's kind and its cause travel as enums
+/// (`SourceFailure`, `AnswerFailure`, `SourceStatus`, ...), and every hint, exit code, metric label and page
+/// badge is chosen by them. So the non-test code of the domain, the drivers and the binary (a file's text before
+/// its first `#[cfg(test)]`; `tests.rs` and `test_*` files skipped) and the server's page make no text search
+/// ([`TEXT_SEARCHES`], [`PAGE_TEXT_SEARCHES`]) that could read error text.
+///
+/// The rule is precise rather than broad, in two parts: a search is refused (1) when the expression it is called
+/// on (the line up to the call, with the lines of its method chain above) names error or message text
+/// ([`MESSAGE_WORDS`]), or (2) when it searches for a string literal, which is how a message's words get
+/// matched, whatever the variable is called. Searches that parse input formats (a cost, a URL, a flag) are
+/// literal searches too: they are in [`TEXT_SEARCHES_ALLOWED`], each with its reason.
+#[test]
+fn no_driver_decides_by_error_text() {
+    let root = workspace_root();
+    let mut found = Vec::new();
+    let mut allowed_used = vec![false; TEXT_SEARCHES_ALLOWED.len()];
+    let mut check = |relative: &str, line_number: usize, call: String| match TEXT_SEARCHES_ALLOWED
+        .iter()
+        .position(|(path, needle, _)| *path == relative && call.contains(needle))
+    {
+        Some(index) => allowed_used[index] = true,
+        None => found.push(format!("{relative}:{line_number}: {call}")),
+    };
+    for crate_name in [AGENT, BATCH, SERVE, CLI] {
+        let mut files = Vec::new();
+        rust_files(
+            &root.join("crates").join(crate_name).join("src"),
+            &mut files,
+        );
+        assert!(!files.is_empty(), "no sources found for {crate_name}");
+        for file in files {
+            let text = std::fs::read_to_string(&file).expect("read a source file");
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            let relative = file
+                .strip_prefix(&root)
+                .unwrap_or(&file)
+                .to_string_lossy()
+                .replace('\\', "/");
+            for (line_number, call) in text_searches(code, TEXT_SEARCHES) {
+                check(&relative, line_number, call);
+            }
+        }
+    }
+    let page = "crates/tributary-serve/assets/page.html";
+    let page_text = std::fs::read_to_string(root.join(page)).expect("read the page");
+    for (line_number, call) in text_searches(&page_text, PAGE_TEXT_SEARCHES) {
+        check(page, line_number, call);
+    }
+    assert!(
+        found.is_empty(),
+        "Architecture Invariant broken: decided by reading error or message text (carry a kind instead, or, \
+         for a search that parses an input format, add it to TEXT_SEARCHES_ALLOWED with why):\n{}",
+        found.join("\n")
+    );
+    let stale: Vec<_> = TEXT_SEARCHES_ALLOWED
+        .iter()
+        .zip(&allowed_used)
+        .filter(|(_, used)| !**used)
+        .map(|((path, needle, _), _)| format!("{path}: {needle}"))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "TEXT_SEARCHES_ALLOWED names searches that no longer exist: {stale:?}"
+    );
+}
+
+/// The rule finds what the drivers once did (a hint by "dns error", a late run by "inference", a prefix cut off
+/// a message), and lets searches on other text be.
+#[test]
+fn the_error_text_rule_finds_what_the_drivers_once_did() {
+    let once = r#"
+        let unreachable = |source: &SourceReport| {
+            source.error.as_deref().is_some_and(|error| {
+                ["dns error", "Connection refused"].iter().any(|sign| error.contains(sign))
+            })
+        };
+        if error.contains("no inference finished") {}
+        let inference_cut = source
+            .error
+            .as_deref()
+            .is_some_and(|text| text.contains("inference"));
+        let open = error.kind().to_string().trim_start_matches("ask the source: ");
+        if let Some(source) = lane.strip_prefix("source ") {}
+    "#;
+    let found: Vec<usize> = text_searches(once, TEXT_SEARCHES)
+        .into_iter()
+        .map(|(line, _)| line)
+        .collect();
+    assert_eq!(found, [4, 7, 11, 12, 13]);
+    let fine = r#"
+        let source = report.sources.iter().find(|source| source.name == *name)?;
+        if done.contains(id, line) {}
+        // error.contains("in a comment")
+    "#;
+    assert!(text_searches(fine, TEXT_SEARCHES).is_empty());
+    assert_eq!(
+        text_searches(
+            "if (data.error.includes(\"timed out\")) {}",
+            PAGE_TEXT_SEARCHES
+        )
+        .len(),
+        1
+    );
+}
+
+/// The text searches in `code` that rule [`no_driver_decides_by_error_text`] refuses: `(line number, line)` for
+/// each call of one of `searches` on an expression that names a message, or with a string literal argument.
+fn text_searches(code: &str, searches: &[&str]) -> Vec<(usize, String)> {
+    let lines: Vec<&str> = code.lines().collect();
+    let mut found = Vec::new();
+    for (index, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("//") || trimmed.starts_with('*') {
+            continue;
+        }
+        for search in searches {
+            for (at, _) in line.match_indices(search) {
+                // The expression the search is called on: this line up to the call, and the lines above it
+                // while this one continues their method chain.
+                let mut receiver = line[..at].to_lowercase();
+                let mut above = index;
+                while above > 0 && lines[above].trim_start().starts_with('.') {
+                    above -= 1;
+                    receiver.insert_str(0, &lines[above].to_lowercase());
+                }
+                let names_a_message = MESSAGE_WORDS.iter().any(|word| receiver.contains(word));
+                let literal = line[at + search.len()..].starts_with('"');
+                if names_a_message || literal {
+                    found.push((index + 1, trimmed.to_owned()));
+                }
+            }
+        }
+    }
+    found
 }
 
 /// Every `.rs` file below `directory`, except test-only files.

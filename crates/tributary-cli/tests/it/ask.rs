@@ -158,6 +158,7 @@ fn the_json_report_follows_the_documented_schema() {
         ("question", Value::is_string as fn(&Value) -> bool),
         ("answer", Value::is_string),
         ("error", Value::is_null),
+        ("failure", Value::is_null),
         ("degraded", Value::is_boolean),
         ("mode", Value::is_string),
         ("elapsed_ms", Value::is_number),
@@ -178,9 +179,20 @@ fn the_json_report_follows_the_documented_schema() {
             .unwrap_or_default()
             .contains("city")
     );
+    assert_eq!(weather["failure"], "skipped");
     for source in report["sources"].as_array().expect("array") {
         for field in [
-            "name", "status", "error", "attempts", "cached", "fetch_ms", "infer_ms",
+            "name",
+            "kind",
+            "topic",
+            "status",
+            "error",
+            "failure",
+            "http_status",
+            "attempts",
+            "cached",
+            "fetch_ms",
+            "infer_ms",
         ] {
             assert!(
                 source.get(field).is_some(),
@@ -548,6 +560,11 @@ fn messages_say_what_happened() {
         error.starts_with("3 of 3 source(s) answered, but no inference finished"),
         "{error}"
     );
+    // The same, as kinds: what the hint below is chosen by.
+    assert_eq!(report["failure"], "no_inference_finished", "{report}");
+    for name in ["weather", "news", "kb"] {
+        assert_eq!(source(report, name)["failure"], "inference_timed_out");
+    }
     let human = cut_short(&[]);
     assert_eq!(code(&human), 3, "stderr: {}", stderr(&human));
     assert!(
@@ -567,9 +584,12 @@ fn messages_say_what_happened() {
         ),
         "{error}"
     );
+    assert_eq!(news["failure"], "body_too_large");
+    assert_eq!(reports[0]["failure"], serde_json::Value::Null, "an answer");
 }
 
-/// A source nobody listens on: the run has no answer, and the hint says what to check (not "more time").
+/// A source nobody listens on: the run has no answer, and the hint says what to check (not "more time"), chosen
+/// by the source's failure kind, `connect`, which `--json` shows.
 #[test]
 fn sources_that_cannot_be_reached_get_a_network_hint() {
     let output = ask_with_config("retries = 0");
@@ -579,4 +599,25 @@ fn sources_that_cannot_be_reached_get_a_network_hint() {
         message.contains("hint: no source could be reached"),
         "{message}"
     );
+    let directory = tempfile::tempdir().expect("temp dir");
+    let path = directory.path().join("sources.toml");
+    std::fs::write(
+        &path,
+        "[[source]]\nname = \"kb\"\nkind = \"kb\"\nbase_url = \"http://127.0.0.1:9\"\nretries = 0\n",
+    )
+    .expect("write config");
+    let output = tributary()
+        .args([
+            "ask",
+            "x",
+            "--json",
+            "--config",
+            path.to_str().expect("utf-8"),
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(code(&output), 3, "stderr: {}", stderr(&output));
+    let report = &json_lines(&output)[0];
+    assert_eq!(report["failure"], "no_source_answered", "{report}");
+    assert_eq!(source(report, "kb")["failure"], "connect", "{report}");
 }

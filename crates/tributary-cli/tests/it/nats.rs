@@ -283,6 +283,7 @@ fn a_question_no_worker_finishes_is_answered_failed_after_max_deliver() {
         .find(|row| row["line"] == 41)
         .expect("the poison line's row");
     assert_eq!(poison["status"], "failed", "{poison}");
+    assert_eq!(poison["failure"], "delivery_limit", "{poison}");
     let why = poison["error"].as_str().unwrap_or_default();
     assert!(why.starts_with("not run: delivered "), "{poison}");
     assert!(why.contains("(the batch allows 2)"), "{poison}");
