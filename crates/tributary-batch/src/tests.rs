@@ -402,38 +402,3 @@ async fn abandoning_drops_what_is_in_flight_commits_the_rest_and_a_rerun_finishe
         "20 questions and one unusable line"
     );
 }
-
-#[tokio::test(flavor = "current_thread")]
-async fn each_batch_question_is_a_trace_of_its_own_with_its_fetches_and_jobs() {
-    use crate::test_support::{SpansInMemory, text};
-
-    let fixture = fixture().await;
-    let spans = SpansInMemory::start();
-    let summary = fixture
-        .run(&questions(3), InputFormat::Text)
-        .await
-        .expect("run");
-    assert_eq!(summary.stats.ok, 3);
-    let finished = spans.finished();
-    let questions: Vec<_> = finished
-        .iter()
-        .filter(|span| span.name == "question")
-        .collect();
-    assert_eq!(questions.len(), 3, "one span per question");
-    for question in questions {
-        assert_eq!(
-            question.parent_span_id,
-            opentelemetry::trace::SpanId::INVALID,
-            "a root"
-        );
-        assert_eq!(text(question, "status"), "ok");
-        let id = question.span_context.span_id();
-        let children: Vec<&str> = finished
-            .iter()
-            .filter(|span| span.parent_span_id == id)
-            .map(|span| &*span.name)
-            .collect();
-        assert!(children.contains(&"source.fetch"), "{children:?}");
-        assert!(children.contains(&"pool.job"), "{children:?}");
-    }
-}
