@@ -1,6 +1,6 @@
 //! Benchmark: the batch pipeline's throughput against its ideal bound, and its accounting under failures.
 //!
-//! Run with `cargo bench -p tributary-agent --bench batch` (add `-- --quick` for a short run that only checks the
+//! Run with `cargo bench -p tributary-batch --bench batch` (add `-- --quick` for a short run that only checks the
 //! benchmark works). Every scenario runs the real pipeline (reader thread, fetch and infer stages, SQLite store
 //! in a temporary directory) against the simulated services on loopback, with fixed latencies.
 //!

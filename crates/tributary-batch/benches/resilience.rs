@@ -1,7 +1,7 @@
 //! Benchmark: hedged requests against a heavy latency tail, and the circuit breaker against a source that is
 //! down. Each figure is a ratio from one run, on the simulated services on loopback.
 //!
-//! Run with `cargo bench -p tributary-agent --bench resilience` (add `-- --quick` for a short run that only checks
+//! Run with `cargo bench -p tributary-batch --bench resilience` (add `-- --quick` for a short run that only checks
 //! the benchmark works).
 //!
 //! - **Hedging**: every service usually answers in about 20 ms, but 3% of requests stall for 200 ms (the
