@@ -21,7 +21,9 @@ use tributary::pool::{CpuPool, JobContext, PoolConfig};
 use tributary::trace::{Activity, EventKind, InstantEvent, Outcome as SpanOutcome, Span, Timeline};
 use tributary_agent::infer::{Document, InferenceCost, calibration, infer};
 
-use super::experiment::{Experiment, ExperimentReport, ExperimentRun, LabConfig, LabError, millis};
+use super::experiment::{
+    Experiment, ExperimentReport, ExperimentRun, LabConfig, LabError, millis, on_own_event_loop,
+};
 use super::verdict::Verdict;
 
 /// Run directly, the job must hold the loop for at least this fraction of its duration.
@@ -80,17 +82,12 @@ pub async fn run(config: &LabConfig) -> Result<ExperimentReport, LabError> {
     let job_cpu = config.duration(1000, 300);
     let timeline = Timeline::new();
     let recording = timeline.clone();
-    let measured = tributary::group::blocking("the one-thread event loop", move || {
-        // Calibrating is CPU work too: do it before the event loop starts, so it is not measured.
+    let measured = on_own_event_loop(move || {
+        // Calibrating is CPU work too: do it before the event loop runs, so it is not measured.
         let _ = calibration();
-        let event_loop = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(LabError::EventLoop)?;
-        event_loop.block_on(on_one_thread(job_cpu, recording))
+        on_one_thread(job_cpu, recording)
     })
-    .await
-    .map_err(|error| LabError::EventLoop(std::io::Error::other(error.to_string())))??;
+    .await?;
     let verdict = judge(&measured);
     ExperimentReport::new(
         &EXPERIMENT,

@@ -213,6 +213,26 @@ impl ExperimentReport {
     }
 }
 
+/// Runs the future `make` returns on a single-threaded event loop of its own, on a blocking thread (a
+/// `group::blocking` call), and waits for it: the experiments that block their loop on purpose do it there, never on
+/// the lab's runtime. `make` runs on that thread before the loop starts, so set-up it does is not on the loop.
+pub(crate) async fn on_own_event_loop<T, Make, Fut>(make: Make) -> Result<T, LabError>
+where
+    Make: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, LabError>>,
+    T: Send + 'static,
+{
+    tributary::group::blocking("the one-thread event loop", move || {
+        let event_loop = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(LabError::EventLoop)?;
+        event_loop.block_on(make())
+    })
+    .await
+    .map_err(|error| LabError::EventLoop(std::io::Error::other(error.to_string())))?
+}
+
 /// Milliseconds as a float with microsecond precision, for the figures.
 pub(crate) fn millis(duration: Duration) -> f64 {
     (duration.as_secs_f64() * 1_000_000.0).round() / 1000.0

@@ -21,7 +21,9 @@ use tributary::group::{Group, GroupConfig, scope};
 use tributary::trace::{Activity, EventKind, Outcome as SpanOutcome, Span, Timeline};
 use tributary_sim::Service;
 
-use super::experiment::{Experiment, ExperimentReport, ExperimentRun, LabConfig, LabError, millis};
+use super::experiment::{
+    Experiment, ExperimentReport, ExperimentRun, LabConfig, LabError, millis, on_own_event_loop,
+};
 use super::services::LabServices;
 use super::verdict::Verdict;
 
@@ -102,15 +104,7 @@ pub async fn run(config: &LabConfig) -> Result<ExperimentReport, LabError> {
     };
     let timeline = Timeline::new();
     let recording = timeline.clone();
-    let measured = tributary::group::blocking("the one-thread event loop", move || {
-        let event_loop = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(LabError::EventLoop)?;
-        event_loop.block_on(on_one_thread(address, latency, recording))
-    })
-    .await
-    .map_err(|error| LabError::EventLoop(std::io::Error::other(error.to_string())))?;
+    let measured = on_own_event_loop(move || on_one_thread(address, latency, recording)).await;
     services.shutdown().await;
     let measured = measured?;
     let verdict = judge(&measured);
