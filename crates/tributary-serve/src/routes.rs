@@ -186,17 +186,18 @@ impl Refusal {
 /// Admits a checked request to run, or refuses it; a refusal is counted (`rejected` or `invalid`). Admission comes after validation, so a bad request is told so even when the server is full.
 fn admit(state: &AppState, checked: Result<Ask, Refusal>) -> Result<(Ask, Admitted), Refusal> {
     let admitted = checked.and_then(|ask| {
-        let full = || Refusal {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message: if state.stopping.is_cancelled() {
-                "the server is stopping".to_owned()
-            } else {
-                format!(
+        let full = || {
+            if state.stopping.is_cancelled() {
+                return Refusal::stopping();
+            }
+            Refusal {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: format!(
                     "overloaded: {} asks in flight (the limit adapts to how runs fare, up to {}); retry later",
                     state.admission.limit(),
                     state.admission.max()
-                )
-            },
+                ),
+            }
         };
         if state.stopping.is_cancelled() {
             return Err(full());
