@@ -200,4 +200,6 @@ mod properties;
 #[cfg(test)]
 mod same_instant;
 #[cfg(test)]
+mod test_live;
+#[cfg(test)]
 mod tests;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::time::sleep;
 
+use super::test_live::Live;
 use super::*;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,29 +35,6 @@ impl From<ChildLost> for TestError {
 impl From<SpawnError> for TestError {
     fn from(_: SpawnError) -> Self {
         TestError::Lost
-    }
-}
-
-/// Counts what is alive: one guard per running task.
-#[derive(Debug, Clone, Default)]
-struct Live(Arc<AtomicUsize>);
-
-struct LiveGuard(Arc<AtomicUsize>);
-
-impl Live {
-    fn enter(&self) -> LiveGuard {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        LiveGuard(Arc::clone(&self.0))
-    }
-
-    fn count(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -2,7 +2,6 @@
 //! cancels one child, a dropped supervisor aborts (and, inside a group, hands up) its children, memory stays
 //! flat, and what is reported where. Live tasks are counted with [`Live`] guards, as in `group::tests`.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,30 +9,8 @@ use tokio::sync::oneshot;
 use tokio::time::sleep;
 
 use super::*;
+use crate::group::test_live::Live;
 use crate::group::{GroupConfig, OwnedGroup, scope};
-
-/// Counts what is alive: one guard per running task.
-#[derive(Debug, Clone, Default)]
-struct Live(Arc<AtomicUsize>);
-
-struct LiveGuard(Arc<AtomicUsize>);
-
-impl Live {
-    fn enter(&self) -> LiveGuard {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        LiveGuard(Arc::clone(&self.0))
-    }
-
-    fn count(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
 
 /// Alive until cancelled.
 async fn hang(live: Live) -> Result<(), String> {

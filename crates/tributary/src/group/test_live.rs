@@ -1,0 +1,27 @@
+//! [`Live`]: what the group tests count to see that every task has ended (`tests.rs`, `supervisor/tests.rs`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Counts what is alive: one guard per running task.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Live(Arc<AtomicUsize>);
+
+pub(crate) struct LiveGuard(Arc<AtomicUsize>);
+
+impl Live {
+    pub(crate) fn enter(&self) -> LiveGuard {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        LiveGuard(Arc::clone(&self.0))
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
