@@ -2,7 +2,6 @@
 //! other when its kind needs two, and how a fetch that gave no response is reported.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::Value;
 use tokio::time::Instant;
@@ -335,10 +334,10 @@ fn fetch_failure(error: &FetchError, binding_bound: ElapsedKind) -> FetchFailure
             format!("failed to {}", error_chain(error)),
         ),
         // Said as what happened, not as a failure to do something: the source was not asked.
-        FetchErrorKind::CircuitOpen { retry_in } => {
+        kind @ FetchErrorKind::CircuitOpen { .. } => {
             let open = format!(
                 "not asked: its circuit is open after repeated failures (next probe {})",
-                next_probe(*retry_in)
+                kind.next_probe().unwrap_or_default()
             );
             let message = match last_failure(error.attempt_log()) {
                 // The circuit opened during this fetch's retries.
@@ -392,19 +391,6 @@ pub(super) fn elapsed_failure(elapsed: Elapsed) -> SourceFailure {
         Elapsed::PerCallTimeout(_) => SourceFailure::TimedOut,
         Elapsed::DeadlineExceeded => SourceFailure::Deadline,
     }
-}
-
-/// "in 3s", or "once the probes in flight report", as the engine says it.
-fn next_probe(retry_in: Duration) -> String {
-    if retry_in.is_zero() {
-        return "once the probes in flight report".to_owned();
-    }
-    // Whole milliseconds, rounded up: "2s 1ms", not "2s 793us 12ns".
-    let millis = u64::try_from(retry_in.as_micros().div_ceil(1000)).unwrap_or(u64::MAX);
-    format!(
-        "in {}",
-        humantime::format_duration(Duration::from_millis(millis))
-    )
 }
 
 /// `request` plus the extra query parameters configured for `source` (fault injection: `fault=hang`).

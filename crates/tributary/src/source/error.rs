@@ -144,6 +144,15 @@ fn whole_millis(duration: Duration) -> Duration {
 }
 
 impl FetchErrorKind {
+    /// For [`CircuitOpen`](Self::CircuitOpen), when the breaker lets its next probe through, as this error's
+    /// message says it ("in 3s", or "once the probes in flight report"); `None` for every other kind.
+    pub fn next_probe(&self) -> Option<String> {
+        match self {
+            Self::CircuitOpen { retry_in } => Some(next_probe(*retry_in)),
+            _ => None,
+        }
+    }
+
     /// Whether another attempt could plausibly succeed: timeouts, transport errors, 5xx and 429.
     ///
     /// Deadline expiry is not retryable (there is no time left), and neither is a 4xx other than 429 (the request
