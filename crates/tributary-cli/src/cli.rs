@@ -41,6 +41,7 @@ const SOURCES: &str = "Sources";
 const OUTPUT: &str = "Output";
 const NATS: &str = "Distributed (NATS)";
 const GLOBAL: &str = "Global";
+const CONNECTIONS: &str = "Connections";
 
 /// Ask many slow sources at once, run CPU-heavy inference on every core, answer within a deadline.
 ///
@@ -217,6 +218,25 @@ pub struct ServeArgs {
     /// inference cost), at most 1024).
     #[arg(long, value_name = "N")]
     pub max_in_flight: Option<usize>,
+
+    /// Connections served at once. Past it, a newcomer takes the place of the idlest connection (no request in
+    /// flight, quiet the longest), or gets 503 with Retry-After when every one has a request in flight.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65536), help_heading = CONNECTIONS)]
+    pub max_connections: u32,
+
+    /// A connection that sends nothing for this long, before its first request or between requests, is closed;
+    /// so is one whose response has waited this long for the client to read it.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_time_limit, help_heading = CONNECTIONS)]
+    pub idle_timeout: Duration,
+
+    /// A request's headers must be complete this long after their first byte, or the connection is closed.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_time_limit, help_heading = CONNECTIONS)]
+    pub header_timeout: Duration,
+
+    /// A request body may pause this long between chunks; past it the request gets 408 and the connection is
+    /// closed.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_time_limit, help_heading = CONNECTIONS)]
+    pub body_timeout: Duration,
 
     #[command(flatten)]
     pub engine: EngineArgs,

@@ -50,6 +50,11 @@ fn run(
     printer: Printer,
     started: std::time::Instant,
 ) -> Result<Outcome, CliError> {
+    // Many systems start a process with a soft limit of 1,024 open files, which a server at its connection cap
+    // (1,024 by default) or a wide fan-out would reach; the hard limit is what the administrator allows.
+    if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::debug!(%error, "could not raise the limit on open files");
+    }
     match command {
         CommandSettings::Ask(settings) => block_on(commands::ask::run(settings, printer, started)),
         CommandSettings::Batch(settings) => block_on(commands::batch::run(settings, printer)),

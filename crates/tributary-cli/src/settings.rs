@@ -17,6 +17,7 @@ use tributary_agent::{ExtraQuery, Question};
 use tributary_batch::distributed::StreamSettings;
 use tributary_batch::{BatchInput, InputFormat};
 use tributary_lab::Experiment;
+use tributary_sim::serve::Limits;
 use tributary_sim::{Fault, Latency, Service, SimConfig, default_scenario};
 use url::Url;
 
@@ -161,6 +162,8 @@ pub struct ServeSettings {
     pub listen: SocketAddr,
     /// Asks answered at once; over that, 503.
     pub max_in_flight: NonZeroUsize,
+    /// The connection cap and each phase's time limit.
+    pub limits: Limits,
     /// The engine; its deadline is each ask's longest.
     pub engine: EngineSettings,
 }
@@ -365,6 +368,13 @@ impl ServeSettings {
         Ok(Self {
             listen: args.listen,
             max_in_flight: NonZeroUsize::new(max_in_flight).unwrap_or(NonZeroUsize::MIN),
+            limits: Limits {
+                max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+                idle_timeout: args.idle_timeout,
+                header_read_timeout: args.header_timeout,
+                body_read_timeout: args.body_timeout,
+                ..Limits::default()
+            },
             engine,
         })
     }

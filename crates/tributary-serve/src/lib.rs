@@ -16,7 +16,8 @@
 //! rather than a queue that makes everyone miss the deadline. Every run is a child of the server's supervisor,
 //! cancelled when its client leaves and joined before [`run`] returns. The shutdown future stops accepting, lets
 //! the runs in flight finish (each is bounded by its deadline), and [`run`] returns. The connections are served
-//! with the simulator's limits (a connection cap, a header size and a header timeout, `tributary_sim::serve`).
+//! with the simulator's limits (a connection cap that sheds the idlest, a head size, each phase of a connection
+//! timed: `tributary_sim::serve`).
 //!
 //! # Layout
 //! - `routes.rs`: [`router`], the handlers, [`AppState`].
@@ -51,7 +52,7 @@ pub const MAX_IN_FLIGHT: usize = 1024;
 pub struct ServeConfig {
     /// Asks answered at once (the adaptive limit's ceiling); over that, 503.
     pub max_in_flight: NonZeroUsize,
-    /// The connection cap, header size and header timeout.
+    /// The connection cap, the request head's size, and each phase's time limit.
     pub limits: Limits,
 }
 

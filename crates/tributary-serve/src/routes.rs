@@ -221,10 +221,19 @@ fn ask_from_body(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Ask, Refusal> {
-    // Over the body limit (413), or a body that could not be read.
-    let body = body.map_err(|rejection| Refusal {
-        status: rejection.status(),
-        message: rejection.body_text(),
+    // Over the body limit (413), a body that stopped arriving (408), or one that could not be read.
+    let body = body.map_err(|rejection| {
+        if tributary_sim::serve::is_body_timeout(&rejection) {
+            Refusal {
+                status: StatusCode::REQUEST_TIMEOUT,
+                message: "the request body stopped arriving before it was complete".to_owned(),
+            }
+        } else {
+            Refusal {
+                status: rejection.status(),
+                message: rejection.body_text(),
+            }
+        }
     })?;
     AskRequest::from_body(&body)
         .and_then(|request| request.check(state, headers))
@@ -273,6 +282,7 @@ fn start_run(
          headers(("x-run-id" = String, description = "The run, for /v1/runs/{run_id}/trace"))),
         (status = 502, description = "No answer: the report says why", body = AgentReport),
         (status = 400, description = "A bad request", body = ErrorBody),
+        (status = 408, description = "The body stopped arriving: no chunk within the body timeout", body = ErrorBody),
         (status = 413, description = "A body over 64 KiB", body = ErrorBody),
         (status = 503, description = "Over the in-flight bound, or stopping", body = ErrorBody,
          headers(("retry-after" = u64, description = "Seconds to wait"))),
@@ -508,6 +518,7 @@ fn event_stream(run: Arc<LiveRun>, from: Cursor) -> Response {
     responses(
         (status = 200, description = "Both reports, the speed-up and both timelines", body = CompareResponse),
         (status = 400, description = "A bad request", body = ErrorBody),
+        (status = 408, description = "The body stopped arriving: no chunk within the body timeout", body = ErrorBody),
         (status = 413, description = "A body over 64 KiB", body = ErrorBody),
         (status = 503, description = "Over the in-flight bound, or stopping", body = ErrorBody),
     )

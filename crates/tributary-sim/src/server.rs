@@ -66,12 +66,10 @@ impl SimServer {
     /// Builds the data, binds `listen` (port 0 picks a free port) and starts serving in a background task.
     pub async fn start(listen: SocketAddr, config: SimConfig) -> Result<SimServer, SimError> {
         let (news, kb) = build_data(config.seed).await?;
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|source| SimError::Bind {
-                address: listen,
-                source,
-            })?;
+        let listener = super::serve::bind(listen).map_err(|source| SimError::Bind {
+            address: listen,
+            source,
+        })?;
         let local_addr = listener.local_addr().map_err(|source| SimError::Bind {
             address: listen,
             source,

@@ -1,10 +1,8 @@
 //! `tributary serve`: the agent as an HTTP service (`tributary_serve`): binds the address, starts the engine,
 //! prints the URL, and serves until Ctrl-C or SIGTERM.
 
-use tokio::net::TcpListener;
 use tributary::source::ClientOptions;
 use tributary_serve::ServeConfig;
-use tributary_sim::serve::Limits;
 
 use crate::error::{CliError, ErrorKind, Outcome};
 use crate::printer::Printer;
@@ -17,7 +15,7 @@ pub async fn run(settings: ServeSettings, printer: Printer) -> Result<Outcome, C
     let mut signals = Signals::install()?;
     let ready = ReadyAgent::start(&settings.engine, ClientOptions::default()).await?;
     let served = async {
-        let listener = TcpListener::bind(settings.listen).await.map_err(|error| {
+        let listener = tributary_sim::serve::bind(settings.listen).map_err(|error| {
             CliError::caused(
                 ErrorKind::Environment,
                 format_args!("failed to listen on {}", settings.listen),
@@ -41,7 +39,7 @@ pub async fn run(settings: ServeSettings, printer: Printer) -> Result<Outcome, C
         ));
         let config = ServeConfig {
             max_in_flight: settings.max_in_flight,
-            limits: Limits::default(),
+            limits: settings.limits,
         };
         let shutdown = async {
             let signal = signals.recv().await;

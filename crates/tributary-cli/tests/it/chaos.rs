@@ -5,7 +5,8 @@
 //! or endless headers, JSON nested past any parser's limit. The healthy sources are `tributary sources` (the
 //! simulated services) in a child process. Every run must end with exit 0 within its deadline + 100 ms by the
 //! wall clock from the moment the process was spawned, with no panic, each healthy source's answer present, and
-//! a bounded peak memory; the simulator's memory must stay flat over the whole test.
+//! a bounded peak memory; the simulator's memory must stay flat over the whole test. Beside the runs, loiterers
+//! hold more idle connections to the simulator than its cap, and requests whose body never completes.
 //!
 //! `TRIBUTARY_CHAOS_ASKS` (default 200) sets the number of runs; `TRIBUTARY_CHAOS_SEED` replays a mix (the
 //! seed is printed).
@@ -305,6 +306,96 @@ impl Drop for Simulator {
     }
 }
 
+/// Clients that hold connections to the simulator without finishing a request (issue: hardening, round two):
+/// more idle ones than its connection cap, and requests whose body stops after one byte. Closed ones are
+/// replaced, a few at a time, for as long as the runs go on; every run's healthy sources must answer anyway.
+struct Loiterers {
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<(usize, usize)>>,
+}
+
+impl Loiterers {
+    const IDLE: usize = 1_200;
+    const SLOW_BODIES: usize = 100;
+    /// At most this many replaced per pass (every 200 ms), so that the churn does not load the machine.
+    const REPLACED_PER_PASS: usize = 25;
+
+    fn start(address: String) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = thread::spawn({
+            let stop = Arc::clone(&stop);
+            move || {
+                let slow = format!(
+                    "GET /weather?city=Lima HTTP/1.1\r\nHost: {address}\r\nContent-Length: 1000\r\n\r\na"
+                );
+                let open = |first: &[u8]| {
+                    let mut stream = TcpStream::connect(&address).ok()?;
+                    stream.write_all(first).ok()?;
+                    stream.set_nonblocking(true).ok()?;
+                    Some(stream)
+                };
+                let mut idle: Vec<TcpStream> = (0..Self::IDLE).filter_map(|_| open(b"")).collect();
+                let mut slow_bodies: Vec<TcpStream> = (0..Self::SLOW_BODIES)
+                    .filter_map(|_| open(slow.as_bytes()))
+                    .collect();
+                let (mut opened, mut closed) = (idle.len() + slow_bodies.len(), 0);
+                while !stop.load(Ordering::Relaxed) {
+                    for (clients, first) in
+                        [(&mut idle, &b""[..]), (&mut slow_bodies, slow.as_bytes())]
+                    {
+                        let before = clients.len();
+                        clients.retain_mut(|stream| {
+                            let mut chunk = [0_u8; 512];
+                            loop {
+                                match stream.read(&mut chunk) {
+                                    Ok(0) => return false,
+                                    Ok(_) => continue, // an answer: read on
+                                    Err(error) => {
+                                        return error.kind() == std::io::ErrorKind::WouldBlock;
+                                    }
+                                }
+                            }
+                        });
+                        closed += before - clients.len();
+                        let wanted = if first.is_empty() {
+                            Self::IDLE
+                        } else {
+                            Self::SLOW_BODIES
+                        };
+                        let missing = wanted
+                            .saturating_sub(clients.len())
+                            .min(Self::REPLACED_PER_PASS);
+                        let replaced: Vec<TcpStream> =
+                            (0..missing).filter_map(|_| open(first)).collect();
+                        opened += replaced.len();
+                        clients.extend(replaced);
+                    }
+                    thread::sleep(Duration::from_millis(200));
+                }
+                (opened, closed)
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops holding: how many connections were opened, and how many of them the simulator closed.
+    fn finish(mut self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().map_or((0, 0), |thread| {
+            thread.join().expect("the loiterers' thread")
+        })
+    }
+}
+
+impl Drop for Loiterers {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
 /// A field of `/proc/PID/status` in kB (Linux); `None` elsewhere or once the process is gone.
 fn memory_kb(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -467,6 +558,14 @@ fn randomized_asks_against_hostile_sources_end_in_time_without_a_panic() {
     let plans: Vec<Plan> = (0..asks)
         .map(|_| plan(&mut mix, &simulator.base_url, hostile.address))
         .collect();
+    let address = simulator
+        .base_url
+        .strip_prefix("http://")
+        .expect("an http url")
+        .to_owned();
+    let loiterers = Loiterers::start(address);
+    // Measured once the loiterers hold their connections: the runs must not grow it further.
+    thread::sleep(Duration::from_secs(1));
     let simulator_before_kb = simulator.resident_kb();
 
     // Two runs at a time: the machine has two cores, and each run waits on sockets most of the time.
@@ -488,6 +587,12 @@ fn randomized_asks_against_hostile_sources_end_in_time_without_a_panic() {
             .collect()
     });
     let simulator_after_kb = simulator.resident_kb();
+    let (opened, closed) = loiterers.finish();
+    println!(
+        "chaos: beside the runs, {opened} idle and slow-body connections were held to the simulator (up to {} at \
+         once); it closed {closed} of them",
+        Loiterers::IDLE + Loiterers::SLOW_BODIES
+    );
 
     let mut failures = Vec::new();
     let mut overrun_ms: Vec<i64> = Vec::new();

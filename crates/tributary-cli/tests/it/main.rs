@@ -6,6 +6,7 @@ mod ask;
 mod batch;
 mod chaos;
 mod completions;
+mod connections;
 mod environment;
 mod harness;
 mod lab;
