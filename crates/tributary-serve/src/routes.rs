@@ -11,7 +11,8 @@ use std::sync::{Mutex, PoisonError};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -150,6 +151,31 @@ fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, axum::Json(json!({ "error": message.to_string() }))).into_response()
 }
 
+/// The `{run_id}` of a `/v1/runs/...` path. axum's `Path` answers a rejection (a run id that is not UTF-8 once
+/// percent-decoded, `/v1/runs/%FF/trace`) in plain text; this one answers it in the JSON error shape, as every
+/// other error.
+struct RunId(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for RunId {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(run_id)) => Ok(Self(run_id)),
+            // For one `String` parameter, a client's mistake can only be bad UTF-8; anything else is the
+            // route's (a 500).
+            Err(rejection) if rejection.status().is_client_error() => Err(error(
+                rejection.status(),
+                "the run id in the path is not valid UTF-8 once percent-decoded",
+            )),
+            Err(rejection) => Err(error(
+                rejection.status(),
+                format!("internal error: {}", rejection.body_text()),
+            )),
+        }
+    }
+}
+
 /// Why a request was not run: a 4xx for a bad request, a 503 when the server is full or stopping.
 #[derive(Debug)]
 struct Refusal {
@@ -221,17 +247,30 @@ fn ask_from_body(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Ask, Refusal> {
-    // Over the body limit (413), a body that stopped arriving (408), or one that could not be read.
+    // Over the body limit (413), a body that stopped arriving (408), or one that could not be read: in the JSON
+    // error shape, as every error.
     let body = body.map_err(|rejection| {
+        let status = rejection.status();
         if tributary_sim::serve::is_body_timeout(&rejection) {
             Refusal {
                 status: StatusCode::REQUEST_TIMEOUT,
                 message: "the request body stopped arriving before it was complete".to_owned(),
             }
+        } else if status == StatusCode::PAYLOAD_TOO_LARGE {
+            Refusal {
+                status,
+                message: format!(
+                    "the request body is over the limit of {} KiB",
+                    MAX_BODY_BYTES / 1024
+                ),
+            }
         } else {
             Refusal {
-                status: rejection.status(),
-                message: rejection.body_text(),
+                status,
+                message: format!(
+                    "the request body could not be read: {}",
+                    rejection.body_text()
+                ),
             }
         }
     })?;
@@ -414,13 +453,13 @@ fn forgotten(run_id: &str) -> Response {
     ),
     responses(
         (status = 200, description = "The run's events", content_type = "text/event-stream", body = StreamEvent),
-        (status = 400, description = "A bad Last-Event-ID", body = ErrorBody),
+        (status = 400, description = "A bad Last-Event-ID, or a run id that is not UTF-8", body = ErrorBody),
         (status = 404, description = "No such run (kept 10 minutes after it ends)", body = ErrorBody),
     )
 )]
 async fn run_events(
     State(state): State<Arc<AppState>>,
-    Path(run_id): Path<String>,
+    RunId(run_id): RunId,
     headers: HeaderMap,
 ) -> Response {
     if let Some(last) = headers.get("last-event-id") {
@@ -439,10 +478,11 @@ async fn run_events(
     params(("run_id" = String, Path, description = "The run")),
     responses(
         (status = 200, description = "The trace, as an attachment", body = Object),
+        (status = 400, description = "A run id that is not UTF-8", body = ErrorBody),
         (status = 404, description = "No such run (kept 10 minutes after it ends)", body = ErrorBody),
     )
 )]
-async fn run_trace(State(state): State<Arc<AppState>>, Path(run_id): Path<String>) -> Response {
+async fn run_trace(State(state): State<Arc<AppState>>, RunId(run_id): RunId) -> Response {
     let Some(run) = state.runs.get(&run_id) else {
         return forgotten(&run_id);
     };

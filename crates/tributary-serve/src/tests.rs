@@ -370,3 +370,124 @@ async fn run_stops_on_shutdown_and_joins_the_runs() {
     fixture.agent.executor().shutdown().await;
     fixture.services.shutdown().await;
 }
+
+/// `["a"]` was answered as the question "a", `?question=%FF` as "\u{FFFD}", and `/v1/runs/%FF/trace` got axum's
+/// plain-text 400: every refusal is now a 4xx in the JSON error shape, saying what was expected.
+#[tokio::test]
+async fn odd_bodies_queries_and_paths_are_refused_in_the_json_error_shape() {
+    let fixture = Fixture::start().await;
+    let state = fixture.state(4);
+    let oversized = format!(r#"{{"question": "{}"}}"#, "a".repeat(MAX_BODY_BYTES));
+    for (request, expected_status, expected) in [
+        (
+            post_json("/v1/ask", r#"["a"]"#),
+            StatusCode::BAD_REQUEST,
+            "invalid type: sequence, expected a JSON object",
+        ),
+        (
+            post_json("/v1/compare", r#""a""#),
+            StatusCode::BAD_REQUEST,
+            "expected a JSON object",
+        ),
+        (
+            post_json("/v1/ask", "null"),
+            StatusCode::BAD_REQUEST,
+            "expected a JSON object",
+        ),
+        (
+            post_json("/v1/ask", r#"{"question": "a", "question": "b"}"#),
+            StatusCode::BAD_REQUEST,
+            "duplicate field `question`",
+        ),
+        (
+            post_json(
+                "/v1/ask",
+                r#"{"question": "a", "faults": {"ne\u202Ews": "hang"}}"#,
+            ),
+            StatusCode::BAD_REQUEST,
+            "contains U+202E",
+        ),
+        (
+            get("/v1/ask/stream?question=%FF"),
+            StatusCode::BAD_REQUEST,
+            "the query is not valid UTF-8 once percent-decoded",
+        ),
+        (
+            get("/v1/ask/stream?question=a&fault=k%E2%80%8Bb%3Dhang"),
+            StatusCode::BAD_REQUEST,
+            "contains U+200B",
+        ),
+        (
+            get("/v1/runs/%FF/trace"),
+            StatusCode::BAD_REQUEST,
+            "the run id in the path is not valid UTF-8",
+        ),
+        (
+            get("/v1/runs/%C3%28/events"),
+            StatusCode::BAD_REQUEST,
+            "the run id in the path is not valid UTF-8",
+        ),
+        (
+            post_json("/v1/compare", &oversized),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "over the limit of 64 KiB",
+        ),
+    ] {
+        let what = format!("{} {}", request.method(), request.uri());
+        let (status, headers, body) = send(&state, request).await;
+        assert_eq!(status, expected_status, "{what}");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json", "{what}");
+        let message = json(&body)["error"].as_str().unwrap_or_default().to_owned();
+        assert!(message.contains(expected), "{what}: {message}");
+    }
+    fixture.stop(state).await;
+}
+
+/// Every path and method of the OpenAPI document, given a run id, a query and a body that are not UTF-8 or not
+/// JSON: whatever is refused is refused in the JSON error shape, never an extractor's plain text.
+#[tokio::test]
+async fn no_route_answers_a_bad_request_in_plain_text() {
+    let fixture = Fixture::start().await;
+    let state = fixture.state(4);
+    let (_, _, document) = send(&state, get("/openapi.json")).await;
+    let document = json(&document);
+    let paths = document["paths"].as_object().expect("paths");
+    let mut refused = 0;
+    for (path, operations) in paths {
+        let path = path.replace("{run_id}", "%FF");
+        for method in operations.as_object().expect("operations").keys() {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).expect("a method");
+            for (query, body) in [
+                ("", "["),
+                ("?%FF=%FF", "\u{FEFF}{}"),
+                ("?question=%C3%28", "[1]"),
+            ] {
+                let request = Request::builder()
+                    .method(method.clone())
+                    .uri(format!("{path}{query}"))
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(body))
+                    .expect("a request");
+                let what = format!("{method} {path}{query} {body:?}");
+                let (status, headers, body) = send(&state, request).await;
+                if status.is_success() {
+                    continue;
+                }
+                refused += 1;
+                assert!(status.is_client_error(), "{what}: {status}");
+                assert_eq!(headers[header::CONTENT_TYPE], "application/json", "{what}");
+                assert!(json(&body)["error"].is_string(), "{what}");
+            }
+        }
+    }
+    assert!(
+        refused >= 12,
+        "{refused} refusals: the document lists the routes"
+    );
+    // The document says what the server accepts: an object with `question`, and nothing else.
+    let ask = &document["components"]["schemas"]["AskRequest"];
+    assert_eq!(ask["type"], "object", "{ask}");
+    assert_eq!(ask["required"], serde_json::json!(["question"]), "{ask}");
+    assert_eq!(ask["additionalProperties"], false, "{ask}");
+    fixture.stop(state).await;
+}

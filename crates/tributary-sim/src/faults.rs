@@ -5,6 +5,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use tributary::name::check_name;
+
 use crate::{Fault, MAX_LATENCY_OVERRIDE};
 
 /// A fault flag that cannot be used: what is wrong, and how to write it.
@@ -75,6 +77,13 @@ pub fn parse_fault(text: &str) -> Result<FaultFlag, FaultFlagError> {
         return Err(
             FaultFlagError::new(format!("invalid --fault `{text}`: no source named"))
                 .with_hint(usage_hint),
+        );
+    }
+    // Before anything echoes the flag: a name that could rewrite the terminal is described, never printed.
+    if let Err(error) = check_name(target) {
+        return Err(
+            FaultFlagError::new(format!("invalid --fault: the source name {error}"))
+                .with_hint("a source's name has no control, bidi or invisible characters"),
         );
     }
     let fault = if let Some(duration) = kind.strip_prefix("latency:") {
@@ -208,6 +217,39 @@ mod tests {
                 .message
                 .contains("not a duration")
         );
+    }
+
+    /// `--fault $'ne\u202Ews=hang'` was refused as an unknown source, with the name printed as it was.
+    #[test]
+    fn a_source_name_with_a_control_bidi_or_invisible_character_is_described_not_printed() {
+        for (flag, expected) in [
+            (
+                "ne\nws=hang",
+                "the source name contains U+000A (a control character) at character 3",
+            ),
+            (
+                "\u{1b}[2Jkb=hang",
+                "contains U+001B (a control character) at character 1",
+            ),
+            (
+                "kb\u{202E}=error",
+                "contains U+202E (a bidirectional-text control",
+            ),
+            (
+                "k\u{200D}b=hang",
+                "contains U+200D (an invisible character) at character 2",
+            ),
+        ] {
+            let message = parse_fault(flag).unwrap_err().message;
+            assert!(message.contains(expected), "{flag:?}: {message}");
+            assert!(
+                !message
+                    .chars()
+                    .any(|c| tributary::name::UnsafeCharacter::of(c).is_some()),
+                "{flag:?}: {message:?}"
+            );
+        }
+        assert!(parse_fault("my kb=hang").is_ok());
     }
 
     /// `--fault news=latency:1000000h` was accepted, and then every request failed with a bare 400.

@@ -12,6 +12,7 @@
 //! - [`group`]: structured concurrency: fail-fast groups, supervisors, settle (collect-all), deadlines.
 //! - [`pool`]: CPU executors, the only place that runs blocking or CPU-heavy work.
 //! - [`lag`]: the loop-lag monitor, which notices when something blocks the async runtime.
+//! - [`name`]: which characters a name people read (a source's) may not hold: controls, bidi, invisible.
 //! - [`trace`]: the timeline recorder and its exports (terminal Gantt chart, SVG, Chrome Trace Event JSON).
 //! - `source` (feature `http`, on by default): the resilient HTTP source client: per-attempt timeouts inside a
 //!   deadline, retries with full-jitter backoff, a single-flight cache, a streaming size limit.
@@ -49,6 +50,7 @@
 
 pub mod group;
 pub mod lag;
+pub mod name;
 mod panics;
 pub mod pool;
 #[cfg(feature = "http")]

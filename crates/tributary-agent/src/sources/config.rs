@@ -4,9 +4,9 @@
 //!
 //! ```toml
 //! [[source]]
-//! name = "weather"            # unique
+//! name = "weather"            # unique; no control, bidi or invisible characters (`tributary::name`)
 //! kind = "weather"            # weather | news | kb (simulated) | open-meteo | hn-algolia | wikipedia
-//! base_url = "http://127.0.0.1:8080"
+//! base_url = "http://127.0.0.1:8080"  # http:// or https:// only
 //! geocoding_url = "https://geocoding-api.open-meteo.com"  # open-meteo only; this is the default
 //! rate_limit = "600/min"      # optional: at most N requests per s|min|h|day (or per DURATION: "10/5s")
 //! user_agent = "my-tool/1.0 (+https://example.org/contact)"  # optional; default tributary/VERSION (+URL)
@@ -38,6 +38,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
+use tributary::name::check_name;
 use tributary::source::{
     BreakerPolicy, DEFAULT_MAX_BODY_BYTES, DEFAULT_RETRIES, DEFAULT_TIMEOUT, HedgeDelay,
     HedgePolicy, RateLimit, SourceSpec,
@@ -229,6 +230,15 @@ impl SourcesConfig {
                     "must not be empty".into(),
                 ));
             }
+            if let Err(error) = check_name(name) {
+                return Err(invalid(
+                    entry.name.span().start,
+                    "name",
+                    format!(
+                        "{error}: a source's name is printed in terminals, on the page and in metrics labels"
+                    ),
+                ));
+            }
             if !names.insert(name.to_owned()) {
                 return Err(invalid(
                     entry.name.span().start,
@@ -236,8 +246,11 @@ impl SourcesConfig {
                     format!("duplicate source name `{name}`"),
                 ));
             }
+            let url_error = |offset: usize, field: &str, message: String| {
+                invalid(offset, field, format!("source `{name}`: {message}"))
+            };
             let base_url = parse_http_url(&entry.base_url)
-                .map_err(|message| invalid(entry.base_url.span().start, "base_url", message))?;
+                .map_err(|message| url_error(entry.base_url.span().start, "base_url", message))?;
             let geocoding_url = match &entry.geocoding_url {
                 None => None,
                 Some(url) if entry.kind != SourceKind::OpenMeteo => {
@@ -252,7 +265,7 @@ impl SourcesConfig {
                 }
                 Some(url) => Some(
                     parse_http_url(url)
-                        .map_err(|message| invalid(url.span().start, "geocoding_url", message))?,
+                        .map_err(|message| url_error(url.span().start, "geocoding_url", message))?,
                 ),
             };
             let timeout = match &entry.timeout {
@@ -587,9 +600,21 @@ fn check_user_agent(value: &str) -> Result<String, String> {
     Ok(value.to_owned())
 }
 
+/// The schemes a URL field may have: what the engine's HTTP client speaks.
+const URL_SCHEMES: [&str; 2] = ["http", "https"];
+
 /// A URL field: http or https, with a host.
 fn parse_http_url(value: &Spanned<String>) -> Result<Url, String> {
     let url = Url::parse(value.get_ref()).map_err(|error| format!("invalid url: {error}"))?;
+    // The scheme first: the hints below keep the scheme, which is only right when it is one we speak
+    // (`data:text/plain,hi` must not be told to write `data://HOST`).
+    if !URL_SCHEMES.contains(&url.scheme()) {
+        return Err(format!(
+            "only http:// and https:// URLs are supported, not `{}:`: write http://HOST[:PORT]/PATH or \
+             https://HOST[:PORT]/PATH",
+            url.scheme()
+        ));
+    }
     // The url crate reads `http:///news` or `http:/news` as host `news`: a slip, not a host.
     let after_scheme = value
         .get_ref()
@@ -603,12 +628,6 @@ fn parse_http_url(value: &Spanned<String>) -> Result<Url, String> {
         return Err(format!(
             "no host after `{}://`: write {}://HOST[:PORT]/PATH",
             url.scheme(),
-            url.scheme()
-        ));
-    }
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "scheme must be http or https, not `{}`",
             url.scheme()
         ));
     }
@@ -1018,6 +1037,84 @@ base_url = "http://127.0.0.1:8080"
         assert!(message.contains("unknown field `threshold`"), "{message}");
     }
 
+    /// `base_url = "data:text/plain,hi"` was told to "write data://HOST[:PORT]/PATH": a fix that keeps the
+    /// scheme the client cannot speak.
+    #[test]
+    fn a_scheme_other_than_http_or_https_is_told_which_are_supported() {
+        for bad in [
+            "data:text/plain,hi",
+            "javascript:alert(1)",
+            "file:///etc/passwd",
+            "ftp://127.0.0.1/",
+            "ws://127.0.0.1:8082/",
+        ] {
+            let text = VALID.replace("http://127.0.0.1:8082/api/", bad);
+            let scheme = bad.split(':').next().unwrap_or_default();
+            let (line, field, message) = invalid(&text);
+            assert_eq!(
+                (line, field.as_deref()),
+                (15, Some("base_url")),
+                "{bad}: {message}"
+            );
+            assert!(
+                message.ends_with(&format!(
+                    "field `base_url`: source `kb`: only http:// and https:// URLs are supported, not \
+                     `{scheme}:`: write http://HOST[:PORT]/PATH or https://HOST[:PORT]/PATH"
+                )),
+                "{bad}: {message}"
+            );
+        }
+        for good in ["HTTP://127.0.0.1:8082/", "https://example.org/api/"] {
+            let text = VALID.replace("http://127.0.0.1:8082/api/", good);
+            assert!(SourcesConfig::from_str_named(&text, FILE).is_ok(), "{good}");
+        }
+    }
+
+    /// Names with a newline, an escape sequence or U+202E were accepted, and printed as they were in terminals,
+    /// on the page, on the timeline and in metrics labels.
+    #[test]
+    fn a_name_with_a_control_bidi_or_invisible_character_is_rejected() {
+        for (written, expected) in [
+            (
+                r"ne\nws",
+                "contains U+000A (a control character) at character 3",
+            ),
+            (
+                r"\u001b[31mnews",
+                "contains U+001B (a control character) at character 1",
+            ),
+            (
+                r"kb\u202Etxt",
+                "contains U+202E (a bidirectional-text control",
+            ),
+            (
+                r"k\u200Bb",
+                "contains U+200B (an invisible character) at character 2",
+            ),
+            (
+                r"k\u2028b",
+                "contains U+2028 (a line or paragraph separator)",
+            ),
+        ] {
+            let text = VALID.replace("name = \"kb\"", &format!("name = \"{written}\""));
+            let (line, field, message) = invalid(&text);
+            assert_eq!(
+                (line, field.as_deref()),
+                (13, Some("name")),
+                "{written}: {message}"
+            );
+            assert!(message.contains(expected), "{written}: {message}");
+        }
+        // Still legal: spaces inside, other scripts, and white space trimmed from the ends.
+        for good in ["my kb", "base de connaissances é", "知识库", r"  kb\n"] {
+            let text = VALID.replace("name = \"kb\"", &format!("name = \"{good}\""));
+            assert!(
+                SourcesConfig::from_str_named(&text, FILE).is_ok(),
+                "{good:?}"
+            );
+        }
+    }
+
     #[test]
     fn a_missing_required_field_is_rejected() {
         let text = VALID.replace("base_url = \"http://127.0.0.1:8082/api/\"\n", "");
@@ -1039,7 +1136,7 @@ base_url = "http://127.0.0.1:8080"
             .to_string();
         assert!(
             message.starts_with(
-                "load sources config sources.toml:15:12: field `base_url`: invalid url"
+                "load sources config sources.toml:15:12: field `base_url`: source `kb`: invalid url"
             ),
             "{message}"
         );

@@ -246,7 +246,13 @@ fn bad_requests_get_a_4xx_with_a_json_error() {
             400,
             "unknown source `moon`",
         ),
-        ("POST", "/v1/ask", &long_body, 413, "length limit"),
+        (
+            "POST",
+            "/v1/ask",
+            &long_body,
+            413,
+            "over the limit of 64 KiB",
+        ),
         ("GET", "/v1/ask", "", 405, "wrong method"),
         ("GET", "/nowhere", "", 404, "no such endpoint"),
     ];
