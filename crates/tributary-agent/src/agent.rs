@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tributary::group::Deadline;
 use tributary::pool::Executor;
-use tributary::source::{ClientBuildError, ClientOptions, SourceClient};
+use tributary::source::{ClientBuildError, SourceClient};
 use tributary::trace::Timeline;
 
 use crate::infer::{InferenceCost, work_units_off_runtime};
@@ -128,7 +128,7 @@ impl Agent {
     /// The same agent with a new, empty cache, so that one run cannot serve another from its cache (used by
     /// [`compare`](Self::compare)).
     pub fn with_fresh_cache(&self) -> Result<Self, ClientBuildError> {
-        Ok(self.with_client(SourceClient::new(ClientOptions::default())?))
+        Ok(self.with_client(self.client.fresh()?))
     }
 
     /// The sources, in the order they are asked and reported.

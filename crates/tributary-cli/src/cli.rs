@@ -185,6 +185,17 @@ pub struct EngineArgs {
     )]
     pub sources: SourcesArg,
 
+    /// Look host names up at these name servers (IP:PORT, comma-separated) instead of those of
+    /// /etc/resolv.conf; /etc/hosts is still read first.
+    #[arg(
+        long = "name-server",
+        value_name = "IP:PORT",
+        env = "TRIBUTARY_NAME_SERVERS",
+        value_delimiter = ',',
+        help_heading = SOURCES
+    )]
+    pub name_servers: Vec<SocketAddr>,
+
     /// CPU workers for inference (default: the number of cores; at most 256).
     #[arg(
         long,
@@ -905,7 +916,10 @@ mod tests {
                             "--executor",
                         ],
                     ),
-                    ("Sources", &["--fault", "--config", "--sources"]),
+                    (
+                        "Sources",
+                        &["--fault", "--config", "--sources", "--name-server"],
+                    ),
                     ("Output", &["--json", "--timeline", "--trace"]),
                     ("Global", &["--verbose...", "--color", "--otlp-endpoint"]),
                 ],
@@ -926,7 +940,10 @@ mod tests {
                             "--io-concurrency",
                         ],
                     ),
-                    ("Sources", &["--fault", "--config", "--sources"]),
+                    (
+                        "Sources",
+                        &["--fault", "--config", "--sources", "--name-server"],
+                    ),
                     ("Output", &["--export", "--json", "--quiet"]),
                     (
                         "Distributed (NATS)",
@@ -940,6 +957,15 @@ mod tests {
                 &[
                     ("Options", &["--listen", "--max-in-flight", "--help"]),
                     (
+                        "Connections",
+                        &[
+                            "--max-connections",
+                            "--idle-timeout",
+                            "--header-timeout",
+                            "--body-timeout",
+                        ],
+                    ),
+                    (
                         "Engine",
                         &[
                             "--per-source-timeout",
@@ -949,7 +975,10 @@ mod tests {
                             "--executor",
                         ],
                     ),
-                    ("Sources", &["--fault", "--config", "--sources"]),
+                    (
+                        "Sources",
+                        &["--fault", "--config", "--sources", "--name-server"],
+                    ),
                     ("Global", &["--verbose...", "--color", "--otlp-endpoint"]),
                 ],
             ),

@@ -90,5 +90,9 @@ fn block_on(command: impl Future<Output = Result<Outcome, CliError>>) -> Result<
                 &error,
             )
         })?;
-    runtime.block_on(command)
+    let result = runtime.block_on(command);
+    // The command has joined everything it started; what is left (a lookup or a read nobody waits for any more)
+    // must not hold up the exit.
+    runtime.shutdown_background();
+    result
 }

@@ -50,7 +50,8 @@ impl ReadyAgent {
         // Calibrating burns ~40 ms of CPU once per process: do it now, off the runtime threads, before any run
         // is timed.
         work_units_off_runtime(settings.inference_cost).await;
-        let client = SourceClient::new(options)?;
+        let client =
+            SourceClient::new(options.with_name_resolution(settings.name_resolution.clone()))?;
         // Sources of the `weather` kind are asked for the cities of the simulator's gazetteer, with --config
         // too: the kind speaks the simulator's protocol, `/weather?city=NAME`. Sources that geocode
         // (`open-meteo`, as with --sources public) do not use it: the planner takes a place name from the

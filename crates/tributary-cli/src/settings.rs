@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tributary::pool::{ExecutorKind, PoolConfig};
+use tributary::source::NameResolution;
 use tributary_agent::infer::InferenceCost;
 use tributary_agent::sources::SourcesConfig;
 use tributary_agent::{ExtraQuery, Question};
@@ -68,6 +69,8 @@ pub struct EngineSettings {
     pub workers: NonZeroUsize,
     /// Where inference runs.
     pub executor: ExecutorKind,
+    /// Where host names are looked up.
+    pub name_resolution: NameResolution,
 }
 
 /// Where the engine's sources come from.
@@ -238,6 +241,11 @@ impl EngineSettings {
             extra_query,
             workers,
             executor: args.executor.into(),
+            name_resolution: if args.name_servers.is_empty() {
+                NameResolution::System
+            } else {
+                NameResolution::NameServers(args.name_servers)
+            },
         })
     }
 }

@@ -9,6 +9,7 @@ use opentelemetry::trace::SpanId;
 use opentelemetry::{KeyValue, Value};
 use opentelemetry_sdk::trace::SpanData;
 use tributary::pool::{CpuPool, PoolConfig};
+use tributary::source::ClientOptions;
 use tributary_sim::{Fault, SimConfig};
 
 use super::*;

@@ -4,6 +4,7 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use tributary::pool::{CpuPool, PoolConfig};
+use tributary::source::ClientOptions;
 use tributary::trace::{Activity, Outcome as SpanOutcome, Update};
 use tributary_sim::{SimConfig, SimServer};
 

@@ -621,3 +621,54 @@ fn sources_that_cannot_be_reached_get_a_network_hint() {
     assert_eq!(report["failure"], "no_source_answered", "{report}");
     assert_eq!(source(report, "kb")["failure"], "connect", "{report}");
 }
+
+/// With a resolver that swallows every query, `ask --sources public` printed its answer at the deadline and exited
+/// 9 s later: the blocking lookups were waited for at shutdown. Lookups are futures now, dropped with their
+/// requests, and the runtime does not wait for what nobody awaits.
+#[test]
+fn exit_follows_the_answer_whatever_the_name_servers_do() {
+    // A name server on loopback that receives every query and never answers: nothing leaves the machine.
+    let name_server = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a UDP socket");
+    let address = name_server.local_addr().expect("its address").to_string();
+    let started = std::time::Instant::now();
+    let mut child = tributary()
+        .args([
+            "ask",
+            "What is the weather in Paris?",
+            "--sources",
+            "public",
+        ])
+        .args(["--deadline", "2s", "--json", "--name-server", &address])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start tributary ask");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut answer = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut answer).expect("the answer line");
+    let answered = started.elapsed();
+    let status = child.wait().expect("wait");
+    let exited = started.elapsed();
+    println!(
+        "dns: answered at {answered:?}, exited {:?} later",
+        exited - answered
+    );
+    let report: serde_json::Value = serde_json::from_str(&answer).expect("JSON");
+    assert_eq!(report["status"], "failed", "{report}");
+    assert_eq!(status.code(), Some(3));
+    // The bug was 9 s; a second is far beyond any scheduling noise.
+    assert!(
+        exited - answered < std::time::Duration::from_secs(1),
+        "exited {:?} after the answer",
+        exited - answered
+    );
+    // The lookups went to the name server the flag named.
+    name_server
+        .set_read_timeout(Some(std::time::Duration::from_secs(1)))
+        .expect("a read timeout");
+    let mut query = [0_u8; 512];
+    assert!(
+        name_server.recv_from(&mut query).is_ok(),
+        "no query reached the name server"
+    );
+}

@@ -34,6 +34,7 @@ pub const ENGINE_VARIABLES: &[&str] = &[
     "TRIBUTARY_CONFIG",
     "TRIBUTARY_SOURCES",
     "TRIBUTARY_IO_CONCURRENCY",
+    "TRIBUTARY_NAME_SERVERS",
 ];
 
 /// Fast defaults for `ask`: short simulated latencies and cheap inference, so each run takes well under a second.

@@ -16,6 +16,7 @@ use super::breaker::{CallOutcome, CircuitReport, Permit};
 use super::cache::{CacheKey, ResponseCache, SharedFailure};
 use super::error::{FetchError, FetchErrorKind};
 use super::hedge::HedgePolicy;
+use super::resolve::{AsyncResolver, NameResolution};
 use super::retry::{self, AttemptOutcome, AttemptRecord, BackoffPolicy, RetryDecision};
 use super::spec::{MAX_CACHE_TTL, SourceSpec};
 use super::state::{SourceState, SourceStates};
@@ -37,6 +38,8 @@ pub struct ClientOptions {
     pub max_idle_connections_per_host: usize,
     /// How many answers the cache holds at most, over all sources.
     pub cache_capacity: u64,
+    /// Where host names are looked up: the system's configuration, or name servers given instead.
+    pub name_resolution: NameResolution,
 }
 
 impl ClientOptions {
@@ -51,6 +54,12 @@ impl ClientOptions {
         self.cache_capacity = entries;
         self
     }
+
+    /// The same options with host names looked up as `resolution` says.
+    pub fn with_name_resolution(mut self, resolution: NameResolution) -> Self {
+        self.name_resolution = resolution;
+        self
+    }
 }
 
 impl Default for ClientOptions {
@@ -59,6 +68,7 @@ impl Default for ClientOptions {
             backoff: BackoffPolicy::default(),
             max_idle_connections_per_host: 1024,
             cache_capacity: 10_000,
+            name_resolution: NameResolution::System,
         }
     }
 }
@@ -68,6 +78,8 @@ impl Default for ClientOptions {
 #[derive(Debug, Clone)]
 pub struct SourceClient {
     http: reqwest::Client,
+    /// What it was built with, for [`fresh`](Self::fresh).
+    options: ClientOptions,
     backoff: BackoffPolicy,
     cache: ResponseCache,
     states: Arc<SourceStates>,
@@ -138,14 +150,22 @@ impl SourceClient {
             .user_agent(USER_AGENT_DEFAULT)
             .pool_max_idle_per_host(options.max_idle_connections_per_host)
             .tcp_nodelay(true)
+            .dns_resolver(Arc::new(AsyncResolver::new(&options.name_resolution)))
             .build()
             .map_err(ClientBuildError)?;
         Ok(Self {
             http,
             backoff: options.backoff,
             cache: ResponseCache::new(options.cache_capacity),
+            options,
             states: Arc::new(SourceStates::default()),
         })
+    }
+
+    /// A client with the same options and nothing shared with this one: its own connections, an empty cache,
+    /// closed circuits.
+    pub fn fresh(&self) -> Result<Self, ClientBuildError> {
+        Self::new(self.options.clone())
     }
 
     /// Every circuit breaker this client has used, by source name: its state and how often it opened.

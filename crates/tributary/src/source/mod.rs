@@ -11,6 +11,7 @@
 //! - `hedge`: hedged requests ([`HedgePolicy`]): a slow attempt gets one more identical request after a fixed
 //!   delay or the source's own latency percentile, within a budget; the first success wins.
 //! - `rate`: per-source rate limits ([`RateLimit`]), waited for within the deadline.
+//! - `resolve`: host names looked up as futures, cancelled with their request ([`NameResolution`]).
 //! - `state`: what the client keeps per source between fetches (breaker, limiter, latencies, hedge budget).
 //! - `error`: [`FetchError`] and its [`FetchErrorKind`]s, which the agent maps to statuses.
 //! - `tests`: the client and the cache against scripted servers on loopback.
@@ -45,6 +46,7 @@ mod client;
 mod error;
 mod hedge;
 mod rate;
+mod resolve;
 mod retry;
 mod spec;
 mod state;
@@ -57,6 +59,7 @@ pub use client::{
 pub use error::{FetchError, FetchErrorKind};
 pub use hedge::{HedgeDelay, HedgePolicy};
 pub use rate::RateLimit;
+pub use resolve::NameResolution;
 pub use retry::{AttemptOutcome, AttemptRecord, BackoffPolicy, FullJitter, RetryDecision};
 pub use spec::{
     DEFAULT_MAX_BODY_BYTES, DEFAULT_RETRIES, DEFAULT_TIMEOUT, MAX_CACHE_TTL, SourceSpec,
