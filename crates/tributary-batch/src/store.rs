@@ -63,7 +63,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, DatabaseName, ErrorCode, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -208,6 +208,18 @@ pub enum StoreError {
     },
     #[error("use {}: it is not a tributary batch database ({why})", path.display())]
     ForeignSchema { path: PathBuf, why: String },
+    /// The database can be read but not written (a read-only file, or a directory where SQLite cannot make its
+    /// write-ahead log): found at open, before any work, instead of at the first commit.
+    #[error(
+        "write to the answers database {}: it is not writable (check the permissions of the file and of its \
+         directory)",
+        path.display()
+    )]
+    NotWritable {
+        path: PathBuf,
+        #[source]
+        source: Option<rusqlite::Error>,
+    },
     #[error("write answers to the database")]
     Write(#[source] rusqlite::Error),
     /// An answer could not be encoded as JSON (a bug: every report encodes).
@@ -240,10 +252,26 @@ impl StoreError {
             StoreError::Open { source, .. }
             | StoreError::Write(source)
             | StoreError::Read(source) => source,
-            StoreError::ForeignSchema { .. } | StoreError::Encode(_) => return false,
+            StoreError::ForeignSchema { .. }
+            | StoreError::NotWritable { .. }
+            | StoreError::Encode(_) => return false,
             StoreError::Export(error) => return error.kind() == io::ErrorKind::StorageFull,
         };
         matches!(cause.sqlite_error_code(), Some(ErrorCode::DiskFull))
+    }
+}
+
+/// Maps an SQLite error to `not_writable` when it says the file (or its directory) refuses writes, else to
+/// `other`.
+fn refused_write(
+    other: impl Fn(rusqlite::Error) -> StoreError,
+    not_writable: impl Fn(Option<rusqlite::Error>) -> StoreError,
+) -> impl Fn(rusqlite::Error) -> StoreError {
+    move |error| match error.sqlite_error_code() {
+        Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => {
+            not_writable(Some(error))
+        }
+        _ => other(error),
     }
 }
 
@@ -267,12 +295,28 @@ impl Store {
         if !fresh {
             facts.check_ours(&connection).map_err(foreign)?;
         }
+        let not_writable = |source| StoreError::NotWritable {
+            path: path.to_owned(),
+            source,
+        };
+        // SQLite opens a file it may not write read-only, silently: the first commit would fail, after work.
+        if connection
+            .is_readonly(DatabaseName::Main)
+            .map_err(open_error)?
+        {
+            return Err(not_writable(None));
+        }
         let _mode: String = connection
             .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-            .map_err(open_error)?;
+            .map_err(refused_write(open_error, not_writable))?;
         connection
             .execute_batch("PRAGMA synchronous = NORMAL;")
             .map_err(open_error)?;
+        // The write lock, taken and given back: it needs the write-ahead log beside the database, which a
+        // directory without write permission refuses. Nothing is written.
+        connection
+            .execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
+            .map_err(refused_write(open_error, not_writable))?;
         if fresh || facts.version < SCHEMA_VERSION {
             let transaction = connection.transaction().map_err(open_error)?;
             transaction

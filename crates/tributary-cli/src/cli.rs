@@ -404,7 +404,7 @@ pub struct NatsArgs {
     /// Distribute the batch: publish the questions to this NATS JetStream server for `tributary worker`
     /// processes and store their answers (e.g. nats://127.0.0.1:4222). The engine and sources flags are then
     /// the workers': give them to `tributary worker`, not here.
-    #[arg(long, value_name = "URL", env = "TRIBUTARY_NATS", help_heading = NATS)]
+    #[arg(long, value_name = "URL", env = "TRIBUTARY_NATS", value_parser = parse_nats_url, help_heading = NATS)]
     pub nats: Option<String>,
 
     /// Deliveries of one of this batch's questions at most; on the last one a worker answers it failed, with
@@ -437,7 +437,7 @@ Exit codes:
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
     /// The NATS JetStream server the coordinator (`batch --nats`) publishes to.
-    #[arg(long, value_name = "URL", env = "TRIBUTARY_NATS", help_heading = NATS)]
+    #[arg(long, value_name = "URL", env = "TRIBUTARY_NATS", value_parser = parse_nats_url, help_heading = NATS)]
     pub nats: String,
 
     /// How long a question may go without an acknowledgement or progress before it is delivered again to
@@ -595,6 +595,33 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|error| format!("`{text}` is not a duration ({error}); try 500ms, 5s or 1m"))?;
     check_duration("a duration", duration, MAX_DURATION)?;
     Ok(duration)
+}
+
+/// `--nats`: one NATS server's address, as the client reads it: `nats://`, `tls://`, `ws://` or `wss://` and a
+/// host (`nats://` when no scheme is given, port 4222 when none is). An empty or malformed one used to reach
+/// the client and come back as a DNS failure (exit 1) instead of a usage error.
+fn parse_nats_url(text: &str) -> Result<String, String> {
+    const LOOKS_LIKE: &str = "a NATS URL looks like nats://HOST:PORT, e.g. nats://127.0.0.1:4222";
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(format!("the NATS URL is empty; {LOOKS_LIKE}"));
+    }
+    let full = if text.contains("://") {
+        text.to_owned()
+    } else {
+        format!("nats://{text}")
+    };
+    let url = url::Url::parse(&full)
+        .map_err(|error| format!("`{text}` is not a NATS URL ({error}); {LOOKS_LIKE}"))?;
+    if !["nats", "tls", "ws", "wss"].contains(&url.scheme()) {
+        return Err(format!(
+            "`{text}` is not a NATS URL (the scheme must be nats, tls, ws or wss); {LOOKS_LIKE}"
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("`{text}` is not a NATS URL (no host); {LOOKS_LIKE}"));
+    }
+    Ok(text.to_owned())
 }
 
 /// `--per-source-timeout`, `--deadline`: a duration longer than zero, at most a day.

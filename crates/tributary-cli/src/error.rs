@@ -229,6 +229,10 @@ pub fn store_error(error: &StoreError, db: &Path) -> CliError {
                 db.display()
             ),
             StoreError::ForeignSchema { .. } => "give --db a new file name".to_owned(),
+            StoreError::NotWritable { .. } => format!(
+                "make {} and its directory writable (chmod u+w), or give --db a file in a writable directory",
+                db.display()
+            ),
             _ => "the committed answers are kept; rerun the same command to resume".to_owned(),
         }
     };
@@ -263,6 +267,13 @@ pub fn distributed_error(error: DistributedError, db: Option<&Path>) -> CliError
                         database";
             CliError::caused(ErrorKind::Database, "failed to name the batch", &error)
                 .with_hint(hint)
+        }
+        DistributedError::ConnectTimeout { ref url, .. } => {
+            let hint = format!(
+                "--nats must name a NATS server's client port (4222 by default), e.g. nats://127.0.0.1:4222; \
+                 {url} accepted a connection but did not speak NATS"
+            );
+            CliError::caused(ErrorKind::Environment, "failed to reach NATS", &error).with_hint(hint)
         }
         DistributedError::Connect { ref url, .. } => {
             let hint = format!("is a JetStream server listening at {url}? (nats-server -js)");

@@ -33,7 +33,7 @@ use tributary::group::{Group, GroupConfig, scope};
 
 use crate::distributed::streams::{BatchKey, StreamSettings, workers_consumer};
 use crate::distributed::wire::{AnswerMessage, QuestionMessage, WireError};
-use crate::distributed::{DistributedError, first_error};
+use crate::distributed::{DistributedError, first_error, is_connected};
 use crate::input::RecordId;
 use crate::steps::{PendingQuestion, fetch_question, infer_question};
 use crate::store::AnswerRow;
@@ -45,6 +45,10 @@ const PULL_EXPIRES: Duration = Duration::from_secs(1);
 
 /// How long a publish waits for its PubAck before the question is handed back (nak) for another try.
 const PUBLISH_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often a worker told to stop checks whether the broker is still there (see
+/// [`Answering::stopping_without_broker`]).
+const BROKER_CHECK_EVERY: Duration = Duration::from_millis(100);
 
 /// A worker's limits and name.
 #[derive(Debug, Clone)]
@@ -120,14 +124,23 @@ pub async fn work(
     stop: CancellationToken,
 ) -> Result<WorkerSummary, DistributedError> {
     let jetstream = jetstream::new(client);
-    let mut consumer = workers_consumer(&jetstream, &settings.streams).await?;
-    // The consumer is made once, by the first worker: its ack_wait is the one that counts.
-    let ack_wait = match consumer.info().await {
-        Ok(info) => info.config.ack_wait,
-        Err(error) => {
-            tracing::warn!("could not read the consumer's ack_wait ({error}); assuming ours");
-            settings.streams.ack_wait
-        }
+    let setting_up = async {
+        let mut consumer = workers_consumer(&jetstream, &settings.streams).await?;
+        // The consumer is made once, by the first worker: its ack_wait is the one that counts.
+        let ack_wait = match consumer.info().await {
+            Ok(info) => info.config.ack_wait,
+            Err(error) => {
+                tracing::warn!("could not read the consumer's ack_wait ({error}); assuming ours");
+                settings.streams.ack_wait
+            }
+        };
+        Ok::<_, DistributedError>((consumer, ack_wait))
+    };
+    // Told to stop before it holds anything (a broker slow to answer, or gone): nothing to finish.
+    let (consumer, ack_wait) = tokio::select! {
+        biased;
+        () = stop.cancelled() => return Ok(stats.snapshot()),
+        set_up = setting_up => set_up?,
     };
     if ack_wait != settings.streams.ack_wait {
         tracing::warn!(
@@ -166,19 +179,24 @@ pub async fn work(
                 while let Ok(permit) = Arc::clone(&in_flight).try_acquire_owned() {
                     permits.push(permit);
                 }
-                let batch = consumer
-                    .batch()
-                    .max_messages(permits.len())
-                    .expires(PULL_EXPIRES)
-                    .messages()
-                    .await;
+                let batch = tokio::select! {
+                    biased;
+                    () = stop.cancelled() => break,
+                    batch = consumer
+                        .batch()
+                        .max_messages(permits.len())
+                        .expires(PULL_EXPIRES)
+                        .messages() => batch,
+                };
                 let mut batch = match batch {
                     Ok(batch) => batch,
                     Err(error) => {
                         // The broker may be restarting: the client reconnects; try again shortly.
                         tracing::warn!("could not pull questions: {error}");
-                        tokio::time::sleep(PULL_EXPIRES).await;
-                        continue;
+                        tokio::select! {
+                            () = stop.cancelled() => break,
+                            () = tokio::time::sleep(PULL_EXPIRES) => continue,
+                        }
                     }
                 };
                 loop {
@@ -264,7 +282,14 @@ impl Answering {
             self.stats.failed.fetch_add(1, Ordering::Relaxed);
         }
         let answer = AnswerMessage::from_row(row, id.clone(), &self.worker);
-        match self.publish(&batch, &id, &answer).await {
+        let published = tokio::select! {
+            published = self.publish(&batch, &id, &answer) => published,
+            () = self.stopping_without_broker() => Err(DistributedError::nats(
+                "publish an answer before stopping",
+                "the NATS server is unreachable",
+            )),
+        };
+        match published {
             Ok(()) => {
                 // The answer is on disk: the question is done. A lost ack only means a redelivery, whose
                 // answer the stream (same message id) and the store (same primary key) drop.
@@ -281,6 +306,18 @@ impl Answering {
                 self.stats.handed_back.fetch_add(1, Ordering::Relaxed);
                 let _ = message.ack_with(AckKind::Nak(Some(PULL_EXPIRES))).await;
             }
+        }
+    }
+
+    /// Resolves once the worker is told to stop while the broker is unreachable. A publish then waits for a
+    /// PubAck that cannot come before [`PUBLISH_ACK_TIMEOUT`], keeping a worker asked to stop alive for
+    /// nothing: its question is handed back at once instead, and delivered again after `ack_wait`. While the
+    /// worker runs on, a broker away is waited for (the client reconnects).
+    async fn stopping_without_broker(&self) {
+        self.stop.cancelled().await;
+        let client = self.jetstream.client();
+        while is_connected(&client) {
+            tokio::time::sleep(BROKER_CHECK_EVERY).await;
         }
     }
 
