@@ -493,6 +493,19 @@ impl StoreReader {
         count_by_status(&self.connection)
     }
 
+    /// Whether the database holds nothing a rerun needs: no answer, and no batch key (a distributed batch may
+    /// have published questions under it, whose answers only a database with that key collects). Such a file
+    /// can be removed. A version 2 database, which has no `batch` table, is never unused.
+    pub fn is_unused(&self) -> Result<bool, StoreError> {
+        self.connection
+            .query_row(
+                "SELECT NOT EXISTS (SELECT 1 FROM answers) AND NOT EXISTS (SELECT 1 FROM batch)",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(StoreError::Read)
+    }
+
     /// Writes every row as one JSON object per line, in input-line order; returns the number of rows.
     /// Streams: one row in memory at a time.
     ///

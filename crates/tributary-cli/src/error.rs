@@ -270,8 +270,8 @@ pub fn distributed_error(error: DistributedError, db: Option<&Path>) -> CliError
         }
         DistributedError::ConnectTimeout { ref url, .. } => {
             let hint = format!(
-                "--nats must name a NATS server's client port (4222 by default), e.g. nats://127.0.0.1:4222; \
-                 {url} accepted a connection but did not speak NATS"
+                "is {url} a NATS server's client port (4222 by default)? e.g. nats://127.0.0.1:4222 \
+                 (nats-server -js)"
             );
             CliError::caused(ErrorKind::Environment, "failed to reach NATS", &error).with_hint(hint)
         }

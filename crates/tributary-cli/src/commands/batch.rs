@@ -85,17 +85,22 @@ const ABANDONED_RUN_ENDS_WITHIN: Duration = Duration::from_secs(5);
 
 pub async fn run(settings: BatchSettings, printer: Printer) -> Result<Outcome, CliError> {
     let db = settings.db.clone();
-    // Whether this run makes the database: a run that ends without finishing and stored nothing in it removes
-    // it again, so that a failed start (a broker that cannot be reached) leaves no empty database behind.
+    // Whether this run makes the database: a run that fails (or is stopped while connecting), having put
+    // nothing in it that a rerun needs, removes it again, so that a failed start (a broker that cannot be
+    // reached) leaves no empty database behind.
     let existed = tokio::fs::try_exists(&db).await.unwrap_or(true);
-    let result = run_batch_command(settings, printer).await;
-    if !existed && !matches!(result, Ok(Outcome::Done)) {
-        remove_if_empty(db).await;
+    let result = run_batch_command(settings, printer, existed).await;
+    if !existed && result.is_err() {
+        remove_if_unused(db).await;
     }
     result
 }
 
-async fn run_batch_command(settings: BatchSettings, printer: Printer) -> Result<Outcome, CliError> {
+async fn run_batch_command(
+    settings: BatchSettings,
+    printer: Printer,
+    db_existed: bool,
+) -> Result<Outcome, CliError> {
     let BatchSettings {
         input,
         db,
@@ -126,6 +131,10 @@ async fn run_batch_command(settings: BatchSettings, printer: Printer) -> Result<
                         "{signal}: stopped while connecting to NATS at {}; nothing was read or stored",
                         nats.url
                     ));
+                    drop(store);
+                    if !db_existed {
+                        remove_if_unused(db).await;
+                    }
                     return Ok(Outcome::Interrupted(signal));
                 }
             }
@@ -290,14 +299,15 @@ async fn open_store(path: PathBuf) -> Result<Store, CliError> {
     opened.map_err(|error| store_error(&error, &path))
 }
 
-/// Removes the database at `db` (and SQLite's files beside it) if it holds no answers: for a run that made it
-/// and did not finish. Anything that cannot be read is left as it is.
-async fn remove_if_empty(db: PathBuf) {
-    let removed = tributary::group::blocking("remove the empty database", move || {
-        let empty = StoreReader::open(&db)
-            .and_then(|reader| reader.counts())
-            .is_ok_and(|counts| counts.total() == 0);
-        if !empty {
+/// Removes the database at `db` (and SQLite's files beside it) if it holds nothing a rerun needs
+/// ([`StoreReader::is_unused`]): for a run that made it and did not finish. A file that cannot be read is left
+/// as it is.
+async fn remove_if_unused(db: PathBuf) {
+    let removed = tributary::group::blocking("remove the unused database", move || {
+        let unused = StoreReader::open(&db)
+            .and_then(|reader| reader.is_unused())
+            .unwrap_or(false);
+        if !unused {
             return;
         }
         for suffix in ["", "-wal", "-shm", "-journal"] {
@@ -315,7 +325,7 @@ async fn remove_if_empty(db: PathBuf) {
     })
     .await;
     if let Err(error) = removed {
-        tracing::warn!("could not remove the empty database: {error}");
+        tracing::warn!("could not remove the unused database: {error}");
     }
 }
 
