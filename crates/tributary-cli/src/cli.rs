@@ -342,9 +342,10 @@ Resuming:
 
 Exit codes:
   0  every line of the input is accounted for (answered, failed, or already stored)
-  1  internal error (a bug, or the environment failed, e.g. a port in use)
-  2  usage, input or database error (bad flag, unreadable input, a database that cannot
-     be opened or written, full disk); what was committed stays in the database
+  1  internal error (a bug, or the environment failed, e.g. a port in use, a --nats server
+     that cannot be reached or sends no greeting within 5 s)
+  2  usage, input or database error (bad flag or --nats URL, unreadable input, a database
+     that cannot be opened or is not writable, full disk); what was committed stays
   130  stopped by Ctrl-C (SIGINT): what was stored stays; rerun the same command to resume
   143  stopped by SIGTERM: the same";
 
@@ -428,10 +429,17 @@ answer is published to TRIBUTARY_ANSWERS for the batch that asked, and the quest
 only once the server has the answer: a worker killed at any moment loses nothing, its questions are
 delivered again after --ack-wait.
 
+Connecting waits 5 s at most for the server's greeting. One SIGTERM or Ctrl-C always ends a
+worker: while connecting at once; else once it has answered what it holds, or handed back (to
+be delivered again to another worker) the answers it could not publish.
+
 Exit codes:
-  0  stopped by SIGTERM or Ctrl-C, every question it held answered and acknowledged
-  1  internal error (a bug, or the environment failed: the NATS server cannot be reached)
-  2  usage or configuration error (a bad flag or sources file)";
+  0  stopped by SIGTERM or Ctrl-C, every question it held answered, or handed back to a
+     reachable server (the last line says how many)
+  1  internal error (a bug, or the environment failed: the NATS server cannot be reached or
+     sent no greeting within 5 s, or was unreachable at the stop with answers unpublished)
+  2  usage or configuration error (a bad flag, an empty or malformed --nats URL, a bad
+     sources file)";
 
 /// Answer the questions of a distributed batch from NATS JetStream.
 #[derive(Debug, Args)]
