@@ -776,6 +776,47 @@ mod tests {
         }
     }
 
+    /// What a failed run may remove: a database with neither an answer nor a batch key (a distributed batch's
+    /// questions may be out under its key).
+    #[test]
+    fn a_database_is_unused_until_it_holds_an_answer_or_a_batch_key() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let unused = |name: &str| {
+            StoreReader::open(&directory.path().join(name))
+                .and_then(|reader| reader.is_unused())
+                .expect("read")
+        };
+        let mut answered = Store::open(&directory.path().join("answered.db")).expect("open");
+        let mut keyed = Store::open(&directory.path().join("keyed.db")).expect("open");
+        assert!(unused("answered.db") && unused("keyed.db"));
+        answered
+            .write_batch(&[row("a", 1, AnswerStatus::Ok)])
+            .expect("write");
+        keyed.batch_key().expect("a key");
+        assert!(!unused("answered.db"));
+        assert!(!unused("keyed.db"));
+    }
+
+    /// SQLite opens a read-only file read-only without a word; the first commit failed, after the work.
+    #[test]
+    fn a_read_only_database_is_refused_at_open() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let directory = tempfile::tempdir().expect("temp dir");
+        let path = directory.path().join("answers.db");
+        drop(Store::open(&path).expect("open"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).expect("chmod");
+        if std::fs::OpenOptions::new().write(true).open(&path).is_ok() {
+            eprintln!("skipped: file permissions do not apply to this user (root)");
+            return;
+        }
+        let error = Store::open(&path).map(drop).expect_err("not writable");
+        assert!(
+            matches!(error, StoreError::NotWritable { .. }),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("it is not writable"), "{error}");
+    }
+
     #[test]
     fn rows_are_written_once_and_counted_by_status() {
         let directory = tempfile::tempdir().expect("temp dir");

@@ -838,6 +838,23 @@ mod tests {
         ("worker", &[0, 1, 2]),
     ];
 
+    #[test]
+    fn a_nats_url_needs_a_nats_scheme_and_a_host() {
+        for good in [
+            "nats://127.0.0.1:4222",
+            "127.0.0.1:4222",
+            "localhost",
+            "tls://broker.example:4443",
+            " nats://127.0.0.1:4222 ",
+        ] {
+            assert_eq!(parse_nats_url(good).as_deref(), Ok(good.trim()), "{good:?}");
+        }
+        for bad in ["", "  ", "nats://", "http://127.0.0.1:4222", "nats://:4222", "://x"] {
+            let error = parse_nats_url(bad).expect_err(bad);
+            assert!(error.contains("a NATS URL looks like nats://HOST:PORT"), "{bad:?}: {error}");
+        }
+    }
+
     /// The codes listed under "Exit codes" in a rendered help: lines of two spaces, a digit, two spaces.
     fn listed_codes(help: &str) -> Vec<u8> {
         let (_, section) = help

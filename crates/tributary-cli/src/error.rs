@@ -324,6 +324,45 @@ mod tests {
         assert_eq!(exit_code(&Err(error)), 2);
     }
 
+    /// A server that accepts and never greets is the environment's failure (exit 1), and says what was missing.
+    #[test]
+    fn a_connect_timeout_names_the_url_and_exits_1() {
+        let error = distributed_error(
+            DistributedError::ConnectTimeout {
+                url: "nats://127.0.0.1:80".to_owned(),
+                after: std::time::Duration::from_secs(5),
+            },
+            None,
+        );
+        let text = error.to_string();
+        assert!(
+            text.contains("no NATS greeting within 5s: is it a NATS server?"),
+            "{text}"
+        );
+        assert!(text.contains("nats://127.0.0.1:80"), "{text}");
+        assert_eq!(exit_code(&Err(error)), 1);
+    }
+
+    /// A database that is not writable is not something a rerun fixes: no resume hint.
+    #[test]
+    fn a_database_that_is_not_writable_says_so_without_a_resume_hint() {
+        let db = Path::new("answers.db");
+        let error = store_error(
+            &StoreError::NotWritable {
+                path: db.to_owned(),
+                source: None,
+            },
+            db,
+        );
+        let text = error.to_string();
+        assert!(
+            text.contains("failed to write to the answers database answers.db: it is not writable"),
+            "{text}"
+        );
+        assert!(!text.contains("resume"), "{text}");
+        assert_eq!(exit_code(&Err(error)), 2);
+    }
+
     #[test]
     fn a_message_is_followed_by_its_hint() {
         let error = CliError::argument("--workers must be at least 1").with_hint("try --workers 2");
