@@ -810,10 +810,7 @@ mod tests {
             return;
         }
         let error = Store::open(&path).map(drop).expect_err("not writable");
-        assert!(
-            matches!(error, StoreError::NotWritable { .. }),
-            "{error:?}"
-        );
+        assert!(matches!(error, StoreError::NotWritable { .. }), "{error:?}");
         assert!(error.to_string().contains("it is not writable"), "{error}");
     }
 

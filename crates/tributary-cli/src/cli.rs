@@ -627,7 +627,9 @@ fn parse_nats_url(text: &str) -> Result<String, String> {
         ));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("`{text}` is not a NATS URL (no host); {LOOKS_LIKE}"));
+        return Err(format!(
+            "`{text}` is not a NATS URL (no host); {LOOKS_LIKE}"
+        ));
     }
     Ok(text.to_owned())
 }
@@ -849,9 +851,19 @@ mod tests {
         ] {
             assert_eq!(parse_nats_url(good).as_deref(), Ok(good.trim()), "{good:?}");
         }
-        for bad in ["", "  ", "nats://", "http://127.0.0.1:4222", "nats://:4222", "://x"] {
+        for bad in [
+            "",
+            "  ",
+            "nats://",
+            "http://127.0.0.1:4222",
+            "nats://:4222",
+            "://x",
+        ] {
             let error = parse_nats_url(bad).expect_err(bad);
-            assert!(error.contains("a NATS URL looks like nats://HOST:PORT"), "{bad:?}: {error}");
+            assert!(
+                error.contains("a NATS URL looks like nats://HOST:PORT"),
+                "{bad:?}: {error}"
+            );
         }
     }
 

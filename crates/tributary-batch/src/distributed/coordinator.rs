@@ -458,7 +458,11 @@ impl Publisher {
         }
     }
 
-    async fn publish_until_stored(self, id: String, payload: Vec<u8>) -> Result<(), DistributedError> {
+    async fn publish_until_stored(
+        self,
+        id: String,
+        payload: Vec<u8>,
+    ) -> Result<(), DistributedError> {
         let give_up = Instant::now() + PUBLISH_RETRY_FOR;
         let (subject, message_id) = (self.batch.questions_subject(), self.batch.message_id(&id));
         let mut delay = Duration::from_millis(50);
@@ -718,7 +722,10 @@ impl AnswerStage {
                 }
             }
         };
-        if tokio::time::timeout(CLEAN_UP_WITHIN, acknowledging).await.is_err() {
+        if tokio::time::timeout(CLEAN_UP_WITHIN, acknowledging)
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 "could not acknowledge the stored answers within {CLEAN_UP_WITHIN:?}: they are delivered again, \
                  and stored once"

@@ -157,7 +157,9 @@ mod tests {
         );
         assert_eq!(
             error.to_string(),
-            format!("connect to NATS at {url}: no NATS greeting within 300ms: is it a NATS server?")
+            format!(
+                "connect to NATS at {url}: no NATS greeting within 300ms: is it a NATS server?"
+            )
         );
     }
 }

@@ -95,7 +95,8 @@ pub struct WorkerSummary {
     pub answered: u64,
     /// Of those, answered `failed` (including those given up after `max_deliver`).
     pub failed: u64,
-    /// Questions handed back to the stream (their answer could not be published) for another delivery.
+    /// Questions handed back to the stream for another delivery: their answer could not be published, or the
+    /// worker was told to stop with the broker unreachable before they were answered.
     pub handed_back: u64,
 }
 
@@ -115,7 +116,9 @@ impl WorkerStats {
 }
 
 /// Answers questions from `client`'s questions stream with `agent` until `stop` is cancelled; then pulls no
-/// more, finishes and acknowledges every question it holds, and returns.
+/// more, finishes and acknowledges every question it holds, and returns. With the broker unreachable once
+/// stopped, it hands back what it holds instead (counted in [`WorkerSummary::handed_back`]): no answer could be
+/// published, and the stream delivers them again after `ack_wait`.
 pub async fn work(
     agent: &Agent,
     client: async_nats::Client,
@@ -277,7 +280,18 @@ impl Answering {
             self.stop.cancelled().await;
             return;
         }
-        let row = self.row(&message, question, &id, delivered).await;
+        // Told to stop with the broker gone: an answer could not be published anyway, and finishing every
+        // question held (a slow worker holds dozens) kept the worker alive for a minute after one SIGTERM.
+        let row = tokio::select! {
+            row = self.row(&message, question, &id, delivered) => row,
+            () = self.stopping_without_broker() => {
+                tracing::warn!(
+                    "question {id}: stopping with the NATS server unreachable; handing it back unanswered"
+                );
+                self.hand_back(&message).await;
+                return;
+            }
+        };
         if row.status == tributary_agent::report::AnswerStatus::Failed {
             self.stats.failed.fetch_add(1, Ordering::Relaxed);
         }
@@ -303,10 +317,16 @@ impl Answering {
                     "could not publish the answer to {id}: {}; handing it back",
                     tributary_agent::error_chain(&error)
                 );
-                self.stats.handed_back.fetch_add(1, Ordering::Relaxed);
-                let _ = message.ack_with(AckKind::Nak(Some(PULL_EXPIRES))).await;
+                self.hand_back(&message).await;
             }
         }
+    }
+
+    /// Gives `message` back to the stream for another delivery (nak): at once when the broker hears it, else
+    /// after `ack_wait`.
+    async fn hand_back(&self, message: &Message) {
+        self.stats.handed_back.fetch_add(1, Ordering::Relaxed);
+        let _ = message.ack_with(AckKind::Nak(Some(PULL_EXPIRES))).await;
     }
 
     /// Resolves once the worker is told to stop while the broker is unreachable. A publish then waits for a

@@ -316,10 +316,9 @@ async fn remove_if_unused(db: PathBuf) {
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(error) => tracing::warn!(
-                    "could not remove {}: {error}",
-                    Path::new(&path).display()
-                ),
+                Err(error) => {
+                    tracing::warn!("could not remove {}: {error}", Path::new(&path).display())
+                }
             }
         }
     })

@@ -1,5 +1,6 @@
 //! `tributary batch`: resuming after kill -9, malformed input, database errors, stdin, export.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
@@ -240,10 +241,11 @@ fn a_database_that_is_not_writable_fails_at_once_without_a_resume_hint() {
     use std::os::unix::fs::PermissionsExt as _;
     let workspace = Workspace::new();
     if permissions_are_ignored(&workspace) {
-        crate::harness::missing(
-            "a user whose file permissions apply (it runs as root)",
-            "batch::a_database_that_is_not_writable_fails_at_once",
-            "run the tests as an ordinary user",
+        // Not a missing program (no TRIBUTARY_REQUIRE_EXTERNAL failure): CI may well run as root.
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "skipped: batch::a_database_that_is_not_writable_fails_at_once runs as root, which ignores file \
+             permissions; run the tests as an ordinary user to check it"
         );
         return;
     }

@@ -503,7 +503,8 @@ fn send_sigterm(child: &Child) {
 fn start_against(command: &str, workspace: &Workspace, input: &Path, url: &str) -> Child {
     let mut run = tributary();
     if command == "worker" {
-        run.args(["worker", "--nats", url, "--name", "w"]).args(FAST);
+        run.args(["worker", "--nats", url, "--name", "w"])
+            .args(FAST);
     } else {
         run.arg("batch")
             .arg(input)
@@ -649,7 +650,14 @@ fn with_the_broker_killed_one_sigterm_ends_coordinator_and_worker() {
     // Slow inference: whatever the moment of the kill, the worker holds questions it is still answering.
     let slow = tributary()
         .args(["worker", "--nats", &server.url(), "--name", "slow"])
-        .args(["--ack-wait", "30s", "--workers", "1", "--inference-cost", "400ms"])
+        .args([
+            "--ack-wait",
+            "30s",
+            "--workers",
+            "1",
+            "--inference-cost",
+            "400ms",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -664,8 +672,8 @@ fn with_the_broker_killed_one_sigterm_ends_coordinator_and_worker() {
     let batch_output = output_within(batch, Duration::from_secs(20))
         .expect("the coordinator still runs 20 s after one SIGTERM");
     let batch_took = signalled.elapsed();
-    let worker_output =
-        output_within(slow, Duration::from_secs(30)).expect("the worker still runs 30 s after one SIGTERM");
+    let worker_output = output_within(slow, Duration::from_secs(30))
+        .expect("the worker still runs 30 s after one SIGTERM");
     let worker_took = signalled.elapsed();
     eprintln!(
         "broker killed at {before} stored: coordinator ended {batch_took:?} after SIGTERM (--grace 2s), worker \
@@ -675,14 +683,26 @@ fn with_the_broker_killed_one_sigterm_ends_coordinator_and_worker() {
     let text = stderr(&batch_output);
     assert_eq!(code(&batch_output), 143, "{text}");
     assert!(text.contains("the grace period is over"), "{text}");
-    assert!(!text.contains("did not end within"), "ended on its own: {text}");
+    assert!(
+        !text.contains("did not end within"),
+        "ended on its own: {text}"
+    );
     // The grace (2 s) and a few seconds more: it used to be alive a minute later.
-    assert!(batch_took < Duration::from_secs(10), "took {batch_took:?}: {text}");
-    let summary = summary(&batch_output);
-    assert_eq!(summary["interrupted"], "SIGTERM", "{summary}");
+    assert!(
+        batch_took < Duration::from_secs(10),
+        "took {batch_took:?}: {text}"
+    );
+    let interrupted = summary(&batch_output);
+    assert_eq!(interrupted["interrupted"], "SIGTERM", "{interrupted}");
     let stored = workspace.stored();
-    assert!(stored >= before, "what was stored stays: {stored} < {before}");
-    assert!(stored < 200, "the batch finished before the kill; make it slower");
+    assert!(
+        stored >= before,
+        "what was stored stays: {stored} < {before}"
+    );
+    assert!(
+        stored < 200,
+        "the batch finished before the kill; make it slower"
+    );
 
     let text = stderr(&worker_output);
     assert_eq!(code(&worker_output), 1, "{text}");
