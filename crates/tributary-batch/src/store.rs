@@ -63,7 +63,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, DatabaseName, ErrorCode, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -208,6 +208,18 @@ pub enum StoreError {
     },
     #[error("use {}: it is not a tributary batch database ({why})", path.display())]
     ForeignSchema { path: PathBuf, why: String },
+    /// The database can be read but not written (a read-only file, or a directory where SQLite cannot make its
+    /// write-ahead log): found at open, before any work, instead of at the first commit.
+    #[error(
+        "write to the answers database {}: it is not writable (check the permissions of the file and of its \
+         directory)",
+        path.display()
+    )]
+    NotWritable {
+        path: PathBuf,
+        #[source]
+        source: Option<rusqlite::Error>,
+    },
     #[error("write answers to the database")]
     Write(#[source] rusqlite::Error),
     /// An answer could not be encoded as JSON (a bug: every report encodes).
@@ -240,10 +252,26 @@ impl StoreError {
             StoreError::Open { source, .. }
             | StoreError::Write(source)
             | StoreError::Read(source) => source,
-            StoreError::ForeignSchema { .. } | StoreError::Encode(_) => return false,
+            StoreError::ForeignSchema { .. }
+            | StoreError::NotWritable { .. }
+            | StoreError::Encode(_) => return false,
             StoreError::Export(error) => return error.kind() == io::ErrorKind::StorageFull,
         };
         matches!(cause.sqlite_error_code(), Some(ErrorCode::DiskFull))
+    }
+}
+
+/// Maps an SQLite error to `not_writable` when it says the file (or its directory) refuses writes, else to
+/// `other`.
+fn refused_write(
+    other: impl Fn(rusqlite::Error) -> StoreError,
+    not_writable: impl Fn(Option<rusqlite::Error>) -> StoreError,
+) -> impl Fn(rusqlite::Error) -> StoreError {
+    move |error| match error.sqlite_error_code() {
+        Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => {
+            not_writable(Some(error))
+        }
+        _ => other(error),
     }
 }
 
@@ -267,12 +295,28 @@ impl Store {
         if !fresh {
             facts.check_ours(&connection).map_err(foreign)?;
         }
+        let not_writable = |source| StoreError::NotWritable {
+            path: path.to_owned(),
+            source,
+        };
+        // SQLite opens a file it may not write read-only, silently: the first commit would fail, after work.
+        if connection
+            .is_readonly(DatabaseName::Main)
+            .map_err(open_error)?
+        {
+            return Err(not_writable(None));
+        }
         let _mode: String = connection
             .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-            .map_err(open_error)?;
+            .map_err(refused_write(open_error, not_writable))?;
         connection
             .execute_batch("PRAGMA synchronous = NORMAL;")
             .map_err(open_error)?;
+        // The write lock, taken and given back: it needs the write-ahead log beside the database, which a
+        // directory without write permission refuses. Nothing is written.
+        connection
+            .execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
+            .map_err(refused_write(open_error, not_writable))?;
         if fresh || facts.version < SCHEMA_VERSION {
             let transaction = connection.transaction().map_err(open_error)?;
             transaction
@@ -447,6 +491,19 @@ impl StoreReader {
     /// Rows by status, over the whole database.
     pub fn counts(&self) -> Result<StoredCounts, StoreError> {
         count_by_status(&self.connection)
+    }
+
+    /// Whether the database holds nothing a rerun needs: no answer, and no batch key (a distributed batch may
+    /// have published questions under it, whose answers only a database with that key collects). Such a file
+    /// can be removed. A version 2 database, which has no `batch` table, is never unused.
+    pub fn is_unused(&self) -> Result<bool, StoreError> {
+        self.connection
+            .query_row(
+                "SELECT NOT EXISTS (SELECT 1 FROM answers) AND NOT EXISTS (SELECT 1 FROM batch)",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(StoreError::Read)
     }
 
     /// Writes every row as one JSON object per line, in input-line order; returns the number of rows.
@@ -717,6 +774,44 @@ mod tests {
             infer_ms: Some(2.0),
             elapsed_ms: 4.0,
         }
+    }
+
+    /// What a failed run may remove: a database with neither an answer nor a batch key (a distributed batch's
+    /// questions may be out under its key).
+    #[test]
+    fn a_database_is_unused_until_it_holds_an_answer_or_a_batch_key() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let unused = |name: &str| {
+            StoreReader::open(&directory.path().join(name))
+                .and_then(|reader| reader.is_unused())
+                .expect("read")
+        };
+        let mut answered = Store::open(&directory.path().join("answered.db")).expect("open");
+        let mut keyed = Store::open(&directory.path().join("keyed.db")).expect("open");
+        assert!(unused("answered.db") && unused("keyed.db"));
+        answered
+            .write_batch(&[row("a", 1, AnswerStatus::Ok)])
+            .expect("write");
+        keyed.batch_key().expect("a key");
+        assert!(!unused("answered.db"));
+        assert!(!unused("keyed.db"));
+    }
+
+    /// SQLite opens a read-only file read-only without a word; the first commit failed, after the work.
+    #[test]
+    fn a_read_only_database_is_refused_at_open() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let directory = tempfile::tempdir().expect("temp dir");
+        let path = directory.path().join("answers.db");
+        drop(Store::open(&path).expect("open"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).expect("chmod");
+        if std::fs::OpenOptions::new().write(true).open(&path).is_ok() {
+            eprintln!("skipped: file permissions do not apply to this user (root)");
+            return;
+        }
+        let error = Store::open(&path).map(drop).expect_err("not writable");
+        assert!(matches!(error, StoreError::NotWritable { .. }), "{error:?}");
+        assert!(error.to_string().contains("it is not writable"), "{error}");
     }
 
     #[test]

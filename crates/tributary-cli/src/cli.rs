@@ -373,9 +373,10 @@ Resuming:
 
 Exit codes:
   0  every line of the input is accounted for (answered, failed, or already stored)
-  1  internal error (a bug, or the environment failed, e.g. a port in use)
-  2  usage, input or database error (bad flag, unreadable input, a database that cannot
-     be opened or written, full disk); what was committed stays in the database
+  1  internal error (a bug, or the environment failed, e.g. a port in use, a --nats server
+     that cannot be reached or sends no greeting within 5 s)
+  2  usage, input or database error (bad flag or --nats URL, unreadable input, a database
+     that cannot be opened or is not writable, full disk); what was committed stays
   130  stopped by Ctrl-C (SIGINT): what was stored stays; rerun the same command to resume
   143  stopped by SIGTERM: the same";
 
@@ -435,7 +436,7 @@ pub struct NatsArgs {
     /// Distribute the batch: publish the questions to this NATS JetStream server for `tributary worker`
     /// processes and store their answers (e.g. nats://127.0.0.1:4222). The engine and sources flags are then
     /// the workers': give them to `tributary worker`, not here.
-    #[arg(long, value_name = "URL", env = "TRIBUTARY_NATS", help_heading = NATS)]
+    #[arg(long, value_name = "URL", env = "TRIBUTARY_NATS", value_parser = parse_nats_url, help_heading = NATS)]
     pub nats: Option<String>,
 
     /// Deliveries of one of this batch's questions at most; on the last one a worker answers it failed, with
@@ -459,16 +460,23 @@ answer is published to TRIBUTARY_ANSWERS for the batch that asked, and the quest
 only once the server has the answer: a worker killed at any moment loses nothing, its questions are
 delivered again after --ack-wait.
 
+Connecting waits 5 s at most for the server's greeting. One SIGTERM or Ctrl-C always ends a
+worker: while connecting at once; else once it has answered what it holds, or handed back (to
+be delivered again to another worker) the answers it could not publish.
+
 Exit codes:
-  0  stopped by SIGTERM or Ctrl-C, every question it held answered and acknowledged
-  1  internal error (a bug, or the environment failed: the NATS server cannot be reached)
-  2  usage or configuration error (a bad flag or sources file)";
+  0  stopped by SIGTERM or Ctrl-C, every question it held answered, or handed back to a
+     reachable server (the last line says how many)
+  1  internal error (a bug, or the environment failed: the NATS server cannot be reached or
+     sent no greeting within 5 s, or was unreachable at the stop with answers unpublished)
+  2  usage or configuration error (a bad flag, an empty or malformed --nats URL, a bad
+     sources file)";
 
 /// Answer the questions of a distributed batch from NATS JetStream.
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
     /// The NATS JetStream server the coordinator (`batch --nats`) publishes to.
-    #[arg(long, value_name = "URL", env = "TRIBUTARY_NATS", help_heading = NATS)]
+    #[arg(long, value_name = "URL", env = "TRIBUTARY_NATS", value_parser = parse_nats_url, help_heading = NATS)]
     pub nats: String,
 
     /// How long a question may go without an acknowledgement or progress before it is delivered again to
@@ -626,6 +634,35 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|error| format!("`{text}` is not a duration ({error}); try 500ms, 5s or 1m"))?;
     check_duration("a duration", duration, MAX_DURATION)?;
     Ok(duration)
+}
+
+/// `--nats`: one NATS server's address, as the client reads it: `nats://`, `tls://`, `ws://` or `wss://` and a
+/// host (`nats://` when no scheme is given, port 4222 when none is). An empty or malformed one used to reach
+/// the client and come back as a DNS failure (exit 1) instead of a usage error.
+fn parse_nats_url(text: &str) -> Result<String, String> {
+    const LOOKS_LIKE: &str = "a NATS URL looks like nats://HOST:PORT, e.g. nats://127.0.0.1:4222";
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(format!("the NATS URL is empty; {LOOKS_LIKE}"));
+    }
+    let full = if text.contains("://") {
+        text.to_owned()
+    } else {
+        format!("nats://{text}")
+    };
+    let url = url::Url::parse(&full)
+        .map_err(|error| format!("`{text}` is not a NATS URL ({error}); {LOOKS_LIKE}"))?;
+    if !["nats", "tls", "ws", "wss"].contains(&url.scheme()) {
+        return Err(format!(
+            "`{text}` is not a NATS URL (the scheme must be nats, tls, ws or wss); {LOOKS_LIKE}"
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!(
+            "`{text}` is not a NATS URL (no host); {LOOKS_LIKE}"
+        ));
+    }
+    Ok(text.to_owned())
 }
 
 /// `--per-source-timeout`, `--deadline`: a duration longer than zero, at most a day.
@@ -833,6 +870,33 @@ mod tests {
         // SIGTERM is how a worker is told to stop: finishing what it holds is its success, 0.
         ("worker", &[0, 1, 2]),
     ];
+
+    #[test]
+    fn a_nats_url_needs_a_nats_scheme_and_a_host() {
+        for good in [
+            "nats://127.0.0.1:4222",
+            "127.0.0.1:4222",
+            "localhost",
+            "tls://broker.example:4443",
+            " nats://127.0.0.1:4222 ",
+        ] {
+            assert_eq!(parse_nats_url(good).as_deref(), Ok(good.trim()), "{good:?}");
+        }
+        for bad in [
+            "",
+            "  ",
+            "nats://",
+            "http://127.0.0.1:4222",
+            "nats://:4222",
+            "://x",
+        ] {
+            let error = parse_nats_url(bad).expect_err(bad);
+            assert!(
+                error.contains("a NATS URL looks like nats://HOST:PORT"),
+                "{bad:?}: {error}"
+            );
+        }
+    }
 
     /// The codes listed under "Exit codes" in a rendered help: lines of two spaces, a digit, two spaces.
     fn listed_codes(help: &str) -> Vec<u8> {

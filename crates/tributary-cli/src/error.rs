@@ -229,6 +229,10 @@ pub fn store_error(error: &StoreError, db: &Path) -> CliError {
                 db.display()
             ),
             StoreError::ForeignSchema { .. } => "give --db a new file name".to_owned(),
+            StoreError::NotWritable { .. } => format!(
+                "make {} and its directory writable (chmod u+w), or give --db a file in a writable directory",
+                db.display()
+            ),
             _ => "the committed answers are kept; rerun the same command to resume".to_owned(),
         }
     };
@@ -263,6 +267,13 @@ pub fn distributed_error(error: DistributedError, db: Option<&Path>) -> CliError
                         database";
             CliError::caused(ErrorKind::Database, "failed to name the batch", &error)
                 .with_hint(hint)
+        }
+        DistributedError::ConnectTimeout { ref url, .. } => {
+            let hint = format!(
+                "is {url} a NATS server's client port (4222 by default)? e.g. nats://127.0.0.1:4222 \
+                 (nats-server -js)"
+            );
+            CliError::caused(ErrorKind::Environment, "failed to reach NATS", &error).with_hint(hint)
         }
         DistributedError::Connect { ref url, .. } => {
             let hint = format!("is a JetStream server listening at {url}? (nats-server -js)");
@@ -310,6 +321,45 @@ mod tests {
         assert!(text.contains("failed to name the batch"), "{text}");
         assert!(text.contains("\"a.b\""), "{text}");
         assert!(text.contains("`batch` table was edited"), "{text}");
+        assert_eq!(exit_code(&Err(error)), 2);
+    }
+
+    /// A server that accepts and never greets is the environment's failure (exit 1), and says what was missing.
+    #[test]
+    fn a_connect_timeout_names_the_url_and_exits_1() {
+        let error = distributed_error(
+            DistributedError::ConnectTimeout {
+                url: "nats://127.0.0.1:80".to_owned(),
+                after: std::time::Duration::from_secs(5),
+            },
+            None,
+        );
+        let text = error.to_string();
+        assert!(
+            text.contains("no NATS greeting within 5s: is it a NATS server?"),
+            "{text}"
+        );
+        assert!(text.contains("nats://127.0.0.1:80"), "{text}");
+        assert_eq!(exit_code(&Err(error)), 1);
+    }
+
+    /// A database that is not writable is not something a rerun fixes: no resume hint.
+    #[test]
+    fn a_database_that_is_not_writable_says_so_without_a_resume_hint() {
+        let db = Path::new("answers.db");
+        let error = store_error(
+            &StoreError::NotWritable {
+                path: db.to_owned(),
+                source: None,
+            },
+            db,
+        );
+        let text = error.to_string();
+        assert!(
+            text.contains("failed to write to the answers database answers.db: it is not writable"),
+            "{text}"
+        );
+        assert!(!text.contains("resume"), "{text}");
         assert_eq!(exit_code(&Err(error)), 2);
     }
 

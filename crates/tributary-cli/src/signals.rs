@@ -80,6 +80,19 @@ impl Signals {
         }
     }
 
+    /// `work`, unless a signal comes first: then that signal, and `work` is dropped unfinished. For the waits
+    /// of a start-up (connecting to a broker) that nothing else would interrupt.
+    pub async fn unless_signalled<T>(
+        &mut self,
+        work: impl std::future::Future<Output = T>,
+    ) -> Result<T, Signal> {
+        tokio::select! {
+            biased;
+            signal = self.recv() => Err(signal),
+            done = work => Ok(done),
+        }
+    }
+
     /// The next signal. Several of one kind that arrive before a call count as one.
     pub async fn recv(&mut self) -> Signal {
         #[cfg(unix)]

@@ -55,6 +55,10 @@ const PUBLISHES_IN_FLIGHT: NonZeroUsize = NonZeroUsize::new(128).expect("128 is 
 /// How long a publish waits for its PubAck before trying again.
 const PUBLISH_ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a finished run waits to delete its batch's consumer (which holds nothing any more), and a commit to
+/// acknowledge its answers (an answer not acknowledged is only delivered again).
+const CLEAN_UP_WITHIN: Duration = Duration::from_secs(5);
+
 /// Default [`CoordinatorSettings::window`].
 pub const DEFAULT_WINDOW: NonZeroUsize = NonZeroUsize::new(1024).expect("1024 is not zero");
 
@@ -187,8 +191,18 @@ pub async fn coordinate(
     .map_err(|error| DistributedError::nats("read the batch key", error.to_string()))?;
     let batch = BatchKey::new(&key?)?;
     tracing::info!("batch {batch}: publishing to {}", batch.questions_subject());
-    ensure_streams(&jetstream, &settings.streams).await?;
-    let consumer = coordinator_consumer(&jetstream, &settings.streams, &batch).await?;
+    let setting_up = async {
+        ensure_streams(&jetstream, &settings.streams).await?;
+        coordinator_consumer(&jetstream, &settings.streams, &batch).await
+    };
+    // Abandoned before anything was published (a broker slow to answer, or gone): nothing is in flight.
+    let consumer = tokio::select! {
+        biased;
+        () = shutdown.in_flight.cancelled() => {
+            return summarise(store, &stats, started).await;
+        }
+        consumer = setting_up => consumer?,
+    };
     let stored_ids = store.reader()?;
     let window_size = settings.window.get();
     let (question_tx, question_rx) = flume::bounded::<PendingQuestion>(window_size);
@@ -198,6 +212,7 @@ pub async fn coordinate(
     let settings = settings.clone();
     let run_stats = stats.clone();
     let summary_stats = stats.clone();
+    let abandon = shutdown.in_flight.clone();
 
     let (publish_jetstream, publish_batch) = (jetstream.clone(), batch.clone());
     let body = |group: Group<DistributedError>| async move {
@@ -230,6 +245,7 @@ pub async fn coordinate(
             publisher: Publisher {
                 jetstream: publish_jetstream,
                 batch: publish_batch,
+                abandon: abandon.clone(),
             },
             max_deliver: settings.max_deliver,
             window: window.clone(),
@@ -267,15 +283,34 @@ pub async fn coordinate(
         .map_err(|error| DistributedError::nats("store the answers", error.to_string()))?;
     if finished {
         // Every answer of the batch is stored and acknowledged: its consumer holds nothing a rerun could need.
-        if let Err(error) = delete_coordinator_consumer(&jetstream, &batch).await {
-            tracing::warn!("{}", tributary_agent::error_chain(&error));
+        // Tidying only: bounded, so a broker gone at the very end does not keep the finished run waiting.
+        let deleted = tokio::time::timeout(
+            CLEAN_UP_WITHIN,
+            delete_coordinator_consumer(&jetstream, &batch),
+        )
+        .await;
+        match deleted {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!("{}", tributary_agent::error_chain(&error)),
+            Err(_elapsed) => tracing::warn!(
+                "could not delete the batch's consumer within {CLEAN_UP_WITHIN:?}; it holds nothing"
+            ),
         }
     }
+    summarise(store, &summary_stats, started).await
+}
+
+/// The run's summary: its counters and what the store holds now.
+async fn summarise(
+    store: Store,
+    stats: &BatchStats,
+    started: Instant,
+) -> Result<BatchSummary, DistributedError> {
     let in_store = tributary::group::blocking("count the answers", move || store.counts())
         .await
         .map_err(|error| DistributedError::nats("count the answers", error.to_string()))??;
     Ok(BatchSummary {
-        stats: summary_stats.snapshot(),
+        stats: stats.snapshot(),
         elapsed: started.elapsed(),
         in_store,
     })
@@ -315,12 +350,25 @@ impl Publish {
         questions: flume::Receiver<PendingQuestion>,
         rows: flume::Sender<AnswerRow>,
     ) -> Result<(), DistributedError> {
-        while let Ok(question) = questions.recv_async().await {
+        let abandon = &self.publisher.abandon;
+        loop {
+            // Abandoned: publish nothing more; what is not stored is published again by a rerun.
+            let question = tokio::select! {
+                biased;
+                () = abandon.cancelled() => break,
+                question = questions.recv_async() => question,
+            };
+            let Ok(question) = question else { break };
             let Some(id) = question.id.given().map(str::to_owned) else {
                 // Never published: a line without a readable id is stored by line, here.
                 let why = "the line has no readable id".to_owned();
                 let row = AnswerRow::unusable(question.id, question.line, why, &self.agent);
-                if rows.send_async(row).await.is_err() {
+                let sent = tokio::select! {
+                    biased;
+                    () = abandon.cancelled() => break,
+                    sent = rows.send_async(row) => sent,
+                };
+                if sent.is_err() {
                     break;
                 }
                 continue;
@@ -333,7 +381,12 @@ impl Publish {
                     continue;
                 }
             }
-            let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
+            let permit = tokio::select! {
+                biased;
+                () = abandon.cancelled() => break,
+                permit = Arc::clone(&self.permits).acquire_owned() => permit,
+            };
+            let Ok(permit) = permit else {
                 break;
             };
             {
@@ -367,7 +420,12 @@ impl Publish {
                 self.max_deliver,
             );
             let publish = self.publisher.clone().publish(id, message.encode()?);
-            if group.spawn("publish", publish).await.is_err() {
+            let spawned = tokio::select! {
+                biased;
+                () = abandon.cancelled() => break,
+                spawned = group.spawn("publish", publish) => spawned,
+            };
+            if spawned.is_err() {
                 // The group is shutting down: a publish failed for good, and the scope returns its error.
                 break;
             }
@@ -381,12 +439,30 @@ impl Publish {
 struct Publisher {
     jetstream: Context,
     batch: BatchKey,
+    /// The run was abandoned ([`Shutdown::abandon_in_flight`]): a publish still retrying gives up, quietly.
+    abandon: CancellationToken,
 }
 
 impl Publisher {
     /// Publishes one question and waits until the stream has it, retrying while the broker is away; a retry
-    /// carries the same message id, so the stream keeps one copy.
+    /// carries the same message id, so the stream keeps one copy. An abandoned run stops waiting at once: the
+    /// question may or may not be in the stream, and either way a rerun finds it unstored and publishes it again
+    /// under the same message id. (With the broker gone, the retries alone kept an interrupted coordinator alive
+    /// for a minute after its grace period.)
     async fn publish(self, id: String, payload: Vec<u8>) -> Result<(), DistributedError> {
+        let abandon = self.abandon.clone();
+        tokio::select! {
+            biased;
+            () = abandon.cancelled() => Ok(()),
+            published = self.publish_until_stored(id, payload) => published,
+        }
+    }
+
+    async fn publish_until_stored(
+        self,
+        id: String,
+        payload: Vec<u8>,
+    ) -> Result<(), DistributedError> {
         let give_up = Instant::now() + PUBLISH_RETRY_FOR;
         let (subject, message_id) = (self.batch.questions_subject(), self.batch.message_id(&id));
         let mut delay = Duration::from_millis(50);
@@ -465,10 +541,13 @@ impl AnswerStage {
         store: Store,
     ) -> Result<(Store, bool), DistributedError> {
         let mut store = store;
-        let mut messages = consumer
-            .messages()
-            .await
-            .map_err(|error| DistributedError::nats("consume answers", error))?;
+        let messages = tokio::select! {
+            biased;
+            () = self.abandon.cancelled() => return Ok((store, false)),
+            messages = consumer.messages() => messages,
+        };
+        let mut messages =
+            messages.map_err(|error| DistributedError::nats("consume answers", error))?;
         let mut pending = Pending::default();
         let mut published = *self.published.borrow();
         let mut rows_open = true;
@@ -502,10 +581,13 @@ impl AnswerStage {
                     Some(Ok(message)) => self.receive(&mut pending, message).await,
                     Some(Err(error)) => tracing::warn!("receiving answers: {error}"),
                     None => {
-                        messages = consumer
-                            .messages()
-                            .await
-                            .map_err(|error| DistributedError::nats("consume answers", error))?;
+                        let again = tokio::select! {
+                            biased;
+                            () = self.abandon.cancelled() => continue,
+                            again = consumer.messages() => again,
+                        };
+                        messages =
+                            again.map_err(|error| DistributedError::nats("consume answers", error))?;
                     }
                 },
                 () = sleep_until(commit_at), if commit_at.is_some() => {}
@@ -630,11 +712,24 @@ impl AnswerStage {
         for worker in &by_worker {
             self.workers.add(worker);
         }
-        // Committed: now the stream may forget them. A lost ack means a redelivery the upsert ignores.
-        for message in messages {
-            if let Err(error) = message.ack().await {
-                tracing::debug!("could not acknowledge an answer: {error}");
+        // Committed: now the stream may forget them. A lost ack means a redelivery the upsert ignores, so the
+        // acks are bounded: with the broker gone, the client's queue of commands can fill, and an ack would wait
+        // on it for as long as the broker stays away.
+        let acknowledging = async {
+            for message in messages {
+                if let Err(error) = message.ack().await {
+                    tracing::debug!("could not acknowledge an answer: {error}");
+                }
             }
+        };
+        if tokio::time::timeout(CLEAN_UP_WITHIN, acknowledging)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "could not acknowledge the stored answers within {CLEAN_UP_WITHIN:?}: they are delivered again, \
+                 and stored once"
+            );
         }
         let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
         for id in answered {

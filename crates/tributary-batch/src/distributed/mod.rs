@@ -27,7 +27,14 @@ pub use coordinator::{CoordinatorSettings, WorkerThroughput, coordinate};
 pub use streams::StreamSettings;
 pub use worker::{WorkerSettings, WorkerStats, WorkerSummary, work};
 
+use std::time::Duration;
+
 use crate::{BatchError, StoreError};
+
+/// How long [`connect`] waits for the server: the TCP connection, its `INFO` greeting and the answer to our
+/// `CONNECT`. Something that accepts TCP and never speaks NATS (a silent socket, an HTTP server) used to hang
+/// the command for ever; a NATS server on any reachable network answers in milliseconds.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A connection to a NATS server, as [`connect`] makes it: what [`coordinate`] and [`work`] take.
 pub type Connection = async_nats::Client;
@@ -42,6 +49,9 @@ pub enum DistributedError {
         #[source]
         source: async_nats::Error,
     },
+    /// The server at `url` did not complete the NATS handshake within `after` (see [`CONNECT_TIMEOUT`]).
+    #[error("connect to NATS at {url}: no NATS greeting within {after:?}: is it a NATS server?")]
+    ConnectTimeout { url: String, after: Duration },
     /// A NATS operation failed: `action` reads well after "failed to ".
     #[error("{action}")]
     Nats {
@@ -83,16 +93,73 @@ pub(crate) fn first_error(
     }
 }
 
-/// Connects to the NATS server at `url` as `name` (shown by the server's monitoring). The client reconnects on
-/// its own for as long as the process runs: a broker restarted mid-run is waited for, not an error.
+/// Connects to the NATS server at `url` as `name` (shown by the server's monitoring), within
+/// [`CONNECT_TIMEOUT`]. Once connected, the client reconnects on its own for as long as the process runs: a
+/// broker restarted mid-run is waited for, not an error.
 pub async fn connect(url: &str, name: &str) -> Result<Connection, DistributedError> {
-    async_nats::ConnectOptions::new()
+    connect_within(url, name, CONNECT_TIMEOUT).await
+}
+
+/// Whether `connection` is connected to its server now (not waiting to reconnect).
+pub fn is_connected(connection: &Connection) -> bool {
+    connection.connection_state() == async_nats::connection::State::Connected
+}
+
+/// [`connect`] with another bound. async-nats bounds only the TCP connection (`connection_timeout`); its wait
+/// for the server's `INFO` and for the `PONG` after `CONNECT` has none, so the whole handshake is bounded here.
+async fn connect_within(
+    url: &str,
+    name: &str,
+    within: Duration,
+) -> Result<Connection, DistributedError> {
+    let connecting = async_nats::ConnectOptions::new()
         .name(name)
+        .connection_timeout(within)
         .max_reconnects(None)
-        .connect(url)
-        .await
-        .map_err(|error| DistributedError::Connect {
+        .connect(url);
+    match tokio::time::timeout(within, connecting).await {
+        Ok(connected) => connected.map_err(|error| DistributedError::Connect {
             url: url.to_owned(),
             source: error.into(),
-        })
+        }),
+        Err(_elapsed) => Err(DistributedError::ConnectTimeout {
+            url: url.to_owned(),
+            after: within,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A socket that accepts and never speaks NATS: the handshake used to wait for its `INFO` for ever.
+    #[tokio::test]
+    async fn a_server_that_never_greets_is_a_timeout_naming_the_url() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        let url = format!("nats://{}", listener.local_addr().expect("its address"));
+        let silent = tokio::spawn(async move {
+            // Accept, hold, never write.
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let error = connect_within(&url, "test", Duration::from_millis(300))
+            .await
+            .expect_err("no greeting, no connection");
+        silent.abort();
+        assert!(
+            matches!(error, DistributedError::ConnectTimeout { .. }),
+            "{error:?}"
+        );
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "connect to NATS at {url}: no NATS greeting within 300ms: is it a NATS server?"
+            )
+        );
+    }
 }

@@ -33,7 +33,7 @@ use tributary::group::{Group, GroupConfig, scope};
 
 use crate::distributed::streams::{BatchKey, StreamSettings, workers_consumer};
 use crate::distributed::wire::{AnswerMessage, QuestionMessage, WireError};
-use crate::distributed::{DistributedError, first_error};
+use crate::distributed::{DistributedError, first_error, is_connected};
 use crate::input::RecordId;
 use crate::steps::{PendingQuestion, fetch_question, infer_question};
 use crate::store::AnswerRow;
@@ -45,6 +45,10 @@ const PULL_EXPIRES: Duration = Duration::from_secs(1);
 
 /// How long a publish waits for its PubAck before the question is handed back (nak) for another try.
 const PUBLISH_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often a worker told to stop checks whether the broker is still there (see
+/// [`Answering::stopping_without_broker`]).
+const BROKER_CHECK_EVERY: Duration = Duration::from_millis(100);
 
 /// A worker's limits and name.
 #[derive(Debug, Clone)]
@@ -91,7 +95,8 @@ pub struct WorkerSummary {
     pub answered: u64,
     /// Of those, answered `failed` (including those given up after `max_deliver`).
     pub failed: u64,
-    /// Questions handed back to the stream (their answer could not be published) for another delivery.
+    /// Questions handed back to the stream for another delivery: their answer could not be published, or the
+    /// worker was told to stop with the broker unreachable before they were answered.
     pub handed_back: u64,
 }
 
@@ -111,7 +116,9 @@ impl WorkerStats {
 }
 
 /// Answers questions from `client`'s questions stream with `agent` until `stop` is cancelled; then pulls no
-/// more, finishes and acknowledges every question it holds, and returns.
+/// more, finishes and acknowledges every question it holds, and returns. With the broker unreachable once
+/// stopped, it hands back what it holds instead (counted in [`WorkerSummary::handed_back`]): no answer could be
+/// published, and the stream delivers them again after `ack_wait`.
 pub async fn work(
     agent: &Agent,
     client: async_nats::Client,
@@ -120,14 +127,23 @@ pub async fn work(
     stop: CancellationToken,
 ) -> Result<WorkerSummary, DistributedError> {
     let jetstream = jetstream::new(client);
-    let mut consumer = workers_consumer(&jetstream, &settings.streams).await?;
-    // The consumer is made once, by the first worker: its ack_wait is the one that counts.
-    let ack_wait = match consumer.info().await {
-        Ok(info) => info.config.ack_wait,
-        Err(error) => {
-            tracing::warn!("could not read the consumer's ack_wait ({error}); assuming ours");
-            settings.streams.ack_wait
-        }
+    let setting_up = async {
+        let mut consumer = workers_consumer(&jetstream, &settings.streams).await?;
+        // The consumer is made once, by the first worker: its ack_wait is the one that counts.
+        let ack_wait = match consumer.info().await {
+            Ok(info) => info.config.ack_wait,
+            Err(error) => {
+                tracing::warn!("could not read the consumer's ack_wait ({error}); assuming ours");
+                settings.streams.ack_wait
+            }
+        };
+        Ok::<_, DistributedError>((consumer, ack_wait))
+    };
+    // Told to stop before it holds anything (a broker slow to answer, or gone): nothing to finish.
+    let (consumer, ack_wait) = tokio::select! {
+        biased;
+        () = stop.cancelled() => return Ok(stats.snapshot()),
+        set_up = setting_up => set_up?,
     };
     if ack_wait != settings.streams.ack_wait {
         tracing::warn!(
@@ -166,19 +182,24 @@ pub async fn work(
                 while let Ok(permit) = Arc::clone(&in_flight).try_acquire_owned() {
                     permits.push(permit);
                 }
-                let batch = consumer
-                    .batch()
-                    .max_messages(permits.len())
-                    .expires(PULL_EXPIRES)
-                    .messages()
-                    .await;
+                let batch = tokio::select! {
+                    biased;
+                    () = stop.cancelled() => break,
+                    batch = consumer
+                        .batch()
+                        .max_messages(permits.len())
+                        .expires(PULL_EXPIRES)
+                        .messages() => batch,
+                };
                 let mut batch = match batch {
                     Ok(batch) => batch,
                     Err(error) => {
                         // The broker may be restarting: the client reconnects; try again shortly.
                         tracing::warn!("could not pull questions: {error}");
-                        tokio::time::sleep(PULL_EXPIRES).await;
-                        continue;
+                        tokio::select! {
+                            () = stop.cancelled() => break,
+                            () = tokio::time::sleep(PULL_EXPIRES) => continue,
+                        }
                     }
                 };
                 loop {
@@ -259,12 +280,30 @@ impl Answering {
             self.stop.cancelled().await;
             return;
         }
-        let row = self.row(&message, question, &id, delivered).await;
+        // Told to stop with the broker gone: an answer could not be published anyway, and finishing every
+        // question held (a slow worker holds dozens) kept the worker alive for a minute after one SIGTERM.
+        let row = tokio::select! {
+            row = self.row(&message, question, &id, delivered) => row,
+            () = self.stopping_without_broker() => {
+                tracing::warn!(
+                    "question {id}: stopping with the NATS server unreachable; handing it back unanswered"
+                );
+                self.hand_back(&message).await;
+                return;
+            }
+        };
         if row.status == tributary_agent::report::AnswerStatus::Failed {
             self.stats.failed.fetch_add(1, Ordering::Relaxed);
         }
         let answer = AnswerMessage::from_row(row, id.clone(), &self.worker);
-        match self.publish(&batch, &id, &answer).await {
+        let published = tokio::select! {
+            published = self.publish(&batch, &id, &answer) => published,
+            () = self.stopping_without_broker() => Err(DistributedError::nats(
+                "publish an answer before stopping",
+                "the NATS server is unreachable",
+            )),
+        };
+        match published {
             Ok(()) => {
                 // The answer is on disk: the question is done. A lost ack only means a redelivery, whose
                 // answer the stream (same message id) and the store (same primary key) drop.
@@ -278,9 +317,27 @@ impl Answering {
                     "could not publish the answer to {id}: {}; handing it back",
                     tributary_agent::error_chain(&error)
                 );
-                self.stats.handed_back.fetch_add(1, Ordering::Relaxed);
-                let _ = message.ack_with(AckKind::Nak(Some(PULL_EXPIRES))).await;
+                self.hand_back(&message).await;
             }
+        }
+    }
+
+    /// Gives `message` back to the stream for another delivery (nak): at once when the broker hears it, else
+    /// after `ack_wait`.
+    async fn hand_back(&self, message: &Message) {
+        self.stats.handed_back.fetch_add(1, Ordering::Relaxed);
+        let _ = message.ack_with(AckKind::Nak(Some(PULL_EXPIRES))).await;
+    }
+
+    /// Resolves once the worker is told to stop while the broker is unreachable. A publish then waits for a
+    /// PubAck that cannot come before [`PUBLISH_ACK_TIMEOUT`], keeping a worker asked to stop alive for
+    /// nothing: its question is handed back at once instead, and delivered again after `ack_wait`. While the
+    /// worker runs on, a broker away is waited for (the client reconnects).
+    async fn stopping_without_broker(&self) {
+        self.stop.cancelled().await;
+        let client = self.jetstream.client();
+        while is_connected(&client) {
+            tokio::time::sleep(BROKER_CHECK_EVERY).await;
         }
     }
 

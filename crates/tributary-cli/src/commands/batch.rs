@@ -78,7 +78,29 @@ struct JsonSummary<'a> {
     workers: Option<std::collections::BTreeMap<String, u64>>,
 }
 
+/// How long an interrupted run may take to end once its grace period is over and what was in flight is dropped:
+/// it only commits what arrived. Past this, something waits that should not (a broker gone, a disk stuck), and
+/// the process quits as on a second signal, keeping everything committed.
+const ABANDONED_RUN_ENDS_WITHIN: Duration = Duration::from_secs(5);
+
 pub async fn run(settings: BatchSettings, printer: Printer) -> Result<Outcome, CliError> {
+    let db = settings.db.clone();
+    // Whether this run makes the database: a run that fails (or is stopped while connecting), having put
+    // nothing in it that a rerun needs, removes it again, so that a failed start (a broker that cannot be
+    // reached) leaves no empty database behind.
+    let existed = tokio::fs::try_exists(&db).await.unwrap_or(true);
+    let result = run_batch_command(settings, printer, existed).await;
+    if !existed && result.is_err() {
+        remove_if_unused(db).await;
+    }
+    result
+}
+
+async fn run_batch_command(
+    settings: BatchSettings,
+    printer: Printer,
+    db_existed: bool,
+) -> Result<Outcome, CliError> {
     let BatchSettings {
         input,
         db,
@@ -94,14 +116,29 @@ pub async fn run(settings: BatchSettings, printer: Printer) -> Result<Outcome, C
     } = settings;
     // Listening first: a Ctrl-C during start-up is kept, and stops the run before it reads anything.
     let mut signals = Signals::install()?;
+    // Before any work: an unusable database (read-only, foreign) fails at once.
     let store = open_store(db.clone()).await?;
     let answerers = match &nats {
-        Some(nats) => Answerers::Workers {
-            connection: distributed::connect(&nats.url, "tributary-coordinator")
-                .await
-                .map_err(|error| distributed_error(error, Some(&db)))?,
-            streams: nats.streams,
-        },
+        Some(nats) => {
+            let connecting = distributed::connect(&nats.url, "tributary-coordinator");
+            match signals.unless_signalled(connecting).await {
+                Ok(connected) => Answerers::Workers {
+                    connection: connected.map_err(|error| distributed_error(error, Some(&db)))?,
+                    streams: nats.streams,
+                },
+                Err(signal) => {
+                    printer.note(&format!(
+                        "{signal}: stopped while connecting to NATS at {}; nothing was read or stored",
+                        nats.url
+                    ));
+                    drop(store);
+                    if !db_existed {
+                        remove_if_unused(db).await;
+                    }
+                    return Ok(Outcome::Interrupted(signal));
+                }
+            }
+        }
         None => Answerers::Local,
     };
     // The same sources, executor and settings as `ask`, with a client whose cache is sized for a batch.
@@ -174,6 +211,8 @@ pub async fn run(settings: BatchSettings, printer: Printer) -> Result<Outcome, C
         let mut ticks = tokio::time::interval(progress.interval());
         let grace_over = tokio::time::sleep(Duration::MAX);
         tokio::pin!(grace_over);
+        let abandoned_too_long = tokio::time::sleep(Duration::MAX);
+        tokio::pin!(abandoned_too_long);
         loop {
             tokio::select! {
                 result = &mut run => break result,
@@ -201,11 +240,24 @@ pub async fn run(settings: BatchSettings, printer: Printer) -> Result<Outcome, C
                 }
                 () = &mut grace_over, if !shutdown.is_abandoning() => {
                     shutdown.abandon_in_flight();
+                    abandoned_too_long
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + ABANDONED_RUN_ENDS_WITHIN);
                     progress.note(printer, &format!(
                         "the grace period is over: dropping the {} questions still in flight (a rerun answers \
                          them)",
                         stats.snapshot().in_flight(),
                     ));
+                }
+                () = &mut abandoned_too_long, if shutdown.is_abandoning() => {
+                    progress.finish();
+                    printer.note(&format!(
+                        "the run did not end within {} of dropping what was in flight: quitting now; every \
+                         answer committed so far is kept; run the same command to resume",
+                        humantime::format_duration(ABANDONED_RUN_ENDS_WITHIN),
+                    ));
+                    let signal = interrupted.unwrap_or(Signal::Terminate);
+                    std::process::exit(i32::from(signal.exit_code()));
                 }
             }
         }
@@ -245,6 +297,35 @@ async fn open_store(path: PathBuf) -> Result<Store, CliError> {
     .await
     .map_err(|error| CliError::internal("failed to open the database", &error))?;
     opened.map_err(|error| store_error(&error, &path))
+}
+
+/// Removes the database at `db` (and SQLite's files beside it) if it holds nothing a rerun needs
+/// ([`StoreReader::is_unused`]): for a run that made it and did not finish. A file that cannot be read is left
+/// as it is.
+async fn remove_if_unused(db: PathBuf) {
+    let removed = tributary::group::blocking("remove the unused database", move || {
+        let unused = StoreReader::open(&db)
+            .and_then(|reader| reader.is_unused())
+            .unwrap_or(false);
+        if !unused {
+            return;
+        }
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut path = db.clone().into_os_string();
+            path.push(suffix);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => {
+                    tracing::warn!("could not remove {}: {error}", Path::new(&path).display())
+                }
+            }
+        }
+    })
+    .await;
+    if let Err(error) = removed {
+        tracing::warn!("could not remove the unused database: {error}");
+    }
 }
 
 async fn export_answers(db: PathBuf, path: PathBuf) -> Result<u64, CliError> {

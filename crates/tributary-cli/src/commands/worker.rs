@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tributary_batch::batch_client_options;
 use tributary_batch::distributed::{self, WorkerStats, WorkerSummary};
 
-use crate::error::{CliError, Outcome, distributed_error};
+use crate::error::{CliError, ErrorKind, Outcome, distributed_error};
 use crate::printer::Printer;
 use crate::ready_agent::ReadyAgent;
 use crate::settings::WorkerSettings;
@@ -30,10 +30,24 @@ pub async fn run(settings: WorkerSettings, printer: Printer) -> Result<Outcome, 
         quiet,
         stall_on,
     } = settings;
+    // Listening first: connecting may wait (up to its timeout) and one signal must end that wait too.
     let mut signals = Signals::install()?;
-    let client = distributed::connect(&nats.url, &name)
+    let client = match signals
+        .unless_signalled(distributed::connect(&nats.url, &name))
         .await
-        .map_err(|error| distributed_error(error, None))?;
+    {
+        Ok(connected) => connected.map_err(|error| distributed_error(error, None))?,
+        Err(signal) => {
+            // Nothing held, nothing to finish: stopped as asked (exit 0, as any worker stopped by a signal).
+            printer.note(&format!(
+                "{signal}: stopped while connecting to NATS at {}",
+                nats.url
+            ));
+            return Ok(Outcome::Done);
+        }
+    };
+    // To ask, once stopped, whether the broker was still there.
+    let connection = client.clone();
     let ready = ReadyAgent::start(&engine, batch_client_options()).await?;
     let workers =
         NonZeroUsize::new(ready.agent.executor().stats().jobs.workers).unwrap_or(NonZeroUsize::MIN);
@@ -83,13 +97,43 @@ pub async fn run(settings: WorkerSettings, printer: Printer) -> Result<Outcome, 
             }
         }
     };
+    let broker_reachable = distributed::is_connected(&connection);
     ready.shutdown().await;
     let summary = result.map_err(|error| distributed_error(error, None))?;
     if !quiet {
         printer.note(&format!("stopped: {}", progress(&name, &summary)));
     }
-    // Asked to stop and stopped cleanly, having lost nothing: that is this command's success.
-    Ok(Outcome::Done)
+    ended(&name, &nats.url, &summary, broker_reachable, printer)
+}
+
+/// How a worker that stopped as asked ends. Asked to stop and stopped cleanly, having lost nothing, is this
+/// command's success (exit 0), even when some answers could not be published: JetStream delivers their
+/// questions again. But a worker that could not publish because the broker is gone did not do its job, and a
+/// supervisor or a script must see it: exit 1, as when it cannot connect.
+fn ended(
+    name: &str,
+    url: &str,
+    summary: &WorkerSummary,
+    broker_reachable: bool,
+    printer: Printer,
+) -> Result<Outcome, CliError> {
+    if summary.handed_back == 0 {
+        return Ok(Outcome::Done);
+    }
+    let handed_back = format!(
+        "worker {name} handed back {} questions it could not publish; they will be redelivered to another worker",
+        summary.handed_back
+    );
+    if broker_reachable {
+        printer.note(&handed_back);
+        return Ok(Outcome::Done);
+    }
+    Err(CliError::new(
+        ErrorKind::Environment,
+        format!(
+            "the NATS server at {url} was unreachable when the worker stopped: {handed_back} after --ack-wait"
+        ),
+    ))
 }
 
 fn progress(name: &str, stats: &WorkerSummary) -> String {

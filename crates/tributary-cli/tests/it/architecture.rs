@@ -398,6 +398,11 @@ const TEXT_SEARCHES_ALLOWED: &[(&str, &str, &str)] = &[
     ),
     (
         "crates/tributary-cli/src/cli.rs",
+        ".contains(\"://\")",
+        "reads the --nats URL the user wrote, as the NATS client does: nats:// when no scheme is given",
+    ),
+    (
+        "crates/tributary-cli/src/cli.rs",
         ".strip_prefix(\"--\")",
         "reads a flag's name from the command line and from clap's context for it",
     ),

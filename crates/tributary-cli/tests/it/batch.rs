@@ -1,5 +1,6 @@
 //! `tributary batch`: resuming after kill -9, malformed input, database errors, stdin, export.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
@@ -221,6 +222,61 @@ fn a_database_that_cannot_be_opened_is_a_clear_error_with_exit_code_2() {
         "not sqlite\n".repeat(1000),
         "the file is left as it was"
     );
+}
+
+/// Whether this process ignores file permissions (root, or CAP_DAC_OVERRIDE): a read-only file it can open for
+/// writing all the same.
+fn permissions_are_ignored(workspace: &Workspace) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    let probe = workspace.write("probe", "");
+    std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o444)).expect("chmod 444");
+    std::fs::OpenOptions::new().write(true).open(&probe).is_ok()
+}
+
+/// A read-only database (a `chmod 444` file, or a directory without write permission) failed only at the first
+/// commit, after 1.7 s of work, with the hint "rerun the same command to resume". It fails at open now, before
+/// any question is asked, naming the path and saying it is not writable.
+#[test]
+fn a_database_that_is_not_writable_fails_at_once_without_a_resume_hint() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let workspace = Workspace::new();
+    if permissions_are_ignored(&workspace) {
+        // Not a missing program (no TRIBUTARY_REQUIRE_EXTERNAL failure): CI may well run as root.
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "skipped: batch::a_database_that_is_not_writable_fails_at_once runs as root, which ignores file \
+             permissions; run the tests as an ordinary user to check it"
+        );
+        return;
+    }
+    let input = workspace.write("questions.txt", &kb_questions(2));
+    let output = workspace.batch(&input, &["--quiet"]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let db = workspace.path("answers.db");
+    let mode = |path: &Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    let more = workspace.write("more.txt", &kb_questions(5));
+    // The file read-only; then the file writable in a directory that is not.
+    for (file, directory) in [(0o444, 0o755), (0o644, 0o555)] {
+        mode(&db, file);
+        mode(workspace.directory.path(), directory);
+        let output = workspace.batch(&more, &[]);
+        mode(workspace.directory.path(), 0o755);
+        let message = stderr(&output);
+        assert_eq!(code(&output), 2, "{message}");
+        assert!(
+            message.contains(&format!(
+                "error: failed to write to the answers database {}: it is not writable",
+                db.display()
+            )),
+            "{message}"
+        );
+        assert!(!message.contains("resume"), "{message}");
+        assert!(!message.contains("done in"), "no work was done: {message}");
+    }
+    mode(&db, 0o644);
+    assert_eq!(workspace.stored(), 2, "the database is as it was");
 }
 
 #[test]

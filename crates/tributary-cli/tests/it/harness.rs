@@ -181,6 +181,12 @@ impl NatsServer {
         self.wait_until_ready();
     }
 
+    /// Kills the server (SIGKILL) and leaves it down: the broker gone for good, as far as a run can tell.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Waits until the server accepts connections and says it is ready (its INFO line).
     fn wait_until_ready(&self) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);

@@ -427,3 +427,301 @@ fn batch_with_nats_refuses_the_workers_flags_but_not_their_variables() {
         stderr(&output)
     );
 }
+
+/// A loopback port that accepts connections and never writes a byte: neither a NATS server nor a refusal. Stops
+/// accepting when dropped.
+struct SilentServer {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    accepting: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SilentServer {
+    fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let port = listener.local_addr().expect("its address").port();
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking listener");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let accepting = std::thread::spawn(move || {
+            // Held open, never written to, until the server is dropped.
+            let mut held = Vec::new();
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((socket, _)) => held.push(socket),
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Self {
+            port,
+            stop,
+            accepting: Some(accepting),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for SilentServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(accepting) = self.accepting.take() {
+            let _ = accepting.join();
+        }
+    }
+}
+
+/// Waits for `child` at most `within`; its output, or `None` (and the child killed) when it is still running.
+fn output_within(mut child: Child, within: Duration) -> Option<Output> {
+    let give_up = Instant::now() + within;
+    while child.try_wait().expect("poll the child").is_none() {
+        if Instant::now() > give_up {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(child.wait_with_output().expect("the child's output"))
+}
+
+/// Sends SIGTERM to `child` with kill(1).
+fn send_sigterm(child: &Child) {
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "kill -TERM failed");
+}
+
+/// `worker --nats URL` or `batch --nats URL` (`command`), started in the background against `url`.
+fn start_against(command: &str, workspace: &Workspace, input: &Path, url: &str) -> Child {
+    let mut run = tributary();
+    if command == "worker" {
+        run.args(["worker", "--nats", url, "--name", "w"])
+            .args(FAST);
+    } else {
+        run.arg("batch")
+            .arg(input)
+            .arg("--db")
+            .arg(workspace.path("answers.db"))
+            .args(["--nats", url, "--quiet"]);
+    }
+    run.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("start tributary {command}: {error}"))
+}
+
+/// Something that accepts TCP and never sends NATS's INFO greeting: both commands waited for it for ever, deaf
+/// to SIGTERM and SIGINT. Now the handshake is bounded (5 s): exit 1, saying what was missing, and a failed
+/// `batch --nats` leaves no database behind (it used to leave an initialised, empty one) and changes none that
+/// was there.
+#[test]
+fn a_server_that_never_greets_fails_both_commands_within_seconds_and_leaves_no_database() {
+    let silent = SilentServer::start();
+    let workspace = Workspace::new();
+    let input = workspace.write("questions.txt", &questions(3));
+    for command in ["worker", "batch"] {
+        let started = Instant::now();
+        let child = start_against(command, &workspace, &input, &silent.url());
+        let output = output_within(child, Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("{command} still waits for a greeting after 20 s"));
+        let took = started.elapsed();
+        let text = stderr(&output);
+        assert_eq!(code(&output), 1, "{command}: {text}");
+        assert!(
+            text.contains(&format!(
+                "connect to NATS at {}: no NATS greeting within 5s: is it a NATS server?",
+                silent.url()
+            )),
+            "{command}: {text}"
+        );
+        // The bound is 5 s; anything near the old behaviour (for ever) is far beyond this.
+        assert!(took < Duration::from_secs(15), "{command} took {took:?}");
+        eprintln!("{command}: no greeting reported after {took:?}");
+    }
+    assert!(
+        !workspace.path("answers.db").exists(),
+        "a failed batch --nats leaves no database behind"
+    );
+
+    // A database that was there is left as it was, byte for byte.
+    let output = workspace.batch(&input, &["--quiet"]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let before = std::fs::read(workspace.path("answers.db")).expect("the database");
+    let output = output_within(
+        tributary()
+            .arg("batch")
+            .arg(&input)
+            .arg("--db")
+            .arg(workspace.path("answers.db"))
+            .args(["--nats", &silent.url(), "--quiet"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tributary batch --nats"),
+        Duration::from_secs(20),
+    )
+    .expect("the batch ends");
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    let after = std::fs::read(workspace.path("answers.db")).expect("the database");
+    assert!(before == after, "the existing database was changed");
+}
+
+/// While they wait for the greeting, one SIGTERM ends both commands at once (it used to be ignored, twice).
+#[test]
+fn one_sigterm_ends_worker_and_batch_while_they_wait_for_a_greeting() {
+    let silent = SilentServer::start();
+    let workspace = Workspace::new();
+    let input = workspace.write("questions.txt", &questions(3));
+    for command in ["worker", "batch"] {
+        let child = start_against(command, &workspace, &input, &silent.url());
+        std::thread::sleep(Duration::from_secs(1));
+        let signalled = Instant::now();
+        send_sigterm(&child);
+        let output = output_within(child, Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("{command} ignored SIGTERM for 20 s"));
+        let took = signalled.elapsed();
+        let text = stderr(&output);
+        // Not the connect timeout's failure: the signal ended the wait.
+        assert!(
+            text.contains("SIGTERM: stopped while connecting to NATS"),
+            "{command}: {text}"
+        );
+        assert!(!text.contains("no NATS greeting"), "{command}: {text}");
+        // A worker stopped by a signal exits 0; an interrupted batch 143, as after any SIGTERM.
+        let expected = if command == "worker" { 0 } else { 143 };
+        assert_eq!(code(&output), expected, "{command}: {text}");
+        assert!(took < Duration::from_secs(5), "{command} took {took:?}");
+        eprintln!("{command}: ended {took:?} after SIGTERM");
+    }
+    assert!(!workspace.path("answers.db").exists());
+}
+
+/// `--nats ''` reached the client and came back as a DNS failure (exit 1): it is a usage error.
+#[test]
+fn an_empty_or_malformed_nats_url_is_a_usage_error() {
+    let workspace = Workspace::new();
+    let input = workspace.write("questions.txt", &questions(1));
+    for url in ["", "   ", "http://127.0.0.1:4222", "nats://"] {
+        let worker = tributary()
+            .args(["worker", "--nats", url])
+            .output()
+            .expect("run tributary worker");
+        let batch = tributary()
+            .arg("batch")
+            .arg(&input)
+            .arg("--db")
+            .arg(workspace.path("answers.db"))
+            .args(["--nats", url])
+            .output()
+            .expect("run tributary batch");
+        for (command, output) in [("worker", worker), ("batch", batch)] {
+            let text = stderr(&output);
+            assert_eq!(code(&output), 2, "{command} --nats {url:?}: {text}");
+            assert!(
+                text.contains("a NATS URL looks like nats://HOST:PORT, e.g. nats://127.0.0.1:4222"),
+                "{command} --nats {url:?}: {text}"
+            );
+        }
+    }
+    assert!(!workspace.path("answers.db").exists());
+}
+
+/// The broker killed mid-run, then one SIGTERM to each: the coordinator used to say "the grace period is over"
+/// and keep running (retrying its publishes for a minute); now it ends after `--grace` with what it stored
+/// committed, and a rerun resumes. The worker, whose held answers cannot be published, hands them back, says
+/// so on its last line, and exits 1: with the broker gone it did not do its job.
+#[test]
+fn with_the_broker_killed_one_sigterm_ends_coordinator_and_worker() {
+    let _running = one_at_a_time();
+    let Some(mut server) = NatsServer::start("nats::with_the_broker_killed_one_sigterm_ends")
+    else {
+        return;
+    };
+    let workspace = Workspace::new();
+    let input = workspace.write("questions.txt", &questions(200));
+    // Slow inference: whatever the moment of the kill, the worker holds questions it is still answering.
+    let slow = tributary()
+        .args(["worker", "--nats", &server.url(), "--name", "slow"])
+        .args([
+            "--ack-wait",
+            "30s",
+            "--workers",
+            "1",
+            "--inference-cost",
+            "400ms",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start a worker");
+    let mut batch = start_batch(&workspace, &input, &server, &["--grace", "2s"]);
+    wait_until_stored(&workspace, &mut batch, 3);
+    server.kill();
+    let before = workspace.stored();
+    let signalled = Instant::now();
+    send_sigterm(&batch);
+    send_sigterm(&slow);
+    let batch_output = output_within(batch, Duration::from_secs(20))
+        .expect("the coordinator still runs 20 s after one SIGTERM");
+    let batch_took = signalled.elapsed();
+    let worker_output = output_within(slow, Duration::from_secs(30))
+        .expect("the worker still runs 30 s after one SIGTERM");
+    let worker_took = signalled.elapsed();
+    eprintln!(
+        "broker killed at {before} stored: coordinator ended {batch_took:?} after SIGTERM (--grace 2s), worker \
+         {worker_took:?}"
+    );
+
+    let text = stderr(&batch_output);
+    assert_eq!(code(&batch_output), 143, "{text}");
+    assert!(text.contains("the grace period is over"), "{text}");
+    assert!(
+        !text.contains("did not end within"),
+        "ended on its own: {text}"
+    );
+    // The grace (2 s) and a few seconds more: it used to be alive a minute later.
+    assert!(
+        batch_took < Duration::from_secs(10),
+        "took {batch_took:?}: {text}"
+    );
+    let interrupted = summary(&batch_output);
+    assert_eq!(interrupted["interrupted"], "SIGTERM", "{interrupted}");
+    let stored = workspace.stored();
+    assert!(
+        stored >= before,
+        "what was stored stays: {stored} < {before}"
+    );
+    assert!(
+        stored < 200,
+        "the batch finished before the kill; make it slower"
+    );
+
+    let text = stderr(&worker_output);
+    assert_eq!(code(&worker_output), 1, "{text}");
+    let last = text.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("questions it could not publish; they will be redelivered to another worker"),
+        "{text}"
+    );
+    assert!(last.contains("worker slow handed back "), "{text}");
+
+    // Readable and resumable: with the broker back, a rerun stores every id once.
+    server.restart();
+    let workers = start_workers(&server, &["a"]);
+    let output = finish(start_batch(&workspace, &input, &server, &[]));
+    assert_every_id_once(&workspace, &output, 200);
+    let rerun = summary(&output);
+    assert!(
+        rerun["already_stored"].as_u64() >= Some(stored),
+        "the rerun skips what was stored: {rerun}"
+    );
+    stop_workers(workers);
+}
