@@ -185,13 +185,14 @@ pub struct EngineArgs {
     )]
     pub sources: SourcesArg,
 
-    /// Look host names up at these name servers (IP:PORT, comma-separated) instead of those of
-    /// /etc/resolv.conf; /etc/hosts is still read first.
+    /// Look host names up at these name servers (IP or IP:PORT, port 53 by default; comma-separated) instead of
+    /// those of /etc/resolv.conf; /etc/hosts is still read first.
     #[arg(
         long = "name-server",
-        value_name = "IP:PORT",
+        value_name = "IP[:PORT]",
         env = "TRIBUTARY_NAME_SERVERS",
         value_delimiter = ',',
+        value_parser = parse_name_server,
         help_heading = SOURCES
     )]
     pub name_servers: Vec<SocketAddr>,
@@ -665,6 +666,16 @@ fn parse_nats_url(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
+/// `--name-server`: an IP address and a port, 53 when none is given.
+fn parse_name_server(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    text.parse::<SocketAddr>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+        .map_err(|_| {
+            format!("`{text}` is not a name server's address: write IP or IP:PORT, e.g. 127.0.0.1 or [::1]:5353")
+        })
+}
+
 /// `--per-source-timeout`, `--deadline`: a duration longer than zero, at most a day.
 fn parse_time_limit(text: &str) -> Result<Duration, String> {
     let duration = parse_duration(text)?;
@@ -1128,6 +1139,30 @@ mod tests {
             assert_eq!(error.exit_code(), 2, "{args:?}");
             assert!(error.to_string().contains(message), "{args:?}: {error}");
         }
+        assert!(
+            parse_error(&["ask", "x", "--name-server", "resolver"])
+                .to_string()
+                .contains("`resolver` is not a name server's address: write IP or IP:PORT")
+        );
+        let Ok(cli) = Cli::try_parse_from([
+            "tributary",
+            "ask",
+            "x",
+            "--name-server",
+            "127.0.0.1,[::1]:5353",
+        ]) else {
+            panic!("name servers with and without a port");
+        };
+        let Command::Ask(ask) = cli.command else {
+            panic!("ask");
+        };
+        assert_eq!(
+            ask.engine.name_servers,
+            [
+                "127.0.0.1:53".parse().expect("an address"),
+                "[::1]:5353".parse().expect("an address")
+            ]
+        );
         let Ok(cli) = Cli::try_parse_from(["tributary", "ask", "x", "--inference-cost", "0s"])
         else {
             panic!("no inference at all is allowed");
