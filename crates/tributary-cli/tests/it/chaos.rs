@@ -11,9 +11,9 @@
 //! `TRIBUTARY_CHAOS_ASKS` (default 200) sets the number of runs; `TRIBUTARY_CHAOS_SEED` replays a mix (the
 //! seed is printed).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::tributary;
+use crate::harness::{SourcesProcess, tributary};
 
 const QUESTION: &str = "What's the weather in Paris, and why does the GIL matter?";
 
@@ -264,48 +264,6 @@ fn wait_for_close(stream: &mut TcpStream, stop: &AtomicBool) {
 }
 
 /// `tributary sources` in a child process: the healthy sources, with short fixed latencies.
-struct Simulator {
-    child: Child,
-    base_url: String,
-}
-
-impl Simulator {
-    fn start() -> Self {
-        let mut child = tributary()
-            .args(["sources", "--listen", "127.0.0.1:0"])
-            .args([
-                "--fault",
-                "weather=latency:20ms",
-                "--fault",
-                "news=latency:30ms",
-            ])
-            .args(["--fault", "kb=latency:10ms"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tributary sources");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let line = lines.next().expect("a url line").expect("utf-8");
-        let url = line.split_whitespace().nth(1).expect("name then url");
-        let base_url = url
-            .find("/weather")
-            .map(|end| url[..end].to_owned())
-            .expect("the weather url");
-        Self { child, base_url }
-    }
-
-    fn resident_kb(&self) -> u64 {
-        memory_kb(self.child.id(), "VmRSS:").unwrap_or(0)
-    }
-}
-
-impl Drop for Simulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Clients that hold connections to the simulator without finishing a request (issue: hardening, round two):
 /// more idle ones than its connection cap, and requests whose body stops after one byte. Closed ones are
 /// replaced, a few at a time, for as long as the runs go on; every run's healthy sources must answer anyway.
@@ -394,6 +352,11 @@ impl Drop for Loiterers {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// The resident memory of process `pid` in kB; 0 where unknown.
+fn resident_kb(pid: u32) -> u64 {
+    memory_kb(pid, "VmRSS:").unwrap_or(0)
 }
 
 /// A field of `/proc/PID/status` in kB (Linux); `None` elsewhere or once the process is gone.
@@ -552,21 +515,23 @@ fn randomized_asks_against_hostile_sources_end_in_time_without_a_panic() {
         });
     println!("chaos: {asks} asks, TRIBUTARY_CHAOS_SEED={seed}");
     let hostile = Hostile::start();
-    let simulator = Simulator::start();
+    let simulator = SourcesProcess::start(&[
+        "--fault",
+        "weather=latency:20ms",
+        "--fault",
+        "news=latency:30ms",
+        "--fault",
+        "kb=latency:10ms",
+    ]);
     let directory = tempfile::tempdir().expect("temp dir");
     let mut mix = Mix(seed);
     let plans: Vec<Plan> = (0..asks)
         .map(|_| plan(&mut mix, &simulator.base_url, hostile.address))
         .collect();
-    let address = simulator
-        .base_url
-        .strip_prefix("http://")
-        .expect("an http url")
-        .to_owned();
-    let loiterers = Loiterers::start(address);
+    let loiterers = Loiterers::start(simulator.address().to_owned());
     // Measured once the loiterers hold their connections: the runs must not grow it further.
     thread::sleep(Duration::from_secs(1));
-    let simulator_before_kb = simulator.resident_kb();
+    let simulator_before_kb = resident_kb(simulator.child.id());
 
     // Two runs at a time: the machine has two cores, and each run waits on sockets most of the time.
     let results: Vec<(usize, Ran)> = thread::scope(|scope| {
@@ -586,7 +551,7 @@ fn randomized_asks_against_hostile_sources_end_in_time_without_a_panic() {
             .flat_map(|worker| worker.join().expect("a runner thread"))
             .collect()
     });
-    let simulator_after_kb = simulator.resident_kb();
+    let simulator_after_kb = resident_kb(simulator.child.id());
     let (opened, closed) = loiterers.finish();
     println!(
         "chaos: beside the runs, {opened} idle and slow-body connections were held to the simulator (up to {} at \

@@ -3,12 +3,11 @@
 //! bounded, and past the connection cap a newcomer takes the idlest connection's place (or gets 503 when every
 //! connection is busy) instead of waiting in the backlog.
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::tributary;
+use crate::harness::SourcesProcess;
 use crate::serve::Server;
 
 /// Idle connections the tests open: twice the servers' cap of 1,024.
@@ -148,47 +147,13 @@ fn serve_answers_within_a_second_under_idle_and_slow_clients_and_closes_them_in_
     }
 }
 
-/// `tributary sources` on a free port, killed on drop.
-struct Sources {
-    child: Child,
-    address: String,
-}
-
-impl Sources {
-    fn start(flags: &[&str]) -> Self {
-        let mut child = tributary()
-            .args(["sources", "--listen", "127.0.0.1:0"])
-            .args(flags)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tributary sources");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let line = lines.next().expect("a url line").expect("utf-8");
-        let url = line.split_whitespace().nth(1).expect("name then url");
-        let address = url
-            .strip_prefix("http://")
-            .and_then(|rest| rest.split_once('/'))
-            .map(|(address, _)| address.to_owned())
-            .expect("an http url");
-        Self { child, address }
-    }
-}
-
-impl Drop for Sources {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn sources_answers_under_idle_clients_and_a_cap_full_of_hanging_requests() {
     let _heavy = crate::harness::heavy();
-    let sources = Sources::start(&["--fault", "weather=hang"]);
+    let sources = SourcesProcess::start(&["--fault", "weather=hang"]);
     // Twice the cap of idle clients: the newest still gets an answer at once.
-    let mut idle = hold(&sources.address, IDLE, b"");
-    let (status, took) = timed_get(&sources.address, "/health");
+    let mut idle = hold(sources.address(), IDLE, b"");
+    let (status, took) = timed_get(sources.address(), "/health");
     println!(
         "connections: sources answered /health {status} in {took:?} beside {IDLE} idle clients"
     );
@@ -209,18 +174,18 @@ fn sources_answers_under_idle_clients_and_a_cap_full_of_hanging_requests() {
     // More hanging requests than the cap: every slot is busy, and a newcomer is told so at once.
     let request = format!(
         "GET /weather?city=Lima HTTP/1.1\r\nHost: {}\r\n\r\n",
-        sources.address
+        sources.address()
     );
-    let hanging = hold(&sources.address, 1_100, request.as_bytes());
+    let hanging = hold(sources.address(), 1_100, request.as_bytes());
     std::thread::sleep(Duration::from_millis(500));
-    let (status, took) = timed_get(&sources.address, "/news?q=rust");
+    let (status, took) = timed_get(sources.address(), "/news?q=rust");
     println!("connections: beside 1,100 hanging requests a newcomer got {status} in {took:?}");
     assert_eq!(status, 503);
     assert!(took < Duration::from_secs(1), "the refusal took {took:?}");
     drop(hanging);
     let started = Instant::now();
     let status = loop {
-        let (status, _) = timed_get(&sources.address, "/news?q=rust");
+        let (status, _) = timed_get(sources.address(), "/news?q=rust");
         if status == 200 || started.elapsed() > Duration::from_secs(10) {
             break status;
         }

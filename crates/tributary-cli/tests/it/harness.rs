@@ -1,7 +1,8 @@
 //! Runs the real binary and decodes what it prints.
 
 use std::io::Write;
-use std::process::{Command, Output};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde_json::Value;
@@ -242,4 +243,44 @@ fn free_port() -> u16 {
 pub fn heavy() -> MutexGuard<'static, ()> {
     static HEAVY: Mutex<()> = Mutex::new(());
     HEAVY.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// `tributary sources` (the simulated services) on a free loopback port, killed on drop.
+pub struct SourcesProcess {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`, where the services' paths start.
+    pub base_url: String,
+}
+
+impl SourcesProcess {
+    /// With these flags besides the address.
+    pub fn start(flags: &[&str]) -> Self {
+        let mut child = tributary()
+            .args(["sources", "--listen", "127.0.0.1:0"])
+            .args(flags)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tributary sources");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let line = lines.next().expect("a url line").expect("utf-8");
+        let url = line.split_whitespace().nth(1).expect("name then url");
+        let base_url = url
+            .find("/weather")
+            .map(|end| url[..end].to_owned())
+            .expect("the weather url");
+        Self { child, base_url }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn address(&self) -> &str {
+        self.base_url.strip_prefix("http://").expect("an http url")
+    }
+}
+
+impl Drop for SourcesProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
