@@ -27,13 +27,29 @@ const PROSE_FIELDS: &[&str] = &[
 pub fn document_for(source: &Source, body: &Value) -> Document {
     let text = match source.kind {
         SourceKind::Weather => weather_text(body),
-        SourceKind::News | SourceKind::KnowledgeBase => None,
+        SourceKind::News => None,
+        SourceKind::KnowledgeBase => Some(knowledge_text(body)),
         SourceKind::OpenMeteo => protocols::open_meteo::text(body),
         SourceKind::HnAlgolia => protocols::hn_algolia::text(body),
         SourceKind::Wikipedia => protocols::wikipedia::text(body),
     }
     .unwrap_or_else(|| prose(body));
     Document::new(source.name(), text)
+}
+
+/// The knowledge base's results without their `snippet`: an excerpt of the same `text` with the search terms in
+/// brackets, which read twice, brackets and all, in 95 of 300 answers.
+fn knowledge_text(body: &Value) -> String {
+    let mut without_snippets = body.clone();
+    if let Some(results) = without_snippets
+        .get_mut("results")
+        .and_then(Value::as_array_mut)
+    {
+        for result in results.iter_mut().filter_map(Value::as_object_mut) {
+            result.remove("snippet");
+        }
+    }
+    prose(&without_snippets)
 }
 
 fn weather_text(body: &Value) -> Option<String> {
@@ -120,5 +136,21 @@ mod tests {
     #[test]
     fn a_body_without_prose_gives_empty_text() {
         assert_eq!(prose(&json!({"n": 1, "list": [1, 2]})), "");
+    }
+
+    /// The snippet repeated the text with the search terms in brackets: "…or [GIL], is a mutex…" in the answer.
+    #[test]
+    fn the_knowledge_base_is_read_without_its_highlighted_snippets() {
+        let body = json!({"query": "gil", "results": [{
+            "id": "gil",
+            "title": "The GIL",
+            "text": "The global interpreter lock, or GIL, is a mutex.",
+            "snippet": "…or [GIL], is a mutex.",
+        }]});
+        let text = knowledge_text(&body);
+        assert_eq!(
+            text,
+            "The GIL. The global interpreter lock, or GIL, is a mutex."
+        );
     }
 }

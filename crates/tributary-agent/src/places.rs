@@ -153,7 +153,30 @@ const WEATHER_WORDS: &[&str] = &[
     "humid",
     "humidity",
     "degrees",
+    "temperatures",
+    "snowy",
+    "fog",
+    "foggy",
+    "freezing",
+    "frost",
+    "heat",
+    "heatwave",
+    "thunder",
+    "thunderstorm",
+    "drizzle",
+    "showers",
+    "hail",
+    "celsius",
+    "fahrenheit",
 ];
+
+/// Whether `text` asks about the weather (one of [`WEATHER_WORDS`]): weather sources are asked only then, so that
+/// naming a city ("Any news about event loops in Cairo?") does not add its weather to the answer.
+pub fn about_weather(text: &str) -> bool {
+    words_of(text)
+        .iter()
+        .any(|word| WEATHER_WORDS.contains(&word.text.to_lowercase().as_str()))
+}
 
 /// The most words a candidate holds ("Santa Cruz de la Sierra" is five).
 const MAX_NAME_WORDS: usize = 6;
@@ -177,10 +200,7 @@ pub fn place_candidate(text: &str) -> Option<String> {
         })
         .find_map(|index| name_at(&words, index + 1, true));
     after_preposition.or_else(|| {
-        let about_weather = words
-            .iter()
-            .any(|word| WEATHER_WORDS.contains(&word.text.to_lowercase().as_str()));
-        if !about_weather {
+        if !about_weather(text) {
             return None;
         }
         (0..words.len()).find_map(|index| name_at(&words, index, false))

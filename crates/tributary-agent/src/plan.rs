@@ -1,9 +1,11 @@
 //! Plan: which sources apply to a question, and with what parameters.
 //!
-//! - weather: applies when the agent's [`PlaceFinder`] finds a place in the question;
+//! - weather: applies when the question is about the weather ([`about_weather`]) and the agent's [`PlaceFinder`]
+//!   finds a place in it;
 //! - news: applies when the question has content words, which become the search keywords;
-//! - knowledge base: always applies, with the whole question;
-//! - open-meteo: applies when [`place_candidate`] finds a name to geocode (no gazetteer: the API resolves it);
+//! - knowledge base: applies when the question has content words, which become the search;
+//! - open-meteo: applies when the question is about the weather and [`place_candidate`] finds a name to geocode
+//!   (no gazetteer: the API resolves it);
 //! - hn-algolia: applies when the question has content words, which become the search keywords;
 //! - wikipedia: applies when the question has content words, which become the page search.
 //!
@@ -14,7 +16,7 @@
 
 use tributary::source::SourceRequest;
 
-use crate::places::{PlaceFinder, place_candidate};
+use crate::places::{PlaceFinder, about_weather, place_candidate};
 use crate::protocols::{hn_algolia, open_meteo, wikipedia};
 use crate::question::Question;
 use crate::sources::{Source, SourceKind};
@@ -55,6 +57,13 @@ pub fn plan(question: &Question, sources: &[Source], places: &dyn PlaceFinder) -
 }
 
 fn plan_source(question: &Question, kind: SourceKind, places: &dyn PlaceFinder) -> Action {
+    if matches!(kind, SourceKind::Weather | SourceKind::OpenMeteo)
+        && !about_weather(question.as_str())
+    {
+        return Action::Skip {
+            reason: "the question is not about the weather".to_owned(),
+        };
+    }
     match kind {
         SourceKind::Weather => match places.find_place(question.as_str()) {
             Some(place) => Action::Fetch(request("/weather", "city", &place)),
@@ -72,7 +81,18 @@ fn plan_source(question: &Question, kind: SourceKind, places: &dyn PlaceFinder) 
                 Action::Fetch(request("/news", "q", &keywords.join(" ")))
             }
         }
-        SourceKind::KnowledgeBase => Action::Fetch(request("/kb/search", "q", question.as_str())),
+        // The content words, as for the news: "news" or "weather" in a question say which source to read, not
+        // what to look up ("What's the news about rust?" once matched the knowledge base's page on fan-out).
+        SourceKind::KnowledgeBase => {
+            let keywords = keywords(question.as_str());
+            if keywords.is_empty() {
+                Action::Skip {
+                    reason: "the question has no keywords to look up".to_owned(),
+                }
+            } else {
+                Action::Fetch(request("/kb/search", "q", &keywords.join(" ")))
+            }
+        }
         SourceKind::OpenMeteo => match place_candidate(question.as_str()) {
             Some(place) => Action::Fetch(open_meteo::geocode_request(&place)),
             None => Action::Skip {
@@ -157,6 +177,36 @@ mod tests {
         let steps = plan(&question, &sources, &NoPlaces);
         assert!(matches!(steps[0].action, Action::Skip { .. }));
         assert!(matches!(steps[2].action, Action::Fetch(_)));
+    }
+
+    /// Naming a city once added its weather to any answer ("Any news about event loops in Cairo?"), and the
+    /// knowledge base was searched for "news" when asked for the news about rust.
+    #[test]
+    fn weather_is_asked_only_about_the_weather_and_the_kb_only_for_the_content_words() {
+        let sources =
+            SourcesConfig::all_kinds_at(&Url::parse("http://127.0.0.1:1").expect("url")).sources;
+        let cairo = |text: &str| text.contains("Cairo").then(|| "Cairo".to_owned());
+        let question = Question::new("Any news about event loops in Cairo?").expect("valid");
+        let steps = plan(&question, &sources, &cairo);
+        assert_eq!(
+            steps[0].action,
+            Action::Skip {
+                reason: "the question is not about the weather".to_owned()
+            }
+        );
+        assert_eq!(
+            steps[2].action,
+            Action::Fetch(SourceRequest::new("/kb/search").with_query("q", "event loops cairo"))
+        );
+        let question = Question::new("Is it windy in Cairo?").expect("valid");
+        let steps = plan(&question, &sources, &cairo);
+        assert!(matches!(steps[0].action, Action::Fetch(_)));
+        let public = SourcesConfig::public().sources;
+        let question = Question::new("What happened in São Paulo?").expect("valid");
+        assert!(matches!(
+            plan(&question, &public, &NoPlaces)[0].action,
+            Action::Skip { .. }
+        ));
     }
 
     #[test]

@@ -282,7 +282,7 @@ async fn a_disambiguation_page_is_no_result_and_does_not_degrade_the_answer() {
         .await;
 
     let agent = agent(&server, &["weather", "wikipedia"]);
-    let run = ask(&agent, "Can you see Mercury tonight in Lyon?").await;
+    let run = ask(&agent, "Is it cloudy in Lyon: can you see Mercury tonight?").await;
     let wikipedia = source(&run, "wikipedia");
     assert_eq!(wikipedia.status, SourceStatus::NoResult);
     assert_eq!(

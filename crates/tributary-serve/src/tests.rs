@@ -285,7 +285,8 @@ async fn over_the_in_flight_bound_a_request_is_refused_at_once() {
     let holding = tokio::spawn({
         let state = Arc::clone(&state);
         async move {
-            let body = r#"{"question": "What is the GIL?", "deadline_ms": 3000, "faults": {"kb": "hang"}}"#;
+            // The weather answers, the knowledge base holds the slot until the deadline: a degraded 200.
+            let body = r#"{"question": "What's the weather in Paris, and why does the GIL matter?", "deadline_ms": 3000, "faults": {"kb": "hang"}}"#;
             send(&state, post_json("/v1/ask", body)).await
         }
     });

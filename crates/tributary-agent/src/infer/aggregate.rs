@@ -67,6 +67,11 @@ pub fn aggregate(question: &str, parts: &[(&str, Topic, &Inference)]) -> Answer 
     }
 }
 
+/// Whether a source on `topic` with this inference has anything to say in an answer.
+pub(crate) fn contributes(topic: Topic, inference: &Inference) -> bool {
+    line(topic, inference).is_some()
+}
+
 /// The line a source on `topic` contributes, or `None` when its inference found nothing to say.
 fn line(topic: Topic, inference: &Inference) -> Option<String> {
     let sentences = |count: usize| {

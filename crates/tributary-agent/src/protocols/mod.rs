@@ -103,14 +103,33 @@ pub(crate) fn read(
     body: Arc<Value>,
 ) -> Reading {
     match (kind, kept) {
-        (SourceKind::Weather | SourceKind::News | SourceKind::KnowledgeBase, _) => {
-            Reading::Answer(body)
+        (SourceKind::Weather, _) => Reading::Answer(body),
+        (SourceKind::News, _) => read_listing(request, body, "articles", "no news article"),
+        (SourceKind::KnowledgeBase, _) => {
+            read_listing(request, body, "results", "the knowledge base has no entry")
         }
         (SourceKind::OpenMeteo, None) => open_meteo::read_geocoding(request, &body),
         (SourceKind::OpenMeteo, Some(place)) => open_meteo::read_forecast(place, &body),
         (SourceKind::HnAlgolia, _) => hn_algolia::read(request, body),
         (SourceKind::Wikipedia, None) => wikipedia::read_search(request, &body),
         (SourceKind::Wikipedia, Some(page)) => wikipedia::read_summary(page, body),
+    }
+}
+
+/// A search of the simulated services (news, knowledge base): no result when its list `field` is empty, which is
+/// how both say that nothing matched (a response without the list is read as it is).
+fn read_listing(request: &SourceRequest, body: Arc<Value>, field: &str, none: &str) -> Reading {
+    let empty = body
+        .get(field)
+        .and_then(Value::as_array)
+        .is_some_and(Vec::is_empty);
+    if empty {
+        Reading::NoResult(format!(
+            "{none} matching \"{}\"",
+            query_value(request, "q").unwrap_or_default()
+        ))
+    } else {
+        Reading::Answer(body)
     }
 }
 

@@ -11,6 +11,7 @@ use super::fetch::Fetch;
 use super::messages::{error_chain, inference_cut_short};
 use super::timeline::{close, record_inference, source_lane};
 use crate::extract::document_for;
+use crate::infer::aggregate::contributes;
 use crate::infer::{InferError, Inference, InferenceJob};
 use crate::report::{SourceFailure, SourceReport, SourceStatus};
 
@@ -104,6 +105,16 @@ fn apply_inference(report: &mut SourceReport, outcome: InferenceOutcome) -> Opti
             report.worker = Some(timing.worker_index);
             report.infer_ms = Some(millis(timing.run_time()));
             match result {
+                // A response with nothing that bears on the question is no answer to it: said so, not passed
+                // off as `ok` with an empty line.
+                Ok(inference) if !contributes(report.topic, &inference) => {
+                    report.settle(
+                        SourceStatus::NoResult,
+                        SourceFailure::NoResult,
+                        "nothing in its response bears on the question".to_owned(),
+                    );
+                    None
+                }
                 Ok(inference) => {
                     report.summary = Some(inference.summary.join(" "));
                     report.status = SourceStatus::Ok;

@@ -88,7 +88,7 @@ pub(crate) fn summary(output: &Output) -> Value {
 
 /// Questions that only the knowledge base applies to (no city, no keywords): one cheap inference each.
 pub(crate) fn kb_questions(count: usize) -> String {
-    (0..count).map(|_| "what is it?\n").collect()
+    (0..count).map(|_| "what is the GIL?\n").collect()
 }
 
 #[test]
@@ -157,9 +157,9 @@ fn malformed_json_lines_are_reported_by_line_and_stored_as_failed() {
     let workspace = Workspace::new();
     let input = workspace.write(
         "questions.jsonl",
-        "{\"id\": \"a\", \"question\": \"what is it?\"}\n\
+        "{\"id\": \"a\", \"question\": \"what is the GIL?\"}\n\
          {\"id\": \"b\", \"question\": \n\
-         {\"id\": \"c\", \"question\": \"what is that?\"}\n",
+         {\"id\": \"c\", \"question\": \"what is a future?\"}\n",
     );
     let output = workspace.batch(&input, &["--json", "--quiet"]);
     assert_eq!(code(&output), 0, "{}", stderr(&output));
@@ -316,7 +316,7 @@ fn stdin_is_read_with_a_dash_and_export_writes_every_answer() {
         use std::io::Write as _;
         let mut stdin = child.stdin.take().expect("stdin");
         stdin
-            .write_all(b"What is the weather in Paris?\n\nwhat is it?\n")
+            .write_all(b"What is the weather in Paris?\n\nwhat is the GIL?\n")
             .expect("write stdin");
     }
     let output = child.wait_with_output().expect("wait");
@@ -511,7 +511,7 @@ fn ids_never_collide_the_earliest_line_wins_and_control_characters_are_refused()
     let workspace = Workspace::new();
     let input = workspace.write(
         "questions.jsonl",
-        "{\"id\": \"a\", \"question\": \"what is it?\"}\n\
+        "{\"id\": \"a\", \"question\": \"what is a future?\"}\n\
          {not json\n\
          {\"id\": \"line:2\", \"question\": \"what is the GIL?\"}\n\
          {\"id\": \"nul\", \"question\": \"\\u0000\\u0000\\u0000\"}\n\
@@ -527,7 +527,7 @@ fn ids_never_collide_the_earliest_line_wins_and_control_characters_are_refused()
     };
     assert_eq!(rows.len(), 4, "{rows:?}");
     assert_eq!(by_line(1)["id"], "a");
-    assert_eq!(by_line(1)["question"], "what is it?");
+    assert_eq!(by_line(1)["question"], "what is a future?");
     assert_eq!(by_line(2)["id"], Value::Null);
     assert_eq!(by_line(2)["status"], "failed");
     assert_eq!(by_line(3)["id"], "line:2");
