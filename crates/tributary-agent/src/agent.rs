@@ -18,7 +18,9 @@ use crate::question::Question;
 use crate::report::{AgentReport, Comparison, RunMode};
 use crate::run::{run_concurrent, run_sequential};
 use crate::sources::Source;
-use crate::step::{ExtraQuery, RunFacts, StepContext, report, source_lane, worker_lane};
+use crate::step::{
+    ExtraQuery, InferenceCache, RunFacts, StepContext, report, source_lane, worker_lane,
+};
 
 /// How the agent runs a question.
 #[derive(Debug, Clone)]
@@ -76,6 +78,8 @@ pub struct Agent {
     settings: Arc<AgentSettings>,
     /// `settings.extra_query`, shared by every question's steps.
     extra_query: Arc<ExtraQuery>,
+    /// Inferences of the client's cached responses; a new client starts a new one.
+    inferences: InferenceCache,
 }
 
 /// Whether a question's steps record a timeline.
@@ -104,6 +108,7 @@ impl Agent {
             sources: Arc::new(sources),
             extra_query: Arc::new(settings.extra_query.clone()),
             settings: Arc::new(settings),
+            inferences: InferenceCache::default(),
         }
     }
 
@@ -111,6 +116,7 @@ impl Agent {
     pub fn with_client(&self, client: SourceClient) -> Self {
         Self {
             client,
+            inferences: InferenceCache::default(),
             ..self.clone()
         }
     }
@@ -273,6 +279,7 @@ impl Agent {
                 Recording::Nothing => None,
             },
             extra_query: Arc::clone(&self.extra_query),
+            inferences: self.inferences.clone(),
             cancel: CancellationToken::new(),
         }
     }

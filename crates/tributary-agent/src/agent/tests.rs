@@ -252,3 +252,47 @@ async fn a_source_that_keeps_failing_is_not_asked_once_its_circuit_opens() {
         .expect("news has a breaker");
     assert_eq!(news_circuit.state, tributary::source::CircuitState::Open);
 }
+
+/// A response served from the cache paid its full inference again on every question: the same response to the
+/// same question is now inferred once, and the second run says so.
+#[tokio::test]
+async fn a_cached_response_is_not_inferred_again_for_the_same_question() {
+    let (agent, _services) = agent(Vec::new()).await;
+    let first = agent.ask(&question()).await;
+    let second = agent.ask(&question()).await;
+    assert_eq!(second.report.status, first.report.status);
+    assert_eq!(second.report.answer, first.report.answer);
+    let kept: Vec<&str> = second
+        .report
+        .sources
+        .iter()
+        .filter(|source| source.status == SourceStatus::Ok)
+        .map(|source| {
+            assert!(source.cached, "{source:?}");
+            assert_eq!(source.infer_ms, Some(0.0), "{source:?}");
+            assert_eq!(source.worker, None, "{source:?}");
+            source.name.as_str()
+        })
+        .collect();
+    assert!(!kept.is_empty(), "{:#?}", second.report);
+    let spans = second.timeline.spans();
+    for name in kept {
+        assert!(
+            spans
+                .iter()
+                .any(|span| span.name == format!("infer {name} (cached)")),
+            "no cached inference of {name} on the timeline: {spans:?}"
+        );
+    }
+    // Another agent (a fresh cache, as --compare uses) infers again.
+    let fresh = agent.with_fresh_cache().expect("a client");
+    let third = fresh.ask(&question()).await;
+    assert!(
+        third
+            .report
+            .sources
+            .iter()
+            .filter(|source| source.status == SourceStatus::Ok)
+            .all(|source| source.worker.is_some())
+    );
+}

@@ -9,7 +9,7 @@ use super::StepContext;
 use super::answer::millis;
 use super::fetch::Fetch;
 use super::messages::{error_chain, inference_cut_short};
-use super::timeline::{close, record_inference, source_lane};
+use super::timeline::{close, record_inference, record_kept_inference, source_lane};
 use crate::extract::document_for;
 use crate::infer::aggregate::contributes;
 use crate::infer::{InferError, Inference, InferenceJob};
@@ -41,6 +41,22 @@ pub async fn infer_source(context: &StepContext, fetch: Fetch, deadline: Deadlin
             responded: false,
         };
     };
+    if let Some(inference) = context
+        .inferences
+        .get(source.name(), context.question.as_str(), &body)
+        .await
+    {
+        if let Some(timeline) = &context.timeline {
+            record_kept_inference(timeline, &source);
+        }
+        report.infer_ms = Some(0.0);
+        report.worker = None;
+        return StepRecord {
+            inference: settle(&mut report, inference),
+            report,
+            responded: true,
+        };
+    }
     // Extraction happens here, on the caller's side: the job must be plain data for a `processes` executor.
     let job = InferenceJob::new(
         context.question.as_str(),
@@ -68,6 +84,12 @@ pub async fn infer_source(context: &StepContext, fetch: Fetch, deadline: Deadlin
             Err(_) => SpanOutcome::TimedOut,
         },
     );
+    if let Ok(Ok((Ok(inference), _))) = &outcome {
+        context
+            .inferences
+            .insert(source.name(), context.question.as_str(), &body, inference)
+            .await;
+    }
     let inference = apply_inference(&mut report, outcome);
     StepRecord {
         report,
@@ -105,23 +127,7 @@ fn apply_inference(report: &mut SourceReport, outcome: InferenceOutcome) -> Opti
             report.worker = Some(timing.worker_index);
             report.infer_ms = Some(millis(timing.run_time()));
             match result {
-                // A response with nothing that bears on the question is no answer to it: said so, not passed
-                // off as `ok` with an empty line.
-                Ok(inference) if !contributes(report.topic, &inference) => {
-                    report.settle(
-                        SourceStatus::NoResult,
-                        SourceFailure::NoResult,
-                        "nothing in its response bears on the question".to_owned(),
-                    );
-                    None
-                }
-                Ok(inference) => {
-                    report.summary = Some(inference.summary.join(" "));
-                    report.status = SourceStatus::Ok;
-                    report.failure = None;
-                    report.error = None;
-                    Some(inference)
-                }
+                Ok(inference) => settle(report, inference),
                 Err(InferError::Cancelled { .. }) => {
                     report.settle(
                         SourceStatus::TimedOut,
@@ -133,6 +139,24 @@ fn apply_inference(report: &mut SourceReport, outcome: InferenceOutcome) -> Opti
             }
         }
     }
+}
+
+/// Settles `report` with a finished `inference`: `ok` with its summary, or `no_result` when nothing in the response
+/// bears on the question (said so, not passed off as `ok` with an empty line).
+fn settle(report: &mut SourceReport, inference: Inference) -> Option<Inference> {
+    if !contributes(report.topic, &inference) {
+        report.settle(
+            SourceStatus::NoResult,
+            SourceFailure::NoResult,
+            "nothing in its response bears on the question".to_owned(),
+        );
+        return None;
+    }
+    report.summary = Some(inference.summary.join(" "));
+    report.status = SourceStatus::Ok;
+    report.failure = None;
+    report.error = None;
+    Some(inference)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //! - `fetch`: [`fetch_source`], and `fetch_chain`, which makes a two-request kind's requests one after the
 //!   other inside the one per-source deadline.
 //! - `infer`: [`infer_source`], inference on the executor, and how its outcome settles the source's report.
+//! - `inferences`: [`InferenceCache`], inferences kept beside the cached response they read.
 //! - `answer`: the [`answer`] rule, [`report`] (the one answer shape) and [`missing_sources`].
 //! - `timeline`: how a step is drawn: each fetch attempt, retry, hedge and timeout on the source's lane, each
 //!   inference on its worker's lane.
@@ -22,6 +23,7 @@
 mod answer;
 mod fetch;
 mod infer;
+mod inferences;
 mod messages;
 mod timeline;
 
@@ -39,6 +41,7 @@ use crate::question::Question;
 pub use answer::{RunFacts, Verdict, answer, millis, missing_sources, report};
 pub use fetch::{Fetch, fetch_source};
 pub use infer::{StepRecord, infer_source};
+pub use inferences::InferenceCache;
 pub use messages::{elapsed_message, error_chain};
 pub use timeline::{source_lane, worker_lane};
 
@@ -67,6 +70,8 @@ pub struct StepContext {
     pub timeline: Option<Timeline>,
     /// Extra query parameters for a source by name (fault injection: `fault=hang`, `latency_ms=2000`).
     pub extra_query: Arc<ExtraQuery>,
+    /// Inferences already made of the same responses to the same question.
+    pub inferences: InferenceCache,
     /// Cancelling it stops the question's steps, which are joined before the run returns (a server's client
     /// went away); a step it stops is reported failed, "cancelled".
     pub cancel: CancellationToken,

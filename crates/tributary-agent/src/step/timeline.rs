@@ -54,6 +54,24 @@ pub(super) fn record_inference(timeline: &Timeline, source: &Source, outcome: &I
     }
 }
 
+/// Draws an inference taken from the [`InferenceCache`](super::InferenceCache): an instant on the source's lane,
+/// marked cached, since no worker ran it.
+pub(super) fn record_kept_inference(timeline: &Timeline, source: &Source) {
+    let now = timeline.elapsed();
+    timeline.record(
+        Span::new(
+            source_lane(source.name()),
+            format!("infer {} (cached)", source.name()),
+            Activity::Infer,
+            now,
+            now,
+        )
+        .with_outcome(SpanOutcome::Ok)
+        .with_arg("source", source.name().to_owned())
+        .with_arg("cached", true),
+    );
+}
+
 /// The timeline lane of a source.
 pub fn source_lane(name: &str) -> String {
     format!("source {name}")
