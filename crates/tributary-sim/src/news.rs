@@ -247,23 +247,15 @@ fn generate(seed: u64, count: usize) -> Vec<Article> {
             let topic = &TOPICS[number % TOPICS.len()];
             let city = &cities[rng.random_range(0..cities.len())];
             let outlet = OUTLETS[rng.random_range(0..OUTLETS.len())];
-            let fill = |template: &str, rng: &mut rand::rngs::StdRng| {
-                fill_template(template, city, outlet, rng)
-            };
-            let title = fill(
-                topic.titles[rng.random_range(0..topic.titles.len())],
-                &mut rng,
-            );
-            let summary = fill(
-                topic.summaries[rng.random_range(0..topic.summaries.len())],
-                &mut rng,
-            );
+            let fill = |template: &str| fill_template(template, city, outlet, seed);
+            let title = fill(topic.titles[rng.random_range(0..topic.titles.len())]);
+            let summary = fill(topic.summaries[rng.random_range(0..topic.summaries.len())]);
             let mut sentences: Vec<&str> = topic.sentences.to_vec();
             sentences.shuffle(&mut rng);
             let body: Vec<String> = sentences
                 .iter()
                 .take(SENTENCES_PER_BODY)
-                .map(|sentence| fill(sentence, &mut rng))
+                .map(|sentence| fill(sentence))
                 .collect();
             let minutes = rng.random_range(0..CORPUS_SPAN_MINUTES);
             Article {
@@ -281,17 +273,35 @@ fn generate(seed: u64, count: usize) -> Vec<Article> {
         .collect()
 }
 
-/// Replaces `{city}`, `{country}`, `{outlet}`, `{n}` (2 to 95) and `{m}` (120 to 980).
-fn fill_template(template: &str, city: &City, outlet: &str, rng: &mut impl Rng) -> String {
+/// Replaces `{city}`, `{country}`, `{outlet}` and the numbers: `{n}` (2 to 95), `{m}` (120 to 980), `{p}` (1 to 9,
+/// for rates such as inflation), `{q}` (5 to 60) and `{t}` (38 to 49, a record temperature).
+///
+/// The numbers are drawn from a stream of their own for each template and place (its city, or its country when
+/// the template names no city): every article that states a fact about a place states the same figure, so an answer built from two articles cannot say that food prices in Paris
+/// rose by 15 percent and by 55 percent.
+fn fill_template(template: &str, city: &City, outlet: &str, seed: u64) -> String {
+    // A fact that names no city ("The central bank raised its rate by ...") is the country's.
+    let place = if template.contains("{city}") {
+        city.name
+    } else {
+        city.country
+    };
+    let mut numbers = rng_for(seed, &format!("news/fact/{place}/{template}"));
     let mut text = template
         .replace("{city}", city.name)
         .replace("{country}", city.country)
         .replace("{outlet}", outlet);
-    while text.contains("{n}") {
-        text = text.replacen("{n}", &rng.random_range(2..=95).to_string(), 1);
-    }
-    while text.contains("{m}") {
-        text = text.replacen("{m}", &rng.random_range(120..=980).to_string(), 1);
+    for (placeholder, range) in [
+        ("{n}", 2..=95),
+        ("{m}", 120..=980),
+        ("{p}", 1..=9),
+        ("{q}", 5..=60),
+        ("{t}", 38..=49),
+    ] {
+        while text.contains(placeholder) {
+            let number: u32 = numbers.random_range(range.clone());
+            text = text.replacen(placeholder, &number.to_string(), 1);
+        }
     }
     text
 }
@@ -319,7 +329,7 @@ const TOPICS: &[Topic] = &[
             "Engineers say battery storage lets the grid shift midday solar power into the evening peak.",
             "Wind turbines supplied {n} percent of the electricity used in {country} last month.",
             "Critics warn that transmission lines have not kept pace with new renewable energy projects.",
-            "Household electricity bills in {city} fell by {n} percent after the new capacity came online.",
+            "Household electricity bills in {city} fell by {p} percent after the new capacity came online.",
             "The utility plans to retire two coal power stations once the storage batteries are proven.",
             "Analysts at {outlet} note that gas plants now run mostly as backup on windless nights.",
         ],
@@ -339,11 +349,11 @@ const TOPICS: &[Topic] = &[
         sentences: &[
             "The metro line links the airport to the city centre of {city} in under {n} minutes.",
             "Rail unions in {country} called the strike after talks on wages and rosters collapsed.",
-            "Traffic congestion on the main ring road fell by {n} percent after the bicycle lanes opened.",
+            "Traffic congestion on the main ring road fell by {q} percent after the bicycle lanes opened.",
             "The city bought {m} electric buses and installed chargers at every depot.",
             "Passengers complained about crowded trains and signal failures during the morning rush hour.",
             "Planners in {city} hope cheaper public transport tickets will keep commuters out of their cars.",
-            "The transit authority says ridership has recovered to {n} percent above its earlier record.",
+            "The transit authority says ridership has recovered to {p} percent above its earlier record.",
         ],
     },
     Topic {
@@ -403,7 +413,7 @@ const TOPICS: &[Topic] = &[
             "Heavy rain and flooding near {city} forced hundreds of families to leave their homes.",
         ],
         sentences: &[
-            "Temperatures in {city} reached {n} degrees, the highest since records began.",
+            "Temperatures in {city} reached {t} degrees, the highest since records began.",
             "Flood water cut off {n} villages and closed the main highway for two days.",
             "The drought has left reservoirs in {country} at {n} percent of capacity.",
             "The climate plan commits {city} to cutting carbon emissions in half within a decade.",
@@ -425,7 +435,7 @@ const TOPICS: &[Topic] = &[
             "Buyers in {country} face higher mortgage payments as lenders raise interest rates.",
         ],
         sentences: &[
-            "Average rent for a two-bedroom apartment in {city} rose by {n} percent this year.",
+            "Average rent for a two-bedroom apartment in {city} rose by {p} percent this year.",
             "The council approved {m} new apartments, a third of them reserved as affordable housing.",
             "Mortgage rates in {country} have reached their highest level in {n} years.",
             "Construction firms blame the shortage of homes on slow permits and costly materials.",
@@ -447,11 +457,11 @@ const TOPICS: &[Topic] = &[
         ],
         sentences: &[
             "The central bank raised its benchmark interest rate by {n} basis points.",
-            "Annual inflation in {country} slowed to {n} percent as fuel and food prices eased.",
+            "Annual inflation in {country} slowed to {p} percent as fuel and food prices eased.",
             "Exporters in {city} say the strong currency makes their goods expensive abroad.",
             "Unemployment in {city} fell as factories and shops hired more workers.",
             "Stock markets rallied after the inflation figures were published.",
-            "Economists at {outlet} expect economic growth of about {n} tenths of a percent next quarter.",
+            "Economists at {outlet} expect economic growth of about {p} tenths of a percent next quarter.",
             "Consumer spending on retail goods rose despite higher borrowing costs.",
         ],
     },
@@ -468,7 +478,7 @@ const TOPICS: &[Topic] = &[
             "A record {m} runners took part in the city marathon through the streets of {city}.",
         ],
         sentences: &[
-            "The new stadium in {city} seats {m} hundred spectators and has a retractable roof.",
+            "The new stadium in {city} seats {q} thousand spectators and has a retractable roof.",
             "The football club scored {n} goals in its last ten league matches.",
             "Marathon runners crossed the finish line in front of cheering crowds.",
             "The coach resigned after the team was relegated from the top league.",
@@ -513,7 +523,7 @@ const TOPICS: &[Topic] = &[
             "The wheat harvest around {city} is expected to reach {m} thousand tonnes.",
             "Coffee growers lost {n} percent of their crop to drought and plant disease.",
             "Irrigation canals will bring water to {m} farms in dry regions of {country}.",
-            "Food prices at markets in {city} rose by {n} percent in a month.",
+            "Food prices at markets in {city} rose by {p} percent in a month.",
             "Agricultural scientists are breeding rice and maize that tolerate heat.",
             "Farm unions told {outlet} that fertiliser costs are squeezing small farmers.",
         ],
@@ -585,6 +595,8 @@ const TOPICS: &[Topic] = &[
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeSet, HashMap};
+
     use super::*;
 
     fn query(index: &NewsIndex, q: &str, page: Option<&str>) -> NewsPage {
@@ -607,6 +619,34 @@ mod tests {
                 .iter()
                 .all(|article| article.body.split(' ').count() >= 30)
         );
+    }
+
+    /// Two articles once gave two figures for one fact ("rose by 15 percent ... rose by 55 percent"), and some
+    /// figures were absurd ("seats 942 hundred spectators", inflation at 88 percent).
+    #[test]
+    fn a_fact_about_a_city_has_one_figure_in_every_article() {
+        let index = NewsIndex::build(1);
+        let mut figures: HashMap<(String, String), BTreeSet<String>> = HashMap::new();
+        for article in index.articles() {
+            for sentence in article.body.split(". ") {
+                let shape: String = sentence
+                    .chars()
+                    .map(|c| if c.is_ascii_digit() { '#' } else { c })
+                    .collect();
+                figures
+                    .entry((article.country.to_owned(), shape))
+                    .or_default()
+                    .insert(sentence.to_owned());
+            }
+            assert!(
+                !article.body.contains("hundred spectators"),
+                "{}",
+                article.body
+            );
+        }
+        for ((_, shape), stated) in &figures {
+            assert_eq!(stated.len(), 1, "{shape}: {stated:?}");
+        }
     }
 
     #[test]
