@@ -296,7 +296,9 @@ pub async fn run_batch(
 ) -> Result<BatchSummary, BatchError> {
     let started = Instant::now();
     let done = store.reader()?;
-    let store = run_stages(
+    // On the heap: the stages' future is large, and a debug build copies it through every frame that polls or
+    // spawns it; inline, it overflowed a 2 MiB thread's stack (a test thread's, a runtime worker's).
+    let store = Box::pin(run_stages(
         agent,
         settings,
         input,
@@ -304,7 +306,7 @@ pub async fn run_batch(
         move |id, line| done.contains(id, line),
         stats.clone(),
         shutdown,
-    )
+    ))
     .await?;
     let in_store = tributary::group::blocking("count the answers", move || store.counts())
         .await
@@ -429,7 +431,7 @@ pub(crate) async fn run_stages<Sink: AnswerSink>(
             .map_err(not_started)
     });
     // A panic is a bug; it resumes here only after every stage and task is joined. Report it as an error.
-    let joined = AssertUnwindSafe(stages).catch_unwind().await;
+    let joined = AssertUnwindSafe(Box::pin(stages)).catch_unwind().await;
     let store = match joined {
         Ok(Ok(store)) => store,
         Ok(Err(error)) => return Err(first_error(error)),

@@ -44,7 +44,6 @@ pub async fn infer_source(context: &StepContext, fetch: Fetch, deadline: Deadlin
     if let Some(inference) = context
         .inferences
         .get(source.name(), context.question.as_str(), &body)
-        .await
     {
         if let Some(timeline) = &context.timeline {
             record_kept_inference(timeline, &source);
@@ -87,8 +86,7 @@ pub async fn infer_source(context: &StepContext, fetch: Fetch, deadline: Deadlin
     if let Ok(Ok((Ok(inference), _))) = &outcome {
         context
             .inferences
-            .insert(source.name(), context.question.as_str(), &body, inference)
-            .await;
+            .insert(source.name(), context.question.as_str(), &body, inference);
     }
     let inference = apply_inference(&mut report, outcome);
     StepRecord {

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use moka::future::Cache;
+use moka::sync::Cache;
 use serde_json::Value;
 
 use crate::infer::Inference;
@@ -50,21 +50,16 @@ impl Default for InferenceCache {
 }
 
 impl InferenceCache {
-    /// The inference made earlier of `source`'s `response` to `question`, if kept.
-    pub async fn get(
-        &self,
-        source: &str,
-        question: &str,
-        response: &Arc<Value>,
-    ) -> Option<Inference> {
+    /// The inference made earlier of `source`'s `response` to `question`, if kept. (A synchronous cache: a lookup
+    /// never waits, and its future would only have grown every step's.)
+    pub fn get(&self, source: &str, question: &str, response: &Arc<Value>) -> Option<Inference> {
         self.0
             .get(&key(source, question, response))
-            .await
             .map(|kept| kept.inference)
     }
 
     /// Keeps `inference` of `source`'s `response` to `question`.
-    pub async fn insert(
+    pub fn insert(
         &self,
         source: &str,
         question: &str,
@@ -75,7 +70,7 @@ impl InferenceCache {
             _response: Arc::clone(response),
             inference: inference.clone(),
         };
-        self.0.insert(key(source, question, response), kept).await;
+        self.0.insert(key(source, question, response), kept);
     }
 }
 
@@ -94,8 +89,8 @@ mod tests {
     use super::*;
     use crate::infer::{Document, InferenceCost, infer};
 
-    #[tokio::test]
-    async fn the_same_response_to_the_same_question_is_a_hit_and_nothing_else_is() {
+    #[test]
+    fn the_same_response_to_the_same_question_is_a_hit_and_nothing_else_is() {
         let cache = InferenceCache::default();
         let response = Arc::new(json!({"text": "Rain in Lima."}));
         let inference = infer(
@@ -105,17 +100,15 @@ mod tests {
             &|| false,
         )
         .expect("never cancelled");
-        cache
-            .insert("weather", "Rain in Lima?", &response, &inference)
-            .await;
+        cache.insert("weather", "Rain in Lima?", &response, &inference);
         assert_eq!(
-            cache.get("weather", "Rain in Lima?", &response).await,
+            cache.get("weather", "Rain in Lima?", &response),
             Some(inference)
         );
         // An equal response fetched again is another response; another question or source misses too.
         let again = Arc::new(json!({"text": "Rain in Lima."}));
-        assert_eq!(cache.get("weather", "Rain in Lima?", &again).await, None);
-        assert_eq!(cache.get("weather", "Sun in Lima?", &response).await, None);
-        assert_eq!(cache.get("news", "Rain in Lima?", &response).await, None);
+        assert_eq!(cache.get("weather", "Rain in Lima?", &again), None);
+        assert_eq!(cache.get("weather", "Sun in Lima?", &response), None);
+        assert_eq!(cache.get("news", "Rain in Lima?", &response), None);
     }
 }
