@@ -170,8 +170,8 @@ const WEATHER_WORDS: &[&str] = &[
     "fahrenheit",
 ];
 
-/// Whether `text` asks about the weather (rain, wind, forecast, temperature, ...): weather sources are asked only then, so that
-/// naming a city ("Any news about event loops in Cairo?") does not add its weather to the answer.
+/// Whether `text` asks about the weather (rain, wind, forecast, temperature, ...): weather sources are asked only
+/// then, so that naming a city ("Any news about event loops in Cairo?") does not add its weather to the answer.
 pub fn about_weather(text: &str) -> bool {
     words_of(text)
         .iter()
