@@ -340,11 +340,17 @@ impl Reading {
             })
             .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        let mut chosen: Vec<usize> = scored
-            .into_iter()
-            .take(SUMMARY_SENTENCES)
-            .map(|(_, index)| index)
-            .collect();
+        // A sentence two documents share (two articles stating one fact) is said once.
+        let mut chosen: Vec<usize> = Vec::with_capacity(SUMMARY_SENTENCES);
+        for (_, index) in scored {
+            if chosen.len() == SUMMARY_SENTENCES {
+                break;
+            }
+            let text = &self.sentences[index].0;
+            if !chosen.iter().any(|&kept| self.sentences[kept].0 == *text) {
+                chosen.push(index);
+            }
+        }
         chosen.sort_unstable();
         chosen
             .into_iter()
@@ -621,6 +627,23 @@ mod tests {
             .filter_map(|sentence| document.text.find(sentence.as_str()))
             .collect();
         assert!(positions.is_sorted(), "summary must keep document order");
+    }
+
+    /// Two articles stating one fact made a summary say it twice.
+    #[test]
+    fn a_sentence_two_documents_share_is_summarised_once() {
+        let document = Document::new(
+            "news",
+            "The city opened new primary schools. The city opened new primary schools. Teachers welcome the schools.",
+        );
+        let inference = run("New primary schools?", &document, 0);
+        assert_eq!(
+            inference.summary,
+            [
+                "The city opened new primary schools.",
+                "Teachers welcome the schools."
+            ]
+        );
     }
 
     #[test]

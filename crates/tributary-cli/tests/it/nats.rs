@@ -351,9 +351,11 @@ fn batches_on_one_server_one_after_another_or_at_once_keep_their_own_questions_a
     let Some(server) = NatsServer::start("nats::batches_on_one_server_keep_their_own") else {
         return;
     };
+    // Each line its own question, and one the knowledge base answers: a question nothing answers is stored
+    // failed (nothing found), which is not what this test is about.
     let about = |topic: &str| -> String {
         (1..=150)
-            .map(|n| format!("What is the news about {topic} {n}?\n"))
+            .map(|n| format!("Why does the GIL matter to {topic} programmers, take {n}?\n"))
             .collect()
     };
     let workers = start_workers(&server, &["a", "b"]);
@@ -376,7 +378,7 @@ fn batches_on_one_server_one_after_another_or_at_once_keep_their_own_questions_a
             let line = row["line"].as_u64().unwrap_or_default();
             assert_eq!(
                 question,
-                format!("What is the news about {topic} {line}?"),
+                format!("Why does the GIL matter to {topic} programmers, take {line}?"),
                 "each database holds its own questions' answers: {row}"
             );
         }
