@@ -71,46 +71,50 @@ fn plan_source(question: &Question, kind: SourceKind, places: &dyn PlaceFinder) 
                 reason: "the question names no city the gazetteer knows".to_owned(),
             },
         },
-        SourceKind::News => {
-            let keywords = keywords(question.as_str());
-            if keywords.is_empty() {
-                Action::Skip {
-                    reason: "the question has no keywords to search the news for".to_owned(),
-                }
-            } else {
-                Action::Fetch(request("/news", "q", &keywords.join(" ")))
-            }
-        }
+        SourceKind::News => with_keywords(
+            question,
+            "the question has no keywords to search the news for",
+            |keywords| request("/news", "q", keywords),
+        ),
         // The content words, as for the news: "news" or "weather" in a question say which source to read, not
         // what to look up ("What's the news about rust?" once matched the knowledge base's page on fan-out).
-        SourceKind::KnowledgeBase => {
-            let keywords = keywords(question.as_str());
-            if keywords.is_empty() {
-                Action::Skip {
-                    reason: "the question has no keywords to look up".to_owned(),
-                }
-            } else {
-                Action::Fetch(request("/kb/search", "q", &keywords.join(" ")))
-            }
-        }
+        SourceKind::KnowledgeBase => with_keywords(
+            question,
+            "the question has no keywords to look up",
+            |keywords| request("/kb/search", "q", keywords),
+        ),
         SourceKind::OpenMeteo => match place_candidate(question.as_str()) {
             Some(place) => Action::Fetch(open_meteo::geocode_request(&place)),
             None => Action::Skip {
                 reason: "the question names no place to look up".to_owned(),
             },
         },
-        SourceKind::HnAlgolia | SourceKind::Wikipedia => {
-            let keywords = keywords(question.as_str());
-            if keywords.is_empty() {
-                Action::Skip {
-                    reason: "the question has no keywords to search for".to_owned(),
-                }
-            } else if kind == SourceKind::HnAlgolia {
-                Action::Fetch(hn_algolia::search_request(&keywords.join(" ")))
-            } else {
-                Action::Fetch(wikipedia::search_request(&keywords.join(" ")))
-            }
+        SourceKind::HnAlgolia => with_keywords(
+            question,
+            "the question has no keywords to search for",
+            hn_algolia::search_request,
+        ),
+        SourceKind::Wikipedia => with_keywords(
+            question,
+            "the question has no keywords to search for",
+            wikipedia::search_request,
+        ),
+    }
+}
+
+/// Asks with the question's content words ([`keywords`], space-separated), or skips the source for `no_keywords`.
+fn with_keywords(
+    question: &Question,
+    no_keywords: &str,
+    ask: impl FnOnce(&str) -> SourceRequest,
+) -> Action {
+    let keywords = keywords(question.as_str());
+    if keywords.is_empty() {
+        Action::Skip {
+            reason: no_keywords.to_owned(),
         }
+    } else {
+        Action::Fetch(ask(&keywords.join(" ")))
     }
 }
 
