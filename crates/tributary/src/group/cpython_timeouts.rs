@@ -33,15 +33,7 @@ use tokio::time::{Instant, sleep};
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-
-/// Sets its flag when dropped: the future holding it was cancelled (or finished).
-struct DropFlag(Arc<AtomicBool>);
-
-impl Drop for DropFlag {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
+use crate::group::test_probes::DropFlag;
 
 fn flag() -> (Arc<AtomicBool>, DropFlag) {
     let flag = Arc::new(AtomicBool::new(false));

@@ -200,6 +200,6 @@ mod properties;
 #[cfg(test)]
 mod same_instant;
 #[cfg(test)]
-mod test_live;
+mod test_probes;
 #[cfg(test)]
 mod tests;

@@ -32,6 +32,7 @@ use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::*;
+use crate::group::test_probes::DropFlag;
 
 #[derive(Debug)]
 enum TestError {
@@ -56,15 +57,6 @@ impl From<ChildLost> for TestError {
 impl From<SpawnError> for TestError {
     fn from(_: SpawnError) -> Self {
         TestError::Lost
-    }
-}
-
-/// Sets its flag when dropped: how a test learns that a child or body was cancelled.
-struct DropFlag(Arc<AtomicBool>);
-
-impl Drop for DropFlag {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
     }
 }
 

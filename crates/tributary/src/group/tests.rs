@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::time::sleep;
 
-use super::test_live::Live;
+use super::test_probes::Live;
 use super::*;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 use tokio::time::sleep;
 
 use super::*;
-use crate::group::test_live::Live;
+use crate::group::test_probes::Live;
 use crate::group::{GroupConfig, OwnedGroup, scope};
 
 /// Alive until cancelled.
