@@ -41,10 +41,16 @@ pub async fn infer_source(context: &StepContext, fetch: Fetch, deadline: Deadlin
             responded: false,
         };
     };
-    if let Some(inference) = context
-        .inferences
-        .get(source.name(), context.question.as_str(), &body)
-    {
+    // Only a response served from the cache can have been inferred before.
+    let kept = report
+        .cached
+        .then(|| {
+            context
+                .inferences
+                .get(source.name(), context.question.as_str(), &body)
+        })
+        .flatten();
+    if let Some(inference) = kept {
         if let Some(timeline) = &context.timeline {
             record_kept_inference(timeline, &source);
         }
@@ -83,7 +89,10 @@ pub async fn infer_source(context: &StepContext, fetch: Fetch, deadline: Deadlin
             Err(_) => SpanOutcome::TimedOut,
         },
     );
-    if let Ok(Ok((Ok(inference), _))) = &outcome {
+    // Kept only where the response can be served again: from a source whose answers are cached.
+    if let Ok(Ok((Ok(inference), _))) = &outcome
+        && source.spec.cache_lifetime().is_some()
+    {
         context
             .inferences
             .insert(source.name(), context.question.as_str(), &body, inference);

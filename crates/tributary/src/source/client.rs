@@ -18,7 +18,7 @@ use super::error::{FetchError, FetchErrorKind};
 use super::hedge::HedgePolicy;
 use super::resolve::{AsyncResolver, NameResolution};
 use super::retry::{self, AttemptOutcome, AttemptRecord, BackoffPolicy, RetryDecision};
-use super::spec::{MAX_CACHE_TTL, SourceSpec};
+use super::spec::SourceSpec;
 use super::state::{SourceState, SourceStates};
 
 /// The request header that tells a source how many milliseconds this attempt has left (the earlier of the
@@ -218,11 +218,7 @@ impl SourceClient {
         request: &SourceRequest,
         deadline: Deadline,
     ) -> Result<Fetched, FetchError> {
-        let Some(time_to_live) = spec
-            .cache_ttl
-            .filter(|ttl| !ttl.is_zero())
-            .map(|ttl| ttl.min(MAX_CACHE_TTL))
-        else {
+        let Some(time_to_live) = spec.cache_lifetime() else {
             return self.fetch_uncached(spec, request, deadline).await;
         };
         let started = Instant::now();

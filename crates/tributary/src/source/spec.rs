@@ -50,6 +50,14 @@ pub struct SourceSpec {
 }
 
 impl SourceSpec {
+    /// How long its answers stay fresh in the cache, if they are cached at all: `cache_ttl` when longer than zero,
+    /// at most [`MAX_CACHE_TTL`].
+    pub fn cache_lifetime(&self) -> Option<Duration> {
+        self.cache_ttl
+            .filter(|ttl| !ttl.is_zero())
+            .map(|ttl| ttl.min(MAX_CACHE_TTL))
+    }
+
     /// A source with the default timeout (2 s), retries (2), size limit (1 MiB), and no cache, rate limit, hedging
     /// or circuit breaker.
     pub fn new(name: impl Into<String>, base_url: Url) -> Self {
