@@ -23,7 +23,7 @@ use axum::body::Body;
 use axum::http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -130,10 +130,11 @@ pub async fn serve_connections(
     // connection's failure touches no other, dropping `serve` aborts them all, and the end joins them.
     let connections = Supervisor::new(SupervisorConfig::new());
     let mut builder = Builder::new(Supervised(connections.handle()));
-    // The phases are timed by `watch.rs`, for both protocols alike; hyper's own header timeout is not used.
+    // The phases are timed by `watch.rs`, for both protocols alike. hyper's own header timeout (30 s by default)
+    // is turned off: it would also cut a longer `header_read_timeout`, and an idle keep-alive connection at 30 s.
     builder
         .http1()
-        .timer(TokioTimer::new())
+        .header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes.max(8 * 1024));
     builder
         .http2()

@@ -160,6 +160,36 @@ async fn an_http2_connection_without_a_request_is_closed() {
     stop.cancel();
 }
 
+/// hyper's own header timeout (30 s) once cut a longer `--header-timeout` short, and an idle keep-alive
+/// connection too: the limits given are the limits kept. (Paused time: the clock jumps while the client waits.)
+#[tokio::test(start_paused = true)]
+async fn limits_longer_than_hypers_default_are_kept() {
+    let limits = Limits {
+        max_connections: 8,
+        idle_timeout: Duration::from_secs(60),
+        header_read_timeout: Duration::from_secs(60),
+        ..Limits::default()
+    };
+    let (address, stop) = start(limits).await;
+    let mut slow = TcpStream::connect(address).await.expect("connect");
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("send part of the headers");
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(45))
+            .await
+            .is_none(),
+        "closed before its 60 s header limit"
+    );
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(30))
+            .await
+            .is_some(),
+        "still open past its 60 s header limit"
+    );
+    stop.cancel();
+}
+
 /// A request head over the limit is refused with 431, not buffered without bound.
 #[tokio::test]
 async fn a_request_head_over_the_limit_gets_431() {
