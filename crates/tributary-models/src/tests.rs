@@ -1,0 +1,192 @@
+//! The loaders, tokenizers, ranking and generation loop on tiny random models written by each test.
+
+use std::cell::Cell;
+
+use crate::tiny::{write_embedder, write_generator};
+use crate::{Embedder, Finish, Generator, ModelError, Prompt};
+
+const WORDS: &[&str] = &[
+    "rain", "falls", "in", "lisbon", "the", "market", "rose", "sun", "shines",
+];
+
+fn embedder() -> (tempfile::TempDir, Embedder) {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let path = write_embedder(directory.path(), WORDS).expect("writes the model");
+    let embedder = Embedder::load(&path).expect("loads");
+    (directory, embedder)
+}
+
+fn generator() -> (tempfile::TempDir, Generator) {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let path = write_generator(&directory.path().join("tiny.gguf")).expect("writes the model");
+    let generator = Generator::load(&path).expect("loads");
+    (directory, generator)
+}
+
+fn prompt() -> Prompt {
+    Prompt {
+        system: "Answer in one sentence.".to_owned(),
+        user: "Is it raining in Lisbon?".to_owned(),
+    }
+}
+
+#[test]
+fn embeddings_are_unit_length_and_the_same_text_ranks_first() {
+    let (_directory, embedder) = embedder();
+    let embeddings = embedder
+        .embed(&["Rain falls in Lisbon.", "The market rose."])
+        .expect("embeds");
+    assert_eq!(embeddings.len(), 2);
+    for embedding in &embeddings {
+        let norm: f32 = embedding.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "{norm}");
+    }
+    let sentences = [
+        "The market rose.",
+        "Rain falls in Lisbon.",
+        "The sun shines.",
+    ];
+    let scores = embedder
+        .rank("Rain falls in Lisbon.", &sentences, &|| false)
+        .expect("ranks")
+        .expect("not stopped");
+    assert_eq!(scores.len(), 3);
+    assert!((scores[1] - 1.0).abs() < 1e-4, "{scores:?}");
+    assert!(scores[0] < scores[1] && scores[2] < scores[1], "{scores:?}");
+    // Padding in a batch changes nothing: a sentence alone scores what it scores beside longer ones.
+    let alone = embedder
+        .rank("Rain falls in Lisbon.", &sentences[..1], &|| false)
+        .expect("ranks")
+        .expect("not stopped");
+    assert!((alone[0] - scores[0]).abs() < 1e-4, "{alone:?} {scores:?}");
+}
+
+#[test]
+fn ranking_stops_when_asked() {
+    let (_directory, embedder) = embedder();
+    let ranked = embedder
+        .rank("rain", &["The sun shines."], &|| true)
+        .expect("runs");
+    assert_eq!(ranked, None);
+}
+
+#[test]
+fn an_embedder_that_is_not_there_or_not_a_model_says_which_file() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let missing = Embedder::load(directory.path()).expect_err("no files");
+    assert!(
+        matches!(&missing, ModelError::Read { path, .. } if path.ends_with("config.json")),
+        "{missing}"
+    );
+    let path = write_embedder(directory.path(), WORDS).expect("writes");
+    std::fs::write(path.join("model.safetensors"), b"not a safetensors file").expect("writes");
+    let broken = Embedder::load(&path).expect_err("garbage weights");
+    assert!(
+        matches!(&broken, ModelError::Format { path, .. } if path.ends_with("model.safetensors")),
+        "{broken}"
+    );
+}
+
+#[test]
+fn a_shared_model_is_loaded_once_per_path() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let path = write_embedder(directory.path(), WORDS).expect("writes");
+    let first = Embedder::shared(&path).expect("loads");
+    let second = Embedder::shared(&path).expect("loads");
+    assert!(std::sync::Arc::ptr_eq(&first, &second));
+}
+
+#[test]
+fn the_chat_template_gets_no_stray_spaces() {
+    let (_directory, generator) = generator();
+    // `<|im_start|>` is one special token, and "user" follows it with no space byte (Ġ) before it.
+    let encoding = generator
+        .tokenizer
+        .encode("<|im_start|>user\nhi", false)
+        .expect("encodes");
+    let tokens = encoding.get_tokens();
+    assert_eq!(tokens[0], "<|im_start|>");
+    assert_eq!(&tokens[1..5], ["u", "s", "e", "r"]);
+    assert!(
+        !tokens.iter().any(|token| token.starts_with('Ġ')),
+        "{tokens:?}"
+    );
+}
+
+#[test]
+fn generation_is_greedy_bounded_and_streams_what_it_returns() {
+    let (_directory, generator) = generator();
+    let mut pieces = String::new();
+    let first = generator
+        .generate(&prompt(), 12, &|| false, &mut |piece| {
+            pieces.push_str(piece)
+        })
+        .expect("generates");
+    assert!(first.generated_tokens <= 12);
+    assert!(
+        matches!(first.finish, Finish::Stop | Finish::Length),
+        "{first:?}"
+    );
+    assert_eq!(pieces.trim(), first.text);
+    assert!(first.prompt_tokens > 10, "{first:?}");
+    let second = generator
+        .generate(&prompt(), 12, &|| false, &mut |_| {})
+        .expect("generates");
+    assert_eq!(first, second, "greedy: the same prompt, the same reply");
+}
+
+#[test]
+fn generation_stops_at_the_next_token_when_asked() {
+    let (_directory, generator) = generator();
+    let checks = Cell::new(0);
+    let generation = generator
+        .generate(
+            &prompt(),
+            50,
+            &|| {
+                checks.set(checks.get() + 1);
+                checks.get() > 3
+            },
+            &mut |_| {},
+        )
+        .expect("generates");
+    if generation.finish == Finish::Cancelled {
+        assert_eq!(generation.generated_tokens, 3);
+    } else {
+        // The tiny model ended its reply before the fourth check.
+        assert_eq!(generation.finish, Finish::Stop);
+        assert!(generation.generated_tokens < 3);
+    }
+}
+
+#[test]
+fn a_prompt_longer_than_the_context_is_refused() {
+    let (_directory, generator) = generator();
+    let long = Prompt {
+        system: String::new(),
+        user: "rain ".repeat(200),
+    };
+    let error = generator
+        .generate(&long, 10, &|| false, &mut |_| {})
+        .expect_err("too long");
+    assert!(
+        error
+            .to_string()
+            .contains("exceed the model's context of 256"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_gguf_that_is_not_a_llama_chat_model_is_refused() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let garbage = directory.path().join("garbage.gguf");
+    std::fs::write(&garbage, b"GGUF but not really").expect("writes");
+    let error = Generator::load(&garbage).expect_err("garbage");
+    assert!(
+        matches!(&error, ModelError::Format { path, .. } if path == &garbage),
+        "{error}"
+    );
+    let missing = Generator::load(&directory.path().join("missing.gguf")).expect_err("missing");
+    assert!(matches!(missing, ModelError::Read { .. }), "{missing}");
+}
