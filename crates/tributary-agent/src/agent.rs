@@ -11,7 +11,7 @@ use tributary::pool::Executor;
 use tributary::source::{ClientBuildError, SourceClient};
 use tributary::trace::Timeline;
 
-use crate::infer::{InferenceCost, work_units_off_runtime};
+use crate::infer::{InferenceCost, Models, work_units_off_runtime};
 use crate::places::{NoPlaces, PlaceFinder};
 use crate::plan::plan;
 use crate::question::Question;
@@ -29,8 +29,10 @@ pub struct AgentSettings {
     pub per_source_timeout: Duration,
     /// Time allowed to the whole question.
     pub deadline: Duration,
-    /// CPU each inference spends.
+    /// CPU each inference of the simulated model spends.
     pub inference_cost: InferenceCost,
+    /// The models that read the responses (the simulated one by default).
+    pub models: Models,
     /// Extra query parameters per source name, e.g. `("news", [("fault", "hang")])` for fault injection.
     pub extra_query: ExtraQuery,
     /// Finds the place a question names, for weather sources ([`NoPlaces`] by default: they are skipped).
@@ -43,6 +45,7 @@ impl Default for AgentSettings {
             per_source_timeout: Duration::from_secs(5),
             deadline: Duration::from_secs(15),
             inference_cost: InferenceCost::default(),
+            models: Models::default(),
             extra_query: Vec::new(),
             places: Arc::new(NoPlaces),
         }
@@ -272,6 +275,7 @@ impl Agent {
             question: question.clone(),
             per_source_timeout: self.settings.per_source_timeout,
             inference_units: work_units_off_runtime(self.settings.inference_cost).await,
+            models: self.settings.models.clone(),
             started,
             timeline: match recording {
                 Recording::Timeline => Some(Timeline::starting_at(started.into_std())),

@@ -259,8 +259,13 @@ pub struct SourceReport {
     pub worker: Option<usize>,
     /// Whether the configuration marks the source as required.
     pub required: bool,
-    /// The extractive summary the inference produced from this source.
+    /// The summary the inference produced from this source: sentences of its response, or a text a chat model
+    /// wrote from them (then `generated_by` names it).
     pub summary: Option<String>,
+    /// The chat model that wrote `summary`, when one did (`--model` with a GGUF file): generated text, to be
+    /// read as such.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated_by: Option<String>,
 }
 
 /// The whole run for one question: the answer every driver gives.
@@ -319,6 +324,7 @@ impl SourceReport {
             worker: None,
             required: source.required,
             summary: None,
+            generated_by: None,
         }
     }
 

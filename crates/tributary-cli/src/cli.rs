@@ -163,6 +163,18 @@ pub struct EngineArgs {
     )]
     pub inference_cost: Duration,
 
+    /// The models that read the responses: `simulated` (the default), a sentence-transformers directory (an
+    /// embedder: the relevant sentences are the summary), a .gguf chat model (a generator: it writes each
+    /// summary from them), or both, comma-separated or repeated. Needs a build with the `models` feature.
+    #[arg(
+        long = "model",
+        value_name = "simulated|PATH",
+        env = "TRIBUTARY_MODEL",
+        value_delimiter = ',',
+        help_heading = ENGINE
+    )]
+    pub models: Vec<String>,
+
     /// Inject a fault into a source: SOURCE=KIND, KIND one of error, unavailable, hang, slow-body, malformed,
     /// huge, latency:DURATION (at most 10m). Repeatable: at most one fault and one latency per source.
     #[arg(long = "fault", value_name = "SOURCE=KIND", help_heading = SOURCES)]

@@ -23,6 +23,8 @@ use crate::printer::Printer;
 use crate::settings::CommandSettings;
 
 fn main() -> std::process::ExitCode {
+    #[cfg(all(unix, feature = "models"))]
+    one_thread_per_inference();
     // Deadlines count from here: start-up (the runtime, the services, the pool) is inside them.
     let started = std::time::Instant::now();
     let cli = cli::parse();
@@ -43,6 +45,33 @@ fn main() -> std::process::ExitCode {
         printer.error(error);
     }
     std::process::ExitCode::from(exit_code(&result))
+}
+
+/// Runs this program again, in this process, with `CANDLE_NUM_THREADS=1` unless the variable is set.
+///
+/// candle's kernels share one process-wide pool of spinning threads, sized once from that variable or the cores.
+/// tributary runs one inference per CPU worker, so the workers already own the cores: two inferences each
+/// spreading over both cores of a 2-core machine ran 1.3 to 1.6 times slower than each on one
+/// (docs/BENCHMARKS.md). The variable is read when candle first runs, and setting it from inside the process
+/// would take `unsafe` (another thread may be reading the environment); `exec` keeps the process id, so a
+/// supervisor or a test sees nothing of it. A user who sets the variable keeps their value.
+#[cfg(all(unix, feature = "models"))]
+fn one_thread_per_inference() {
+    use std::os::unix::process::CommandExt as _;
+    const VARIABLE: &str = "CANDLE_NUM_THREADS";
+    if std::env::var_os(VARIABLE).is_some() {
+        return;
+    }
+    let Ok(executable) = std::env::current_exe() else {
+        return;
+    };
+    let mut arguments = std::env::args_os();
+    let mut command = std::process::Command::new(executable);
+    if let Some(name) = arguments.next() {
+        command.arg0(name);
+    }
+    // `exec` returns only when it failed: then run as we are, with candle's default.
+    let _failed = command.args(arguments).env(VARIABLE, "1").exec();
 }
 
 fn run(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tributary::pool::{Executor, ExecutorConfig, ExecutorKind, WorkerCommand};
 use tributary::source::{ClientOptions, SourceClient};
-use tributary_agent::infer::work_units_off_runtime;
+use tributary_agent::infer::{Models, work_units_off_runtime};
 use tributary_agent::places::PlaceFinder;
 use tributary_agent::{Agent, AgentSettings};
 use tributary_sim::{SimServer, city_named_in};
@@ -50,6 +50,7 @@ impl ReadyAgent {
         // Calibrating burns ~40 ms of CPU once per process: do it now, off the runtime threads, before any run
         // is timed.
         work_units_off_runtime(settings.inference_cost).await;
+        load_models(&settings.models).await?;
         let client =
             SourceClient::new(options.with_name_resolution(settings.name_resolution.clone()))?;
         // Sources of the `weather` kind are asked for the cities of the simulator's gazetteer, with --config
@@ -61,6 +62,7 @@ impl ReadyAgent {
             per_source_timeout: settings.per_source_timeout,
             deadline: settings.deadline,
             inference_cost: settings.inference_cost,
+            models: settings.models.clone(),
             extra_query: settings.extra_query.clone(),
             places,
         };
@@ -76,6 +78,23 @@ impl ReadyAgent {
         if let Some(server) = self.embedded {
             server.shutdown().await;
         }
+    }
+}
+
+/// Loads the real models, if any, off the runtime threads: a model that cannot be loaded stops the command before
+/// any question, and no question pays for the loading.
+async fn load_models(models: &Models) -> Result<(), CliError> {
+    if models.is_simulated() {
+        return Ok(());
+    }
+    let to_load = models.clone();
+    match tributary::group::blocking("load the models", move || to_load.load()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(CliError::new(
+            ErrorKind::InvalidArgument,
+            format!("invalid --model: {error}"),
+        )),
+        Err(panicked) => Err(CliError::internal("loading the models panicked", &panicked)),
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tributary::pool::{ExecutorKind, PoolConfig};
 use tributary::source::NameResolution;
-use tributary_agent::infer::InferenceCost;
+use tributary_agent::infer::{InferenceCost, Models};
 use tributary_agent::sources::SourcesConfig;
 use tributary_agent::{ExtraQuery, Question};
 use tributary_batch::distributed::StreamSettings;
@@ -61,8 +61,10 @@ pub struct EngineSettings {
     pub per_source_timeout: Duration,
     /// The whole question's time.
     pub deadline: Duration,
-    /// CPU per inference.
+    /// CPU per inference of the simulated model.
     pub inference_cost: InferenceCost,
+    /// The models that read the responses.
+    pub models: Models,
     /// `--fault` flags, as query parameters per source.
     pub extra_query: ExtraQuery,
     /// CPU workers.
@@ -238,6 +240,8 @@ impl EngineSettings {
             per_source_timeout: args.per_source_timeout,
             deadline: args.deadline,
             inference_cost: InferenceCost::cpu(args.inference_cost),
+            models: Models::from_specs(&args.models)
+                .map_err(|error| CliError::argument(format!("invalid --model: {error}")))?,
             extra_query,
             workers,
             executor: args.executor.into(),

@@ -164,7 +164,7 @@ fn a_prompt_longer_than_the_context_is_refused() {
     let (_directory, generator) = generator();
     let long = Prompt {
         system: String::new(),
-        user: "rain ".repeat(200),
+        user: "rain ".repeat(300),
     };
     let error = generator
         .generate(&long, 10, &|| false, &mut |_| {})
@@ -172,7 +172,7 @@ fn a_prompt_longer_than_the_context_is_refused() {
     assert!(
         error
             .to_string()
-            .contains("exceed the model's context of 256"),
+            .contains("exceed the model's context of 1024"),
         "{error}"
     );
 }

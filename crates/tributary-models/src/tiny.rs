@@ -137,7 +137,7 @@ pub fn write_generator(path: &Path) -> candle_core::Result<PathBuf> {
     let metadata: Vec<(&str, gguf_file::Value)> = vec![
         ("general.architecture", string("llama")),
         ("llama.block_count", number(layers)),
-        ("llama.context_length", number(256)),
+        ("llama.context_length", number(1024)),
         ("llama.embedding_length", number(hidden as u32)),
         ("llama.feed_forward_length", number(feed_forward as u32)),
         ("llama.attention.head_count", number(heads as u32)),

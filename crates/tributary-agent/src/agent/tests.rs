@@ -22,6 +22,7 @@ async fn agent(extra_query: ExtraQuery) -> (Agent, SimServer) {
         extra_query,
         deadline: Duration::from_secs(30),
         per_source_timeout: Duration::from_secs(30),
+        ..AgentSettings::default()
     };
     let pool =
         CpuPool::new(PoolConfig::with_workers(NonZeroUsize::new(2).expect("2"))).expect("pool");

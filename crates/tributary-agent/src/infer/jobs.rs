@@ -3,12 +3,13 @@
 //! program that runs them must serve.
 
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use tributary::pool::{CpuJob, WorkerJobs};
 
 use super::model::{Document, InferError, Inference, infer};
+use super::models::Models;
 use super::work::{Decoder, Embeddings, InferenceCost, UNITS_BETWEEN_STOP_CHECKS, calibration};
 
 /// One inference: the inputs of [`infer`], with the budget already in work units, so that a worker process
@@ -19,8 +20,16 @@ pub struct InferenceJob {
     pub question: String,
     /// The source's answer, as text.
     pub document: Document,
-    /// Work units to spend.
+    /// Work units to spend (the simulated model's; real models spend what they need).
     pub units: u64,
+    /// The models that read the document ([`Models::simulated`] by default).
+    #[serde(default, skip_serializing_if = "Models::is_simulated")]
+    pub models: Models,
+    /// When a generation still running stops and returns what it has, marked as cut short: shortly before the
+    /// caller's deadline, so the text arrives in time. Wall-clock time, so a worker process on the same machine
+    /// reads it as the caller meant it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wind_up_at: Option<SystemTime>,
 }
 
 /// A pure CPU benchmark job: `units` work units of the inference kernel, nothing else.
@@ -49,7 +58,16 @@ impl InferenceJob {
             question: question.into(),
             document,
             units,
+            models: Models::default(),
+            wind_up_at: None,
         }
+    }
+
+    /// The same job read by `models`, a generation winding up at `wind_up_at`.
+    pub fn with_models(mut self, models: Models, wind_up_at: Option<SystemTime>) -> Self {
+        self.models = models;
+        self.wind_up_at = wind_up_at;
+        self
     }
 }
 
@@ -58,12 +76,38 @@ impl CpuJob for InferenceJob {
     type Output = Result<Inference, InferError>;
 
     fn run(self, should_stop: &dyn Fn() -> bool) -> Self::Output {
-        infer(
-            &self.question,
-            &self.document,
-            InferenceCost::units(self.units),
-            should_stop,
-        )
+        if self.models.is_simulated() {
+            return infer(
+                &self.question,
+                &self.document,
+                InferenceCost::units(self.units),
+                should_stop,
+            );
+        }
+        #[cfg(feature = "models")]
+        {
+            super::real::infer_with(
+                &self.models,
+                &self.question,
+                &self.document,
+                self.wind_up_at,
+                should_stop,
+                &mut |_| {},
+            )
+        }
+        #[cfg(not(feature = "models"))]
+        {
+            Err(InferError::Model {
+                detail: super::models::ModelsError::NotBuilt {
+                    path: self
+                        .models
+                        .embedder
+                        .or(self.models.generator)
+                        .unwrap_or_default(),
+                }
+                .to_string(),
+            })
+        }
     }
 }
 

@@ -21,6 +21,7 @@
 //!
 //! - [`model`]: the inference itself and its output types.
 //! - [`jobs`]: inference and the bare kernel as jobs for the engine's executors ([`InferenceJob`], [`BurnJob`]).
+//! - [`Models`]: the real models that may read instead (feature `models`: `real`, on `tributary-models`).
 //! - [`work`]: the CPU kernel, the machine calibration and the cost budget.
 //! - [`aggregate`](mod@aggregate): one answer from many inferences.
 //! - `text`: words, sentences and lexicons (internal).
@@ -28,6 +29,9 @@
 pub mod aggregate;
 pub mod jobs;
 pub mod model;
+mod models;
+#[cfg(feature = "models")]
+mod real;
 mod text;
 pub mod work;
 
@@ -39,4 +43,5 @@ pub use model::{
     Document, InferError, Inference, KeyTerm, Sentiment, SentimentLabel, TokenCounts, WorkReport,
     infer,
 };
+pub use models::{Models, ModelsError};
 pub use work::{Calibration, InferenceCost, ParseCostError, calibration};

@@ -54,6 +54,12 @@ pub struct Inference {
     pub sentiment: Sentiment,
     /// A short text generated token by token from the document's bigram model, steered by the question.
     pub generated: String,
+    /// The chat model that wrote [`summary`](Self::summary), when one did (a real model's file name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated_by: Option<String>,
+    /// Whether the generation was stopped before its end (by the deadline's wind-up, or its token limit).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cut_short: bool,
     /// Sizes of the input and output.
     pub tokens: TokenCounts,
     /// The CPU work spent, with a checksum that proves it was done.
@@ -147,6 +153,12 @@ pub enum InferError {
         /// Units the budget allowed.
         units_budget: u64,
     },
+    /// A real model could not be loaded or failed while running.
+    #[error("run the model: {detail}")]
+    Model {
+        /// What failed, naming the model's file.
+        detail: String,
+    },
 }
 
 /// Run the simulated LLM on `document` to answer `question`.
@@ -185,6 +197,8 @@ pub fn infer(
         },
         key_terms,
         work,
+        generated_by: None,
+        cut_short: false,
     })
 }
 

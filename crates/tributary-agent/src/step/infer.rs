@@ -1,6 +1,8 @@
 //! The inference half of a step: the simulated LLM on a source's response, on the executor within the
 //! deadline, and how its outcome settles the source's report.
 
+use std::time::{Duration, SystemTime};
+
 use tributary::group::{Deadline, Elapsed, with_timeout};
 use tributary::pool::{ExecutorError, JobTiming};
 use tributary::trace::{Activity, Outcome as SpanOutcome};
@@ -45,9 +47,12 @@ pub async fn infer_source(context: &StepContext, fetch: Fetch, deadline: Deadlin
     let kept = report
         .cached
         .then(|| {
-            context
-                .inferences
-                .get(source.name(), context.question.as_str(), &body)
+            context.inferences.get(
+                source.name(),
+                context.question.as_str(),
+                &context.models,
+                &body,
+            )
         })
         .flatten();
     if let Some(inference) = kept {
@@ -67,7 +72,8 @@ pub async fn infer_source(context: &StepContext, fetch: Fetch, deadline: Deadlin
         context.question.as_str(),
         document_for(&source, &body),
         context.inference_units,
-    );
+    )
+    .with_models(context.models.clone(), wind_up_at(deadline));
     // Watchers see the inference begin (queued for a worker) on the source's lane.
     let open = context.timeline.as_ref().map(|timeline| {
         timeline.begin(
@@ -90,12 +96,18 @@ pub async fn infer_source(context: &StepContext, fetch: Fetch, deadline: Deadlin
         },
     );
     // Kept only where the response can be served again: from a source whose answers are cached.
+    // A summary cut short is this run's, not the response's: the next question may have the time to finish it.
     if let Ok(Ok((Ok(inference), _))) = &outcome
         && source.spec.cache_lifetime().is_some()
+        && !inference.cut_short
     {
-        context
-            .inferences
-            .insert(source.name(), context.question.as_str(), &body, inference);
+        context.inferences.insert(
+            source.name(),
+            context.question.as_str(),
+            &context.models,
+            &body,
+            inference,
+        );
     }
     let inference = apply_inference(&mut report, outcome);
     StepRecord {
@@ -103,6 +115,19 @@ pub async fn infer_source(context: &StepContext, fetch: Fetch, deadline: Deadlin
         inference,
         responded: true,
     }
+}
+
+/// How long before its deadline a generation stops to return what it wrote: a token or two (20 ms each for a
+/// 135M model here) and the way back from the worker.
+const WIND_UP: Duration = Duration::from_millis(150);
+
+/// When a generation bounded by `deadline` winds up, as wall-clock time (a worker process reads it too).
+fn wind_up_at(deadline: Deadline) -> Option<SystemTime> {
+    let left = deadline
+        .remaining()?
+        .checked_sub(WIND_UP)
+        .unwrap_or_default();
+    SystemTime::now().checked_add(left)
 }
 
 /// A source's inference as the executor and the deadline left it: cut short by the deadline, failed in the
@@ -143,6 +168,14 @@ fn apply_inference(report: &mut SourceReport, outcome: InferenceOutcome) -> Opti
                     );
                     None
                 }
+                Err(error @ InferError::Model { .. }) => {
+                    report.settle(
+                        SourceStatus::Failed,
+                        SourceFailure::InferenceFailed,
+                        format!("inference failed: {error}"),
+                    );
+                    None
+                }
             }
         }
     }
@@ -160,6 +193,7 @@ fn settle(report: &mut SourceReport, inference: Inference) -> Option<Inference> 
         return None;
     }
     report.summary = Some(inference.summary.join(" "));
+    report.generated_by.clone_from(&inference.generated_by);
     report.status = SourceStatus::Ok;
     report.failure = None;
     report.error = None;

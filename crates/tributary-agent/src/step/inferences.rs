@@ -12,7 +12,7 @@ use std::time::Duration;
 use moka::sync::Cache;
 use serde_json::Value;
 
-use crate::infer::Inference;
+use crate::infer::{Inference, Models};
 
 /// The most inferences kept, over all sources and questions.
 const CAPACITY: u64 = 1_024;
@@ -28,6 +28,7 @@ pub struct InferenceCache(Cache<Key, Kept>);
 struct Key {
     source: String,
     question: String,
+    models: Models,
     response: usize,
 }
 
@@ -52,17 +53,24 @@ impl Default for InferenceCache {
 impl InferenceCache {
     /// The inference made earlier of `source`'s `response` to `question`, if kept. (A synchronous cache: a lookup
     /// never waits, and its future would only have grown every step's.)
-    pub fn get(&self, source: &str, question: &str, response: &Arc<Value>) -> Option<Inference> {
+    pub fn get(
+        &self,
+        source: &str,
+        question: &str,
+        models: &Models,
+        response: &Arc<Value>,
+    ) -> Option<Inference> {
         self.0
-            .get(&key(source, question, response))
+            .get(&key(source, question, models, response))
             .map(|kept| kept.inference)
     }
 
-    /// Keeps `inference` of `source`'s `response` to `question`.
+    /// Keeps `inference` by `models` of `source`'s `response` to `question`.
     pub fn insert(
         &self,
         source: &str,
         question: &str,
+        models: &Models,
         response: &Arc<Value>,
         inference: &Inference,
     ) {
@@ -70,14 +78,15 @@ impl InferenceCache {
             _response: Arc::clone(response),
             inference: inference.clone(),
         };
-        self.0.insert(key(source, question, response), kept);
+        self.0.insert(key(source, question, models, response), kept);
     }
 }
 
-fn key(source: &str, question: &str, response: &Arc<Value>) -> Key {
+fn key(source: &str, question: &str, models: &Models, response: &Arc<Value>) -> Key {
     Key {
         source: source.to_owned(),
         question: question.to_owned(),
+        models: models.clone(),
         response: Arc::as_ptr(response) as usize,
     }
 }
@@ -100,15 +109,39 @@ mod tests {
             &|| false,
         )
         .expect("never cancelled");
-        cache.insert("weather", "Rain in Lima?", &response, &inference);
+        let simulated = Models::simulated();
+        cache.insert(
+            "weather",
+            "Rain in Lima?",
+            &simulated,
+            &response,
+            &inference,
+        );
         assert_eq!(
-            cache.get("weather", "Rain in Lima?", &response),
+            cache.get("weather", "Rain in Lima?", &simulated, &response),
             Some(inference)
         );
-        // An equal response fetched again is another response; another question or source misses too.
+        // An equal response fetched again is another response; another question, source or model misses too.
         let again = Arc::new(json!({"text": "Rain in Lima."}));
-        assert_eq!(cache.get("weather", "Rain in Lima?", &again), None);
-        assert_eq!(cache.get("weather", "Sun in Lima?", &response), None);
-        assert_eq!(cache.get("news", "Rain in Lima?", &response), None);
+        assert_eq!(
+            cache.get("weather", "Rain in Lima?", &simulated, &again),
+            None
+        );
+        assert_eq!(
+            cache.get("weather", "Sun in Lima?", &simulated, &response),
+            None
+        );
+        assert_eq!(
+            cache.get("news", "Rain in Lima?", &simulated, &response),
+            None
+        );
+        let embedder = Models {
+            embedder: Some("all-MiniLM-L6-v2".into()),
+            generator: None,
+        };
+        assert_eq!(
+            cache.get("weather", "Rain in Lima?", &embedder, &response),
+            None
+        );
     }
 }

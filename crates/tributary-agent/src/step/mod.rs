@@ -36,6 +36,7 @@ use tributary::pool::Executor;
 use tributary::source::SourceClient;
 use tributary::trace::Timeline;
 
+use crate::infer::Models;
 use crate::question::Question;
 
 pub use answer::{RunFacts, Verdict, answer, millis, missing_sources, report};
@@ -64,6 +65,8 @@ pub struct StepContext {
     pub per_source_timeout: Duration,
     /// Work units each inference spends (a CPU-time budget already converted).
     pub inference_units: u64,
+    /// The models that read the responses.
+    pub models: Models,
     /// When the question's run started: arrivals are measured from here.
     pub started: Instant,
     /// Where the steps record what they did; `None` records nothing (a batch draws no charts).

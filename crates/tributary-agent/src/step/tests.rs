@@ -65,6 +65,7 @@ impl Setup {
                 .collect(),
             deadline: self.deadline,
             per_source_timeout: self.per_source_timeout,
+            ..AgentSettings::default()
         };
         let pool =
             CpuPool::new(PoolConfig::with_workers(NonZeroUsize::new(2).expect("2"))).expect("pool");

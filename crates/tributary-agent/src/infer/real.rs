@@ -1,0 +1,315 @@
+//! Inference by real models (feature `models`): the embedder picks the relevant sentences, the generator writes
+//! the summary from them. The simulated reading still gives the key terms and sentiment (cheap text statistics).
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use tributary_models::{Embedder, Finish, Generator, ModelError, Prompt};
+
+use super::model::{Document, InferError, Inference, infer};
+use super::models::{Models, ModelsError};
+use super::text;
+use super::work::InferenceCost;
+
+/// Sentences in an extractive summary at most.
+const SUMMARY_SENTENCES: usize = 3;
+
+/// The similarity to the question (cosine, all-MiniLM-L6-v2's scale) a sentence needs to be relevant: below it,
+/// a sentence merely shares a topic word ("weather" in a text about caching). Chosen on the evaluation set
+/// (`docs/BENCHMARKS.md`).
+const RELEVANT: f32 = 0.3;
+
+/// Tokens a generated summary has at most.
+const SUMMARY_TOKENS: usize = 64;
+
+const SYSTEM: &str = "You answer a question from the data given, in one or two short sentences. Use only the \
+                      data. Keep every number, place and name exactly as the data gives it.";
+
+/// Loads every model of `models` in this process.
+pub(super) fn load(models: &Models) -> Result<(), ModelsError> {
+    if let Some(directory) = &models.embedder {
+        Embedder::shared(directory).map_err(|error| ModelsError::Load(error.to_string()))?;
+    }
+    if let Some(path) = &models.generator {
+        Generator::shared(path).map_err(|error| ModelsError::Load(error.to_string()))?;
+    }
+    Ok(())
+}
+
+/// [`infer`] by `models`: the summary is the sentences the embedder finds relevant (the simulated model's
+/// without one), rewritten by the generator when there is one. A generation still running at `wind_up` stops
+/// there and is kept, marked as cut short; `should_stop` (the caller gave up) cancels everything.
+pub(super) fn infer_with(
+    models: &Models,
+    question: &str,
+    document: &Document,
+    wind_up: Option<SystemTime>,
+    should_stop: &dyn Fn() -> bool,
+    on_text: &mut dyn FnMut(&str),
+) -> Result<Inference, InferError> {
+    let mut inference = infer(question, document, InferenceCost::units(0), should_stop)?;
+    if let Some(directory) = &models.embedder {
+        let embedder = Embedder::shared(directory).map_err(model_error)?;
+        pick_relevant(&embedder, question, document, &mut inference, should_stop)?;
+    }
+    let Some(path) = &models.generator else {
+        return Ok(inference);
+    };
+    if inference.summary.is_empty() {
+        // Nothing relevant to ground a summary on: the source has nothing to say.
+        return Ok(inference);
+    }
+    let generator = Generator::shared(path).map_err(model_error)?;
+    let prompt = grounded_prompt(question, document, &inference.summary);
+    let past_wind_up = || wind_up.is_some_and(|at| SystemTime::now() >= at);
+    let generation = generator
+        .generate(
+            &prompt,
+            SUMMARY_TOKENS,
+            &|| should_stop() || past_wind_up(),
+            on_text,
+        )
+        .map_err(model_error)?;
+    if generation.finish == Finish::Cancelled && should_stop() {
+        return Err(InferError::Cancelled {
+            units_done: 0,
+            units_budget: 0,
+        });
+    }
+    if generation.text.is_empty() {
+        return Ok(inference);
+    }
+    let text = match generation.finish {
+        Finish::Stop => generation.text,
+        Finish::Length | Finish::Cancelled => format!("{} … (cut short)", generation.text),
+    };
+    inference.summary = vec![text.clone()];
+    inference.generated = text;
+    inference.generated_by = Some(stem(path));
+    inference.cut_short = generation.finish != Finish::Stop;
+    inference.tokens.generated = generation.generated_tokens;
+    Ok(inference)
+}
+
+/// Replaces the simulated summary with the sentences `embedder` finds relevant to `question`, best first up to
+/// [`SUMMARY_SENTENCES`], in document order; a title that is not relevant either is dropped, so that a response
+/// with nothing relevant says nothing.
+fn pick_relevant(
+    embedder: &Embedder,
+    question: &str,
+    document: &Document,
+    inference: &mut Inference,
+    should_stop: &dyn Fn() -> bool,
+) -> Result<(), InferError> {
+    let sentences = text::sentences(&document.text);
+    let mut candidates: Vec<&str> = sentences.iter().map(String::as_str).collect();
+    candidates.extend(document.title.as_deref());
+    let scores = embedder
+        .rank(question, &candidates, should_stop)
+        .map_err(model_error)?
+        .ok_or(InferError::Cancelled {
+            units_done: 0,
+            units_budget: 0,
+        })?;
+    let mut ranked: Vec<(usize, f32)> = scores
+        .iter()
+        .copied()
+        .enumerate()
+        .take(sentences.len())
+        .filter(|(_, score)| *score >= RELEVANT)
+        .collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut chosen: Vec<usize> = Vec::with_capacity(SUMMARY_SENTENCES);
+    for (index, _) in ranked {
+        if chosen.len() == SUMMARY_SENTENCES {
+            break;
+        }
+        if !chosen
+            .iter()
+            .any(|&kept| sentences[kept] == sentences[index])
+        {
+            chosen.push(index);
+        }
+    }
+    chosen.sort_unstable();
+    inference.summary = chosen
+        .iter()
+        .map(|&index| sentences[index].clone())
+        .collect();
+    // The bigram text is the simulated model's: a real model's answer is what it found relevant, or nothing.
+    inference.generated = String::new();
+    let title_relevant =
+        document.title.is_some() && scores.last().is_some_and(|score| *score >= RELEVANT);
+    if inference.summary.is_empty() && !title_relevant {
+        inference.title = None;
+    }
+    Ok(())
+}
+
+/// The question and the relevant sentences of one source, for the generator.
+fn grounded_prompt(question: &str, document: &Document, sentences: &[String]) -> Prompt {
+    let mut data = String::new();
+    if let Some(title) = &document.title {
+        data.push_str(&format!("Title: {title}\n"));
+    }
+    for sentence in sentences {
+        data.push_str(&format!("- {sentence}\n"));
+    }
+    Prompt {
+        system: SYSTEM.to_owned(),
+        user: format!(
+            "Question: {question}\nData from {}:\n{data}",
+            document.source
+        ),
+    }
+}
+
+fn model_error(error: ModelError) -> InferError {
+    InferError::Model {
+        detail: error.to_string(),
+    }
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem().map_or_else(
+        || path.display().to_string(),
+        |stem| stem.to_string_lossy().into_owned(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::{Duration, SystemTime};
+
+    use tributary_models::tiny::{write_embedder, write_generator};
+
+    use super::*;
+
+    const DOCUMENT: &str = "Rain falls in Lisbon. The market rose. The sun shines.";
+
+    fn models(directory: &Path, generator: bool) -> Models {
+        let words = [
+            "rain", "falls", "in", "lisbon", "the", "market", "rose", "sun", "shines",
+        ];
+        let embedder = write_embedder(&directory.join("embedder"), &words).expect("writes");
+        let generator: Option<PathBuf> =
+            generator.then(|| write_generator(&directory.join("tiny.gguf")).expect("writes"));
+        Models {
+            embedder: Some(embedder),
+            generator,
+        }
+    }
+
+    fn document() -> Document {
+        Document::new("weather", DOCUMENT)
+    }
+
+    #[test]
+    fn the_embedder_picks_the_sentence_the_question_is_about() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let models = models(directory.path(), false);
+        let inference = infer_with(
+            &models,
+            "Rain falls in Lisbon.",
+            &document(),
+            None,
+            &|| false,
+            &mut |_| {},
+        )
+        .expect("infers");
+        assert!(
+            inference
+                .summary
+                .contains(&"Rain falls in Lisbon.".to_owned()),
+            "{inference:?}"
+        );
+        assert_eq!(inference.generated_by, None);
+        assert!(
+            inference.generated.is_empty(),
+            "no bigram text from a real model"
+        );
+    }
+
+    #[test]
+    fn the_generator_writes_the_summary_and_says_so() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let models = models(directory.path(), true);
+        let mut streamed = String::new();
+        let inference = infer_with(
+            &models,
+            "Rain falls in Lisbon.",
+            &document(),
+            None,
+            &|| false,
+            &mut |piece| streamed.push_str(piece),
+        )
+        .expect("infers");
+        if inference.generated_by.is_some() {
+            assert_eq!(inference.generated_by.as_deref(), Some("tiny"));
+            assert_eq!(inference.summary, [inference.generated.clone()]);
+            assert!(
+                inference.summary[0].starts_with(streamed.trim()),
+                "{inference:?} {streamed:?}"
+            );
+        } else {
+            // The tiny model ended its reply at once: the extractive summary stands.
+            assert!(
+                inference
+                    .summary
+                    .contains(&"Rain falls in Lisbon.".to_owned())
+            );
+        }
+    }
+
+    #[test]
+    fn a_generation_past_its_wind_up_keeps_what_was_picked() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let models = models(directory.path(), true);
+        let past = SystemTime::now() - Duration::from_secs(1);
+        let inference = infer_with(
+            &models,
+            "Rain falls in Lisbon.",
+            &document(),
+            Some(past),
+            &|| false,
+            &mut |_| {},
+        )
+        .expect("infers");
+        // Not a token was generated in time: the sentences picked are the summary, not lost.
+        assert!(
+            inference
+                .summary
+                .contains(&"Rain falls in Lisbon.".to_owned()),
+            "{inference:?}"
+        );
+        assert!(!inference.cut_short);
+    }
+
+    #[test]
+    fn a_caller_that_gave_up_cancels_the_inference() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let models = models(directory.path(), true);
+        let outcome = infer_with(&models, "Rain?", &document(), None, &|| true, &mut |_| {});
+        assert!(
+            matches!(outcome, Err(InferError::Cancelled { .. })),
+            "{outcome:?}"
+        );
+    }
+
+    #[test]
+    fn a_model_that_cannot_be_loaded_fails_the_inference_naming_it() {
+        let models = Models {
+            embedder: Some(PathBuf::from("/nonexistent/embedder")),
+            generator: None,
+        };
+        let outcome = infer_with(&models, "Rain?", &document(), None, &|| false, &mut |_| {});
+        let Err(InferError::Model { detail }) = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert!(
+            detail.contains("/nonexistent/embedder/config.json"),
+            "{detail}"
+        );
+    }
+}
