@@ -199,6 +199,7 @@ mod tests {
             worker: times.map(|(_, _, worker)| worker),
             required: false,
             summary: None,
+            generated_by: None,
         }
     }
 

@@ -134,18 +134,18 @@ impl SimServer {
     /// Stops accepting, ends hanging and slow responses, and waits (up to a few seconds) for open connections.
     pub async fn shutdown(mut self) {
         self.shutdown.cancel();
-        if let Some(serving) = self.serving.take() {
-            if tokio::time::timeout(SHUTDOWN_GRACE, serving).await.is_err() {
-                tracing::warn!(
-                    "simulated services: connections still open after {SHUTDOWN_GRACE:?}; stopping anyway"
-                );
-            }
+        if let Some(serving) = self.serving.take()
+            && tokio::time::timeout(SHUTDOWN_GRACE, serving).await.is_err()
+        {
+            tracing::warn!(
+                "simulated services: connections still open after {SHUTDOWN_GRACE:?}; stopping anyway"
+            );
         }
         // Joins the serve task: at once if it ended gracefully, by cancelling it otherwise.
-        if let Some(tasks) = self.tasks.take() {
-            if let Err(error) = tasks.shutdown().await {
-                tracing::warn!(%error, "simulated services stopped with an error");
-            }
+        if let Some(tasks) = self.tasks.take()
+            && let Err(error) = tasks.shutdown().await
+        {
+            tracing::warn!(%error, "simulated services stopped with an error");
         }
     }
 }

@@ -247,7 +247,10 @@ mod tests {
         .expect("infers");
         if inference.generated_by.is_some() {
             assert_eq!(inference.generated_by.as_deref(), Some("tiny"));
-            assert_eq!(inference.summary, [inference.generated.clone()]);
+            assert_eq!(
+                inference.summary,
+                std::slice::from_ref(&inference.generated)
+            );
             assert!(
                 inference.summary[0].starts_with(streamed.trim()),
                 "{inference:?} {streamed:?}"

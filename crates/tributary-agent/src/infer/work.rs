@@ -81,10 +81,9 @@ impl FromStr for InferenceCost {
         if let Some(units) = trimmed
             .strip_suffix("units")
             .or_else(|| trimmed.strip_suffix("unit"))
+            && let Ok(units) = units.trim().parse()
         {
-            if let Ok(units) = units.trim().parse() {
-                return Ok(Self::Units(units));
-            }
+            return Ok(Self::Units(units));
         }
         humantime::parse_duration(trimmed)
             .map(Self::Cpu)

@@ -733,10 +733,10 @@ impl AnswerStage {
         }
         let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
         for id in answered {
-            if let Some(unanswered) = window.unanswered.remove(&id) {
-                if unanswered.repeated > 0 {
-                    self.stats.add_duplicates(unanswered.repeated);
-                }
+            if let Some(unanswered) = window.unanswered.remove(&id)
+                && unanswered.repeated > 0
+            {
+                self.stats.add_duplicates(unanswered.repeated);
             }
             window.remember_stored(id);
         }

@@ -551,10 +551,8 @@ where
             || error
                 .as_ref()
                 .is_some_and(|error| error.body_error.is_some() || !error.failed.is_empty());
-        if failed {
-            if let Some(code) = &self.created_in {
-                code.failed.store(true, Ordering::SeqCst);
-            }
+        if failed && let Some(code) = &self.created_in {
+            code.failed.store(true, Ordering::SeqCst);
         }
         if let Some(payload) = panic {
             match error {
@@ -778,10 +776,10 @@ impl<F: Future<Output = ()>> Future for Tracked<F> {
 
 /// Drops a child's future in place, now, reporting a panic from its destructors.
 fn drop_child<F>(mut child: Pin<&mut Option<F>>, done: &Done) {
-    if child.is_some() {
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| child.set(None))) {
-            done.group.panicked(payload);
-        }
+    if child.is_some()
+        && let Err(payload) = catch_unwind(AssertUnwindSafe(|| child.set(None)))
+    {
+        done.group.panicked(payload);
     }
 }
 
@@ -1055,12 +1053,12 @@ impl<T: Send + 'static> Future for ThreadWait<T> {
 
 impl<T: Send + 'static> Drop for ThreadWait<T> {
     fn drop(&mut self) {
-        if let Some(thread) = self.0.take() {
-            if !thread.is_finished() {
-                let _ = ENCLOSING.try_with(|enclosing| {
-                    enclosing.group.adopt(Orphans::of_thread(thread));
-                });
-            }
+        if let Some(thread) = self.0.take()
+            && !thread.is_finished()
+        {
+            let _ = ENCLOSING.try_with(|enclosing| {
+                enclosing.group.adopt(Orphans::of_thread(thread));
+            });
         }
     }
 }

@@ -365,10 +365,8 @@ fn run_node(
                                 .spawn(format!("child {index}"), async move {
                                     let result =
                                         run_node(child, Arc::clone(&run), inside, strict).await;
-                                    if is_leaf {
-                                        if let Err(TreeError::Leaf(id)) = &result {
-                                            direct_leaves.lock().expect("leaves").insert(*id);
-                                        }
+                                    if is_leaf && let Err(TreeError::Leaf(id)) = &result {
+                                        direct_leaves.lock().expect("leaves").insert(*id);
                                     }
                                     result
                                 })
