@@ -171,6 +171,7 @@ pub struct EngineArgs {
         value_name = "simulated|PATH",
         env = "TRIBUTARY_MODEL",
         value_delimiter = ',',
+        value_parser = parse_model,
         help_heading = ENGINE
     )]
     pub models: Vec<String>,
@@ -698,6 +699,14 @@ fn parse_time_limit(text: &str) -> Result<Duration, String> {
 }
 
 /// `--inference-cost`: at most [`MAX_INFERENCE_COST`].
+/// One `--model` value: `simulated`, or a path to a model of a known kind (two of one kind are refused when all
+/// values are read, in the settings).
+fn parse_model(text: &str) -> Result<String, String> {
+    tributary_agent::infer::Models::from_specs(&[text])
+        .map(|_| text.to_owned())
+        .map_err(|error| error.to_string())
+}
+
 fn parse_inference_cost(text: &str) -> Result<Duration, String> {
     let cost = parse_duration(text)?;
     check_duration("an inference cost", cost, MAX_INFERENCE_COST)?;
@@ -999,6 +1008,7 @@ mod tests {
                             "--per-source-timeout",
                             "--deadline",
                             "--inference-cost",
+                            "--model",
                             "--workers",
                             "--executor",
                         ],
@@ -1022,6 +1032,7 @@ mod tests {
                             "--per-source-timeout",
                             "--deadline",
                             "--inference-cost",
+                            "--model",
                             "--workers",
                             "--executor",
                             "--io-concurrency",
@@ -1058,6 +1069,7 @@ mod tests {
                             "--per-source-timeout",
                             "--deadline",
                             "--inference-cost",
+                            "--model",
                             "--workers",
                             "--executor",
                         ],

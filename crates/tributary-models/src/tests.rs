@@ -138,6 +138,23 @@ fn generation_is_greedy_bounded_and_streams_what_it_returns() {
 #[test]
 fn generation_stops_at_the_next_token_when_asked() {
     let (_directory, generator) = generator();
+    // Asked to stop once three pieces of text have come: the next check stops it.
+    let pieces = Cell::new(0);
+    let generation = generator
+        .generate(&prompt(), 50, &|| pieces.get() >= 3, &mut |_| {
+            pieces.set(pieces.get() + 1)
+        })
+        .expect("generates");
+    match generation.finish {
+        Finish::Cancelled => assert!(generation.generated_tokens >= 3, "{generation:?}"),
+        // The tiny model ended its reply before.
+        finish => assert_eq!(finish, Finish::Stop, "{generation:?}"),
+    }
+}
+
+#[test]
+fn a_stop_during_the_prompt_returns_an_empty_reply() {
+    let (_directory, generator) = generator();
     let checks = Cell::new(0);
     let generation = generator
         .generate(
@@ -145,18 +162,16 @@ fn generation_stops_at_the_next_token_when_asked() {
             50,
             &|| {
                 checks.set(checks.get() + 1);
-                checks.get() > 3
+                checks.get() > 2
             },
-            &mut |_| {},
+            &mut |_| panic!("no text"),
         )
         .expect("generates");
-    if generation.finish == Finish::Cancelled {
-        assert_eq!(generation.generated_tokens, 3);
-    } else {
-        // The tiny model ended its reply before the fourth check.
-        assert_eq!(generation.finish, Finish::Stop);
-        assert!(generation.generated_tokens < 3);
-    }
+    assert_eq!(generation.finish, Finish::Cancelled);
+    assert_eq!(generation.generated_tokens, 0);
+    assert_eq!(generation.text, "");
+    // Two chunks went in before the stop: the prompt is longer than that.
+    assert!(generation.prompt_tokens > 16, "{generation:?}");
 }
 
 #[test]

@@ -73,10 +73,11 @@ fn the_generator_replies_greedily_and_the_same_each_time() {
     assert_eq!(reply.finish, Finish::Stop);
 }
 
-/// SmolLM2-135M-Instruct's greedy reply to [`prompt`] (its Q4_1 weights requantised to Q8_0 at load): fluent, and
-/// wrong about what the data says, as a 135M model often is.
+/// SmolLM2-135M-Instruct's greedy reply to [`prompt`] (its Q4_1 weights requantised to Q8_0 at load, the prompt
+/// read 8 tokens at a time: either changes the floating-point sums, and a greedy reply can turn on them): fluent,
+/// and wrong about what the data says, as a 135M model often is.
 const GOLDEN: &str = "Taking an umbrella in Lisbon is a common practice in Lisbon, but it's not a safe assumption. \
-                      The light rain is falling in Lisbon right now, which is a normal occurrence.";
+                      The light rain is falling in Lisbon, which is a natural phenomenon.";
 
 #[test]
 fn a_generation_stops_mid_way_when_asked() {
@@ -84,14 +85,17 @@ fn a_generation_stops_mid_way_when_asked() {
         return;
     };
     let generator = Generator::load(&path).expect("loads");
-    let checks = AtomicUsize::new(0);
+    let pieces = AtomicUsize::new(0);
     let mut streamed = String::new();
     let reply = generator
         .generate(
             &prompt(),
             48,
-            &|| checks.fetch_add(1, Ordering::Relaxed) >= 5,
-            &mut |piece| streamed.push_str(piece),
+            &|| pieces.load(Ordering::Relaxed) >= 5,
+            &mut |piece| {
+                pieces.fetch_add(1, Ordering::Relaxed);
+                streamed.push_str(piece);
+            },
         )
         .expect("generates");
     assert_eq!(reply.finish, Finish::Cancelled);

@@ -117,9 +117,10 @@ pub async fn infer_source(context: &StepContext, fetch: Fetch, deadline: Deadlin
     }
 }
 
-/// How long before its deadline a generation stops to return what it wrote: a token or two (20 ms each for a
-/// 135M model here) and the way back from the worker.
-const WIND_UP: Duration = Duration::from_millis(150);
+/// How long before its deadline a generation stops to return what it wrote: one step of the model (a chunk of
+/// the prompt takes about 80 ms of a 135M model here, a token 20 ms), with room for a busy machine, and the way
+/// back from the worker.
+const WIND_UP: Duration = Duration::from_millis(250);
 
 /// When a generation bounded by `deadline` winds up, as wall-clock time (a worker process reads it too).
 fn wind_up_at(deadline: Deadline) -> Option<SystemTime> {

@@ -19,6 +19,7 @@ const SERVE: &str = "tributary-serve";
 const SIM: &str = "tributary-sim";
 const LAB: &str = "tributary-lab";
 const CLI: &str = "tributary-cli";
+const MODELS: &str = "tributary-models";
 
 /// Packages that only the binary may depend on: argument parsing (and the completions and manual generated from
 /// it: so no driver parses arguments), the terminal (progress, its size), installing a subscriber, exporting
@@ -80,6 +81,11 @@ fn forbidden() -> BTreeMap<&'static str, Vec<&'static str>> {
         (SIM, vec![AGENT, BATCH, SERVE, LAB, CLI, "reqwest"]),
         // The lab measures the engine and the agent, not a driver.
         (LAB, vec![BATCH, SERVE, CLI]),
+        // The models are standalone and synchronous: they know no crate of ours and no async runtime.
+        (
+            MODELS,
+            vec![ENGINE, AGENT, BATCH, SERVE, SIM, LAB, CLI, "tokio"],
+        ),
     ])
 }
 
@@ -167,7 +173,7 @@ fn resolved(package: &str, flags: &[&str]) -> Vec<String> {
 #[test]
 fn every_crate_depends_only_downwards() {
     let dependencies = normal_dependencies();
-    for crate_name in [ENGINE, AGENT, BATCH, SERVE, SIM, LAB, CLI] {
+    for crate_name in [ENGINE, AGENT, BATCH, SERVE, SIM, LAB, CLI, MODELS] {
         assert!(
             dependencies.contains_key(crate_name),
             "{crate_name} is not in the workspace"
@@ -203,6 +209,10 @@ const OWNED_BY: &[(&str, &[&str])] = &[
     ("rusqlite", &[BATCH, SIM]),
     // An HTTP server: the serve driver's routes, and the simulated services.
     ("axum", &[SERVE, SIM]),
+    // The tensor library and the tokenizers: only the models crate; the agent reaches them through it.
+    ("candle-core", &[MODELS]),
+    ("candle-transformers", &[MODELS]),
+    ("tokenizers", &[MODELS]),
 ];
 
 #[test]

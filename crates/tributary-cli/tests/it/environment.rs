@@ -61,6 +61,12 @@ fn a_bad_value_in_a_variable_is_an_error_that_names_the_variable() {
         ),
         ("TRIBUTARY_WORKERS", "0", "ask", "must be at least 1"),
         (
+            "TRIBUTARY_MODEL",
+            "/nonexistent/model.gguf",
+            "ask",
+            "model /nonexistent/model.gguf: No such file or directory",
+        ),
+        (
             "TRIBUTARY_EXECUTOR",
             "gpu",
             "ask",

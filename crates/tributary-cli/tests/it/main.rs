@@ -10,6 +10,8 @@ mod connections;
 mod environment;
 mod harness;
 mod lab;
+#[cfg(feature = "models")]
+mod models;
 mod nats;
 #[cfg(feature = "otlp")]
 mod otlp;

