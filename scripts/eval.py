@@ -61,7 +61,7 @@ def run(binary, spec, items, workdir):
     return answers, seconds
 
 
-def score(items, answers, numbers):
+def score(items, answers, numbers, details=False):
     facts_found = facts_total = lines_relevant = lines_total = negatives_right = negatives = 0
     unsupported = 0
     for item in items:
@@ -74,9 +74,13 @@ def score(items, answers, numbers):
         for fact in item["facts"]:
             facts_total += 1
             facts_found += fact.lower() in text
+            if details and fact.lower() not in text:
+                print(f"  {item['id']}: missing {fact!r}")
         for source in contributed:
             lines_total += 1
             lines_relevant += source["topic"] in item["topics"]
+            if details and source["topic"] not in item["topics"]:
+                print(f"  {item['id']}: off-topic {source['name']}: {(source.get('summary') or '')[:100]!r}")
             if source["topic"] == "weather" and item.get("weather_city"):
                 stated = NUMBER.findall(source.get("summary") or "")
                 unsupported += sum(n not in numbers[item["weather_city"]] for n in stated)
@@ -91,6 +95,7 @@ def score(items, answers, numbers):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--binary", default=str(ROOT / "target" / "release" / "tributary"))
+    parser.add_argument("--details", action="store_true", help="print each missing fact and off-topic line")
     parser.add_argument("--label-model", action="append", default=[],
                         help="LABEL=SPEC, SPEC as for --model (empty: simulated); repeatable")
     arguments = parser.parse_args()
@@ -118,7 +123,7 @@ def main():
     for label, spec in configurations:
         with tempfile.TemporaryDirectory() as workdir:
             answers, seconds = run(arguments.binary, spec, items, pathlib.Path(workdir))
-        figures = score(items, answers, numbers)
+        figures = score(items, answers, numbers, arguments.details)
         print(f"| {label} | {figures['fact recall']:.2f} | {figures['relevance']:.2f} | "
               f"{figures['no answer when none']:.2f} | {figures['unsupported numbers']} | "
               f"{len(items) / seconds:.2f} |")

@@ -83,11 +83,6 @@ impl Embedder {
             .get_or_load(directory, Self::load)
     }
 
-    /// The directory the model was loaded from.
-    pub fn directory(&self) -> &Path {
-        &self.directory
-    }
-
     /// One normalised embedding per text, in order.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ModelError> {
         if texts.is_empty() {
@@ -121,24 +116,25 @@ impl Embedder {
         embed().map_err(|e| run(&e))
     }
 
-    /// The cosine similarity of each sentence to `query`, in order (in -1..=1; about 0.3 and over is related
-    /// for all-MiniLM-L6-v2), or `None` when `should_stop` said to stop (checked between batches).
+    /// The cosine similarity of each sentence to each query: `scores[query][sentence]`, in -1..=1 (about 0.3 and
+    /// over is related for all-MiniLM-L6-v2), or `None` when `should_stop` said to stop (checked between
+    /// batches). Each sentence is embedded once, whatever the number of queries.
     pub fn rank(
         &self,
-        query: &str,
+        queries: &[&str],
         sentences: &[&str],
         should_stop: &dyn Fn() -> bool,
-    ) -> Result<Option<Vec<f32>>, ModelError> {
-        let Some(query) = self.embed(&[query])?.pop() else {
-            return Ok(Some(Vec::new()));
-        };
-        let mut scores = Vec::with_capacity(sentences.len());
+    ) -> Result<Option<Vec<Vec<f32>>>, ModelError> {
+        let queries = self.embed(queries)?;
+        let mut scores = vec![Vec::with_capacity(sentences.len()); queries.len()];
         for batch in sentences.chunks(BATCH) {
             if should_stop() {
                 return Ok(None);
             }
             for embedding in self.embed(batch)? {
-                scores.push(dot(&query, &embedding));
+                for (query, row) in queries.iter().zip(&mut scores) {
+                    row.push(dot(query, &embedding));
+                }
             }
         }
         Ok(Some(scores))

@@ -147,19 +147,6 @@ impl Generator {
             .get_or_load(path, Self::load)
     }
 
-    /// The file the model was loaded from.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The number of tokens `text` is, as this model reads it.
-    pub fn count_tokens(&self, text: &str) -> Result<usize, ModelError> {
-        self.tokenizer
-            .encode(text, false)
-            .map(|encoding| encoding.len())
-            .map_err(|e| ModelError::run(&self.path, e))
-    }
-
     /// Replies to `prompt`, greedily (the likeliest token each time: the same prompt gives the same reply),
     /// with at most `max_tokens` tokens. `should_stop` is checked before each token and between chunks of the
     /// prompt (a stop before the first token returns an empty reply, [`Finish::Cancelled`]); `on_text` receives the
@@ -285,6 +272,10 @@ fn requantise(
         .collect();
     let mut buffer = Cursor::new(Vec::new());
     gguf_file::write(&mut buffer, &metadata, &tensor_refs)?;
+    // The requantised tensors are in the buffer now: free them before the model is read from it (a third copy
+    // at the peak otherwise).
+    drop(tensor_refs);
+    drop(tensors);
     buffer.set_position(0);
     let requantised = gguf_file::Content::read(&mut buffer)?;
     Ok((requantised, buffer))

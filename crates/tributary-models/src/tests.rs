@@ -47,25 +47,35 @@ fn embeddings_are_unit_length_and_the_same_text_ranks_first() {
         "The sun shines.",
     ];
     let scores = embedder
-        .rank("Rain falls in Lisbon.", &sentences, &|| false)
+        .rank(
+            &["Rain falls in Lisbon.", "The sun shines."],
+            &sentences,
+            &|| false,
+        )
         .expect("ranks")
         .expect("not stopped");
+    assert_eq!(scores.len(), 2, "a row per query");
+    assert!((scores[1][2] - 1.0).abs() < 1e-4, "{scores:?}");
+    let scores = &scores[0];
     assert_eq!(scores.len(), 3);
     assert!((scores[1] - 1.0).abs() < 1e-4, "{scores:?}");
     assert!(scores[0] < scores[1] && scores[2] < scores[1], "{scores:?}");
     // Padding in a batch changes nothing: a sentence alone scores what it scores beside longer ones.
     let alone = embedder
-        .rank("Rain falls in Lisbon.", &sentences[..1], &|| false)
+        .rank(&["Rain falls in Lisbon."], &sentences[..1], &|| false)
         .expect("ranks")
         .expect("not stopped");
-    assert!((alone[0] - scores[0]).abs() < 1e-4, "{alone:?} {scores:?}");
+    assert!(
+        (alone[0][0] - scores[0]).abs() < 1e-4,
+        "{alone:?} {scores:?}"
+    );
 }
 
 #[test]
 fn ranking_stops_when_asked() {
     let (_directory, embedder) = embedder();
     let ranked = embedder
-        .rank("rain", &["The sun shines."], &|| true)
+        .rank(&["rain"], &["The sun shines."], &|| true)
         .expect("runs");
     assert_eq!(ranked, None);
 }

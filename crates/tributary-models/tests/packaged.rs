@@ -40,11 +40,14 @@ fn the_embedder_ranks_the_relevant_sentence_first() {
         "Tomorrow will be sunny and warm in Madrid.",
     ];
     let scores = embedder
-        .rank("Should I take an umbrella in Lisbon?", &sentences, &|| {
-            false
-        })
+        .rank(
+            &["Should I take an umbrella in Lisbon?"],
+            &sentences,
+            &|| false,
+        )
         .expect("ranks")
-        .expect("not stopped");
+        .expect("not stopped")
+        .remove(0);
     let best = (0..scores.len())
         .max_by(|a, b| scores[*a].total_cmp(&scores[*b]))
         .expect("scores");

@@ -1,6 +1,6 @@
 //! Which models read the sources' responses: the simulated one (the default), or real ones from files.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -130,24 +130,6 @@ impl Models {
             match self.embedder.iter().chain(&self.generator).next() {
                 Some(path) => Err(ModelsError::NotBuilt { path: path.clone() }),
                 None => Ok(()),
-            }
-        }
-    }
-
-    /// How a person reads the choice: `simulated`, or the models' file names.
-    pub fn name(&self) -> String {
-        let stem = |path: &Path| {
-            path.file_stem().map_or_else(
-                || path.display().to_string(),
-                |stem| stem.to_string_lossy().into_owned(),
-            )
-        };
-        match (&self.embedder, &self.generator) {
-            (None, None) => "simulated".to_owned(),
-            (Some(embedder), None) => format!("{} (extractive)", stem(embedder)),
-            (None, Some(generator)) => format!("{} (generated)", stem(generator)),
-            (Some(embedder), Some(generator)) => {
-                format!("{} (generated from {})", stem(generator), stem(embedder))
             }
         }
     }

@@ -10,14 +10,20 @@ use super::model::{Document, InferError, Inference, infer};
 use super::models::{Models, ModelsError};
 use super::text;
 use super::work::InferenceCost;
+use crate::places::place_candidate;
 
 /// Sentences in an extractive summary at most.
 const SUMMARY_SENTENCES: usize = 3;
 
 /// The similarity to the question (cosine, all-MiniLM-L6-v2's scale) a sentence needs to be relevant: below it,
-/// a sentence merely shares a topic word ("weather" in a text about caching). Chosen on the evaluation set
-/// (`docs/BENCHMARKS.md`).
+/// a sentence merely shares a word or a theme. Chosen on the evaluation set (`docs/MODELS.md`).
 const RELEVANT: f32 = 0.3;
+
+/// The similarity a sentence needs to the question without the place it names: a city's name alone brings a
+/// sentence about that city over [`RELEVANT`] ("Lisbon switches on its largest solar farm" scores 0.35 for
+/// "Should I take an umbrella in Lisbon?", and 0.03 for "Should I take an umbrella in?"; the city's rain, 0.54
+/// and 0.20).
+const ON_TOPIC: f32 = 0.15;
 
 /// Tokens a generated summary has at most.
 const SUMMARY_TOKENS: usize = 64;
@@ -48,9 +54,11 @@ pub(super) fn infer_with(
     on_text: &mut dyn FnMut(&str),
 ) -> Result<Inference, InferError> {
     let mut inference = infer(question, document, InferenceCost::units(0), should_stop)?;
+    // The part of the question this source's summary answers: the generator is asked that alone.
+    let mut focus = question.to_owned();
     if let Some(directory) = &models.embedder {
         let embedder = Embedder::shared(directory).map_err(model_error)?;
-        pick_relevant(&embedder, question, document, &mut inference, should_stop)?;
+        focus = pick_relevant(&embedder, question, document, &mut inference, should_stop)?;
     }
     let Some(path) = &models.generator else {
         return Ok(inference);
@@ -60,7 +68,7 @@ pub(super) fn infer_with(
         return Ok(inference);
     }
     let generator = Generator::shared(path).map_err(model_error)?;
-    let prompt = grounded_prompt(question, document, &inference.summary);
+    let prompt = grounded_prompt(&focus, document, &inference.summary);
     let past_wind_up = || wind_up.is_some_and(|at| SystemTime::now() >= at);
     let generation = generator
         .generate(
@@ -93,34 +101,49 @@ pub(super) fn infer_with(
 
 /// Replaces the simulated summary with the sentences `embedder` finds relevant to `question`, best first up to
 /// [`SUMMARY_SENTENCES`], in document order; a title that is not relevant either is dropped, so that a response
-/// with nothing relevant says nothing.
+/// with nothing relevant says nothing. Returns the part of the question the summary answers (the whole question,
+/// or one of its clauses: "What's the weather in Paris, and why does the GIL matter?" asks two things, and a
+/// sentence about the GIL is far from the whole).
 fn pick_relevant(
     embedder: &Embedder,
     question: &str,
     document: &Document,
     inference: &mut Inference,
     should_stop: &dyn Fn() -> bool,
-) -> Result<(), InferError> {
+) -> Result<String, InferError> {
     let sentences = text::sentences(&document.text);
     let mut candidates: Vec<&str> = sentences.iter().map(String::as_str).collect();
     candidates.extend(document.title.as_deref());
+    // Each part as asked, then each without the place it names (the same when it names none).
+    let parts = question_parts(question);
+    let mut queries: Vec<String> = parts.clone();
+    queries.extend(parts.iter().map(|part| {
+        place_candidate(part).map_or_else(|| part.clone(), |place| part.replacen(&place, "", 1))
+    }));
+    let query_refs: Vec<&str> = queries.iter().map(String::as_str).collect();
     let scores = embedder
-        .rank(question, &candidates, should_stop)
+        .rank(&query_refs, &candidates, should_stop)
         .map_err(model_error)?
         .ok_or(InferError::Cancelled {
             units_done: 0,
             units_budget: 0,
         })?;
-    let mut ranked: Vec<(usize, f32)> = scores
-        .iter()
-        .copied()
-        .enumerate()
-        .take(sentences.len())
-        .filter(|(_, score)| *score >= RELEVANT)
+    // A candidate's score is its best part's among the parts it is on topic for.
+    let score = |index: usize| -> Option<(f32, usize)> {
+        (0..parts.len())
+            .filter(|&part| {
+                scores[part][index] >= RELEVANT && scores[parts.len() + part][index] >= ON_TOPIC
+            })
+            .map(|part| (scores[part][index], part))
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+    };
+    let mut ranked: Vec<(usize, f32, usize)> = (0..sentences.len())
+        .filter_map(|index| score(index).map(|(value, part)| (index, value, part)))
         .collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let answered = ranked.first().map_or(0, |best| best.2);
     let mut chosen: Vec<usize> = Vec::with_capacity(SUMMARY_SENTENCES);
-    for (index, _) in ranked {
+    for (index, _, _) in ranked {
         if chosen.len() == SUMMARY_SENTENCES {
             break;
         }
@@ -138,12 +161,27 @@ fn pick_relevant(
         .collect();
     // The bigram text is the simulated model's: a real model's answer is what it found relevant, or nothing.
     inference.generated = String::new();
-    let title_relevant =
-        document.title.is_some() && scores.last().is_some_and(|score| *score >= RELEVANT);
+    let title_relevant = document.title.is_some() && score(sentences.len()).is_some();
     if inference.summary.is_empty() && !title_relevant {
         inference.title = None;
     }
-    Ok(())
+    Ok(parts[answered].clone())
+}
+
+/// The whole question, then its clauses when it has several (split at commas, semicolons, question marks and
+/// "and"/"but" between clauses), each of at least two words.
+fn question_parts(question: &str) -> Vec<String> {
+    let mut parts = vec![question.trim().to_owned()];
+    let clauses: Vec<String> = question
+        .split([',', ';', '?'])
+        .flat_map(|piece| piece.split(" and ").flat_map(|piece| piece.split(" but ")))
+        .map(|clause| clause.trim().to_owned())
+        .filter(|clause| clause.split_whitespace().count() >= 2)
+        .collect();
+    if clauses.len() > 1 {
+        parts.extend(clauses);
+    }
+    parts
 }
 
 /// The question and the relevant sentences of one source, for the generator.
@@ -287,6 +325,19 @@ mod tests {
             "{inference:?}"
         );
         assert!(!inference.cut_short);
+    }
+
+    #[test]
+    fn a_question_of_several_clauses_is_asked_whole_and_by_clause() {
+        assert_eq!(
+            question_parts("What's the weather in Paris, and why does the GIL matter?"),
+            [
+                "What's the weather in Paris, and why does the GIL matter?",
+                "What's the weather in Paris",
+                "why does the GIL matter",
+            ]
+        );
+        assert_eq!(question_parts("What is the GIL?"), ["What is the GIL?"]);
     }
 
     #[test]
