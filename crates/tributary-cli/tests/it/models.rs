@@ -21,6 +21,13 @@ fn packaged(variable: &str, test: &str) -> Option<PathBuf> {
     path
 }
 
+/// Both packaged models as one `--model` value, or `None` (a visible skip) when one is missing.
+fn both_models(test: &str) -> Option<String> {
+    let embedder = packaged("TRIBUTARY_TEST_EMBEDDER", test)?;
+    let generator = packaged("TRIBUTARY_TEST_GENERATOR", test)?;
+    Some(format!("{},{}", embedder.display(), generator.display()))
+}
+
 fn ask_json(question: &str, flags: &[&str]) -> (i32, Value, String) {
     let output = tributary()
         .args(["ask", "--json", question])
@@ -76,14 +83,10 @@ fn the_embedder_keeps_what_bears_on_the_question() {
 
 #[test]
 fn the_generator_writes_the_summary_and_the_answer_says_so() {
-    let test = "the_generator_writes_the_summary_and_the_answer_says_so";
-    let (Some(embedder), Some(generator)) = (
-        packaged("TRIBUTARY_TEST_EMBEDDER", test),
-        packaged("TRIBUTARY_TEST_GENERATOR", test),
-    ) else {
+    let Some(models) = both_models("the_generator_writes_the_summary_and_the_answer_says_so")
+    else {
         return;
     };
-    let models = format!("{},{}", embedder.display(), generator.display());
     let (exit, report, errors) = ask_json(
         "Should I take an umbrella in Lisbon?",
         &["--model", &models, "--workers", "2"],
@@ -100,14 +103,9 @@ fn the_generator_writes_the_summary_and_the_answer_says_so() {
 
 #[test]
 fn a_generation_the_deadline_cuts_keeps_what_it_had() {
-    let test = "a_generation_the_deadline_cuts_keeps_what_it_had";
-    let (Some(embedder), Some(generator)) = (
-        packaged("TRIBUTARY_TEST_EMBEDDER", test),
-        packaged("TRIBUTARY_TEST_GENERATOR", test),
-    ) else {
+    let Some(models) = both_models("a_generation_the_deadline_cuts_keeps_what_it_had") else {
         return;
     };
-    let models = format!("{},{}", embedder.display(), generator.display());
     // A server, so that the deadline is the request's alone (an `ask` counts the models' loading in it). The
     // weather arrives after 60 ms and the generation must wind up 150 ms before 600 ms: far from the second a
     // full reply takes here, so the reply is cut short, or not one token came in time.
