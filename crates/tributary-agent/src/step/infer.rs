@@ -73,7 +73,15 @@ pub async fn infer_source(context: &StepContext, fetch: Fetch, deadline: Deadlin
         document_for(&source, &body),
         context.inference_units,
     )
-    .with_models(context.models.clone(), wind_up_at(deadline));
+    // Only a generation winds up; the simulated model's job carries no time it would not read.
+    .with_models(
+        context.models.clone(),
+        context
+            .models
+            .generator
+            .as_ref()
+            .and_then(|_| wind_up_at(deadline)),
+    );
     // Watchers see the inference begin (queued for a worker) on the source's lane.
     let open = context.timeline.as_ref().map(|timeline| {
         timeline.begin(
