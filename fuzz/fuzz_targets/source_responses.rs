@@ -14,7 +14,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use tributary::pool::fuzzing::{parent_reads_line, request_line};
+use tributary::pool::fuzzing::{Reply, parent_reads_line, request_line};
 use tributary::pool::{CpuJob, serve_worker};
 use tributary_agent::extract::document_for;
 use tributary_agent::infer::{InferenceJob, worker_jobs};
@@ -58,7 +58,10 @@ fuzz_target!(|data: &[u8]| {
             .expect("serving from memory cannot fail");
         let reply = String::from_utf8(reply).expect("the worker writes UTF-8");
         let output = match parent_reads_line(&reply, REQUEST_ID) {
-            Some(Ok(output)) => output,
+            Some(Ok(Reply::Output(output))) => output,
+            Some(Ok(Reply::Progress(_))) => {
+                panic!("the simulated model reported progress: {reply}")
+            }
             Some(Err(why)) => panic!("the parent cannot use the reply: {why}\n{reply}"),
             None => panic!("the worker answered no frame: {reply}"),
         };

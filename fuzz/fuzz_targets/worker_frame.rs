@@ -18,7 +18,7 @@ use std::io::Cursor;
 
 use libfuzzer_sys::fuzz_target;
 use serde::{Deserialize, Serialize};
-use tributary::pool::fuzzing::{FRAME_TAG, parent_reads_line, request_line};
+use tributary::pool::fuzzing::{FRAME_TAG, Reply, parent_reads_line, request_line};
 use tributary::pool::{CpuJob, WorkerJobs, serve_worker};
 
 /// The request the parent is waiting for when it reads the input as a worker's output.
@@ -90,7 +90,10 @@ fn check_worker_output(input: &str, output: &[u8]) {
             .as_u64()
             .expect("a reply frame has an id");
         match parent_reads_line(reply, id) {
-            Some(Ok(_)) => {}
+            Some(Ok(Reply::Output(_))) => {}
+            Some(Ok(Reply::Progress(text))) => {
+                panic!("progress from a job that reports none: {text}")
+            }
             Some(Err(why)) => assert!(
                 why.starts_with("the worker rejected the request: "),
                 "the parent cannot use a reply: {why}\n{reply}"
@@ -114,7 +117,8 @@ fn check_echo_round_trip(jobs: &WorkerJobs, text: &str) {
     let output = String::from_utf8(output).expect("the worker writes UTF-8");
     let reply = parent_reads_line(&output, AWAITED_ID).expect("the worker answered with a frame");
     match reply {
-        Ok(echoed) => assert_eq!(echoed.as_str(), Some(text), "{output}"),
+        Ok(Reply::Output(echoed)) => assert_eq!(echoed.as_str(), Some(text), "{output}"),
+        Ok(Reply::Progress(_)) => panic!("the echo reported progress: {output}"),
         Err(why) => panic!("the parent cannot use the echo: {why}\n{output}"),
     }
 }

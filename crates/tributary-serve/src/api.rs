@@ -98,13 +98,14 @@ impl From<&Span> for SpanView {
 /// One Server-Sent Event of a run's stream.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StreamEvent {
-    /// `run`, `span_started`, `span`, `mark`, `span_closed`, `source`, `answer` or `done`.
+    /// `run`, `span_started`, `span`, `mark`, `text`, `span_closed`, `source`, `answer` or `done`.
     pub event: String,
     /// `RUN/POSITION`: what Last-Event-ID resumes after.
     pub id: String,
     /// The event's JSON: `run` {run_id, question, mode, deadline_ms, per_source_timeout_ms, lanes};
     /// `span_started` {id, lane, name, activity, at_ms}; `span_closed` {id, outcome, at_ms}; `span` a
-    /// [`SpanView`]; `mark` {lane, name, kind, at_ms, args}; `source` {source, status, error?}; `answer` an
+    /// [`SpanView`]; `mark` {lane, name, kind, at_ms, args}; `text` {source, id, text, at_ms} (a chat model's
+    /// next words for a source); `source` {source, status, error?}; `answer` an
     /// `AgentReport`; `done` {run_id, outcome: answered, failed or cancelled}.
     pub data: String,
     /// On the first event of a connection: how long a browser waits before reconnecting, in milliseconds.

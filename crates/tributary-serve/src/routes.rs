@@ -383,7 +383,7 @@ const RUN_ID_HEADER: &str = "x-run-id";
          description = "The caller's remaining time"),
     ),
     responses(
-        (status = 200, description = "Events: run, span_started, span, mark, span_closed, source, answer, done; \
+        (status = 200, description = "Events: run, span_started, span, mark, text, span_closed, source, answer, done; \
                                       each with the id RUN/POSITION", content_type = "text/event-stream", body = StreamEvent),
         (status = 400, description = "A bad request", body = ErrorBody),
         (status = 404, description = "Last-Event-ID names a run no longer kept", body = ErrorBody),

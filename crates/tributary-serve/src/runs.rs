@@ -421,6 +421,15 @@ impl Translator {
                         run.push("source", json!({ "source": source, "status": status }));
                     }
                 }
+                // A source's inference reports the text it is writing (a chat model's next words).
+                Update::Progress { id, text, at } => {
+                    if let Some((source, Activity::Infer)) = self.begun.get(&id) {
+                        run.push(
+                            "text",
+                            json!({ "source": source, "id": id, "text": text, "at_ms": millis(at) }),
+                        );
+                    }
+                }
                 Update::Span(span) => run.push("span", span_json(&span)),
                 Update::Event(event) => run.push(
                     "mark",

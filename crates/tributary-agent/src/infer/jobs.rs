@@ -76,6 +76,16 @@ impl CpuJob for InferenceJob {
     type Output = Result<Inference, InferError>;
 
     fn run(self, should_stop: &dyn Fn() -> bool) -> Self::Output {
+        self.run_with_progress(should_stop, &|_| {})
+    }
+
+    /// A chat model reports each piece of text as it writes it; the simulated model and the embedder report
+    /// nothing.
+    fn run_with_progress(
+        self,
+        should_stop: &dyn Fn() -> bool,
+        progress: &dyn Fn(&str),
+    ) -> Self::Output {
         if self.models.is_simulated() {
             return infer(
                 &self.question,
@@ -92,11 +102,12 @@ impl CpuJob for InferenceJob {
                 &self.document,
                 self.wind_up_at,
                 should_stop,
-                &mut |_| {},
+                &mut |text| progress(text),
             )
         }
         #[cfg(not(feature = "models"))]
         {
+            let _ = progress;
             Err(InferError::Model {
                 detail: super::models::ModelsError::NotBuilt {
                     path: self

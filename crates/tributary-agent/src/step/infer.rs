@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use tributary::group::{Deadline, Elapsed, with_timeout};
 use tributary::pool::{ExecutorError, JobTiming};
-use tributary::trace::{Activity, Outcome as SpanOutcome};
+use tributary::trace::{Activity, OpenSpan, Outcome as SpanOutcome};
 
 use super::StepContext;
 use super::answer::millis;
@@ -90,7 +90,14 @@ pub async fn infer_source(context: &StepContext, fetch: Fetch, deadline: Deadlin
             Activity::Infer,
         )
     });
-    let outcome = with_timeout(None, deadline, context.executor.run_job(job)).await;
+    // A chat model's words reach the watchers as it writes them, under the inference they belong to.
+    let progress = open.as_ref().map(OpenSpan::progress);
+    let run = context.executor.run_job_with_progress(job, move |text| {
+        if let Some(progress) = &progress {
+            progress.report(text);
+        }
+    });
+    let outcome = with_timeout(None, deadline, run).await;
     if let Some(timeline) = &context.timeline {
         record_inference(timeline, &source, &outcome);
     }

@@ -176,6 +176,20 @@ pub trait CpuJob: Serialize + DeserializeOwned + Send + 'static {
     /// early with whatever says so), and on `global-lock` it is where the lock changes hands. In a worker
     /// process it is always false: the parent kills the process instead.
     fn run(self, should_stop: &dyn Fn() -> bool) -> Self::Output;
+
+    /// [`run`](Self::run), telling the caller how it goes: each call of `progress` hands a piece of text (the
+    /// next words of a generation, say) to the callback given to [`Executor::run_job_with_progress`], once and
+    /// in order, from a worker process too. Keep the pieces small and call it when there is something new. The
+    /// default reports nothing; a job with something to report overrides this and has `run` call it with a
+    /// `progress` that drops the text.
+    fn run_with_progress(
+        self,
+        should_stop: &dyn Fn() -> bool,
+        progress: &dyn Fn(&str),
+    ) -> Self::Output {
+        let _ = progress;
+        self.run(should_stop)
+    }
 }
 
 /// A snapshot of an executor's counters.
@@ -332,12 +346,24 @@ impl Executor {
         &self,
         job: J,
     ) -> Result<(J::Output, JobTiming), ExecutorError> {
+        self.run_job_with_progress(job, |_| {}).await
+    }
+
+    /// [`run_job`](Self::run_job), with `on_progress` called on each piece of text the job reports (see
+    /// [`CpuJob::run_with_progress`]) while it runs. It is called on the thread that runs the job (in-process
+    /// executors) or on the runtime (`processes`), so it must be quick and must not block: push to a channel or
+    /// a timeline.
+    pub async fn run_job_with_progress<J: CpuJob>(
+        &self,
+        job: J,
+        on_progress: impl Fn(&str) + Send + Sync + 'static,
+    ) -> Result<(J::Output, JobTiming), ExecutorError> {
         let span = job_span(J::NAME, self.kind());
         let result = async {
             if let Backend::Processes(pool) = &*self.backend {
-                return pool.run(job).await;
+                return pool.run_with_progress(job, &on_progress).await;
             }
-            self.run_unrecorded(move |should_stop| job.run(should_stop))
+            self.run_unrecorded(move |should_stop| job.run_with_progress(should_stop, &on_progress))
                 .await
         }
         .instrument(span.clone())
@@ -501,7 +527,7 @@ mod tests {
 
     use super::*;
     use crate::pool::process::test_worker_command;
-    use crate::pool::test_jobs::{SpinFor, SpinJob};
+    use crate::pool::test_jobs::{CountAloud, SpinFor, SpinJob};
 
     const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -541,6 +567,34 @@ mod tests {
                 timing.queued_at <= timing.started_at && timing.started_at <= timing.finished_at
             );
             assert_eq!(executor.stats().jobs.completed, 1, "{kind}");
+            executor.shutdown().await;
+        }
+    }
+
+    /// A job's progress reaches the caller's callback, all of it and in order, from a worker process too; and
+    /// a plain `run_job` drops it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_kind_hands_a_jobs_progress_to_the_caller_in_order() {
+        let expected: Vec<String> = (1..=50).map(|number| number.to_string()).collect();
+        for kind in ExecutorKind::ALL {
+            let executor = executor(kind);
+            let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let job = executor.run_job_with_progress(CountAloud { count: 50 }, {
+                let heard = Arc::clone(&heard);
+                move |text| heard.lock().expect("not poisoned").push(text.to_owned())
+            });
+            let (count, _) = tokio::time::timeout(PATIENCE, job)
+                .await
+                .expect("job finished in time")
+                .unwrap_or_else(|error| panic!("{kind}: {error}"));
+            assert_eq!(count, 50, "{kind}");
+            assert_eq!(*heard.lock().expect("not poisoned"), expected, "{kind}");
+            let (count, _) =
+                tokio::time::timeout(PATIENCE, executor.run_job(CountAloud { count: 3 }))
+                    .await
+                    .expect("job finished in time")
+                    .unwrap_or_else(|error| panic!("{kind}: {error}"));
+            assert_eq!(count, 3, "{kind}");
             executor.shutdown().await;
         }
     }

@@ -4,7 +4,8 @@
 //!
 //! # Protocol
 //!
-//! One request line in, one response line out, strictly in turn (a worker runs one job at a time). Every frame
+//! One request line in, one response line out, strictly in turn (a worker runs one job at a time), with any
+//! number of progress lines for the request before its response (see [`CpuJob::run_with_progress`]). Every frame
 //! is a line holding [`FRAME_TAG`] followed by one JSON object; anything else on the line before the tag, and
 //! every line without it, is ignored and logged at `debug`. That makes the protocol robust to stray output from
 //! the worker binary (a library that prints, the test harness's own lines when a test binary is the worker).
@@ -13,6 +14,10 @@
 //! parent -> worker   tributary-frame/2 {"id":7,"job":"burn","input":{"units":100000}}
 //! worker -> parent   tributary-frame/2 {"id":7,"output":{"units":100000,"checksum":"9f.."}}
 //! worker -> parent   tributary-frame/2 {"id":8,"rejected":"unknown job `teleport`; this worker runs: burn, infer"}
+//! parent -> worker   tributary-frame/2 {"id":9,"job":"infer","input":{"question":"Umbrella in Lisbon?",..}}
+//! worker -> parent   tributary-frame/2 {"id":9,"progress":"Take"}
+//! worker -> parent   tributary-frame/2 {"id":9,"progress":" an umbrella"}
+//! worker -> parent   tributary-frame/2 {"id":9,"output":{"Ok":{"summary":["Take an umbrella."],..}}}
 //! ```
 //!
 //! A request names a [`CpuJob`] by its [`NAME`] and carries the job as JSON; the worker looks the
@@ -49,6 +54,7 @@
 //! - `fuzzing` (feature `fuzzing`): the parent's frame handling for the fuzz targets.
 //!
 //! [`CpuJob`]: crate::pool::CpuJob
+//! [`CpuJob::run_with_progress`]: crate::pool::CpuJob::run_with_progress
 //! [`ExecutorError::Protocol`]: crate::pool::ExecutorError::Protocol
 //! [`ExecutorError::WorkerCrashed`]: crate::pool::ExecutorError::WorkerCrashed
 //! [`FRAME_TAG`]: frame::FRAME_TAG

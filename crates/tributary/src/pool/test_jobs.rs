@@ -1,4 +1,5 @@
-//! Jobs for the pool's own tests: a deterministic CPU kernel, a time-bounded spin, and a crash.
+//! Jobs for the pool's own tests: a deterministic CPU kernel, a time-bounded spin, a job that reports progress,
+//! and a crash.
 //!
 //! The engine knows no real workload; these stand in for one. [`jobs`] is what the test binary serves when it
 //! runs as a worker process (see `process::tests`).
@@ -24,6 +25,12 @@ pub(crate) struct SpinJob {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct SpinFor {
     pub(crate) millis: u64,
+}
+
+/// Reports `1`, `2`, ... `count` as its progress, and returns how many it reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct CountAloud {
+    pub(crate) count: u64,
 }
 
 /// Aborts the worker process, as a native crash would. Only ever sent to a worker process.
@@ -67,6 +74,22 @@ impl CpuJob for SpinFor {
     }
 }
 
+impl CpuJob for CountAloud {
+    const NAME: &'static str = "count-aloud";
+    type Output = u64;
+
+    fn run(self, should_stop: &dyn Fn() -> bool) -> u64 {
+        self.run_with_progress(should_stop, &|_| {})
+    }
+
+    fn run_with_progress(self, _should_stop: &dyn Fn() -> bool, progress: &dyn Fn(&str)) -> u64 {
+        for number in 1..=self.count {
+            progress(&number.to_string());
+        }
+        self.count
+    }
+}
+
 impl CpuJob for CrashJob {
     const NAME: &'static str = "crash";
     type Output = ();
@@ -92,5 +115,6 @@ pub(crate) fn jobs() -> WorkerJobs {
     WorkerJobs::new()
         .with::<SpinJob>()
         .with::<SpinFor>()
+        .with::<CountAloud>()
         .with::<CrashJob>()
 }

@@ -1,8 +1,8 @@
 //! Watching a timeline while it is recorded: [`Timeline::live`], [`Update`], [`OpenSpan`].
 //!
 //! A live timeline keeps, beside its spans and events, the ordered list of what happened to it: work that
-//! began ([`Update::Began`]), finished spans and instant events as they are recorded, and the end of the work
-//! that began ([`Update::Closed`]). A watcher reads the list from any position ([`Timeline::updates_since`]),
+//! began ([`Update::Began`]), what that work reported while it ran ([`Update::Progress`]), finished spans and
+//! instant events as they are recorded, and the end of the work that began ([`Update::Closed`]). A watcher reads the list from any position ([`Timeline::updates_since`]),
 //! so one that reconnects resumes where it left off, and waits for more with [`Timeline::wait_for_update`].
 //! A timeline made with [`Timeline::new`] keeps no such list and pays nothing for it.
 
@@ -26,6 +26,16 @@ pub enum Update {
         /// What kind of work it is.
         activity: Activity,
         /// When it began, relative to the origin.
+        at: Duration,
+    },
+    /// The work begun as `id` reported a piece of text while it ran (the next words of a generation, say):
+    /// watchers show it as it comes; it is not kept in the recording's spans.
+    Progress {
+        /// The [`Update::Began`] it belongs to.
+        id: u64,
+        /// The piece of text, to be appended to what came before.
+        text: String,
+        /// When it was reported, relative to the origin.
         at: Duration,
     },
     /// The work begun as `id` ended. The spans that show what it did are recorded before this.
@@ -52,6 +62,14 @@ pub struct OpenSpan {
     timeline: Timeline,
     id: u64,
     closed: bool,
+}
+
+/// Reports the progress of an [`OpenSpan`] from anywhere (a CPU worker, say): cheap to clone, `Send` and `Sync`,
+/// and a no-op on a timeline that is not live.
+#[derive(Debug, Clone)]
+pub struct SpanProgress {
+    timeline: Timeline,
+    id: u64,
 }
 
 /// The update list of a live timeline and the count its watchers wait on.
@@ -151,7 +169,29 @@ impl Live {
     }
 }
 
+impl SpanProgress {
+    /// The work reported `text` now ([`Update::Progress`]).
+    pub fn report(&self, text: &str) {
+        let at = self.timeline.elapsed();
+        if let Some(live) = &mut self.timeline.lock().live {
+            live.push(Update::Progress {
+                id: self.id,
+                text: text.to_owned(),
+                at,
+            });
+        }
+    }
+}
+
 impl OpenSpan {
+    /// What reports this work's progress while it runs.
+    pub fn progress(&self) -> SpanProgress {
+        SpanProgress {
+            timeline: self.timeline.clone(),
+            id: self.id,
+        }
+    }
+
     /// The work ended now with `outcome`.
     pub fn close(mut self, outcome: Outcome) {
         self.close_now(outcome);
@@ -214,6 +254,37 @@ mod tests {
         assert_eq!(timeline.updates_since(4).len(), 2);
         assert!(timeline.updates_since(6).is_empty());
         assert!(timeline.updates_since(60).is_empty());
+    }
+
+    #[test]
+    fn progress_is_listed_under_its_work_and_only_on_a_live_timeline() {
+        let timeline = Timeline::live(Instant::now());
+        let infer = timeline.begin("source kb", "infer kb", Activity::Infer);
+        let progress = infer.progress();
+        std::thread::spawn(move || progress.report("Take"))
+            .join()
+            .expect("the reporter does not panic");
+        infer.progress().report(" an umbrella");
+        infer.close(Outcome::Ok);
+        let texts: Vec<(u64, String)> = timeline
+            .updates_since(1)
+            .into_iter()
+            .filter_map(|update| match update {
+                Update::Progress { id, text, .. } => Some((id, text)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            texts,
+            [(0, "Take".to_owned()), (0, " an umbrella".to_owned())]
+        );
+        assert!(timeline.spans().is_empty(), "progress is not a span");
+
+        let quiet = Timeline::new();
+        let infer = quiet.begin("source kb", "infer kb", Activity::Infer);
+        infer.progress().report("nobody listens");
+        infer.close(Outcome::Ok);
+        assert!(quiet.updates_since(0).is_empty());
     }
 
     #[test]

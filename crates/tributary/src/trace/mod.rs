@@ -37,5 +37,5 @@ mod record;
 mod svg;
 
 pub use gantt::GanttStyle;
-pub use live::{OpenSpan, Update};
+pub use live::{OpenSpan, SpanProgress, Update};
 pub use record::{Activity, EventKind, InstantEvent, Lane, Outcome, Span, SpanGuard, Timeline};

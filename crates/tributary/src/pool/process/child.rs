@@ -10,7 +10,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use super::WorkerCommand;
-use super::frame::{decode_reply, frame_payload};
+use super::frame::{Reply, decode_reply, frame_payload};
 use crate::pool::ExecutorError;
 
 /// How long a worker gets to exit after its stdin closes, or after its stdout closed on a crash.
@@ -68,8 +68,14 @@ impl WorkerProcess {
         })
     }
 
-    /// Sends one request frame and reads lines until the matching response frame.
-    pub(super) async fn exchange(&mut self, frame: &str, id: u64) -> Result<Value, Exchange> {
+    /// Sends one request frame and reads lines until the matching response frame, handing each progress frame
+    /// before it to `on_progress`.
+    pub(super) async fn exchange(
+        &mut self,
+        frame: &str,
+        id: u64,
+        on_progress: &(dyn Fn(&str) + Sync),
+    ) -> Result<Value, Exchange> {
         let sent = async {
             self.stdin.write_all(frame.as_bytes()).await?;
             self.stdin.flush().await
@@ -96,7 +102,10 @@ impl WorkerProcess {
                 tracing::debug!(pid = ?self.pid, line = line.trim_end(), "ignored stray worker output");
                 continue;
             };
-            return decode_reply(payload, id).map_err(Exchange::Malformed);
+            match decode_reply(payload, id).map_err(Exchange::Malformed)? {
+                Reply::Progress(text) => on_progress(&text),
+                Reply::Output(output) => return Ok(output),
+            }
         }
     }
 

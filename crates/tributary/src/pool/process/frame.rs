@@ -20,7 +20,8 @@ pub(super) struct RequestFrame {
     pub(super) trace: Option<String>,
 }
 
-/// Exactly one of `output` and `rejected`.
+/// Exactly one of `output`, `rejected` and `progress`. Any number of progress frames may come before the one
+/// that ends the job with its output or rejection.
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct ResponseFrame {
     pub(super) id: u64,
@@ -28,6 +29,18 @@ pub(super) struct ResponseFrame {
     pub(super) output: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) rejected: Option<String>,
+    /// A piece of text the running job reported (see [`CpuJob::run_with_progress`](crate::pool::CpuJob)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) progress: Option<String>,
+}
+
+/// What a response frame to the awaited request brings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// The job is still running and reported this text.
+    Progress(String),
+    /// The job ended with this output.
+    Output(Value),
 }
 
 /// Just the id of a frame whose body did not parse, to address the rejection.
@@ -38,25 +51,34 @@ pub(super) struct FrameId {
 
 impl ResponseFrame {
     pub(super) fn answer(id: u64, outcome: Result<Value, String>) -> Self {
-        match outcome {
-            Ok(output) => Self {
-                id,
-                output: Some(output),
-                rejected: None,
-            },
-            Err(why) => Self {
-                id,
-                output: None,
-                rejected: Some(why),
-            },
+        let (output, rejected) = match outcome {
+            Ok(output) => (Some(output), None),
+            Err(why) => (None, Some(why)),
+        };
+        Self {
+            id,
+            output,
+            rejected,
+            progress: None,
         }
     }
 
-    pub(super) fn into_output(self) -> Result<Value, String> {
-        match (self.output, self.rejected) {
-            (_, Some(why)) => Err(format!("the worker rejected the request: {why}")),
-            (Some(output), None) => Ok(output),
-            (None, None) => Err("the reply has neither an output nor a rejection".to_owned()),
+    pub(super) fn progress(id: u64, text: &str) -> Self {
+        Self {
+            id,
+            output: None,
+            rejected: None,
+            progress: Some(text.to_owned()),
+        }
+    }
+
+    pub(super) fn into_reply(self) -> Result<Reply, String> {
+        match (self.output, self.rejected, self.progress) {
+            (_, Some(why), _) => Err(format!("the worker rejected the request: {why}")),
+            (Some(output), None, None) => Ok(Reply::Output(output)),
+            (None, None, Some(text)) => Ok(Reply::Progress(text)),
+            (Some(_), None, Some(_)) => Err("the reply has both an output and progress".to_owned()),
+            (None, None, None) => Err("the reply has neither an output nor a rejection".to_owned()),
         }
     }
 }
@@ -73,9 +95,9 @@ pub(super) fn frame_payload(line: &str) -> Option<&str> {
         .map(|start| line[start + FRAME_TAG.len()..].trim_end())
 }
 
-/// The job's output in the response frame `payload`, which must answer request `id`; `Err` says why the reply
-/// cannot be used (the worker is then out of step).
-pub(super) fn decode_reply(payload: &str, id: u64) -> Result<Value, String> {
+/// The job's progress or output in the response frame `payload`, which must answer request `id`; `Err` says why
+/// the reply cannot be used (the worker is then out of step).
+pub(super) fn decode_reply(payload: &str, id: u64) -> Result<Reply, String> {
     let frame: ResponseFrame =
         serde_json::from_str(payload).map_err(|error| format!("parse reply: {error}"))?;
     if frame.id != id {
@@ -84,5 +106,5 @@ pub(super) fn decode_reply(payload: &str, id: u64) -> Result<Value, String> {
             frame.id
         ));
     }
-    frame.into_output()
+    frame.into_reply()
 }

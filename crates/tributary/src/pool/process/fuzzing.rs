@@ -4,14 +4,15 @@
 
 use serde_json::Value;
 
+pub use super::frame::Reply;
 use super::frame::{RequestFrame, decode_reply, encode_frame, frame_payload};
 
 /// Marks a protocol frame.
 pub const FRAME_TAG: &str = super::frame::FRAME_TAG;
 
 /// What the parent makes of one line of a worker's stdout while it waits for the reply to request `id`:
-/// `None` for a line without a frame (ignored), else the job's output or why the reply is unusable.
-pub fn parent_reads_line(line: &str, id: u64) -> Option<Result<Value, String>> {
+/// `None` for a line without a frame (ignored), else the job's progress or output, or why the reply is unusable.
+pub fn parent_reads_line(line: &str, id: u64) -> Option<Result<Reply, String>> {
     frame_payload(line).map(|payload| decode_reply(payload, id))
 }
 

@@ -89,6 +89,16 @@ impl ProcessPool {
     ///
     /// Dropping the future while a worker runs the job kills and replaces that worker (see the module docs).
     pub async fn run<J: CpuJob>(&self, job: J) -> Result<(J::Output, JobTiming), ExecutorError> {
+        self.run_with_progress(job, &|_| {}).await
+    }
+
+    /// [`run`](Self::run), with `on_progress` called on the runtime for each piece of text the job reports
+    /// (see [`CpuJob::run_with_progress`]).
+    pub async fn run_with_progress<J: CpuJob>(
+        &self,
+        job: J,
+        on_progress: &(dyn Fn(&str) + Sync),
+    ) -> Result<(J::Output, JobTiming), ExecutorError> {
         let queued_at = Instant::now();
         let inner = &*self.inner;
         if inner.closed.is_cancelled() {
@@ -130,7 +140,7 @@ impl ProcessPool {
         // The caller's span (an executor's `pool.job`) names the process; the worker itself records nothing.
         tracing::Span::current().record("pid", process.pid);
         let started_at = Instant::now();
-        let exchanged = process.exchange(&frame, id).await;
+        let exchanged = process.exchange(&frame, id, on_progress).await;
         let timing = |finished_at| JobTiming {
             worker_index: worker,
             queued_at,

@@ -18,9 +18,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::frame::{FRAME_TAG, RequestFrame, ResponseFrame, encode_frame, frame_payload};
+use super::frame::{
+    FRAME_TAG, Reply, RequestFrame, ResponseFrame, decode_reply, encode_frame, frame_payload,
+};
 use super::*;
-use crate::pool::test_jobs::{CrashJob, SpinJob, jobs};
+use crate::pool::test_jobs::{CountAloud, CrashJob, SpinJob, jobs};
 use crate::pool::{CpuJob, ExecutorError, JobTiming};
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -293,8 +295,9 @@ fn the_worker_skips_stray_lines_and_rejects_malformed_frames() {
     let rejection = |frame: &ResponseFrame| frame.rejected.clone().unwrap_or_default();
     assert_eq!(frames[0].id, 4);
     assert!(
-        rejection(&frames[0])
-            .contains("unknown job `teleport`; this worker runs: crash, spin, spin-for"),
+        rejection(&frames[0]).contains(
+            "unknown job `teleport`; this worker runs: count-aloud, crash, spin, spin-for"
+        ),
         "{output}"
     );
     assert_eq!(frames[1].id, 0);
@@ -305,14 +308,10 @@ fn the_worker_skips_stray_lines_and_rejects_malformed_frames() {
         "{output}"
     );
     assert_eq!(frames[3].id, 9);
-    let output = frames
-        .into_iter()
-        .nth(3)
-        .expect("four frames")
-        .into_output();
+    let output = frames.into_iter().nth(3).expect("four frames").into_reply();
     assert_eq!(
-        output.map(|value| serde_json::from_value::<Option<u64>>(value).ok()),
-        Ok(Some(expected_spin(100)))
+        output,
+        Ok(Reply::Output(serde_json::json!(expected_spin(100))))
     );
 }
 
@@ -350,6 +349,38 @@ async fn a_reply_that_does_not_decode_as_the_output_is_a_protocol_error() {
         other => panic!("expected a protocol error, got {other:?}"),
     }
     pool.shutdown().await;
+}
+
+/// Progress frames come before the reply, addressed like it; a frame that is both, or progress for another
+/// request, is refused.
+#[test]
+fn progress_frames_precede_the_reply_and_must_answer_the_awaited_request() {
+    let request = encode_frame(&RequestFrame {
+        id: 3,
+        job: CountAloud::NAME.to_owned(),
+        input: serde_json::json!({"count": 2}),
+        trace: None,
+    });
+    let mut output = Vec::new();
+    serve_worker(&jobs(), Cursor::new(request), &mut output).expect("serve until end of input");
+    let output = String::from_utf8(output).expect("frames are UTF-8");
+    let replies: Vec<Result<Reply, String>> = output
+        .lines()
+        .map(|line| decode_reply(frame_payload(line).expect("only frames"), 3))
+        .collect();
+    assert_eq!(
+        replies,
+        [
+            Ok(Reply::Progress("1".to_owned())),
+            Ok(Reply::Progress("2".to_owned())),
+            Ok(Reply::Output(serde_json::json!(2))),
+        ],
+        "{output}"
+    );
+    let both = decode_reply(r#"{"id":3,"output":1,"progress":"x"}"#, 3);
+    assert!(both.is_err_and(|why| why.contains("both")));
+    let elsewhere = decode_reply(r#"{"id":4,"progress":"x"}"#, 3);
+    assert!(elsewhere.is_err_and(|why| why.contains("request 4")));
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The worker side: [`WorkerJobs`], the jobs a worker process knows by name, and [`serve_worker`], the loop
 //! that answers the parent's requests with them.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, Write};
 
@@ -28,8 +29,9 @@ pub struct WorkerJobs {
     runners: BTreeMap<&'static str, JobRunner>,
 }
 
-/// Parses a job's JSON, runs it, and encodes its output; `Err` says why the job could not run.
-type JobRunner = fn(Value) -> Result<Value, String>;
+/// Parses a job's JSON, runs it with the function that reports its progress, and encodes its output; `Err`
+/// says why the job could not run.
+type JobRunner = fn(Value, &dyn Fn(&str)) -> Result<Value, String>;
 
 impl WorkerJobs {
     /// No jobs yet.
@@ -58,10 +60,10 @@ impl WorkerJobs {
         self.runners.keys().copied()
     }
 
-    /// Runs the job `name` on its JSON `input`.
-    fn run(&self, name: &str, input: Value) -> Result<Value, String> {
+    /// Runs the job `name` on its JSON `input`, reporting its progress to `progress`.
+    fn run(&self, name: &str, input: Value, progress: &dyn Fn(&str)) -> Result<Value, String> {
         match self.runners.get(name) {
-            Some(run) => run(input),
+            Some(run) => run(input, progress),
             None => Err(format!(
                 "unknown job `{name}`; this worker runs: {}",
                 self.names().collect::<Vec<_>>().join(", ")
@@ -93,9 +95,11 @@ pub fn serve_worker(jobs: &WorkerJobs, input: impl BufRead, output: impl Write) 
 pub fn serve_worker_traced(
     jobs: &WorkerJobs,
     input: impl BufRead,
-    mut output: impl Write,
+    output: impl Write,
     enter: impl Fn(&str, Option<&str>) -> tracing::Span,
 ) -> io::Result<()> {
+    // A job's progress frames are written while it runs, between its request and its reply.
+    let output = RefCell::new(output);
     for line in input.lines() {
         let line = line?;
         let Some(payload) = frame_payload(&line) else {
@@ -103,9 +107,18 @@ pub fn serve_worker_traced(
         };
         let response = match serde_json::from_str::<RequestFrame>(payload) {
             Ok(frame) => {
-                output.flush()?;
+                output.borrow_mut().flush()?;
+                // A progress frame that cannot be written is lost; the reply after it reports the broken pipe.
+                let id = frame.id;
+                let progress = |text: &str| {
+                    let mut output = output.borrow_mut();
+                    let line = encode_frame(&ResponseFrame::progress(id, text));
+                    let _ = output
+                        .write_all(line.as_bytes())
+                        .and_then(|()| output.flush());
+                };
                 let span = enter(&frame.job, frame.trace.as_deref());
-                let answer = span.in_scope(|| jobs.run(&frame.job, frame.input));
+                let answer = span.in_scope(|| jobs.run(&frame.job, frame.input, &progress));
                 ResponseFrame::answer(frame.id, answer)
             }
             Err(error) => ResponseFrame::answer(
@@ -113,6 +126,7 @@ pub fn serve_worker_traced(
                 Err(format!("parse request: {error}")),
             ),
         };
+        let mut output = output.borrow_mut();
         output.write_all(encode_frame(&response).as_bytes())?;
         output.flush()?;
     }
@@ -120,10 +134,10 @@ pub fn serve_worker_traced(
 }
 
 /// Decodes a `J` from JSON, runs it to the end (nothing in a worker can stop it but a kill), encodes the output.
-fn run_encoded<J: CpuJob>(input: Value) -> Result<Value, String> {
+fn run_encoded<J: CpuJob>(input: Value, progress: &dyn Fn(&str)) -> Result<Value, String> {
     let job: J = serde_json::from_value(input)
         .map_err(|error| format!("parse job `{}`: {error}", J::NAME))?;
-    let output = job.run(&|| false);
+    let output = job.run_with_progress(&|| false, progress);
     serde_json::to_value(output)
         .map_err(|error| format!("encode the output of `{}`: {error}", J::NAME))
 }
