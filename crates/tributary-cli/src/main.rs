@@ -17,6 +17,7 @@ mod ready_agent;
 mod render;
 mod settings;
 mod signals;
+mod writing;
 
 use crate::error::{CliError, Outcome, exit_code};
 use crate::printer::Printer;

@@ -34,6 +34,7 @@ pub struct Printer {
     stderr_colour: bool,
     stdout_width: usize,
     stderr_width: usize,
+    stderr_live: bool,
 }
 
 /// The environment variables that bear on colour, as read at start-up.
@@ -86,7 +87,15 @@ impl Printer {
             stderr_colour: colour(choice, env, std::io::stderr().is_terminal()),
             stdout_width: width(terminal_size_of(std::io::stdout())),
             stderr_width: width(terminal_size_of(std::io::stderr())),
+            stderr_live: std::io::stderr().is_terminal()
+                && std::env::var_os("TERM").is_none_or(|term| term != "dumb"),
         }
+    }
+
+    /// Whether stderr is a terminal that can redraw lines in place (not `TERM=dumb`): where progress is shown
+    /// as it happens.
+    pub fn stderr_live(&self) -> bool {
+        self.stderr_live
     }
 
     /// How wide a chart or wrapped prose may be on stdout, or on stderr when `to_stdout` is false.

@@ -2,10 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
+use tokio_util::sync::CancellationToken;
 use tributary::source::ClientOptions;
 use tributary::trace::Timeline;
 use tributary_agent::{
-    AgentReport, AnswerFailure, Comparison, RunMode, SourceFailure, SourceReport,
+    Agent, AgentReport, AnswerFailure, Comparison, Question, Run, RunMode, SourceFailure,
+    SourceReport,
 };
 
 use crate::error::{CliError, Outcome};
@@ -13,6 +15,7 @@ use crate::printer::Printer;
 use crate::ready_agent::ReadyAgent;
 use crate::render;
 use crate::settings::{AskMode, AskSettings};
+use crate::writing;
 
 /// Runs `ask`; `process_started` is when the process started: the first question's deadline counts from
 /// there, so starting the runtime, the services and the pool is inside it.
@@ -61,7 +64,11 @@ async fn ask_all(
                 } else {
                     tokio::time::Instant::now()
                 };
-                let run = agent.ask_arrived_at(question, mode, arrived).await;
+                let run = if printer.stderr_live() && settings.engine.models.generator.is_some() {
+                    ask_showing_words(agent, question, mode, arrived, printer).await
+                } else {
+                    agent.ask_arrived_at(question, mode, arrived).await
+                };
                 print_report(
                     settings,
                     printer,
@@ -79,6 +86,34 @@ async fn ask_all(
         }
     }
     Ok(outcome)
+}
+
+/// [`Agent::ask_arrived_at`], showing on the terminal what the chat model writes for each source while it runs.
+async fn ask_showing_words(
+    agent: &Agent,
+    question: &Question,
+    mode: RunMode,
+    arrived: tokio::time::Instant,
+    printer: Printer,
+) -> Run {
+    let timeline = Timeline::live(arrived.into_std());
+    let done = CancellationToken::new();
+    let sources = agent
+        .sources()
+        .iter()
+        .map(|source| source.name().to_owned())
+        .collect();
+    let (run, ()) = tokio::join!(
+        async {
+            let run = agent
+                .ask_watched(question, mode, timeline.clone(), CancellationToken::new())
+                .await;
+            done.cancel();
+            run
+        },
+        writing::show(timeline.clone(), sources, printer, done.clone()),
+    );
+    run
 }
 
 /// `value` as JSON (with the chart on stderr), or the human report of `report` (and the chart) on stdout.

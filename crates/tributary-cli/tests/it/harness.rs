@@ -131,6 +131,41 @@ pub fn missing(what: &str, test: &str, install: &str) {
     let _ = writeln!(std::io::stderr().lock(), "skipped: {message}");
 }
 
+/// `tributary ARGS` on a pseudo-terminal of its own, through util-linux's `script` (its stdout and stderr are the
+/// terminal; what it wrote there comes back on the command's stdout), with [`tributary`]'s environment; `None`
+/// (a visible skip) when `script` is missing.
+#[cfg(feature = "models")]
+pub fn on_terminal(args: &[&str], test: &str) -> Option<Command> {
+    let Some(script) = on_path("script") else {
+        missing(
+            "util-linux's `script` (a pseudo-terminal)",
+            test,
+            "apt-get install util-linux",
+        );
+        return None;
+    };
+    let quote = |word: &str| format!("'{}'", word.replace('\'', r"'\''"));
+    let line: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_tributary"))
+        .chain(args.iter().copied())
+        .map(quote)
+        .collect();
+    let mut command = Command::new(script);
+    command.args([
+        "--quiet",
+        "--return",
+        "--command",
+        &line.join(" "),
+        "/dev/null",
+    ]);
+    for (name, value) in tributary().get_envs() {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+    Some(command)
+}
+
 fn on_path(name: &str) -> Option<std::path::PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|directory| directory.join(name))

@@ -129,6 +129,10 @@ fn a_streamed_run_tells_what_began_and_ended_then_the_answer() {
     }
     let names: Vec<&str> = events.iter().map(|event| event.name.as_str()).collect();
     assert_eq!(names[names.len() - 2..], ["answer", "done"], "{names:?}");
+    assert!(
+        !names.contains(&"text"),
+        "the simulated model writes no words: {names:?}"
+    );
     assert_eq!(events[events.len() - 1].data["outcome"], "answered");
     let lanes = &events[0].data["lanes"];
     assert!(
@@ -199,6 +203,58 @@ fn a_streamed_run_tells_what_began_and_ended_then_the_answer() {
     let (status, _, mut again) = open(&server, &format!("/v1/runs/{run_id}/events"), &[]);
     assert_eq!(status, 200);
     assert_eq!(again.rest().len(), events.len());
+}
+
+/// With a chat model, each source's words stream as `text` events under its inference while it writes, before
+/// the answer, and together they are the summary the answer gives.
+#[cfg(feature = "models")]
+#[test]
+fn a_chat_models_words_stream_before_the_answer() {
+    let Some(models) = crate::models::both_models("a_chat_models_words_stream_before_the_answer")
+    else {
+        return;
+    };
+    let _heavy = crate::harness::heavy();
+    let server = Server::start(&["--model", &models, "--workers", "2"]);
+    let path = stream_path(
+        "Should I take an umbrella in Lisbon?",
+        "&deadline_ms=120000&fault=news%3Dhang&fault=kb%3Dhang",
+    );
+    let (status, head, mut events) = open(&server, &path, &[]);
+    assert_eq!(status, 200, "{head}");
+    let events = events.rest();
+    let inference_id = events
+        .iter()
+        .find(|event| {
+            event.name == "span_started"
+                && event.data["activity"] == "infer"
+                && event.data["lane"] == "source weather"
+        })
+        .map(|event| event.data["id"].clone())
+        .expect("the weather's inference began");
+    let texts: Vec<&SseEvent> = events.iter().filter(|event| event.name == "text").collect();
+    assert!(texts.len() > 1, "the words came one by one: {texts:?}");
+    let mut written = String::new();
+    for text in &texts {
+        assert_eq!(text.data["source"], "weather", "{text:?}");
+        assert_eq!(text.data["id"], inference_id, "{text:?}");
+        written.push_str(text.data["text"].as_str().expect("text"));
+    }
+    let answer = events
+        .iter()
+        .find(|event| event.name == "answer")
+        .expect("an answer");
+    assert!(position(answer) > position(texts[texts.len() - 1]));
+    let weather = source(&answer.data, "weather");
+    assert_eq!(
+        weather["generated_by"], "SmolLM2-135M-Instruct.Q4_1",
+        "{weather}"
+    );
+    assert_eq!(
+        weather["summary"].as_str(),
+        Some(written.trim()),
+        "{weather}"
+    );
 }
 
 /// A reconnect with Last-Event-ID gets exactly the events after it, while the run goes on and after it ended.
