@@ -123,16 +123,24 @@ fn source_table(sources: &[SourceReport]) -> String {
             ]
         })
         .collect();
-    // Columns line up by display width, not bytes or chars: a source named in CJK, or a note with an emoji,
-    // takes two terminal columns per such character.
-    let mut widths = header.map(UnicodeWidthStr::width);
-    for row in &rows {
+    let mut table = vec![header.map(str::to_owned).to_vec()];
+    table.extend(rows.into_iter().map(Vec::from));
+    self::table(&table)
+}
+
+/// Rows of cells (the first the header) as lines of columns, two spaces apart. Columns line up by display
+/// width, not bytes or chars: a source named in CJK, or a note with an emoji, takes two terminal columns per
+/// such character.
+pub fn table(rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = Vec::new();
+    for row in rows {
+        widths.resize(widths.len().max(row.len()), 0);
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.width());
         }
     }
     let mut out = String::new();
-    let mut line = |cells: &[String]| {
+    for cells in rows {
         let mut text = String::new();
         for (index, cell) in cells.iter().enumerate() {
             text.push_str(cell);
@@ -142,10 +150,6 @@ fn source_table(sources: &[SourceReport]) -> String {
             }
         }
         let _ = writeln!(out, "{}", text.trim_end());
-    };
-    line(&header.map(str::to_owned));
-    for row in &rows {
-        line(row);
     }
     out
 }
