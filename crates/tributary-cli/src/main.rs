@@ -92,6 +92,7 @@ fn run(
         CommandSettings::Serve(settings) => block_on(commands::serve::run(settings, printer)),
         CommandSettings::Sources(settings) => block_on(commands::sources::run(settings, printer)),
         CommandSettings::Worker(settings) => block_on(commands::worker::run(settings, printer)),
+        CommandSettings::Model(settings) => block_on(commands::model::run(settings, printer)),
         CommandSettings::Completions(shell) => commands::completions::run(shell, printer),
         CommandSettings::Man => commands::man::run(printer),
         // A worker of `--executor processes`: synchronous, no runtime, jobs on stdin, results on stdout. It serves

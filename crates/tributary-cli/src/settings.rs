@@ -44,6 +44,8 @@ pub enum CommandSettings {
     Lab(LabSettings),
     /// `tributary worker`: a worker of a distributed batch.
     Worker(WorkerSettings),
+    /// `tributary model`.
+    Model(crate::commands::model::ModelSettings),
     /// `tributary completions`: the shell.
     Completions(clap_complete::Shell),
     /// `tributary man`.
@@ -207,6 +209,17 @@ impl CommandSettings {
             Command::Sources(args) => Self::Sources(SourcesSettings::resolve(args)?),
             Command::Lab(args) => Self::Lab(LabSettings::resolve(args)?),
             Command::Worker(args) => Self::Worker(WorkerSettings::resolve(args)?),
+            Command::Model(args) => Self::Model(crate::commands::model::ModelSettings {
+                dir: args
+                    .models_dir
+                    .or_else(crate::commands::model::default_dir)
+                    .ok_or_else(|| {
+                        CliError::argument(
+                            "no models directory: set --models-dir, TRIBUTARY_MODELS_DIR or HOME",
+                        )
+                    })?,
+                action: args.action,
+            }),
             Command::Completions(args) => Self::Completions(args.shell),
             Command::Man => Self::Man,
             Command::PoolWorker => Self::PoolWorker,

@@ -5,6 +5,7 @@ pub mod batch;
 pub mod completions;
 pub mod lab;
 pub mod man;
+pub mod model;
 pub mod serve;
 pub mod sources;
 pub mod worker;

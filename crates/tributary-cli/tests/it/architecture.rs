@@ -422,6 +422,11 @@ const TEXT_SEARCHES_ALLOWED: &[(&str, &str, &str)] = &[
         "writes the message itself (a cause its parent already printed is not repeated): words, not a decision",
     ),
     (
+        "crates/tributary-cli/src/commands/model/download.rs",
+        ".trim_start_matches(\"W/\")",
+        "reads an HTTP ETag header (RFC 9110: a weak one starts `W/`) for the checksum the hub names",
+    ),
+    (
         "crates/tributary-serve/assets/page.html",
         "key.endsWith(\"_ms\")",
         "formats a span's arguments: a key ending in `_ms` is a duration",

@@ -13,6 +13,7 @@ const COMMANDS: &[&str] = &[
     "serve",
     "sources",
     "lab",
+    "model",
     "completions",
     "man",
 ];

@@ -18,7 +18,11 @@ pub fn tributary() -> Command {
         .env_remove("CLICOLOR")
         .env_remove("COLUMNS")
         // A developer's collector must not receive the tests' spans (the OTLP tests set their own).
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        // Nor a developer's models or hub (tests/it/model.rs sets its own).
+        .env_remove("TRIBUTARY_MODELS_DIR")
+        .env_remove("HF_ENDPOINT")
+        .env_remove("HF_TOKEN");
     for variable in ENGINE_VARIABLES {
         command.env_remove(variable);
     }

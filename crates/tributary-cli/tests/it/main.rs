@@ -10,6 +10,7 @@ mod connections;
 mod environment;
 mod harness;
 mod lab;
+mod model;
 #[cfg(feature = "models")]
 mod models;
 mod nats;

@@ -183,3 +183,44 @@ fn ask_on_a_terminal_shows_the_words_as_they_come() {
     assert_eq!(code(&piped), 0, "{}", stderr(&piped));
     assert!(!stdout(&piped).contains('\x1b') && !stderr(&piped).contains('\x1b'));
 }
+
+/// A model installed in the models directory is found by its name.
+#[test]
+fn a_model_is_found_by_name_in_the_models_directory() {
+    let Some(embedder) = packaged(
+        "TRIBUTARY_TEST_EMBEDDER",
+        "a_model_is_found_by_name_in_the_models_directory",
+    ) else {
+        return;
+    };
+    let (Some(directory), Some(name)) = (embedder.parent(), embedder.file_name()) else {
+        panic!(
+            "an embedder directory inside a models directory: {}",
+            embedder.display()
+        );
+    };
+    let _heavy = heavy();
+    let output = tributary()
+        .args([
+            "ask",
+            "--json",
+            "Should I take an umbrella in Lisbon?",
+            "--model",
+        ])
+        .arg(name)
+        .env("TRIBUTARY_MODELS_DIR", directory)
+        .output()
+        .expect("run tributary ask");
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let missing = tributary()
+        .args(["ask", "Rain?", "--model", "no-such-model"])
+        .env("TRIBUTARY_MODELS_DIR", directory)
+        .output()
+        .expect("run tributary ask");
+    assert_eq!(code(&missing), 2, "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("no-such-model"),
+        "{}",
+        stderr(&missing)
+    );
+}
