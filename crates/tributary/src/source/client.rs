@@ -1,6 +1,7 @@
 //! The resilient HTTP client: one shared connection pool, per-attempt timeouts inside the caller's deadline,
 //! a streaming size limit, retries with full-jitter backoff, and the single-flight cache in front.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -296,6 +297,47 @@ impl SourceClient {
         request: &SourceRequest,
         deadline: Deadline,
     ) -> Result<Fetched, FetchError> {
+        self.exchange(spec, request, deadline, Exchange::json())
+            .await
+    }
+
+    /// POSTs `body` as JSON to `spec`'s source for `request` and hands each line of the response body to
+    /// `on_line` as it arrives (a line ends at `\n`; a trailing `\r` is dropped): a server-sent event stream, such
+    /// as a chat model's reply token by token. The returned [`Fetched`]'s body is `null`: the lines were the
+    /// answer.
+    ///
+    /// Never cached. Like [`fetch_uncached`](Self::fetch_uncached) in everything else (the breaker, the rate
+    /// limit, each attempt bounded by `spec.timeout`, all by `deadline`, the attempt log), except that it is never
+    /// hedged (a second identical generation would cost as much as the first), and an attempt is retried only
+    /// while no line of it was handed over: once the caller has seen part of one answer, another attempt would
+    /// repeat it. `spec.max_body_bytes` bounds the whole stream.
+    pub async fn stream_post(
+        &self,
+        spec: &SourceSpec,
+        request: &SourceRequest,
+        body: &Value,
+        deadline: Deadline,
+        on_line: &(dyn Fn(&str) + Sync),
+    ) -> Result<Fetched, FetchError> {
+        let delivered = AtomicBool::new(false);
+        let exchange = Exchange {
+            body: Some(body),
+            lines: Some(LineSink {
+                on_line,
+                delivered: &delivered,
+            }),
+        };
+        self.exchange(spec, request, deadline, exchange).await
+    }
+
+    /// [`fetch_uncached`](Self::fetch_uncached) or [`stream_post`](Self::stream_post), as `exchange` says.
+    async fn exchange(
+        &self,
+        spec: &SourceSpec,
+        request: &SourceRequest,
+        deadline: Deadline,
+        exchange: Exchange<'_>,
+    ) -> Result<Fetched, FetchError> {
         let started = Instant::now();
         if deadline.is_expired() {
             return Err(FetchError::new(
@@ -312,30 +354,39 @@ impl SourceClient {
         let last_attempt = Mutex::new(tracing::Span::none());
 
         let state = self.states.get(spec);
-        let result = (|| self.attempt(spec, &state, &url, deadline, &attempt_log, &last_attempt))
-            .retry(self.backoff.full_jitter(spec.retries))
-            .sleep(tokio::time::sleep)
-            .when(|error: &AttemptError| error.kind.is_retryable())
-            .adjust(|error: &AttemptError, backoff| {
-                let decision = retry::decide_retry(backoff, error.retry_after, deadline.remaining());
-                record_decision(&attempt_log, decision);
-                let attempt_span = std::mem::replace(
-                    &mut *last_attempt.lock().unwrap_or_else(PoisonError::into_inner),
-                    tracing::Span::none(),
-                );
-                attempt_span.record("retry", decision_name(decision));
-                if let RetryDecision::Retried { delay } = decision {
-                    attempt_span.record("retry_delay_ms", duration_ms(delay));
-                }
-                match decision {
-                    RetryDecision::Retried { delay } => Some(delay),
-                    _ => None,
-                }
-            })
-            .notify(|error: &AttemptError, delay| {
-                tracing::debug!(source = %spec.name, error = %error.kind, ?delay, "retrying source");
-            })
-            .await;
+        let result = (|| {
+            self.attempt(
+                spec,
+                &state,
+                &url,
+                deadline,
+                (&attempt_log, &last_attempt),
+                exchange,
+            )
+        })
+        .retry(self.backoff.full_jitter(spec.retries))
+        .sleep(tokio::time::sleep)
+        .when(|error: &AttemptError| error.kind.is_retryable() && !exchange.has_delivered())
+        .adjust(|error: &AttemptError, backoff| {
+            let decision = retry::decide_retry(backoff, error.retry_after, deadline.remaining());
+            record_decision(&attempt_log, decision);
+            let attempt_span = std::mem::replace(
+                &mut *last_attempt.lock().unwrap_or_else(PoisonError::into_inner),
+                tracing::Span::none(),
+            );
+            attempt_span.record("retry", decision_name(decision));
+            if let RetryDecision::Retried { delay } = decision {
+                attempt_span.record("retry_delay_ms", duration_ms(delay));
+            }
+            match decision {
+                RetryDecision::Retried { delay } => Some(delay),
+                _ => None,
+            }
+        })
+        .notify(|error: &AttemptError, delay| {
+            tracing::debug!(source = %spec.name, error = %error.kind, ?delay, "retrying source");
+        })
+        .await;
 
         drop(last_attempt);
         let attempt_log = attempt_log
@@ -363,8 +414,8 @@ impl SourceClient {
         state: &SourceState,
         url: &Url,
         deadline: Deadline,
-        attempt_log: &Mutex<Vec<AttemptRecord>>,
-        last_attempt: &Mutex<tracing::Span>,
+        (attempt_log, last_attempt): (&Mutex<Vec<AttemptRecord>>, &Mutex<tracing::Span>),
+        exchange: Exchange<'_>,
     ) -> Result<Arc<Value>, AttemptError> {
         let number = lock(attempt_log)
             .last()
@@ -380,7 +431,16 @@ impl SourceClient {
             winner = tracing::field::Empty,
         );
         let result = self
-            .attempt_in_span(spec, state, url, deadline, number, attempt_log, &span)
+            .attempt_in_span(
+                spec,
+                state,
+                url,
+                deadline,
+                number,
+                attempt_log,
+                &span,
+                exchange,
+            )
             .instrument(span.clone())
             .await;
         match &result {
@@ -413,6 +473,7 @@ impl SourceClient {
         number: u32,
         attempt_log: &Mutex<Vec<AttemptRecord>>,
         span: &tracing::Span,
+        exchange: Exchange<'_>,
     ) -> Result<Arc<Value>, AttemptError> {
         // An open circuit answers at once: nothing is sent, nothing is logged as an attempt.
         let permit = match &state.breaker {
@@ -443,6 +504,7 @@ impl SourceClient {
                 (attempt_deadline, bound),
                 RequestRecord::begin(attempt_log, number, hedge),
                 permit,
+                exchange,
             ))
         };
         state.hedging.note_request();
@@ -450,6 +512,7 @@ impl SourceClient {
         let Some((policy, delay)) = spec
             .hedge
             .as_ref()
+            .filter(|_| exchange.lines.is_none())
             .and_then(|policy| Some((policy, state.hedging.delay(policy)?)))
         else {
             return primary.await;
@@ -511,6 +574,10 @@ impl SourceClient {
 
     /// One HTTP request of an attempt, bounded by the attempt's deadline; reports to the breaker and the
     /// latency record, and logs itself (as abandoned if it is dropped unfinished).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one request's whole context, passed down once"
+    )]
     async fn request(
         &self,
         spec: &SourceSpec,
@@ -519,12 +586,13 @@ impl SourceClient {
         (attempt_deadline, bound): (Deadline, ElapsedKind),
         record: RequestRecord<'_>,
         permit: Option<Permit>,
+        exchange: Exchange<'_>,
     ) -> Result<Arc<Value>, AttemptError> {
         let budget = attempt_deadline.remaining();
         let result = match with_timeout(
             None,
             attempt_deadline,
-            self.send_and_read(spec, url, budget),
+            self.send_and_read(spec, url, budget, exchange),
         )
         .await
         {
@@ -560,13 +628,24 @@ impl SourceClient {
         spec: &SourceSpec,
         url: &Url,
         budget: Option<Duration>,
+        exchange: Exchange<'_>,
     ) -> Result<Arc<Value>, AttemptError> {
-        let mut request = self
-            .http
-            .get(url.clone())
-            .header(ACCEPT, HeaderValue::from_static("application/json"));
+        let mut request = match exchange.body {
+            Some(body) => self.http.post(url.clone()).json(body),
+            None => self.http.get(url.clone()),
+        };
+        request = request.header(
+            ACCEPT,
+            HeaderValue::from_static(match exchange.lines {
+                Some(_) => "text/event-stream",
+                None => "application/json",
+            }),
+        );
         if let Some(user_agent) = &spec.user_agent {
             request = request.header(USER_AGENT, user_agent.as_str());
+        }
+        if let Some(token) = &spec.bearer_token {
+            request = request.bearer_auth(token.expose());
         }
         if let Some(budget) = budget {
             request = request.header(DEADLINE_HEADER, budget.as_millis().to_string());
@@ -578,6 +657,10 @@ impl SourceClient {
                 kind: FetchErrorKind::HttpStatus { status },
                 retry_after: retry::retry_after(response.headers()),
             });
+        }
+        if let Some(sink) = exchange.lines {
+            read_lines_within(response, spec.max_body_bytes, sink).await?;
+            return Ok(Arc::new(Value::Null));
         }
         let body = read_body_within(response, spec.max_body_bytes).await?;
         serde_json::from_slice(&body)
@@ -616,6 +699,71 @@ mod tests {
             "http://127.0.0.1:8080/api/forecast"
         );
     }
+}
+
+/// How a request is sent and its body read: a GET whose body is one JSON value, or a POST of a JSON body whose
+/// response is handed over line by line (and whether any line was).
+#[derive(Clone, Copy)]
+struct Exchange<'a> {
+    body: Option<&'a Value>,
+    lines: Option<LineSink<'a>>,
+}
+
+/// Where a streamed answer's lines go, and whether one went.
+#[derive(Clone, Copy)]
+struct LineSink<'a> {
+    on_line: &'a (dyn Fn(&str) + Sync),
+    delivered: &'a AtomicBool,
+}
+
+impl Exchange<'_> {
+    fn json() -> Self {
+        Self {
+            body: None,
+            lines: None,
+        }
+    }
+
+    /// Whether a line of the answer was handed over: the exchange can no longer be retried.
+    fn has_delivered(&self) -> bool {
+        self.lines
+            .is_some_and(|sink| sink.delivered.load(Ordering::Relaxed))
+    }
+}
+
+/// Hands each line of the body to `on_line` as it arrives, refusing the body once it exceeds `limit_bytes`; sets
+/// `delivered` before the first line goes out. A last line without `\n` is handed over at the end.
+async fn read_lines_within(
+    response: reqwest::Response,
+    limit_bytes: u64,
+    LineSink { on_line, delivered }: LineSink<'_>,
+) -> Result<(), AttemptError> {
+    let mut pending: Vec<u8> = Vec::new();
+    let mut total: u64 = 0;
+    let hand_over = |line: &[u8]| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        delivered.store(true, Ordering::Relaxed);
+        on_line(&String::from_utf8_lossy(line));
+    };
+    let mut chunks = response.bytes_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(transport_error)?;
+        total = total.saturating_add(u64::try_from(chunk.len()).unwrap_or(u64::MAX));
+        if total > limit_bytes {
+            return Err(FetchErrorKind::BodyTooLarge { limit_bytes }.into());
+        }
+        pending.extend_from_slice(&chunk);
+        let mut start = 0;
+        while let Some(end) = pending[start..].iter().position(|&byte| byte == b'\n') {
+            hand_over(&pending[start..start + end]);
+            start += end + 1;
+        }
+        pending.drain(..start);
+    }
+    if !pending.is_empty() {
+        hand_over(&pending);
+    }
+    Ok(())
 }
 
 /// A failed attempt, with what the server said about retrying.

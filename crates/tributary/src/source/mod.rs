@@ -62,7 +62,8 @@ pub use rate::RateLimit;
 pub use resolve::NameResolution;
 pub use retry::{AttemptOutcome, AttemptRecord, BackoffPolicy, FullJitter, RetryDecision};
 pub use spec::{
-    DEFAULT_MAX_BODY_BYTES, DEFAULT_RETRIES, DEFAULT_TIMEOUT, MAX_CACHE_TTL, SourceSpec,
+    BearerToken, DEFAULT_MAX_BODY_BYTES, DEFAULT_RETRIES, DEFAULT_TIMEOUT, MAX_CACHE_TTL,
+    SourceSpec,
 };
 
 #[cfg(test)]

@@ -47,6 +47,30 @@ pub struct SourceSpec {
     pub breaker: Option<BreakerPolicy>,
     /// The `User-Agent` sent to this source; `None`: the client's (`tributary/VERSION (+URL)`).
     pub user_agent: Option<String>,
+    /// Sent as `Authorization: Bearer TOKEN` (an API key); `None`: no `Authorization` header.
+    pub bearer_token: Option<BearerToken>,
+}
+
+/// A secret sent as a bearer token. Its `Debug` shows no part of it, so a spec can be logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BearerToken(String);
+
+impl BearerToken {
+    /// Wraps `token`.
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    /// The token itself, for the header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("BearerToken(***)")
+    }
 }
 
 impl SourceSpec {
@@ -72,6 +96,7 @@ impl SourceSpec {
             hedge: None,
             breaker: None,
             user_agent: None,
+            bearer_token: None,
         }
     }
 }

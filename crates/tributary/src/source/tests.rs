@@ -39,6 +39,10 @@ enum Reply {
     After { delay_ms: u64, json: &'static str },
     /// 200 with `{"user_agent": "<the request's User-Agent>"}`.
     EchoUserAgent,
+    /// 200 with these lines, one chunk each, with a pause between them.
+    Lines(&'static [&'static str]),
+    /// 200 with these lines, then the connection breaks mid-body.
+    LinesThenBreak(&'static [&'static str]),
     /// Signals `request_seen`, then waits for a permit from `gate` before answering with this JSON.
     Gated {
         request_seen: Arc<Notify>,
@@ -62,6 +66,15 @@ impl Reply {
                 axum::Json(json!({ "user_agent": user_agent })).into_response()
             }
             Reply::Json(text) => json_response(StatusCode::OK, text),
+            Reply::Lines(lines) => Response::new(Body::from_stream(line_chunks(lines))),
+            Reply::LinesThenBreak(lines) => {
+                // After a pause, so that the lines are on the wire before the connection is dropped.
+                let broken = futures::stream::once(async {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Err::<Bytes, _>(std::io::Error::other("the connection broke"))
+                });
+                Response::new(Body::from_stream(line_chunks(lines).chain(broken)))
+            }
             Reply::Status(status) => json_response(status, r#"{"error":"scripted"}"#),
             Reply::Unavailable { retry_after_secs } => {
                 let mut response = json_response(StatusCode::SERVICE_UNAVAILABLE, "{}");
@@ -102,6 +115,16 @@ impl Reply {
             }
         }
     }
+}
+
+/// Each line with its `\n` as a chunk of its own, 5 ms apart.
+fn line_chunks(
+    lines: &'static [&'static str],
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    futures::stream::iter(lines).then(|line| async move {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        Ok(Bytes::from(format!("{line}\n")))
+    })
 }
 
 fn json_response(status: StatusCode, text: &'static str) -> Response {
@@ -1091,4 +1114,107 @@ async fn each_source_can_send_its_own_user_agent() {
         fetched.body["user_agent"],
         "tributary-test/1 (mailto:ops@example.org)"
     );
+}
+
+/// What a streamed POST's caller was handed, line by line.
+fn collect_lines() -> (Arc<std::sync::Mutex<Vec<String>>>, impl Fn(&str) + Sync) {
+    let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = Arc::clone(&lines);
+    (lines, move |line: &str| {
+        sink.lock().expect("not poisoned").push(line.to_owned())
+    })
+}
+
+#[tokio::test]
+async fn a_streamed_post_sends_its_body_and_token_and_hands_over_each_line() {
+    let router = Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(|headers: axum::http::HeaderMap, body: String| async move {
+            let authorization = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            format!("auth {authorization}\r\nbody {body}\ndata: [DONE]")
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let mut spec = SourceSpec::new(
+        "endpoint",
+        Url::parse(&format!("http://{address}/v1")).unwrap(),
+    );
+    spec.bearer_token = Some(BearerToken::new("secret-key"));
+    assert!(
+        !format!("{spec:?}").contains("secret-key"),
+        "the key is never logged"
+    );
+    let (lines, on_line) = collect_lines();
+    let fetched = client()
+        .stream_post(
+            &spec,
+            &SourceRequest::new("chat/completions"),
+            &json!({"stream": true}),
+            ten_seconds(),
+            &on_line,
+        )
+        .await
+        .unwrap();
+    assert_eq!(*fetched.body, serde_json::Value::Null);
+    assert_eq!(fetched.attempts, 1);
+    assert_eq!(
+        *lines.lock().unwrap(),
+        [
+            "auth Bearer secret-key",
+            r#"body {"stream":true}"#,
+            "data: [DONE]"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_streamed_post_is_retried_only_before_its_first_line() {
+    let server = ScriptedServer::start(vec![
+        Reply::Status(StatusCode::SERVICE_UNAVAILABLE),
+        Reply::Lines(&["data: a", "data: b"]),
+    ])
+    .await;
+    let (lines, on_line) = collect_lines();
+    let fetched = client()
+        .stream_post(
+            &server.spec(2),
+            &request(),
+            &json!({}),
+            ten_seconds(),
+            &on_line,
+        )
+        .await
+        .unwrap();
+    assert_eq!(fetched.attempts, 2);
+    assert_eq!(*lines.lock().unwrap(), ["data: a", "data: b"]);
+
+    // A break after a line was handed over is final: another attempt would repeat the answer.
+    let server = ScriptedServer::start(vec![
+        Reply::LinesThenBreak(&["data: a"]),
+        Reply::Lines(&["data: a", "data: b"]),
+    ])
+    .await;
+    let (lines, on_line) = collect_lines();
+    let error = client()
+        .stream_post(
+            &server.spec(2),
+            &request(),
+            &json!({}),
+            ten_seconds(),
+            &on_line,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error.kind(), FetchErrorKind::Transport(_)),
+        "{error:?}"
+    );
+    assert_eq!(server.requests(), 1);
+    assert_eq!(*lines.lock().unwrap(), ["data: a"]);
 }
