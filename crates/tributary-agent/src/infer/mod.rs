@@ -24,12 +24,15 @@
 //! - [`Models`]: the real models that may read instead (feature `models`: `real`, on `tributary-models`).
 //! - [`work`]: the CPU kernel, the machine calibration and the cost budget.
 //! - [`aggregate`](mod@aggregate): one answer from many inferences.
+//! - `prompt`: what a chat model is asked, local or remote (internal).
 //! - `text`: words, sentences and lexicons (internal).
 
 pub mod aggregate;
 pub mod jobs;
 pub mod model;
 mod models;
+#[cfg(feature = "models")]
+mod prompt;
 #[cfg(feature = "models")]
 mod real;
 mod text;

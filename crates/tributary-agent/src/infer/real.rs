@@ -8,6 +8,7 @@ use tributary_models::{Embedder, Finish, Generator, ModelError, Prompt};
 
 use super::model::{Document, InferError, Inference, infer};
 use super::models::{Models, ModelsError};
+use super::prompt::{self, SUMMARY_TOKENS};
 use super::text;
 use super::work::InferenceCost;
 use crate::places::place_candidate;
@@ -24,12 +25,6 @@ const RELEVANT: f32 = 0.3;
 /// "Should I take an umbrella in Lisbon?", and 0.03 for "Should I take an umbrella in?"; the city's rain, 0.54
 /// and 0.20).
 const ON_TOPIC: f32 = 0.15;
-
-/// Tokens a generated summary has at most.
-const SUMMARY_TOKENS: usize = 64;
-
-const SYSTEM: &str = "You answer a question from the data given, in one or two short sentences. Use only the \
-                      data. Keep every number, place and name exactly as the data gives it.";
 
 /// Loads every model of `models` in this process.
 pub(super) fn load(models: &Models) -> Result<(), ModelsError> {
@@ -186,19 +181,9 @@ fn question_parts(question: &str) -> Vec<String> {
 
 /// The question and the relevant sentences of one source, for the generator.
 fn grounded_prompt(question: &str, document: &Document, sentences: &[String]) -> Prompt {
-    let mut data = String::new();
-    if let Some(title) = &document.title {
-        data.push_str(&format!("Title: {title}\n"));
-    }
-    for sentence in sentences {
-        data.push_str(&format!("- {sentence}\n"));
-    }
     Prompt {
-        system: SYSTEM.to_owned(),
-        user: format!(
-            "Question: {question}\nData from {}:\n{data}",
-            document.source
-        ),
+        system: prompt::SYSTEM.to_owned(),
+        user: prompt::grounded_user(question, document, sentences),
     }
 }
 
