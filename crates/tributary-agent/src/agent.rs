@@ -19,7 +19,7 @@ use crate::report::{AgentReport, Comparison, RunMode};
 use crate::run::{run_concurrent, run_sequential};
 use crate::sources::Source;
 use crate::step::{
-    ExtraQuery, InferenceCache, RunFacts, StepContext, report, source_lane, worker_lane,
+    Chat, ExtraQuery, InferenceCache, RunFacts, StepContext, report, source_lane, worker_lane,
 };
 
 /// How the agent runs a question.
@@ -276,6 +276,12 @@ impl Agent {
             per_source_timeout: self.settings.per_source_timeout,
             inference_units: work_units_off_runtime(self.settings.inference_cost).await,
             models: self.settings.models.clone(),
+            chat: self
+                .settings
+                .models
+                .endpoint
+                .as_ref()
+                .and_then(|endpoint| Chat::new(endpoint, self.settings.per_source_timeout)),
             started,
             timeline: match recording {
                 Recording::Timeline => Some(Timeline::starting_at(started.into_std())),

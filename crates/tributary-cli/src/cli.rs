@@ -168,10 +168,12 @@ pub struct EngineArgs {
 
     /// The models that read the responses: `simulated` (the default), a sentence-transformers directory (an
     /// embedder: the relevant sentences are the summary), a .gguf chat model (a generator: it writes each
-    /// summary from them), or both, comma-separated or repeated. Needs a build with the `models` feature.
+    /// summary from them), or both, comma-separated or repeated; a path or the name of an installed model
+    /// (`tributary model list`); files need a build with the `models` feature. Instead of a .gguf,
+    /// `openai:MODEL@BASE_URL` asks an OpenAI-compatible chat endpoint (key in OPENAI_API_KEY).
     #[arg(
         long = "model",
-        value_name = "simulated|PATH",
+        value_name = "simulated|PATH|NAME|openai:MODEL@URL",
         env = "TRIBUTARY_MODEL",
         value_delimiter = ',',
         value_parser = parse_model,

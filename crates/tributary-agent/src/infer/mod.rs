@@ -31,8 +31,7 @@ pub mod aggregate;
 pub mod jobs;
 pub mod model;
 mod models;
-#[cfg(feature = "models")]
-mod prompt;
+pub(crate) mod prompt;
 #[cfg(feature = "models")]
 mod real;
 mod text;
@@ -46,5 +45,5 @@ pub use model::{
     Document, InferError, Inference, KeyTerm, Sentiment, SentimentLabel, TokenCounts, WorkReport,
     infer,
 };
-pub use models::{Models, ModelsError};
+pub use models::{ChatEndpoint, Models, ModelsError};
 pub use work::{Calibration, InferenceCost, ParseCostError, calibration};

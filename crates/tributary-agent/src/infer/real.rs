@@ -221,6 +221,7 @@ mod tests {
         Models {
             embedder: Some(embedder),
             generator,
+            endpoint: None,
         }
     }
 
@@ -317,7 +318,7 @@ mod tests {
     fn a_model_that_cannot_be_loaded_fails_the_inference_naming_it() {
         let models = Models {
             embedder: Some(PathBuf::from("/nonexistent/embedder")),
-            generator: None,
+            ..Models::default()
         };
         let outcome = infer_with(&models, "Rain?", &document(), None, &|| false, &mut |_| {});
         let Err(InferError::Model { detail }) = outcome else {

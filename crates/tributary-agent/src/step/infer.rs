@@ -9,6 +9,7 @@ use tributary::trace::{Activity, OpenSpan, Outcome as SpanOutcome};
 
 use super::StepContext;
 use super::answer::millis;
+use super::chat;
 use super::fetch::Fetch;
 use super::messages::{error_chain, inference_cut_short};
 use super::timeline::{close, record_inference, record_kept_inference, source_lane};
@@ -68,14 +69,16 @@ pub async fn infer_source(context: &StepContext, fetch: Fetch, deadline: Deadlin
         };
     }
     // Extraction happens here, on the caller's side: the job must be plain data for a `processes` executor.
+    let document = document_for(&source, &body);
     let job = InferenceJob::new(
         context.question.as_str(),
-        document_for(&source, &body),
+        document.clone(),
         context.inference_units,
     )
-    // Only a generation winds up; the simulated model's job carries no time it would not read.
+    // Only a generation winds up; the simulated model's job carries no time it would not read. A chat endpoint
+    // is asked from here, after the job.
     .with_models(
-        context.models.clone(),
+        context.models.on_cpu(),
         context
             .models
             .generator
@@ -97,7 +100,26 @@ pub async fn infer_source(context: &StepContext, fetch: Fetch, deadline: Deadlin
             progress.report(text);
         }
     });
-    let outcome = with_timeout(None, deadline, run).await;
+    let mut outcome = with_timeout(None, deadline, run).await;
+    // A chat endpoint writes the summary from the sentences picked, as I/O on this task.
+    let mut written = true;
+    if let Some(chat) = &context.chat
+        && let Ok(Ok((Ok(inference), _))) = &mut outcome
+        && contributes(report.topic, inference)
+    {
+        let wind_up = wind_up_at_instant(deadline).map_or(Deadline::none(), Deadline::at);
+        written = chat::write_summary(
+            context,
+            chat,
+            &source_lane(source.name()),
+            context.question.as_str(),
+            &document,
+            inference,
+            (wind_up, deadline),
+            open.as_ref().map(OpenSpan::progress),
+        )
+        .await;
+    }
     if let Some(timeline) = &context.timeline {
         record_inference(timeline, &source, &outcome);
     }
@@ -111,10 +133,12 @@ pub async fn infer_source(context: &StepContext, fetch: Fetch, deadline: Deadlin
         },
     );
     // Kept only where the response can be served again: from a source whose answers are cached.
-    // A summary cut short is this run's, not the response's: the next question may have the time to finish it.
+    // A summary cut short, or one the endpoint failed to write, is this run's, not the response's: the next
+    // question may have the time, or the endpoint, to finish it.
     if let Ok(Ok((Ok(inference), _))) = &outcome
         && source.spec.cache_lifetime().is_some()
         && !inference.cut_short
+        && written
     {
         context.inferences.insert(
             source.name(),
@@ -136,6 +160,13 @@ pub async fn infer_source(context: &StepContext, fetch: Fetch, deadline: Deadlin
 /// the prompt takes about 80 ms of a 135M model here, a token 20 ms), with room for a busy machine, and the way
 /// back from the worker.
 const WIND_UP: Duration = Duration::from_millis(250);
+
+/// When a generation bounded by `deadline` winds up, on the runtime's clock; `None` without a deadline.
+fn wind_up_at_instant(deadline: Deadline) -> Option<tokio::time::Instant> {
+    deadline
+        .instant()
+        .map(|at| at.checked_sub(WIND_UP).unwrap_or(at))
+}
 
 /// When a generation bounded by `deadline` winds up, as wall-clock time (a worker process reads it too).
 fn wind_up_at(deadline: Deadline) -> Option<SystemTime> {

@@ -137,7 +137,7 @@ mod tests {
         );
         let embedder = Models {
             embedder: Some("all-MiniLM-L6-v2".into()),
-            generator: None,
+            ..Models::default()
         };
         assert_eq!(
             cache.get("weather", "Rain in Lima?", &embedder, &response),

@@ -12,6 +12,7 @@
 //! - `fetch`: [`fetch_source`], and `fetch_chain`, which makes a two-request kind's requests one after the
 //!   other inside the one per-source deadline.
 //! - `infer`: [`infer_source`], inference on the executor, and how its outcome settles the source's report.
+//! - `chat`: [`Chat`], a summary written by an OpenAI-compatible chat endpoint, as I/O after the inference.
 //! - `inferences`: [`InferenceCache`], inferences kept beside the cached response they read.
 //! - `answer`: the [`answer`] rule, [`report`] (the one answer shape) and [`missing_sources`].
 //! - `timeline`: how a step is drawn: each fetch attempt, retry, hedge and timeout on the source's lane, each
@@ -21,6 +22,7 @@
 //! [`AgentReport`]: crate::report::AgentReport
 
 mod answer;
+mod chat;
 mod fetch;
 mod infer;
 mod inferences;
@@ -40,6 +42,7 @@ use crate::infer::Models;
 use crate::question::Question;
 
 pub use answer::{RunFacts, Verdict, answer, millis, missing_sources, report};
+pub use chat::{API_KEY_VARIABLE, Chat};
 pub use fetch::{Fetch, fetch_source};
 pub use infer::{StepRecord, infer_source};
 pub use inferences::InferenceCache;
@@ -67,6 +70,8 @@ pub struct StepContext {
     pub inference_units: u64,
     /// The models that read the responses.
     pub models: Models,
+    /// How the chat endpoint is asked, when the models name one.
+    pub chat: Option<Chat>,
     /// When the question's run started: arrivals are measured from here.
     pub started: Instant,
     /// Where the steps record what they did; `None` records nothing (a batch draws no charts).

@@ -93,10 +93,23 @@ pub(super) fn record_fetch_span(
     outcome: SpanOutcome,
     attempts: &[AttemptRecord],
 ) {
+    let name = format!("GET {}", request.path);
+    record_requests(timeline, lane, name, (started, ended), outcome, attempts);
+}
+
+/// Draws requests named `name` on `lane`: one span per attempt (or one for the whole, from `started` to `ended`,
+/// when there is no attempt log), with retry and timeout markers.
+pub(super) fn record_requests(
+    timeline: Option<&Timeline>,
+    lane: &str,
+    name: String,
+    (started, ended): (Instant, Instant),
+    outcome: SpanOutcome,
+    attempts: &[AttemptRecord],
+) {
     let Some(timeline) = timeline else {
         return;
     };
-    let name = format!("GET {}", request.path);
     if attempts.is_empty() {
         timeline.record(
             Span::new(

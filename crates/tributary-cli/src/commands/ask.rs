@@ -64,7 +64,8 @@ async fn ask_all(
                 } else {
                     tokio::time::Instant::now()
                 };
-                let run = if printer.stderr_live() && settings.engine.models.generator.is_some() {
+                let run = if printer.stderr_live() && settings.engine.models.chat_model().is_some()
+                {
                     ask_showing_words(agent, question, mode, arrived, printer).await
                 } else {
                     agent.ask_arrived_at(question, mode, arrived).await

@@ -422,6 +422,11 @@ const TEXT_SEARCHES_ALLOWED: &[(&str, &str, &str)] = &[
         "writes the message itself (a cause its parent already printed is not repeated): words, not a decision",
     ),
     (
+        "crates/tributary-agent/src/infer/models.rs",
+        ".strip_prefix(\"openai:\")",
+        "reads a --model value the user wrote: `openai:MODEL@URL` names a chat endpoint",
+    ),
+    (
         "crates/tributary-cli/src/commands/model/download.rs",
         ".trim_start_matches(\"W/\")",
         "reads an HTTP ETag header (RFC 9110: a weak one starts `W/`) for the checksum the hub names",

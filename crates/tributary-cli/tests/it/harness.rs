@@ -22,7 +22,8 @@ pub fn tributary() -> Command {
         // Nor a developer's models or hub (tests/it/model.rs sets its own).
         .env_remove("TRIBUTARY_MODELS_DIR")
         .env_remove("HF_ENDPOINT")
-        .env_remove("HF_TOKEN");
+        .env_remove("HF_TOKEN")
+        .env_remove("OPENAI_API_KEY");
     for variable in ENGINE_VARIABLES {
         command.env_remove(variable);
     }

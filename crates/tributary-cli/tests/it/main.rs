@@ -5,6 +5,7 @@ mod architecture;
 mod ask;
 mod batch;
 mod chaos;
+mod chat_endpoint;
 mod completions;
 mod connections;
 mod environment;

@@ -46,7 +46,9 @@ fn a_model_that_is_not_there_is_an_argument_error() {
         .expect("run tributary ask");
     assert_eq!(code(&output), 2, "{}", stderr(&output));
     assert!(
-        stderr(&output).contains("for '--model <simulated|PATH>': model /nonexistent/model.gguf"),
+        stderr(&output).contains(
+            "for '--model <simulated|PATH|NAME|openai:MODEL@URL>': model /nonexistent/model.gguf"
+        ),
         "{}",
         stderr(&output)
     );
