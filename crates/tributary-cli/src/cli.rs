@@ -657,6 +657,16 @@ pub struct LabArgs {
     #[arg(long)]
     pub quick: bool,
 
+    /// Real models (files, as for ask's --model) whose inference `parallelism` and `hybrid` measure instead of
+    /// the calibrated simulated model; the other experiments are unchanged.
+    #[arg(
+        long = "model",
+        value_name = "simulated|PATH|NAME",
+        value_delimiter = ',',
+        value_parser = parse_model
+    )]
+    pub models: Vec<String>,
+
     /// Print one JSON object per experiment on stdout, one per line: experiment, title, description, claim,
     /// measured, verdict {pass, reason}.
     #[arg(long, help_heading = OUTPUT)]
@@ -1153,7 +1163,7 @@ mod tests {
                 "lab",
                 &[
                     ("Arguments", &[]),
-                    ("Options", &["--quick", "--help"]),
+                    ("Options", &["--quick", "--model", "--help"]),
                     ("Output", &["--json", "--out"]),
                     ("Global", &["--verbose...", "--color", "--otlp-endpoint"]),
                 ],

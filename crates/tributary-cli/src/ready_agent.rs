@@ -83,7 +83,7 @@ impl ReadyAgent {
 
 /// Loads the real models, if any, off the runtime threads: a model that cannot be loaded stops the command before
 /// any question, and no question pays for the loading.
-async fn load_models(models: &Models) -> Result<(), CliError> {
+pub async fn load_models(models: &Models) -> Result<(), CliError> {
     if models.is_simulated() {
         return Ok(());
     }

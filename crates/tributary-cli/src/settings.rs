@@ -193,6 +193,8 @@ pub struct LabSettings {
     pub experiments: Vec<&'static Experiment>,
     /// Quick mode.
     pub quick: bool,
+    /// The models `parallelism` and `hybrid` measure.
+    pub models: Models,
     /// JSON on stdout.
     pub json: bool,
     /// Where to write charts and traces.
@@ -454,9 +456,17 @@ impl LabSettings {
                 })
                 .collect::<Result<Vec<_>, _>>()?
         };
+        let models = Models::from_specs(&args.models)
+            .map_err(|error| CliError::argument(format!("invalid --model: {error}")))?;
+        if models.endpoint.is_some() {
+            return Err(CliError::argument(
+                "invalid --model: the lab measures CPU work, and an openai: endpoint is I/O; give model files",
+            ));
+        }
         Ok(Self {
             experiments,
             quick: args.quick,
+            models,
             json: args.json,
             out: args.out,
         })

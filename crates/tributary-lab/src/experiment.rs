@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tributary::pool::WorkerCommand;
 use tributary::trace::Timeline;
+use tributary_agent::infer::Models;
 
 use super::verdict::Verdict;
 
@@ -38,6 +39,9 @@ pub struct LabConfig {
     /// How to start a worker process for the `processes` executor (the CLI: itself with its hidden `__worker`
     /// command). Without it, `parallelism` runs without processes and its claim about them fails as unmeasured.
     pub worker_command: Option<WorkerCommand>,
+    /// The models whose inference `parallelism` and `hybrid` run instead of the calibrated kernel (the simulated
+    /// model by default).
+    pub models: Models,
 }
 
 /// What an experiment did, what it measured, and whether the claim held.
@@ -147,7 +151,14 @@ impl LabConfig {
             quick: false,
             cores: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
             worker_command: None,
+            models: Models::simulated(),
         }
+    }
+
+    /// The same measuring real inference by `models` where an experiment can.
+    pub fn with_models(mut self, models: Models) -> Self {
+        self.models = models;
+        self
     }
 
     /// The same with worker processes started by `command`.

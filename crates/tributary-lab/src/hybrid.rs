@@ -18,12 +18,13 @@ use tributary::source::SourceClient;
 use tributary::trace::{Activity, Span, Timeline};
 use tributary_agent::Source;
 use tributary_agent::extract::document_for;
-use tributary_agent::infer::{InferenceCost, infer};
+use tributary::pool::CpuJob as _;
+use tributary_agent::infer::{InferenceCost, InferenceJob, Models, infer};
 use tributary_agent::schedule::{MeasuredJob, efficiency, ideal_makespan};
 use tributary_sim::Service;
 
 use super::experiment::{Experiment, ExperimentReport, ExperimentRun, LabConfig, LabError, millis};
-use super::services::{LabServices, calibrated_pool, request};
+use super::services::{LabServices, calibrated_pool, news_topic, request};
 use super::verdict::Verdict;
 
 /// The overlapped pipeline must save at least this share of the sequential time (SC-008).
@@ -90,6 +91,7 @@ pub async fn run(config: &LabConfig) -> Result<ExperimentReport, LabError> {
         source: services.source(Service::News),
         pool: pool.clone(),
         cost,
+        models: config.models.clone(),
     };
     let timeline = Timeline::new();
     let mut lanes = vec!["sequential".to_owned()];
@@ -118,6 +120,16 @@ pub async fn run(config: &LabConfig) -> Result<ExperimentReport, LabError> {
     let ideal = ideal_makespan(&jobs, workers.get());
     let failed_items = sequential.iter().filter(|timing| timing.is_none()).count()
         + overlapped.iter().filter(|timing| timing.is_none()).count();
+    // Real models take what they take: their mean over the overlapped run.
+    let infer_cpu = if config.models.is_simulated() {
+        infer_cpu
+    } else {
+        jobs.iter()
+            .map(|job| job.cpu)
+            .sum::<Duration>()
+            .checked_div(u32::try_from(jobs.len()).unwrap_or(u32::MAX))
+            .unwrap_or_default()
+    };
     let measured = Measured {
         items,
         workers: workers.get(),
@@ -134,12 +146,11 @@ pub async fn run(config: &LabConfig) -> Result<ExperimentReport, LabError> {
     ExperimentReport::new(
         &EXPERIMENT,
         format!(
-            "{items} news searches ({} to {} ms each), each answer then read by a {} ms inference. Sequential: \
-             fetch, infer, next. Overlapped: every fetch at once, each answer submitted to the {}-worker pool as \
-             it arrives.",
+            "{items} news searches ({} to {} ms each), each answer then read by {}. Sequential: fetch, infer, \
+             next. Overlapped: every fetch at once, each answer submitted to the {}-worker pool as it arrives.",
             latencies[0].as_millis(),
             latencies[items - 1].as_millis(),
-            infer_cpu.as_millis(),
+            crate::jobs::reader(&config.models, infer_cpu),
             workers
         ),
         format!(
@@ -183,6 +194,8 @@ struct Item {
     source: Source,
     pool: CpuPool,
     cost: InferenceCost,
+    /// Real models read each answer instead of the calibrated simulated model, unless simulated.
+    models: Models,
 }
 
 impl Item {
@@ -213,12 +226,19 @@ impl Item {
         );
         let document = document_for(&self.source, &fetched.body);
         let cost = self.cost;
+        let models = self.models.clone();
         let (inference, timing) = self
             .pool
             .submit_timed(move |job: &JobContext| {
-                infer("What is in the news?", &document, cost, &|| {
-                    job.is_cancelled()
-                })
+                let should_stop = || job.is_cancelled();
+                if models.is_simulated() {
+                    return infer("What is in the news?", &document, cost, &should_stop);
+                }
+                // A question each answer bears on, so that a chat model has something to write.
+                let question = format!("What is the news about {}?", news_topic(index));
+                InferenceJob::new(question, document, 0)
+                    .with_models(models, None)
+                    .run(&should_stop)
             })
             .await
             .ok()?;

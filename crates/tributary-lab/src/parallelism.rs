@@ -29,9 +29,9 @@ use tributary::pool::{
     PoolConfig, PoolError,
 };
 use tributary::trace::{Activity, Outcome as SpanOutcome, Span, Timeline};
-use tributary_agent::infer::{BurnJob, InferenceCost, burn};
+use tributary_agent::infer::{BurnJob, InferenceCost, InferenceJob, burn};
 
-use crate::jobs::CrashJob;
+use crate::jobs::{CrashJob, reader, real_inference};
 
 use super::experiment::{Experiment, ExperimentReport, ExperimentRun, LabConfig, LabError, millis};
 use super::verdict::Verdict;
@@ -188,10 +188,15 @@ pub async fn run(config: &LabConfig) -> Result<ExperimentReport, LabError> {
     // Each executor keeps its fastest run: on a busy machine a run can be slowed down by other programs but never
     // sped up, so the fastest is the best estimate of what the executor itself does (as the calibration does).
     // The runs go round the executors, so a busy spell of the machine hits them all alike.
+    let work = if config.models.is_simulated() {
+        Work::Burn(units)
+    } else {
+        Work::Infer(Box::new(real_inference(&config.models)))
+    };
     let mut best: Vec<Option<JobRun>> = built.iter().map(|_| None).collect();
     for _ in 0..config.pick(2, 3) {
         for (executor, best) in built.iter().zip(&mut best) {
-            let run = run_jobs(executor, jobs, units).await;
+            let run = run_jobs(executor, jobs, &work).await;
             if best.as_ref().is_none_or(|best| run.total < best.total) {
                 *best = Some(run);
             }
@@ -256,11 +261,23 @@ pub async fn run(config: &LabConfig) -> Result<ExperimentReport, LabError> {
         executor.shutdown().await;
     }
     let saturation = saturate(workers, job_cpu, &timeline).await?;
+    // A real inference takes what it takes: inline's mean job, one at a time on one core.
+    let per_job = match &work {
+        Work::Burn(_) => millis(job_cpu),
+        Work::Infer(_) => executors.first().map_or(f64::NAN, |inline| inline.mean_job_ms),
+    };
+    let what = match &work {
+        Work::Burn(_) => format!("CPU jobs of about {} ms each (the inference kernel)", job_cpu.as_millis()),
+        Work::Infer(_) => format!(
+            "inferences by {} (about {per_job:.0} ms each, one at a time)",
+            reader(&config.models, job_cpu)
+        ),
+    };
 
     let measured = Measured {
         cores: workers.get().min(jobs),
         jobs,
-        job_cpu_ms: millis(job_cpu),
+        job_cpu_ms: per_job,
         executors,
         global_lock_handoffs,
         overhead: OverheadFigures {
@@ -276,12 +293,11 @@ pub async fn run(config: &LabConfig) -> Result<ExperimentReport, LabError> {
     ExperimentReport::new(
         &EXPERIMENT,
         format!(
-            "{jobs} CPU jobs of about {} ms each (the inference kernel) go to four executors with {workers} \
-             workers: inline on the async thread, global-lock (threads taking turns on one lock: a model of \
-             CPython's GIL, not CPython), threads (the pool) and processes (worker processes of this binary, \
-             jobs as JSON over pipes). Then empty jobs measure the hop itself, a worker process is crashed on \
-             purpose, and more submitters than workers and queue slots saturate the pool.",
-            job_cpu.as_millis()
+            "{jobs} {what} go to four executors with {workers} workers: inline on the async thread, global-lock \
+             (threads taking turns on one lock: a model of CPython's GIL, not CPython), threads (the pool) and \
+             processes (worker processes of this binary, jobs as JSON over pipes). Then empty jobs measure the \
+             hop itself, a worker process is crashed on purpose, and more submitters than workers and queue \
+             slots saturate the pool."
         ),
         format!(
             "Against inline: the global-lock model gives no speed-up (at most {GLOBAL_LOCK_MAX_SPEEDUP:.1}x); the \
@@ -430,12 +446,31 @@ struct JobRun {
     failed: usize,
 }
 
+/// What each job of a run does.
+enum Work {
+    /// The calibrated inference kernel, this many units.
+    Burn(u64),
+    /// A real inference (`lab --model`).
+    Infer(Box<InferenceJob>),
+}
+
 /// All `jobs` at once from this one task.
-async fn run_jobs(executor: &Executor, jobs: usize, units: u64) -> JobRun {
+async fn run_jobs(executor: &Executor, jobs: usize, work: &Work) -> JobRun {
     let started = Instant::now();
     // One task polls every job: `inline` jobs then run one after another on this thread, as on asyncio's loop.
-    let results =
-        futures::future::join_all((0..jobs).map(|_| executor.run_job(BurnJob { units }))).await;
+    let results = futures::future::join_all((0..jobs).map(|_| async {
+        match work {
+            Work::Burn(units) => executor
+                .run_job(BurnJob { units: *units })
+                .await
+                .map(|(outcome, timing)| (outcome.is_ok(), timing)),
+            Work::Infer(job) => executor
+                .run_job(InferenceJob::clone(job))
+                .await
+                .map(|(outcome, timing)| (outcome.is_ok(), timing)),
+        }
+    }))
+    .await;
     let total = started.elapsed();
     let mut run = JobRun {
         total,
@@ -443,8 +478,8 @@ async fn run_jobs(executor: &Executor, jobs: usize, units: u64) -> JobRun {
     };
     for (index, result) in results.into_iter().enumerate() {
         match result {
-            Ok((Ok(_), timing)) => run.timings.push((index, timing, SpanOutcome::Ok)),
-            Ok((Err(_), timing)) => {
+            Ok((true, timing)) => run.timings.push((index, timing, SpanOutcome::Ok)),
+            Ok((false, timing)) => {
                 run.timings.push((index, timing, SpanOutcome::Cancelled));
                 run.failed += 1;
             }

@@ -116,13 +116,8 @@ impl LabServices {
 }
 
 /// A request to `service` asking for `latency` and `fault`; `item` varies the query so responses differ.
-pub(crate) fn request(
-    service: Service,
-    item: usize,
-    latency: Option<Duration>,
-    fault: Option<&str>,
-) -> SourceRequest {
-    const CITIES: [&str; 6] = ["Lima", "Paris", "Lagos", "Osaka", "Oslo", "Quito"];
+/// What news search `item` asks for.
+pub(crate) fn news_topic(item: usize) -> &'static str {
     const TOPICS: [&str; 6] = [
         "solar power",
         "elections",
@@ -131,6 +126,16 @@ pub(crate) fn request(
         "vaccines",
         "rail strike",
     ];
+    TOPICS[item % TOPICS.len()]
+}
+
+pub(crate) fn request(
+    service: Service,
+    item: usize,
+    latency: Option<Duration>,
+    fault: Option<&str>,
+) -> SourceRequest {
+    const CITIES: [&str; 6] = ["Lima", "Paris", "Lagos", "Osaka", "Oslo", "Quito"];
     const QUESTIONS: [&str; 6] = [
         "what is the event loop",
         "why does the GIL matter",
@@ -143,9 +148,7 @@ pub(crate) fn request(
         Service::Weather => {
             SourceRequest::new(service.path()).with_query("city", CITIES[item % CITIES.len()])
         }
-        Service::News => {
-            SourceRequest::new(service.path()).with_query("q", TOPICS[item % TOPICS.len()])
-        }
+        Service::News => SourceRequest::new(service.path()).with_query("q", news_topic(item)),
         Service::KnowledgeBase => {
             SourceRequest::new(service.path()).with_query("q", QUESTIONS[item % QUESTIONS.len()])
         }

@@ -11,7 +11,7 @@ use unicode_width::UnicodeWidthStr as _;
 
 use crate::error::{CliError, ErrorKind, Outcome};
 use crate::printer::Printer;
-use crate::ready_agent::worker_command;
+use crate::ready_agent::{load_models, worker_command};
 use crate::settings::LabSettings;
 
 pub async fn run(settings: LabSettings, printer: Printer) -> Result<Outcome, CliError> {
@@ -25,7 +25,10 @@ pub async fn run(settings: LabSettings, printer: Printer) -> Result<Outcome, Cli
             .with_hint("--out takes a directory that tributary can create or write to")
         })?;
     }
-    let mut config = LabConfig::new().with_quick(settings.quick);
+    load_models(&settings.models).await?;
+    let mut config = LabConfig::new()
+        .with_quick(settings.quick)
+        .with_models(settings.models.clone());
     match worker_command() {
         Ok(command) => config = config.with_worker_command(command),
         Err(error) => printer.note(&format!(

@@ -226,3 +226,67 @@ fn a_model_is_found_by_name_in_the_models_directory() {
         stderr(&missing)
     );
 }
+
+/// `lab --model`: the parallelism and hybrid experiments measure the real model's inference, and say so.
+#[test]
+fn the_lab_measures_real_inference() {
+    let Some(embedder) = packaged("TRIBUTARY_TEST_EMBEDDER", "the_lab_measures_real_inference")
+    else {
+        return;
+    };
+    let _heavy = heavy();
+    let output = tributary()
+        .args([
+            "lab",
+            "--quick",
+            "--json",
+            "hybrid",
+            "parallelism",
+            "--model",
+        ])
+        .arg(&embedder)
+        .output()
+        .expect("run tributary lab");
+    // 4 is a claim that failed on a busy machine: the figures are what this test checks.
+    assert!(matches!(code(&output), 0 | 4), "{}", stderr(&output));
+    let reports = crate::harness::json_lines(&output);
+    assert_eq!(reports.len(), 2, "{}", stdout(&output));
+    for report in &reports {
+        let description = report["description"].as_str().expect("a description");
+        assert!(
+            description.contains("real models (all-MiniLM-L6-v2)"),
+            "{description}"
+        );
+    }
+    assert_eq!(
+        reports[0]["measured"]["failed_items"], 0,
+        "{:#}",
+        reports[0]
+    );
+    let executors = reports[1]["measured"]["executors"]
+        .as_array()
+        .expect("executors");
+    assert_eq!(executors.len(), 4, "{:#}", reports[1]);
+    assert!(
+        executors.iter().all(|executor| executor["failed"] == 0),
+        "{:#}",
+        reports[1]
+    );
+
+    let refused = tributary()
+        .args([
+            "lab",
+            "--quick",
+            "hybrid",
+            "--model",
+            "openai:m@http://127.0.0.1:1/v1",
+        ])
+        .output()
+        .expect("run tributary lab");
+    assert_eq!(code(&refused), 2, "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("an openai: endpoint is I/O"),
+        "{}",
+        stderr(&refused)
+    );
+}
