@@ -77,6 +77,19 @@ struct Delta {
     content: Option<String>,
 }
 
+/// A completion that was not streamed (a server that ignores `"stream": true`): the fields read.
+#[derive(Debug, Deserialize)]
+struct Whole {
+    choices: Vec<WholeChoice>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WholeChoice {
+    message: Delta,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
 /// What the stream has brought so far.
 #[derive(Debug, Default)]
 struct Written {
@@ -89,9 +102,28 @@ struct Written {
     /// The first event that did not parse, if any.
     malformed: Option<String>,
     done: bool,
+    /// The body's lines while no event came: a completion that was not streamed is one JSON document.
+    unstreamed: String,
+    events: usize,
 }
 
 impl Written {
+    /// Ends the body: a last event without its blank line counts, and a body with no event at all may be a
+    /// completion that was not streamed.
+    fn finish(&mut self) {
+        if let Some(data) = self.event.take() {
+            self.event_data(&data, None);
+        }
+        if self.events == 0
+            && let Ok(whole) = serde_json::from_str::<Whole>(&self.unstreamed)
+            && let Some(choice) = whole.choices.into_iter().next()
+        {
+            self.text = choice.message.content.unwrap_or_default();
+            self.pieces = 1;
+            self.finish_reason = choice.finish_reason;
+        }
+    }
+
     /// Reads one line of the event stream (<https://html.spec.whatwg.org/multipage/server-sent-events.html>):
     /// `data` fields accumulate, a blank line ends the event, comments and other fields are skipped.
     fn line(&mut self, line: &str, progress: Option<&SpanProgress>) {
@@ -100,6 +132,10 @@ impl Written {
                 self.event_data(&data, progress);
             }
             return;
+        }
+        if self.events == 0 && self.event.is_none() {
+            self.unstreamed.push_str(line);
+            self.unstreamed.push('\n');
         }
         let (field, value) = line.split_once(':').unwrap_or((line, ""));
         if field == "data" {
@@ -115,6 +151,7 @@ impl Written {
     }
 
     fn event_data(&mut self, data: &str, progress: Option<&SpanProgress>) {
+        self.events += 1;
         if data == "[DONE]" {
             self.done = true;
             return;
@@ -189,7 +226,10 @@ pub(super) async fn write_summary(
         None => Some(call.await),
     };
     let ended = Instant::now();
-    let written = written.into_inner().unwrap_or_else(PoisonError::into_inner);
+    let mut written = written.into_inner().unwrap_or_else(PoisonError::into_inner);
+    if matches!(outcome, Some(Ok(_))) {
+        written.finish();
+    }
     let (span_outcome, attempts, failure) = match &outcome {
         None => (
             SpanOutcome::TimedOut,
@@ -285,6 +325,20 @@ mod tests {
         assert_eq!(written.pieces, 2);
         assert_eq!(written.finish_reason.as_deref(), Some("stop"));
         assert!(written.done && written.malformed.is_none());
+    }
+
+    #[test]
+    fn a_completion_that_was_not_streamed_is_read_whole() {
+        let mut written = read(&[
+            r#"{"id": "x", "choices": [{"index": 0,"#,
+            r#"  "message": {"role": "assistant", "content": "Take an umbrella."}, "finish_reason": "stop"}]}"#,
+        ]);
+        written.finish();
+        assert_eq!(written.text, "Take an umbrella.");
+        assert_eq!(written.finish_reason.as_deref(), Some("stop"));
+        let mut html = read(&["<html>", "</html>"]);
+        html.finish();
+        assert!(html.text.is_empty());
     }
 
     #[test]

@@ -257,6 +257,54 @@ fn a_chat_models_words_stream_before_the_answer() {
     );
 }
 
+/// A chat endpoint's tokens stream as `text` events too, each under its source's inference, and together they
+/// are the summary (an OpenAI-compatible mock on loopback: no model needed).
+#[test]
+fn a_chat_endpoints_tokens_stream_as_text_events() {
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime for the mock endpoint");
+    let endpoint = runtime.block_on(async {
+        let endpoint = wiremock::MockServer::start().await;
+        let mut body = String::new();
+        for piece in ["Take", " an", " umbrella."] {
+            let chunk = serde_json::json!({"choices": [{"delta": {"content": piece}}]});
+            body.push_str(&format!("data: {chunk}\n\n"));
+        }
+        body.push_str("data: [DONE]\n\n");
+        wiremock::Mock::given(wiremock::matchers::method("POST"))
+            .respond_with(
+                wiremock::ResponseTemplate::new(200).set_body_raw(body, "text/event-stream"),
+            )
+            .mount(&endpoint)
+            .await;
+        endpoint
+    });
+    let model = format!("openai:tiny-chat@{}/v1", endpoint.uri());
+    let server = Server::start(&["--model", &model]);
+    let (status, head, mut events) = open(&server, &stream_path(QUESTION, ""), &[]);
+    assert_eq!(status, 200, "{head}");
+    let events = events.rest();
+    let answer = &events[events.len() - 2];
+    assert_eq!(answer.name, "answer");
+    for name in ["weather", "news", "kb"] {
+        let report = source(&answer.data, name);
+        if report["status"] != "ok" {
+            continue;
+        }
+        let written: String = events
+            .iter()
+            .filter(|event| event.name == "text" && event.data["source"] == name)
+            .map(|event| event.data["text"].as_str().expect("text").to_owned())
+            .collect();
+        assert_eq!(written, "Take an umbrella.", "{name}: {events:?}");
+        assert_eq!(report["summary"], "Take an umbrella.", "{report}");
+        assert_eq!(report["generated_by"], "tiny-chat", "{report}");
+    }
+    assert!(
+        events.iter().any(|event| event.name == "text"),
+        "{events:?}"
+    );
+}
+
 /// A reconnect with Last-Event-ID gets exactly the events after it, while the run goes on and after it ended.
 #[test]
 fn last_event_id_resumes_the_run_where_it_left_off() {
