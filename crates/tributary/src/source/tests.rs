@@ -1173,48 +1173,46 @@ async fn a_streamed_post_sends_its_body_and_token_and_hands_over_each_line() {
     );
 }
 
+/// A streamed POST to a server answering with `replies`: the server, the outcome, and the lines handed over.
+async fn stream_from(
+    replies: Vec<Reply>,
+) -> (ScriptedServer, Result<Fetched, FetchError>, Vec<String>) {
+    let server = ScriptedServer::start(replies).await;
+    let (lines, on_line) = collect_lines();
+    let outcome = client()
+        .stream_post(
+            &server.spec(2),
+            &request(),
+            &json!({}),
+            ten_seconds(),
+            &on_line,
+        )
+        .await;
+    let lines = lines.lock().unwrap().clone();
+    (server, outcome, lines)
+}
+
 #[tokio::test]
 async fn a_streamed_post_is_retried_only_before_its_first_line() {
-    let server = ScriptedServer::start(vec![
+    let (_, outcome, lines) = stream_from(vec![
         Reply::Status(StatusCode::SERVICE_UNAVAILABLE),
         Reply::Lines(&["data: a", "data: b"]),
     ])
     .await;
-    let (lines, on_line) = collect_lines();
-    let fetched = client()
-        .stream_post(
-            &server.spec(2),
-            &request(),
-            &json!({}),
-            ten_seconds(),
-            &on_line,
-        )
-        .await
-        .unwrap();
-    assert_eq!(fetched.attempts, 2);
-    assert_eq!(*lines.lock().unwrap(), ["data: a", "data: b"]);
+    assert_eq!(outcome.unwrap().attempts, 2);
+    assert_eq!(lines, ["data: a", "data: b"]);
 
     // A break after a line was handed over is final: another attempt would repeat the answer.
-    let server = ScriptedServer::start(vec![
+    let (server, outcome, lines) = stream_from(vec![
         Reply::LinesThenBreak(&["data: a"]),
         Reply::Lines(&["data: a", "data: b"]),
     ])
     .await;
-    let (lines, on_line) = collect_lines();
-    let error = client()
-        .stream_post(
-            &server.spec(2),
-            &request(),
-            &json!({}),
-            ten_seconds(),
-            &on_line,
-        )
-        .await
-        .unwrap_err();
+    let error = outcome.unwrap_err();
     assert!(
         matches!(error.kind(), FetchErrorKind::Transport(_)),
         "{error:?}"
     );
     assert_eq!(server.requests(), 1);
-    assert_eq!(*lines.lock().unwrap(), ["data: a"]);
+    assert_eq!(lines, ["data: a"]);
 }
