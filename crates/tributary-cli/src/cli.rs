@@ -17,6 +17,7 @@ use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 use tributary::pool::ExecutorKind;
+use tributary_agent::infer::ModelsError;
 use tributary_agent::limits::{
     MAX_DURATION, MAX_INFERENCE_COST, MAX_IO_CONCURRENCY, MAX_WORKERS, check_duration,
 };
@@ -770,8 +771,19 @@ fn parse_time_limit(text: &str) -> Result<Duration, String> {
 fn parse_model(text: &str) -> Result<String, String> {
     let path = crate::commands::model::resolve_name(text);
     tributary_agent::infer::Models::from_specs(&[&path])
-        .map(|_| path)
-        .map_err(|error| error.to_string())
+        .map(|_| path.clone())
+        .map_err(|error| {
+            // A bare name that is neither here nor installed: say where names are looked up.
+            match (&error, crate::commands::model::dir_from_env()) {
+                (ModelsError::Missing { .. }, Some(dir)) if path == text && !text.contains('/') => {
+                    format!(
+                        "{error}; not installed in {} either (tributary model list shows what is)",
+                        dir.display()
+                    )
+                }
+                _ => error.to_string(),
+            }
+        })
 }
 
 fn parse_inference_cost(text: &str) -> Result<Duration, String> {

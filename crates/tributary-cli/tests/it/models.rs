@@ -221,7 +221,8 @@ fn a_model_is_found_by_name_in_the_models_directory() {
         .expect("run tributary ask");
     assert_eq!(code(&missing), 2, "{}", stderr(&missing));
     assert!(
-        stderr(&missing).contains("no-such-model"),
+        stderr(&missing)
+            .contains("no-such-model: No such file or directory (os error 2); not installed in"),
         "{}",
         stderr(&missing)
     );
