@@ -427,6 +427,11 @@ const TEXT_SEARCHES_ALLOWED: &[(&str, &str, &str)] = &[
         "reads a --model value the user wrote: `openai:MODEL@URL` names a chat endpoint",
     ),
     (
+        "crates/tributary-cli/src/cli.rs",
+        "!text.contains('/')",
+        "reads the --model value the user wrote: a value without `/` is a name looked up in the models directory",
+    ),
+    (
         "crates/tributary-cli/src/commands/model/download.rs",
         ".trim_start_matches(\"W/\")",
         "reads an HTTP ETag header (RFC 9110: a weak one starts `W/`) for the checksum the hub names",
