@@ -1,7 +1,6 @@
 //! Inference by real models (feature `models`): the embedder picks the relevant sentences, the generator writes
 //! the summary from them. The simulated reading still gives the key terms and sentiment (cheap text statistics).
 
-use std::path::Path;
 use std::time::SystemTime;
 
 use tributary_models::{Embedder, Finish, Generator, ModelError, Prompt};
@@ -88,7 +87,7 @@ pub(super) fn infer_with(
     };
     inference.summary = vec![text.clone()];
     inference.generated = text;
-    inference.generated_by = Some(stem(path));
+    inference.generated_by = models.chat_model();
     inference.cut_short = generation.finish != Finish::Stop;
     inference.tokens.generated = generation.generated_tokens;
     Ok(inference)
@@ -193,16 +192,9 @@ fn model_error(error: ModelError) -> InferError {
     }
 }
 
-fn stem(path: &Path) -> String {
-    path.file_stem().map_or_else(
-        || path.display().to_string(),
-        |stem| stem.to_string_lossy().into_owned(),
-    )
-}
-
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
+    use std::path::{Path, PathBuf};
     use std::time::{Duration, SystemTime};
 
     use tributary_models::tiny::{write_embedder, write_generator};
