@@ -70,21 +70,19 @@ pub async fn infer_source(context: &StepContext, fetch: Fetch, deadline: Deadlin
     }
     // Extraction happens here, on the caller's side: the job must be plain data for a `processes` executor.
     let document = document_for(&source, &body);
-    let job = InferenceJob::new(
-        context.question.as_str(),
-        document.clone(),
-        context.inference_units,
-    )
-    // Only a generation winds up; the simulated model's job carries no time it would not read. A chat endpoint
-    // is asked from here, after the job.
-    .with_models(
-        context.models.on_cpu(),
-        context
-            .models
-            .generator
-            .as_ref()
-            .and_then(|_| wind_up_at(deadline)),
-    );
+    // Kept for the chat endpoint, which is asked after the job; copied only when there is one.
+    let for_chat = context.chat.as_ref().map(|_| document.clone());
+    let job = InferenceJob::new(context.question.as_str(), document, context.inference_units)
+        // Only a generation winds up; the simulated model's job carries no time it would not read. A chat endpoint
+        // is asked from here, after the job.
+        .with_models(
+            context.models.on_cpu(),
+            context
+                .models
+                .generator
+                .as_ref()
+                .and_then(|_| wind_up_at(deadline)),
+        );
     // Watchers see the inference begin (queued for a worker) on the source's lane.
     let open = context.timeline.as_ref().map(|timeline| {
         timeline.begin(
@@ -103,7 +101,7 @@ pub async fn infer_source(context: &StepContext, fetch: Fetch, deadline: Deadlin
     let mut outcome = with_timeout(None, deadline, run).await;
     // A chat endpoint writes the summary from the sentences picked, as I/O on this task.
     let mut written = true;
-    if let Some(chat) = &context.chat
+    if let (Some(chat), Some(document)) = (&context.chat, &for_chat)
         && let Ok(Ok((Ok(inference), _))) = &mut outcome
         && contributes(report.topic, inference)
     {
@@ -113,7 +111,7 @@ pub async fn infer_source(context: &StepContext, fetch: Fetch, deadline: Deadlin
             chat,
             &source_lane(source.name()),
             context.question.as_str(),
-            &document,
+            document,
             inference,
             (wind_up, deadline),
             open.as_ref().map(OpenSpan::progress),
