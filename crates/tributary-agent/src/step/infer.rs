@@ -166,12 +166,9 @@ fn wind_up_at_instant(deadline: Deadline) -> Option<tokio::time::Instant> {
         .map(|at| at.checked_sub(WIND_UP).unwrap_or(at))
 }
 
-/// When a generation bounded by `deadline` winds up, as wall-clock time (a worker process reads it too).
+/// [`wind_up_at_instant`] as wall-clock time (a worker process reads it too); now when it has passed.
 fn wind_up_at(deadline: Deadline) -> Option<SystemTime> {
-    let left = deadline
-        .remaining()?
-        .checked_sub(WIND_UP)
-        .unwrap_or_default();
+    let left = wind_up_at_instant(deadline)?.saturating_duration_since(tokio::time::Instant::now());
     SystemTime::now().checked_add(left)
 }
 
