@@ -167,11 +167,7 @@ fn installed(dir: &Path) -> Result<Vec<Installed>, CliError> {
                 kind: "embedder",
                 files,
             });
-        } else if path.is_file()
-            && path
-                .extension()
-                .is_some_and(|extension| extension.eq_ignore_ascii_case("gguf"))
-        {
+        } else if path.is_file() && is_gguf(&name) {
             models.push(Installed {
                 files: vec![name.clone()],
                 name,
