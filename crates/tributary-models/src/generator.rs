@@ -1,16 +1,12 @@
-//! A llama-family chat model in one GGUF file, generating greedily token by token.
+//! A llama-family chat model in one GGUF file, generating greedily token by token: the loop, the stops and the
+//! streaming here, the model's arithmetic in a backend ([`candle`]).
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+mod candle;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use candle_core::quantized::tokenizer::TokenizerFromGguf;
-use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
-use candle_core::{D, Device, Tensor};
-use candle_transformers::models::quantized_llama::{MAX_SEQ_LEN, ModelWeights};
 use serde::{Deserialize, Serialize};
-use tokenizers::Tokenizer;
 
 use crate::ModelError;
 use crate::shared::Loaded;
@@ -19,17 +15,12 @@ use crate::shared::Loaded;
 /// file's metadata, and a ChatML chat template (`<|im_start|>role ... <|im_end|>`), as SmolLM2 and many small
 /// instruct models have.
 ///
-/// Weights are loaded once and shared: each [`Generator::generate`] clones the weights' handles (not the
-/// weights) and keeps its own KV cache, so every pool worker can generate at once.
+/// Weights are loaded once and shared: each [`Generator::generate`] keeps its own KV cache, so every pool worker
+/// can generate at once.
 #[derive(Debug)]
 pub struct Generator {
     path: PathBuf,
-    weights: ModelWeights,
-    pub(crate) tokenizer: Tokenizer,
-    /// Tokens that end a reply: the end-of-sequence token and ChatML's `<|im_end|>`.
-    stops: Vec<u32>,
-    /// The longest prompt plus reply the model takes.
-    context: usize,
+    model: Box<dyn Model>,
 }
 
 /// What a chat model is asked: a system message and one user message.
@@ -66,76 +57,12 @@ pub enum Finish {
     Cancelled,
 }
 
-/// Prompt tokens per forward pass: a stop is seen within about 80 ms of a 135M model here, and the prompt takes
-/// about as long in chunks as whole (candle's quantised matmul works row by row).
-const PROMPT_CHUNK: usize = 8;
-
-/// Quantisations candle has no SIMD kernel for on x86 (Q4_1 runs at a sixth of Q8_0's speed): requantised to
-/// Q8_0 at load, which costs memory (about twice) and a second at start for a 135M model.
-const SLOW_TYPES: [GgmlDType; 3] = [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q5_1];
-
 impl Generator {
     /// Loads the model in the GGUF file at `path`.
     pub fn load(path: &Path) -> Result<Self, ModelError> {
-        let format = |e: &dyn std::fmt::Display| ModelError::format(path, e);
-        let mut file = File::open(path).map_err(|e| ModelError::read(path, e))?;
-        let content = gguf_file::Content::read(&mut file).map_err(|e| format(&e))?;
-        let text = |key: &str| {
-            content
-                .metadata
-                .get(key)
-                .and_then(|value| value.to_string().ok())
-                .cloned()
-        };
-        let architecture = text("general.architecture").unwrap_or_default();
-        if architecture != "llama" {
-            return Err(format(&format_args!(
-                "architecture `{architecture}` is not supported (llama only)"
-            )));
-        }
-        let template = text("tokenizer.chat_template").unwrap_or_default();
-        if !template.contains("<|im_start|>") {
-            return Err(format(
-                &"its chat template is not ChatML (<|im_start|>), the only one supported",
-            ));
-        }
-        let mut tokenizer = Tokenizer::from_gguf(&content).map_err(|e| format(&e))?;
-        if text("tokenizer.ggml.pre").as_deref() == Some("smollm") {
-            // candle reads an unknown pre-tokenizer as GPT-2's, which adds a space before every segment of the
-            // chat template; SmolLM's own splits digits one by one and adds no space.
-            let smollm: tokenizers::PreTokenizerWrapper =
-                serde_json::from_str(SMOLLM_PRE_TOKENIZER).map_err(|e| format(&e))?;
-            tokenizer.with_pre_tokenizer(Some(smollm));
-        }
-        let token = |name: &str| tokenizer.token_to_id(name);
-        let eos = content
-            .metadata
-            .get("tokenizer.ggml.eos_token_id")
-            .and_then(|value| value.to_u32().ok());
-        let stops: Vec<u32> = eos.into_iter().chain(token("<|im_end|>")).collect();
-        let context = content
-            .metadata
-            .get("llama.context_length")
-            .and_then(|value| value.to_u32().ok())
-            .map_or(MAX_SEQ_LEN, |length| (length as usize).min(MAX_SEQ_LEN));
-        let weights = if content
-            .tensor_infos
-            .values()
-            .any(|info| SLOW_TYPES.contains(&info.ggml_dtype))
-        {
-            let (content, mut requantised) =
-                requantise(content, &mut file).map_err(|e| format(&e))?;
-            ModelWeights::from_gguf(content, &mut requantised, &Device::Cpu)
-        } else {
-            ModelWeights::from_gguf(content, &mut file, &Device::Cpu)
-        }
-        .map_err(|e| format(&e))?;
         Ok(Self {
             path: path.to_owned(),
-            weights,
-            tokenizer,
-            stops,
-            context,
+            model: Box::new(candle::Candle::load(path)?),
         })
     }
 
@@ -164,31 +91,23 @@ impl Generator {
             "<|im_start|>system\n{}<|im_end|>\n<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n",
             prompt.system, prompt.user
         );
-        let prompt_ids = self
-            .tokenizer
-            .encode(text, false)
-            .map_err(|e| run(&e))?
-            .get_ids()
-            .to_vec();
-        if prompt_ids.len() + max_tokens > self.context {
+        let prompt_ids = self.model.tokenize(&text).map_err(|e| run(&e))?;
+        if prompt_ids.len() + max_tokens > self.model.context() {
             return Err(run(&format_args!(
                 "a prompt of {} tokens and {max_tokens} to generate exceed the model's context of {}",
                 prompt_ids.len(),
-                self.context
+                self.model.context()
             )));
         }
-        // The weights' handles, not the weights: this generation's KV cache is its own.
-        let mut model = self.weights.clone();
-        model.clear_kv_cache();
-        let step = |model: &mut ModelWeights, input: &[u32], position: usize| {
-            let logits =
-                model.forward(&Tensor::new(input, &Device::Cpu)?.unsqueeze(0)?, position)?;
-            logits.squeeze(0)?.argmax(D::Minus1)?.to_scalar::<u32>()
-        };
+        let mut session = self
+            .model
+            .start(prompt_ids.len() + max_tokens)
+            .map_err(|e| run(&e))?;
         // The prompt goes in a few tokens at a time, so that a stop is seen within one chunk's time, not the
-        // whole prompt's (a second for a hundred tokens of a 135M model here).
+        // whole prompt's (a second for a hundred tokens of a 135M model on candle here).
+        let chunk_size = self.model.prompt_chunk();
         let mut next = None;
-        for (index, chunk) in prompt_ids.chunks(PROMPT_CHUNK).enumerate() {
+        for (index, chunk) in prompt_ids.chunks(chunk_size).enumerate() {
             if should_stop() {
                 return Ok(Generation {
                     text: String::new(),
@@ -197,7 +116,11 @@ impl Generator {
                     finish: Finish::Cancelled,
                 });
             }
-            next = Some(step(&mut model, chunk, index * PROMPT_CHUNK).map_err(|e| run(&e))?);
+            next = Some(
+                session
+                    .step(chunk, index * chunk_size)
+                    .map_err(|e| run(&e))?,
+            );
         }
         let mut next = next.ok_or_else(|| run(&"the prompt is empty"))?;
         let mut generated: Vec<u32> = Vec::new();
@@ -206,14 +129,11 @@ impl Generator {
             if generated.len() == max_tokens {
                 break Finish::Length;
             }
-            if self.stops.contains(&next) {
+            if self.model.is_stop(next) {
                 break Finish::Stop;
             }
             generated.push(next);
-            let so_far = self
-                .tokenizer
-                .decode(&generated, true)
-                .map_err(|e| run(&e))?;
+            let so_far = self.model.decode(&generated).map_err(|e| run(&e))?;
             if so_far.len() > shown && !so_far.ends_with('\u{FFFD}') {
                 if let Some(piece) = so_far.get(shown..) {
                     on_text(piece);
@@ -228,12 +148,9 @@ impl Generator {
             }
             // Each later input is the last token, after the prompt and the tokens before it.
             let position = prompt_ids.len() + generated.len() - 1;
-            next = step(&mut model, &[next], position).map_err(|e| run(&e))?;
+            next = session.step(&[next], position).map_err(|e| run(&e))?;
         };
-        let text = self
-            .tokenizer
-            .decode(&generated, true)
-            .map_err(|e| run(&e))?;
+        let text = self.model.decode(&generated).map_err(|e| run(&e))?;
         Ok(Generation {
             text: text.trim().to_owned(),
             prompt_tokens: prompt_ids.len(),
@@ -241,43 +158,54 @@ impl Generator {
             finish,
         })
     }
+
+    /// The names of the tokens `text` is split into (the chat template's special tokens parsed as such).
+    #[cfg(test)]
+    pub(crate) fn token_names(&self, text: &str) -> Vec<String> {
+        let tokens = self.model.tokenize(text).expect("tokenizes");
+        self.model.token_names(&tokens)
+    }
 }
 
-/// SmolLM's pre-tokenizer, from its `tokenizer.json`.
-const SMOLLM_PRE_TOKENIZER: &str = r#"{"type":"Sequence","pretokenizers":[{"type":"Digits","individual_digits":true},{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":true,"use_regex":true}]}"#;
+/// What a backend reports going wrong, named with the model's file by the caller.
+type Failure = Box<dyn std::error::Error + Send + Sync>;
 
-/// The same model with its [`SLOW_TYPES`] tensors as Q8_0, as an in-memory GGUF file.
-fn requantise(
-    content: gguf_file::Content,
-    file: &mut (impl Read + Seek),
-) -> candle_core::Result<(gguf_file::Content, File)> {
-    let mut tensors = Vec::with_capacity(content.tensor_infos.len());
-    for name in content.tensor_infos.keys() {
-        let tensor = content.tensor(file, name, &Device::Cpu)?;
-        let tensor = if SLOW_TYPES.contains(&tensor.dtype()) {
-            QTensor::quantize(&tensor.dequantize(&Device::Cpu)?, GgmlDType::Q8_0)?
-        } else {
-            tensor
-        };
-        tensors.push((name.as_str(), tensor));
+/// A chat model's weights and vocabulary, loaded once and shared by every generation.
+trait Model: std::fmt::Debug + Send + Sync {
+    /// The tokens of `text`, with the chat template's special tokens (`<|im_start|>`) as single tokens.
+    fn tokenize(&self, text: &str) -> Result<Vec<u32>, Failure>;
+    /// Each token's name in the vocabulary (tests).
+    #[cfg(test)]
+    fn token_names(&self, tokens: &[u32]) -> Vec<String>;
+    /// The text of `tokens`, special tokens left out (a character cut at the end shows as U+FFFD).
+    fn decode(&self, tokens: &[u32]) -> Result<String, Failure>;
+    /// Whether `token` ends a reply.
+    fn is_stop(&self, token: u32) -> bool;
+    /// The longest prompt plus reply the model takes.
+    fn context(&self) -> usize;
+    /// Prompt tokens per forward pass: a stop is seen between two.
+    fn prompt_chunk(&self) -> usize;
+    /// A new generation of at most `capacity` tokens, prompt included, with a KV cache of its own.
+    fn start(&self, capacity: usize) -> Result<Box<dyn Session + '_>, Failure>;
+}
+
+/// One generation's state: its KV cache.
+trait Session {
+    /// Runs `input` at `position` (the tokens before it are in the cache) and returns the likeliest next token.
+    fn step(&mut self, input: &[u32], position: usize) -> Result<u32, Failure>;
+}
+
+/// Refuses a GGUF file that is not a llama-architecture ChatML model, the only kind the prompt is written for.
+fn check_chat_model(architecture: &str, template: &str) -> Result<(), String> {
+    if architecture != "llama" {
+        return Err(format!(
+            "architecture `{architecture}` is not supported (llama only)"
+        ));
     }
-    let metadata: Vec<(&str, &gguf_file::Value)> = content
-        .metadata
-        .iter()
-        .map(|(key, value)| (key.as_str(), value))
-        .collect();
-    let tensor_refs: Vec<(&str, &QTensor)> = tensors
-        .iter()
-        .map(|(name, tensor)| (*name, tensor))
-        .collect();
-    // Written to an unnamed temporary file (gone when closed), not to memory: a buffer would be a second copy
-    // of the weights beside the model read from it, 145 MB more at the peak for a 135M model.
-    let mut buffer = tempfile::tempfile()?;
-    gguf_file::write(&mut buffer, &metadata, &tensor_refs)?;
-    // The requantised tensors are in the file now: free them before the model is read from it.
-    drop(tensor_refs);
-    drop(tensors);
-    buffer.seek(SeekFrom::Start(0))?;
-    let requantised = gguf_file::Content::read(&mut buffer)?;
-    Ok((requantised, buffer))
+    if !template.contains("<|im_start|>") {
+        return Err(
+            "its chat template is not ChatML (<|im_start|>), the only one supported".to_owned(),
+        );
+    }
+    Ok(())
 }
