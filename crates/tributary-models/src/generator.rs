@@ -2,6 +2,8 @@
 //! streaming here, the model's arithmetic in a backend ([`candle`]).
 
 mod candle;
+#[cfg(feature = "llama")]
+mod llama;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -21,6 +23,8 @@ use crate::shared::Loaded;
 pub struct Generator {
     path: PathBuf,
     model: Box<dyn Model>,
+    /// Threads of one generation (llama.cpp's; candle's are process-wide, see the crate's documentation).
+    threads: usize,
 }
 
 /// What a chat model is asked: a system message and one user message.
@@ -57,13 +61,67 @@ pub enum Finish {
     Cancelled,
 }
 
+/// The code that runs a chat model's arithmetic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Backend {
+    /// candle, pure Rust: always built. Requantises Q4_1 and Q5 files to Q8_0 at load (its SIMD kernels).
+    Candle,
+    /// llama.cpp, C++ (the `llama` feature): reads every quantisation as it is, 2 to 2.5 times candle's speed.
+    #[cfg(feature = "llama")]
+    Llama,
+}
+
+impl Backend {
+    /// The fastest built: llama.cpp when the `llama` feature is on, else candle.
+    pub const DEFAULT: Backend = {
+        #[cfg(feature = "llama")]
+        {
+            Backend::Llama
+        }
+        #[cfg(not(feature = "llama"))]
+        {
+            Backend::Candle
+        }
+    };
+
+    /// Every backend built, the default first.
+    pub fn all() -> &'static [Backend] {
+        &[
+            #[cfg(feature = "llama")]
+            Backend::Llama,
+            Backend::Candle,
+        ]
+    }
+}
+
 impl Generator {
-    /// Loads the model in the GGUF file at `path`.
+    /// Loads the model in the GGUF file at `path` on the [default backend](Backend::DEFAULT), one thread per
+    /// generation.
     pub fn load(path: &Path) -> Result<Self, ModelError> {
+        Self::load_on(path, Backend::DEFAULT)
+    }
+
+    /// Loads the model in the GGUF file at `path` on `backend`, one thread per generation.
+    pub fn load_on(path: &Path, backend: Backend) -> Result<Self, ModelError> {
+        let model: Box<dyn Model> = match backend {
+            Backend::Candle => Box::new(candle::Candle::load(path)?),
+            #[cfg(feature = "llama")]
+            Backend::Llama => Box::new(llama::Llama::load(path)?),
+        };
         Ok(Self {
             path: path.to_owned(),
-            model: Box::new(candle::Candle::load(path)?),
+            model,
+            threads: 1,
         })
+    }
+
+    /// The same model with `threads` threads per generation (llama.cpp only: candle's threads are one pool for
+    /// the whole process). One is right when a pool runs one generation per core (`docs/BENCHMARKS.md`).
+    #[must_use]
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
     }
 
     /// The model at `path`, loaded the first time any thread of this process asks.
@@ -101,7 +159,7 @@ impl Generator {
         }
         let mut session = self
             .model
-            .start(prompt_ids.len() + max_tokens)
+            .start(prompt_ids.len() + max_tokens, self.threads)
             .map_err(|e| run(&e))?;
         // The prompt goes in a few tokens at a time, so that a stop is seen within one chunk's time, not the
         // whole prompt's (a second for a hundred tokens of a 135M model on candle here).
@@ -165,6 +223,12 @@ impl Generator {
         let tokens = self.model.tokenize(text).expect("tokenizes");
         self.model.token_names(&tokens)
     }
+
+    /// Prompt tokens per forward pass (tests).
+    #[cfg(test)]
+    pub(crate) fn prompt_chunk(&self) -> usize {
+        self.model.prompt_chunk()
+    }
 }
 
 /// What a backend reports going wrong, named with the model's file by the caller.
@@ -185,8 +249,9 @@ trait Model: std::fmt::Debug + Send + Sync {
     fn context(&self) -> usize;
     /// Prompt tokens per forward pass: a stop is seen between two.
     fn prompt_chunk(&self) -> usize;
-    /// A new generation of at most `capacity` tokens, prompt included, with a KV cache of its own.
-    fn start(&self, capacity: usize) -> Result<Box<dyn Session + '_>, Failure>;
+    /// A new generation of at most `capacity` tokens, prompt included, with a KV cache of its own, on `threads`
+    /// threads where the backend sets them per generation.
+    fn start(&self, capacity: usize, threads: usize) -> Result<Box<dyn Session + '_>, Failure>;
 }
 
 /// One generation's state: its KV cache.

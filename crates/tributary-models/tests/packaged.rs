@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tributary_models::{Embedder, Finish, Generator, Prompt};
+use tributary_models::{Backend, Embedder, Finish, Generator, Prompt};
 
 fn packaged(variable: &str) -> Option<PathBuf> {
     if let Some(path) = std::env::var_os(variable)
@@ -68,41 +68,62 @@ fn the_generator_replies_greedily_and_the_same_each_time() {
     let Some(path) = packaged("TRIBUTARY_TEST_GENERATOR") else {
         return;
     };
-    let generator = Generator::load(&path).expect("loads");
-    let reply = generator
-        .generate(&prompt(), 48, &|| false, &mut |_| {})
-        .expect("generates");
-    assert_eq!(reply.text, GOLDEN);
-    assert_eq!(reply.finish, Finish::Stop);
+    for backend in Backend::all() {
+        let generator = Generator::load_on(&path, *backend).expect("loads");
+        let reply = generator
+            .generate(&prompt(), 48, &|| false, &mut |_| {})
+            .expect("generates");
+        assert_eq!(reply.text, golden(*backend), "{backend:?}");
+        assert_eq!(reply.finish, Finish::Stop, "{backend:?}");
+    }
 }
 
-/// SmolLM2-135M-Instruct's greedy reply to [`prompt`] (its Q4_1 weights requantised to Q8_0 at load, the prompt
-/// read 8 tokens at a time: either changes the floating-point sums, and a greedy reply can turn on them): fluent,
-/// and wrong about what the data says, as a 135M model often is.
-const GOLDEN: &str = "Taking an umbrella in Lisbon is a common practice in Lisbon, but it's not a safe assumption. \
-                      The light rain is falling in Lisbon, which is a natural phenomenon.";
+/// SmolLM2-135M-Instruct's greedy reply to [`prompt`] on each backend: fluent, and wrong about what the data says,
+/// as a 135M model often is. They part at the second sentence's end: candle requantises the Q4_1 weights to Q8_0
+/// at load and reads the prompt 8 tokens at a time, llama.cpp keeps Q4_1 and reads 64; either changes the
+/// floating-point sums, and a greedy reply can turn on them.
+fn golden(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Candle => {
+            "Taking an umbrella in Lisbon is a common practice in Lisbon, but it's not a safe assumption. \
+             The light rain is falling in Lisbon, which is a natural phenomenon."
+        }
+        #[cfg(feature = "llama")]
+        Backend::Llama => {
+            "Taking an umbrella in Lisbon is a common practice in Lisbon, but it's not a safe assumption. \
+             The light rain is falling in Lisbon, which is a natural phenomenon, and taking an umbrella is not a \
+             safe way to protect yourself."
+        }
+        _ => unreachable!("a backend this test does not know"),
+    }
+}
 
 #[test]
 fn a_generation_stops_mid_way_when_asked() {
     let Some(path) = packaged("TRIBUTARY_TEST_GENERATOR") else {
         return;
     };
-    let generator = Generator::load(&path).expect("loads");
-    let pieces = AtomicUsize::new(0);
-    let mut streamed = String::new();
-    let reply = generator
-        .generate(
-            &prompt(),
-            48,
-            &|| pieces.load(Ordering::Relaxed) >= 5,
-            &mut |piece| {
-                pieces.fetch_add(1, Ordering::Relaxed);
-                streamed.push_str(piece);
-            },
-        )
-        .expect("generates");
-    assert_eq!(reply.finish, Finish::Cancelled);
-    assert_eq!(reply.generated_tokens, 5);
-    assert_eq!(streamed.trim(), reply.text);
-    assert!(GOLDEN.starts_with(&reply.text), "{reply:?}");
+    for backend in Backend::all() {
+        let generator = Generator::load_on(&path, *backend).expect("loads");
+        let pieces = AtomicUsize::new(0);
+        let mut streamed = String::new();
+        let reply = generator
+            .generate(
+                &prompt(),
+                48,
+                &|| pieces.load(Ordering::Relaxed) >= 5,
+                &mut |piece| {
+                    pieces.fetch_add(1, Ordering::Relaxed);
+                    streamed.push_str(piece);
+                },
+            )
+            .expect("generates");
+        assert_eq!(reply.finish, Finish::Cancelled, "{backend:?}");
+        assert_eq!(reply.generated_tokens, 5, "{backend:?}");
+        assert_eq!(streamed.trim(), reply.text, "{backend:?}");
+        assert!(
+            golden(*backend).starts_with(&reply.text),
+            "{backend:?}: {reply:?}"
+        );
+    }
 }

@@ -213,7 +213,25 @@ const OWNED_BY: &[(&str, &[&str])] = &[
     ("candle-core", &[MODELS]),
     ("candle-transformers", &[MODELS]),
     ("tokenizers", &[MODELS]),
+    // llama.cpp's bindings (feature `llama`): only the models crate, as the second backend of its chat model.
+    ("llama-cpp-2", &[MODELS]),
 ];
+
+#[test]
+fn the_readme_build_compiles_no_cpp_and_the_llama_feature_does() {
+    // The README's two commands must work on a machine with a Rust toolchain alone: `models` is pure Rust.
+    let sys = "llama-cpp-sys-2";
+    let models = resolved(CLI, &["--features", "models"]);
+    assert!(
+        !models.iter().any(|name| name == sys),
+        "Architecture Invariant broken: the `models` feature builds {sys} (C++)"
+    );
+    let llama = resolved(CLI, &["--features", "llama"]);
+    assert!(
+        llama.iter().any(|name| name == sys),
+        "the `llama` feature does not build {sys}"
+    );
+}
 
 #[test]
 fn only_the_owning_crate_depends_on_an_outside_system() {

@@ -118,7 +118,7 @@ impl Model for Candle {
         PROMPT_CHUNK
     }
 
-    fn start(&self, _capacity: usize) -> Result<Box<dyn Session + '_>, Failure> {
+    fn start(&self, _capacity: usize, _threads: usize) -> Result<Box<dyn Session + '_>, Failure> {
         // The weights' handles, not the weights: this generation's KV cache is its own.
         let mut weights = self.weights.clone();
         weights.clear_kv_cache();
