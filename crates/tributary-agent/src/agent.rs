@@ -19,7 +19,8 @@ use crate::report::{AgentReport, Comparison, RunMode};
 use crate::run::{run_concurrent, run_sequential};
 use crate::sources::Source;
 use crate::step::{
-    Chat, ExtraQuery, InferenceCache, RunFacts, StepContext, report, source_lane, worker_lane,
+    Chat, ExtraQuery, InferenceCache, RunFacts, SYNTHESIS_LANE, StepContext, add_synthesis, report,
+    source_lane, synthesize, worker_lane,
 };
 
 /// How the agent runs a question.
@@ -37,6 +38,9 @@ pub struct AgentSettings {
     pub extra_query: ExtraQuery,
     /// Finds the place a question names, for weather sources ([`NoPlaces`] by default: they are skipped).
     pub places: Arc<dyn PlaceFinder>,
+    /// After the fan-out, has the chat model of `models` (a local `.gguf`) write one answer across the sources'
+    /// summaries ([`AgentReport::synthesis`](crate::report::AgentReport::synthesis)). Off by default.
+    pub synthesize: bool,
 }
 
 impl Default for AgentSettings {
@@ -48,6 +52,7 @@ impl Default for AgentSettings {
             models: Models::default(),
             extra_query: Vec::new(),
             places: Arc::new(NoPlaces),
+            synthesize: false,
         }
     }
 }
@@ -294,13 +299,17 @@ impl Agent {
         }
     }
 
-    /// A run's timeline lanes in display order: each source's, then each CPU worker's.
+    /// A run's timeline lanes in display order: each source's, the synthesis's when there is one, then each CPU
+    /// worker's.
     pub fn lanes(&self) -> Vec<String> {
         let mut lanes: Vec<String> = self
             .sources
             .iter()
             .map(|source| source_lane(source.name()))
             .collect();
+        if self.settings.synthesize {
+            lanes.push(SYNTHESIS_LANE.to_owned());
+        }
         lanes.extend((0..self.workers()).map(worker_lane));
         lanes
     }
@@ -354,7 +363,12 @@ impl Agent {
             RunMode::Concurrent => run_concurrent(&context, steps, deadline).await,
             RunMode::Sequential => run_sequential(&context, steps, deadline).await,
         };
-        let report = report(
+        let synthesis = if self.settings.synthesize {
+            synthesize(&context, &records, deadline).await
+        } else {
+            None
+        };
+        let mut report = report(
             question,
             records,
             RunFacts {
@@ -365,6 +379,9 @@ impl Agent {
                 per_source_timeout: self.settings.per_source_timeout,
             },
         );
+        if let Some(synthesis) = synthesis {
+            add_synthesis(&mut report, synthesis);
+        }
         tracing::info!(
             mode = report.mode.as_str(),
             elapsed_ms = report.elapsed_ms,

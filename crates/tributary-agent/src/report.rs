@@ -302,6 +302,28 @@ pub struct AgentReport {
     pub per_source_timeout_ms: f64,
     /// One line per configured source, in configuration order.
     pub sources: Vec<SourceReport>,
+    /// The chat model's one answer across the sources' summaries, when asked for (`ask --synthesize`) and two or
+    /// more sources had something to say; it also opens `answer`. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthesis: Option<Synthesis>,
+}
+
+/// One answer written across the sources' summaries by the chat model, after the fan-out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Synthesis {
+    /// What the model wrote; ends `… (cut short)` when the deadline or the token limit stopped it.
+    pub text: String,
+    /// The chat model that wrote it (its file name): generated text, to be read as such.
+    pub generated_by: String,
+    /// The sources whose summaries it was written from, in configuration order.
+    pub sources: Vec<String>,
+    /// CPU time of the writing (after the fan-out, so the ideal schedule counts it too).
+    pub infer_ms: f64,
+    /// Which pool worker wrote it.
+    pub worker: Option<usize>,
+    /// Whether the deadline or the token limit stopped it.
+    pub cut_short: bool,
 }
 
 impl SourceReport {

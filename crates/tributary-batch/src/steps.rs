@@ -218,6 +218,7 @@ impl AnswerRow {
             deadline_ms: millis(agent.settings().deadline),
             per_source_timeout_ms: millis(agent.settings().per_source_timeout),
             sources: Vec::new(),
+            synthesis: None,
         };
         Self::new(id, line, report, None, None)
     }

@@ -748,6 +748,7 @@ mod tests {
             deadline_ms: 15_000.0,
             per_source_timeout_ms: 5_000.0,
             sources: Vec::new(),
+            synthesis: None,
         }
     }
 

@@ -271,6 +271,11 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub engine: EngineArgs,
+
+    /// After the sources, have the chat model (a .gguf in --model) write one answer across their summaries, for
+    /// every ask: it opens the answer, marked as generated, within the same deadline.
+    #[arg(long, help_heading = ENGINE)]
+    pub synthesize: bool,
 }
 
 /// `--sources`: which sources the engine asks when no `--config` file names them.
@@ -323,6 +328,11 @@ pub struct AskArgs {
     /// Run the sequential baseline and the concurrent agent, and print the speed-up.
     #[arg(long)]
     pub compare: bool,
+
+    /// After the sources, have the chat model (a .gguf in --model) write one answer across their summaries: it
+    /// opens the answer, marked as generated, within the same deadline.
+    #[arg(long, help_heading = ENGINE)]
+    pub synthesize: bool,
 }
 
 const SERVE_HELP: &str = "\
@@ -1092,6 +1102,7 @@ mod tests {
                             "--model",
                             "--workers",
                             "--executor",
+                            "--synthesize",
                         ],
                     ),
                     (
@@ -1153,6 +1164,7 @@ mod tests {
                             "--model",
                             "--workers",
                             "--executor",
+                            "--synthesize",
                         ],
                     ),
                     (

@@ -65,6 +65,7 @@ impl ReadyAgent {
             models: settings.models.clone(),
             extra_query: settings.extra_query.clone(),
             places,
+            synthesize: settings.synthesize,
         };
         Ok(Self {
             agent: Agent::new(client, executor, sources, agent_settings),

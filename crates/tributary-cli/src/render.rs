@@ -240,6 +240,7 @@ mod tests {
                     None,
                 ),
             ],
+            synthesis: None,
         };
         insta::assert_snapshot!(self::report(&report));
     }

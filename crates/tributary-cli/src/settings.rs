@@ -75,6 +75,8 @@ pub struct EngineSettings {
     pub executor: ExecutorKind,
     /// Where host names are looked up.
     pub name_resolution: NameResolution,
+    /// `--synthesize` (ask and serve): the chat model writes one answer across the sources after the fan-out.
+    pub synthesize: bool,
 }
 
 /// Where the engine's sources come from.
@@ -265,7 +267,22 @@ impl EngineSettings {
             } else {
                 NameResolution::NameServers(args.name_servers)
             },
+            synthesize: false,
         })
+    }
+
+    /// Turns on `--synthesize`, which needs a local chat model.
+    fn synthesize(&mut self, synthesize: bool) -> Result<(), CliError> {
+        if synthesize && self.models.generator.is_none() {
+            return Err(CliError::argument(
+                "--synthesize needs a local chat model: a .gguf file or name in --model",
+            )
+            .with_hint(
+                "e.g. --model all-MiniLM-L6-v2,SmolLM2-135M-Instruct.Q4_1.gguf --synthesize",
+            ));
+        }
+        self.synthesize = synthesize;
+        Ok(())
     }
 }
 
@@ -309,9 +326,11 @@ impl AskSettings {
             (true, false) => AskMode::Sequential,
             (false, false) => AskMode::Concurrent,
         };
+        let mut engine = EngineSettings::resolve(args.engine)?;
+        engine.synthesize(args.synthesize)?;
         Ok(Self {
             questions,
-            engine: EngineSettings::resolve(args.engine)?,
+            engine,
             mode,
             json: args.json,
             timeline: args.timeline,
@@ -374,7 +393,8 @@ impl WorkerSettings {
 impl ServeSettings {
     fn resolve(args: ServeArgs) -> Result<Self, CliError> {
         let cost = args.engine.inference_cost;
-        let engine = EngineSettings::resolve(args.engine)?;
+        let mut engine = EngineSettings::resolve(args.engine)?;
+        engine.synthesize(args.synthesize)?;
         let max_in_flight = match args.max_in_flight {
             Some(0) => return Err(CliError::argument("--max-in-flight must be at least 1")),
             Some(count) if count > tributary_serve::MAX_IN_FLIGHT => {

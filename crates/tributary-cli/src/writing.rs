@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use tokio_util::sync::CancellationToken;
 use tributary::trace::{Activity, Timeline, Update};
-use tributary_agent::step::source_lane;
+use tributary_agent::step::{SYNTHESIS_LANE, source_lane};
 use unicode_width::UnicodeWidthChar as _;
 
 use crate::printer::Printer;
@@ -92,10 +92,12 @@ pub async fn show(
     printer: Printer,
     done: CancellationToken,
 ) {
-    let by_lane: HashMap<String, String> = sources
+    let mut by_lane: HashMap<String, String> = sources
         .into_iter()
         .map(|source| (source_lane(&source), source))
         .collect();
+    // `--synthesize`: the answer across the sources, written after them.
+    by_lane.insert(SYNTHESIS_LANE.to_owned(), "in short".to_owned());
     let mut inferences: HashMap<u64, String> = HashMap::new();
     let mut writing = Writing::default();
     let mut cursor = 0;

@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tributary::group::{SpawnError, SupervisedChild, SupervisorHandle};
 use tributary::trace::{Activity, Outcome as SpanOutcome, Span, Timeline, Update};
-use tributary_agent::step::source_lane;
+use tributary_agent::step::{SYNTHESIS_LANE, source_lane};
 use tributary_agent::{Agent, AgentReport, Question, RunMode};
 
 use crate::admission::{Admitted, Fared, cpu_budget, fared};
@@ -403,6 +403,9 @@ impl Translator {
                         };
                         run.push("source", json!({ "source": source, "status": status }));
                         self.begun.insert(id, (source.clone(), activity));
+                    } else if lane == SYNTHESIS_LANE {
+                        // `--synthesize`: its words are `text` events of the source "synthesis".
+                        self.begun.insert(id, (SYNTHESIS_LANE.to_owned(), activity));
                     }
                 }
                 Update::Closed { id, outcome, at } => {

@@ -32,6 +32,69 @@ pub struct InferenceJob {
     pub wind_up_at: Option<SystemTime>,
 }
 
+/// One answer across the sources' summaries, written by the chat model of `models` after the fan-out
+/// (`ask --synthesize`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SynthesisJob {
+    /// The question.
+    pub question: String,
+    /// Each source's name and summary, in configuration order.
+    pub summaries: Vec<(String, String)>,
+    /// The models; only the chat model (a local `.gguf`) writes.
+    pub models: Models,
+    /// When the writing stops and keeps what it has, marked as cut short (as [`InferenceJob::wind_up_at`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wind_up_at: Option<SystemTime>,
+}
+
+/// What a [`SynthesisJob`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Synthesized {
+    /// The text, trimmed; ends `… (cut short)` when stopped by the wind-up or the token limit. Empty when not a
+    /// token came in time.
+    pub text: String,
+    /// Whether the wind-up or the token limit stopped it.
+    pub cut_short: bool,
+}
+
+impl CpuJob for SynthesisJob {
+    const NAME: &'static str = "synthesize";
+    type Output = Result<Synthesized, InferError>;
+
+    fn run(self, should_stop: &dyn Fn() -> bool) -> Self::Output {
+        self.run_with_progress(should_stop, &|_| {})
+    }
+
+    /// The chat model reports each piece of text as it writes it.
+    fn run_with_progress(
+        self,
+        should_stop: &dyn Fn() -> bool,
+        progress: &dyn Fn(&str),
+    ) -> Self::Output {
+        #[cfg(feature = "models")]
+        {
+            super::real::synthesize_with(
+                &self.models,
+                &self.question,
+                &self.summaries,
+                self.wind_up_at,
+                should_stop,
+                &mut |text| progress(text),
+            )
+        }
+        #[cfg(not(feature = "models"))]
+        {
+            let _ = (should_stop, progress);
+            Err(InferError::Model {
+                detail: super::models::ModelsError::NotBuilt {
+                    path: self.models.generator.unwrap_or_default(),
+                }
+                .to_string(),
+            })
+        }
+    }
+}
+
 /// A pure CPU benchmark job: `units` work units of the inference kernel, nothing else.
 ///
 /// One unit costs the same as one unit of inference, so [`calibration`] converts between units and CPU time for
@@ -131,9 +194,12 @@ impl CpuJob for BurnJob {
     }
 }
 
-/// The jobs of this crate, for a worker process to serve: `infer` and `burn`.
+/// The jobs of this crate, for a worker process to serve: `infer`, `synthesize` and `burn`.
 pub fn worker_jobs() -> WorkerJobs {
-    WorkerJobs::new().with::<InferenceJob>().with::<BurnJob>()
+    WorkerJobs::new()
+        .with::<InferenceJob>()
+        .with::<SynthesisJob>()
+        .with::<BurnJob>()
 }
 
 /// The work units `cost` buys, from async code: a CPU-time budget needs this machine's calibration, which
@@ -256,8 +322,11 @@ mod tests {
     }
 
     #[test]
-    fn the_worker_serves_both_jobs() {
-        assert_eq!(worker_jobs().names().collect::<Vec<_>>(), ["burn", "infer"]);
+    fn the_worker_serves_every_job() {
+        assert_eq!(
+            worker_jobs().names().collect::<Vec<_>>(),
+            ["burn", "infer", "synthesize"]
+        );
     }
 
     #[tokio::test]

@@ -20,7 +20,8 @@
 //! ```
 //!
 //! - [`model`]: the inference itself and its output types.
-//! - [`jobs`]: inference and the bare kernel as jobs for the engine's executors ([`InferenceJob`], [`BurnJob`]).
+//! - [`jobs`]: inference, a synthesis across sources and the bare kernel as jobs for the engine's executors
+//!   ([`InferenceJob`], [`SynthesisJob`], [`BurnJob`]).
 //! - [`Models`]: the real models that may read instead (feature `models`: `real`, on `tributary-models`).
 //! - [`work`]: the CPU kernel, the machine calibration and the cost budget.
 //! - [`aggregate`](mod@aggregate): one answer from many inferences.
@@ -39,7 +40,8 @@ pub mod work;
 
 pub use aggregate::{Answer, aggregate};
 pub use jobs::{
-    BurnJob, BurnReport, InferenceJob, burn, burn_for, work_units_off_runtime, worker_jobs,
+    BurnJob, BurnReport, InferenceJob, SynthesisJob, Synthesized, burn, burn_for,
+    work_units_off_runtime, worker_jobs,
 };
 pub use model::{
     Document, InferError, Inference, KeyTerm, Sentiment, SentimentLabel, TokenCounts, WorkReport,

@@ -24,3 +24,23 @@ pub(crate) fn grounded_user(question: &str, document: &Document, sentences: &[St
         document.source
     )
 }
+
+/// The instructions of a synthesis: one answer from the sources' summaries (a local chat model's only).
+#[cfg(feature = "models")]
+pub(crate) const SYNTHESIS_SYSTEM: &str = "You answer a question from what several sources said, in two or three \
+                                           short sentences. Use only what they said. Keep every number, place and \
+                                           name exactly as they give it.";
+
+/// The most tokens a synthesis may take.
+#[cfg(feature = "models")]
+pub(crate) const SYNTHESIS_TOKENS: usize = 96;
+
+/// The question and each source's summary, for a synthesis.
+#[cfg(feature = "models")]
+pub(crate) fn synthesis_user(question: &str, summaries: &[(String, String)]) -> String {
+    let mut data = String::new();
+    for (source, summary) in summaries {
+        data.push_str(&format!("- {source}: {summary}\n"));
+    }
+    format!("Question: {question}\nWhat the sources said:\n{data}")
+}

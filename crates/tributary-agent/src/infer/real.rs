@@ -5,9 +5,10 @@ use std::time::SystemTime;
 
 use tributary_models::{Embedder, Finish, Generator, ModelError, Prompt};
 
+use super::jobs::Synthesized;
 use super::model::{Document, InferError, Inference, infer};
 use super::models::{Models, ModelsError};
-use super::prompt::{self, SUMMARY_TOKENS};
+use super::prompt::{self, SUMMARY_TOKENS, SYNTHESIS_TOKENS};
 use super::text;
 use super::work::InferenceCost;
 use crate::places::place_candidate;
@@ -91,6 +92,48 @@ pub(super) fn infer_with(
     inference.cut_short = generation.finish != Finish::Stop;
     inference.tokens.generated = generation.generated_tokens;
     Ok(inference)
+}
+
+/// One answer across `summaries` (each source's name and summary) by the chat model of `models`, stopped at
+/// `wind_up` and kept, marked as cut short; `should_stop` (the caller gave up) cancels it.
+pub(super) fn synthesize_with(
+    models: &Models,
+    question: &str,
+    summaries: &[(String, String)],
+    wind_up: Option<SystemTime>,
+    should_stop: &dyn Fn() -> bool,
+    on_text: &mut dyn FnMut(&str),
+) -> Result<Synthesized, InferError> {
+    let path = models.generator.as_ref().ok_or_else(|| InferError::Model {
+        detail: "a synthesis needs a chat model (a .gguf file in --model)".to_owned(),
+    })?;
+    let generator = Generator::shared(path).map_err(model_error)?;
+    let prompt = Prompt {
+        system: prompt::SYNTHESIS_SYSTEM.to_owned(),
+        user: prompt::synthesis_user(question, summaries),
+    };
+    let past_wind_up = || wind_up.is_some_and(|at| SystemTime::now() >= at);
+    let generation = generator
+        .generate(
+            &prompt,
+            SYNTHESIS_TOKENS,
+            &|| should_stop() || past_wind_up(),
+            on_text,
+        )
+        .map_err(model_error)?;
+    if generation.finish == Finish::Cancelled && should_stop() {
+        return Err(InferError::Cancelled {
+            units_done: 0,
+            units_budget: 0,
+        });
+    }
+    let cut_short = generation.finish != Finish::Stop;
+    let text = if cut_short && !generation.text.is_empty() {
+        format!("{} … (cut short)", generation.text)
+    } else {
+        generation.text
+    };
+    Ok(Synthesized { text, cut_short })
 }
 
 /// Replaces the simulated summary with the sentences `embedder` finds relevant to `question`, best first up to
@@ -280,6 +323,59 @@ mod tests {
         // Not a token was generated in time: the sentences picked are the summary, not lost.
         assert!(picked_the_rain(&inference), "{inference:?}");
         assert!(!inference.cut_short);
+    }
+
+    #[test]
+    fn a_synthesis_is_written_from_every_summary_and_streams() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let models = models(directory.path(), true);
+        let summaries = vec![
+            ("weather".to_owned(), RAIN.to_owned()),
+            ("news".to_owned(), "The market rose.".to_owned()),
+        ];
+        let mut streamed = String::new();
+        let written = synthesize_with(
+            &models,
+            "Rain?",
+            &summaries,
+            None,
+            &|| false,
+            &mut |piece| streamed.push_str(piece),
+        )
+        .expect("writes");
+        assert!(
+            written.text.starts_with(streamed.trim()),
+            "{written:?} {streamed:?}"
+        );
+        // Past its wind-up before a token: nothing, and not an error.
+        let past = SystemTime::now() - Duration::from_secs(1);
+        let late = synthesize_with(
+            &models,
+            "Rain?",
+            &summaries,
+            Some(past),
+            &|| false,
+            &mut |_| {},
+        )
+        .expect("writes");
+        assert_eq!(late.text, "");
+        let gave_up = synthesize_with(&models, "Rain?", &summaries, None, &|| true, &mut |_| {});
+        assert!(
+            matches!(gave_up, Err(InferError::Cancelled { .. })),
+            "{gave_up:?}"
+        );
+        let without = synthesize_with(
+            &Models::default(),
+            "Rain?",
+            &summaries,
+            None,
+            &|| false,
+            &mut |_| {},
+        );
+        assert!(
+            matches!(without, Err(InferError::Model { .. })),
+            "{without:?}"
+        );
     }
 
     #[test]

@@ -167,7 +167,7 @@ fn wind_up_at_instant(deadline: Deadline) -> Option<tokio::time::Instant> {
 }
 
 /// [`wind_up_at_instant`] as wall-clock time (a worker process reads it too); now when it has passed.
-fn wind_up_at(deadline: Deadline) -> Option<SystemTime> {
+pub(super) fn wind_up_at(deadline: Deadline) -> Option<SystemTime> {
     let left = wind_up_at_instant(deadline)?.saturating_duration_since(tokio::time::Instant::now());
     SystemTime::now().checked_add(left)
 }

@@ -15,6 +15,7 @@
 //! - `chat`: [`Chat`], a summary written by an OpenAI-compatible chat endpoint, as I/O after the inference.
 //! - `inferences`: [`InferenceCache`], inferences kept beside the cached response they read.
 //! - `answer`: the [`answer`] rule, [`report`] (the one answer shape) and [`missing_sources`].
+//! - `synthesis`: [`synthesize`], one answer across the sources' summaries by the chat model, after the fan-out.
 //! - `timeline`: how a step is drawn: each fetch attempt, retry, hedge and timeout on the source's lane, each
 //!   inference on its worker's lane.
 //! - `messages`: how failures read to people ([`error_chain`], [`elapsed_message`]).
@@ -27,6 +28,7 @@ mod fetch;
 mod infer;
 mod inferences;
 mod messages;
+mod synthesis;
 mod timeline;
 
 use std::sync::Arc;
@@ -41,12 +43,13 @@ use tributary::trace::Timeline;
 use crate::infer::Models;
 use crate::question::Question;
 
-pub use answer::{RunFacts, Verdict, answer, millis, missing_sources, report};
+pub use answer::{RunFacts, Verdict, add_synthesis, answer, millis, missing_sources, report};
 pub use chat::{API_KEY_VARIABLE, Chat};
 pub use fetch::{Fetch, fetch_source};
 pub use infer::{StepRecord, infer_source};
 pub use inferences::InferenceCache;
 pub use messages::{elapsed_message, error_chain};
+pub use synthesis::{SYNTHESIS_LANE, synthesize};
 pub use timeline::{source_lane, worker_lane};
 
 /// Query parameters added to a request, as `(key, value)` pairs.

@@ -180,6 +180,7 @@ mod tests {
                 deadline_ms: 15_000.0,
                 per_source_timeout_ms: 5_000.0,
                 sources: Vec::new(),
+                synthesis: None,
             },
             error: Some("no source answered (...)".to_owned()),
             fetch_ms: Some(1.0),
