@@ -67,7 +67,7 @@ pub enum Finish {
 pub enum Backend {
     /// candle, pure Rust: always built. Requantises Q4_1 and Q5 files to Q8_0 at load (its SIMD kernels).
     Candle,
-    /// llama.cpp, C++ (the `llama` feature): reads every quantisation as it is, 2 to 2.5 times candle's speed.
+    /// llama.cpp, C++ (the `llama` feature): reads every quantisation as it is, 1.7 to 2.3 times candle's speed.
     #[cfg(feature = "llama")]
     Llama,
 }

@@ -6,7 +6,7 @@
 //!   cosine similarity of each sentence to a question.
 //! - [`Generator`]: a llama-family chat model in one GGUF file (e.g. SmolLM2-135M-Instruct), greedy, token by
 //!   token, with a stop check and a callback between tokens, on a [`Backend`]: candle, or llama.cpp when built (the
-//!   default then: 2 to 2.5 times as fast).
+//!   default then: 1.7 to 2.3 times as fast).
 //!
 //! Both are synchronous and CPU-bound: run them on a pool worker, never on an async runtime. Both are loaded once
 //! per process and path ([`Embedder::shared`], [`Generator::shared`]) and shared by every worker thread; a
