@@ -62,61 +62,43 @@ pub(super) fn infer_with(
         // Nothing relevant to ground a summary on: the source has nothing to say.
         return Ok(inference);
     }
-    let generator = Generator::shared(path).map_err(model_error)?;
     let prompt = grounded_prompt(&focus, document, &inference.summary);
-    let past_wind_up = || wind_up.is_some_and(|at| SystemTime::now() >= at);
-    let generation = generator
-        .generate(
-            &prompt,
-            SUMMARY_TOKENS,
-            &|| should_stop() || past_wind_up(),
-            on_text,
-        )
-        .map_err(model_error)?;
-    if generation.finish == Finish::Cancelled && should_stop() {
-        return Err(InferError::Cancelled {
-            units_done: 0,
-            units_budget: 0,
-        });
-    }
-    if generation.text.is_empty() {
+    let written = write(path, &prompt, SUMMARY_TOKENS, wind_up, should_stop, on_text)?;
+    if written.text.is_empty() {
         return Ok(inference);
     }
-    let text = match generation.finish {
-        Finish::Stop => generation.text,
-        Finish::Length | Finish::Cancelled => format!("{} … (cut short)", generation.text),
-    };
-    inference.summary = vec![text.clone()];
-    inference.generated = text;
+    inference.summary = vec![written.text.clone()];
+    inference.generated = written.text;
     inference.generated_by = models.chat_model();
-    inference.cut_short = generation.finish != Finish::Stop;
-    inference.tokens.generated = generation.generated_tokens;
+    inference.cut_short = written.cut_short;
+    inference.tokens.generated = written.tokens;
     Ok(inference)
 }
 
-/// One answer across `summaries` (each source's name and summary) by the chat model of `models`, stopped at
-/// `wind_up` and kept, marked as cut short; `should_stop` (the caller gave up) cancels it.
-pub(super) fn synthesize_with(
-    models: &Models,
-    question: &str,
-    summaries: &[(String, String)],
+/// What the chat model wrote: its text, ending `… (cut short)` when the wind-up or the token limit stopped it
+/// (empty when not a token came in time).
+struct Written {
+    text: String,
+    cut_short: bool,
+    tokens: usize,
+}
+
+/// Has the chat model at `path` reply to `prompt` in at most `max_tokens` tokens, stopped at `wind_up` and kept;
+/// `should_stop` (the caller gave up) cancels it.
+fn write(
+    path: &std::path::Path,
+    prompt: &Prompt,
+    max_tokens: usize,
     wind_up: Option<SystemTime>,
     should_stop: &dyn Fn() -> bool,
     on_text: &mut dyn FnMut(&str),
-) -> Result<Synthesized, InferError> {
-    let path = models.generator.as_ref().ok_or_else(|| InferError::Model {
-        detail: "a synthesis needs a chat model (a .gguf file in --model)".to_owned(),
-    })?;
+) -> Result<Written, InferError> {
     let generator = Generator::shared(path).map_err(model_error)?;
-    let prompt = Prompt {
-        system: prompt::SYNTHESIS_SYSTEM.to_owned(),
-        user: prompt::synthesis_user(question, summaries),
-    };
     let past_wind_up = || wind_up.is_some_and(|at| SystemTime::now() >= at);
     let generation = generator
         .generate(
-            &prompt,
-            SYNTHESIS_TOKENS,
+            prompt,
+            max_tokens,
             &|| should_stop() || past_wind_up(),
             on_text,
         )
@@ -133,7 +115,42 @@ pub(super) fn synthesize_with(
     } else {
         generation.text
     };
-    Ok(Synthesized { text, cut_short })
+    Ok(Written {
+        text,
+        cut_short,
+        tokens: generation.generated_tokens,
+    })
+}
+
+/// One answer across `summaries` (each source's name and summary) by the chat model of `models`, stopped at
+/// `wind_up` and kept, marked as cut short; `should_stop` (the caller gave up) cancels it.
+pub(super) fn synthesize_with(
+    models: &Models,
+    question: &str,
+    summaries: &[(String, String)],
+    wind_up: Option<SystemTime>,
+    should_stop: &dyn Fn() -> bool,
+    on_text: &mut dyn FnMut(&str),
+) -> Result<Synthesized, InferError> {
+    let path = models.generator.as_ref().ok_or_else(|| InferError::Model {
+        detail: "a synthesis needs a chat model (a .gguf file in --model)".to_owned(),
+    })?;
+    let prompt = Prompt {
+        system: prompt::SYNTHESIS_SYSTEM.to_owned(),
+        user: prompt::synthesis_user(question, summaries),
+    };
+    let written = write(
+        path,
+        &prompt,
+        SYNTHESIS_TOKENS,
+        wind_up,
+        should_stop,
+        on_text,
+    )?;
+    Ok(Synthesized {
+        text: written.text,
+        cut_short: written.cut_short,
+    })
 }
 
 /// Replaces the simulated summary with the sentences `embedder` finds relevant to `question`, best first up to
