@@ -85,13 +85,19 @@ impl CpuJob for SynthesisJob {
         #[cfg(not(feature = "models"))]
         {
             let _ = (should_stop, progress);
-            Err(InferError::Model {
-                detail: super::models::ModelsError::NotBuilt {
-                    path: self.models.generator.unwrap_or_default(),
-                }
-                .to_string(),
-            })
+            Err(not_built(self.models.generator))
         }
+    }
+}
+
+/// A job that names a model file in a build without the `models` feature: the error names the file.
+#[cfg(not(feature = "models"))]
+fn not_built(path: Option<std::path::PathBuf>) -> InferError {
+    InferError::Model {
+        detail: super::models::ModelsError::NotBuilt {
+            path: path.unwrap_or_default(),
+        }
+        .to_string(),
     }
 }
 
@@ -171,16 +177,7 @@ impl CpuJob for InferenceJob {
         #[cfg(not(feature = "models"))]
         {
             let _ = progress;
-            Err(InferError::Model {
-                detail: super::models::ModelsError::NotBuilt {
-                    path: self
-                        .models
-                        .embedder
-                        .or(self.models.generator)
-                        .unwrap_or_default(),
-                }
-                .to_string(),
-            })
+            Err(not_built(self.models.embedder.or(self.models.generator)))
         }
     }
 }

@@ -25,8 +25,12 @@ pub async fn synthesize(
     records: &[StepRecord],
     deadline: Deadline,
 ) -> Option<Synthesis> {
-    let generated_by = context.models.chat_model()?;
-    context.models.generator.as_ref()?;
+    // Only a local chat model synthesises (an endpoint's name is a chat model too).
+    let generated_by = context
+        .models
+        .generator
+        .as_ref()
+        .and_then(|_| context.models.chat_model())?;
     let summaries: Vec<(String, String)> = records
         .iter()
         .filter(|record| record.report.status == SourceStatus::Ok)
@@ -67,29 +71,44 @@ pub async fn synthesize(
             timeline.elapsed(),
         ));
     };
+    // A synthesis that did not finish leaves the answer as it is, and says why on the timeline.
+    let give_up = |open: Option<OpenSpan>, why: String, span: SpanOutcome| {
+        tracing::warn!(why, "no synthesis");
+        if let Some(timeline) = &context.timeline {
+            note(timeline, why);
+        }
+        close(open, span);
+        None
+    };
     let (written, timing) = match outcome {
         Some(Ok(Ok((Ok(written), timing)))) => (written, timing),
-        failed => {
-            let (why, span) = match failed {
-                None | Some(Ok(Ok((Err(InferError::Cancelled { .. }), _)))) => {
-                    ("synthesis cancelled".to_owned(), SpanOutcome::Cancelled)
-                }
-                Some(Err(_)) => (
-                    "synthesis cut short by the deadline".to_owned(),
-                    SpanOutcome::TimedOut,
-                ),
-                Some(Ok(Err(error))) => (format!("synthesis failed: {error}"), SpanOutcome::Failed),
-                Some(Ok(Ok((Err(error), _)))) => {
-                    (format!("synthesis failed: {error}"), SpanOutcome::Failed)
-                }
-                Some(Ok(Ok((Ok(_), _)))) => unreachable!("matched above"),
-            };
-            tracing::warn!(why, "no synthesis");
-            if let Some(timeline) = &context.timeline {
-                note(timeline, why);
-            }
-            close(open, span);
-            return None;
+        None | Some(Ok(Ok((Err(InferError::Cancelled { .. }), _)))) => {
+            return give_up(
+                open,
+                "synthesis cancelled".to_owned(),
+                SpanOutcome::Cancelled,
+            );
+        }
+        Some(Err(_)) => {
+            return give_up(
+                open,
+                "synthesis cut short by the deadline".to_owned(),
+                SpanOutcome::TimedOut,
+            );
+        }
+        Some(Ok(Err(error))) => {
+            return give_up(
+                open,
+                format!("synthesis failed: {error}"),
+                SpanOutcome::Failed,
+            );
+        }
+        Some(Ok(Ok((Err(error), _)))) => {
+            return give_up(
+                open,
+                format!("synthesis failed: {error}"),
+                SpanOutcome::Failed,
+            );
         }
     };
     if let Some(timeline) = &context.timeline {
