@@ -169,11 +169,7 @@ mod alone {
             llama_cpp_2::LogOptions::default().with_logs_enabled(false),
         );
         let model = LlamaModel::load_from_file(&backend, &path, &LlamaModelParams::default())?;
-        let prompt = super::prompt();
-        let text = format!(
-            "<|im_start|>system\n{}<|im_end|>\n<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n",
-            prompt.system, prompt.user
-        );
+        let text = super::prompt().to_chatml();
         let tokens = model.vocab().tokenize(text.as_bytes(), false, true);
         let length = u32::try_from(tokens.len() + GENERATED)?;
         let mut best_prompt = f64::MAX;

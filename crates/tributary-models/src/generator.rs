@@ -36,6 +36,16 @@ pub struct Prompt {
     pub user: String,
 }
 
+impl Prompt {
+    /// The prompt as the model reads it: ChatML, ending where the assistant's reply begins.
+    pub fn to_chatml(&self) -> String {
+        format!(
+            "<|im_start|>system\n{}<|im_end|>\n<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n",
+            self.system, self.user
+        )
+    }
+}
+
 /// A reply and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Generation {
@@ -145,11 +155,10 @@ impl Generator {
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Generation, ModelError> {
         let run = |e: &dyn std::fmt::Display| ModelError::run(&self.path, e);
-        let text = format!(
-            "<|im_start|>system\n{}<|im_end|>\n<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n",
-            prompt.system, prompt.user
-        );
-        let prompt_ids = self.model.tokenize(&text).map_err(|e| run(&e))?;
+        let prompt_ids = self
+            .model
+            .tokenize(&prompt.to_chatml())
+            .map_err(|e| run(&e))?;
         if prompt_ids.len() + max_tokens > self.model.context() {
             return Err(run(&format_args!(
                 "a prompt of {} tokens and {max_tokens} to generate exceed the model's context of {}",
