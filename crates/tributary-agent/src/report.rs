@@ -1,7 +1,7 @@
 //! What a run reports: the answer, per-source status and timings, and how close the run came to the ideal.
 //!
 //! [`AgentReport`] is the one answer shape of every driver: what `tributary ask --json` prints, and what
-//! `tributary batch` stores in its database and exports (documented once, in the README). Fields are only ever
+//! `tributary batch` stores in its database and exports (documented once, in docs/ASK.md). Fields are only ever
 //! added, never renamed or removed; durations are milliseconds as floating-point numbers.
 //!
 //! Meaning travels in types: a source's [`SourceFailure`] and an answer's [`AnswerFailure`] say *why* as kinds

@@ -1,5 +1,5 @@
-//! The public sources at their real URLs, over the internet: run only with `TRIBUTARY_LIVE=1` (the README's
-//! testing section), otherwise each test says in one line what it skipped and passes. What the APIs answer
+//! The public sources at their real URLs, over the internet: run only with `TRIBUTARY_LIVE=1` (docs/DEVELOPING.md,
+//! Testing), otherwise each test says in one line what it skipped and passes. What the APIs answer
 //! changes, so these check the shape of the outcome, not the words: the fixture tests (`public_sources.rs`)
 //! check the words.
 

@@ -22,7 +22,7 @@
 //!
 //! Adding [`to_thread`] (`to-thread`) touched 2 files: `to_thread.rs` (new) and one line of `lib.rs`, as
 //! `git show --stat` of its commit shows; the command line and its tests ran it with no change. Telling readers
-//! about it (`docs/CONCEPTS.md`, the README's list) was a commit of its own, like this paragraph: documentation
+//! about it (`docs/CONCEPTS.md`, `docs/LAB.md`) was a commit of its own, like this paragraph: documentation
 //! is welcome, not required.
 //!
 //! # Layout

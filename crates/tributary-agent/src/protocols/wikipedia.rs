@@ -3,7 +3,7 @@
 //!
 //! Rate limit: 200 requests a second for the REST APIs; the agent asks far less (two requests a question, the
 //! summaries cached an hour). Wikipedia's policy asks every client for a User-Agent naming the tool and a way
-//! to reach its operator: the engine's client sends `tributary/VERSION` (see the README).
+//! to reach its operator: the engine's client sends `tributary/VERSION` (see docs/SOURCES.md).
 
 use std::sync::Arc;
 
