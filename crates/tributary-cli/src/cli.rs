@@ -23,7 +23,9 @@ use tributary_agent::limits::{
 };
 use tributary_batch::{DEFAULT_IO_CONCURRENCY, InputFormat};
 
-/// Every exit code and the commands that return it, for `tributary --help` (and the README). Each command's
+use crate::config_file::{self, ConfigFile, ConfigFileError};
+
+/// Every exit code and the commands that return it, for `tributary --help` (and docs/CLI.md). Each command's
 /// own `--help` lists only the codes that command can return (`*_HELP` and `*_EXIT_CODES` below).
 pub const EXIT_CODES: &str = "\
 Exit codes (each command's --help lists its own):
@@ -119,7 +121,11 @@ pub enum Command {
     /// Install, list and verify the model files `--model` reads (an embedder directory, a GGUF chat model).
     #[command(after_help = MODEL_HELP)]
     Model(ModelArgs),
-    /// Print the completion script of a shell on stdout (the README says where each shell reads it from).
+    /// Print the options' defaults in effect for a command, and where each comes from: a variable, the config
+    /// file, or built in.
+    #[command(after_help = CONFIG_HELP)]
+    Config(ConfigArgs),
+    /// Print the completion script of a shell on stdout (docs/CLI.md says where each shell reads it from).
     #[command(after_help = COMPLETIONS_HELP)]
     Completions(CompletionsArgs),
     /// Print the manual page (roff) on stdout: tributary(1), then one page per command, e.g. tributary-ask(1).
@@ -597,7 +603,7 @@ Exit codes:
   2  usage error (an unknown model name, a repository without files, an unwritable directory)";
 
 const COMPLETIONS_HELP: &str = "\
-Install (the README has more):
+Install (docs/CLI.md has more):
   bash  tributary completions bash > ~/.local/share/bash-completion/completions/tributary
   zsh   tributary completions zsh > ~/.zfunc/_tributary   (with fpath+=~/.zfunc before compinit)
   fish  tributary completions fish > ~/.config/fish/completions/tributary.fish
@@ -605,6 +611,23 @@ Install (the README has more):
 Exit codes:
   0  the script was printed (or the reader of stdout went away)
   2  usage error (an unknown shell), or stdout cannot be written";
+
+const CONFIG_HELP: &str = "\
+The config file is TRIBUTARY_CONFIG_FILE when set (empty: none), else config.toml in the
+platform's config directory: ~/.config/tributary/ on Linux ($XDG_CONFIG_HOME/tributary/ when set),
+~/Library/Application Support/tributary/ on macOS. A key is an option's long name without the
+dashes, for every command that has the option; a [COMMAND] table holds one command's own:
+
+  deadline = \"5s\"
+  workers = 4
+  [serve]
+  listen = \"127.0.0.1:9000\"
+
+A flag beats its variable, which beats the file, which beats the built-in default.
+
+Exit codes:
+  0  the settings were printed (or the reader of stdout went away)
+  2  usage error, a config file that cannot be read or used, or stdout cannot be written";
 
 const MAN_HELP: &str = "\
 Read it with: tributary man | man -l -
@@ -616,7 +639,8 @@ Exit codes:
 /// Arguments of `tributary model`.
 #[derive(Debug, Args)]
 pub struct ModelArgs {
-    /// Where models are installed [default: $XDG_CACHE_HOME/tributary-models, else ~/.cache/tributary-models].
+    /// Where models are installed [default: tributary-models in the platform's cache directory: $XDG_CACHE_HOME or
+    /// ~/.cache on Linux, ~/Library/Caches on macOS].
     #[arg(long, value_name = "DIR", env = "TRIBUTARY_MODELS_DIR", global = true)]
     pub models_dir: Option<PathBuf>,
     #[command(subcommand)]
@@ -647,6 +671,19 @@ pub enum ModelAction {
         #[arg(long, value_name = "REVISION", default_value = "main")]
         revision: String,
     },
+}
+
+/// Arguments of `tributary config`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// The command whose settings to show.
+    #[arg(value_name = "COMMAND", default_value = "ask", value_parser = configurable_commands())]
+    pub command: String,
+}
+
+/// The commands whose options a config file can set: those `tributary config` shows.
+fn configurable_commands() -> PossibleValuesParser {
+    PossibleValuesParser::new(["ask", "batch", "worker", "serve", "sources", "lab", "model"])
 }
 
 /// Arguments of `tributary completions`.
@@ -848,16 +885,27 @@ pub fn visible_command() -> clap::Command {
 
 /// Parses the process's arguments, with the `TRIBUTARY_*` variables, as [`Cli::parse`] does (a mistake prints
 /// clap's message and exits 2), except that a bad value from a variable is reported under the variable's name.
-pub fn parse() -> Cli {
+///
+/// The options' defaults are first taken from the config file ([`config_file`]), unless the command ignores it;
+/// a config file that cannot be used is the error.
+pub fn parse() -> Result<Cli, ConfigFileError> {
     let args: Vec<OsString> = std::env::args_os().collect();
-    try_parse(&args).unwrap_or_else(|error| {
-        name_the_variable(error, &args, |name| std::env::var_os(name).is_some()).exit()
-    })
+    let command = Cli::command();
+    let file = if config_file::is_ignored(&command, &args) {
+        ConfigFile::default()
+    } else {
+        config_file::load(&config_file::locate(), &command)?
+    };
+    Ok(
+        try_parse(file.apply(command), &args).unwrap_or_else(|error| {
+            name_the_variable(error, &args, |name| std::env::var_os(name).is_some()).exit()
+        }),
+    )
 }
 
 /// The arguments, or clap's error (exit code 2), including a worker's flag given to `batch --nats`.
-fn try_parse(args: &[OsString]) -> Result<Cli, clap::Error> {
-    let matches = Cli::command().try_get_matches_from(args)?;
+fn try_parse(command: clap::Command, args: &[OsString]) -> Result<Cli, clap::Error> {
+    let matches = command.try_get_matches_from(args)?;
     if let Some(("batch", batch)) = matches.subcommand() {
         refuse_workers_flags(batch)?;
     }
@@ -992,6 +1040,8 @@ mod tests {
         ("worker", &[0, 1, 2]),
         // Interrupted, a pull keeps its `.part` to resume; there is nothing else to finish.
         ("model", &[0, 1, 2]),
+        // No runtime, no engine: a config file that cannot be used, and what stdout refuses.
+        ("config", &[0, 2]),
     ];
 
     #[test]

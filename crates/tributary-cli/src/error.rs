@@ -3,7 +3,7 @@
 //! A command returns `Result<Outcome, CliError>`. [`exit_code`] is the only place that turns either into a
 //! number: a [`CliError`] by its [`ErrorKind`], an [`Outcome`] by what the command found. The codes are
 //! documented in `tributary --help` ([`crate::cli::EXIT_CODES`]), in each command's `--help` (only the codes
-//! that command can return; a test checks the lists) and in the README.
+//! that command can return; a test checks the lists) and in docs/CLI.md.
 
 use std::fmt;
 use std::path::Path;
@@ -155,9 +155,19 @@ impl From<ConfigError> for CliError {
     fn from(error: ConfigError) -> Self {
         // The error reads after "failed to" and already names the file (and the line, column and field).
         Self::new(ErrorKind::InvalidConfig, format!("failed to {}", error_chain(&error))).with_hint(
-            "--config (or TRIBUTARY_CONFIG) takes a TOML file of [[source]] tables; the README's \"Sources \
-             file\" section lists their fields",
+            "--config (or TRIBUTARY_CONFIG) takes a TOML file of [[source]] tables; docs/SOURCES.md lists \
+             their fields",
         )
+    }
+}
+
+impl From<crate::config_file::ConfigFileError> for CliError {
+    fn from(error: crate::config_file::ConfigFileError) -> Self {
+        Self::new(ErrorKind::InvalidConfig, error.to_string()).with_hint(format!(
+            "the config file holds defaults for the options, e.g. deadline = \"5s\" (docs/CONFIG.md); \
+             {}= (empty) runs without it",
+            crate::config_file::VARIABLE
+        ))
     }
 }
 

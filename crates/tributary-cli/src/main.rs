@@ -1,6 +1,6 @@
 //! The `tributary` command-line tool: arguments → settings → one command per module → the printer.
 //!
-//! - `cli`: the arguments (clap), parsed and nothing else.
+//! - `cli`: the arguments (clap), parsed and nothing else; `config_file`: the defaults a config file gives them.
 //! - `settings`: every argument validated and resolved before anything starts.
 //! - `commands`: one module per command, each a function of its settings and the printer.
 //! - `printer`: stdout for data, stderr for notes, the colour decision.
@@ -10,6 +10,7 @@
 
 mod cli;
 mod commands;
+mod config_file;
 mod error;
 mod logging;
 mod printer;
@@ -28,7 +29,14 @@ fn main() -> std::process::ExitCode {
     one_thread_per_inference();
     // Deadlines count from here: start-up (the runtime, the services, the pool) is inside them.
     let started = std::time::Instant::now();
-    let cli = cli::parse();
+    let cli = match cli::parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let error = CliError::from(error);
+            Printer::new(cli::ColorChoice::Auto).error(&error);
+            return std::process::ExitCode::from(exit_code(&Err(error)));
+        }
+    };
     let printer = Printer::new(cli.color);
     // A worker process of `--executor processes` gets the endpoint from its parent's environment.
     let export = logging::Export {
@@ -95,6 +103,7 @@ fn run(
         CommandSettings::Model(settings) => block_on(commands::model::run(settings, printer)),
         CommandSettings::Completions(shell) => commands::completions::run(shell, printer),
         CommandSettings::Man => commands::man::run(printer),
+        CommandSettings::Config(command) => commands::config::run(&command, printer),
         // A worker of `--executor processes`: synchronous, no runtime, jobs on stdin, results on stdout. It serves
         // the agent's jobs, and the lab's `CrashJob`, which `tributary lab parallelism` sends to these workers to
         // show that a crashed worker fails only its job.

@@ -50,6 +50,8 @@ pub enum CommandSettings {
     Completions(clap_complete::Shell),
     /// `tributary man`.
     Man,
+    /// `tributary config`: the command whose settings to show.
+    Config(String),
     /// The hidden `__worker`: a worker process of `--executor processes`.
     PoolWorker,
 }
@@ -226,6 +228,7 @@ impl CommandSettings {
             }),
             Command::Completions(args) => Self::Completions(args.shell),
             Command::Man => Self::Man,
+            Command::Config(args) => Self::Config(args.command),
             Command::PoolWorker => Self::PoolWorker,
         })
     }

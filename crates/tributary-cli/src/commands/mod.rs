@@ -3,6 +3,7 @@
 pub mod ask;
 pub mod batch;
 pub mod completions;
+pub mod config;
 pub mod lab;
 pub mod man;
 pub mod model;

@@ -80,13 +80,10 @@ const RECORD: &str = "SHA256SUMS";
 /// The files of an embedder directory that `--model` reads.
 const EMBEDDER_FILES: [&str; 3] = ["config.json", "model.safetensors", "tokenizer.json"];
 
-/// The default models directory: `$XDG_CACHE_HOME/tributary-models`, else `~/.cache/tributary-models`.
+/// The default models directory: `tributary-models` in the platform's cache directory (`$XDG_CACHE_HOME`, else
+/// `~/.cache`, on Linux; `~/Library/Caches` on macOS).
 pub fn default_dir() -> Option<PathBuf> {
-    let non_empty = |name| std::env::var_os(name).filter(|value| !value.is_empty());
-    non_empty("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| non_empty("HOME").map(|home| PathBuf::from(home).join(".cache")))
-        .map(|cache| cache.join("tributary-models"))
+    dirs::cache_dir().map(|cache| cache.join("tributary-models"))
 }
 
 /// The models directory `TRIBUTARY_MODELS_DIR` names, else the default.

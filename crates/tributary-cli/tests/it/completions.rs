@@ -14,6 +14,7 @@ const COMMANDS: &[&str] = &[
     "sources",
     "lab",
     "model",
+    "config",
     "completions",
     "man",
 ];

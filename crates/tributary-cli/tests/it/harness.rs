@@ -23,7 +23,9 @@ pub fn tributary() -> Command {
         .env_remove("TRIBUTARY_MODELS_DIR")
         .env_remove("HF_ENDPOINT")
         .env_remove("HF_TOKEN")
-        .env_remove("OPENAI_API_KEY");
+        .env_remove("OPENAI_API_KEY")
+        // Nor a developer's config file (tests/it/config.rs sets its own).
+        .env("TRIBUTARY_CONFIG_FILE", "");
     for variable in ENGINE_VARIABLES {
         command.env_remove(variable);
     }

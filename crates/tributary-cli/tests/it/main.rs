@@ -7,6 +7,7 @@ mod batch;
 mod chaos;
 mod chat_endpoint;
 mod completions;
+mod config;
 mod connections;
 mod environment;
 mod harness;
