@@ -8,7 +8,7 @@
 //! Never use it for real work. It exists so the comparison can show what the other executors avoid.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use super::error::PoolError;
@@ -19,6 +19,11 @@ use super::stats::{PoolCounters, PoolStats};
 #[derive(Debug, Clone, Default)]
 pub struct InlineExecutor {
     counters: Arc<PoolCounters>,
+    /// One job at a time. A multi-threaded runtime polls tasks on several threads, and each would otherwise run
+    /// its job at once on its own: not the one blocked event loop this executor stands for, and a run whose jobs
+    /// overlapped on "one worker" measured an ideal schedule longer than the run itself. A job waiting for its
+    /// turn blocks its runtime thread too, as a second blocking call on asyncio's one loop would.
+    turn: Arc<Mutex<()>>,
 }
 
 impl InlineExecutor {
@@ -35,12 +40,15 @@ impl InlineExecutor {
     where
         F: FnOnce(&dyn Fn() -> bool) -> R,
     {
+        let queued_at = Instant::now();
+        // A job that panicked was caught below, so a poisoned lock guards nothing broken.
+        let _turn = self.turn.lock().unwrap_or_else(PoisonError::into_inner);
         let started_at = Instant::now();
         PoolCounters::increment(&self.counters.running);
         let outcome = catch_unwind(AssertUnwindSafe(|| job(&|| false)));
         let timing = JobTiming {
             worker_index: 0,
-            queued_at: started_at,
+            queued_at,
             started_at,
             finished_at: Instant::now(),
         };
@@ -88,5 +96,42 @@ mod tests {
         assert!(matches!(outcome, Err(PoolError::Panicked(message)) if message == "boom"));
         assert_eq!(inline.stats().panicked, 1);
         assert_eq!(inline.stats().running, 0);
+    }
+
+    /// Callers on several threads (a multi-threaded runtime's) take turns: the jobs never overlap, and each one's
+    /// run time excludes its wait.
+    #[test]
+    fn jobs_from_several_threads_run_one_at_a_time() {
+        let inline = InlineExecutor::new();
+        let timings: Vec<JobTiming> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..3)
+                .map(|_| {
+                    let inline = inline.clone();
+                    scope.spawn(move || {
+                        inline
+                            .run(|_| std::thread::sleep(std::time::Duration::from_millis(30)))
+                            .expect("job runs")
+                            .1
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| handle.join().expect("joins"))
+                .collect()
+        });
+        let mut spans: Vec<(Instant, Instant)> = timings
+            .iter()
+            .map(|timing| (timing.started_at, timing.finished_at))
+            .collect();
+        spans.sort();
+        for pair in spans.windows(2) {
+            assert!(pair[0].1 <= pair[1].0, "two jobs overlapped: {pair:?}");
+        }
+        assert!(
+            timings
+                .iter()
+                .any(|timing| timing.queued_at < timing.started_at)
+        );
     }
 }

@@ -120,7 +120,7 @@ pub enum FetchErrorKind {
     },
     /// The source's rate limit has no free slot before the deadline, so the request was not sent (never
     /// retried).
-    #[error("send within the source's rate limit of {limit} before the deadline (the next slot is {} away)", humantime::format_duration(whole_millis(*wait)))]
+    #[error("send within the source's rate limit of {limit} before the deadline (the next slot is {} away)", crate::trace::format_duration(*wait))]
     RateLimited {
         /// The source's limit.
         limit: RateLimit,
@@ -134,13 +134,8 @@ fn next_probe(retry_in: Duration) -> String {
     if retry_in.is_zero() {
         "once the probes in flight report".to_owned()
     } else {
-        format!("in {}", humantime::format_duration(whole_millis(retry_in)))
+        format!("in {}", crate::trace::format_duration(retry_in))
     }
-}
-
-/// A duration rounded up to whole milliseconds, for messages ("2s 1ms", not "2s 793us 12ns").
-fn whole_millis(duration: Duration) -> Duration {
-    Duration::from_millis(u64::try_from(duration.as_micros().div_ceil(1000)).unwrap_or(u64::MAX))
 }
 
 impl FetchErrorKind {

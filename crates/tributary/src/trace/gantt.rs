@@ -18,6 +18,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use super::palette;
 use super::record::{
     Activity, EventKind, Outcome, Snapshot, Timeline, busy_time, format_duration, tick_step,
 };
@@ -326,11 +327,11 @@ const RESET: &str = "\x1b[0m";
 fn ansi(paint: Paint) -> &'static str {
     match paint {
         Paint::Empty => RESET,
-        Paint::Fetch => "\x1b[32m",
-        Paint::Infer => "\x1b[36m",
+        Paint::Fetch => palette::FETCH.ansi,
+        Paint::Infer => palette::INFER.ansi,
         Paint::Other => "\x1b[37m",
-        Paint::Failed => "\x1b[31m",
-        Paint::Cancelled | Paint::Retry => "\x1b[33m",
+        Paint::Failed => palette::FAILED.ansi,
+        Paint::Cancelled | Paint::Retry => palette::CANCELLED.ansi,
         Paint::Note => "\x1b[35m",
     }
 }
@@ -449,7 +450,7 @@ mod tests {
                 .contains('\x1b')
         );
         let coloured = sample().render_gantt(80, GanttStyle::Colour);
-        assert!(coloured.contains("\x1b[36m▒"));
+        assert!(coloured.contains("\x1b[32m▒"));
         assert!(coloured.contains(RESET));
     }
 

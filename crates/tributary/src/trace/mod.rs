@@ -36,6 +36,10 @@ mod live;
 mod record;
 mod svg;
 
+pub mod palette;
+
 pub use gantt::GanttStyle;
 pub use live::{OpenSpan, SpanProgress, Update};
-pub use record::{Activity, EventKind, InstantEvent, Lane, Outcome, Span, SpanGuard, Timeline};
+pub use record::{
+    Activity, EventKind, InstantEvent, Lane, Outcome, Span, SpanGuard, Timeline, format_duration,
+};

@@ -431,15 +431,22 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// A duration in milliseconds, as people read it: `0.4 ms`, `12 ms`, `2.5 s`.
-pub(crate) fn format_duration(duration: Duration) -> String {
+/// A duration as people read it, the one format of everything tributary prints: `0.4 ms`, `12 ms`, `2300 ms`,
+/// `12.3 s`, `4 min 45 s`, `2 h 5 min`. Milliseconds to ten seconds, so that a chart's and a table's figures of
+/// one run compare at a glance; then seconds, then minutes.
+pub fn format_duration(duration: Duration) -> String {
     let millis = duration.as_secs_f64() * 1000.0;
+    let seconds = duration.as_secs();
     if millis < 10.0 {
         format!("{millis:.1} ms")
     } else if millis < 10_000.0 {
         format!("{millis:.0} ms")
-    } else {
+    } else if millis < 60_000.0 {
         format!("{:.1} s", millis / 1000.0)
+    } else if seconds < 3600 {
+        format!("{} min {} s", seconds / 60, seconds % 60)
+    } else {
+        format!("{} h {} min", seconds / 3600, seconds % 3600 / 60)
     }
 }
 
@@ -577,6 +584,8 @@ mod tests {
         assert_eq!(format_duration(Duration::from_micros(2_460)), "2.5 ms");
         assert_eq!(format_duration(ms(412)), "412 ms");
         assert_eq!(format_duration(ms(12_345)), "12.3 s");
+        assert_eq!(format_duration(ms(285_547)), "4 min 45 s");
+        assert_eq!(format_duration(ms(7_530_000)), "2 h 5 min");
         assert_eq!(tick_step(ms(412), 5), ms(100));
         assert_eq!(tick_step(ms(40), 5), ms(10));
         let spans = [

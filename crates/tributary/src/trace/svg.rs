@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use super::palette;
 use super::record::{Activity, EventKind, Outcome, Snapshot, Timeline, format_duration, tick_step};
 
 impl Timeline {
@@ -46,10 +47,14 @@ fn render(snapshot: &Snapshot, title: &str) -> String {
     );
     let _ = writeln!(
         svg,
-        "<style>.fetch{{fill:#4caf50}}.infer{{fill:#2196f3}}.other{{fill:#9e9e9e}}\
-         .failed,.timed_out{{fill:#e53935}}.cancelled{{fill:#ffb300}}.grid{{stroke:#e0e0e0}}\
+        "<style>.fetch{{fill:{}}}.infer{{fill:{}}}.other{{fill:#9e9e9e}}\
+         .failed,.timed_out{{fill:{}}}.cancelled{{fill:{}}}.grid{{stroke:#e0e0e0}}\
          .group{{stroke:#757575;stroke-dasharray:4 3}}\
-         .event{{stroke:#212121;stroke-width:1}}</style>"
+         .event{{stroke:#212121;stroke-width:1}}</style>",
+        palette::FETCH.hex,
+        palette::INFER.hex,
+        palette::FAILED.hex,
+        palette::CANCELLED.hex,
     );
     let _ = writeln!(
         svg,
@@ -127,8 +132,8 @@ fn render(snapshot: &Snapshot, title: &str) -> String {
         let x = x_of(event.at);
         let y = row_top(&event.lane) + ROW_HEIGHT / 2.0;
         let fill = match event.kind {
-            EventKind::Retry => "#ffb300",
-            EventKind::Timeout | EventKind::Failure => "#e53935",
+            EventKind::Retry => palette::CANCELLED.hex,
+            EventKind::Timeout | EventKind::Failure => palette::FAILED.hex,
             EventKind::Note => "#8e24aa",
         };
         let _ = writeln!(
