@@ -10,11 +10,12 @@ use axum::http::HeaderMap;
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
+use tributary::name::check_name;
 use tributary::source::DEADLINE_HEADER;
 use tributary_agent::limits::MAX_DURATION;
 use tributary_agent::{AgentSettings, Question, RunMode};
 
-use tributary_sim::faults::fault_queries;
+use tributary_sim::faults::{FaultQueries, parse_fault_kind};
 
 use crate::routes::AppState;
 
@@ -158,13 +159,24 @@ impl AskRequest {
             None => server.per_source_timeout,
             Some(millis) => milliseconds("per_source_timeout_ms", millis)?,
         };
-        let flags: Vec<String> = self
-            .faults
-            .iter()
-            .map(|(source, kind)| format!("{source}={kind}"))
-            .collect();
-        let requested = fault_queries(&flags, &state.sources)
-            .map_err(|cause| format!("faults: {}", cause.message))?;
+        // In the request's own terms (the `faults` object's keys and values), not the command line's `--fault`.
+        let mut requested: FaultQueries = Vec::new();
+        for (source, kind) in &self.faults {
+            // A name that could rewrite a terminal is described, never echoed.
+            check_name(source).map_err(|error| format!("faults: the source name {error}"))?;
+            if !state.sources.contains(source) {
+                return Err(format!(
+                    "faults: no source is called {source:?}; the sources are {}",
+                    state.sources.join(", ")
+                ));
+            }
+            let fault =
+                parse_fault_kind(kind).map_err(|error| format!("faults.{source}: {error}"))?;
+            match requested.iter_mut().find(|(named, _)| named == source) {
+                Some((_, pairs)) => pairs.push(fault.query_pair()),
+                None => requested.push((source.clone(), vec![fault.query_pair()])),
+            }
+        }
         // The request's faults replace the server's `--fault` flags for the sources it names, and only those.
         let mut extra_query = server.extra_query.clone();
         extra_query.retain(|(source, _)| !requested.iter().any(|(named, _)| named == source));

@@ -21,6 +21,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tributary::group::{SupervisedChild, Supervisor, SupervisorConfig, SupervisorHandle};
 use tributary::lag::{LagConfig, LagMonitor};
+use tributary::source::CircuitState;
 use tributary_agent::{Agent, AgentReport};
 use tributary_sim::Fault;
 
@@ -37,7 +38,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 const RETRY_AFTER_SECONDS: u64 = 1;
 
 /// The page, served at `/`.
-const PAGE: &str = include_str!("../assets/page.html");
+pub(crate) const PAGE: &str = include_str!("../assets/page.html");
 
 /// What every handler shares: the agent, admission, the kept runs, the metrics, and every run's task.
 pub struct AppState {
@@ -623,15 +624,23 @@ async fn compare(
 #[utoipa::path(get, path = "/v1/sources", responses((status = 200, description = "The sources", body = Object)))]
 async fn sources(State(state): State<Arc<AppState>>) -> Response {
     let settings = state.agent.settings();
+    // The breakers are the server's, shared by every client: a page shows them so that a source "circuit open"
+    // because of someone else's runs is explained. A source not asked yet has a closed circuit.
+    let circuits = state.agent.client().circuits();
     let sources: Vec<_> = state
         .agent
         .sources()
         .iter()
         .map(|source| {
+            let circuit = circuits
+                .iter()
+                .find(|circuit| circuit.source == source.name())
+                .map_or(CircuitState::Closed, |circuit| circuit.state);
             json!({
                 "name": source.name(),
                 "kind": source.kind.as_str(),
                 "required": source.required,
+                "circuit": circuit.as_str(),
             })
         })
         .collect();

@@ -413,13 +413,17 @@ impl Translator {
                         "span_closed",
                         json!({ "id": id, "outcome": outcome.as_str(), "at_ms": millis(at) }),
                     );
-                    // A fetch that ended tells its source's status; an inference's is in the final report.
-                    if let Some((source, Activity::Fetch)) = self.begun.get(&id) {
-                        let status = match outcome {
-                            SpanOutcome::Ok => "fetched",
-                            SpanOutcome::Failed => "failed",
-                            SpanOutcome::TimedOut => "timed_out",
-                            SpanOutcome::Cancelled => "cancelled",
+                    // A fetch or an inference that ended tells its source's status at once (a page would
+                    // otherwise say "inferring" after the bar had ended); the final report has the last word.
+                    if let Some((source, activity @ (Activity::Fetch | Activity::Infer))) =
+                        self.begun.get(&id)
+                    {
+                        let status = match (activity, outcome) {
+                            (Activity::Infer, SpanOutcome::Ok) => "inferred",
+                            (_, SpanOutcome::Ok) => "fetched",
+                            (_, SpanOutcome::Failed) => "failed",
+                            (_, SpanOutcome::TimedOut) => "timed_out",
+                            (_, SpanOutcome::Cancelled) => "cancelled",
                         };
                         run.push("source", json!({ "source": source, "status": status }));
                     }

@@ -237,7 +237,21 @@ async fn bad_requests_are_told_what_is_wrong() {
                 r#"{"question": "a", "faults": {"nowhere": "hang"}}"#,
             ),
             StatusCode::BAD_REQUEST,
-            "unknown source `nowhere`",
+            "faults: no source is called \"nowhere\"; the sources are",
+        ),
+        // In the request's terms: the field, not the command line's --fault.
+        (
+            post_json(
+                "/v1/ask",
+                r#"{"question": "a", "faults": {"news": "explode"}}"#,
+            ),
+            StatusCode::BAD_REQUEST,
+            "faults.news: unknown fault kind `explode`; the kinds are error,",
+        ),
+        (
+            get("/v1/ask/stream?question=a&fault=kb%3Dlatency:soon"),
+            StatusCode::BAD_REQUEST,
+            "faults.kb: `soon` is not a duration",
         ),
         (
             post_json("/v1/ask", r#"{"question": "a", "mode": "sideways"}"#),
@@ -270,6 +284,10 @@ async fn bad_requests_are_told_what_is_wrong() {
         assert_eq!(status, expected_status, "{what}");
         let message = json(&body)["error"].as_str().unwrap_or_default().to_owned();
         assert!(message.contains(expected), "{what}: {message}");
+        assert!(
+            !message.contains("--"),
+            "{what}: a command-line flag in an HTTP reply: {message}"
+        );
     }
     let oversized = format!(r#"{{"question": "{}"}}"#, "a".repeat(MAX_BODY_BYTES));
     let (status, _, _) = send(&state, post_json("/v1/ask", &oversized)).await;
@@ -491,4 +509,22 @@ async fn no_route_answers_a_bad_request_in_plain_text() {
     assert_eq!(ask["required"], serde_json::json!(["question"]), "{ask}");
     assert_eq!(ask["additionalProperties"], false, "{ask}");
     fixture.stop(state).await;
+}
+
+/// The page draws fetching, inference and failures in the colours of the terminal chart and the lab's SVG.
+#[test]
+fn the_page_speaks_the_engines_colour_language() {
+    use tributary::trace::palette;
+    let page = crate::routes::PAGE;
+    for (variable, colour) in [
+        ("--fetch", palette::FETCH),
+        ("--infer", palette::INFER),
+        ("--bad", palette::FAILED),
+    ] {
+        assert!(
+            page.contains(&format!("{variable}: {};", colour.hex)),
+            "the page's {variable} is not {}",
+            colour.hex
+        );
+    }
 }

@@ -61,6 +61,16 @@ pub enum FaultKind {
     Latency(Duration),
 }
 
+impl FaultKind {
+    /// The query parameter the simulated services read this fault from: `fault=NAME` or `latency_ms=N`.
+    pub fn query_pair(&self) -> (String, String) {
+        match self {
+            Self::Named(name) => ("fault".to_owned(), name.clone()),
+            Self::Latency(latency) => ("latency_ms".to_owned(), latency.as_millis().to_string()),
+        }
+    }
+}
+
 /// Parses `SOURCE=KIND`.
 pub fn parse_fault(text: &str) -> Result<FaultFlag, FaultFlagError> {
     let usage_hint = "write SOURCE=KIND, e.g. --fault news=hang or --fault weather=latency:2s; KIND is one of \
@@ -86,34 +96,72 @@ pub fn parse_fault(text: &str) -> Result<FaultFlag, FaultFlagError> {
                 .with_hint("a source's name has no control, bidi or invisible characters"),
         );
     }
-    let fault = if let Some(duration) = kind.strip_prefix("latency:") {
-        // Parsed without `cli::parse_duration`'s one-day bound: this one is tighter.
-        let latency = humantime::parse_duration(duration.trim()).map_err(|error| {
-            FaultFlagError::new(format!(
-                "invalid --fault `{text}`: `{duration}` is not a duration ({error})"
-            ))
-            .with_hint(usage_hint)
-        })?;
-        if latency > MAX_LATENCY_OVERRIDE {
-            return Err(FaultFlagError::new(format!(
-                "invalid --fault `{text}`: the latency must be at most {}",
-                humantime::format_duration(MAX_LATENCY_OVERRIDE)
-            ))
-            .with_hint("the simulated services refuse a longer latency"));
-        }
-        FaultKind::Latency(latency)
-    } else if Fault::NAMES.contains(&kind) {
-        FaultKind::Named(kind.to_owned())
-    } else {
-        return Err(FaultFlagError::new(format!(
-            "invalid --fault `{text}`: unknown fault kind `{kind}`"
-        ))
-        .with_hint(usage_hint));
-    };
+    let fault = parse_fault_kind(kind).map_err(|error| {
+        let hint = match error {
+            FaultKindError::TooLong => "the simulated services refuse a longer latency",
+            FaultKindError::Unknown(_) | FaultKindError::NotADuration { .. } => usage_hint,
+        };
+        FaultFlagError::new(format!("invalid --fault `{text}`: {error}")).with_hint(hint)
+    })?;
     Ok(FaultFlag {
         target: target.to_owned(),
         fault,
     })
+}
+
+/// A fault kind that cannot be used, in words that do not name where it was written (a flag, a request's field).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FaultKindError {
+    /// Not one of the simulator's faults, nor `latency:DURATION`.
+    Unknown(String),
+    /// `latency:` and something that is not a duration.
+    NotADuration { duration: String, reason: String },
+    /// A latency over [`MAX_LATENCY_OVERRIDE`].
+    TooLong,
+}
+
+impl fmt::Display for FaultKindError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unknown(kind) => write!(
+                formatter,
+                "unknown fault kind `{kind}`; the kinds are {}, latency:DURATION",
+                Fault::NAMES.join(", ")
+            ),
+            Self::NotADuration { duration, reason } => {
+                write!(formatter, "`{duration}` is not a duration ({reason})")
+            }
+            Self::TooLong => write!(
+                formatter,
+                "the latency must be at most {}",
+                humantime::format_duration(MAX_LATENCY_OVERRIDE)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for FaultKindError {}
+
+/// Parses a fault kind: one of the simulator's faults by name (`hang`), or `latency:DURATION`.
+pub fn parse_fault_kind(kind: &str) -> Result<FaultKind, FaultKindError> {
+    let kind = kind.trim();
+    if let Some(duration) = kind.strip_prefix("latency:") {
+        // Parsed without `cli::parse_duration`'s one-day bound: this one is tighter.
+        let latency = humantime::parse_duration(duration.trim()).map_err(|error| {
+            FaultKindError::NotADuration {
+                duration: duration.to_owned(),
+                reason: error.to_string(),
+            }
+        })?;
+        if latency > MAX_LATENCY_OVERRIDE {
+            return Err(FaultKindError::TooLong);
+        }
+        Ok(FaultKind::Latency(latency))
+    } else if Fault::NAMES.contains(&kind) {
+        Ok(FaultKind::Named(kind.to_owned()))
+    } else {
+        Err(FaultKindError::Unknown(kind.to_owned()))
+    }
 }
 
 /// Parses every flag, stopping at the first bad one. A source may have one named fault and one latency; a
@@ -155,12 +203,7 @@ pub fn fault_queries(flags: &[String], sources: &[String]) -> Result<FaultQuerie
             ))
             .with_hint(format!("the sources are: {}", sources.join(", "))));
         }
-        let pair = match flag.fault {
-            FaultKind::Named(name) => ("fault".to_owned(), name),
-            FaultKind::Latency(latency) => {
-                ("latency_ms".to_owned(), latency.as_millis().to_string())
-            }
-        };
+        let pair = flag.fault.query_pair();
         match queries.iter_mut().find(|(name, _)| *name == flag.target) {
             Some((_, pairs)) => pairs.push(pair),
             None => queries.push((flag.target, vec![pair])),

@@ -1,5 +1,7 @@
-// Drives the live page of `tributary serve` in headless Chromium: ask, ask again with a hanging source, compare
-// with the sequential baseline, fetch the Chrome trace (STEPS=run, the default); or watch a chat model's words
+// Drives the live page of `tributary serve` in headless Chromium at 1400 px: ask, ask again with a hanging source,
+// compare with the sequential baseline (the answer and the table follow it), ask again with every source failing
+// (the comparison is cleared), ask on a 360 px phone (nothing scrolls sideways, the table folds), open a source's
+// circuit (a badge and a note), fetch the Chrome trace (STEPS=run, the default); or watch a chat model's words
 // appear and give way to the answer (STEPS=writing, against a server with a slow chat endpoint). One line per
 // step; exit 0 on success, 1 on the first failure (with a screenshot). Run by the Rust integration tests against
 // a real server:
@@ -11,7 +13,7 @@ import { chromium } from 'playwright-core';
 
 const QUESTION = 'What is the weather in Paris, and what is the news about structured concurrency?';
 /** The whole script: it must never hang the test that runs it. */
-const OVERALL_TIMEOUT_MS = 60_000;
+const OVERALL_TIMEOUT_MS = 120_000;
 /** One wait for the page (an answer, a comparison). */
 const WAIT_TIMEOUT_MS = 20_000;
 /** Closing the browser or saving the failure screenshot must not outlive the overall timeout by much. */
@@ -126,6 +128,81 @@ const steps = [
     }
     await screenshot('serve-page-compare.png');
   }],
+  ["after Compare, the answer and the table are the comparison's concurrent run, its lines kept", async () => {
+    // The degraded ask before had news timed out; the comparison ran without a fault.
+    const news = await textOf('#sources tr[data-source="news"] .status');
+    check(news === 'ok', `after Compare the news row reads "${news}", the earlier ask's, expected "ok"`);
+    const status = await textOf('#answer-status');
+    check(['ok', 'degraded'].includes(status), `after Compare the answer status reads "${status}"`);
+    const layout = await page.$eval('#answer-text', (element) => ({
+      whiteSpace: getComputedStyle(element).whiteSpace, lines: element.textContent.split('\n').length,
+      height: element.getBoundingClientRect().height,
+      lineHeight: parseFloat(getComputedStyle(element).lineHeight),
+    }));
+    check(layout.whiteSpace === 'pre-line', `the answer's white-space is ${layout.whiteSpace}`);
+    check(layout.lines >= 2 && layout.height >= layout.lines * layout.lineHeight - 1,
+      `the answer's ${layout.lines} lines are not shown as lines: ${JSON.stringify(layout)}`);
+  }],
+  ['an ask after a comparison clears it: a failed answer never sits above an old speed-up', async () => {
+    for (const source of ['weather', 'news', 'kb']) await page.selectOption(`#fault-${source}`, 'error');
+    await page.click('#ask');
+    await page.waitForFunction(() => document.querySelector('#answer-status')?.textContent.trim() === 'failed',
+      null, { timeout: WAIT_TIMEOUT_MS });
+    const speedup = await textOf('#speedup');
+    check(speedup === '', `the old comparison is still on screen: #speedup reads "${speedup}"`);
+    const hidden = await page.$eval('#compare-charts', (element) => element.hidden);
+    check(hidden, 'the old comparison charts are still shown');
+    await screenshot('serve-page-failed.png');
+  }],
+  ['a phone (360 px): nothing scrolls sideways, the chart fits and the table folds', async () => {
+    await page.setViewportSize({ width: 360, height: 800 });
+    for (const source of ['weather', 'news', 'kb']) await page.selectOption(`#fault-${source}`, 'none');
+    await page.click('#ask');
+    await page.waitForFunction(() => ['ok', 'degraded'].includes(document.querySelector('#answer-status')?.textContent.trim())
+      && document.querySelector('#gantt .bar[data-activity="infer"]'), null, { timeout: WAIT_TIMEOUT_MS });
+    // The chart is laid out again on resize; give it a frame.
+    await page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))));
+    const fit = await page.evaluate(() => {
+      const svg = document.querySelector('#gantt');
+      const row = document.querySelector('#sources tbody tr');
+      return {
+        page: document.documentElement.scrollWidth, viewport: window.innerWidth,
+        chart: svg.getBoundingClientRect().width, box: svg.parentElement.clientWidth,
+        row: getComputedStyle(row).display, cell: getComputedStyle(row.querySelector('.status')).display,
+        inferRight: Math.max(...[...document.querySelectorAll('#gantt .bar[data-activity="infer"] rect')]
+          .map((rect) => rect.getBoundingClientRect().right)),
+      };
+    });
+    check(fit.page <= fit.viewport, `the page scrolls sideways: ${JSON.stringify(fit)}`);
+    check(fit.chart <= fit.box + 1, `the chart is wider than its box: ${JSON.stringify(fit)}`);
+    check(fit.inferRight <= fit.viewport, `an inference bar is off screen: ${JSON.stringify(fit)}`);
+    check(fit.row === 'block' && fit.cell === 'block', `the table does not fold: ${JSON.stringify(fit)}`);
+    await screenshot('serve-page-phone.png');
+    await page.setViewportSize({ width: 1400, height: 900 });
+  }],
+  ['a source whose circuit opened wears a badge, and its result says it came from the open circuit', async () => {
+    await page.selectOption('#fault-news', 'error');
+    // The breaker opens after enough failed calls in its window: ask until the badge shows (two or three asks).
+    for (let ask = 0; ask < 5; ask += 1) {
+      await page.click('#ask');
+      await page.waitForFunction(() => /^Run \S+ (answered|failed|cancelled)\.$/.test(
+        document.querySelector('#run-status')?.textContent.trim() ?? ''), null, { timeout: WAIT_TIMEOUT_MS });
+      await page.waitForTimeout(300);
+      if (await page.$eval('tr[data-source="news"] .circuit', (badge) => !badge.hidden)) break;
+    }
+    const badge = await textOf('tr[data-source="news"] .circuit');
+    check(badge === 'circuit open', `the news row's circuit badge reads "${badge}"`);
+    const note = await textOf('#circuit-note');
+    check(note.includes('news (open)') && note.includes('shared'), `the circuit note reads "${note}"`);
+    await page.click('#ask');
+    await page.waitForFunction(() => document.querySelector('#sources tr[data-source="news"] .status')
+      ?.textContent.trim() === 'circuit open', null, { timeout: WAIT_TIMEOUT_MS });
+    const failure = await page.$eval('#sources tr[data-source="news"] .failure', (badge) => badge.dataset.failure);
+    check(failure === 'circuit_open', `the news row's failure badge is ${JSON.stringify(failure)}`);
+    const after = await textOf('#circuit-note');
+    check(after.includes('comes from the open circuit'), `the circuit note reads "${after}"`);
+    await screenshot('serve-page-circuit.png');
+  }],
   ['the trace link downloads a Chrome trace', async () => {
     const href = await page.$eval('#trace', (link) => link.href);
     check(href.includes('/v1/runs/'), `the trace link points at "${href}"`);
@@ -181,7 +258,7 @@ setTimeout(() => fail(new Error(`gave up after ${OVERALL_TIMEOUT_MS / 1000} s`))
 
 try {
   browser = await chromium.launch({ executablePath: chromiumPath, args: CHROMIUM_ARGS });
-  page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   page.setDefaultTimeout(WAIT_TIMEOUT_MS);
   page.on('pageerror', (error) => pageErrors.push(error.message));
   for (const [index, [title, run]] of chosen.entries()) {

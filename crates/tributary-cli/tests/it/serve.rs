@@ -244,7 +244,7 @@ fn bad_requests_get_a_4xx_with_a_json_error() {
             "/v1/ask",
             "{\"question\": \"x\", \"faults\": {\"moon\": \"hang\"}}",
             400,
-            "unknown source `moon`",
+            "faults: no source is called \"moon\"",
         ),
         (
             "POST",

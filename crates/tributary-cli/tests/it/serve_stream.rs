@@ -173,7 +173,8 @@ fn a_streamed_run_tells_what_began_and_ended_then_the_answer() {
                         .is_some_and(|lane| lane.starts_with("worker "))),
             "no inference of {name}: {spans:?}"
         );
-        // The source's statuses in order: fetching, fetched, inferring, then the final ok.
+        // The source's statuses in order: fetching, fetched, inferring, inferred (as the bar ends, not only with
+        // the answer), then the final ok.
         let statuses: Vec<&str> = events
             .iter()
             .filter(|event| event.name == "source" && event.data["source"] == name)
@@ -181,7 +182,7 @@ fn a_streamed_run_tells_what_began_and_ended_then_the_answer() {
             .collect();
         assert_eq!(
             statuses,
-            ["fetching", "fetched", "inferring", "ok"],
+            ["fetching", "fetched", "inferring", "inferred", "ok"],
             "{name}"
         );
     }
@@ -518,7 +519,7 @@ fn a_bad_stream_request_gets_a_4xx_with_a_json_error() {
             "/v1/ask/stream?question=x&fault=moon%3Dhang",
             &[][..],
             400,
-            "unknown source `moon`",
+            "faults: no source is called \"moon\"",
         ),
         (
             "/v1/ask/stream?question=x&mode=fast",
