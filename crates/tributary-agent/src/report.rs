@@ -255,7 +255,9 @@ pub struct SourceReport {
     pub infer_ms: Option<f64>,
     /// When the response arrived, since the start of the run.
     pub arrived_at_ms: Option<f64>,
-    /// Which pool worker ran the inference.
+    /// Which pool worker ran the inference: its index, from 0. What people read (the table, the timeline, the
+    /// page, the lab's charts) numbers workers from 1, as `worker + 1`; this field keeps its meaning, so that a
+    /// batch database's rows agree whichever version stored them.
     pub worker: Option<usize>,
     /// Whether the configuration marks the source as required.
     pub required: bool,
@@ -320,7 +322,7 @@ pub struct Synthesis {
     pub sources: Vec<String>,
     /// CPU time of the writing (after the fan-out, so the ideal schedule counts it too).
     pub infer_ms: f64,
-    /// Which pool worker wrote it.
+    /// Which pool worker wrote it: its index, from 0, as [`SourceReport::worker`].
     pub worker: Option<usize>,
     /// Whether the deadline or the token limit stopped it.
     pub cut_short: bool,

@@ -150,6 +150,18 @@ pub struct EngineArgs {
     )]
     pub per_source_timeout: Duration,
 
+    /// Time allowed to each HTTP attempt at a source, for every source (default: 2s for the simulated services,
+    /// 3s for the public APIs, a sources file's `timeout`; at most 1h). A source retries a timed-out attempt
+    /// while its per-source timeout lasts.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "TRIBUTARY_ATTEMPT_TIMEOUT",
+        value_parser = parse_attempt_timeout,
+        help_heading = ENGINE
+    )]
+    pub attempt_timeout: Option<Duration>,
+
     /// Time allowed to the whole question, counted from when the command started; the answer comes back by
     /// then whatever the sources do (at most 1 day).
     #[arg(
@@ -323,7 +335,8 @@ pub struct AskArgs {
     #[arg(long, help_heading = OUTPUT)]
     pub timeline: bool,
 
-    /// Write a Chrome Trace Event JSON file of the run (opens in Perfetto).
+    /// Write a Chrome Trace Event JSON file of the run (opens in Perfetto). With several questions, one file per
+    /// question, numbered: run.json becomes run-1.json, run-2.json, ... (each named on stderr as it is written).
     #[arg(long, value_name = "FILE", help_heading = OUTPUT)]
     pub trace: Option<PathBuf>,
 
@@ -812,6 +825,17 @@ fn parse_time_limit(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// `--attempt-timeout`: longer than zero, at most a sources file's longest `timeout` (an hour).
+fn parse_attempt_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = parse_time_limit(text)?;
+    check_duration(
+        "an attempt timeout",
+        timeout,
+        tributary_agent::sources::MAX_TIMEOUT,
+    )?;
+    Ok(timeout)
+}
+
 /// `--inference-cost`: at most [`MAX_INFERENCE_COST`].
 /// One `--model` value: `simulated`, a path to a model of a known kind, or the name of one installed in the
 /// models directory (two of one kind are refused when all values are read, in the settings).
@@ -896,11 +920,39 @@ pub fn parse() -> Result<Cli, ConfigFileError> {
     } else {
         config_file::load(&config_file::locate(), &command)?
     };
-    Ok(
-        try_parse(file.apply(command), &args).unwrap_or_else(|error| {
-            name_the_variable(error, &args, |name| std::env::var_os(name).is_some()).exit()
-        }),
-    )
+    let command = file.apply(command).color(match colour_given(&args) {
+        ColorChoice::Always => clap::ColorChoice::Always,
+        ColorChoice::Never => clap::ColorChoice::Never,
+        ColorChoice::Auto => clap::ColorChoice::Auto,
+    });
+    Ok(try_parse(command, &args).unwrap_or_else(|error| {
+        name_the_variable(error, &args, |name| std::env::var_os(name).is_some()).exit()
+    }))
+}
+
+/// What `--color` says on the command line `args`, read even when the rest of the line does not parse: how
+/// clap colours its own output (usage errors, `--help`), so that `--color always --bogus` gets a coloured error
+/// like every other error, and a config file's error is coloured as asked. `auto` when it is not given.
+pub fn colour_given(args: &[OsString]) -> ColorChoice {
+    let mut choice = ColorChoice::Auto;
+    let mut words = args.iter().skip(1).filter_map(|arg| arg.to_str());
+    while let Some(word) = words.next() {
+        if word == "--" {
+            break;
+        }
+        let value = match word.strip_prefix("--color") {
+            Some("") => words.next(),
+            Some(rest) => rest.strip_prefix('='),
+            None => None,
+        };
+        choice = match value {
+            Some("always") => ColorChoice::Always,
+            Some("never") => ColorChoice::Never,
+            Some("auto") => ColorChoice::Auto,
+            _ => choice,
+        };
+    }
+    choice
 }
 
 /// The arguments, or clap's error (exit code 2), including a worker's flag given to `batch --nats`.
@@ -1147,6 +1199,7 @@ mod tests {
                         "Engine",
                         &[
                             "--per-source-timeout",
+                            "--attempt-timeout",
                             "--deadline",
                             "--inference-cost",
                             "--model",
@@ -1172,6 +1225,7 @@ mod tests {
                         "Engine",
                         &[
                             "--per-source-timeout",
+                            "--attempt-timeout",
                             "--deadline",
                             "--inference-cost",
                             "--model",
@@ -1209,6 +1263,7 @@ mod tests {
                         "Engine",
                         &[
                             "--per-source-timeout",
+                            "--attempt-timeout",
                             "--deadline",
                             "--inference-cost",
                             "--model",

@@ -25,16 +25,28 @@ pub struct Export {
     pub otlp_endpoint: Option<url::Url>,
 }
 
-/// Installs the subscriber. `verbosity` counts `-v` flags; `colour` is the printer's decision for stderr.
-pub fn init(verbosity: u8, colour: bool, export: &Export) -> Result<Logging, CliError> {
+/// Installs the subscriber. `verbosity` counts `-v` flags; `colour` is the printer's decision for stderr;
+/// `expected` are the targets whose warnings the command causes on purpose (the lab crashes a worker process and
+/// blocks a runtime to measure it), shown only from `-v` on or when `RUST_LOG` asks.
+pub fn init(
+    verbosity: u8,
+    colour: bool,
+    export: &Export,
+    expected: &[&str],
+) -> Result<Logging, CliError> {
     let default_level = match verbosity {
         0 => "warn",
         1 => "info",
         2 => "debug",
         _ => "trace",
     };
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let mut directives = default_level.to_owned();
+    if verbosity == 0 {
+        for target in expected {
+            directives.push_str(&format!(",{target}=error"));
+        }
+    }
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(directives));
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(colour)
@@ -117,6 +129,7 @@ mod otlp {
     use opentelemetry::trace::TracerProvider as _;
     use opentelemetry_otlp::WithExportConfig as _;
     use opentelemetry_sdk::Resource;
+    use opentelemetry_sdk::error::OTelSdkError;
     use opentelemetry_sdk::propagation::TraceContextPropagator;
     use opentelemetry_sdk::trace::SdkTracerProvider;
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
@@ -194,8 +207,21 @@ mod otlp {
             let flushed = self.provider.force_flush();
             let stopped = self.provider.shutdown();
             flushed.and(stopped).err().map(|error| {
+                // The SDK's message is a Rust debug dump of the HTTP client's error: it goes to the logs (-v),
+                // and the user reads a sentence.
+                tracing::info!(%error, "the OTLP exporter failed");
+                let why = match error {
+                    OTelSdkError::Timeout(after) => format!(
+                        "the collector did not take them within {}",
+                        tributary::trace::format_duration(after)
+                    ),
+                    OTelSdkError::AlreadyShutdown | OTelSdkError::InternalFailure(_) => {
+                        "the collector could not be reached or refused them (-v shows the exporter's message)"
+                            .to_owned()
+                    }
+                };
                 format!(
-                    "warning: failed to export the spans to {}: {error}\nhint: is an OpenTelemetry collector \
+                    "warning: failed to export the spans to {}: {why}\nhint: is an OpenTelemetry collector \
                      listening there (OTLP over HTTP, usually port 4318)? The command's own result is not affected",
                     self.endpoint
                 )

@@ -33,7 +33,8 @@ fn main() -> std::process::ExitCode {
         Ok(cli) => cli,
         Err(error) => {
             let error = CliError::from(error);
-            Printer::new(cli::ColorChoice::Auto).error(&error);
+            let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+            Printer::new(cli::colour_given(&args)).error(&error);
             return std::process::ExitCode::from(exit_code(&Err(error)));
         }
     };
@@ -42,14 +43,20 @@ fn main() -> std::process::ExitCode {
     let export = logging::Export {
         otlp_endpoint: cli.otlp_endpoint.clone(),
     };
-    let result = logging::init(cli.verbose, printer.stderr_colour(), &export).and_then(|logging| {
-        let result = CommandSettings::resolve(cli.command)
-            .and_then(|settings| run(settings, printer, started));
-        if let Some(warning) = logging.finish() {
-            printer.note(&warning);
-        }
-        result
-    });
+    let expected = match cli.command {
+        cli::Command::Lab(_) => commands::lab::EXPECTED_WARNINGS,
+        _ => &[],
+    };
+    let result = logging::init(cli.verbose, printer.stderr_colour(), &export, expected).and_then(
+        |logging| {
+            let result = CommandSettings::resolve(cli.command)
+                .and_then(|settings| run(settings, printer, started));
+            if let Some(warning) = logging.finish() {
+                printer.note(&warning);
+            }
+            result
+        },
+    );
     if let Err(error) = &result {
         printer.error(error);
     }

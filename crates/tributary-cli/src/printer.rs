@@ -107,6 +107,11 @@ impl Printer {
         }
     }
 
+    /// Whether what goes to stdout (the report, tables) may be coloured.
+    pub fn stdout_colour(&self) -> bool {
+        self.stdout_colour
+    }
+
     /// Whether what goes to stderr (logs, progress) may be coloured.
     pub fn stderr_colour(&self) -> bool {
         self.stderr_colour
@@ -168,9 +173,12 @@ impl Printer {
         let _ = err.write_all(text.as_bytes()).and_then(|()| err.flush());
     }
 
-    /// Writes `line` and a newline to stderr.
+    /// Writes `line` and a newline to stderr, its `error:`, `warning:` or `hint:` label coloured when stderr is.
     pub fn note(&self, line: &str) {
-        self.note_raw(&format!("{line}\n"));
+        self.note_raw(&render::paint_labels(
+            &format!("{line}\n"),
+            self.stderr_colour,
+        ));
     }
 
     /// Writes a failure to stderr: the message and its hint (nothing when stdout closed).

@@ -46,6 +46,12 @@ impl ReadyAgent {
                 (embedded_sources(&base).sources, Some(server))
             }
         };
+        let mut sources = sources;
+        if let Some(timeout) = settings.attempt_timeout {
+            for source in &mut sources {
+                source.spec.timeout = timeout;
+            }
+        }
         let executor = start_executor(settings.executor, settings)?;
         // Calibrating burns ~40 ms of CPU once per process: do it now, off the runtime threads, before any run
         // is timed.

@@ -1,10 +1,16 @@
-//! Human-readable output: the answer, the per-source table, the totals. Plain text, readable without colour.
+//! Human-readable output: the answer, the per-source table, the totals. Plain text, readable without colour;
+//! with colour (the printer's decision for the stream), statuses and outcomes in the colours of
+//! [`tributary::trace::palette`]: green for what worked, red for what failed, yellow for what did only in part.
 
 use std::fmt::Write as _;
 
+use std::time::Duration;
+
+use anstyle::{AnsiColor, Style};
+use tributary::trace::format_duration;
 use unicode_width::UnicodeWidthStr;
 
-use tributary_agent::{AgentReport, Comparison, SourceReport};
+use tributary_agent::{AgentReport, AnswerFailure, Comparison, SourceReport, SourceStatus};
 
 /// The width of charts and wrapped prose when neither `COLUMNS` nor a terminal says (a pipe, a file).
 pub const DEFAULT_WIDTH: usize = 100;
@@ -28,42 +34,71 @@ pub fn width(columns: Option<&str>, terminal_columns: Option<u16>) -> usize {
         .max(MIN_WIDTH)
 }
 
-/// The answer, the source table and the totals line.
-pub fn report(report: &AgentReport) -> String {
+/// The answer, the source table and the totals line; `colour` paints statuses and the outcome.
+pub fn report(report: &AgentReport, colour: bool) -> String {
     let mut out = String::new();
     match &report.answer {
         Some(answer) => {
             let _ = writeln!(out, "{answer}");
         }
         None => {
-            let _ = writeln!(
-                out,
-                "No answer: {}",
-                report.error.as_deref().unwrap_or("no source answered")
-            );
+            let _ = writeln!(out, "No answer: {}.", no_answer_headline(report));
         }
     }
     out.push('\n');
-    out.push_str(&source_table(&report.sources));
+    out.push_str(&source_table(&report.sources, colour));
     out.push('\n');
-    let _ = writeln!(out, "{}", totals(report));
+    let _ = writeln!(out, "{}", totals(report, colour));
     out
 }
 
+/// Why there is no answer, in a few words: the kind of failure, without the per-source reasons the table gives
+/// (the report's `error` holds both, for the JSON and the batch database).
+pub fn no_answer_headline(report: &AgentReport) -> String {
+    let required = || {
+        report
+            .sources
+            .iter()
+            .find(|source| source.required && source.status != SourceStatus::Ok)
+            .map_or_else(String::new, |source| format!(" `{}`", source.name))
+    };
+    match report.failure {
+        Some(AnswerFailure::RequiredSourceFailed) => {
+            format!("the required source{} did not answer", required())
+        }
+        Some(AnswerFailure::RequiredSourceNoResult) => {
+            format!(
+                "the required source{} had nothing for the question",
+                required()
+            )
+        }
+        Some(AnswerFailure::NoSourceApplies) => "no source applies to the question".to_owned(),
+        Some(AnswerFailure::NothingFound) => "no source had anything for the question".to_owned(),
+        Some(AnswerFailure::NoInferenceFinished) => {
+            "the sources answered, but no inference finished in time".to_owned()
+        }
+        Some(AnswerFailure::NoSourceAnswered) => "no source answered".to_owned(),
+        _ => report
+            .error
+            .clone()
+            .unwrap_or_else(|| "no source answered".to_owned()),
+    }
+}
+
 /// Both runs of `--compare`, and the speed-up.
-pub fn comparison(comparison: &Comparison) -> String {
-    let mut out = report(&comparison.concurrent);
+pub fn comparison(comparison: &Comparison, colour: bool) -> String {
+    let mut out = report(&comparison.concurrent, colour);
     let _ = writeln!(
         out,
         "sequential baseline: {} (ideal {})",
-        seconds(comparison.sequential.elapsed_ms),
-        seconds(comparison.sequential.ideal_ms)
+        millis(comparison.sequential.elapsed_ms),
+        millis(comparison.sequential.ideal_ms)
     );
     let _ = writeln!(
         out,
         "concurrent agent:    {} (ideal {}, efficiency {:.2})",
-        seconds(comparison.concurrent.elapsed_ms),
-        seconds(comparison.concurrent.ideal_ms),
+        millis(comparison.concurrent.elapsed_ms),
+        millis(comparison.concurrent.ideal_ms),
         comparison.concurrent.efficiency
     );
     let _ = writeln!(
@@ -74,25 +109,30 @@ pub fn comparison(comparison: &Comparison) -> String {
     out
 }
 
-fn totals(report: &AgentReport) -> String {
-    let state = match (&report.answer, report.degraded) {
-        (None, _) => "no answer",
-        (Some(_), true) => "degraded",
-        (Some(_), false) => "complete",
+fn totals(report: &AgentReport, colour: bool) -> String {
+    let (state, style) = match (&report.answer, report.degraded) {
+        (None, _) => ("no answer", BAD),
+        (Some(_), true) => ("degraded", PARTIAL),
+        (Some(_), false) => ("complete", GOOD),
     };
     format!(
-        "{state} · {} {} in {} (deadline {}) · {} workers · efficiency {:.2} (ideal {})",
+        "{} · {} run in {} (deadline {}) · {} {} · efficiency {:.2} (ideal {})",
+        paint(state, style.bold(), colour),
         report.mode.as_str(),
-        "run",
-        seconds(report.elapsed_ms),
-        seconds(report.deadline_ms),
+        millis(report.elapsed_ms),
+        millis(report.deadline_ms),
         report.workers,
+        if report.workers == 1 {
+            "worker"
+        } else {
+            "workers"
+        },
         report.efficiency,
-        seconds(report.ideal_ms)
+        millis(report.ideal_ms)
     )
 }
 
-fn source_table(sources: &[SourceReport]) -> String {
+fn source_table(sources: &[SourceReport], colour: bool) -> String {
     let header = [
         "source", "status", "attempts", "cached", "fetch", "infer", "worker", "note",
     ];
@@ -125,13 +165,84 @@ fn source_table(sources: &[SourceReport]) -> String {
         .collect();
     let mut table = vec![header.map(str::to_owned).to_vec()];
     table.extend(rows.into_iter().map(Vec::from));
-    self::table(&table)
+    if !colour {
+        return self::table(&table);
+    }
+    // The header bold; each source's status in its colour.
+    table_with(&table, |row, column| match (row, column) {
+        (0, _) => Style::new().bold(),
+        (row, 1) => status_style(sources[row - 1].status),
+        _ => Style::new(),
+    })
+}
+
+/// What worked.
+pub const GOOD: Style = Style::new().fg_color(Some(anstyle::Color::Ansi(AnsiColor::Green)));
+/// What failed.
+pub const BAD: Style = Style::new().fg_color(Some(anstyle::Color::Ansi(AnsiColor::Red)));
+/// What worked in part, or found nothing.
+pub const PARTIAL: Style = Style::new().fg_color(Some(anstyle::Color::Ansi(AnsiColor::Yellow)));
+/// What did not take part.
+const QUIET: Style = Style::new().dimmed();
+
+/// A source's status colour.
+fn status_style(status: SourceStatus) -> Style {
+    match status {
+        SourceStatus::Ok => GOOD,
+        SourceStatus::TimedOut | SourceStatus::Failed | SourceStatus::CircuitOpen => BAD,
+        SourceStatus::NoResult => PARTIAL,
+        SourceStatus::Skipped => QUIET,
+    }
+}
+
+/// `text` in `style` when `colour`, else as it is.
+pub fn paint(text: &str, style: Style, colour: bool) -> String {
+    if colour && style != Style::new() {
+        format!("{}{text}{}", style.render(), style.render_reset())
+    } else {
+        text.to_owned()
+    }
+}
+
+/// `error:`, `warning:` and `hint:` at the start of a line of `text` in their styles (bold red, bold yellow,
+/// bold cyan, as clap's own errors), when `colour`.
+pub fn paint_labels(text: &str, colour: bool) -> String {
+    if !colour {
+        return text.to_owned();
+    }
+    let labels = [
+        ("error:", BAD.bold()),
+        ("warning:", PARTIAL.bold()),
+        (
+            "hint:",
+            Style::new()
+                .bold()
+                .fg_color(Some(anstyle::Color::Ansi(AnsiColor::Cyan))),
+        ),
+    ];
+    text.split_inclusive('\n')
+        .map(|line| {
+            labels
+                .iter()
+                .find_map(|(label, style)| {
+                    line.strip_prefix(label)
+                        .map(|rest| format!("{}{rest}", paint(label, *style, true)))
+                })
+                .unwrap_or_else(|| line.to_owned())
+        })
+        .collect()
 }
 
 /// Rows of cells (the first the header) as lines of columns, two spaces apart. Columns line up by display
 /// width, not bytes or chars: a source named in CJK, or a note with an emoji, takes two terminal columns per
 /// such character.
 pub fn table(rows: &[Vec<String>]) -> String {
+    table_with(rows, |_, _| Style::new())
+}
+
+/// [`table`], each cell in the style `style(row, column)` gives it (the header is row 0); the padding stays
+/// outside the escape sequences, so columns line up as without colour.
+pub fn table_with(rows: &[Vec<String>], style: impl Fn(usize, usize) -> Style) -> String {
     let mut widths: Vec<usize> = Vec::new();
     for row in rows {
         widths.resize(widths.len().max(row.len()), 0);
@@ -140,10 +251,10 @@ pub fn table(rows: &[Vec<String>]) -> String {
         }
     }
     let mut out = String::new();
-    for cells in rows {
+    for (row, cells) in rows.iter().enumerate() {
         let mut text = String::new();
         for (index, cell) in cells.iter().enumerate() {
-            text.push_str(cell);
+            text.push_str(&paint(cell, style(row, index), true));
             if index + 1 < cells.len() {
                 let padding = widths[index].saturating_sub(cell.width()) + 2;
                 text.extend(std::iter::repeat_n(' ', padding));
@@ -154,12 +265,9 @@ pub fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
-fn millis(value: f64) -> String {
-    format!("{value:.0} ms")
-}
-
-fn seconds(value_ms: f64) -> String {
-    format!("{:.2} s", value_ms / 1000.0)
+/// Milliseconds as the one duration format ([`format_duration`]).
+pub fn millis(value_ms: f64) -> String {
+    format_duration(Duration::from_secs_f64(value_ms.max(0.0) / 1000.0))
 }
 
 #[cfg(test)]
@@ -242,7 +350,7 @@ mod tests {
             ],
             synthesis: None,
         };
-        insta::assert_snapshot!(self::report(&report));
+        insta::assert_snapshot!(self::report(&report, false));
     }
 
     #[test]
@@ -273,7 +381,7 @@ mod tests {
             ),
             source("kb", SourceStatus::Failed, Some("HTTP 500 💥"), None),
         ];
-        let table = source_table(&sources);
+        let table = source_table(&sources, false);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 1 + sources.len(), "{table}");
         // Where each cell starts, in terminal columns: after two spaces or more (no cell holds two in a row).

@@ -63,6 +63,8 @@ pub struct EngineSettings {
     pub sources: SourcesChoice,
     /// Each source's share of the deadline.
     pub per_source_timeout: Duration,
+    /// `--attempt-timeout`: each HTTP attempt's time at every source, instead of each source's own.
+    pub attempt_timeout: Option<Duration>,
     /// The whole question's time.
     pub deadline: Duration,
     /// CPU per inference of the simulated model.
@@ -258,6 +260,7 @@ impl EngineSettings {
         Ok(Self {
             sources,
             per_source_timeout: args.per_source_timeout,
+            attempt_timeout: args.attempt_timeout,
             deadline: args.deadline,
             inference_cost: InferenceCost::cpu(args.inference_cost),
             models: Models::from_specs(&args.models)

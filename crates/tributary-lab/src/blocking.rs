@@ -309,7 +309,7 @@ async fn measure_both(
     let job_ended = Instant::now();
     record_job(
         timeline,
-        "worker 0",
+        "worker 1",
         "infer, through the pool",
         Instant::from_std(timing.started_at),
         Instant::from_std(timing.finished_at),

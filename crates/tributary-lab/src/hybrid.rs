@@ -95,8 +95,8 @@ pub async fn run(config: &LabConfig) -> Result<ExperimentReport, LabError> {
     };
     let timeline = Timeline::new();
     let mut lanes = vec!["sequential".to_owned()];
-    lanes.extend((0..items).map(|index| format!("item {index}")));
-    lanes.extend((0..workers.get()).map(|index| format!("worker {index}")));
+    lanes.extend((0..items).map(|index| format!("item {}", index + 1)));
+    lanes.extend((0..workers.get()).map(|index| format!("worker {}", index + 1)));
     timeline.set_lane_order(&lanes);
 
     let started = Instant::now();
@@ -243,7 +243,7 @@ impl Item {
             .await
             .ok()?;
         inference.ok()?;
-        let lane = infer_lane.unwrap_or_else(|| format!("worker {}", timing.worker_index));
+        let lane = infer_lane.unwrap_or_else(|| format!("worker {}", timing.worker_index + 1));
         record(
             &timeline,
             &lane,
@@ -288,7 +288,7 @@ async fn run_overlapped(
         let timeline = timeline.clone();
         async move {
             Ok::<_, std::convert::Infallible>(
-                item.process(index, latency, timeline, format!("item {index}"), None)
+                item.process(index, latency, timeline, format!("item {}", index + 1), None)
                     .await,
             )
         }

@@ -30,10 +30,12 @@
 //! - [`verdict`]: [`Verdict`] and the helpers the claims share; it knows no experiment.
 //! - `services`: the simulated services and the HTTP client every experiment shares the set-up of.
 //! - `jobs`: [`CrashJob`], the job that crashes a worker process on purpose.
+//! - [`machine`]: how busy the machine was while an experiment ran (the CPU other programs used).
 //! - one module per experiment, in the `experiments!` list.
 
 mod experiment;
 mod jobs;
+pub mod machine;
 mod services;
 pub mod verdict;
 

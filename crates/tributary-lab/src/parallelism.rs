@@ -498,7 +498,7 @@ fn draw_job(
 ) {
     let lane = match kind {
         ExecutorKind::Inline => "inline (async thread)".to_owned(),
-        other => format!("{other} worker {}", timing.worker_index),
+        other => format!("{other} worker {}", timing.worker_index + 1),
     };
     timeline.record(
         Span::new(
@@ -629,7 +629,7 @@ async fn saturate(
             ));
             timeline.record(Span::new(
                 lane,
-                format!("on worker {}", timing.worker_index),
+                format!("on worker {}", timing.worker_index + 1),
                 Activity::Infer,
                 timeline.offset(timing.started_at),
                 timeline.offset(timing.finished_at),

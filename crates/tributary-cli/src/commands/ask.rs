@@ -132,26 +132,33 @@ fn print_report<T: serde::Serialize + HumanReport>(
             printer
                 .note_raw(&timeline.render_gantt(printer.width(false), printer.gantt_style(false)));
         }
+        if report.answer.is_none() {
+            printer.note(&format!(
+                "error: no answer: {}",
+                render::no_answer_headline(report)
+            ));
+            printer.note(&no_answer_hint(report));
+        }
         return Ok(());
     }
     if index > 0 {
         printer.data_line("")?;
     }
-    printer.data(&value.human())?;
+    printer.data(&value.human(printer.stdout_colour()))?;
     if settings.timeline {
         printer.data_line("")?;
         printer.data(&timeline.render_gantt(printer.width(true), printer.gantt_style(true)))?;
     }
-    if let Some(error) = &report.error {
-        printer.note(&format!("error: no answer: {error}"));
-        printer.note(no_answer_hint(report));
+    if report.answer.is_none() {
+        // The human report already says why, once, with each source's reason in the table.
+        printer.note(&no_answer_hint(report));
     }
     Ok(())
 }
 
 /// What to try when a run has no answer, chosen by the kinds the report gives (the answer's `failure` and each
 /// source's), never by its messages.
-fn no_answer_hint(report: &AgentReport) -> &'static str {
+fn no_answer_hint(report: &AgentReport) -> String {
     let asked: Vec<&SourceReport> = report
         .sources
         .iter()
@@ -160,7 +167,7 @@ fn no_answer_hint(report: &AgentReport) -> &'static str {
     let all = |failure: SourceFailure| {
         !asked.is_empty() && asked.iter().all(|source| source.failure == Some(failure))
     };
-    if report.failure == Some(AnswerFailure::NoInferenceFinished) {
+    let hint = if report.failure == Some(AnswerFailure::NoInferenceFinished) {
         "hint: the sources answered; inference ran out of time: a longer --deadline, more --workers or a \
          smaller --inference-cost"
     } else if all(SourceFailure::Connect) {
@@ -174,24 +181,80 @@ fn no_answer_hint(report: &AgentReport) -> &'static str {
         "hint: a source whose circuit is open failed repeatedly and is not asked until its cool-down has passed \
          (its [source.breaker] in a sources file)"
     } else {
-        "hint: see the per-source errors above; --per-source-timeout and --deadline give sources more time"
+        return timed_out_hint(report, &asked)
+            .unwrap_or_else(|| "hint: see the per-source errors above".to_owned());
+    };
+    hint.to_owned()
+}
+
+/// What bounded the wait of the sources that timed out, as the setting that would give them more time: the
+/// deadline, each source's per-source timeout, or each attempt's timeout (a source that gave up before its
+/// per-source timeout had every attempt time out, and retries could not help).
+fn timed_out_hint(report: &AgentReport, asked: &[&SourceReport]) -> Option<String> {
+    let names = |sources: Vec<&SourceReport>| {
+        sources
+            .iter()
+            .map(|source| source.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let with = |failure: SourceFailure| -> Vec<&SourceReport> {
+        asked
+            .iter()
+            .copied()
+            .filter(|source| source.failure == Some(failure))
+            .collect()
+    };
+    if !with(SourceFailure::Deadline).is_empty() {
+        return Some(format!(
+            "hint: the overall deadline ended {} before it answered: a longer --deadline",
+            names(with(SourceFailure::Deadline))
+        ));
     }
+    let timed_out = with(SourceFailure::TimedOut);
+    if timed_out.is_empty() {
+        return None;
+    }
+    // A fetch that ended well before its per-source timeout did not use it up: its attempts' own limit ended it.
+    let used_up = |source: &&SourceReport| {
+        source.fetch_ms.unwrap_or(0.0) >= report.per_source_timeout_ms * 0.95
+    };
+    let (whole, attempts): (Vec<&SourceReport>, Vec<&SourceReport>) =
+        timed_out.into_iter().partition(used_up);
+    Some(if !attempts.is_empty() {
+        format!(
+            "hint: every attempt at {} ran out of its per-attempt timeout (2s by default): a longer \
+             --attempt-timeout",
+            names(attempts)
+        )
+    } else if whole.iter().any(|source| source.attempts > 1) {
+        format!(
+            "hint: {} used up its --per-source-timeout over several attempts: a longer --attempt-timeout gives \
+             each attempt more time, a longer --per-source-timeout (inside --deadline) the source",
+            names(whole)
+        )
+    } else {
+        format!(
+            "hint: {} used up its per-source timeout: a longer --per-source-timeout (inside --deadline)",
+            names(whole)
+        )
+    })
 }
 
 /// What the human-readable output of a run or a comparison is.
 trait HumanReport {
-    fn human(&self) -> String;
+    fn human(&self, colour: bool) -> String;
 }
 
 impl HumanReport for AgentReport {
-    fn human(&self) -> String {
-        render::report(self)
+    fn human(&self, colour: bool) -> String {
+        render::report(self, colour)
     }
 }
 
 impl HumanReport for Comparison {
-    fn human(&self) -> String {
-        render::comparison(self)
+    fn human(&self, colour: bool) -> String {
+        render::comparison(self, colour)
     }
 }
 

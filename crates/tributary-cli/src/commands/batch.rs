@@ -433,7 +433,7 @@ fn report(
     };
     printer.note(&format!(
         "{ended} {}: {} answered (ok {}, degraded {}, failed {}), {} already stored, {} duplicates; {:.1} questions/s",
-        humantime::format_duration(Duration::from_millis(summary.elapsed.as_millis() as u64)),
+        tributary::trace::format_duration(summary.elapsed),
         stats.stored(),
         stats.ok,
         stats.degraded,

@@ -6,13 +6,21 @@
 
 use std::path::Path;
 
+use tributary_lab::machine::{BUSY_CORES, LoadMeter};
 use tributary_lab::{ExperimentReport, LabConfig};
 use unicode_width::UnicodeWidthStr as _;
 
 use crate::error::{CliError, ErrorKind, Outcome};
 use crate::printer::Printer;
 use crate::ready_agent::{load_models, worker_command};
+use crate::render;
 use crate::settings::LabSettings;
+
+/// The logs' targets whose warnings the lab causes on purpose: `parallelism` crashes a worker process to show
+/// that it fails its job alone (`worker process crashed`), and `blocking` blocks an event loop to show the stall
+/// (`async runtime was blocked`). Their figures are in the reports; without `-v` the warnings would read as
+/// something gone wrong.
+pub const EXPECTED_WARNINGS: &[&str] = &["tributary::pool::process", "tributary::lag"];
 
 pub async fn run(settings: LabSettings, printer: Printer) -> Result<Outcome, CliError> {
     if let Some(out) = &settings.out {
@@ -37,7 +45,8 @@ pub async fn run(settings: LabSettings, printer: Printer) -> Result<Outcome, Cli
         )),
     }
     let count = settings.experiments.len();
-    let mut all_passed = true;
+    let mut failed: Vec<String> = Vec::new();
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
     for (index, experiment) in settings.experiments.iter().enumerate() {
         printer.note(&format!(
             "running {} ({}/{count}){}...",
@@ -45,6 +54,7 @@ pub async fn run(settings: LabSettings, printer: Printer) -> Result<Outcome, Cli
             index + 1,
             if settings.quick { ", quick" } else { "" }
         ));
+        let meter = LoadMeter::start();
         let report = experiment.run(&config).await.map_err(|error| {
             CliError::caused(
                 ErrorKind::Environment,
@@ -52,28 +62,104 @@ pub async fn run(settings: LabSettings, printer: Printer) -> Result<Outcome, Cli
                 &error,
             )
         })?;
-        all_passed &= report.verdict.pass;
+        let load = meter
+            .and_then(|meter| meter.others())
+            .map(|others| Load { others, cores });
+        if !report.verdict.pass {
+            let busy = load
+                .filter(Load::is_busy)
+                .map_or("", |_| " (the machine was busy)");
+            failed.push(format!("{}{busy}", experiment.name));
+        }
         if settings.json {
-            printer.data_line(&report.to_json().to_string())?;
+            let mut json = report.to_json();
+            if let (Some(load), Some(object)) = (load, json.as_object_mut()) {
+                object.insert("machine".to_owned(), load.to_json());
+            }
+            printer.data_line(&json.to_string())?;
         } else {
             if index > 0 {
                 printer.data_line("")?;
             }
-            printer.data(&human(&report, printer))?;
+            printer.data(&human(&report, load, printer))?;
         }
         if let Some(out) = &settings.out {
             write_outputs(printer, out, &report).await?;
         }
     }
-    Ok(if all_passed {
+    let held = count - failed.len();
+    let summary = match failed.is_empty() {
+        true => format!("claims: {held} of {count} held"),
+        false => format!(
+            "claims: {held} of {count} held, {} failed: {}",
+            failed.len(),
+            failed.join(", ")
+        ),
+    };
+    if settings.json {
+        printer.note(&summary);
+    } else {
+        printer.data(&format!(
+            "\n{}\n",
+            render::paint(
+                &summary,
+                if failed.is_empty() {
+                    render::GOOD
+                } else {
+                    render::BAD
+                }
+                .bold(),
+                printer.stdout_colour()
+            )
+        ))?;
+    }
+    Ok(if failed.is_empty() {
         Outcome::Done
     } else {
         Outcome::ClaimFailed
     })
 }
 
+/// What other programs did with the machine while an experiment ran.
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    /// The cores they kept busy on average.
+    others: f64,
+    /// The machine's.
+    cores: usize,
+}
+
+impl Load {
+    fn is_busy(&self) -> bool {
+        self.others >= BUSY_CORES
+    }
+
+    /// The sentence under a failed verdict: the figure, and whether it may explain the failure.
+    fn sentence(&self) -> String {
+        let figure = format!(
+            "other programs kept {:.2} of the {} cores busy while it ran",
+            self.others, self.cores
+        );
+        if self.is_busy() {
+            format!(
+                "the machine was busy: {figure}, which slows a timing claim down; rerun on a quieter machine"
+            )
+        } else {
+            format!("the machine was quiet: {figure}")
+        }
+    }
+
+    fn to_json(self) -> serde_json::Value {
+        serde_json::json!({
+            "other_programs_cores": (self.others * 100.0).round() / 100.0,
+            "cores": self.cores,
+            "busy": self.is_busy(),
+        })
+    }
+}
+
 /// Title, what it does, the figures, the claim, the verdict, and the Gantt chart.
-fn human(report: &ExperimentReport, printer: Printer) -> String {
+fn human(report: &ExperimentReport, load: Option<Load>, printer: Printer) -> String {
     let mut out = String::new();
     let heading = format!("{} — {}", report.experiment.name, report.experiment.title);
     out.push_str(&heading);
@@ -86,11 +172,23 @@ fn human(report: &ExperimentReport, printer: Printer) -> String {
     out.push_str("\nclaim:   ");
     out.push_str(&report.claim);
     out.push('\n');
+    let label_style = if report.verdict.pass {
+        render::GOOD
+    } else {
+        render::BAD
+    };
     out.push_str(&format!(
         "verdict: {} — {}\n",
-        report.verdict.label(),
+        render::paint(
+            report.verdict.label(),
+            label_style.bold(),
+            printer.stdout_colour()
+        ),
         report.verdict.reason
     ));
+    if let Some(load) = load.filter(|_| !report.verdict.pass) {
+        out.push_str(&format!("machine: {}\n", load.sentence()));
+    }
     if !report.timeline.spans().is_empty() {
         out.push('\n');
         out.push_str(

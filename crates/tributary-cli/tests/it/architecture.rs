@@ -455,6 +455,16 @@ const TEXT_SEARCHES_ALLOWED: &[(&str, &str, &str)] = &[
         "reads an HTTP ETag header (RFC 9110: a weak one starts `W/`) for the checksum the hub names",
     ),
     (
+        "crates/tributary-cli/src/cli.rs",
+        ".strip_prefix(\"--color\")",
+        "reads --color from the command line before clap parses it, so that clap's own errors are coloured as asked",
+    ),
+    (
+        "crates/tributary-cli/src/commands/man.rs",
+        ".starts_with(\"Exit codes\")",
+        "lays out the binary's own --help text as manual sections: its `Exit codes:` paragraph is EXIT STATUS",
+    ),
+    (
         "crates/tributary-serve/assets/page.html",
         "key.endsWith(\"_ms\")",
         "formats a span's arguments: a key ending in `_ms` is a duration",

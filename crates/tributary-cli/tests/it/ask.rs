@@ -119,16 +119,61 @@ fn all_sources_failing_exits_3_with_the_reason() {
         "kb=unavailable",
     ]);
     assert_eq!(code(&output), 3, "stdout: {}", stdout(&output));
+    // Said once: the headline on stdout, each source's reason once in the table, a hint on stderr.
+    let (out, err) = (stdout(&output), stderr(&output));
+    assert!(out.starts_with("No answer: no source answered.\n"), "{out}");
+    assert_eq!(
+        out.matches("read a response body within the 1048576-byte limit")
+            .count(),
+        1,
+        "{out}"
+    );
     assert!(
-        stderr(&output).contains("error: no answer: no source answered"),
+        !err.contains("1048576"),
+        "the reason again on stderr: {err}"
+    );
+    assert!(err.starts_with("hint: "), "{err}");
+    // With --json the reason is in the JSON, and stderr says in a line why there is no answer.
+    let output = ask(&[
+        QUESTION,
+        "--json",
+        "--fault",
+        "weather=error",
+        "--fault",
+        "news=huge",
+        "--fault",
+        "kb=unavailable",
+    ]);
+    assert_eq!(code(&output), 3);
+    assert!(
+        stderr(&output).starts_with("error: no answer: no source answered\nhint: "),
         "{}",
         stderr(&output)
     );
+}
+
+#[test]
+fn a_timeout_hint_names_the_setting_that_bounded_the_wait() {
+    // Each attempt at kb is capped at 2 s by default, and it answers after 3 s: no per-source timeout helps.
+    let run = |extra: &[&str]| {
+        tributary()
+            .args(["ask", "What is the GIL?", "--inference-cost", "20ms"])
+            .args(["--fault", "news=hang", "--fault", "kb=latency:3s"])
+            .args(extra)
+            .output()
+            .expect("run tributary ask")
+    };
+    let output = run(&["--per-source-timeout", "7s"]);
+    assert_eq!(code(&output), 3, "{}", stdout(&output));
     assert!(
-        stdout(&output).contains("read a response body within the 1048576-byte limit"),
+        stderr(&output).contains("a longer --attempt-timeout"),
         "{}",
-        stdout(&output)
+        stderr(&output)
     );
+    // With each attempt given 4 s, kb answers: the answer is degraded, news timed out.
+    let output = run(&["--per-source-timeout", "5s", "--attempt-timeout", "4s"]);
+    assert_eq!(code(&output), 0, "{}{}", stdout(&output), stderr(&output));
+    assert!(stdout(&output).contains("degraded"), "{}", stdout(&output));
 }
 
 #[test]
@@ -674,4 +719,88 @@ fn exit_follows_the_answer_whatever_the_name_servers_do() {
         name_server.recv_from(&mut query).is_ok(),
         "no query reached the name server"
     );
+}
+
+#[test]
+fn the_inline_executor_runs_one_inference_at_a_time_so_the_ideal_is_never_longer_than_the_run() {
+    // Weather and kb arrive together: on a multi-threaded runtime their inline inferences once ran at once on
+    // "one worker", and the ideal schedule of those times was longer than the run.
+    let output = tributary()
+        .args([
+            "ask",
+            "What's the weather in Paris, and why does the GIL matter?",
+            "--json",
+        ])
+        .args(["--executor", "inline", "--inference-cost", "100ms"])
+        .output()
+        .expect("run tributary ask");
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let report = json_lines(&output).remove(0);
+    let (ideal, elapsed) = (
+        report["ideal_ms"].as_f64().expect("ideal"),
+        report["elapsed_ms"].as_f64().expect("elapsed"),
+    );
+    assert!(
+        ideal <= elapsed + 1.0,
+        "ideal {ideal} ms > run {elapsed} ms: {report}"
+    );
+}
+
+#[test]
+fn color_always_colours_the_report_the_labels_and_usage_errors() {
+    // NO_COLOR is set by the harness: `--color always` wins over it.
+    let output = ask(&["How do I bake sourdough bread?", "--color", "always"]);
+    assert_eq!(code(&output), 3);
+    let (out, err) = (stdout(&output), stderr(&output));
+    assert!(out.contains("\u{1b}[33mno_result\u{1b}[0m"), "{out:?}");
+    assert!(out.contains("\u{1b}[31mno answer\u{1b}[0m"), "{out:?}");
+    assert!(
+        err.starts_with("\u{1b}[1m\u{1b}[36mhint:\u{1b}[0m "),
+        "{err:?}"
+    );
+    // Without it, nothing is coloured (NO_COLOR), and the columns are the same.
+    let plain = ask(&["How do I bake sourdough bread?"]);
+    assert!(!stdout(&plain).contains('\u{1b}') && !stderr(&plain).contains('\u{1b}'));
+    let strip = |text: &str| {
+        let mut plain = String::new();
+        let mut escape = false;
+        for character in text.chars() {
+            match (escape, character) {
+                (false, '\u{1b}') => escape = true,
+                (true, 'm') => escape = false,
+                (false, character) => plain.push(character),
+                (true, _) => {}
+            }
+        }
+        plain
+    };
+    let table = |text: &str| {
+        text.lines()
+            .skip(2)
+            .take(4)
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let without_times = |lines: Vec<String>| {
+        lines
+            .iter()
+            .map(|line| {
+                line.split_whitespace()
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        without_times(table(&strip(&out))),
+        without_times(table(&stdout(&plain)))
+    );
+    // A usage error, from clap, is coloured too.
+    let output = tributary()
+        .args(["ask", "--color", "always", "--bogus"])
+        .output()
+        .expect("run tributary ask");
+    assert_eq!(code(&output), 2);
+    assert!(stderr(&output).contains('\u{1b}'), "{:?}", stderr(&output));
 }

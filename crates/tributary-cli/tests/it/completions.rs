@@ -148,7 +148,16 @@ fn man_prints_a_page_for_the_cli_and_for_each_command() {
         )
         .collect();
     assert_eq!(titles, expected);
-    for heading in ["ENGINE", "SOURCES", "OUTPUT", "GLOBAL"] {
+    // The manual's own sections; the help text after the options is not an "EXTRA" refilled mid-line.
+    for heading in [
+        "ENGINE",
+        "SOURCES",
+        "OUTPUT",
+        "GLOBAL",
+        "\"EXIT STATUS\"",
+        "ENVIRONMENT",
+        "FILES",
+    ] {
         assert!(
             roff.contains(&format!(".SH {heading}")),
             "no {heading} section"
@@ -159,4 +168,12 @@ fn man_prints_a_page_for_the_cli_and_for_each_command() {
         "the variables are documented"
     );
     assert!(!roff.contains("__worker"), "the hidden worker has no page");
+    assert!(!roff.contains(".SH EXTRA"), "an EXTRA section");
+    // One tagged paragraph per exit code, on every page: ask's 3 among them.
+    assert_eq!(
+        roff.matches(".SH \"EXIT STATUS\"").count(),
+        titles.len(),
+        "a page without EXIT STATUS"
+    );
+    assert!(roff.contains(".TP\n\\fB3\\fR\n"), "no tagged exit code");
 }

@@ -162,6 +162,10 @@ fn a_collector_that_is_down_costs_a_warning_not_the_answer() {
         "{}",
         stderr(&output)
     );
+    // A sentence, not the SDK's debug dump of the HTTP client's error.
+    for dump in ["InternalFailure", "reqwest::Error", "Err("] {
+        assert!(!stderr(&output).contains(dump), "{}", stderr(&output));
+    }
 }
 
 /// A span as the collector got it.
