@@ -116,10 +116,16 @@ pub async fn show(
                     id,
                     lane,
                     activity: Activity::Infer,
+                    subject,
                     ..
                 } => {
-                    if let Some(source) = by_lane.get(&lane) {
-                        inferences.insert(id, source.clone());
+                    // A source's inference runs on a worker's lane and names its source; the synthesis has a
+                    // lane of its own.
+                    let source = subject
+                        .filter(|subject| by_lane.values().any(|source| source == subject))
+                        .or_else(|| by_lane.get(&lane).cloned());
+                    if let Some(source) = source {
+                        inferences.insert(id, source);
                     }
                 }
                 Update::Progress { id, text, .. } => {

@@ -387,6 +387,7 @@ impl Translator {
                     lane,
                     name,
                     activity,
+                    subject,
                     at,
                 } => {
                     run.push(
@@ -396,7 +397,10 @@ impl Translator {
                             "activity": activity.as_str(), "at_ms": millis(at),
                         }),
                     );
-                    if let Some(source) = self.sources_by_lane.get(&lane) {
+                    // A source's fetch is on its lane; its inference on a worker's, naming the source.
+                    if let Some(source) =
+                        subject.or_else(|| self.sources_by_lane.get(&lane).cloned())
+                    {
                         let status = match activity {
                             Activity::Infer => "inferring",
                             _ => "fetching",

@@ -69,6 +69,26 @@ async fn a_watched_run_tells_its_watchers_what_began_and_ended() {
             .count(),
         3
     );
+    // An inference in progress is on the lane of the worker that runs it, and names its source.
+    let inferences: Vec<(&str, Option<&str>)> = updates
+        .iter()
+        .filter_map(|update| match update {
+            Update::Began {
+                lane,
+                activity: Activity::Infer,
+                subject,
+                ..
+            } => Some((lane.as_str(), subject.as_deref())),
+            _ => None,
+        })
+        .collect();
+    for (lane, subject) in &inferences {
+        assert!(lane.starts_with("worker "), "{inferences:?}");
+        assert!(
+            subject.is_some_and(|source| ["weather", "news", "kb"].contains(&source)),
+            "{inferences:?}"
+        );
+    }
     // Everything that began ended, well.
     for (id, name, _) in &began {
         assert!(

@@ -1,6 +1,7 @@
 //! The inference half of a step: the simulated LLM on a source's response, on the executor within the
 //! deadline, and how its outcome settles the source's report.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use tributary::group::{Deadline, Elapsed, with_timeout};
@@ -12,7 +13,7 @@ use super::answer::millis;
 use super::chat;
 use super::fetch::Fetch;
 use super::messages::{error_chain, inference_cut_short};
-use super::timeline::{close, record_inference, record_kept_inference, source_lane};
+use super::timeline::{close, record_inference, record_kept_inference, source_lane, worker_lane};
 use crate::extract::document_for;
 use crate::infer::aggregate::contributes;
 use crate::infer::{InferError, Inference, InferenceJob};
@@ -83,22 +84,42 @@ pub async fn infer_source(context: &StepContext, fetch: Fetch, deadline: Deadlin
                 .as_ref()
                 .and_then(|_| wind_up_at(deadline)),
         );
-    // Watchers see the inference begin (queued for a worker) on the source's lane.
-    let open = context.timeline.as_ref().map(|timeline| {
-        timeline.begin(
-            source_lane(source.name()),
-            format!("infer {}", source.name()),
-            Activity::Infer,
-        )
-    });
-    // A chat model's words reach the watchers as it writes them, under the inference they belong to.
-    let progress = open.as_ref().map(OpenSpan::progress);
-    let run = context.executor.run_job_with_progress(job, move |text| {
-        if let Some(progress) = &progress {
-            progress.report(text);
+    // Watchers see the inference begin on its worker's lane when a worker starts it (waiting for one, it is on no
+    // lane), named for its source; a chat model's words reach them under it as it writes them. A job started
+    // after the deadline dropped it leaves its span here, closed as cancelled when the last handle goes.
+    let started: Arc<Mutex<Option<OpenSpan>>> = Arc::default();
+    let on_start = {
+        let (started, timeline, name) = (
+            Arc::clone(&started),
+            context.timeline.clone(),
+            source.name().to_owned(),
+        );
+        move |worker: usize| {
+            if let Some(timeline) = &timeline {
+                let open = timeline.begin_for(
+                    worker_lane(worker),
+                    format!("infer {name}"),
+                    Activity::Infer,
+                    name.clone(),
+                );
+                *started.lock().unwrap_or_else(PoisonError::into_inner) = Some(open);
+            }
         }
-    });
+    };
+    let on_progress = {
+        let started = Arc::clone(&started);
+        move |text: &str| {
+            if let Some(open) = &*started.lock().unwrap_or_else(PoisonError::into_inner) {
+                open.progress().report(text);
+            }
+        }
+    };
+    let run = context.executor.run_job_watched(job, on_start, on_progress);
     let mut outcome = with_timeout(None, deadline, run).await;
+    let open = started
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
     // A chat endpoint writes the summary from the sentences picked, as I/O on this task.
     let mut written = true;
     if let (Some(chat), Some(document)) = (&context.chat, &for_chat)

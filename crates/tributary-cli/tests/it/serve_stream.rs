@@ -150,6 +150,15 @@ fn a_streamed_run_tells_what_began_and_ended_then_the_answer() {
             .unwrap_or_else(|| panic!("never closed: {began:?}"));
         assert!(position(closed) > position(began));
         assert_eq!(closed.data["outcome"], "ok");
+        // An inference in progress is drawn where it runs: on a worker's lane, not its source's.
+        if began.data["activity"] == "infer" {
+            assert!(
+                began.data["lane"]
+                    .as_str()
+                    .is_some_and(|lane| lane.starts_with("worker ")),
+                "{began:?}"
+            );
+        }
     }
     let spans: Vec<&Value> = events
         .iter()
@@ -226,10 +235,13 @@ fn a_chat_models_words_stream_before_the_answer() {
     let events = events.rest();
     let inference_id = events
         .iter()
+        // The only inference (news and kb hang): the weather's, on the lane of the worker that runs it.
         .find(|event| {
             event.name == "span_started"
                 && event.data["activity"] == "infer"
-                && event.data["lane"] == "source weather"
+                && event.data["lane"]
+                    .as_str()
+                    .is_some_and(|lane| lane.starts_with("worker "))
         })
         .map(|event| event.data["id"].clone())
         .expect("the weather's inference began");

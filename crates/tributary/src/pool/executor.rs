@@ -358,13 +358,29 @@ impl Executor {
         job: J,
         on_progress: impl Fn(&str) + Send + Sync + 'static,
     ) -> Result<(J::Output, JobTiming), ExecutorError> {
+        self.run_job_watched(job, |_| {}, on_progress).await
+    }
+
+    /// [`Executor::run_job_with_progress`], also calling `on_start` with the worker's index when one starts the
+    /// job (after any wait in the queue, for the lock or for a turn): where a watcher draws the work in progress.
+    /// It is called once, from the worker's thread or the caller's task, before any progress; a job that never
+    /// starts never calls it.
+    pub async fn run_job_watched<J: CpuJob>(
+        &self,
+        job: J,
+        on_start: impl Fn(usize) + Send + Sync + 'static,
+        on_progress: impl Fn(&str) + Send + Sync + 'static,
+    ) -> Result<(J::Output, JobTiming), ExecutorError> {
         let span = job_span(J::NAME, self.kind());
         let result = async {
             if let Backend::Processes(pool) = &*self.backend {
-                return pool.run_with_progress(job, &on_progress).await;
+                return pool.run_watched(job, &on_start, &on_progress).await;
             }
-            self.run_unrecorded(move |should_stop| job.run_with_progress(should_stop, &on_progress))
-                .await
+            self.run_unrecorded_on(move |worker, should_stop| {
+                on_start(worker);
+                job.run_with_progress(should_stop, &on_progress)
+            })
+            .await
         }
         .instrument(span.clone())
         .await;
@@ -400,11 +416,24 @@ impl Executor {
         F: FnOnce(&dyn Fn() -> bool) -> R + Send + 'static,
         R: Send + 'static,
     {
+        self.run_unrecorded_on(move |_, should_stop| job(should_stop))
+            .await
+    }
+
+    /// [`Executor::run_unrecorded`], the job told the index of the worker that runs it.
+    async fn run_unrecorded_on<F, R>(&self, job: F) -> Result<(R, JobTiming), ExecutorError>
+    where
+        F: FnOnce(usize, &dyn Fn() -> bool) -> R + Send + 'static,
+        R: Send + 'static,
+    {
         match &*self.backend {
-            Backend::Inline(inline) => Ok(inline.run(job)?),
-            Backend::GlobalLock(pool) => Ok(pool.submit_timed(job).await?),
+            // The inline executor's one "worker" is the caller: index 0, once its turn has come.
+            Backend::Inline(inline) => Ok(inline.run(move |should_stop| job(0, should_stop))?),
+            Backend::GlobalLock(pool) => Ok(pool.submit_timed_on(job).await?),
             Backend::Threads(pool) => Ok(pool
-                .submit_timed(move |context| job(&|| context.is_cancelled()))
+                .submit_timed(move |context| {
+                    job(context.worker_index(), &|| context.is_cancelled())
+                })
                 .await?),
             Backend::Processes(_) => Err(ExecutorError::Unsupported {
                 kind: ExecutorKind::Processes,
@@ -595,6 +624,46 @@ mod tests {
                     .expect("job finished in time")
                     .unwrap_or_else(|error| panic!("{kind}: {error}"));
             assert_eq!(count, 3, "{kind}");
+            executor.shutdown().await;
+        }
+    }
+
+    /// Every kind says which worker started a job, once and before its first progress: the worker its timing
+    /// names.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_kind_says_which_worker_started_a_job_before_its_progress() {
+        for kind in ExecutorKind::ALL {
+            let executor = executor(kind);
+            let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let job = executor.run_job_watched(
+                CountAloud { count: 2 },
+                {
+                    let heard = Arc::clone(&heard);
+                    move |worker| {
+                        heard
+                            .lock()
+                            .expect("not poisoned")
+                            .push(format!("worker {worker}"))
+                    }
+                },
+                {
+                    let heard = Arc::clone(&heard);
+                    move |text| heard.lock().expect("not poisoned").push(text.to_owned())
+                },
+            );
+            let (_, timing) = tokio::time::timeout(PATIENCE, job)
+                .await
+                .expect("job finished in time")
+                .unwrap_or_else(|error| panic!("{kind}: {error}"));
+            assert_eq!(
+                *heard.lock().expect("not poisoned"),
+                [
+                    format!("worker {}", timing.worker_index),
+                    "1".to_owned(),
+                    "2".to_owned()
+                ],
+                "{kind}"
+            );
             executor.shutdown().await;
         }
     }

@@ -58,6 +58,16 @@ impl GlobalLockPool {
         F: FnOnce(&dyn Fn() -> bool) -> R + Send + 'static,
         R: Send + 'static,
     {
+        self.submit_timed_on(move |_, should_stop| job(should_stop))
+            .await
+    }
+
+    /// [`GlobalLockPool::submit_timed`], the job told the index of the worker that holds the lock for it.
+    pub async fn submit_timed_on<F, R>(&self, job: F) -> Result<(R, JobTiming), PoolError>
+    where
+        F: FnOnce(usize, &dyn Fn() -> bool) -> R + Send + 'static,
+        R: Send + 'static,
+    {
         let lock = Arc::clone(&self.lock);
         self.pool
             .submit_timed(move |context| {
@@ -66,7 +76,7 @@ impl GlobalLockPool {
                     holder.checkpoint();
                     context.is_cancelled()
                 };
-                job(&should_stop)
+                job(context.worker_index(), &should_stop)
                 // `holder` drops here (or while unwinding from a panic) and passes the lock on.
             })
             .await

@@ -25,6 +25,9 @@ pub enum Update {
         name: String,
         /// What kind of work it is.
         activity: Activity,
+        /// What the work is for, when its lane does not say: a source's inference runs on a worker's lane, and
+        /// names its source here ([`Timeline::begin_for`]).
+        subject: Option<String>,
         /// When it began, relative to the origin.
         at: Duration,
     },
@@ -102,9 +105,29 @@ impl Timeline {
         name: impl Into<String>,
         activity: Activity,
     ) -> OpenSpan {
-        let lane = lane.into();
-        let name = name.into();
-        let id = self.began(&lane, &name, activity, self.elapsed());
+        self.begin_with(lane.into(), name.into(), activity, None)
+    }
+
+    /// Work for `subject` begins now on `lane`: a watcher that follows a subject (a source) finds its work on
+    /// another lane (a worker's) by it.
+    pub fn begin_for(
+        &self,
+        lane: impl Into<String>,
+        name: impl Into<String>,
+        activity: Activity,
+        subject: impl Into<String>,
+    ) -> OpenSpan {
+        self.begin_with(lane.into(), name.into(), activity, Some(subject.into()))
+    }
+
+    fn begin_with(
+        &self,
+        lane: String,
+        name: String,
+        activity: Activity,
+        subject: Option<String>,
+    ) -> OpenSpan {
+        let id = self.began(&lane, &name, activity, subject, self.elapsed());
         OpenSpan {
             timeline: self.clone(),
             id,
@@ -137,7 +160,14 @@ impl Timeline {
     }
 
     /// Records the start of `name` on `lane` for watchers; returns its id.
-    pub(super) fn began(&self, lane: &str, name: &str, activity: Activity, at: Duration) -> u64 {
+    pub(super) fn began(
+        &self,
+        lane: &str,
+        name: &str,
+        activity: Activity,
+        subject: Option<String>,
+        at: Duration,
+    ) -> u64 {
         let mut recording = self.lock();
         recording.touch_lane(lane);
         let Some(live) = &mut recording.live else {
@@ -149,6 +179,7 @@ impl Timeline {
             lane: lane.to_owned(),
             name: name.to_owned(),
             activity,
+            subject,
             at,
         });
         id

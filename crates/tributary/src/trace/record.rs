@@ -175,7 +175,7 @@ impl Timeline {
         let lane = lane.into();
         let name = name.into();
         let start = self.elapsed();
-        let id = self.began(&lane, &name, activity, start);
+        let id = self.began(&lane, &name, activity, None, start);
         SpanGuard {
             timeline: self.clone(),
             span: Some(Span::new(lane, name, activity, start, start)),

@@ -99,6 +99,16 @@ impl ProcessPool {
         job: J,
         on_progress: &(dyn Fn(&str) + Sync),
     ) -> Result<(J::Output, JobTiming), ExecutorError> {
+        self.run_watched(job, &|_| {}, on_progress).await
+    }
+
+    /// [`ProcessPool::run_with_progress`], calling `on_start` with the worker's index when the job is sent to it.
+    pub async fn run_watched<J: CpuJob>(
+        &self,
+        job: J,
+        on_start: &(dyn Fn(usize) + Sync),
+        on_progress: &(dyn Fn(&str) + Sync),
+    ) -> Result<(J::Output, JobTiming), ExecutorError> {
         let queued_at = Instant::now();
         let inner = &*self.inner;
         if inner.closed.is_cancelled() {
@@ -140,6 +150,7 @@ impl ProcessPool {
         // The caller's span (an executor's `pool.job`) names the process; the worker itself records nothing.
         tracing::Span::current().record("pid", process.pid);
         let started_at = Instant::now();
+        on_start(worker);
         let exchanged = process.exchange(&frame, id, on_progress).await;
         let timing = |finished_at| JobTiming {
             worker_index: worker,
