@@ -197,7 +197,10 @@ impl ConfigFile {
             " (`tributary config {name}` shows where each default comes from)"
         ));
         for (id, entry) in settable {
-            command = command.mut_arg(id, |arg| arg.default_values(entry.values.clone()));
+            // clap's required check ignores defaults: a required option the file gives is no longer required.
+            command = command.mut_arg(id, |arg| {
+                arg.required(false).default_values(entry.values.clone())
+            });
         }
         if name.is_empty() {
             // The global options: each command's own help shows them, with their file value.
@@ -241,18 +244,25 @@ fn parse(text: &str, command: &Command) -> Result<Vec<Entry>, ParseError> {
                 ));
             };
             for (option, value) in table {
-                let arg = settable(sub.get_arguments().chain(command.get_arguments()), option.get_ref())
-                    .ok_or_else(|| {
-                        let key = format!("{name}.{}", option.get_ref());
-                        (
-                            Some(option.span()),
-                            Some(key),
-                            format!(
-                                "`tributary {name}` has no option --{}; `tributary {name} --help` lists them",
-                                option.get_ref()
-                            ),
-                        )
-                    })?;
+                let long = option.get_ref();
+                let refuse = |message: String| {
+                    (Some(option.span()), Some(format!("{name}.{long}")), message)
+                };
+                // A global option is copied into each command only when clap builds it: a table's value for
+                // one would never apply.
+                if settable(command.get_arguments(), long).is_some() {
+                    return Err(refuse(format!(
+                        "--{long} is a global option: set it at the top level, for every command"
+                    )));
+                }
+                let arg = settable(sub.get_arguments(), long).ok_or_else(|| {
+                    refuse(format!(
+                        "`tributary {name}` has no option --{long}; `tributary {name} --help` lists them"
+                    ))
+                })?;
+                if let Some(why) = refusal(sub, arg) {
+                    return Err(refuse(why));
+                }
                 tables.push(entry(Some(name), arg, value, text)?);
             }
         } else {
@@ -272,6 +282,16 @@ fn parse(text: &str, command: &Command) -> Result<Vec<Entry>, ParseError> {
                     ),
                 )
             })?;
+            let why = command
+                .get_subcommands()
+                .filter(|sub| {
+                    sub.get_arguments()
+                        .any(|other| other.get_id() == arg.get_id())
+                })
+                .find_map(|sub| refusal(sub, arg));
+            if let Some(why) = why {
+                return Err((Some(key.span()), Some(name.to_owned()), why));
+            }
             top.push(entry(None, arg, value, text)?);
         }
     }
@@ -298,6 +318,42 @@ fn settable<'a>(mut args: impl Iterator<Item = &'a Arg>, long: &str) -> Option<&
                 arg.get_action(),
                 ArgAction::Set | ArgAction::Append | ArgAction::SetTrue
             )
+    })
+}
+
+/// Why `arg`, an option of `owner`, may have no default in the file, if it may not.
+///
+/// - `--fault`: a fault left in a file would break every run with nothing on the command line to show why (it has
+///   no variable either).
+/// - An option that conflicts with another (`--config` and `--sources`, `--sequential` and `--compare`): clap
+///   checks conflicts on what was given, not on defaults, so the file's value would silently beat the other
+///   option given on the command line.
+fn refusal(owner: &Command, arg: &Arg) -> Option<String> {
+    let long = arg.get_long().unwrap_or_default();
+    if long == "fault" {
+        return Some(
+            "--fault has no default on purpose: a fault left in a file would break every run with nothing on \
+             the command line to show why; give it on the command line"
+                .to_owned(),
+        );
+    }
+    let mut conflicts: Vec<&Arg> = owner.get_arg_conflicts_with(arg);
+    conflicts.extend(owner.get_arguments().filter(|other| {
+        owner
+            .get_arg_conflicts_with(other)
+            .iter()
+            .any(|conflict| conflict.get_id() == arg.get_id())
+    }));
+    let names: Vec<String> = conflicts
+        .iter()
+        .filter_map(|conflict| conflict.get_long().map(|long| format!("--{long}")))
+        .collect();
+    (!names.is_empty()).then(|| {
+        format!(
+            "--{long} conflicts with {}, so a default for it would beat that option given on the command line; \
+             give --{long} on the command line",
+            names.join(", ")
+        )
     })
 }
 
@@ -400,7 +456,8 @@ fn clap_reason(error: &clap::Error, word: &str) -> String {
 
 /// The line and column (from 1, in characters) of byte `offset` of `text`.
 fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
+    // toml's spans start on a character; `get` keeps a bad offset from panicking all the same.
+    let before = text.get(..offset).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
     let column = before
         .rsplit('\n')
@@ -471,6 +528,14 @@ mod tests {
         };
         assert_eq!(ask.engine.deadline, std::time::Duration::from_secs(9));
         assert_eq!(cli.color, crate::cli::ColorChoice::Never);
+        // A required option the file gives is no longer required on the command line.
+        let batch_file = load_text("[batch]\ndb = \"answers.db\"\n").unwrap();
+        let crate::cli::Command::Batch(batch) =
+            parse_with(&batch_file, &["batch", "questions.txt"]).command
+        else {
+            panic!("not batch")
+        };
+        assert_eq!(batch.db, std::path::PathBuf::from("answers.db"));
         // The top level's deadline for a command without a table of its own.
         let crate::cli::Command::Serve(serve) = parse_with(&file, &["serve"]).command else {
             panic!("not serve")
@@ -522,6 +587,26 @@ mod tests {
             ),
             // Hidden options and the hidden worker command are not settings.
             ("stall-on = \"x\"\n", "no command has an option --stall-on"),
+            (
+                "[ask]\ncolor = \"never\"\n",
+                "key `ask.color`: --color is a global option: set it at the top level",
+            ),
+            (
+                "fault = [\"news=hang\"]\n",
+                "key `fault`: --fault has no default on purpose",
+            ),
+            (
+                "[ask]\nfault = \"news=hang\"\n",
+                "key `ask.fault`: --fault has no default on purpose",
+            ),
+            (
+                "config = \"sources.toml\"\n",
+                "key `config`: --config conflicts with --sources",
+            ),
+            (
+                "[ask]\ncompare = true\n",
+                "key `ask.compare`: --compare conflicts with --sequential",
+            ),
             ("[__worker]\n", "no command is called `__worker`"),
         ] {
             let error = load_text(text).unwrap_err();

@@ -61,8 +61,13 @@ fn sample() -> Option<Sample> {
     let myself = Process::myself().ok()?;
     let pid = myself.pid();
     let cpu = |stat: &procfs::process::Stat| stat.utime + stat.stime;
-    let mut own = myself.stat().ok().map(|stat| cpu(&stat))?;
-    // The workers of the processes executor are our children, alive while they work: their time is ours.
+    // Our time, with that of the children that ended and were waited for (workers of the processes executor
+    // stopped, crashed or replaced): theirs is ours too.
+    let mut own = myself
+        .stat()
+        .ok()
+        .map(|stat| cpu(&stat) + u64::try_from(stat.cutime + stat.cstime).unwrap_or(0))?;
+    // The workers still running are our children too.
     if let Ok(processes) = procfs::process::all_processes() {
         own += processes
             .filter_map(Result::ok)

@@ -419,8 +419,10 @@ impl Translator {
                     );
                     // A fetch or an inference that ended tells its source's status at once (a page would
                     // otherwise say "inferring" after the bar had ended); the final report has the last word.
-                    if let Some((source, activity @ (Activity::Fetch | Activity::Infer))) =
-                        self.begun.get(&id)
+                    if let Some((source, activity @ (Activity::Fetch | Activity::Infer))) = self
+                        .begun
+                        .get(&id)
+                        .filter(|(source, _)| source != SYNTHESIS_LANE)
                     {
                         let status = match (activity, outcome) {
                             (Activity::Infer, SpanOutcome::Ok) => "inferred",

@@ -120,25 +120,7 @@ pub async fn infer_source(context: &StepContext, fetch: Fetch, deadline: Deadlin
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .take();
-    // A chat endpoint writes the summary from the sentences picked, as I/O on this task.
-    let mut written = true;
-    if let (Some(chat), Some(document)) = (&context.chat, &for_chat)
-        && let Ok(Ok((Ok(inference), _))) = &mut outcome
-        && contributes(report.topic, inference)
-    {
-        let wind_up = wind_up_at_instant(deadline).map_or(Deadline::none(), Deadline::at);
-        written = chat::write_summary(
-            context,
-            chat,
-            &source_lane(source.name()),
-            context.question.as_str(),
-            document,
-            inference,
-            (wind_up, deadline),
-            open.as_ref().map(OpenSpan::progress),
-        )
-        .await;
-    }
+    // The worker's part ends here: its span closes now, whatever a chat endpoint does next.
     if let Some(timeline) = &context.timeline {
         record_inference(timeline, &source, &outcome);
     }
@@ -151,6 +133,43 @@ pub async fn infer_source(context: &StepContext, fetch: Fetch, deadline: Deadlin
             Err(_) => SpanOutcome::TimedOut,
         },
     );
+    // A chat endpoint writes the summary from the sentences picked, as I/O on this task: its words are drawn on
+    // the source's lane, where this task waits for them.
+    let mut written = true;
+    if let (Some(chat), Some(document)) = (&context.chat, &for_chat)
+        && let Ok(Ok((Ok(inference), _))) = &mut outcome
+        && contributes(report.topic, inference)
+    {
+        let lane = source_lane(source.name());
+        let writing = context.timeline.as_ref().map(|timeline| {
+            timeline.begin_for(
+                lane.clone(),
+                format!("write {}", source.name()),
+                Activity::Infer,
+                source.name(),
+            )
+        });
+        let wind_up = wind_up_at_instant(deadline).map_or(Deadline::none(), Deadline::at);
+        written = chat::write_summary(
+            context,
+            chat,
+            &lane,
+            context.question.as_str(),
+            document,
+            inference,
+            (wind_up, deadline),
+            writing.as_ref().map(OpenSpan::progress),
+        )
+        .await;
+        close(
+            writing,
+            if written {
+                SpanOutcome::Ok
+            } else {
+                SpanOutcome::Failed
+            },
+        );
+    }
     // Kept only where the response can be served again: from a source whose answers are cached.
     // A summary cut short, or one the endpoint failed to write, is this run's, not the response's: the next
     // question may have the time, or the endpoint, to finish it.

@@ -223,8 +223,7 @@ fn timed_out_hint(report: &AgentReport, asked: &[&SourceReport]) -> Option<Strin
         timed_out.into_iter().partition(used_up);
     Some(if !attempts.is_empty() {
         format!(
-            "hint: every attempt at {} ran out of its per-attempt timeout (2s by default): a longer \
-             --attempt-timeout",
+            "hint: every attempt at {} ran out of its per-attempt timeout: a longer --attempt-timeout",
             names(attempts)
         )
     } else if whole.iter().any(|source| source.attempts > 1) {

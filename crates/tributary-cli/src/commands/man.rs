@@ -202,10 +202,7 @@ fn files(roff: &mut Roff, command: &Command) {
 
 /// Whether `command`'s page is of a command that reads the config file (not `man`, not `completions`).
 fn reads_the_config_file(command: &Command) -> bool {
-    !matches!(
-        command.get_name(),
-        "tributary-man" | "tributary-completions" | "man" | "completions"
-    )
+    !matches!(command.get_name(), "man" | "completions")
 }
 
 #[cfg(test)]

@@ -109,7 +109,7 @@ fn two_failing_sources_give_a_degraded_answer_from_the_third() {
 
 #[test]
 fn all_sources_failing_exits_3_with_the_reason() {
-    let output = ask(&[
+    let every_source_failing = [
         QUESTION,
         "--fault",
         "weather=error",
@@ -117,7 +117,8 @@ fn all_sources_failing_exits_3_with_the_reason() {
         "news=huge",
         "--fault",
         "kb=unavailable",
-    ]);
+    ];
+    let output = ask(&every_source_failing);
     assert_eq!(code(&output), 3, "stdout: {}", stdout(&output));
     // Said once: the headline on stdout, each source's reason once in the table, a hint on stderr.
     let (out, err) = (stdout(&output), stderr(&output));
@@ -134,16 +135,7 @@ fn all_sources_failing_exits_3_with_the_reason() {
     );
     assert!(err.starts_with("hint: "), "{err}");
     // With --json the reason is in the JSON, and stderr says in a line why there is no answer.
-    let output = ask(&[
-        QUESTION,
-        "--json",
-        "--fault",
-        "weather=error",
-        "--fault",
-        "news=huge",
-        "--fault",
-        "kb=unavailable",
-    ]);
+    let output = ask(&[&every_source_failing[..], &["--json"]].concat());
     assert_eq!(code(&output), 3);
     assert!(
         stderr(&output).starts_with("error: no answer: no source answered\nhint: "),

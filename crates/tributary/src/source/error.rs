@@ -129,7 +129,7 @@ pub enum FetchErrorKind {
     },
 }
 
-/// "in 3s", or "once the probes in flight report".
+/// "in 3000 ms" (the one duration format), or "once the probes in flight report".
 fn next_probe(retry_in: Duration) -> String {
     if retry_in.is_zero() {
         "once the probes in flight report".to_owned()
@@ -140,7 +140,7 @@ fn next_probe(retry_in: Duration) -> String {
 
 impl FetchErrorKind {
     /// For [`CircuitOpen`](Self::CircuitOpen), when the breaker lets its next probe through, as this error's
-    /// message says it ("in 3s", or "once the probes in flight report"); `None` for every other kind.
+    /// message says it ("in 3000 ms", or "once the probes in flight report"); `None` for every other kind.
     pub fn next_probe(&self) -> Option<String> {
         match self {
             Self::CircuitOpen { retry_in } => Some(next_probe(*retry_in)),
