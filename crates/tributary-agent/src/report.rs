@@ -218,6 +218,29 @@ impl AnswerFailure {
             AnswerFailure::Other => "other",
         }
     }
+
+    /// The kind in a few words, for people: how an answer's `error` begins (before each source's reason) and the
+    /// headline a driver prints when there is no answer.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            AnswerFailure::RequiredSourceFailed => "a required source did not answer",
+            AnswerFailure::RequiredSourceNoResult => {
+                "a required source had nothing for the question"
+            }
+            AnswerFailure::NoSourceApplies => "no source applies to the question",
+            AnswerFailure::NothingFound => "no source had anything for the question",
+            AnswerFailure::NoInferenceFinished => {
+                "the sources answered, but no inference finished in time"
+            }
+            AnswerFailure::NoSourceAnswered => "no source answered",
+            AnswerFailure::UnusableLine => "the input line could not be asked",
+            AnswerFailure::UnreadableMessage => "a question or answer message could not be read",
+            AnswerFailure::DeliveryLimit => {
+                "the question was delivered as often as the batch allows"
+            }
+            AnswerFailure::Other => "a failure this version does not know",
+        }
+    }
 }
 
 /// One source's part in a run.

@@ -19,6 +19,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use clap::{Arg, ArgAction, Command};
+use tributary_agent::sources::line_and_column;
 
 /// The variable that names the config file; empty means "no config file".
 pub const VARIABLE: &str = "TRIBUTARY_CONFIG_FILE";
@@ -308,17 +309,19 @@ fn settable_commands(command: &Command) -> Vec<String> {
         .collect()
 }
 
-/// The option called `long` among `args` that a file may set: a named option, not hidden, that takes values or
-/// is a switch.
+/// Whether `arg` is a setting, an option a file may give a default: named, not hidden, taking values or a switch.
+pub fn is_setting(arg: &Arg) -> bool {
+    arg.get_long().is_some()
+        && !arg.is_hide_set()
+        && matches!(
+            arg.get_action(),
+            ArgAction::Set | ArgAction::Append | ArgAction::SetTrue
+        )
+}
+
+/// The setting called `long` among `args`.
 fn settable<'a>(mut args: impl Iterator<Item = &'a Arg>, long: &str) -> Option<&'a Arg> {
-    args.find(|arg| {
-        arg.get_long() == Some(long)
-            && !arg.is_hide_set()
-            && matches!(
-                arg.get_action(),
-                ArgAction::Set | ArgAction::Append | ArgAction::SetTrue
-            )
-    })
+    args.find(|arg| arg.get_long() == Some(long) && is_setting(arg))
 }
 
 /// Why `arg`, an option of `owner`, may have no default in the file, if it may not.
@@ -452,19 +455,6 @@ fn clap_reason(error: &clap::Error, word: &str) -> String {
             error.kind().as_str().unwrap_or("refused")
         ),
     }
-}
-
-/// The line and column (from 1, in characters) of byte `offset` of `text`.
-fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
-    // toml's spans start on a character; `get` keeps a bad offset from panicking all the same.
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let column = before
-        .rsplit('\n')
-        .next()
-        .map_or(0, |start| start.chars().count())
-        + 1;
-    (line, column)
 }
 
 /// The path as the user would write it: `~` for the home directory.

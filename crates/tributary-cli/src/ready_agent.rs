@@ -34,7 +34,7 @@ impl ReadyAgent {
         settings: &EngineSettings,
         options: ClientOptions,
     ) -> Result<Self, CliError> {
-        let (sources, embedded) = match &settings.sources {
+        let (mut sources, embedded) = match &settings.sources {
             SourcesChoice::Configured(config) => (config.sources.clone(), None),
             SourcesChoice::Embedded(scenario) => {
                 let server =
@@ -46,7 +46,6 @@ impl ReadyAgent {
                 (embedded_sources(&base).sources, Some(server))
             }
         };
-        let mut sources = sources;
         if let Some(timeout) = settings.attempt_timeout {
             for source in &mut sources {
                 source.spec.timeout = timeout;

@@ -1,6 +1,6 @@
 //! Human-readable output: the answer, the per-source table, the totals. Plain text, readable without colour;
-//! with colour (the printer's decision for the stream), statuses and outcomes in the colours of
-//! [`tributary::trace::palette`]: green for what worked, red for what failed, yellow for what did only in part.
+//! with colour (the printer's decision for the stream), statuses and outcomes in the terminal's own colours:
+//! green for what worked, red for what failed, yellow for what did only in part.
 
 use std::fmt::Write as _;
 
@@ -72,16 +72,12 @@ pub fn no_answer_headline(report: &AgentReport) -> String {
                 required()
             )
         }
-        Some(AnswerFailure::NoSourceApplies) => "no source applies to the question".to_owned(),
-        Some(AnswerFailure::NothingFound) => "no source had anything for the question".to_owned(),
-        Some(AnswerFailure::NoInferenceFinished) => {
-            "the sources answered, but no inference finished in time".to_owned()
-        }
-        Some(AnswerFailure::NoSourceAnswered) => "no source answered".to_owned(),
-        _ => report
+        // An unknown kind (a newer version's) says no more than its message.
+        None | Some(AnswerFailure::Other) => report
             .error
             .clone()
-            .unwrap_or_else(|| "no source answered".to_owned()),
+            .unwrap_or_else(|| AnswerFailure::NoSourceAnswered.describe().to_owned()),
+        Some(failure) => failure.describe().to_owned(),
     }
 }
 

@@ -172,10 +172,8 @@ impl AskRequest {
             }
             let fault =
                 parse_fault_kind(kind).map_err(|error| format!("faults.{source}: {error}"))?;
-            match requested.iter_mut().find(|(named, _)| named == source) {
-                Some((_, pairs)) => pairs.push(fault.query_pair()),
-                None => requested.push((source.clone(), vec![fault.query_pair()])),
-            }
+            // A map: one fault per source, so each source gets one query pair of its own.
+            requested.push((source.clone(), vec![fault.query_pair()]));
         }
         // The request's faults replace the server's `--fault` flags for the sources it names, and only those.
         let mut extra_query = server.extra_query.clone();

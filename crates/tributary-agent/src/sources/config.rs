@@ -659,8 +659,9 @@ fn parse_duration(value: &Spanned<String>, limit: Duration) -> Result<Duration, 
     Ok(duration)
 }
 
-/// 1-based line and column (in characters) of a byte offset.
-fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+/// 1-based line and column (in characters) of a byte offset of a file's text (a TOML span's start): where an
+/// error in a sources file, or in the binary's config file, is.
+pub fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..floor_char_boundary(text, offset)];
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);

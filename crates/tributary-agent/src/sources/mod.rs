@@ -7,5 +7,5 @@
 mod config;
 mod kind;
 
-pub use config::{ConfigError, MAX_RETRIES, MAX_TIMEOUT, Source, SourcesConfig};
+pub use config::{ConfigError, MAX_RETRIES, MAX_TIMEOUT, Source, SourcesConfig, line_and_column};
 pub use kind::{SourceKind, Topic};

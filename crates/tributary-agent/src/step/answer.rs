@@ -104,12 +104,12 @@ pub fn answer(question: &Question, records: &[StepRecord]) -> Verdict {
         return if all_skipped {
             failed(
                 AnswerFailure::NoSourceApplies,
-                format!("no source applies to the question ({reasons})"),
+                format!("{} ({reasons})", AnswerFailure::NoSourceApplies.describe()),
             )
         } else if nothing_to_say {
             failed(
                 AnswerFailure::NothingFound,
-                format!("no source had anything for the question ({reasons})"),
+                format!("{} ({reasons})", AnswerFailure::NothingFound.describe()),
             )
         } else if responded > 0 {
             // The sources were there; the time ran out in inference: a different fix (more time, more workers).
@@ -123,7 +123,7 @@ pub fn answer(question: &Question, records: &[StepRecord]) -> Verdict {
         } else {
             failed(
                 AnswerFailure::NoSourceAnswered,
-                format!("no source answered ({reasons})"),
+                format!("{} ({reasons})", AnswerFailure::NoSourceAnswered.describe()),
             )
         };
     }

@@ -205,10 +205,11 @@ fn timed_out_hint(report: &AgentReport, asked: &[&SourceReport]) -> Option<Strin
             .filter(|source| source.failure == Some(failure))
             .collect()
     };
-    if !with(SourceFailure::Deadline).is_empty() {
+    let cut_by_the_deadline = with(SourceFailure::Deadline);
+    if !cut_by_the_deadline.is_empty() {
         return Some(format!(
             "hint: the overall deadline ended {} before it answered: a longer --deadline",
-            names(with(SourceFailure::Deadline))
+            names(cut_by_the_deadline)
         ));
     }
     let timed_out = with(SourceFailure::TimedOut);

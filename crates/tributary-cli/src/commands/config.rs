@@ -27,7 +27,7 @@ pub fn run(command_name: &str, printer: Printer) -> Result<Outcome, CliError> {
     let settings: Vec<Setting> = command
         .get_arguments()
         .chain(cli.get_arguments())
-        .filter(|arg| is_setting(arg))
+        .filter(|arg| config_file::is_setting(arg))
         .map(|arg| setting(command_name, arg, &file))
         .collect();
     let mut out = format!("{}\n", file_line(&location, &file));
@@ -56,16 +56,6 @@ fn file_line(location: &Location, file: &ConfigFile) -> String {
             config_file::VARIABLE
         ),
     }
-}
-
-/// Whether `arg` is an option with a default to show: named, visible, taking a value or a switch.
-fn is_setting(arg: &Arg) -> bool {
-    arg.get_long().is_some()
-        && !arg.is_hide_set()
-        && matches!(
-            arg.get_action(),
-            ArgAction::Set | ArgAction::Append | ArgAction::SetTrue
-        )
 }
 
 /// `arg`'s default for `command` and where it comes from.

@@ -103,12 +103,7 @@ pub async fn run(settings: LabSettings, printer: Printer) -> Result<Outcome, Cli
             "\n{}\n",
             render::paint(
                 &summary,
-                if failed.is_empty() {
-                    render::GOOD
-                } else {
-                    render::BAD
-                }
-                .bold(),
+                verdict_style(failed.is_empty()),
                 printer.stdout_colour()
             )
         ))?;
@@ -118,6 +113,12 @@ pub async fn run(settings: LabSettings, printer: Printer) -> Result<Outcome, Cli
     } else {
         Outcome::ClaimFailed
     })
+}
+
+/// How a verdict (an experiment's, or the lab's last line) is painted: bold green when the claims held, bold red
+/// when not.
+fn verdict_style(held: bool) -> anstyle::Style {
+    if held { render::GOOD } else { render::BAD }.bold()
 }
 
 /// What other programs did with the machine while an experiment ran.
@@ -172,16 +173,11 @@ fn human(report: &ExperimentReport, load: Option<Load>, printer: Printer) -> Str
     out.push_str("\nclaim:   ");
     out.push_str(&report.claim);
     out.push('\n');
-    let label_style = if report.verdict.pass {
-        render::GOOD
-    } else {
-        render::BAD
-    };
     out.push_str(&format!(
         "verdict: {} — {}\n",
         render::paint(
             report.verdict.label(),
-            label_style.bold(),
+            verdict_style(report.verdict.pass),
             printer.stdout_colour()
         ),
         report.verdict.reason
