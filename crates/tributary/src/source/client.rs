@@ -222,17 +222,32 @@ impl SourceClient {
         let Some(time_to_live) = spec.cache_lifetime() else {
             return self.fetch_uncached(spec, request, deadline).await;
         };
+        self.cached(spec, request, deadline, time_to_live, || {
+            self.fetch_uncached(spec, request, deadline)
+        })
+        .await
+    }
+
+    /// `fetch()`'s answer from the cache under `spec`'s name and `request`, or from the one fetch that concurrent
+    /// identical callers share (this caller's when no other is running).
+    async fn cached<F>(
+        &self,
+        spec: &SourceSpec,
+        request: &SourceRequest,
+        deadline: Deadline,
+        time_to_live: Duration,
+        fetch: impl Fn() -> F,
+    ) -> Result<Fetched, FetchError>
+    where
+        F: Future<Output = Result<Fetched, FetchError>>,
+    {
         let started = Instant::now();
         loop {
             // The lookup's span holds the fetch it runs on a miss; `hit` says whether it ran one.
             let lookup_span = tracing::info_span!("source.cache", hit = tracing::field::Empty);
             let lookup = self
                 .cache
-                .get_or_fetch(
-                    CacheKey::new(&spec.name, request),
-                    time_to_live,
-                    self.fetch_uncached(spec, request, deadline),
-                )
+                .get_or_fetch(CacheKey::new(&spec.name, request), time_to_live, fetch())
                 .instrument(lookup_span.clone());
             // This caller may be waiting on another caller's fetch, which runs under *that* caller's deadline:
             // bound the wait by our own. (When we run the fetch ourselves it already stops at our deadline, and
@@ -326,8 +341,61 @@ impl SourceClient {
                 on_line,
                 delivered: &delivered,
             }),
+            call: None,
         };
         self.exchange(spec, request, deadline, exchange).await
+    }
+
+    /// Asks `spec`'s source through the caller's own transport rather than HTTP (a tool of an MCP server): each
+    /// attempt runs `call`, and everything else is [`fetch`](Self::fetch)'s: the cache (keyed by `spec`'s name and
+    /// `key`, which must say everything the call depends on), the breaker, the rate limit, the per-attempt timeout
+    /// (`call`'s future is dropped when it passes), hedging, retries of a failure whose
+    /// [`FetchErrorKind::is_retryable`] says so, the attempt log and the deadline. A source whose calls must not be
+    /// repeated gets `retries = 0` and no hedge in `spec`.
+    pub async fn call<'a>(
+        &self,
+        spec: &SourceSpec,
+        key: &SourceRequest,
+        deadline: Deadline,
+        call: &'a SourceCall<'a>,
+    ) -> Result<Fetched, FetchError> {
+        let exchange = Exchange {
+            body: None,
+            lines: None,
+            call: Some(call),
+        };
+        let span = tracing::info_span!(
+            "source.fetch",
+            source = %spec.name,
+            path = %key.path,
+            attempts = tracing::field::Empty,
+            cached = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
+        let fetched = async {
+            match spec.cache_lifetime() {
+                None => self.exchange(spec, key, deadline, exchange).await,
+                Some(time_to_live) => {
+                    self.cached(spec, key, deadline, time_to_live, || {
+                        self.exchange(spec, key, deadline, exchange)
+                    })
+                    .await
+                }
+            }
+        }
+        .instrument(span.clone())
+        .await;
+        match &fetched {
+            Ok(fetched) => {
+                span.record("attempts", fetched.attempts);
+                span.record("cached", fetched.cached);
+            }
+            Err(error) => {
+                span.record("attempts", error.attempts());
+                span.record("error", tracing::field::display(error.kind()));
+            }
+        }
+        fetched
     }
 
     /// [`fetch_uncached`](Self::fetch_uncached) or [`stream_post`](Self::stream_post), as `exchange` says.
@@ -630,6 +698,9 @@ impl SourceClient {
         budget: Option<Duration>,
         exchange: Exchange<'_>,
     ) -> Result<Arc<Value>, AttemptError> {
+        if let Some(call) = exchange.call {
+            return call().await.map(Arc::new).map_err(AttemptError::from);
+        }
         let mut request = match exchange.body {
             Some(body) => self.http.post(url.clone()).json(body),
             None => self.http.get(url.clone()),
@@ -707,6 +778,8 @@ mod tests {
 struct Exchange<'a> {
     body: Option<&'a Value>,
     lines: Option<LineSink<'a>>,
+    /// The caller's own transport instead of HTTP ([`SourceClient::call`]).
+    call: Option<&'a SourceCall<'a>>,
 }
 
 /// Where a streamed answer's lines go, and whether one went.
@@ -721,6 +794,7 @@ impl Exchange<'_> {
         Self {
             body: None,
             lines: None,
+            call: None,
         }
     }
 
@@ -765,6 +839,11 @@ async fn read_lines_within(
     }
     Ok(())
 }
+
+/// One attempt of a [`SourceClient::call`]: the caller's own request to its source, answering the JSON the
+/// source gave or why it failed ([`FetchErrorKind::Call`]). It is called again for each attempt and hedge.
+pub type SourceCall<'a> =
+    dyn Fn() -> futures::future::BoxFuture<'a, Result<Value, FetchErrorKind>> + Sync + 'a;
 
 /// A failed attempt, with what the server said about retrying.
 #[derive(Debug)]

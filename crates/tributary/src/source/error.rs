@@ -25,11 +25,8 @@ pub struct FetchError {
 }
 
 impl FetchError {
-    pub(crate) fn new(
-        source_name: &str,
-        kind: FetchErrorKind,
-        attempt_log: Vec<AttemptRecord>,
-    ) -> Self {
+    /// `source_name`'s fetch failed with `kind` after the attempts of `attempt_log` (none: nothing was sent).
+    pub fn new(source_name: &str, kind: FetchErrorKind, attempt_log: Vec<AttemptRecord>) -> Self {
         Self {
             source_name: source_name.to_owned(),
             kind,
@@ -127,6 +124,33 @@ pub enum FetchErrorKind {
         /// How long the next free slot was away.
         wait: Duration,
     },
+    /// A call through the caller's own transport ([`SourceClient::call`](super::SourceClient::call)) failed;
+    /// `detail` reads after "failed to " and says what the source did.
+    #[error("{detail}")]
+    Call {
+        /// What went wrong, after "failed to ": "call the tool `search`: the server exited".
+        detail: String,
+        /// Which kind of failure it was: decides retrying and the breaker.
+        failure: CallFailure,
+    },
+}
+
+/// How a [`FetchErrorKind::Call`] failed, which decides whether it is retried and whether the circuit breaker
+/// counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallFailure {
+    /// The source could not be reached (its process not started, its address refused): retried, counted.
+    Connect,
+    /// The exchange broke after it began (the process exited, the connection closed): retried, counted.
+    Transport,
+    /// The source's answer could not be read (not its protocol, garbage): not retried, counted.
+    Malformed,
+    /// The source answered that the call failed (a tool's error result): not retried, counted.
+    Failed,
+    /// The source refused the request as wrong (an unknown tool, arguments of the wrong shape): not retried, not
+    /// counted (the request's fault, like a 4xx).
+    Refused,
 }
 
 /// "in 3000 ms" (the one duration format), or "once the probes in flight report".
@@ -156,6 +180,9 @@ impl FetchErrorKind {
     pub fn is_retryable(&self) -> bool {
         match self {
             FetchErrorKind::AttemptTimeout { .. } => true,
+            FetchErrorKind::Call { failure, .. } => {
+                matches!(failure, CallFailure::Connect | CallFailure::Transport)
+            }
             FetchErrorKind::Transport(error) => !cannot_heal(error),
             FetchErrorKind::HttpStatus { status } => {
                 status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
@@ -181,6 +208,7 @@ impl FetchErrorKind {
             | FetchErrorKind::BodyTooLarge { .. }
             | FetchErrorKind::MalformedJson { .. }
             | FetchErrorKind::Transport(_) => true,
+            FetchErrorKind::Call { failure, .. } => *failure != CallFailure::Refused,
             FetchErrorKind::CircuitOpen { .. } | FetchErrorKind::RateLimited { .. } => false,
         }
     }

@@ -1,7 +1,8 @@
 //! Async I/O to information sources: the resilient HTTP client, retries and the single-flight cache.
 //!
 //! - `spec`: [`SourceSpec`], one source and how patiently to ask it.
-//! - `client`: [`SourceClient::fetch`], one shared connection pool; per-attempt timeouts inside the caller's
+//! - `client`: [`SourceClient::fetch`] (and [`SourceClient::call`], the same machinery over a caller's own
+//!   transport), one shared connection pool; per-attempt timeouts inside the caller's
 //!   [`Deadline`](crate::group::Deadline); a response-size limit enforced while streaming.
 //! - `retry`: full-jitter backoff, `Retry-After`, and the per-attempt log ([`AttemptRecord`]) that callers draw on
 //!   their timelines.
@@ -53,10 +54,10 @@ mod state;
 
 pub use breaker::{BreakerPolicy, CircuitReport, CircuitState, MAX_WINDOW_CALLS};
 pub use client::{
-    ClientBuildError, ClientOptions, DEADLINE_HEADER, Fetched, SourceClient, SourceRequest,
-    USER_AGENT_DEFAULT,
+    ClientBuildError, ClientOptions, DEADLINE_HEADER, Fetched, SourceCall, SourceClient,
+    SourceRequest, USER_AGENT_DEFAULT,
 };
-pub use error::{FetchError, FetchErrorKind};
+pub use error::{CallFailure, FetchError, FetchErrorKind};
 pub use hedge::{HedgeDelay, HedgePolicy};
 pub use rate::RateLimit;
 pub use resolve::NameResolution;

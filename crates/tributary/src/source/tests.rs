@@ -1216,3 +1216,126 @@ async fn a_streamed_post_is_retried_only_before_its_first_line() {
     assert_eq!(server.requests(), 1);
     assert_eq!(lines, ["data: a"]);
 }
+
+/// `call`: a source reached through the caller's own transport gets the same retries, timeouts, breaker and cache
+/// as an HTTP one, by the failure's kind.
+mod calls {
+    use super::*;
+
+    fn call_spec(retries: u32) -> SourceSpec {
+        let mut spec = SourceSpec::new("tool", Url::parse("stdio:server").expect("a url"));
+        spec.retries = retries;
+        spec.timeout = Duration::from_millis(200);
+        spec
+    }
+
+    fn client() -> SourceClient {
+        SourceClient::new(ClientOptions::default().with_backoff(BackoffPolicy {
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(2),
+        }))
+        .expect("a client")
+    }
+
+    fn failing(failure: CallFailure) -> FetchErrorKind {
+        FetchErrorKind::Call {
+            detail: "call the tool `t`: it broke".to_owned(),
+            failure,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_broken_call_is_retried_and_a_refused_one_is_not() {
+        let client = client();
+        let calls = AtomicUsize::new(0);
+        let flaky = || {
+            let attempt = calls.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                if attempt == 0 {
+                    Err(failing(CallFailure::Transport))
+                } else {
+                    Ok(json!({"ok": true}))
+                }
+            }) as futures::future::BoxFuture<'_, _>
+        };
+        let key = SourceRequest::new("t");
+        let fetched = client
+            .call(
+                &call_spec(2),
+                &key,
+                Deadline::after(Duration::from_secs(5)),
+                &flaky,
+            )
+            .await
+            .expect("the retry answered");
+        assert_eq!(fetched.attempts, 2);
+        assert_eq!(*fetched.body, json!({"ok": true}));
+
+        let refused_calls = AtomicUsize::new(0);
+        let refused = || {
+            refused_calls.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Err(failing(CallFailure::Refused)) })
+                as futures::future::BoxFuture<'_, _>
+        };
+        let error = client
+            .call(
+                &call_spec(2),
+                &key,
+                Deadline::after(Duration::from_secs(5)),
+                &refused,
+            )
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            refused_calls.load(Ordering::SeqCst),
+            1,
+            "a refused call is not sent again"
+        );
+        assert!(!error.kind().counts_against_source());
+        assert_eq!(
+            error.to_string(),
+            "fetch from source `tool` after 1 attempt(s)"
+        );
+        assert_eq!(error.kind().to_string(), "call the tool `t`: it broke");
+    }
+
+    #[tokio::test]
+    async fn a_hanging_call_is_cut_at_its_attempt_timeout_and_a_cached_answer_is_shared() {
+        let client = client();
+        let hang = || Box::pin(std::future::pending()) as futures::future::BoxFuture<'_, _>;
+        let key = SourceRequest::new("t");
+        let error = client
+            .call(
+                &call_spec(1),
+                &key,
+                Deadline::after(Duration::from_secs(5)),
+                &hang,
+            )
+            .await
+            .expect_err("timed out");
+        assert!(
+            matches!(error.kind(), FetchErrorKind::AttemptTimeout { .. }),
+            "{error:?}"
+        );
+        assert_eq!(error.attempts(), 2);
+
+        let mut cached = call_spec(0);
+        cached.cache_ttl = Some(Duration::from_secs(60));
+        let calls = AtomicUsize::new(0);
+        let answer = || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Ok(json!("one")) }) as futures::future::BoxFuture<'_, _>
+        };
+        let deadline = Deadline::after(Duration::from_secs(5));
+        let first = client
+            .call(&cached, &key, deadline, &answer)
+            .await
+            .expect("answered");
+        let second = client
+            .call(&cached, &key, deadline, &answer)
+            .await
+            .expect("answered");
+        assert!(!first.cached && second.cached);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+}
