@@ -17,7 +17,7 @@ use crate::plan::plan;
 use crate::question::Question;
 use crate::report::{AgentReport, Comparison, RunMode};
 use crate::run::{run_concurrent, run_sequential};
-use crate::sources::Source;
+use crate::sources::{McpServers, NoMcp, Source};
 use crate::step::{
     Chat, ExtraQuery, InferenceCache, RunFacts, SYNTHESIS_LANE, StepContext, add_synthesis, report,
     source_lane, synthesize, worker_lane,
@@ -41,6 +41,8 @@ pub struct AgentSettings {
     /// After the fan-out, has the chat model of `models` (a local `.gguf`) write one answer across the sources'
     /// summaries ([`AgentReport::synthesis`](crate::report::AgentReport::synthesis)). Off by default.
     pub synthesize: bool,
+    /// How `mcp` sources reach their servers ([`NoMcp`] by default: they fail, saying so).
+    pub mcp: Arc<dyn McpServers>,
 }
 
 impl Default for AgentSettings {
@@ -53,6 +55,7 @@ impl Default for AgentSettings {
             extra_query: Vec::new(),
             places: Arc::new(NoPlaces),
             synthesize: false,
+            mcp: Arc::new(NoMcp),
         }
     }
 }
@@ -296,6 +299,7 @@ impl Agent {
             extra_query: Arc::clone(&self.extra_query),
             inferences: self.inferences.clone(),
             cancel: CancellationToken::new(),
+            mcp: Arc::clone(&self.settings.mcp),
         }
     }
 

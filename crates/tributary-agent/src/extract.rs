@@ -32,6 +32,7 @@ pub fn document_for(source: &Source, body: &Value) -> Document {
         SourceKind::OpenMeteo => protocols::open_meteo::text(body),
         SourceKind::HnAlgolia => protocols::hn_algolia::text(body),
         SourceKind::Wikipedia => protocols::wikipedia::text(body),
+        SourceKind::Mcp => crate::sources::result_text(body),
     }
     .unwrap_or_else(|| prose(body));
     Document::new(source.name(), text)

@@ -19,7 +19,7 @@ use tributary::source::SourceRequest;
 use crate::places::{PlaceFinder, about_weather, place_candidate};
 use crate::protocols::{hn_algolia, open_meteo, wikipedia};
 use crate::question::Question;
-use crate::sources::{Source, SourceKind};
+use crate::sources::{McpTool, Source, SourceKind};
 
 /// The most keywords sent to the news search.
 const MAX_NEWS_KEYWORDS: usize = 6;
@@ -51,7 +51,10 @@ pub fn plan(question: &Question, sources: &[Source], places: &dyn PlaceFinder) -
         .iter()
         .map(|source| Step {
             source: source.clone(),
-            action: plan_source(question, source.kind, places),
+            action: match &source.mcp {
+                Some(tool) => tool_call(question, tool),
+                None => plan_source(question, source.kind, places),
+            },
         })
         .collect()
 }
@@ -99,8 +102,27 @@ fn plan_source(question: &Question, kind: SourceKind, places: &dyn PlaceFinder) 
             "the question has no keywords to search for",
             wikipedia::search_request,
         ),
+        SourceKind::Mcp => Action::Skip {
+            reason: "an `mcp` source needs its server and tool (`Source::mcp`)".to_owned(),
+        },
     }
 }
+
+/// An `mcp` source's call: the tool, and its arguments for the question, as the request (the cache's key; the
+/// timeline's label).
+fn tool_call(question: &Question, tool: &McpTool) -> Action {
+    let arguments = tool.arguments_for(question.as_str(), &keywords(question.as_str()).join(" "));
+    Action::Fetch(SourceRequest {
+        path: tool.tool.clone(),
+        query: vec![(
+            TOOL_ARGUMENTS.to_owned(),
+            serde_json::Value::Object(arguments).to_string(),
+        )],
+    })
+}
+
+/// The query key of an `mcp` source's request that holds the tool's arguments, as JSON.
+pub const TOOL_ARGUMENTS: &str = "arguments";
 
 /// Asks with the question's content words ([`keywords`], space-separated), or skips the source for `no_keywords`.
 fn with_keywords(

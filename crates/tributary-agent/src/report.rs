@@ -93,6 +93,9 @@ pub enum SourceFailure {
     CircuitOpen,
     /// Its protocol asked for more requests than a kind may make: a bug of this program.
     Protocol,
+    /// (`mcp`) Its tool answered that the call failed, or refused it (an unknown tool, arguments of the wrong
+    /// shape).
+    ToolError,
     /// Its work was stopped before it ended: the run was cancelled (a server's client went away), or its
     /// inference job was.
     Cancelled,
@@ -193,6 +196,7 @@ impl SourceFailure {
             SourceFailure::RateLimited => "rate_limited",
             SourceFailure::CircuitOpen => "circuit_open",
             SourceFailure::Protocol => "protocol",
+            SourceFailure::ToolError => "tool_error",
             SourceFailure::Cancelled => "cancelled",
             SourceFailure::InferenceFailed => "inference_failed",
             SourceFailure::InferenceTimedOut => "inference_timed_out",
@@ -357,7 +361,7 @@ impl SourceReport {
         Self {
             name: source.name().to_owned(),
             kind: source.kind,
-            topic: source.kind.topic(),
+            topic: source.topic(),
             status: SourceStatus::Skipped,
             error: None,
             failure: None,

@@ -113,6 +113,10 @@ pub(crate) fn read(
         (SourceKind::HnAlgolia, _) => hn_algolia::read(request, body),
         (SourceKind::Wikipedia, None) => wikipedia::read_search(request, &body),
         (SourceKind::Wikipedia, Some(page)) => wikipedia::read_summary(page, body),
+        (SourceKind::Mcp, _) => match crate::sources::result_text(&body) {
+            Some(_) => Reading::Answer(body),
+            None => Reading::NoResult(format!("the tool `{}` answered no text", request.path)),
+        },
     }
 }
 

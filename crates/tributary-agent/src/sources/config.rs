@@ -45,7 +45,8 @@ use tributary::source::{
 };
 use url::Url;
 
-use super::kind::SourceKind;
+use super::kind::{SourceKind, Topic};
+use super::mcp::{McpServer, McpTool};
 use crate::limits::{MAX_BODY_BYTES, MAX_DURATION, MAX_SOURCES};
 use crate::protocols;
 
@@ -72,6 +73,8 @@ pub struct Source {
     /// `open-meteo` only: where its geocoding API is (`None`: the real one,
     /// [`OPEN_METEO_GEOCODING_URL`](crate::protocols::OPEN_METEO_GEOCODING_URL)); the forecast API is `spec.base_url`.
     pub geocoding_url: Option<Url>,
+    /// `mcp` only: the server, the tool and its arguments.
+    pub mcp: Option<McpTool>,
 }
 
 impl Source {
@@ -85,12 +88,20 @@ impl Source {
             kind,
             required: false,
             geocoding_url: None,
+            mcp: None,
         }
     }
 
     /// The source's unique name.
     pub fn name(&self) -> &str {
         &self.spec.name
+    }
+
+    /// What it knows about: its kind's topic, or an `mcp` source's own.
+    pub fn topic(&self) -> Topic {
+        self.mcp
+            .as_ref()
+            .map_or(self.kind.topic(), |tool| tool.topic)
     }
 }
 
@@ -249,8 +260,43 @@ impl SourcesConfig {
             let url_error = |offset: usize, field: &str, message: String| {
                 invalid(offset, field, format!("source `{name}`: {message}"))
             };
-            let base_url = parse_http_url(&entry.base_url)
-                .map_err(|message| url_error(entry.base_url.span().start, "base_url", message))?;
+            let (base_url, mcp) = if entry.kind == SourceKind::Mcp {
+                let tool = parse_mcp(&entry, name, &invalid)?;
+                let base_url = match &tool.server {
+                    McpServer::Url(url) => url.clone(),
+                    McpServer::Command { argv, .. } => {
+                        // A source's address for people (`sources`, the API): the program it starts.
+                        let mut url = Url::parse("stdio:").expect("a valid URL");
+                        url.set_path(&argv[0]);
+                        url
+                    }
+                };
+                (base_url, Some(tool))
+            } else {
+                if let Some((field, offset)) = mcp_fields(&entry).first().copied() {
+                    return Err(invalid(
+                        offset,
+                        field,
+                        format!(
+                            "only an `mcp` source has `{field}`, this one is `{}`",
+                            entry.kind
+                        ),
+                    ));
+                }
+                let Some(base_url) = &entry.base_url else {
+                    return Err(invalid(
+                        entry.name.span().start,
+                        "base_url",
+                        format!(
+                            "source `{name}`: a `{}` source needs `base_url`",
+                            entry.kind
+                        ),
+                    ));
+                };
+                let base_url = parse_http_url(base_url)
+                    .map_err(|message| url_error(base_url.span().start, "base_url", message))?;
+                (base_url, None)
+            };
             let geocoding_url = match &entry.geocoding_url {
                 None => None,
                 Some(url) if entry.kind != SourceKind::OpenMeteo => {
@@ -337,6 +383,7 @@ impl SourcesConfig {
                 kind: entry.kind,
                 required: entry.required,
                 geocoding_url,
+                mcp,
             });
         }
         Ok(Self { sources })
@@ -409,7 +456,21 @@ struct RawConfig {
 struct RawSource {
     name: Spanned<String>,
     kind: SourceKind,
-    base_url: Spanned<String>,
+    base_url: Option<Spanned<String>>,
+    /// `mcp`: the server's program and arguments (stdio), or
+    command: Option<Spanned<Vec<String>>>,
+    /// `mcp`: the server's address (streamable HTTP).
+    url: Option<Spanned<String>>,
+    /// `mcp` with `command`: variables added to its environment.
+    env: Option<Spanned<std::collections::BTreeMap<String, String>>>,
+    /// `mcp` with `command`: its working directory.
+    cwd: Option<Spanned<String>>,
+    /// `mcp`: the tool to call.
+    tool: Option<Spanned<String>>,
+    /// `mcp`: its arguments, `{question}` and `{keywords}` filled in.
+    arguments: Option<Spanned<toml::Table>>,
+    /// `mcp`: what its answers are about.
+    topic: Option<Spanned<Topic>>,
     timeout: Option<Spanned<String>>,
     retries: Option<Spanned<u32>>,
     cache_ttl: Option<Spanned<String>>,
@@ -434,6 +495,147 @@ struct RawBreaker {
     failure_rate: Option<Spanned<String>>,
     cool_down: Option<Spanned<String>>,
     probes: Option<Spanned<u32>>,
+}
+
+/// The fields only an `mcp` source has that `entry` gives, with where.
+fn mcp_fields(entry: &RawSource) -> Vec<(&'static str, usize)> {
+    [
+        ("command", entry.command.as_ref().map(|it| it.span().start)),
+        ("url", entry.url.as_ref().map(|it| it.span().start)),
+        ("env", entry.env.as_ref().map(|it| it.span().start)),
+        ("cwd", entry.cwd.as_ref().map(|it| it.span().start)),
+        ("tool", entry.tool.as_ref().map(|it| it.span().start)),
+        (
+            "arguments",
+            entry.arguments.as_ref().map(|it| it.span().start),
+        ),
+        ("topic", entry.topic.as_ref().map(|it| it.span().start)),
+    ]
+    .into_iter()
+    .filter_map(|(field, offset)| Some((field, offset?)))
+    .collect()
+}
+
+/// An `mcp` source's server, tool and arguments: `command` or `url` (one of them), `tool`, and the optional `env`
+/// and `cwd` (with `command`), `arguments` and `topic`.
+fn parse_mcp(
+    entry: &RawSource,
+    name: &str,
+    invalid: &dyn Fn(usize, &str, String) -> ConfigError,
+) -> Result<McpTool, ConfigError> {
+    let at = entry.name.span().start;
+    if let Some(base_url) = &entry.base_url {
+        return Err(invalid(
+            base_url.span().start,
+            "base_url",
+            "an `mcp` source is reached through `command` (a program spoken to over stdio) or `url` (its \
+             streamable HTTP endpoint), not `base_url`"
+                .to_owned(),
+        ));
+    }
+    let server = match (&entry.command, &entry.url) {
+        (Some(_), Some(url)) => {
+            return Err(invalid(
+                url.span().start,
+                "url",
+                format!("source `{name}`: give `command` or `url`, not both"),
+            ));
+        }
+        (None, None) => {
+            return Err(invalid(
+                at,
+                "command",
+                format!(
+                    "source `{name}`: an `mcp` source needs `command = [\"PROGRAM\", \"ARG\", ...]` or \
+                     `url = \"http://HOST:PORT/mcp\"`"
+                ),
+            ));
+        }
+        (Some(command), None) => {
+            let argv = command.get_ref().clone();
+            if argv.first().is_none_or(|program| program.trim().is_empty()) {
+                return Err(invalid(
+                    command.span().start,
+                    "command",
+                    "must name a program first".to_owned(),
+                ));
+            }
+            McpServer::Command {
+                argv,
+                env: entry
+                    .env
+                    .as_ref()
+                    .map(|env| env.get_ref().clone().into_iter().collect())
+                    .unwrap_or_default(),
+                cwd: entry
+                    .cwd
+                    .as_ref()
+                    .map(|cwd| std::path::PathBuf::from(cwd.get_ref())),
+            }
+        }
+        (None, Some(url)) => {
+            for (field, offset) in [
+                ("env", entry.env.as_ref().map(|it| it.span().start)),
+                ("cwd", entry.cwd.as_ref().map(|it| it.span().start)),
+            ] {
+                if let Some(offset) = offset {
+                    return Err(invalid(
+                        offset,
+                        field,
+                        format!("`{field}` is for a server started with `command`"),
+                    ));
+                }
+            }
+            McpServer::Url(parse_http_url(url).map_err(|message| {
+                invalid(
+                    url.span().start,
+                    "url",
+                    format!("source `{name}`: {message}"),
+                )
+            })?)
+        }
+    };
+    let tool = match &entry.tool {
+        Some(tool) if !tool.get_ref().trim().is_empty() => tool.get_ref().trim().to_owned(),
+        Some(tool) => {
+            return Err(invalid(
+                tool.span().start,
+                "tool",
+                "must not be empty".to_owned(),
+            ));
+        }
+        None => {
+            return Err(invalid(
+                at,
+                "tool",
+                format!(
+                    "source `{name}`: an `mcp` source needs `tool`, the tool to call (`tributary sources --check` lists a server's tools)"
+                ),
+            ));
+        }
+    };
+    let arguments = match &entry.arguments {
+        None => McpTool::default_arguments(),
+        Some(table) => match serde_json::to_value(table.get_ref()) {
+            Ok(serde_json::Value::Object(fields)) => fields,
+            _ => {
+                return Err(invalid(
+                    table.span().start,
+                    "arguments",
+                    "must be a table of JSON values (TOML dates have no JSON form)".to_owned(),
+                ));
+            }
+        },
+    };
+    Ok(McpTool {
+        server,
+        tool,
+        arguments,
+        topic: entry
+            .topic
+            .as_ref()
+            .map_or(Topic::Knowledge, |topic| *topic.get_ref()),
+    })
 }
 
 /// The most probes or minimum calls a breaker may ask for.
@@ -1352,5 +1554,111 @@ base_url = "https://en.wikipedia.org"
                 .iter()
                 .all(|source| source.spec.cache_ttl.is_some())
         );
+    }
+
+    #[test]
+    fn an_mcp_source_names_its_server_its_tool_and_its_arguments() {
+        let text = r#"
+[[source]]
+name = "docs"
+kind = "mcp"
+command = ["python3", "server.py", "stdio"]
+env = { LEVEL = "2" }
+cwd = "/srv"
+tool = "search"
+arguments = { query = "{keywords}", limit = 3 }
+topic = "news"
+timeout = "4s"
+
+[[source]]
+name = "remote"
+kind = "mcp"
+url = "http://127.0.0.1:9000/mcp"
+tool = "lookup"
+"#;
+        let config = SourcesConfig::from_str_named(text, FILE).expect("valid");
+        let docs = config.get("docs").expect("docs");
+        let tool = docs.mcp.as_ref().expect("an mcp tool");
+        assert_eq!(
+            tool.server,
+            McpServer::Command {
+                argv: vec!["python3".into(), "server.py".into(), "stdio".into()],
+                env: vec![("LEVEL".into(), "2".into())],
+                cwd: Some("/srv".into()),
+            }
+        );
+        assert_eq!(tool.tool, "search");
+        assert_eq!(
+            serde_json::Value::Object(tool.arguments.clone()),
+            serde_json::json!({"query": "{keywords}", "limit": 3})
+        );
+        assert_eq!(docs.topic(), Topic::News);
+        assert_eq!(docs.spec.timeout, Duration::from_secs(4));
+        assert_eq!(docs.spec.base_url.as_str(), "stdio:python3");
+        let remote = config
+            .get("remote")
+            .expect("remote")
+            .mcp
+            .as_ref()
+            .expect("a tool");
+        assert_eq!(
+            remote.server,
+            McpServer::Url("http://127.0.0.1:9000/mcp".parse().unwrap())
+        );
+        assert_eq!(
+            serde_json::Value::Object(remote.arguments.clone()),
+            serde_json::json!({"question": "{question}"})
+        );
+        assert_eq!(config.get("remote").unwrap().topic(), Topic::Knowledge);
+    }
+
+    #[test]
+    fn an_mcp_source_written_wrong_is_refused_with_where_and_why() {
+        let cases = [
+            ("kind = \"mcp\"\ntool = \"t\"", "command", "needs `command"),
+            (
+                "kind = \"mcp\"\ncommand = [\"a\"]\nurl = \"http://127.0.0.1:1/mcp\"\ntool = \"t\"",
+                "url",
+                "not both",
+            ),
+            (
+                "kind = \"mcp\"\ncommand = []\ntool = \"t\"",
+                "command",
+                "must name a program",
+            ),
+            ("kind = \"mcp\"\ncommand = [\"a\"]", "tool", "needs `tool`"),
+            (
+                "kind = \"mcp\"\ncommand = [\"a\"]\ntool = \" \"",
+                "tool",
+                "must not be empty",
+            ),
+            (
+                "kind = \"mcp\"\nbase_url = \"http://127.0.0.1:1\"\ntool = \"t\"",
+                "base_url",
+                "not `base_url`",
+            ),
+            (
+                "kind = \"mcp\"\nurl = \"ftp://x/mcp\"\ntool = \"t\"",
+                "url",
+                "only http://",
+            ),
+            (
+                "kind = \"mcp\"\nurl = \"http://127.0.0.1:1/mcp\"\ncwd = \"/\"\ntool = \"t\"",
+                "cwd",
+                "started with `command`",
+            ),
+            (
+                "kind = \"kb\"\nbase_url = \"http://127.0.0.1:1\"\ntool = \"t\"",
+                "tool",
+                "only an `mcp` source has `tool`",
+            ),
+            ("kind = \"kb\"", "base_url", "needs `base_url`"),
+        ];
+        for (body, field, says) in cases {
+            let text = format!("[[source]]\nname = \"s\"\n{body}\n");
+            let (_, found, message) = invalid(&text);
+            assert_eq!(found.as_deref(), Some(field), "{body}: {message}");
+            assert!(message.contains(says), "{body}: {message}");
+        }
     }
 }

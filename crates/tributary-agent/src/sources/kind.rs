@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 /// | `kb`         | knowledge | `GET /kb/search?q=TEXT`                                       | every prose field (`title`, `text`, `snippet`) |
 /// | `open-meteo` | weather   | `GET /v1/search?name=PLACE` (geocoding), then `GET /v1/forecast?latitude=..&longitude=..&current=..` | the current conditions, in words |
 /// | `hn-algolia` | news      | `GET /api/v1/search?query=KEYWORDS&tags=story`                | each hit's `title`, points and `story_text`    |
+/// | `mcp`        | its file's `topic` | `tools/call` of its `tool` on an MCP server ([`McpTool`](super::McpTool)) | the result's text contents, or its structured content's strings |
 /// | `wikipedia`  | knowledge | `GET /w/rest.php/v1/search/page?q=KEYWORDS&limit=1`, then `GET /api/rest_v1/page/summary/KEY` | `title`, `description`, `extract` |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -41,6 +42,9 @@ pub enum SourceKind {
     /// Wikipedia's REST APIs: a page search, then the page's summary.
     #[serde(rename = "wikipedia")]
     Wikipedia,
+    /// A tool of a Model Context Protocol server ([`McpTool`](super::McpTool)).
+    #[serde(rename = "mcp")]
+    Mcp,
 }
 
 /// What a source knows about, whatever protocol it speaks. The order of the variants is the order of an
@@ -59,13 +63,14 @@ pub enum Topic {
 
 impl SourceKind {
     /// Every kind, in the order of the table above.
-    pub const ALL: [SourceKind; 6] = [
+    pub const ALL: [SourceKind; 7] = [
         SourceKind::Weather,
         SourceKind::News,
         SourceKind::KnowledgeBase,
         SourceKind::OpenMeteo,
         SourceKind::HnAlgolia,
         SourceKind::Wikipedia,
+        SourceKind::Mcp,
     ];
 
     /// The name used in sources files and in reports' `kind`.
@@ -77,15 +82,16 @@ impl SourceKind {
             SourceKind::OpenMeteo => "open-meteo",
             SourceKind::HnAlgolia => "hn-algolia",
             SourceKind::Wikipedia => "wikipedia",
+            SourceKind::Mcp => "mcp",
         }
     }
 
-    /// What a source of this kind knows about.
+    /// What a source of this kind knows about (an `mcp` source's file says; this is its default).
     pub fn topic(&self) -> Topic {
         match self {
             SourceKind::Weather | SourceKind::OpenMeteo => Topic::Weather,
             SourceKind::News | SourceKind::HnAlgolia => Topic::News,
-            SourceKind::KnowledgeBase | SourceKind::Wikipedia => Topic::Knowledge,
+            SourceKind::KnowledgeBase | SourceKind::Wikipedia | SourceKind::Mcp => Topic::Knowledge,
         }
     }
 }

@@ -6,17 +6,21 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio::time::Instant;
 use tributary::group::{Deadline, Elapsed, ElapsedKind, with_timeout};
-use tributary::source::{AttemptOutcome, AttemptRecord, FetchError, FetchErrorKind, SourceRequest};
+use tributary::source::{
+    AttemptOutcome, AttemptRecord, CallFailure, FetchError, FetchErrorKind, Fetched, SourceRequest,
+    SourceSpec,
+};
 use tributary::trace::{Activity, EventKind, InstantEvent, OpenSpan, Outcome as SpanOutcome};
 
 use super::answer::millis;
 use super::messages::{elapsed_message, error_chain};
 use super::timeline::{close, record_fetch_span, source_lane};
 use super::{QueryPairs, StepContext};
+use crate::plan::TOOL_ARGUMENTS;
 use crate::plan::{Action, Step};
 use crate::protocols::{self, Reading};
 use crate::report::{SourceFailure, SourceReport, SourceStatus};
-use crate::sources::Source;
+use crate::sources::{McpTool, Source};
 
 /// One source after its fetch: its report so far, and the response when there is one.
 #[derive(Debug, Clone)]
@@ -223,7 +227,10 @@ async fn fetch_chain(
         });
         // Boxed: the engine's fetch future is large (retries, hedges, the cache), and a chain of two held
         // inline overflowed a test thread's stack once the step's future was nested in a run's.
-        let fetched = Box::pin(context.client.fetch(&spec, &request, deadline)).await;
+        let fetched = match &source.mcp {
+            Some(tool) => Box::pin(call_tool(context, &spec, tool, &request, deadline)).await,
+            None => Box::pin(context.client.fetch(&spec, &request, deadline)).await,
+        };
         let ended = Instant::now();
         let open = progress
             .in_flight
@@ -295,6 +302,45 @@ async fn fetch_chain(
         source.kind,
         protocols::MAX_REQUESTS
     ))
+}
+
+/// One call of an `mcp` source's tool through the engine's client (the breaker, the rate limit, the attempt
+/// timeout, the attempt log), sent again (retried, hedged) or kept in the cache only when the tool says it is
+/// read-only or idempotent.
+async fn call_tool(
+    context: &StepContext,
+    spec: &SourceSpec,
+    tool: &McpTool,
+    request: &SourceRequest,
+    deadline: Deadline,
+) -> Result<Fetched, FetchError> {
+    let traits = context
+        .mcp
+        .traits(&spec.name, tool)
+        .await
+        .map_err(|kind| FetchError::new(&spec.name, kind, Vec::new()))?;
+    let mut spec = spec.clone();
+    if !traits.repeatable() {
+        spec.retries = 0;
+        spec.hedge = None;
+        spec.cache_ttl = None;
+    }
+    let arguments = match request
+        .query
+        .iter()
+        .find(|(key, _)| key == TOOL_ARGUMENTS)
+        .map(|(_, json)| serde_json::from_str::<Value>(json))
+    {
+        Some(Ok(Value::Object(arguments))) => arguments,
+        _ => serde_json::Map::new(),
+    };
+    let max_bytes = spec.max_body_bytes;
+    let call = || {
+        context
+            .mcp
+            .call(&spec.name, tool, arguments.clone(), max_bytes)
+    };
+    context.client.call(&spec, request, deadline, &call).await
 }
 
 /// How a fetch that gave no response is reported.
@@ -380,6 +426,13 @@ fn failure_of(kind: &FetchErrorKind) -> SourceFailure {
         // unreachable host): the user's fix is the address or the network, not more time.
         FetchErrorKind::Transport(error) if error.is_connect() => SourceFailure::Connect,
         FetchErrorKind::Transport(_) => SourceFailure::Transport,
+        FetchErrorKind::Call { failure, .. } => match failure {
+            CallFailure::Connect => SourceFailure::Connect,
+            CallFailure::Transport => SourceFailure::Transport,
+            CallFailure::Malformed => SourceFailure::Malformed,
+            CallFailure::Failed | CallFailure::Refused => SourceFailure::ToolError,
+            _ => SourceFailure::Other,
+        },
         // A kind the engine added after this version.
         _ => SourceFailure::Other,
     }

@@ -42,6 +42,7 @@ use tributary::trace::Timeline;
 
 use crate::infer::Models;
 use crate::question::Question;
+use crate::sources::McpServers;
 
 pub use answer::{RunFacts, Verdict, add_synthesis, answer, millis, missing_sources, report};
 pub use chat::{API_KEY_VARIABLE, Chat};
@@ -86,6 +87,8 @@ pub struct StepContext {
     /// Cancelling it stops the question's steps, which are joined before the run returns (a server's client
     /// went away); a step it stops is reported failed, "cancelled".
     pub cancel: CancellationToken,
+    /// How `mcp` sources reach their servers.
+    pub mcp: Arc<dyn McpServers>,
 }
 
 #[cfg(test)]
