@@ -35,8 +35,9 @@ Exit codes (each command's --help lists its own):
   2  usage, configuration or input error
   3  ask: no answer: no source answered, or a required source failed
   4  lab: an experiment ran and its claim did not hold (FAIL)
-  130  batch: stopped by Ctrl-C (SIGINT); what was stored stays, rerun to resume
-  143  batch: stopped by SIGTERM; the same";
+  130  batch: stopped by Ctrl-C (SIGINT); what was stored stays, rerun to resume; ask: the same
+       signal while the servers of `mcp` sources ran
+  143  batch, ask: the same for SIGTERM";
 
 /// The help headings that group a command's options, after its own ("Options").
 const ENGINE: &str = "Engine";
@@ -112,7 +113,12 @@ pub enum Command {
     /// Serve the agent over HTTP: POST /v1/ask, GET /healthz, /readyz, /metrics, until Ctrl-C or SIGTERM.
     #[command(after_help = SERVE_HELP)]
     Serve(ServeArgs),
-    /// Run the simulated weather, news and knowledge-base services standalone on loopback.
+    /// Serve the agent over the Model Context Protocol on stdin and stdout, for an assistant or an IDE to start:
+    /// the tools ask and compare, the sources as a resource.
+    #[command(after_help = MCP_HELP)]
+    Mcp(McpArgs),
+    /// Run the simulated weather, news and knowledge-base services standalone on loopback, or check a sources
+    /// file (--check).
     #[command(after_help = SOURCES_EXIT_CODES)]
     Sources(SourcesArgs),
     /// Run the chapter's claims as experiments on this machine: figures, the claim, PASS or FAIL.
@@ -296,6 +302,32 @@ pub struct ServeArgs {
     pub synthesize: bool,
 }
 
+/// `tributary mcp`.
+#[derive(Debug, Clone, Args)]
+pub struct McpArgs {
+    #[command(flatten)]
+    pub engine: EngineArgs,
+
+    /// After the sources, have the chat model (a .gguf in --model) write one answer across their summaries, for
+    /// every ask: it opens the answer, marked as generated, within the same deadline.
+    #[arg(long, help_heading = ENGINE)]
+    pub synthesize: bool,
+}
+
+const MCP_HELP: &str = "\
+Protocol:
+  JSON-RPC messages, one per line, on stdin and stdout (MCP's stdio transport); logs go to
+  stderr (-v for more). Tools: ask and compare, whose arguments are POST /v1/ask's: {\"question\":
+  \"...\", \"deadline_ms\": N?, \"per_source_timeout_ms\": N?, \"faults\": {\"news\": \"hang\"}?}; a
+  progress notification as each source is fetched, inferred or fails; cancelling a call cancels its
+  run. Resource: tributary://sources. `serve` answers the same over HTTP at /mcp. docs/MCP.md has an
+  assistant's configuration.
+
+Exit codes:
+  0  the client closed stdin, or Ctrl-C or SIGTERM stopped it
+  1  internal error (a bug, or the environment failed: a worker process cannot start)
+  2  usage or configuration error (a bad flag or sources file)";
+
 /// `--sources`: which sources the engine asks when no `--config` file names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SourcesArg {
@@ -386,15 +418,18 @@ Exit codes:
   1  internal error (a bug, or the environment failed, e.g. a worker process cannot start)
   2  usage, configuration or input error (a bad flag, sources file or question, a --trace file
      that cannot be written)
-  3  no answer (to one question or more): no source answered, or a required source failed";
+  3  no answer (to one question or more): no source answered, or a required source failed
+  130  stopped by Ctrl-C (SIGINT) while `mcp` sources' servers ran (they are stopped first)
+  143  stopped by SIGTERM; the same";
 
 /// `tributary sources`' exit codes.
 const SOURCES_EXIT_CODES: &str = "\
 Exit codes:
-  0  stopped by Ctrl-C or SIGTERM, the requests in flight answered
+  0  stopped by Ctrl-C or SIGTERM, the requests in flight answered; --check: every MCP server
+     listed its tools, and each source's tool is among them
   1  internal error (a bug, or the environment failed: the address is in use, the services did
-     not stop in time)
-  2  usage error (a bad --listen, --fault or --seed)";
+     not stop in time); --check: an MCP server could not be reached or lacks a source's tool
+  2  usage error (a bad --listen, --fault or --seed; --check: a bad sources file)";
 
 const BATCH_HELP: &str = "\
 Input:
@@ -588,9 +623,15 @@ pub struct SourcesArgs {
     pub seed: u64,
 
     /// Print where the services listen as one JSON object on one stdout line: listen (the bound address),
-    /// base_url, endpoints {weather, news, kb} (each service's URL, without a query).
+    /// base_url, endpoints {weather, news, kb} (each service's URL, without a query). With --check, the check's
+    /// report as one JSON object.
     #[arg(long, help_heading = OUTPUT)]
     pub json: bool,
+
+    /// Check a sources file instead of serving: read it, then start (or connect to) each `mcp` source's server
+    /// and list the tools it offers, each with whether it is read-only and its arguments' schema.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["listen", "faults", "seed"])]
+    pub check: Option<PathBuf>,
 }
 
 const LAB_HELP: &str = "\
@@ -696,7 +737,9 @@ pub struct ConfigArgs {
 
 /// The commands whose options a config file can set: those `tributary config` shows.
 fn configurable_commands() -> PossibleValuesParser {
-    PossibleValuesParser::new(["ask", "batch", "worker", "serve", "sources", "lab", "model"])
+    PossibleValuesParser::new([
+        "ask", "batch", "worker", "serve", "mcp", "sources", "lab", "model",
+    ])
 }
 
 /// Arguments of `tributary completions`.
@@ -1079,7 +1122,9 @@ mod tests {
     /// `Outcome::NoAnswer` (3) and only `lab` with `Outcome::ClaimFailed` (4); every command that starts a
     /// runtime, a listener or the engine can fail on its environment (1); clap refuses a bad flag with 2.
     const CODES: &[(&str, &[u8])] = &[
-        ("ask", &[0, 1, 2, 3]),
+        // A signal stops an ask with `mcp` sources (it stops their servers first) with 128 + its number.
+        ("ask", &[0, 1, 2, 3, 130, 143]),
+        ("mcp", &[0, 1, 2]),
         // A signal ends a batch with 128 + its number, once what was answered is committed.
         ("batch", &[0, 1, 2, 130, 143]),
         ("serve", &[0, 1, 2]),
@@ -1282,7 +1327,7 @@ mod tests {
             (
                 "sources",
                 &[
-                    ("Options", &["--listen", "--help"]),
+                    ("Options", &["--listen", "--check", "--help"]),
                     ("Sources", &["--fault", "--seed"]),
                     ("Output", &["--json"]),
                     ("Global", &["--verbose...", "--color", "--otlp-endpoint"]),

@@ -42,6 +42,10 @@ pub fn init(
     };
     let mut directives = default_level.to_owned();
     if verbosity == 0 {
+        // The MCP SDK warns of every error it answers a client (a bad argument, a cancelled call), which the
+        // client is told anyway; and of every line an MCP source's server writes that is not its protocol,
+        // which that source's report says.
+        directives.push_str(",rmcp=error");
         for target in expected {
             directives.push_str(&format!(",{target}=error"));
         }

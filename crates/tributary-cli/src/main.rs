@@ -106,6 +106,10 @@ fn run(
         CommandSettings::Lab(settings) => block_on(commands::lab::run(settings, printer)),
         CommandSettings::Serve(settings) => block_on(commands::serve::run(settings, printer)),
         CommandSettings::Sources(settings) => block_on(commands::sources::run(settings, printer)),
+        CommandSettings::CheckSources { path, config, json } => {
+            block_on(commands::sources::check(&path, &config, json, printer))
+        }
+        CommandSettings::Mcp(settings) => block_on(commands::mcp::run(settings, printer)),
         CommandSettings::Worker(settings) => block_on(commands::worker::run(settings, printer)),
         CommandSettings::Model(settings) => block_on(commands::model::run(settings, printer)),
         CommandSettings::Completions(shell) => commands::completions::run(shell, printer),

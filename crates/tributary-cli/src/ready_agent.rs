@@ -9,6 +9,7 @@ use tributary::source::{ClientOptions, SourceClient};
 use tributary_agent::infer::{Models, work_units_off_runtime};
 use tributary_agent::places::PlaceFinder;
 use tributary_agent::{Agent, AgentSettings};
+use tributary_mcp::McpConnections;
 use tributary_sim::{SimServer, city_named_in};
 use url::Url;
 
@@ -25,6 +26,8 @@ pub struct ReadyAgent {
     pub agent: Agent,
     /// The simulated services, when the engine runs on the embedded default (no `--config`).
     embedded: Option<SimServer>,
+    /// The connections to the `mcp` sources' servers (their child processes).
+    mcp: McpConnections,
 }
 
 impl ReadyAgent {
@@ -63,6 +66,8 @@ impl ReadyAgent {
         // (`open-meteo`, as with --sources public) do not use it: the planner takes a place name from the
         // question's words (`tributary_agent::places::place_candidate`) and the API resolves it.
         let places: Arc<dyn PlaceFinder> = Arc::new(city_named_in);
+        let mcp = McpConnections::new();
+        mcp.warm_up(&sources);
         let agent_settings = AgentSettings {
             per_source_timeout: settings.per_source_timeout,
             deadline: settings.deadline,
@@ -71,19 +76,35 @@ impl ReadyAgent {
             extra_query: settings.extra_query.clone(),
             places,
             synthesize: settings.synthesize,
+            mcp: Arc::new(mcp.clone()),
         };
         Ok(Self {
             agent: Agent::new(client, executor, sources, agent_settings),
             embedded,
+            mcp,
         })
     }
 
-    /// Stops the executor's workers and the embedded services, if any.
+    /// Stops the `mcp` sources' servers, the executor's workers and the embedded services, if any.
     pub async fn shutdown(self) {
+        self.mcp.close().await;
         self.agent.executor().shutdown().await;
         if let Some(server) = self.embedded {
             server.shutdown().await;
         }
+    }
+}
+
+/// Whether the settings' sources include an `mcp` server started as a command (a child process of ours).
+pub fn starts_processes(settings: &EngineSettings) -> bool {
+    match &settings.sources {
+        SourcesChoice::Configured(config) => config.sources.iter().any(|source| {
+            matches!(
+                source.mcp.as_ref().map(|tool| &tool.server),
+                Some(tributary_agent::sources::McpServer::Command { .. })
+            )
+        }),
+        SourcesChoice::Embedded(_) => false,
     }
 }
 

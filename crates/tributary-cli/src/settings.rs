@@ -40,6 +40,17 @@ pub enum CommandSettings {
     Serve(ServeSettings),
     /// `tributary sources`.
     Sources(SourcesSettings),
+    /// `tributary sources --check FILE`: the file's sources, read and checked.
+    CheckSources {
+        /// The file, for messages.
+        path: PathBuf,
+        /// Its sources.
+        config: SourcesConfig,
+        /// The report as one JSON object.
+        json: bool,
+    },
+    /// `tributary mcp`.
+    Mcp(EngineSettings),
     /// `tributary lab`.
     Lab(LabSettings),
     /// `tributary worker`: a worker of a distributed batch.
@@ -214,7 +225,21 @@ impl CommandSettings {
             Command::Ask(args) => Self::Ask(AskSettings::resolve(args)?),
             Command::Batch(args) => Self::Batch(BatchSettings::resolve(args)?),
             Command::Serve(args) => Self::Serve(ServeSettings::resolve(args)?),
+            Command::Sources(SourcesArgs {
+                check: Some(path),
+                json,
+                ..
+            }) => Self::CheckSources {
+                config: load_sources(&path)?,
+                path,
+                json,
+            },
             Command::Sources(args) => Self::Sources(SourcesSettings::resolve(args)?),
+            Command::Mcp(args) => {
+                let mut engine = EngineSettings::resolve(args.engine)?;
+                engine.synthesize(args.synthesize)?;
+                Self::Mcp(engine)
+            }
             Command::Lab(args) => Self::Lab(LabSettings::resolve(args)?),
             Command::Worker(args) => Self::Worker(WorkerSettings::resolve(args)?),
             Command::Model(args) => Self::Model(crate::commands::model::ModelSettings {

@@ -11,6 +11,8 @@
 //!   `GET /v1/ask/stream` runs one and streams it as Server-Sent Events (`runs.rs`); `GET /v1/runs/{id}/events`
 //!   and `/v1/runs/{id}/trace` read a kept run again; `POST /v1/compare` runs the baseline and the agent.
 //! - `GET /healthz`, `/readyz`, `/metrics` (Prometheus text), `/openapi.json` (`api.rs`), `/v1/sources`.
+//! - `/mcp`: the same agent over the Model Context Protocol (streamable HTTP): the tools `ask` and `compare`
+//!   (`tributary_mcp`), admitted like `/v1/ask`.
 //!
 //! At most [`ServeConfig::max_in_flight`] runs at once: over that a request gets 503 with `Retry-After` at once,
 //! rather than a queue that makes everyone miss the deadline. Every run is a child of the server's supervisor,
@@ -26,9 +28,11 @@
 //! - `request.rs`: a request body or query checked into a question and the agent's settings.
 //! - `api.rs`: the OpenAPI document and the server's own response types.
 //! - `metrics.rs`: `/metrics`, on prometheus-client.
+//! - `mcp.rs`: `/mcp`, the agent over MCP's streamable HTTP transport behind the same admission.
 
 mod admission;
 mod api;
+mod mcp;
 mod metrics;
 mod request;
 mod routes;
@@ -64,7 +68,10 @@ pub async fn run(
     config: ServeConfig,
     shutdown: impl Future<Output = ()>,
 ) {
-    let state = AppState::new(agent, config.max_in_flight);
+    let state = match listener.local_addr() {
+        Ok(address) => AppState::listening_on(agent, config.max_in_flight, address),
+        Err(_) => AppState::new(agent, config.max_in_flight),
+    };
     let serving = serve_connections(
         listener,
         router(state.clone()),

@@ -58,6 +58,8 @@ pub struct AppState {
     supervisor: Mutex<Option<Supervisor>>,
     /// How late the runtime's timers fire: `/metrics`' loop lag.
     lag: LagMonitor,
+    /// The `Host` header values `/mcp` answers (its DNS rebinding protection); empty: any.
+    mcp_hosts: Vec<String>,
 }
 
 impl AppState {
@@ -79,7 +81,25 @@ impl AppState {
             runs_supervisor: supervisor.handle(),
             supervisor: Mutex::new(Some(supervisor)),
             lag: LagMonitor::spawn(LagConfig::default()),
+            mcp_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
         })
+    }
+
+    /// The state of a server listening on `address`: on a loopback address, `/mcp` answers only requests
+    /// whose `Host` is a loopback name (a web page's script cannot reach it through a name it controls: DNS
+    /// rebinding); on any other address, which its operator chose to expose, any `Host`.
+    pub fn listening_on(
+        agent: Agent,
+        max_in_flight: NonZeroUsize,
+        address: std::net::SocketAddr,
+    ) -> Arc<Self> {
+        let mut state = Self::new(agent, max_in_flight);
+        if !address.ip().is_loopback()
+            && let Some(state) = Arc::get_mut(&mut state)
+        {
+            state.mcp_hosts.clear();
+        }
+        state
     }
 
     /// Starts stopping: from now on every ask is refused (503) and `/readyz` says so.
@@ -114,6 +134,33 @@ impl AppState {
     fn in_flight(&self) -> usize {
         self.admission.in_flight()
     }
+
+    /// A place for one run, if the limit has one now (the in-flight gauge follows).
+    pub(crate) fn try_admit(&self) -> Option<Admitted> {
+        let admitted = self.admission.try_admit();
+        self.note_in_flight();
+        admitted
+    }
+
+    /// The in-flight gauge, set to the count now.
+    pub(crate) fn note_in_flight(&self) {
+        self.metrics.set_in_flight(self.in_flight());
+    }
+
+    /// Counts a run refused because the server was full.
+    pub(crate) fn refused_rejected(&self) {
+        self.metrics.refused("rejected");
+    }
+
+    /// The most runs admitted at once now.
+    pub(crate) fn admission_limit(&self) -> usize {
+        self.admission.limit()
+    }
+
+    /// The most the limit grows to.
+    pub(crate) fn admission_max(&self) -> usize {
+        self.admission.max()
+    }
 }
 
 impl fmt::Debug for AppState {
@@ -129,7 +176,16 @@ impl fmt::Debug for AppState {
 
 /// The server's routes on `state`: what [`run`](crate::run) serves, and what a test drives in-process.
 pub fn router(state: Arc<AppState>) -> Router {
+    let mcp = tributary_mcp::http_service(
+        state.agent.clone(),
+        Arc::new(crate::mcp::Admission {
+            state: Arc::clone(&state),
+        }),
+        state.stopping.child_token(),
+        state.mcp_hosts.clone(),
+    );
     Router::new()
+        .route_service("/mcp", mcp)
         .route("/", get(page))
         .route("/v1/ask", post(ask))
         .route("/v1/ask/stream", get(ask_stream))

@@ -341,7 +341,7 @@ pub fn drive(
 }
 
 /// Each finished inference's source and end (ms since the run started), from the spans on the workers' lanes.
-fn inference_ends(timeline: &Timeline) -> Vec<(String, f64)> {
+pub(crate) fn inference_ends(timeline: &Timeline) -> Vec<(String, f64)> {
     timeline
         .spans()
         .iter()

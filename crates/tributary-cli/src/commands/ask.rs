@@ -12,9 +12,10 @@ use tributary_agent::{
 
 use crate::error::{CliError, Outcome};
 use crate::printer::Printer;
-use crate::ready_agent::ReadyAgent;
+use crate::ready_agent::{self, ReadyAgent};
 use crate::render;
 use crate::settings::{AskMode, AskSettings};
+use crate::signals::Signals;
 use crate::writing;
 
 /// Runs `ask`; `process_started` is when the process started: the first question's deadline counts from
@@ -24,8 +25,24 @@ pub async fn run(
     printer: Printer,
     process_started: std::time::Instant,
 ) -> Result<Outcome, CliError> {
+    // With `mcp` sources started as commands, Ctrl-C and SIGTERM stop the questions and then the servers, rather
+    // than the process at once: a server that ignores its closed stdin is not left running.
+    let signals = if ready_agent::starts_processes(&settings.engine) {
+        Some(Signals::install()?)
+    } else {
+        None
+    };
     let ready = ReadyAgent::start(&settings.engine, ClientOptions::default()).await?;
-    let result = ask_all(&settings, &ready, printer, process_started).await;
+    let result = match signals {
+        None => ask_all(&settings, &ready, printer, process_started).await,
+        Some(mut signals) => tokio::select! {
+            result = ask_all(&settings, &ready, printer, process_started) => result,
+            signal = signals.recv() => {
+                printer.note(&format!("{signal}: stopping the MCP servers"));
+                Ok(Outcome::Interrupted(signal))
+            }
+        },
+    };
     ready.shutdown().await;
     result
 }

@@ -6,6 +6,7 @@ pub mod completions;
 pub mod config;
 pub mod lab;
 pub mod man;
+pub mod mcp;
 pub mod model;
 pub mod serve;
 pub mod sources;

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Serialize;
+use tributary_agent::sources::SourcesConfig;
 use tributary_sim::{Service, SimServer};
 
 use crate::error::{CliError, ErrorKind, Outcome};
@@ -65,4 +66,102 @@ pub async fn run(settings: SourcesSettings, printer: Printer) -> Result<Outcome,
             )
         })?;
     Ok(Outcome::Done)
+}
+
+/// `sources --check FILE`: each source of the file, and for each `mcp` source, the tools its server offers
+/// (started or connected to, then closed). Fails (exit 1) when a server cannot be reached or lacks a source's
+/// tool, after checking every one.
+pub async fn check(
+    path: &std::path::Path,
+    config: &SourcesConfig,
+    json: bool,
+    printer: Printer,
+) -> Result<Outcome, CliError> {
+    /// How long a server has to start and list its tools.
+    const LIST_TIMEOUT: Duration = Duration::from_secs(30);
+    let mut problems = Vec::new();
+    let mut report = Vec::new();
+    let mut text = String::new();
+    for source in &config.sources {
+        let mut entry = serde_json::json!({
+            "name": source.name(),
+            "kind": source.kind,
+            "topic": source.topic(),
+            "address": source.spec.base_url.as_str(),
+        });
+        let Some(tool) = &source.mcp else {
+            text.push_str(&format!(
+                "{}  {}  {}\n",
+                source.name(),
+                source.kind,
+                source.spec.base_url
+            ));
+            report.push(entry);
+            continue;
+        };
+        text.push_str(&format!(
+            "{}  mcp  {}  (calls `{}`)\n",
+            source.name(),
+            tool.server,
+            tool.tool
+        ));
+        match tributary_mcp::list_tools(&tool.server, LIST_TIMEOUT).await {
+            Ok(tools) => {
+                for listed in &tools {
+                    let hints = match (listed.read_only, listed.idempotent) {
+                        (true, _) => "read-only: retried, hedged, cached",
+                        (false, true) => "idempotent: retried, hedged, cached",
+                        (false, false) => "not read-only: called once",
+                    };
+                    text.push_str(&format!(
+                        "  {} {}  ({hints})\n    {}\n    arguments: {}\n",
+                        if listed.name == tool.tool { "*" } else { "-" },
+                        listed.name,
+                        listed
+                            .description
+                            .as_deref()
+                            .unwrap_or("(no description)")
+                            .trim(),
+                        listed.input_schema
+                    ));
+                }
+                if !tools.iter().any(|listed| listed.name == tool.tool) {
+                    problems.push(format!(
+                        "source `{}`: the server has no tool `{}`",
+                        source.name(),
+                        tool.tool
+                    ));
+                }
+                entry["tools"] = serde_json::to_value(&tools).unwrap_or_default();
+            }
+            Err(error) => {
+                text.push_str(&format!("  unreachable: {error}\n"));
+                problems.push(format!("source `{}`: {error}", source.name()));
+                entry["error"] = serde_json::Value::from(error);
+            }
+        }
+        report.push(entry);
+    }
+    if json {
+        printer.json_line(
+            &serde_json::json!({"file": path, "sources": report, "problems": problems}),
+        )?;
+    } else {
+        printer.data(&text)?;
+    }
+    match problems.split_first() {
+        None => Ok(Outcome::Done),
+        Some((first, rest)) => Err(CliError::new(
+            ErrorKind::Environment,
+            if rest.is_empty() {
+                format!("{}: {first}", path.display())
+            } else {
+                format!(
+                    "{}: {first} (and {} more problem(s))",
+                    path.display(),
+                    rest.len()
+                )
+            },
+        )),
+    }
 }

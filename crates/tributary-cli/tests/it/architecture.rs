@@ -20,6 +20,7 @@ const SIM: &str = "tributary-sim";
 const LAB: &str = "tributary-lab";
 const CLI: &str = "tributary-cli";
 const MODELS: &str = "tributary-models";
+const MCP: &str = "tributary-mcp";
 
 /// Packages that only the binary may depend on: argument parsing (and the completions and manual generated from
 /// it: so no driver parses arguments), the terminal (progress, its size), installing a subscriber, exporting
@@ -215,6 +216,9 @@ const OWNED_BY: &[(&str, &[&str])] = &[
     ("tokenizers", &[MODELS]),
     // llama.cpp's bindings (feature `llama`): only the models crate, as the second backend of its chat model.
     ("llama-cpp-2", &[MODELS]),
+    // The MCP SDK: only the MCP driver; `serve` mounts its service and the agent reaches MCP servers through the
+    // `McpServers` the binary gives it, so neither the engine nor the domain builds an MCP client or server.
+    ("rmcp", &[MCP]),
 ];
 
 #[test]
@@ -263,7 +267,7 @@ fn the_domain_builds_no_database_broker_or_server() {
     for features in [&[][..], &["--all-features"][..]] {
         let packages = resolved(AGENT, features);
         assert!(packages.iter().any(|name| name == ENGINE), "{packages:?}");
-        for outside in ["rusqlite", "libsqlite3-sys", "async-nats", "axum"] {
+        for outside in ["rusqlite", "libsqlite3-sys", "async-nats", "axum", "rmcp"] {
             assert!(
                 !packages.iter().any(|name| name == outside),
                 "Architecture Invariant broken: {AGENT} builds {outside} ({features:?})"
@@ -292,7 +296,7 @@ fn the_engine_without_default_features_needs_no_http_stack() {
 #[test]
 fn no_library_crate_writes_to_stdout() {
     let root = workspace_root();
-    for crate_name in [ENGINE, AGENT, BATCH, SERVE, SIM, LAB] {
+    for crate_name in [ENGINE, AGENT, BATCH, SERVE, SIM, LAB, MCP] {
         let mut files = Vec::new();
         rust_files(
             &root.join("crates").join(crate_name).join("src"),
@@ -347,7 +351,7 @@ const SPAWN_EXCEPTIONS: &[(&str, &str)] = &[(
 #[test]
 fn no_library_but_the_engine_spawns_a_task_or_a_thread() {
     let root = workspace_root();
-    for crate_name in [AGENT, BATCH, SERVE, SIM, LAB] {
+    for crate_name in [AGENT, BATCH, SERVE, SIM, LAB, MCP] {
         let mut files = Vec::new();
         rust_files(
             &root.join("crates").join(crate_name).join("src"),
@@ -494,7 +498,7 @@ fn no_driver_decides_by_error_text() {
         Some(index) => allowed_used[index] = true,
         None => found.push(format!("{relative}:{line_number}: {call}")),
     };
-    for crate_name in [AGENT, BATCH, SERVE, CLI] {
+    for crate_name in [AGENT, BATCH, SERVE, MCP, CLI] {
         let mut files = Vec::new();
         rust_files(
             &root.join("crates").join(crate_name).join("src"),

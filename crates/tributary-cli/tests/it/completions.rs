@@ -11,6 +11,7 @@ const COMMANDS: &[&str] = &[
     "batch",
     "worker",
     "serve",
+    "mcp",
     "sources",
     "lab",
     "model",

@@ -274,7 +274,7 @@ fn spawn_nats(binary: &std::path::Path, port: u16, store: &std::path::Path) -> s
 }
 
 /// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())

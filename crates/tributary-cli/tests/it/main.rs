@@ -12,6 +12,7 @@ mod connections;
 mod environment;
 mod harness;
 mod lab;
+mod mcp;
 mod model;
 #[cfg(feature = "models")]
 mod models;

@@ -1,0 +1,56 @@
+//! tributary over the Model Context Protocol, on the official SDK (`rmcp`).
+//!
+//! - `server`: [`McpServer`], the agent as an MCP server: the tools `ask` and `compare`, the sources as the
+//!   resource `tributary://sources`, progress notifications from the run's live timeline, cancellation.
+//!   [`serve_stdio`] runs it over standard input and output (`tributary mcp`); [`http_service`] is the
+//!   streamable HTTP transport a server mounts (`serve`'s `/mcp`).
+//! - `gate`: [`Gate`], how a driver admits runs (`serve`'s adaptive admission, or [`Open`]).
+//! - `client`: [`McpConnections`], MCP servers as the agent's sources: one connection per `mcp` source, a
+//!   child process started once and restarted after a crash with backoff, or a streamable HTTP endpoint; and
+//!   [`list_tools`], what a server offers.
+
+mod client;
+mod gate;
+mod server;
+
+use std::sync::Arc;
+
+use rmcp::ServiceExt as _;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio_util::sync::CancellationToken;
+use tributary_agent::Agent;
+
+pub use client::{McpConnections, ToolListing, list_tools};
+pub use gate::{Gate, Open, Pass};
+pub use server::{AskArguments, McpServer, SERVER_BUSY, SOURCES_URI, render};
+
+/// The streamable HTTP transport's tower service for `agent`, admitting runs through `gate`, to be mounted at
+/// `/mcp`; `stop` ends its sessions. `hosts` are the `Host` header values it answers (DNS rebinding protection):
+/// loopback names, plus the address a server is bound to.
+pub fn http_service(
+    agent: Agent,
+    gate: Arc<dyn Gate>,
+    stop: CancellationToken,
+    hosts: Vec<String>,
+) -> StreamableHttpService<McpServer, LocalSessionManager> {
+    let mut config = StreamableHttpServerConfig::default().with_allowed_hosts(hosts);
+    config.cancellation_token = stop;
+    StreamableHttpService::new(
+        move || Ok(McpServer::new(agent.clone(), Arc::clone(&gate))),
+        Arc::default(),
+        config,
+    )
+}
+
+/// Serves `agent` over standard input and output until the client closes them or `stop` is cancelled; every
+/// run is joined before it returns.
+pub async fn serve_stdio(agent: Agent, stop: CancellationToken) -> Result<(), std::io::Error> {
+    let server = McpServer::new(agent, Arc::new(Open));
+    let running = server
+        .serve_with_ct(rmcp::transport::stdio(), stop)
+        .await
+        .map_err(std::io::Error::other)?;
+    running.waiting().await.map_err(std::io::Error::other)?;
+    Ok(())
+}
