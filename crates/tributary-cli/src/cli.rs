@@ -316,8 +316,8 @@ pub struct McpArgs {
 
 const MCP_HELP: &str = "\
 Protocol:
-  JSON-RPC messages, one per line, on stdin and stdout (MCP's stdio transport); logs go to
-  stderr (-v for more). Tools: ask and compare, whose arguments are POST /v1/ask's: {\"question\":
+  JSON-RPC messages, one per line (at most 16 MiB), on stdin and stdout (MCP's stdio transport);
+  a line that is not a message is answered with a parse error; logs go to stderr (-v for more). Tools: ask and compare, whose arguments are POST /v1/ask's: {\"question\":
   \"...\", \"deadline_ms\": N?, \"per_source_timeout_ms\": N?, \"faults\": {\"news\": \"hang\"}?}; a
   progress notification as each source is fetched, inferred or fails; cancelling a call cancels its
   run. Resource: tributary://sources. `serve` answers the same over HTTP at /mcp. docs/MCP.md has an

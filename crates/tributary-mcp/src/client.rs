@@ -84,7 +84,7 @@ impl McpConnections {
     }
 
     /// Starts connecting to the server of every `mcp` source of `sources` in the background (each within
-    /// [`CONNECT_TIMEOUT`]), so that the first question finds them started or starting, not one after the other.
+    /// 30 s), so that the first question finds them started or starting, not one after the other.
     pub fn warm_up(&self, sources: &[Source]) {
         for source in sources {
             let Some(tool) = &source.mcp else {
@@ -154,7 +154,10 @@ impl McpServers for McpConnections {
         tool: &'a McpTool,
     ) -> BoxFuture<'a, Result<ToolTraits, FetchErrorKind>> {
         Box::pin(async move {
-            let live = self.connection(source, &tool.server).live(&self.tasks).await?;
+            let live = self
+                .connection(source, &tool.server)
+                .live(&self.tasks)
+                .await?;
             match live.tools.get(&tool.tool) {
                 Some(found) => Ok(traits_of(found)),
                 None => Err(FetchErrorKind::Call {

@@ -4,6 +4,8 @@
 //!   resource `tributary://sources`, progress notifications from the run's live timeline, cancellation.
 //!   [`serve_stdio`] runs it over standard input and output (`tributary mcp`); [`http_service`] is the
 //!   streamable HTTP transport a server mounts (`serve`'s `/mcp`).
+//! - `stdio`: MCP's stdio transport framed here: bounded lines, and an answer to every line that is not a
+//!   message.
 //! - `gate`: [`Gate`], how a driver admits runs (`serve`'s adaptive admission, or [`Open`]).
 //! - `client`: [`McpConnections`], MCP servers as the agent's sources: one connection per `mcp` source, a
 //!   child process started once and restarted after a crash with backoff, or a streamable HTTP endpoint; and
@@ -12,10 +14,32 @@
 mod client;
 mod gate;
 mod server;
+mod stdio;
+
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    //! For fuzz/ only: the stdio framing's line decoder.
+
+    use crate::stdio::{Decoded, decode_line};
+
+    /// Decodes `line`; an answer must serialise as a JSON-RPC error with a code and a message.
+    pub fn stdio_line(line: &[u8]) {
+        if let Decoded::Answer(error) = decode_line(line) {
+            let json = serde_json::to_value(&error).expect("an answer serialises");
+            let code = json["error"]["code"].as_i64();
+            assert!(matches!(code, Some(-32_700 | -32_600)), "{json}");
+            assert!(
+                json["error"]["message"]
+                    .as_str()
+                    .is_some_and(|message| !message.is_empty())
+            );
+        }
+    }
+}
 
 use std::sync::Arc;
 
-use rmcp::ServiceExt as _;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
@@ -44,13 +68,9 @@ pub fn http_service(
 }
 
 /// Serves `agent` over standard input and output until the client closes them or `stop` is cancelled; every
-/// run is joined before it returns.
+/// run is joined before it returns. One message per line, each at most 16 MiB; a line that is
+/// not a message is answered with JSON-RPC's parse error or invalid request (`stdio`).
 pub async fn serve_stdio(agent: Agent, stop: CancellationToken) -> Result<(), std::io::Error> {
     let server = McpServer::new(agent, Arc::new(Open));
-    let running = server
-        .serve_with_ct(rmcp::transport::stdio(), stop)
-        .await
-        .map_err(std::io::Error::other)?;
-    running.waiting().await.map_err(std::io::Error::other)?;
-    Ok(())
+    stdio::serve_lines(server, tokio::io::stdin(), tokio::io::stdout(), stop).await
 }

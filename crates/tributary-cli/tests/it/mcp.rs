@@ -453,8 +453,19 @@ impl RawSession {
 #[test]
 fn bad_json_rpc_on_stdin_gets_clear_errors_and_the_session_goes_on() {
     let mut session = RawSession::start();
+    // Not JSON: a parse error each, without an id (JSON-RPC 2.0).
     session.send(b"this is not json");
     session.send(&[0xff, 0x00, 0xfe]);
+    for _ in 0..2 {
+        let error = session.receive();
+        assert_eq!(error["error"]["code"], -32700, "{error}");
+        assert!(error.get("id").is_none(), "{error}");
+    }
+    // JSON, but not a message: an invalid request, with its id.
+    session.send(br#"{"jsonrpc": "2.0", "id": 40, "method": "initialize", "params": 3}"#);
+    let invalid = session.receive();
+    assert_eq!(invalid["error"]["code"], -32600, "{invalid}");
+    assert_eq!(invalid["id"], 40, "{invalid}");
     session.send(br#"{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}"#);
     let initialized = session.receive();
     assert_eq!(
@@ -501,8 +512,9 @@ fn bad_json_rpc_on_stdin_gets_clear_errors_and_the_session_goes_on() {
             .contains("no source is called \\\"moon\\\""),
         "{bad_fault}"
     );
-    // A cut line, then a ping: answered.
+    // A cut line (a parse error), then a ping: answered.
     session.send(br#"{"jsonrpc": "2.0", "id": 7, "method":"#);
+    assert_eq!(session.receive()["error"]["code"], -32700);
     session.send(br#"{"jsonrpc": "2.0", "id": 8, "method": "ping"}"#);
     let pong = session.receive();
     assert_eq!(pong["id"], 8, "{pong}");
@@ -514,4 +526,96 @@ fn bad_json_rpc_on_stdin_gets_clear_errors_and_the_session_goes_on() {
     drop(session.child.stdin.take());
     let exited = session.child.wait().expect("exits when stdin closes");
     assert!(exited.success(), "{exited:?}");
+}
+
+/// The MCP Inspector's CLI (npm `@modelcontextprotocol/inspector`, `tests/mcp/node_modules`), or `None` after a
+/// visible skip.
+fn inspector(test: &str) -> Option<PathBuf> {
+    let installed =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/mcp/node_modules/.bin/mcp-inspector");
+    let found = std::env::var_os("TRIBUTARY_MCP_INSPECTOR")
+        .filter(|value| !value.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| installed.is_file().then_some(installed));
+    if found.is_none() {
+        missing(
+            "the MCP Inspector (TRIBUTARY_MCP_INSPECTOR or tests/mcp/node_modules)",
+            test,
+            "npm ci --prefix crates/tributary-cli/tests/mcp",
+        );
+    }
+    found
+}
+
+/// Runs the Inspector's CLI on `target` (a command and its arguments, or a URL) with `args`; its JSON output.
+fn inspect(inspector: &Path, target: &[&str], args: &[&str]) -> Value {
+    let scratch = tempfile::tempdir().expect("a directory for its catalog");
+    let output = Command::new(inspector)
+        .arg("--cli")
+        .args(target)
+        .args(args)
+        // Its catalog of servers, which it would otherwise write under the home directory.
+        .env("MCP_CATALOG_PATH", scratch.path().join("catalog.json"))
+        .output()
+        .expect("run the MCP Inspector");
+    assert!(
+        output.status.success(),
+        "the Inspector failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON from the Inspector")
+}
+
+#[test]
+fn the_mcp_inspector_lists_and_calls_ask_over_stdio_and_http() {
+    let Some(inspector) = inspector("the MCP Inspector test") else {
+        return;
+    };
+    let binary = env!("CARGO_BIN_EXE_tributary");
+    let mut stdio = vec![binary, "mcp"];
+    stdio.extend(FAST);
+    let server = Server::start(&[]);
+    let url = format!("http://{}/mcp", server.address);
+    for target in [stdio, vec![url.as_str()]] {
+        let tools = inspect(&inspector, &target, &["--method", "tools/list"]);
+        let names: Vec<&str> = tools["tools"]
+            .as_array()
+            .expect("tools")
+            .iter()
+            .filter_map(|tool| tool["name"].as_str())
+            .collect();
+        assert_eq!(names, ["ask", "compare"], "{tools}");
+        let asked = inspect(
+            &inspector,
+            &target,
+            &[
+                "--method",
+                "tools/call",
+                "--tool-name",
+                "ask",
+                "--tool-arg",
+                "question=What is the GIL?",
+            ],
+        );
+        assert_eq!(asked["structuredContent"]["status"], "ok", "{asked}");
+        assert!(
+            asked["content"][0]["text"]
+                .as_str()
+                .is_some_and(|text| text.contains("GIL")),
+            "{asked}"
+        );
+        let sources = inspect(
+            &inspector,
+            &target,
+            &["--method", "resources/read", "--uri", "tributary://sources"],
+        );
+        assert!(
+            sources["contents"][0]["text"]
+                .as_str()
+                .is_some_and(|text| text.contains("\"kb\"")),
+            "{sources}"
+        );
+    }
 }
