@@ -67,10 +67,16 @@ pub fn http_service(
     )
 }
 
-/// Serves `agent` over standard input and output until the client closes them or `stop` is cancelled; every
-/// run is joined before it returns. One message per line, each at most 16 MiB; a line that is
-/// not a message is answered with JSON-RPC's parse error or invalid request (`stdio`).
-pub async fn serve_stdio(agent: Agent, stop: CancellationToken) -> Result<(), std::io::Error> {
+/// Serves `agent` over MCP's stdio transport on `input` and `output` (the process's standard input and output,
+/// which the binary owns and hands over) until the input ends or `stop` is cancelled; every run is joined before
+/// it returns. One message per line, each at most 16 MiB; a line that is not a message is answered with
+/// JSON-RPC's parse error or invalid request (`stdio`).
+pub async fn serve_stdio(
+    agent: Agent,
+    input: impl tokio::io::AsyncRead + Unpin,
+    output: impl tokio::io::AsyncWrite + Unpin,
+    stop: CancellationToken,
+) -> Result<(), std::io::Error> {
     let server = McpServer::new(agent, Arc::new(Open));
-    stdio::serve_lines(server, tokio::io::stdin(), tokio::io::stdout(), stop).await
+    stdio::serve_lines(server, input, output, stop).await
 }

@@ -14,7 +14,7 @@ use tributary::trace::{Activity, EventKind, InstantEvent, OpenSpan, Outcome as S
 
 use super::answer::millis;
 use super::messages::{elapsed_message, error_chain};
-use super::timeline::{close, record_fetch_span, source_lane};
+use super::timeline::{close, record_fetch_span, request_name, source_lane};
 use super::{QueryPairs, StepContext};
 use crate::plan::TOOL_ARGUMENTS;
 use crate::plan::{Action, Step};
@@ -109,7 +109,7 @@ pub async fn fetch_source(context: &StepContext, step: Step, deadline: Deadline)
                 record_fetch_span(
                     context.timeline.as_ref(),
                     &lane,
-                    &in_flight.request,
+                    in_flight.name,
                     in_flight.started,
                     fetch_ended,
                     SpanOutcome::TimedOut,
@@ -196,7 +196,8 @@ impl Default for Progress {
 /// A request on its way: what to draw if it is cut short.
 #[derive(Debug)]
 struct InFlight {
-    request: SourceRequest,
+    /// What the request is called on the lane.
+    name: String,
     started: Instant,
     open: Option<OpenSpan>,
 }
@@ -218,12 +219,14 @@ async fn fetch_chain(
         let spec = protocols::spec_for(source, endpoint);
         // Watchers of a live timeline see the request begin; its attempts' spans are recorded when it ends.
         let started = Instant::now();
+        let name = request_name(source, &request);
         progress.in_flight = Some(InFlight {
-            request: request.clone(),
+            name: name.clone(),
             started,
-            open: context.timeline.as_ref().map(|timeline| {
-                timeline.begin(lane, format!("GET {}", request.path), Activity::Fetch)
-            }),
+            open: context
+                .timeline
+                .as_ref()
+                .map(|timeline| timeline.begin(lane, name.clone(), Activity::Fetch)),
         });
         // Boxed: the engine's fetch future is large (retries, hedges, the cache), and a chain of two held
         // inline overflowed a test thread's stack once the step's future was nested in a run's.
@@ -260,7 +263,7 @@ async fn fetch_chain(
                 record_fetch_span(
                     context.timeline.as_ref(),
                     lane,
-                    &request,
+                    name,
                     started,
                     ended,
                     outcome,
@@ -280,7 +283,7 @@ async fn fetch_chain(
         record_fetch_span(
             context.timeline.as_ref(),
             lane,
-            &request,
+            name,
             started,
             ended,
             SpanOutcome::Ok,

@@ -87,14 +87,21 @@ pub fn worker_lane(index: usize) -> String {
 pub(super) fn record_fetch_span(
     timeline: Option<&Timeline>,
     lane: &str,
-    request: &SourceRequest,
+    name: String,
     started: Instant,
     ended: Instant,
     outcome: SpanOutcome,
     attempts: &[AttemptRecord],
 ) {
-    let name = format!("GET {}", request.path);
     record_requests(timeline, lane, name, (started, ended), outcome, attempts);
+}
+
+/// What a request of `source` is called on its lane: `GET /news`, or an `mcp` source's `call search`.
+pub(super) fn request_name(source: &Source, request: &SourceRequest) -> String {
+    match &source.mcp {
+        Some(tool) => format!("call {}", tool.tool),
+        None => format!("GET {}", request.path),
+    }
 }
 
 /// Draws requests named `name` on `lane`: one span per attempt (or one for the whole, from `started` to `ended`,
@@ -238,7 +245,7 @@ mod tests {
         record_fetch_span(
             Some(&timeline),
             "source news",
-            &SourceRequest::new("/news"),
+            "GET /news".to_owned(),
             at(0),
             at(45),
             SpanOutcome::Ok,

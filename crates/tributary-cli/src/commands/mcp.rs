@@ -1,5 +1,6 @@
 //! `tributary mcp`: the agent as an MCP server on stdin and stdout (`tributary_mcp::serve_stdio`), until the
-//! client closes stdin or Ctrl-C or SIGTERM stops it. stdout is the protocol's alone: every note goes to stderr.
+//! client closes stdin or Ctrl-C or SIGTERM stops it. stdout is the protocol's alone (the binary hands it to the
+//! server: no library writes to stdout); every note goes to stderr.
 
 use tokio_util::sync::CancellationToken;
 use tributary::source::ClientOptions;
@@ -15,7 +16,12 @@ pub async fn run(settings: EngineSettings, printer: Printer) -> Result<Outcome, 
     let ready = ReadyAgent::start(&settings, ClientOptions::default()).await?;
     let stop = CancellationToken::new();
     let served = tokio::select! {
-        served = tributary_mcp::serve_stdio(ready.agent.clone(), stop.clone()) => served,
+        served = tributary_mcp::serve_stdio(
+            ready.agent.clone(),
+            tokio::io::stdin(),
+            tokio::io::stdout(),
+            stop.clone(),
+        ) => served,
         signal = signals.recv() => {
             printer.note(&format!("{signal}: stopping"));
             stop.cancel();

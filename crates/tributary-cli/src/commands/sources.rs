@@ -81,6 +81,10 @@ pub async fn check(
     const LIST_TIMEOUT: Duration = Duration::from_secs(30);
     let mut problems = Vec::new();
     let mut report = Vec::new();
+    let mut listings: std::collections::HashMap<
+        tributary_agent::sources::McpServer,
+        Result<Vec<tributary_mcp::ToolListing>, String>,
+    > = std::collections::HashMap::new();
     let mut text = String::new();
     for source in &config.sources {
         let mut entry = serde_json::json!({
@@ -105,25 +109,20 @@ pub async fn check(
             tool.server,
             tool.tool
         ));
-        match tributary_mcp::list_tools(&tool.server, LIST_TIMEOUT).await {
+        // Sources that share a server share its listing: started once, printed once.
+        let first = !listings.contains_key(&tool.server);
+        if first {
+            let listed = tributary_mcp::list_tools(&tool.server, LIST_TIMEOUT).await;
+            listings.insert(tool.server.clone(), listed);
+        }
+        match &listings[&tool.server] {
             Ok(tools) => {
-                for listed in &tools {
-                    let hints = match (listed.read_only, listed.idempotent) {
-                        (true, _) => "read-only: retried, hedged, cached",
-                        (false, true) => "idempotent: retried, hedged, cached",
-                        (false, false) => "not read-only: called once",
-                    };
-                    text.push_str(&format!(
-                        "  {} {}  ({hints})\n    {}\n    arguments: {}\n",
-                        if listed.name == tool.tool { "*" } else { "-" },
-                        listed.name,
-                        listed
-                            .description
-                            .as_deref()
-                            .unwrap_or("(no description)")
-                            .trim(),
-                        listed.input_schema
-                    ));
+                if first {
+                    for listed in tools {
+                        text.push_str(&describe(listed, &tool.tool));
+                    }
+                } else {
+                    text.push_str("  (the tools listed above)\n");
                 }
                 if !tools.iter().any(|listed| listed.name == tool.tool) {
                     problems.push(format!(
@@ -132,12 +131,12 @@ pub async fn check(
                         tool.tool
                     ));
                 }
-                entry["tools"] = serde_json::to_value(&tools).unwrap_or_default();
+                entry["tools"] = serde_json::to_value(tools).unwrap_or_default();
             }
             Err(error) => {
                 text.push_str(&format!("  unreachable: {error}\n"));
                 problems.push(format!("source `{}`: {error}", source.name()));
-                entry["error"] = serde_json::Value::from(error);
+                entry["error"] = serde_json::Value::from(error.as_str());
             }
         }
         report.push(entry);
@@ -164,4 +163,25 @@ pub async fn check(
             },
         )),
     }
+}
+
+/// A tool as `sources --check` lists it: `*` when it is the one `called`, what is repeated, what it says it does,
+/// its arguments' schema.
+fn describe(listed: &tributary_mcp::ToolListing, called: &str) -> String {
+    let hints = match (listed.read_only, listed.idempotent) {
+        (true, _) => "read-only: retried, hedged, cached",
+        (false, true) => "idempotent: retried, hedged, cached",
+        (false, false) => "not read-only: called once",
+    };
+    format!(
+        "  {} {}  ({hints})\n    {}\n    arguments: {}\n",
+        if listed.name == called { "*" } else { "-" },
+        listed.name,
+        listed
+            .description
+            .as_deref()
+            .unwrap_or("(no description)")
+            .trim(),
+        listed.input_schema
+    )
 }

@@ -399,6 +399,9 @@ fn a_streamable_http_mcp_server_is_a_source_and_sources_check_lists_its_tools() 
         listed.contains("- write  (not read-only: called once)"),
         "{listed}"
     );
+    // The second source shares the server: started once, listed once.
+    assert_eq!(listed.matches(" search  (").count(), 1, "{listed}");
+    assert!(listed.contains("(the tools listed above)"), "{listed}");
     assert_eq!(code(&check), 1, "a source's tool is missing");
     assert!(
         stderr(&check).contains("the server has no tool `no_such_tool`"),

@@ -187,29 +187,7 @@ impl SourceClient {
         request: &SourceRequest,
         deadline: Deadline,
     ) -> Result<Fetched, FetchError> {
-        let span = tracing::info_span!(
-            "source.fetch",
-            source = %spec.name,
-            path = %request.path,
-            attempts = tracing::field::Empty,
-            cached = tracing::field::Empty,
-            error = tracing::field::Empty,
-        );
-        let result = self
-            .fetch_in_span(spec, request, deadline)
-            .instrument(span.clone())
-            .await;
-        match &result {
-            Ok(fetched) => {
-                span.record("attempts", fetched.attempts);
-                span.record("cached", fetched.cached);
-            }
-            Err(error) => {
-                span.record("attempts", error.attempts());
-                span.record("error", tracing::field::display(error.kind()));
-            }
-        }
-        result
+        in_fetch_span(spec, request, self.fetch_in_span(spec, request, deadline)).await
     }
 
     /// [`fetch`](Self::fetch) inside its span.
@@ -364,14 +342,6 @@ impl SourceClient {
             lines: None,
             call: Some(call),
         };
-        let span = tracing::info_span!(
-            "source.fetch",
-            source = %spec.name,
-            path = %key.path,
-            attempts = tracing::field::Empty,
-            cached = tracing::field::Empty,
-            error = tracing::field::Empty,
-        );
         let fetched = async {
             match spec.cache_lifetime() {
                 None => self.exchange(spec, key, deadline, exchange).await,
@@ -382,20 +352,8 @@ impl SourceClient {
                     .await
                 }
             }
-        }
-        .instrument(span.clone())
-        .await;
-        match &fetched {
-            Ok(fetched) => {
-                span.record("attempts", fetched.attempts);
-                span.record("cached", fetched.cached);
-            }
-            Err(error) => {
-                span.record("attempts", error.attempts());
-                span.record("error", tracing::field::display(error.kind()));
-            }
-        }
-        fetched
+        };
+        in_fetch_span(spec, key, fetched).await
     }
 
     /// [`fetch_uncached`](Self::fetch_uncached) or [`stream_post`](Self::stream_post), as `exchange` says.
@@ -838,6 +796,34 @@ async fn read_lines_within(
         hand_over(&pending);
     }
     Ok(())
+}
+
+/// `fetched` inside a `source.fetch` span for `spec`'s `request`, which records how it ended.
+async fn in_fetch_span(
+    spec: &SourceSpec,
+    request: &SourceRequest,
+    fetched: impl Future<Output = Result<Fetched, FetchError>>,
+) -> Result<Fetched, FetchError> {
+    let span = tracing::info_span!(
+        "source.fetch",
+        source = %spec.name,
+        path = %request.path,
+        attempts = tracing::field::Empty,
+        cached = tracing::field::Empty,
+        error = tracing::field::Empty,
+    );
+    let fetched = fetched.instrument(span.clone()).await;
+    match &fetched {
+        Ok(fetched) => {
+            span.record("attempts", fetched.attempts);
+            span.record("cached", fetched.cached);
+        }
+        Err(error) => {
+            span.record("attempts", error.attempts());
+            span.record("error", tracing::field::display(error.kind()));
+        }
+    }
+    fetched
 }
 
 /// One attempt of a [`SourceClient::call`]: the caller's own request to its source, answering the JSON the
