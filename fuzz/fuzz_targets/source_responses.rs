@@ -24,8 +24,9 @@ use url::Url;
 /// The id of the one request each job goes out as.
 const REQUEST_ID: u64 = 1;
 
-/// Every kind: the simulated protocol's three and the public APIs' (Open-Meteo, HN Algolia, Wikipedia).
-const KINDS: [SourceKind; 6] = SourceKind::ALL;
+/// Every kind: the simulated protocol's three, the public APIs' (Open-Meteo, HN Algolia, Wikipedia) and an MCP
+/// tool's result.
+const KINDS: [SourceKind; 7] = SourceKind::ALL;
 
 fuzz_target!(|data: &[u8]| {
     let (question, body) = match data.iter().position(|byte| *byte == b'\n') {
