@@ -328,15 +328,11 @@ async fn call_tool(
         spec.hedge = None;
         spec.cache_ttl = None;
     }
-    let arguments = match request
-        .query
-        .iter()
-        .find(|(key, _)| key == TOOL_ARGUMENTS)
-        .map(|(_, json)| serde_json::from_str::<Value>(json))
-    {
-        Some(Ok(Value::Object(arguments))) => arguments,
-        _ => serde_json::Map::new(),
-    };
+    let arguments =
+        match protocols::query_value(request, TOOL_ARGUMENTS).map(serde_json::from_str::<Value>) {
+            Some(Ok(Value::Object(arguments))) => arguments,
+            _ => serde_json::Map::new(),
+        };
     let max_bytes = spec.max_body_bytes;
     let call = || {
         context
