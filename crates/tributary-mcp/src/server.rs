@@ -21,12 +21,11 @@ use rmcp::{ErrorData, Peer, RoleServer, ServerHandler, tool, tool_handler, tool_
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tributary::name::check_name;
 use tributary::trace::{Activity, Outcome, Timeline, Update};
 use tributary_agent::limits::MAX_DURATION;
 use tributary_agent::step::source_lane;
 use tributary_agent::{Agent, AgentReport, AgentSettings, Question, RunMode};
-use tributary_sim::faults::{FaultQueries, parse_fault_kind};
+use tributary_sim::faults::replace_faults;
 
 use crate::gate::{Gate, Pass};
 
@@ -184,23 +183,15 @@ impl McpServer {
             .iter()
             .map(|source| source.name())
             .collect();
-        let mut requested: FaultQueries = Vec::new();
-        for (source, kind) in &arguments.faults {
-            check_name(source)
-                .map_err(|error| invalid(format!("faults: the source name {error}")))?;
-            if !names.contains(&source.as_str()) {
-                return Err(invalid(format!(
-                    "faults: no source is called {source:?}; the sources are {}",
-                    names.join(", ")
-                )));
-            }
-            let fault = parse_fault_kind(kind)
-                .map_err(|error| invalid(format!("faults.{source}: {error}")))?;
-            requested.push((source.clone(), vec![fault.query_pair()]));
-        }
-        let mut extra_query = server.extra_query.clone();
-        extra_query.retain(|(source, _)| !requested.iter().any(|(named, _)| named == source));
-        extra_query.extend(requested);
+        let extra_query = replace_faults(
+            &server.extra_query,
+            &names,
+            arguments
+                .faults
+                .iter()
+                .map(|(source, kind)| (source.as_str(), kind.as_str())),
+        )
+        .map_err(invalid)?;
         Ok((
             question,
             AgentSettings {

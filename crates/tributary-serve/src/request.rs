@@ -10,12 +10,11 @@ use axum::http::HeaderMap;
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
-use tributary::name::check_name;
 use tributary::source::DEADLINE_HEADER;
 use tributary_agent::limits::MAX_DURATION;
 use tributary_agent::{AgentSettings, Question, RunMode};
 
-use tributary_sim::faults::{FaultQueries, parse_fault_kind};
+use tributary_sim::faults::replace_faults;
 
 use crate::routes::AppState;
 
@@ -160,25 +159,13 @@ impl AskRequest {
             Some(millis) => milliseconds("per_source_timeout_ms", millis)?,
         };
         // In the request's own terms (the `faults` object's keys and values), not the command line's `--fault`.
-        let mut requested: FaultQueries = Vec::new();
-        for (source, kind) in &self.faults {
-            // A name that could rewrite a terminal is described, never echoed.
-            check_name(source).map_err(|error| format!("faults: the source name {error}"))?;
-            if !state.sources.contains(source) {
-                return Err(format!(
-                    "faults: no source is called {source:?}; the sources are {}",
-                    state.sources.join(", ")
-                ));
-            }
-            let fault =
-                parse_fault_kind(kind).map_err(|error| format!("faults.{source}: {error}"))?;
-            // A map: one fault per source, so each source gets one query pair of its own.
-            requested.push((source.clone(), vec![fault.query_pair()]));
-        }
-        // The request's faults replace the server's `--fault` flags for the sources it names, and only those.
-        let mut extra_query = server.extra_query.clone();
-        extra_query.retain(|(source, _)| !requested.iter().any(|(named, _)| named == source));
-        extra_query.extend(requested);
+        let extra_query = replace_faults(
+            &server.extra_query,
+            &state.sources.iter().map(String::as_str).collect::<Vec<_>>(),
+            self.faults
+                .iter()
+                .map(|(source, kind)| (source.as_str(), kind.as_str())),
+        )?;
         Ok(AgentSettings {
             deadline,
             per_source_timeout,

@@ -164,6 +164,35 @@ pub fn parse_fault_kind(kind: &str) -> Result<FaultKind, FaultKindError> {
     }
 }
 
+/// `current` with a request's faults (source name to fault kind, in the request's own terms: `serve`'s and the MCP
+/// `ask` tool's `faults` object, the Python package's `faults=`) in place of the faults of the sources it names,
+/// and only those. Every name must be one of `sources`; the error names the field (`faults: ...`,
+/// `faults.news: ...`).
+pub fn replace_faults<'a>(
+    current: &FaultQueries,
+    sources: &[&str],
+    requested: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<FaultQueries, String> {
+    let mut replacing: FaultQueries = Vec::new();
+    for (source, kind) in requested {
+        // A name that could rewrite a terminal is described, never echoed.
+        check_name(source).map_err(|error| format!("faults: the source name {error}"))?;
+        if !sources.contains(&source) {
+            return Err(format!(
+                "faults: no source is called {source:?}; the sources are {}",
+                sources.join(", ")
+            ));
+        }
+        let fault = parse_fault_kind(kind).map_err(|error| format!("faults.{source}: {error}"))?;
+        // One fault per source, so each source gets one query pair of its own.
+        replacing.push((source.to_owned(), vec![fault.query_pair()]));
+    }
+    let mut faults = current.clone();
+    faults.retain(|(source, _)| !replacing.iter().any(|(named, _)| named == source));
+    faults.extend(replacing);
+    Ok(faults)
+}
+
 /// Parses every flag, stopping at the first bad one. A source may have one named fault and one latency; a
 /// second of either is refused rather than silently replacing the first.
 pub fn parse_faults(flags: &[String]) -> Result<Vec<FaultFlag>, FaultFlagError> {
