@@ -24,7 +24,8 @@
 //! # Layout
 //! - `routes.rs`: [`router`], the handlers, [`AppState`].
 //! - `admission.rs`: the adaptive limit on runs in flight (refused at once, never queued).
-//! - `runs.rs`: the kept runs and the task that drives each one into its ordered event list.
+//! - `runs.rs`: the kept runs and the task that drives each one into its ordered event list; [`run_streamed`],
+//!   one run's events as they happen, for any driver that streams them (the Python package's `agent.stream`).
 //! - `request.rs`: a request body or query checked into a question and the agent's settings.
 //! - `api.rs`: the OpenAPI document and the server's own response types.
 //! - `metrics.rs`: `/metrics`, on prometheus-client.
@@ -47,6 +48,7 @@ use tributary_agent::Agent;
 use tributary_sim::serve::{Limits, serve_connections};
 
 pub use routes::{AppState, MAX_BODY_BYTES, router};
+pub use runs::{outcome, run_streamed};
 
 /// The most asks a server answers at once.
 pub const MAX_IN_FLIGHT: usize = 1024;

@@ -269,61 +269,30 @@ pub fn drive(
             metrics,
         } = drive;
         let settings = agent.settings();
-        let lanes = agent.lanes();
-        run.push(
-            "run",
-            json!({
-                "run_id": run.id,
-                "question": question.as_str(),
-                "mode": mode.as_str(),
-                "deadline_ms": millis(settings.deadline),
-                "per_source_timeout_ms": millis(settings.per_source_timeout),
-                "lanes": lanes,
-            }),
-        );
-        let mut translator = Translator::for_sources(&agent);
-        let ask = agent.ask_watched(&question, mode, run.timeline.clone(), run.cancel.clone());
-        tokio::pin!(ask);
-        let mut cursor = 0;
-        let finished = loop {
-            tokio::select! {
-                finished = &mut ask => break finished,
-                () = run.timeline.wait_for_update(cursor) => {
-                    cursor = translator.translate(&run, cursor);
-                }
-            }
-        };
-        translator.translate(&run, cursor);
-        let report = finished.report;
-        for source in &report.sources {
-            run.push(
-                "source",
-                json!({
-                    "source": source.name,
-                    "status": source.status.as_str(),
-                    "failure": source.failure,
-                    "http_status": source.http_status,
-                    "error": source.error,
-                }),
-            );
-        }
+        let report = run_streamed(
+            &agent,
+            &question,
+            mode,
+            &run.id,
+            run.timeline.clone(),
+            run.cancel.clone(),
+            &mut |name, data| run.push(name, data),
+        )
+        .await;
         let cancelled = run.cancel.is_cancelled();
-        let outcome = if cancelled {
+        if cancelled {
             metrics.cancelled();
-            "cancelled"
         } else {
             metrics.answered(&report);
-            if report.answered() {
-                "answered"
-            } else {
-                "failed"
-            }
-        };
+        }
         run.push(
             "answer",
             serde_json::to_value(&report).unwrap_or(Value::Null),
         );
-        run.push("done", json!({ "run_id": run.id, "outcome": outcome }));
+        run.push(
+            "done",
+            json!({ "run_id": run.id, "outcome": outcome(&report, cancelled) }),
+        );
         runs.ended(&run);
         // The run's tasks have all ended (the agent joins its steps): the ask leaves the in-flight count now,
         // and the limit learns whether the server kept up with it.
@@ -338,6 +307,72 @@ pub fn drive(
         });
         Ok(report)
     })
+}
+
+/// Runs `question` on `agent` and hands each event of its stream to `emit` as it happens: `run`, then the
+/// timeline's `span_started`, `span`, `mark`, `span_closed`, `text` and `source` events, then each source's final
+/// `source` event. The caller sends `answer` and `done` ([`outcome`]) after what it does with the report. The
+/// steps record on `timeline` (a [`Timeline::live`] one); cancelling `cancel` stops them, and the run returns only
+/// when every step has ended.
+pub async fn run_streamed(
+    agent: &Agent,
+    question: &Question,
+    mode: RunMode,
+    run_id: &str,
+    timeline: Timeline,
+    cancel: CancellationToken,
+    emit: &mut (dyn FnMut(&'static str, Value) + Send),
+) -> AgentReport {
+    let settings = agent.settings();
+    emit(
+        "run",
+        json!({
+            "run_id": run_id,
+            "question": question.as_str(),
+            "mode": mode.as_str(),
+            "deadline_ms": millis(settings.deadline),
+            "per_source_timeout_ms": millis(settings.per_source_timeout),
+            "lanes": agent.lanes(),
+        }),
+    );
+    let mut translator = Translator::for_sources(agent);
+    let ask = agent.ask_watched(question, mode, timeline.clone(), cancel);
+    tokio::pin!(ask);
+    let mut cursor = 0;
+    let finished = loop {
+        tokio::select! {
+            finished = &mut ask => break finished,
+            () = timeline.wait_for_update(cursor) => {
+                cursor = translator.translate(&timeline, cursor, emit);
+            }
+        }
+    };
+    translator.translate(&timeline, cursor, emit);
+    let report = finished.report;
+    for source in &report.sources {
+        emit(
+            "source",
+            json!({
+                "source": source.name,
+                "status": source.status.as_str(),
+                "failure": source.failure,
+                "http_status": source.http_status,
+                "error": source.error,
+            }),
+        );
+    }
+    report
+}
+
+/// The `outcome` of a run's `done` event: `cancelled`, `answered` or `failed`.
+pub fn outcome(report: &AgentReport, cancelled: bool) -> &'static str {
+    if cancelled {
+        "cancelled"
+    } else if report.answered() {
+        "answered"
+    } else {
+        "failed"
+    }
 }
 
 /// Each finished inference's source and end (ms since the run started), from the spans on the workers' lanes.
@@ -376,9 +411,14 @@ impl Translator {
         }
     }
 
-    /// Pushes the events for the timeline's updates from `cursor` on; returns the next cursor.
-    fn translate(&mut self, run: &LiveRun, cursor: usize) -> usize {
-        let updates = run.timeline.updates_since(cursor);
+    /// Emits the events for the timeline's updates from `cursor` on; returns the next cursor.
+    fn translate(
+        &mut self,
+        timeline: &Timeline,
+        cursor: usize,
+        emit: &mut (dyn FnMut(&'static str, Value) + Send),
+    ) -> usize {
+        let updates = timeline.updates_since(cursor);
         let next = cursor + updates.len();
         for update in updates {
             match update {
@@ -390,7 +430,7 @@ impl Translator {
                     subject,
                     at,
                 } => {
-                    run.push(
+                    emit(
                         "span_started",
                         json!({
                             "id": id, "lane": lane, "name": name,
@@ -405,7 +445,7 @@ impl Translator {
                             Activity::Infer => "inferring",
                             _ => "fetching",
                         };
-                        run.push("source", json!({ "source": source, "status": status }));
+                        emit("source", json!({ "source": source, "status": status }));
                         self.begun.insert(id, (source.clone(), activity));
                     } else if lane == SYNTHESIS_LANE {
                         // `--synthesize`: its words are `text` events of the source "synthesis".
@@ -413,7 +453,7 @@ impl Translator {
                     }
                 }
                 Update::Closed { id, outcome, at } => {
-                    run.push(
+                    emit(
                         "span_closed",
                         json!({ "id": id, "outcome": outcome.as_str(), "at_ms": millis(at) }),
                     );
@@ -431,20 +471,20 @@ impl Translator {
                             (_, SpanOutcome::TimedOut) => "timed_out",
                             (_, SpanOutcome::Cancelled) => "cancelled",
                         };
-                        run.push("source", json!({ "source": source, "status": status }));
+                        emit("source", json!({ "source": source, "status": status }));
                     }
                 }
                 // A source's inference reports the text it is writing (a chat model's next words).
                 Update::Progress { id, text, at } => {
                     if let Some((source, Activity::Infer)) = self.begun.get(&id) {
-                        run.push(
+                        emit(
                             "text",
                             json!({ "source": source, "id": id, "text": text, "at_ms": millis(at) }),
                         );
                     }
                 }
-                Update::Span(span) => run.push("span", span_json(&span)),
-                Update::Event(event) => run.push(
+                Update::Span(span) => emit("span", span_json(&span)),
+                Update::Event(event) => emit(
                     "mark",
                     json!({
                         "lane": event.lane, "name": event.name, "kind": event.kind.as_str(),
