@@ -21,6 +21,7 @@ const LAB: &str = "tributary-lab";
 const CLI: &str = "tributary-cli";
 const MODELS: &str = "tributary-models";
 const MCP: &str = "tributary-mcp";
+const PYTHON: &str = "tributary-python";
 
 /// Packages that only the binary may depend on: argument parsing (and the completions and manual generated from
 /// it: so no driver parses arguments), the terminal (progress, its size), installing a subscriber, exporting
@@ -87,6 +88,9 @@ fn forbidden() -> BTreeMap<&'static str, Vec<&'static str>> {
             MODELS,
             vec![ENGINE, AGENT, BATCH, SERVE, SIM, LAB, CLI, "tokio"],
         ),
+        // The Python package is a front end as the binary is: it puts the libraries together, but not the lab or
+        // the binary (and nothing depends on it: `every_crate_depends_only_downwards`).
+        (PYTHON, vec![LAB, CLI]),
     ])
 }
 
@@ -174,10 +178,18 @@ fn resolved(package: &str, flags: &[&str]) -> Vec<String> {
 #[test]
 fn every_crate_depends_only_downwards() {
     let dependencies = normal_dependencies();
-    for crate_name in [ENGINE, AGENT, BATCH, SERVE, SIM, LAB, CLI, MODELS] {
+    for crate_name in [
+        ENGINE, AGENT, BATCH, SERVE, SIM, LAB, CLI, MODELS, MCP, PYTHON,
+    ] {
         assert!(
             dependencies.contains_key(crate_name),
             "{crate_name} is not in the workspace"
+        );
+    }
+    for (crate_name, crate_dependencies) in &dependencies {
+        assert!(
+            !crate_dependencies.iter().any(|name| name == PYTHON),
+            "Architecture Invariant broken: {crate_name} depends on the Python package {PYTHON}"
         );
     }
     for (crate_name, forbidden) in forbidden() {
@@ -219,6 +231,9 @@ const OWNED_BY: &[(&str, &[&str])] = &[
     // The MCP SDK: only the MCP driver; `serve` mounts its service and the agent reaches MCP servers through the
     // `McpServers` the binary gives it, so neither the engine nor the domain builds an MCP client or server.
     ("rmcp", &[MCP]),
+    // CPython's API and the asyncio bridge: only the Python package; no library knows it is called from Python.
+    ("pyo3", &[PYTHON]),
+    ("pyo3-async-runtimes", &[PYTHON]),
 ];
 
 #[test]
@@ -296,7 +311,7 @@ fn the_engine_without_default_features_needs_no_http_stack() {
 #[test]
 fn no_library_crate_writes_to_stdout() {
     let root = workspace_root();
-    for crate_name in [ENGINE, AGENT, BATCH, SERVE, SIM, LAB, MCP] {
+    for crate_name in [ENGINE, AGENT, BATCH, SERVE, SIM, LAB, MCP, PYTHON] {
         let mut files = Vec::new();
         rust_files(
             &root.join("crates").join(crate_name).join("src"),
@@ -351,7 +366,7 @@ const SPAWN_EXCEPTIONS: &[(&str, &str)] = &[(
 #[test]
 fn no_library_but_the_engine_spawns_a_task_or_a_thread() {
     let root = workspace_root();
-    for crate_name in [AGENT, BATCH, SERVE, SIM, LAB, MCP] {
+    for crate_name in [AGENT, BATCH, SERVE, SIM, LAB, MCP, PYTHON] {
         let mut files = Vec::new();
         rust_files(
             &root.join("crates").join(crate_name).join("src"),
@@ -498,7 +513,7 @@ fn no_driver_decides_by_error_text() {
         Some(index) => allowed_used[index] = true,
         None => found.push(format!("{relative}:{line_number}: {call}")),
     };
-    for crate_name in [AGENT, BATCH, SERVE, MCP, CLI] {
+    for crate_name in [AGENT, BATCH, SERVE, MCP, PYTHON, CLI] {
         let mut files = Vec::new();
         rust_files(
             &root.join("crates").join(crate_name).join("src"),
