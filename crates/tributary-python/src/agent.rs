@@ -167,6 +167,14 @@ impl NativeAgent {
         Ok(serde_json::Value::Array(sources).to_string())
     }
 
+    /// The simulated services' base URL (`http://127.0.0.1:PORT`) when the agent asks them, else `None`.
+    fn services_url(&self) -> Option<String> {
+        lock(&self.started)
+            .as_ref()
+            .and_then(|started| started.embedded.as_ref())
+            .map(SimServer::base_url)
+    }
+
     /// CPU workers of the executor.
     fn workers(&self) -> PyResult<usize> {
         Ok(self.agent()?.workers())

@@ -120,3 +120,9 @@ async def test_sources_from_the_clis_file(service: str, tmp_path: Path) -> None:
 async def test_the_sequential_baseline(agent: tributary.Agent) -> None:
     answer = await agent.ask(QUESTION, sequential=True)
     assert answer.mode == "sequential" and answer.ok
+
+
+async def test_the_simulated_services_answer_on_loopback(agent: tributary.Agent, service: str) -> None:
+    assert agent.services_url is not None and agent.services_url.startswith("http://127.0.0.1:")
+    async with tributary.Agent([tributary.Source("news", "news", service)], **FAST) as other:
+        assert other.services_url is None

@@ -455,6 +455,12 @@ class Agent:
         return self._native.source_names()
 
     @property
+    def services_url(self) -> Optional[str]:
+        """The simulated services' base URL (``http://127.0.0.1:PORT``: ``/weather?city=``, ``/news?q=``,
+        ``/kb/search?q=``) when the agent runs on them, else ``None``."""
+        return self._native.services_url()
+
+    @property
     def workers(self) -> int:
         """CPU workers of the pool."""
         return self._native.workers()
