@@ -20,7 +20,7 @@ use tributary_sim::{SimServer, city_named_in, default_scenario};
 use url::Url;
 
 use crate::run::{NativeRun, RunKind};
-use crate::{ConfigError, NativeBatch, QuestionError, TributaryError, runtime, seconds};
+use crate::{ConfigError, NativeBatch, QuestionError, TributaryError, runtime, seconds_or};
 
 /// A started agent (`tributary.Agent` wraps it). Closed by `close`, or when Python drops it.
 #[pyclass(module = "tributary._tributary", frozen)]
@@ -107,14 +107,12 @@ impl NativeAgent {
         };
         let defaults = AgentSettings::default();
         let settings = AgentSettings {
-            deadline: deadline
-                .map(|value| seconds("deadline", value))
-                .transpose()?
-                .unwrap_or(defaults.deadline),
-            per_source_timeout: per_source_timeout
-                .map(|value| seconds("per_source_timeout", value))
-                .transpose()?
-                .unwrap_or(defaults.per_source_timeout),
+            deadline: seconds_or("deadline", deadline, defaults.deadline)?,
+            per_source_timeout: seconds_or(
+                "per_source_timeout",
+                per_source_timeout,
+                defaults.per_source_timeout,
+            )?,
             inference_cost: inference_cost
                 .map(|text| {
                     text.parse::<InferenceCost>()
@@ -307,14 +305,12 @@ impl NativeAgent {
         )
         .map_err(ConfigError::new_err)?;
         let settings = AgentSettings {
-            deadline: deadline
-                .map(|value| seconds("deadline", value))
-                .transpose()?
-                .unwrap_or(settings.deadline),
-            per_source_timeout: per_source_timeout
-                .map(|value| seconds("per_source_timeout", value))
-                .transpose()?
-                .unwrap_or(settings.per_source_timeout),
+            deadline: seconds_or("deadline", deadline, settings.deadline)?,
+            per_source_timeout: seconds_or(
+                "per_source_timeout",
+                per_source_timeout,
+                settings.per_source_timeout,
+            )?,
             extra_query,
             ..settings.clone()
         };

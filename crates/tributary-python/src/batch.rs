@@ -16,7 +16,7 @@ use tributary_batch::{
     run_batch,
 };
 
-use crate::{BatchError, ConfigError, TributaryError, runtime};
+use crate::{BatchError, ConfigError, Finished, TributaryError, await_finished, runtime};
 
 /// A batch started on the engine's runtime (`tributary.batch` iterates its progress). Dropping it abandons the
 /// questions in flight (a rerun answers them); what was answered is committed.
@@ -26,7 +26,7 @@ pub struct NativeBatch {
     stats: Arc<BatchStats>,
     shutdown: Shutdown,
     /// The summary as JSON, or why the batch stopped.
-    finished: watch::Receiver<Option<Result<String, String>>>,
+    finished: watch::Receiver<Finished>,
 }
 
 impl NativeBatch {
@@ -124,18 +124,8 @@ impl NativeBatch {
     /// An awaitable of the summary's JSON once the batch has ended and committed; raises `BatchError` when it
     /// stopped early (the input could not be read, the database could not be written).
     fn wait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let mut finished = self.finished.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let result = finished
-                .wait_for(Option::is_some)
-                .await
-                .map_err(|_| BatchError::new_err("the batch ended without a result (it panicked)"))?
-                .clone();
-            match result {
-                Some(Ok(json)) => Ok(json),
-                Some(Err(error)) => Err(BatchError::new_err(error)),
-                None => Err(BatchError::new_err("the batch ended without a result")),
-            }
+        await_finished(py, self.finished.clone(), "the batch", |why| {
+            BatchError::new_err(why)
         })
     }
 }

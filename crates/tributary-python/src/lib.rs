@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 use tokio::runtime::Runtime;
+use tokio::sync::watch;
 use tributary_agent::limits::MAX_DURATION;
 
 mod agent;
@@ -64,6 +65,37 @@ fn runtime() -> &'static Runtime {
             // Without a runtime there is nothing this module can do; the OS refused threads or an epoll fd.
             .expect("failed to start tributary's tokio runtime")
     })
+}
+
+/// A run's or a batch's end: its JSON, or why there is none. `None` while it goes on.
+type Finished = Option<Result<String, String>>;
+
+/// An awaitable of what `finished` will hold: the JSON, or the error `raise` makes of why there is none (`what`
+/// names the run or the batch). Any number
+/// of awaits may read it; cancelling one cancels nothing but that await.
+fn await_finished<'py>(
+    py: Python<'py>,
+    mut finished: watch::Receiver<Finished>,
+    what: &'static str,
+    raise: fn(String) -> PyErr,
+) -> PyResult<Bound<'py, PyAny>> {
+    pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        let result = finished
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| raise(format!("{what} ended without a result (it panicked)")))?
+            .clone();
+        match result {
+            Some(Ok(json)) => Ok(json),
+            Some(Err(error)) => Err(raise(error)),
+            None => Err(raise(format!("{what} ended without a result"))),
+        }
+    })
+}
+
+/// Seconds given from Python for `field`, or `default` when not given.
+fn seconds_or(field: &str, value: Option<f64>, default: Duration) -> PyResult<Duration> {
+    value.map_or(Ok(default), |value| seconds(field, value))
 }
 
 /// Seconds given from Python as a duration: more than 0, at most a day.

@@ -12,7 +12,7 @@ use tributary::trace::Timeline;
 use tributary_agent::{Agent, Question, RunMode};
 use tributary_serve::{outcome, run_streamed};
 
-use crate::{TributaryError, runtime};
+use crate::{Finished, TributaryError, await_finished, runtime};
 
 /// What a run does.
 #[derive(Debug, Clone, Copy)]
@@ -24,9 +24,6 @@ pub(crate) enum RunKind {
     /// The sequential baseline, then the concurrent agent; both reports and the speed-up.
     Compare,
 }
-
-/// A run's result: the JSON `ask --json` (or `ask --compare --json`) prints, or why there is none.
-type Finished = Option<Result<String, String>>;
 
 /// One event of a streamed run: its name and its data as JSON.
 type Event = (&'static str, String);
@@ -108,20 +105,8 @@ impl NativeRun {
     /// An awaitable of the run's JSON, once every one of its steps has ended. Awaiting it again is allowed;
     /// cancelling the awaitable does not cancel the run (`cancel` does).
     fn wait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let mut finished = self.finished.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let result = finished
-                .wait_for(Option::is_some)
-                .await
-                .map_err(|_| {
-                    TributaryError::new_err("the run ended without a result (it panicked)")
-                })?
-                .clone();
-            match result {
-                Some(Ok(json)) => Ok(json),
-                Some(Err(error)) => Err(TributaryError::new_err(error)),
-                None => Err(TributaryError::new_err("the run ended without a result")),
-            }
+        await_finished(py, self.finished.clone(), "the run", |why| {
+            TributaryError::new_err(why)
         })
     }
 
