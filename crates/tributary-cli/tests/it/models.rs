@@ -202,6 +202,12 @@ fn a_generation_the_deadline_cuts_keeps_what_it_had() {
     // weather arrives after 60 ms and the generation must wind up 150 ms before 600 ms: far from the second a
     // full reply takes here, so the reply is cut short, or not one token came in time.
     let server = Server::start(&["--model", &models]);
+    // One question first, not timed: what a model does once on its first use (a worker's llama.cpp context, the
+    // first pages of the weights) is not the deadline's business. Without it, on a loaded machine, the timed
+    // question's reply had not even read its prompt at 600 ms (a failed CI run on 2026-12-07).
+    let (status, _, warm_up) =
+        server.ask(r#"{"question": "Weather in Oslo, and why does the GIL matter?"}"#);
+    assert_eq!(status, 200, "{warm_up:#}");
     let (status, _, report) = server.ask(
         r#"{"question": "Should I take an umbrella in Lisbon?", "deadline_ms": 600,
             "faults": {"news": "hang", "kb": "hang"}}"#,
