@@ -183,15 +183,8 @@ impl McpServer {
             .iter()
             .map(|source| source.name())
             .collect();
-        let extra_query = replace_faults(
-            &server.extra_query,
-            &names,
-            arguments
-                .faults
-                .iter()
-                .map(|(source, kind)| (source.as_str(), kind.as_str())),
-        )
-        .map_err(invalid)?;
+        let extra_query =
+            replace_faults(&server.extra_query, &names, &arguments.faults).map_err(invalid)?;
         Ok((
             question,
             AgentSettings {

@@ -147,24 +147,6 @@ impl NativeAgent {
             .collect())
     }
 
-    /// The sources as the CLI's `sources --json` describes them: name, kind, topic.
-    fn sources_json(&self) -> PyResult<String> {
-        let agent = self.agent()?;
-        let sources: Vec<serde_json::Value> = agent
-            .sources()
-            .iter()
-            .map(|source| {
-                serde_json::json!({
-                    "name": source.name(),
-                    "kind": source.kind.as_str(),
-                    "topic": source.topic().as_str(),
-                    "required": source.required,
-                })
-            })
-            .collect();
-        Ok(serde_json::Value::Array(sources).to_string())
-    }
-
     /// The simulated services' base URL (`http://127.0.0.1:PORT`) when the agent asks them, else `None`.
     fn services_url(&self) -> Option<String> {
         lock(&self.started)
@@ -296,14 +278,8 @@ impl NativeAgent {
         let agent = self.agent()?;
         let settings = agent.settings();
         let names: Vec<&str> = agent.sources().iter().map(|source| source.name()).collect();
-        let extra_query = replace_faults(
-            &settings.extra_query,
-            &names,
-            faults
-                .iter()
-                .map(|(source, kind)| (source.as_str(), kind.as_str())),
-        )
-        .map_err(ConfigError::new_err)?;
+        let extra_query =
+            replace_faults(&settings.extra_query, &names, faults).map_err(ConfigError::new_err)?;
         let settings = AgentSettings {
             deadline: seconds_or("deadline", deadline, settings.deadline)?,
             per_source_timeout: seconds_or(
@@ -372,14 +348,8 @@ async fn start(options: Options) -> PyResult<Started> {
         }
     };
     let names: Vec<&str> = sources.iter().map(|source| source.name()).collect();
-    settings.extra_query = replace_faults(
-        &Vec::new(),
-        &names,
-        faults
-            .iter()
-            .map(|(source, kind)| (source.as_str(), kind.as_str())),
-    )
-    .map_err(ConfigError::new_err)?;
+    settings.extra_query =
+        replace_faults(&Vec::new(), &names, &faults).map_err(ConfigError::new_err)?;
     settings.models = Models::from_specs(&models)
         .map_err(|error| ConfigError::new_err(format!("invalid model: {error}")))?;
     if !settings.models.is_simulated() {

@@ -25,6 +25,13 @@ pub(crate) enum RunKind {
     Compare,
 }
 
+/// A [`RunKind`] ready to run: a stream with the sender of its events.
+enum Work {
+    Ask(RunMode),
+    Stream(RunMode, mpsc::UnboundedSender<Event>),
+    Compare,
+}
+
 /// One event of a streamed run: its name and its data as JSON.
 type Event = (&'static str, String);
 
@@ -49,25 +56,30 @@ impl NativeRun {
     ) -> PyResult<Self> {
         let cancel = CancellationToken::new();
         let (finish, finished) = watch::channel(None);
-        let (events, receiver) = match kind {
-            RunKind::Stream(_) => {
+        // A stream's events go from the run to `next_event` through a channel of its own.
+        let (work, receiver) = match kind {
+            RunKind::Ask(mode) => (Work::Ask(mode), None),
+            RunKind::Stream(mode) => {
                 let (sender, receiver) = mpsc::unbounded_channel();
-                (Some(sender), Some(Arc::new(Mutex::new(receiver))))
+                (
+                    Work::Stream(mode, sender),
+                    Some(Arc::new(Mutex::new(receiver))),
+                )
             }
-            RunKind::Ask(_) | RunKind::Compare => (None, None),
+            RunKind::Compare => (Work::Compare, None),
         };
         let token = cancel.clone();
         let work = async move {
-            let result = match (kind, events) {
-                (RunKind::Stream(mode), Some(events)) => {
+            let result = match work {
+                Work::Stream(mode, events) => {
                     Ok(stream(&agent, &question, mode, token, &events).await)
                 }
-                (RunKind::Ask(mode) | RunKind::Stream(mode), _) => {
+                Work::Ask(mode) => {
                     let timeline = Timeline::starting_at(std::time::Instant::now());
                     let run = agent.ask_watched(&question, mode, timeline, token).await;
                     json(&run.report)
                 }
-                (RunKind::Compare, _) => match agent.compare_runs(&question, token).await {
+                Work::Compare => match agent.compare_runs(&question, token).await {
                     Ok(compared) => json(&compared.comparison),
                     Err(error) => Err(format!("failed to build a fresh HTTP client: {error}")),
                 },

@@ -162,9 +162,7 @@ impl AskRequest {
         let extra_query = replace_faults(
             &server.extra_query,
             &state.sources.iter().map(String::as_str).collect::<Vec<_>>(),
-            self.faults
-                .iter()
-                .map(|(source, kind)| (source.as_str(), kind.as_str())),
+            &self.faults,
         )?;
         Ok(AgentSettings {
             deadline,

@@ -2,6 +2,7 @@
 //! and `sources`, the `faults` of a `serve` request), and the query parameters that carry it (`fault=`,
 //! `latency_ms=`).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -168,16 +169,16 @@ pub fn parse_fault_kind(kind: &str) -> Result<FaultKind, FaultKindError> {
 /// `ask` tool's `faults` object, the Python package's `faults=`) in place of the faults of the sources it names,
 /// and only those. Every name must be one of `sources`; the error names the field (`faults: ...`,
 /// `faults.news: ...`).
-pub fn replace_faults<'a>(
+pub fn replace_faults(
     current: &FaultQueries,
     sources: &[&str],
-    requested: impl IntoIterator<Item = (&'a str, &'a str)>,
+    requested: &BTreeMap<String, String>,
 ) -> Result<FaultQueries, String> {
     let mut replacing: FaultQueries = Vec::new();
     for (source, kind) in requested {
         // A name that could rewrite a terminal is described, never echoed.
         check_name(source).map_err(|error| format!("faults: the source name {error}"))?;
-        if !sources.contains(&source) {
+        if !sources.contains(&source.as_str()) {
             return Err(format!(
                 "faults: no source is called {source:?}; the sources are {}",
                 sources.join(", ")
@@ -185,7 +186,7 @@ pub fn replace_faults<'a>(
         }
         let fault = parse_fault_kind(kind).map_err(|error| format!("faults.{source}: {error}"))?;
         // One fault per source, so each source gets one query pair of its own.
-        replacing.push((source.to_owned(), vec![fault.query_pair()]));
+        replacing.push((source.clone(), vec![fault.query_pair()]));
     }
     let mut faults = current.clone();
     faults.retain(|(source, _)| !replacing.iter().any(|(named, _)| named == source));
